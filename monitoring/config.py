@@ -1,0 +1,312 @@
+"""Configuration: one TOML file that lists the prediction services to watch.
+
+The file is validated at the boundary. Every problem is reported as the dotted key that is
+wrong, what is accepted there, and what was found, so the dashboard can show it as a message
+instead of a traceback.
+
+Example::
+
+    [store]
+    url = "sqlite:///var/vantage.db"
+
+    [[services]]
+    name = "credit"
+    url = "http://127.0.0.1:8080"
+    protocol = "v2"
+    model = "credit-risk"
+    features = ["age", "income"]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_ENV_VAR = "VANTAGE_CONFIG"
+PROTOCOLS = ("v2", "mlflow", "rest")
+DEFAULT_STORE_URL = "sqlite:///var/vantage.db"
+
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used.
+
+    Parameters
+    ----------
+    source : str
+        The file (or ``"<text>"``) the configuration came from.
+    problems : list of str
+        One line per problem, each naming the key, what is accepted and what was found.
+    """
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthConfig(_Strict):
+    """An HTTP header whose value is read from an environment variable at call time."""
+
+    header: str = Field("Authorization", description="Name of the HTTP header to send.")
+    env: str = Field(description="Environment variable that holds the secret value.")
+    prefix: str = Field("", description='Text put before the secret, e.g. "Bearer ".')
+
+    def header_value(self) -> str | None:
+        """Return the header's value, or None when the variable is not set."""
+        secret = os.environ.get(self.env)
+        return None if secret is None else f"{self.prefix}{secret}"
+
+
+class RestPaths(_Strict):
+    """Paths and body keys of a plain REST service (protocol ``rest``)."""
+
+    health: str = Field("/health", description="GET path answering 2xx when the service is live.")
+    ready: str | None = Field(None, description="GET path answering 2xx when ready; none = same as health.")
+    predict: str = Field("/predict", description="POST path taking records and returning predictions.")
+    metadata: str | None = Field(None, description="GET path returning JSON model metadata.")
+    records_key: str = Field("instances", description="Request key holding the list of records.")
+    predictions_key: str = Field("predictions", description="Response key holding the predictions.")
+    probabilities_key: str = Field("probabilities", description="Response key holding class probabilities.")
+
+
+class MetricsConfig(_Strict):
+    """Names of the Prometheus series to read from the service's metrics endpoint."""
+
+    url: str = Field(description="Prometheus text endpoint, e.g. http://host:8080/metrics.")
+    requests: str = Field("http_requests_total", description="Counter of handled requests.")
+    latency: str = Field(
+        "http_request_duration_seconds", description="Histogram of request durations in seconds."
+    )
+    status_label: str = Field("status", description="Label of the request counter holding the HTTP status.")
+    path_regex: str = Field(
+        ".*", description="Only series whose path/handler label matches count (e.g. '.*infer|.*predict')."
+    )
+    path_label: str = Field("path", description="Label holding the request path, used with path_regex.")
+
+
+class SloConfig(_Strict):
+    """Service-level objectives used for error budgets and burn rates."""
+
+    availability: float = Field(0.995, gt=0, lt=1, description="Share of polls that must be up.")
+    latency_ms: float = Field(500.0, gt=0, description="Canary predictions slower than this are 'slow'.")
+    latency_target: float = Field(
+        0.99, gt=0, lt=1, description="Share of canary predictions that must be faster than latency_ms."
+    )
+    window_days: int = Field(30, ge=1, le=90, description="SLO period for the error budget.")
+
+
+class ServiceConfig(_Strict):
+    """One prediction service to poll."""
+
+    name: str = Field(description="Unique short name (letters, digits, '-', '_', '.').")
+    url: str = Field(description="Base URL, e.g. http://127.0.0.1:8080.")
+    protocol: Literal["v2", "mlflow", "rest"] = Field(description="Serving protocol: v2, mlflow or rest.")
+    model: str | None = Field(None, description="Model name (required for protocol v2).")
+    model_version: str | None = Field(None, description="Version to show when the server does not tell.")
+    poll_interval: float = Field(10.0, ge=1, le=3600, description="Seconds between polls.")
+    timeout: float = Field(2.0, gt=0, le=120, description="Seconds before a health call is abandoned.")
+    predict_timeout: float = Field(10.0, gt=0, le=600, description="Seconds before a prediction call is abandoned.")
+    retries: int = Field(1, ge=0, le=5, description="Retries of failed GET calls (never of POSTs).")
+    max_batch_rows: int = Field(1000, ge=1, le=1_000_000, description="Rows per prediction request.")
+    v2_inputs: Literal["columns", "tensor"] = Field(
+        "columns", description="v2 request shape: one input per column, or one 2-D tensor."
+    )
+    v2_outputs: tuple[str, ...] = Field(
+        (), description='v2 outputs to request, e.g. ["predict", "predict_proba"]; empty = server default.'
+    )
+    rest: RestPaths = Field(default_factory=RestPaths, description="Paths for protocol rest.")
+    metrics: MetricsConfig | None = Field(None, description="Prometheus metrics to scrape (optional).")
+    auth: AuthConfig | None = Field(None, description="Header sent with every call (optional).")
+    slo: SloConfig = Field(default_factory=SloConfig, description="Objectives for the health page.")
+    reference: str | None = Field(None, description="Reference (training) data file: CSV or Parquet.")
+    target: str | None = Field(None, description="Target column in the reference data.")
+    features: tuple[str, ...] = Field((), description="Feature names in the order the model expects.")
+    canary_rows: int = Field(1, ge=1, le=100, description="Rows of reference data sent as the canary prediction.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_PATTERN.match(value):
+            raise ValueError(
+                "must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must start with http:// or https:// followed by a host")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_protocol_needs(self) -> ServiceConfig:
+        if self.protocol == "v2" and not self.model:
+            raise ValueError("protocol 'v2' needs 'model' (the model name on the server)")
+        return self
+
+    def resolve(self, base_dir: Path) -> ServiceConfig:
+        """Return a copy whose reference path is absolute, relative to ``base_dir``."""
+        if self.reference is None or Path(self.reference).is_absolute():
+            return self
+        return self.model_copy(update={"reference": str((base_dir / self.reference).resolve())})
+
+
+class StoreConfig(_Strict):
+    """Where probes, metrics, predictions and labels are kept."""
+
+    url: str = Field(DEFAULT_STORE_URL, description="SQLAlchemy URL; sqlite:/// paths are relative to the config file.")
+    raw_retention_hours: float = Field(48.0, ge=1, description="Raw probes older than this are downsampled.")
+    retention_days: float = Field(30.0, ge=1, description="Downsampled history older than this is deleted.")
+    rollup_minutes: int = Field(5, ge=1, le=60, description="Bucket size of downsampled probe history.")
+
+
+class VantageConfig(_Strict):
+    """The whole configuration file."""
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    services: tuple[ServiceConfig, ...] = Field(description="The services to poll, at least one.")
+    source: str = Field("<text>", description="Where this configuration was read from.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> VantageConfig:
+        if not self.services:
+            raise ValueError("services: add at least one [[services]] table")
+        names = [s.name for s in self.services]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"services: names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def service(self, name: str) -> ServiceConfig:
+        """Return the service called ``name``."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(f"no service named {name!r}; configured: {', '.join(s.name for s in self.services)}")
+
+
+def _format_location(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in ("function-after", "function-before") or str(item).startswith("literal["):
+            continue
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(error: dict, model: type[BaseModel] = VantageConfig) -> str:
+    key = _format_location(error["loc"])
+    received = error.get("input")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (check the spelling; see the configuration reference in README.md)"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    if key == "(top level)" and ": " in message:
+        return message
+    if kind == "literal_error":
+        message = message.replace("Input should be", "accepted values are")
+    if isinstance(received, dict | list):
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {received!r})"
+
+
+def parse_config(text: str, *, source: str = "<text>", base_dir: Path | None = None) -> VantageConfig:
+    """Parse and validate configuration text.
+
+    Parameters
+    ----------
+    text : str
+        TOML text.
+    source : str, default="<text>"
+        Name used in error messages.
+    base_dir : Path, optional
+        Directory relative paths (reference files, SQLite files) are resolved against.
+
+    Returns
+    -------
+    VantageConfig
+
+    Raises
+    ------
+    ConfigError
+        With one problem per wrong key.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    if "services" not in raw:
+        raise ConfigError(source, ["services: required; add at least one [[services]] table"])
+    try:
+        config = VantageConfig.model_validate({**raw, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+    base = base_dir or Path.cwd()
+    services = tuple(s.resolve(base) for s in config.services)
+    store = config.store
+    if store.url.startswith("sqlite:///") and not store.url.startswith("sqlite:////"):
+        relative = store.url.removeprefix("sqlite:///")
+        store = store.model_copy(update={"url": f"sqlite:///{(base / relative).resolve()}"})
+    return config.model_copy(update={"services": services, "store": store})
+
+
+def load_config(path: str | os.PathLike) -> VantageConfig:
+    """Read and validate the TOML file at ``path``.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, unreadable or invalid.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(file), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), [f"cannot be read: {exc}"]) from None
+    return parse_config(text, source=str(file), base_dir=file.resolve().parent)
+
+
+def config_path_from(argv: list[str], environ: dict[str, str] | None = None) -> str | None:
+    """Find the configuration path in ``--config PATH`` / ``--config=PATH`` or ``VANTAGE_CONFIG``.
+
+    Returns None when neither is given, which means: run the embedded demo.
+    """
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    value = (environ if environ is not None else os.environ).get(CONFIG_ENV_VAR)
+    return value or None
+
+
+def documented_keys() -> dict[str, list[str]]:
+    """Return every configuration key per table, used to check the README documents them all."""
+    tables = {
+        "store": StoreConfig,
+        "services": ServiceConfig,
+        "services.rest": RestPaths,
+        "services.metrics": MetricsConfig,
+        "services.auth": AuthConfig,
+        "services.slo": SloConfig,
+    }
+    return {table: list(model.model_fields) for table, model in tables.items()}
