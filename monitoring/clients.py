@@ -184,7 +184,8 @@ class ServiceClient(ABC):
         """Close pooled connections."""
         self.session.close()
 
-    def _headers(self) -> dict[str, str]:
+    def request_headers(self) -> dict[str, str]:
+        """Headers sent with every call: JSON accept and the configured auth header."""
         headers = {"Accept": "application/json"}
         if self.config.auth is not None:
             value = self.config.auth.header_value()
@@ -196,7 +197,7 @@ class ServiceClient(ABC):
                  extra_headers: dict[str, str] | None = None) -> tuple[requests.Response, float]:
         """Send one request; raise ServiceError for no answer or a non-2xx answer."""
         call = f"{method} {path}"
-        headers = self._headers() | (extra_headers or {})
+        headers = self.request_headers() | (extra_headers or {})
         started = time.perf_counter()
         try:
             response = self.session.request(

@@ -596,6 +596,15 @@ class Store:
             return int(conn.execute(sa.select(sa.func.count()).select_from(table)
                                     .where(table.c.ts >= since)).scalar())
 
+    def newest_prediction_ts(self, service: str) -> float | None:
+        """Time of the newest logged prediction of ``service``, or None when there is none."""
+        try:
+            table = self.prediction_table(service)
+        except KeyError:
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(table.c.ts))).scalar()
+
     def write_labels(self, service: str, frame: pd.DataFrame) -> int:
         """Append ground-truth labels (``prediction_id, ts, label``) of ``service``."""
         if frame.empty:
