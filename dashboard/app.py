@@ -1,0 +1,34 @@
+"""Vantage: the entry point and router.
+
+Run ``streamlit run dashboard/app.py`` for the embedded demo, or
+``streamlit run dashboard/app.py -- --config my.toml`` for your own services.
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` puts only dashboard/ on the path
+
+from dashboard import state
+from dashboard.components import show_config_error, sidebar_status
+
+st.set_page_config(page_title="Vantage", page_icon=":material/monitor_heart:", layout="wide")
+
+current = state.settings()
+if current.error is not None:
+    page = st.navigation([st.Page(lambda: show_config_error(current.error), title="Configuration problem",
+                                  icon=":material/error:")])
+else:
+    page = st.navigation({
+        "Operations": [
+            st.Page("views/health.py", title="Service health", icon=":material/monitor_heart:", default=True),
+        ],
+        "Setup": [
+            st.Page("views/services.py", title="Services", icon=":material/settings:"),
+        ],
+    })
+    runtime = state.runtime(current)
+    sidebar_status(current, runtime)
+page.run()

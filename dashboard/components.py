@@ -1,0 +1,55 @@
+"""Small pieces of screen shared by several views."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from monitoring.config import ConfigError
+from monitoring.health import STATE_STYLES, format_duration
+
+BADGE_COLORS = {"up": "green", "degraded": "orange", "down": "red", "unknown": "gray"}
+BADGE_ICONS = {"up": ":material/check_circle:", "degraded": ":material/warning:",
+               "down": ":material/cancel:", "unknown": ":material/help:"}
+
+
+def when(ts: float | None) -> str:
+    """A timestamp as local-free UTC text plus how long ago, e.g. ``14:02:10 UTC (3 min ago)``."""
+    if ts is None:
+        return "never"
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    age = time.time() - ts
+    stamp = moment.strftime("%H:%M:%S UTC") if age < 86400 else moment.strftime("%d %b %H:%M UTC")
+    return f"{stamp} ({format_duration(age)} ago)"
+
+
+def status_badge(state: str) -> None:
+    """A coloured badge for a service state (up / degraded / down / unknown)."""
+    st.badge(STATE_STYLES[state].label if state in STATE_STYLES else state,
+             icon=BADGE_ICONS.get(state), color=BADGE_COLORS.get(state, "gray"))
+
+
+def show_config_error(error: ConfigError) -> None:
+    """Explain an unusable configuration file: which keys are wrong and what is accepted."""
+    st.title("The configuration file cannot be used")
+    st.error(f"**{error.source}** has {len(error.problems)} problem(s):\n\n"
+             + "\n".join(f"- `{p.split(':', 1)[0]}`:{p.split(':', 1)[1]}" if ":" in p else f"- {p}"
+                         for p in error.problems))
+    st.markdown(
+        "Fix the file and reload this page. The configuration reference in `README.md` lists every key, "
+        "its default and what it accepts. Run `streamlit run dashboard/app.py` without `--config` to see "
+        "the embedded demo and the configuration it uses (`var/demo/vantage.toml`)."
+    )
+
+
+def sidebar_status(current, runtime) -> None:
+    """What this dashboard is watching, shown at the bottom of the sidebar."""
+    with st.sidebar:
+        st.divider()
+        services = runtime.config.services
+        mode = "Embedded demo" if current.is_demo else f"Config: `{current.path}`"
+        st.caption(f"{mode}  \nWatching {len(services)} service(s)  \n"
+                   f"Collector {'running' if runtime.collector.running else 'stopped'} "
+                   f"since {when(runtime.started_at)}")

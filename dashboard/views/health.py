@@ -1,0 +1,159 @@
+"""Service health: is every prediction service up, fast and answering correctly?"""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.components import status_badge, when
+from monitoring import plots
+from monitoring.health import STATE_STYLES, format_duration
+from monitoring.service_health import TIME_WINDOWS
+
+
+def percent(value: float, digits: int = 2) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value * 100:.{digits}f} %"
+
+
+def millis(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.0f} ms"
+
+
+current = state.settings()
+runtime = state.runtime(current)
+services = runtime.config.services
+names = [s.name for s in services]
+
+st.title("Service health")
+st.caption("Liveness, readiness and a small canary prediction are checked at every poll; uptime, "
+           "latency and error budgets below are computed from those checks and, where configured, "
+           "from the service's own Prometheus metrics (its real traffic).")
+
+if len(services) > 1:
+    fastest = min(s.poll_interval for s in services)
+
+    @st.fragment(run_every=fastest)
+    def fleet_table() -> None:
+        rows = state.cached_fleet(runtime, current.fingerprint, state.tick(fastest))
+        table = pd.DataFrame([{
+            "Service": r.service,
+            "Status": STATE_STYLES[r.state].label,
+            "Why": r.reason,
+            "Uptime 24 h": r.uptime_24h * 100 if not math.isnan(r.uptime_24h) else None,
+            "Canary p95 (1 h)": r.p95_ms,
+            "Error rate (1 h)": r.error_rate_1h * 100 if not math.isnan(r.error_rate_1h) else None,
+            "Protocol": r.protocol,
+            "Last poll": when(r.last_poll_ts),
+        } for r in rows])
+        st.subheader("Fleet")
+        st.dataframe(table, hide_index=True, column_config={
+            "Uptime 24 h": st.column_config.NumberColumn(format="%.2f %%"),
+            "Canary p95 (1 h)": st.column_config.NumberColumn(format="%.0f ms"),
+            "Error rate (1 h)": st.column_config.NumberColumn(
+                format="%.2f %%", help="5xx answers as a share of requests, from the service's metrics"),
+        })
+
+    fleet_table()
+
+chosen = st.query_params.get("service", names[0])
+service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
+                            key="health_service")
+st.query_params["service"] = service_name
+service = runtime.config.service(service_name)
+
+
+@st.fragment(run_every=service.poll_interval)
+def live_panel() -> None:
+    health = state.cached_service_health(runtime, current.fingerprint, service.name, state.tick(service.poll_interval))
+    status = health.status
+    with st.container(border=True):
+        left, right = st.columns([3, 2], vertical_alignment="center")
+        with left:
+            status_badge(status.state)
+            st.markdown(f"**{status.reason}**")
+            st.caption(f"{service.protocol} · {service.url} · polled every {service.poll_interval:g} s · "
+                       f"last poll {when(status.last_poll_ts)}"
+                       + (f" · in this state since {when(status.since_ts)}" if status.since_ts else ""))
+        with right:
+            st.caption(f"Last {len(health.heartbeat)} polls (oldest left; hover for details)")
+            st.plotly_chart(plots.heartbeat_figure(health.heartbeat), config={"displayModeBar": False},
+                            key="health_heartbeat")
+
+    uptime_columns = st.columns(len(health.uptime) + 1)
+    for column, (label, result) in zip(uptime_columns, health.uptime.items(), strict=False):
+        column.metric(f"Uptime {label}", percent(result.fraction),
+                      help=f"Share of polls in which the service was not down, over {result.n} polls "
+                           f"({result.down} down, {result.degraded} degraded).")
+    uptime_columns[-1].metric("Canary p95 (recent)", millis(health.recent_latency.get("p95_ms", math.nan)),
+                              help=f"p50 {millis(health.recent_latency.get('p50_ms', math.nan))}, "
+                                   f"p99 {millis(health.recent_latency.get('p99_ms', math.nan))} over the polls "
+                                   "shown in the heartbeat.")
+
+    st.subheader("Service-level objectives")
+    slo = service.slo
+    st.caption(f"Availability target {slo.availability * 100:g} % of polls not down; latency target "
+               f"{slo.latency_target * 100:g} % of canary predictions within {slo.latency_ms:g} ms; "
+               f"over {slo.window_days} days. Burn rate = how many times faster than allowed the error "
+               "budget is being spent; alerts follow the multi-window rule (1 h and 5 min at 14.4× page, "
+               "6 h and 30 min at 6× warn).")
+    budget_columns = st.columns(2)
+    for column, (sli, budget) in zip(budget_columns, health.budgets.items(), strict=True):
+        alerts = health.burn[sli]
+        with column, st.container(border=True):
+            remaining = budget.remaining_fraction
+            st.metric(f"{sli.capitalize()} error budget left", percent(remaining, 1),
+                      help=f"{budget.bad:.0f} bad of {budget.total:.0f} events; "
+                           f"the objective allows {budget.allowed_bad:.1f} bad events in this period.")
+            if not math.isnan(remaining):
+                st.progress(min(max(remaining, 0.0), 1.0))
+            verdict = {"page": st.error, "ticket": st.warning, "ok": st.success}.get(alerts.verdict, st.info)
+            verdict(alerts.reason)
+            st.dataframe(pd.DataFrame([{
+                "Windows": w.label, "Threshold": f"{w.threshold:g}×",
+                "Long window": "–" if math.isnan(w.long_rate) else f"{w.long_rate:.1f}×",
+                "Short window": "–" if math.isnan(w.short_rate) else f"{w.short_rate:.1f}×",
+                "Firing": "yes" if w.firing else "no",
+            } for w in alerts.windows]), hide_index=True)
+
+    st.subheader("Incidents")
+    incidents = health.incidents
+    if incidents.empty:
+        st.info("No state changes recorded in the last 30 days.")
+    else:
+        st.dataframe(pd.DataFrame({
+            "Started": pd.to_datetime(incidents["start"], unit="s", utc=True),
+            "State": [STATE_STYLES.get(s, STATE_STYLES["unknown"]).label for s in incidents["state"]],
+            "Lasted": [format_duration(d) + (" (ongoing)" if o else "")
+                       for d, o in zip(incidents["duration_s"], incidents["ongoing"], strict=True)],
+            "Reason": incidents["reason"],
+        }), hide_index=True, column_config={"Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
+
+
+live_panel()
+
+st.subheader("Over time")
+window = st.segmented_control("Time range", list(TIME_WINDOWS), default="24h", key="health_window",
+                              required=True)
+
+
+@st.fragment(run_every=max(service.poll_interval, 15))
+def charts() -> None:
+    length, bucket = TIME_WINDOWS[window]
+    series = state.cached_time_series(runtime, current.fingerprint, service.name, window, state.tick(bucket / 4))
+    st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=service.slo.latency_ms),
+                    key="health_probe_latency")
+    st.plotly_chart(plots.uptime_strip_figure(series.states), key="health_states")
+    if series.traffic is None:
+        st.info("Set `metrics.url` for this service to chart its real traffic: request rate, error rate "
+                "and latency from its own Prometheus histogram.")
+    else:
+        st.plotly_chart(plots.traffic_figure(series.traffic), key="health_traffic")
+        st.plotly_chart(plots.latency_figure(series.traffic, title="Request latency (real traffic, from metrics)",
+                                             slo_ms=service.slo.latency_ms), key="health_traffic_latency")
+    st.caption(f"Buckets of {format_duration(series.bucket_seconds)}; "
+               f"the window covers {format_duration(length)}. Older than the raw retention, latencies "
+               "come from downsampled histograms and are accurate to one histogram bucket.")
+
+
+charts()

@@ -1,0 +1,56 @@
+"""Services: what this dashboard watches, what each server says about its model, and how."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import state
+from dashboard.components import when
+
+current = state.settings()
+runtime = state.runtime(current)
+
+st.title("Services")
+if current.is_demo:
+    st.info("This is the **embedded demo**: a credit-risk model served by the reference FastAPI service "
+            f"(`demo/service.py`) on {runtime.demo.url}, over Open Inference Protocol v2 and plain REST, "
+            "with synthetic traffic replayed through it. To watch your own services, write a TOML file "
+            "like the one below and run `streamlit run dashboard/app.py -- --config my.toml`.")
+else:
+    st.caption(f"Configuration: `{current.path}` · store: `{runtime.config.store.url.split('@')[-1]}`")
+
+for service in runtime.config.services:
+    poller = runtime.collector.pollers[service.name]
+    with st.container(border=True):
+        st.subheader(service.name)
+        meta = state.cached_metadata(runtime, current.fingerprint, service.name, state.tick(60))
+        left, right = st.columns(2)
+        with left:
+            st.markdown(f"**Protocol** `{service.protocol}`  \n**URL** {service.url}  \n"
+                        f"**Poll interval** {service.poll_interval:g} s · **timeouts** {service.timeout:g} s "
+                        f"(health), {service.predict_timeout:g} s (predict) · **retries** {service.retries} (GET)")
+            holder = runtime.store.lease_holder(runtime.collector.lease_name(service.name))
+            mine = holder == runtime.collector.holder
+            st.markdown(f"**Polled by** {'this dashboard' if mine else (holder or 'nobody yet')}  \n"
+                        + (f"**Last poll** {when(poll.ts)}: {poll.state} ({poll.reason})"
+                           if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
+        with right:
+            if "error" in meta:
+                st.warning(f"Model metadata unavailable: {meta['error']}")
+            else:
+                st.markdown(f"**Model** {meta['name'] or '–'}  \n**Version** {meta['version'] or 'not reported'}  \n"
+                            f"**Platform** {meta['platform'] or '–'}  \n"
+                            f"**Inputs declared by the server** {meta['inputs'] or 'none'}")
+        if poller.canary_problem:
+            st.warning(poller.canary_problem)
+        else:
+            st.caption(f"Canary: {service.canary_rows} row(s) of `{service.reference}` sent at every poll.")
+        if service.features:
+            st.caption("Features: " + ", ".join(f"`{f}`" for f in service.features))
+        if service.metrics:
+            st.caption(f"Metrics scraped from {service.metrics.url} (requests `{service.metrics.requests}`, "
+                       f"latency `{service.metrics.latency}`)")
+
+st.subheader("Configuration in use")
+st.caption("Secrets never appear here: an auth header names the environment variable its value comes from.")
+st.code(Path(runtime.config.source).read_text(encoding="utf-8"), language="toml")

@@ -1,0 +1,222 @@
+"""Everything the Service-health page shows, assembled from the store in a few queries.
+
+:func:`service_health` gives the live panel of one service (status, heartbeat, uptime, SLO
+budgets, burn-rate alerts, incidents); :func:`time_series` the charts over a chosen time
+range; :func:`fleet_overview` one row per service for the fleet table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from monitoring.config import ServiceConfig
+from monitoring.health import (
+    BurnRateAlerts,
+    ErrorBudget,
+    ServiceStatus,
+    UptimeResult,
+    current_status,
+    heartbeat,
+    incident_table,
+    latency_over_time,
+    latency_percentiles,
+    slo_burn_alerts,
+    slo_error_budgets,
+    uptime_windows,
+)
+from monitoring.metrics import traffic_over_time
+from monitoring.store import Store
+
+TIME_WINDOWS: Mapping[str, tuple[float, float]] = MappingProxyType({
+    "1h": (3600.0, 60.0),
+    "24h": (86400.0, 15 * 60.0),
+    "7d": (7 * 86400.0, 2 * 3600.0),
+    "30d": (30 * 86400.0, 6 * 3600.0),
+})
+"""Chart time ranges: label → (length in seconds, bucket width in seconds)."""
+
+HEARTBEAT_POLLS = 60
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    """The live panel of one service.
+
+    Attributes
+    ----------
+    service : str
+    status : ServiceStatus
+        State now, its reason and since when.
+    heartbeat : DataFrame
+        The last :data:`HEARTBEAT_POLLS` polls (``ts, state, reason, label, color``).
+    uptime : dict of str to UptimeResult
+        Over ``24h``, ``7d`` and ``30d``.
+    budgets : dict of str to ErrorBudget
+        ``availability`` and ``latency`` over the SLO period.
+    burn : dict of str to BurnRateAlerts
+        Multi-window burn-rate alerts per SLI.
+    incidents : DataFrame
+        State periods, newest first (:func:`monitoring.health.incident_table`).
+    recent_latency : dict
+        p50/p95/p99 (ms) of the canary predictions in the heartbeat's span.
+    """
+
+    service: str
+    status: ServiceStatus
+    heartbeat: pd.DataFrame
+    uptime: dict[str, UptimeResult]
+    budgets: dict[str, ErrorBudget]
+    burn: dict[str, BurnRateAlerts]
+    incidents: pd.DataFrame
+    recent_latency: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TimeSeries:
+    """The charts of one service over a time range.
+
+    Attributes
+    ----------
+    window : str
+        Label from :data:`TIME_WINDOWS`.
+    bucket_seconds : float
+    probe_latency : DataFrame
+        Canary latency per bucket: ``bucket_ts, n, p50_ms, p95_ms, p99_ms``.
+    states : DataFrame
+        Polls per state per bucket: ``bucket_ts, up, degraded, down``.
+    traffic : DataFrame or None
+        Real traffic from the scraped metrics (``bucket_ts, requests, errors, request_rate,
+        error_rate, p50_ms, p95_ms, p99_ms``); None when no metrics URL is configured.
+    """
+
+    window: str
+    bucket_seconds: float
+    probe_latency: pd.DataFrame
+    states: pd.DataFrame
+    traffic: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One line of the fleet table."""
+
+    service: str
+    protocol: str
+    state: str
+    reason: str
+    last_poll_ts: float | None
+    uptime_24h: float
+    p95_ms: float
+    error_rate_1h: float
+
+
+def service_health(store: Store, service: ServiceConfig, *, now: float) -> ServiceHealth:
+    """Assemble the live panel of ``service`` at ``now``.
+
+    Parameters
+    ----------
+    store : Store
+    service : ServiceConfig
+    now : float
+        Unix seconds.
+
+    Returns
+    -------
+    ServiceHealth
+    """
+    polls = store.last_polls(service.name, limit=HEARTBEAT_POLLS)
+    since = float(polls["ts"].min()) if len(polls) else now - HEARTBEAT_POLLS * service.poll_interval
+    canaries = store.read_probes(service.name, since=since, checks=["predict"])
+    return ServiceHealth(
+        service=service.name,
+        status=current_status(polls, now=now, poll_interval=service.poll_interval),
+        heartbeat=heartbeat(polls),
+        uptime=uptime_windows(store, service.name, now=now),
+        budgets=slo_error_budgets(store, service.name, slo=service.slo, now=now),
+        burn=slo_burn_alerts(store, service.name, slo=service.slo, now=now),
+        incidents=incident_table(store.read_incidents(service.name, since=now - 30 * 86400.0), now=now),
+        recent_latency=latency_percentiles(canaries["latency_ms"].dropna().to_numpy()),
+    )
+
+
+def _state_buckets(store: Store, service: str, *, since: float, now: float, bucket_seconds: float) -> pd.DataFrame:
+    raw = store.read_probes(service, since=since, checks=["poll"])
+    frames = []
+    if len(raw):
+        raw["bucket_ts"] = np.floor(raw["ts"] / bucket_seconds) * bucket_seconds
+        counts = pd.crosstab(raw["bucket_ts"], raw["state"])
+        frames.append(counts)
+    rollups = store.read_rollups(service, since=since, checks=["poll"])
+    if len(rollups):
+        rollups["bucket_ts"] = np.floor(rollups["bucket_ts"] / bucket_seconds) * bucket_seconds
+        grouped = rollups.groupby("bucket_ts")[["n", "n_ok", "n_degraded"]].sum()
+        frames.append(pd.DataFrame({"up": grouped["n_ok"] - grouped["n_degraded"],
+                                    "degraded": grouped["n_degraded"],
+                                    "down": grouped["n"] - grouped["n_ok"]}))
+    if not frames:
+        return pd.DataFrame(columns=["bucket_ts", "up", "degraded", "down"])
+    combined = pd.concat(frames).groupby(level=0).sum()
+    combined = combined.reindex(columns=["up", "degraded", "down"], fill_value=0).fillna(0).astype(int)
+    return combined.rename_axis("bucket_ts").reset_index()
+
+
+def time_series(store: Store, service: ServiceConfig, *, window: str, now: float) -> TimeSeries:
+    """Charts of ``service`` over the time range ``window`` ending at ``now``.
+
+    Parameters
+    ----------
+    store : Store
+    service : ServiceConfig
+    window : {"1h", "24h", "7d", "30d"}
+    now : float
+
+    Returns
+    -------
+    TimeSeries
+    """
+    if window not in TIME_WINDOWS:
+        raise ValueError(f"window must be one of {list(TIME_WINDOWS)}; got {window!r}")
+    length, bucket = TIME_WINDOWS[window]
+    since = now - length
+    probes = store.read_probes(service.name, since=since, checks=["predict"])
+    rollups = store.read_rollups(service.name, since=since, checks=["predict"])
+    traffic = None
+    if service.metrics is not None:
+        traffic = traffic_over_time(store.read_metric_samples(service.name, since=since - bucket),
+                                    store.read_metric_rollups(service.name, since=since),
+                                    bucket_seconds=bucket)
+        traffic = traffic[traffic["bucket_ts"] >= np.floor(since / bucket) * bucket]
+    return TimeSeries(
+        window=window,
+        bucket_seconds=bucket,
+        probe_latency=latency_over_time(probes, rollups, bucket_seconds=bucket),
+        states=_state_buckets(store, service.name, since=since, now=now, bucket_seconds=bucket),
+        traffic=traffic,
+    )
+
+
+def fleet_overview(store: Store, services: Sequence[ServiceConfig], *, now: float) -> list[FleetRow]:
+    """One row per service: state, uptime over 24 h, canary p95 and scraped error rate over 1 h."""
+    rows = []
+    for service in services:
+        polls = store.last_polls(service.name, limit=HEARTBEAT_POLLS)
+        status = current_status(polls, now=now, poll_interval=service.poll_interval)
+        day = uptime_windows(store, service.name, now=now, windows={"24h": 86400.0})["24h"]
+        canaries = store.read_probes(service.name, since=now - 3600.0, checks=["predict"])
+        p95 = latency_percentiles(canaries["latency_ms"].dropna().to_numpy())["p95_ms"]
+        error_rate = math.nan
+        if service.metrics is not None:
+            traffic = traffic_over_time(store.read_metric_samples(service.name, since=now - 3600.0),
+                                        store.read_metric_rollups(service.name, since=now - 3600.0),
+                                        bucket_seconds=3600.0)
+            requests, errors = traffic["requests"].sum(), traffic["errors"].sum()
+            error_rate = errors / requests if requests else math.nan
+        rows.append(FleetRow(service.name, service.protocol, status.state, status.reason,
+                             status.last_poll_ts, day.fraction, p95, error_rate))
+    return rows
