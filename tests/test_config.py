@@ -1,0 +1,119 @@
+"""Configuration: valid files load, invalid ones name the key, the accepted values and what was found."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from monitoring.config import ConfigError, config_path_from, documented_keys, load_config, parse_config
+
+MINIMAL = """
+[[services]]
+name = "credit"
+url = "http://127.0.0.1:8080/"
+protocol = "v2"
+model = "credit-risk"
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="test.toml")
+    assert info.value.source == "test.toml"
+    return info.value.problems
+
+
+def test_minimal_config_gets_defaults():
+    config = parse_config(MINIMAL)
+    service = config.service("credit")
+    assert service.url == "http://127.0.0.1:8080"  # trailing slash removed
+    assert service.poll_interval == 10.0
+    assert service.timeout == 2.0
+    assert service.rest.predict == "/predict"
+    assert service.slo.availability == 0.995
+    assert config.store.url.startswith("sqlite:///") and config.store.url.endswith("var/vantage.db")
+
+
+def test_unknown_protocol_names_the_key_and_accepted_values():
+    [problem] = problems(MINIMAL.replace('"v2"', '"grpc"'))
+    assert problem.startswith("services[0].protocol")
+    assert "'v2', 'mlflow' or 'rest'" in problem
+    assert "'grpc'" in problem
+
+
+def test_missing_field_is_named():
+    [problem] = problems('[[services]]\nname = "a"\nprotocol = "rest"\n')
+    assert problem == "services[0].url: required key is missing"
+
+
+def test_v2_without_model_is_explained():
+    [problem] = problems(MINIMAL.replace('model = "credit-risk"', ""))
+    assert "services[0]" in problem and "needs 'model'" in problem
+
+
+def test_misspelt_key_is_reported_as_unknown():
+    [problem] = problems(MINIMAL + "pol_interval = 5\n")
+    assert problem.startswith("services[0].pol_interval: unknown key")
+
+
+def test_wrong_type_and_range_name_the_nested_key():
+    found = problems(MINIMAL + 'poll_interval = "often"\n[services.slo]\navailability = 1.5\n')
+    assert any(p.startswith("services[0].poll_interval") and "'often'" in p for p in found)
+    assert any(p.startswith("services[0].slo.availability") and "1.5" in p for p in found)
+
+
+def test_invalid_toml_says_so():
+    [problem] = problems("[[services]\nname = ")
+    assert problem.startswith("not valid TOML")
+
+
+def test_no_services_and_duplicate_names():
+    assert problems("[store]\n") == ["services: required; add at least one [[services]] table"]
+    [problem] = problems(MINIMAL + MINIMAL)
+    assert "names must be unique" in problem and "credit" in problem
+
+
+def test_bad_url_and_name():
+    found = problems(MINIMAL.replace("http://127.0.0.1:8080/", "127.0.0.1:8080").replace('"credit"', '"a b"'))
+    assert any(p.startswith("services[0].url") for p in found)
+    assert any(p.startswith("services[0].name") for p in found)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    path = tmp_path / "conf" / "my.toml"
+    path.parent.mkdir()
+    path.write_text('[store]\nurl = "sqlite:///data/v.db"\n' + MINIMAL + 'reference = "ref.csv"\n')
+    config = load_config(path)
+    assert config.store.url == f"sqlite:///{tmp_path / 'conf' / 'data' / 'v.db'}"
+    assert config.service("credit").reference == str(tmp_path / "conf" / "ref.csv")
+    assert config.source == str(path)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config("/nonexistent/vantage.toml")
+
+
+def test_auth_value_comes_from_the_environment(monkeypatch):
+    config = parse_config(MINIMAL + '[services.auth]\nenv = "CREDIT_TOKEN"\nprefix = "Bearer "\n')
+    auth = config.service("credit").auth
+    monkeypatch.delenv("CREDIT_TOKEN", raising=False)
+    assert auth.header_value() is None
+    monkeypatch.setenv("CREDIT_TOKEN", "s3cret")
+    assert (auth.header, auth.header_value()) == ("Authorization", "Bearer s3cret")
+    assert "s3cret" not in config.model_dump_json()
+
+
+def test_config_path_from_argv_and_environment():
+    assert config_path_from(["--config", "a.toml"], {}) == "a.toml"
+    assert config_path_from(["--config=b.toml"], {}) == "b.toml"
+    assert config_path_from([], {"VANTAGE_CONFIG": "c.toml"}) == "c.toml"
+    assert config_path_from([], {}) is None
+
+
+def test_readme_documents_every_configuration_key():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    reference = readme.split("## Configuration reference", 1)[1]
+    missing = [f"{table}.{key}" for table, keys in documented_keys().items() for key in keys
+               if not re.search(rf"`{re.escape(key)}`", reference)]
+    assert not missing, f"README's configuration reference lacks {missing}"
