@@ -33,7 +33,11 @@ from monitoring.store import Store
 log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-VAR_DIR = Path(os.environ.get("VANTAGE_VAR", PROJECT_ROOT / "var"))
+
+
+def var_dir() -> Path:
+    """The demo's working folder: ``$VANTAGE_VAR``, or ``var/`` in the project (git-ignored)."""
+    return Path(os.environ.get("VANTAGE_VAR", PROJECT_ROOT / "var"))
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def _start_runtime(path: str | None, fingerprint: str) -> Runtime:
     if path is None:
         from demo.runtime import start_demo
 
-        demo = start_demo(VAR_DIR, faults=os.environ.get("VANTAGE_DEMO_FAULTS", "1") != "0")
+        demo = start_demo(var_dir(), faults=os.environ.get("VANTAGE_DEMO_FAULTS", "1") != "0")
         config = demo.config
     else:
         config = load_config(path)

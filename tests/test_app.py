@@ -1,0 +1,96 @@
+"""Every view through Streamlit's AppTest: the demo, a configured service, an invalid file."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = "dashboard/app.py"
+
+
+@pytest.fixture
+def fresh_runtime():
+    """Stop the collector (and demo) the app started, after the test."""
+    yield
+    from dashboard import state
+
+    state._start_runtime.clear()
+
+
+def texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [t.value for t in at.title] + [c.value for c in at.caption]
+    parts += [str(e.value) for e in at.error] + [str(i.value) for i in at.info] + [str(w.value) for w in at.warning]
+    return "\n".join(parts)
+
+
+def write_config(path, demo_runtime, store_path):
+    demo = demo_runtime.config.service("credit-risk")
+    features = ", ".join(f'"{f}"' for f in demo.features)
+    path.write_text(f"""
+[store]
+url = "sqlite:///{store_path}"
+
+[[services]]
+name = "scoring"
+url = "{demo.url}"
+protocol = "v2"
+model = "{demo.model}"
+poll_interval = 1
+reference = "{demo.reference}"
+features = [{features}]
+[services.metrics]
+url = "{demo.url}/metrics"
+
+[[services]]
+name = "scoring-rest"
+url = "{demo.url}"
+protocol = "rest"
+poll_interval = 1
+""")
+
+
+@pytest.mark.integration
+def test_health_and_services_views_with_a_configured_fleet(demo_runtime, tmp_path, monkeypatch, fresh_runtime):
+    config = tmp_path / "vantage.toml"
+    write_config(config, demo_runtime, tmp_path / "app.db")
+    monkeypatch.setenv("VANTAGE_CONFIG", str(config))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    import time
+
+    time.sleep(2.5)  # let the collector poll a couple of times
+    at.run()
+    assert not at.exception, at.exception
+    page = texts(at)
+    assert "Service health" in page
+    assert "all checks passed" in page
+    assert at.selectbox(key="health_service").options == ["scoring", "scoring-rest"]
+    assert any("Fleet" in s.value for s in at.subheader)
+    assert len(at.metric) >= 4
+    at.selectbox(key="health_service").select("scoring-rest").run()
+    assert not at.exception
+    assert at.query_params["service"] == ["scoring-rest"] or at.query_params["service"] == "scoring-rest"
+
+    at.switch_page("views/services.py").run()
+    assert not at.exception, at.exception
+    assert "scoring-rest" in "\n".join(s.value for s in at.subheader)
+
+
+def test_invalid_configuration_is_explained_not_raised(tmp_path, monkeypatch, fresh_runtime):
+    config = tmp_path / "bad.toml"
+    config.write_text('[[services]]\nname = "a"\nurl = "http://127.0.0.1:1"\nprotocol = "grpc"\n')
+    monkeypatch.setenv("VANTAGE_CONFIG", str(config))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    message = "\n".join(e.value for e in at.error)
+    assert "services[0].protocol" in message and "'v2', 'mlflow' or 'rest'" in message
+
+
+@pytest.mark.integration
+def test_embedded_demo_starts_and_shows_the_health_page(var_dir, demo_model, monkeypatch, fresh_runtime):
+    monkeypatch.delenv("VANTAGE_CONFIG", raising=False)
+    monkeypatch.setenv("VANTAGE_VAR", str(var_dir))
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="health_service").options == ["credit-risk", "credit-risk-rest"]
+    at.switch_page("views/services.py").run()
+    assert not at.exception, at.exception
+    assert "embedded demo" in texts(at)
