@@ -37,6 +37,18 @@ def demo_runtime(var_dir, demo_model):
 
 
 @pytest.fixture
+def demo_var(tmp_path, demo_model) -> Path:
+    """A fresh ``var/`` holding a copy of the trained demo model (so no retraining), no store."""
+    import shutil
+
+    target = tmp_path / "var" / "demo"
+    target.mkdir(parents=True)
+    for name in ("model.joblib", "model.json", "reference.parquet"):
+        shutil.copy2(demo_model.artifact_path.parent / name, target / name)
+    return target.parent
+
+
+@pytest.fixture
 def store(tmp_path):
     """An empty SQLite store in a temporary folder."""
     from monitoring.store import Store

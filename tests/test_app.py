@@ -85,9 +85,9 @@ def test_invalid_configuration_is_explained_not_raised(tmp_path, monkeypatch, fr
 
 
 @pytest.mark.integration
-def test_embedded_demo_starts_and_shows_the_health_page(var_dir, demo_model, monkeypatch, fresh_runtime):
+def test_embedded_demo_starts_and_shows_the_health_page(demo_var, monkeypatch, fresh_runtime):
     monkeypatch.delenv("VANTAGE_CONFIG", raising=False)
-    monkeypatch.setenv("VANTAGE_VAR", str(var_dir))
+    monkeypatch.setenv("VANTAGE_VAR", str(demo_var))
     at = AppTest.from_file(APP, default_timeout=90).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="health_service").options == ["credit-risk", "credit-risk-rest"]

@@ -1,0 +1,73 @@
+"""The dashboard in headless Chromium, as a user opens it."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def wait_http(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+@pytest.fixture
+def dashboard_url(demo_var, tmp_path):
+    """``streamlit run dashboard/app.py`` on the embedded demo, on a free port."""
+    from demo.runtime import free_port
+
+    port = free_port()
+    env = dict(os.environ, VANTAGE_VAR=str(demo_var), VANTAGE_DEMO_FAULTS="0")
+    env.pop("VANTAGE_CONFIG", None)
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        if not wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60):
+            pytest.fail("the dashboard did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_health_page_shows_status_and_latency_chart(dashboard_url):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(dashboard_url, wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Service health")).to_be_visible(timeout=90_000)
+        # the demo is polled every 5 s; the live panel refreshes itself until the first poll shows
+        expect(page.get_by_text("all checks passed").first).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Up", exact=True).first).to_be_visible()
+        charts = page.locator(".js-plotly-plot")
+        expect(charts.first).to_be_visible(timeout=30_000)
+        expect(page.locator(".js-plotly-plot", has_text="Canary prediction latency")).to_be_visible()
+        expect(page.locator(".js-plotly-plot", has_text="p95").first).to_be_visible(timeout=60_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.get_by_role("link", name="Services").click()
+        expect(page.get_by_role("heading", name="Services")).to_be_visible(timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        browser.close()

@@ -1,0 +1,398 @@
+"""The protocol clients against a server that misbehaves on purpose.
+
+A small threaded ``http.server`` on 127.0.0.1 answers every request according to its current
+behaviour: refuse (a closed port), hang past the timeout, 4xx/5xx with the server's own message,
+200 with HTML, 200 with truncated JSON, drop the connection before or in the middle of the
+answer, or answer the protocol correctly but with the wrong number of predictions. For each
+protocol: health checks report the problem and never raise; ``metadata`` and ``predict`` raise
+:class:`ServiceError` of the right kind; GETs are retried at most ``retries`` times and POSTs
+never; timeouts hold; the auth header is read from the environment on every call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring.clients import ServiceError, make_client
+from monitoring.config import AuthConfig, RestPaths, ServiceConfig
+from tests.servers import free_port
+
+PROTOCOLS = ("v2", "mlflow", "rest")
+HANG_S = 5.0
+SERVER_DETAIL = "model exploded: out of memory in layer 3"
+
+X = pd.DataFrame({"region": ["north", "south", "east"], "age": [30.0, 41.5, 58.0], "tenure": [1, 12, 30]})
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request the fault server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class FaultServer:
+    """A threaded HTTP server whose answers follow ``behaviour``; it records every request."""
+
+    def __init__(self) -> None:
+        self.behaviour = "ok"
+        self.hits: list[Hit] = []
+        self._lock = threading.Lock()
+        self.release = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FaultHandler)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def set(self, behaviour: str) -> None:
+        """Switch to ``behaviour``, release requests still hanging and forget the hits so far."""
+        self.release.set()
+        with self._lock:
+            self.behaviour = behaviour
+            self.hits = []
+        self.release.clear()
+
+    def record(self, hit: Hit) -> None:
+        """Remember one request."""
+        with self._lock:
+            self.hits.append(hit)
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        """Number of requests received, optionally only those with this method and path."""
+        with self._lock:
+            return sum(1 for h in self.hits if method in (None, h.method) and path in (None, h.path))
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _rows_in(path: str, body: bytes) -> int:
+    """Number of rows a prediction request carries, whatever the protocol."""
+    request = json.loads(body)
+    if path.endswith("/infer"):
+        return request["inputs"][0]["shape"][0]
+    if path == "/invocations":
+        return len(request["dataframe_split"]["data"])
+    return len(request["instances"])
+
+
+def _correct_answer(method: str, path: str, body: bytes, *, extra_rows: int = 0) -> tuple[str, bytes]:
+    """What a well-behaved server of the protocol that owns ``path`` would answer."""
+    if method == "POST":
+        n = _rows_in(path, body) + extra_rows
+        if path.endswith("/infer"):
+            output = {"name": "predict", "shape": [n], "datatype": "INT64", "data": [1] * n}
+            return "application/json", json.dumps({"model_name": "m", "model_version": "7", "outputs": [output]}).encode()
+        return "application/json", json.dumps({"predictions": [1] * n}).encode()
+    if path == "/version":
+        return "application/json", b"3.17.2"  # MLflow's answer: plain text under a JSON content type
+    if path == "/v2":
+        return "application/json", json.dumps({"name": "fault", "version": "0.0", "extensions": []}).encode()
+    if path.startswith("/v2/models/") and not path.endswith("/ready"):
+        return "application/json", json.dumps({"name": "m", "versions": ["7"], "platform": "sklearn"}).encode()
+    if path == "/metadata":
+        return "application/json", json.dumps({"name": "m", "version": "7"}).encode()
+    return "application/json", b"{}"
+
+
+class _FaultHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep the test output clean
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, OSError):
+            self.close_connection = True  # the client gave up; nothing to report
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        owner: FaultServer = self.server.owner  # type: ignore[attr-defined]
+        owner.record(Hit(self.command, self.path, dict(self.headers.items()), body))
+        behaviour = owner.behaviour
+        if behaviour == "hang":
+            owner.release.wait(HANG_S)
+            self._drop()
+        elif behaviour == "http500":
+            self._send(500, "application/json", json.dumps({"detail": SERVER_DETAIL}).encode())
+        elif behaviour == "http422":
+            detail = [{"loc": ["body", "instances"], "msg": "Field required: instances", "type": "missing"}]
+            self._send(422, "application/json", json.dumps({"detail": detail}).encode())
+        elif behaviour == "http503_text":
+            self._send(503, "text/plain", b"upstream model pod is restarting")
+        elif behaviour == "html":
+            self._send(200, "text/html", b"<html><body><h1>Welcome to nginx!</h1></body></html>")
+        elif behaviour == "truncated":
+            self._send(200, "application/json", b'{"predictions": [1, 0, 1')
+        elif behaviour == "drop":
+            self._drop()
+        elif behaviour == "drop_midway":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "400")
+            self.end_headers()
+            self.wfile.write(b'{"predictions": [1, 0')
+            self._drop()
+        elif behaviour == "wrong_count":
+            self._send(200, *_correct_answer(self.command, self.path, body, extra_rows=1))
+        else:
+            self._send(200, *_correct_answer(self.command, self.path, body))
+
+
+@pytest.fixture(scope="module")
+def _fault_server_running() -> Iterator[FaultServer]:
+    with FaultServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fault_server(_fault_server_running: FaultServer) -> Iterator[FaultServer]:
+    """The fault server, reset to well-behaved with no hits recorded."""
+    _fault_server_running.set("ok")
+    yield _fault_server_running
+    _fault_server_running.set("ok")
+
+
+def _config(protocol: str, url: str, **overrides) -> ServiceConfig:
+    settings = {
+        "name": f"fault-{protocol}", "url": url, "protocol": protocol, "timeout": 0.5, "predict_timeout": 0.5,
+        "retries": 0, "rest": RestPaths(metadata="/metadata"),
+    }
+    if protocol == "v2":
+        settings["model"] = "m"
+    return ServiceConfig(**(settings | overrides))
+
+
+def _client(protocol: str, url: str, **overrides):
+    return make_client(_config(protocol, url, **overrides))
+
+
+# What each misbehaviour is reported as: the ServiceError kind and a pattern the message must match.
+FAILURES = {
+    "refuse": ("connection", r"refused"),
+    "hang": ("timeout", r"no answer within 0\.5 s"),
+    "http500": ("http", re.escape(f"HTTP 500: {SERVER_DETAIL}")),
+    "http422": ("http", r"HTTP 422: .*Field required: instances"),
+    "http503_text": ("http", r"HTTP 503: upstream model pod is restarting"),
+    "drop": ("connection", r"(?i)closed connection without response|aborted"),
+    "drop_midway": ("connection", r"(?i)connection broken|incompleteread"),
+}
+# Answers that are 2xx but not what the protocol promises.
+GARBLED = {
+    "html": r"text/html",
+    "truncated": r"not JSON",
+}
+
+
+def _url_for(behaviour: str, server: FaultServer) -> str:
+    if behaviour == "refuse":
+        return f"http://127.0.0.1:{free_port()}"
+    server.set(behaviour)
+    return server.url
+
+
+def test_fault_server_well_behaved_baseline(fault_server):
+    for protocol in PROTOCOLS:
+        client = _client(protocol, fault_server.url)
+        assert all(check.ok for check in client.health().checks), protocol
+        assert client.metadata().name == ("m" if protocol != "mlflow" else "fault-mlflow")
+        answer = client.predict(X)
+        np.testing.assert_array_equal(answer.predictions, [1.0, 1.0, 1.0])
+        assert answer.requests == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", list(FAILURES))
+def test_health_reports_the_problem_and_never_raises(fault_server, protocol, behaviour):
+    kind, pattern = FAILURES[behaviour]
+    client = _client(protocol, _url_for(behaviour, fault_server))
+    report = client.health()
+    assert report.checks, "health made no check"
+    for check in report.checks:
+        assert check.ok is False, (check.check, behaviour)
+        assert check.error and re.search(pattern, check.error), (check.check, check.error)
+        assert check.latency_ms >= 0
+        if kind == "http":
+            assert check.status == int(behaviour[4:7])
+        else:
+            assert check.status is None
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", list(GARBLED))
+def test_health_relies_on_status_codes_not_bodies(fault_server, protocol, behaviour):
+    fault_server.set(behaviour)
+    report = _client(protocol, fault_server.url).health()
+    assert all(check.ok and check.status == 200 for check in report.checks)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", list(FAILURES))
+def test_metadata_and_predict_raise_service_error_of_the_right_kind(fault_server, protocol, behaviour):
+    kind, pattern = FAILURES[behaviour]
+    client = _client(protocol, _url_for(behaviour, fault_server))
+    for call in (client.metadata, lambda: client.predict(X)):
+        with pytest.raises(ServiceError) as raised:
+            call()
+        error = raised.value
+        assert error.kind == kind, (error.call, error.message)
+        assert re.search(pattern, error.message), error.message
+        assert error.call in str(error)
+        if kind == "http":
+            assert error.status == int(behaviour[4:7])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", list(GARBLED))
+def test_garbled_answers_raise_garbled(fault_server, protocol, behaviour):
+    fault_server.set(behaviour)
+    client = _client(protocol, fault_server.url)
+    for call in (client.metadata, lambda: client.predict(X)):
+        with pytest.raises(ServiceError) as raised:
+            call()
+        assert raised.value.kind == "garbled", raised.value.message
+        assert re.search(GARBLED[behaviour], raised.value.message), raised.value.message
+        assert raised.value.status == 200
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_wrong_number_of_predictions_is_garbled(fault_server, protocol):
+    fault_server.set("wrong_count")
+    with pytest.raises(ServiceError) as raised:
+        _client(protocol, fault_server.url).predict(X)
+    assert raised.value.kind == "garbled"
+    assert "sent 3 rows but got 4 predictions" in raised.value.message
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(("behaviour", "retries"), [("drop", 2), ("hang", 1), ("drop", 0)])
+def test_gets_are_retried_at_most_retries_times(fault_server, protocol, behaviour, retries):
+    fault_server.set(behaviour)
+    client = _client(protocol, fault_server.url, retries=retries)
+    live = client.health().live
+    assert not live.ok
+    live_path = {"v2": "/v2/health/live", "mlflow": "/ping", "rest": "/health"}[protocol]
+    assert fault_server.count("GET", live_path) == 1 + retries
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_http_errors_are_not_retried(fault_server, protocol):
+    fault_server.set("http500")
+    client = _client(protocol, fault_server.url, retries=3)
+    client.health()
+    with pytest.raises(ServiceError):
+        client.predict(X)
+    assert fault_server.count("POST") == 1
+    paths = {h.path for h in fault_server.hits if h.method == "GET"}
+    assert all(fault_server.count("GET", path) == 1 for path in paths)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", ["drop", "hang", "drop_midway"])
+def test_posts_are_never_retried(fault_server, protocol, behaviour):
+    fault_server.set(behaviour)
+    client = _client(protocol, fault_server.url, retries=3)
+    with pytest.raises(ServiceError):
+        client.predict(X)
+    assert fault_server.count("POST") == 1
+    assert fault_server.count("GET") == 0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_hang_is_abandoned_after_the_timeout(fault_server, protocol):
+    fault_server.set("hang")
+    client = _client(protocol, fault_server.url, timeout=0.5, predict_timeout=0.5, retries=0)
+    for check in client.health().checks:
+        assert check.latency_ms < 2000, check
+    started = time.perf_counter()
+    with pytest.raises(ServiceError, match="no answer within 0.5 s"):
+        client.predict(X)
+    assert time.perf_counter() - started < 2.0
+    started = time.perf_counter()
+    with pytest.raises(ServiceError) as raised:
+        client.metadata()
+    assert raised.value.kind == "timeout"
+    assert time.perf_counter() - started < 2.0 * 2  # v2 asks /v2 and then /v2/models/m
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_auth_header_read_from_the_environment_on_every_call(fault_server, protocol, monkeypatch):
+    auth = AuthConfig(header="Authorization", env="VANTAGE_TEST_FAULT_TOKEN", prefix="Bearer ")
+    client = _client(protocol, fault_server.url, auth=auth)
+
+    monkeypatch.setenv("VANTAGE_TEST_FAULT_TOKEN", "first-token")
+    client.health()
+    client.metadata()
+    client.predict(X)
+    assert fault_server.count() >= 4
+    assert {h.headers.get("Authorization") for h in fault_server.hits} == {"Bearer first-token"}
+
+    fault_server.set("ok")
+    monkeypatch.setenv("VANTAGE_TEST_FAULT_TOKEN", "rotated-token")  # read at call time, not at start
+    client.predict(X)
+    assert [h.headers.get("Authorization") for h in fault_server.hits] == ["Bearer rotated-token"]
+
+    fault_server.set("ok")
+    monkeypatch.delenv("VANTAGE_TEST_FAULT_TOKEN")
+    client.health()
+    client.metadata()
+    client.predict(X)
+    assert fault_server.count() >= 4
+    assert all("authorization" not in {k.lower() for k in h.headers} for h in fault_server.hits)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_custom_auth_header_name(fault_server, protocol, monkeypatch):
+    monkeypatch.setenv("VANTAGE_TEST_FAULT_KEY", "k-123")
+    client = _client(protocol, fault_server.url, auth=AuthConfig(header="X-Api-Key", env="VANTAGE_TEST_FAULT_KEY"))
+    client.health()
+    client.predict(X)
+    assert {h.headers.get("X-Api-Key") for h in fault_server.hits} == {"k-123"}
+    assert all("Authorization" not in h.headers for h in fault_server.hits)
