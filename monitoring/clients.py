@@ -20,6 +20,7 @@ whose ``ok`` is False with the reason. ``metadata`` and ``predict`` raise
 from __future__ import annotations
 
 import json
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from urllib3.util.retry import Retry
 from monitoring.config import ServiceConfig
 
 _BODY_EXCERPT = 160
+_VERSION_TEXT = re.compile(r"^[0-9][0-9A-Za-z.+!_-]{0,63}$")
 
 
 class ServiceError(Exception):
@@ -386,15 +388,18 @@ class V2Client(ServiceClient):
                 text = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
                 raise ServiceError(self._predict_call, "input",
                                    f"v2_inputs = 'tensor' needs numeric columns; not numeric: {text}") from None
-            inputs = [{"name": "input-0", "shape": list(data.shape), "datatype": "FP64",
-                       "data": data.ravel().tolist()}]
+            flat = [None if np.isnan(v) else v for v in data.ravel().tolist()]
+            inputs = [{"name": "input-0", "shape": list(data.shape), "datatype": "FP64", "data": flat}]
             request: dict = {"inputs": inputs}
         else:
             inputs = []
             for column in X.columns:
                 values = X[column]
                 datatype = _V2_DATATYPES.get(values.dtype.kind, "BYTES")
-                data = values.astype(str).tolist() if datatype == "BYTES" else values.tolist()
+                # JSON has no NaN: a missing value travels as null
+                present = values.notna()
+                encoded = values.astype(str) if datatype == "BYTES" else values
+                data = encoded.astype(object).where(present, None).tolist()
                 inputs.append({"name": str(column), "shape": [len(X)], "datatype": datatype, "data": data})
             request = {"inputs": inputs, "parameters": {"content_type": "pd"}}
         if self.config.v2_outputs:
@@ -439,11 +444,18 @@ class MlflowClient(ServiceClient):
     def metadata(self) -> ModelMetadata:
         """Read ``/version`` (the MLflow version); the model version comes from the config."""
         response, _ = self._request("GET", "/version", timeout=self.config.timeout)
+        # MLflow answers the bare version text (e.g. 3.17.2), labelled application/json.
+        text = response.text.strip().strip('"')
+        if not _VERSION_TEXT.match(text):
+            kind = response.headers.get("content-type", "no content type")
+            raise ServiceError("GET /version", "garbled",
+                               f"answered {kind}, not an MLflow version: {_excerpt(response.text)!r}",
+                               status=response.status_code)
         return ModelMetadata(
             name=self.config.model or self.config.name,
             version=self.config.model_version,
             platform="mlflow",
-            server={"mlflow_version": response.text.strip()},
+            server={"mlflow_version": text},
         )
 
     def _predict_batch(self, X):
