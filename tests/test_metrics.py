@@ -254,7 +254,8 @@ def test_traffic_over_time_quantiles_from_bucket_increases():
     assert result["p25_ms"].iloc[0] == pytest.approx(250.0)
     assert result["p50_ms"].iloc[0] == pytest.approx(500.0)
     assert result["p95_ms"].iloc[0] == pytest.approx(1000.0)
-    assert result["requests"].iloc[0] == 0.0
+    assert math.isnan(result["requests"].iloc[0])  # no request counter: unknown, not 0
+    assert math.isnan(result["error_rate"].iloc[0])
 
 
 def test_traffic_over_time_adds_rollups_rebucketed():
