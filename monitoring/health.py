@@ -795,14 +795,11 @@ def burn_rate_alerts(counts: Mapping[float, tuple[float, float]], *, objective: 
     if missing:
         raise ValueError(f"counts must have a (good, total) pair for every window {needed}; missing {missing}")
 
-    def rate(window: float) -> float:
-        good, total = counts[window]
-        return burn_rate(total - good, total, objective=objective)
-
+    rate = {w: burn_rate(counts[w][1] - counts[w][0], counts[w][1], objective=objective) for w in needed}
     evaluated = tuple(
         BurnRateWindow(long_window=r.long_window, short_window=r.short_window, threshold=r.threshold,
-                       long_rate=rate(r.long_window), short_rate=rate(r.short_window),
-                       firing=bool(rate(r.long_window) >= r.threshold and rate(r.short_window) >= r.threshold),
+                       long_rate=rate[r.long_window], short_rate=rate[r.short_window],
+                       firing=bool(rate[r.long_window] >= r.threshold and rate[r.short_window] >= r.threshold),
                        severity=r.severity)
         for r in rules
     )
