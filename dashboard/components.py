@@ -47,7 +47,6 @@ def show_config_error(error: ConfigError) -> None:
 def sidebar_status(current, runtime) -> None:
     """What this dashboard is watching, shown at the bottom of the sidebar."""
     with st.sidebar:
-        st.divider()
         services = runtime.config.services
         mode = "Embedded demo" if current.is_demo else f"Config: `{current.path}`"
         st.caption(f"{mode}  \nWatching {len(services)} service(s)  \n"

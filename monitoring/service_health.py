@@ -65,6 +65,8 @@ class ServiceHealth:
         State periods, newest first (:func:`monitoring.health.incident_table`).
     recent_latency : dict
         p50/p95/p99 (ms) of the canary predictions in the heartbeat's span.
+    history_since : float or None
+        Time of the oldest poll kept: windows longer than the history cover only it.
     """
 
     service: str
@@ -75,6 +77,7 @@ class ServiceHealth:
     burn: dict[str, BurnRateAlerts]
     incidents: pd.DataFrame
     recent_latency: dict[str, float]
+    history_since: float | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class TimeSeries:
     ----------
     window : str
         Label from :data:`TIME_WINDOWS`.
+    since, until : float
+        The time range shown (Unix seconds).
     bucket_seconds : float
     probe_latency : DataFrame
         Canary latency per bucket: ``bucket_ts, n, p50_ms, p95_ms, p99_ms``.
@@ -96,6 +101,8 @@ class TimeSeries:
     """
 
     window: str
+    since: float
+    until: float
     bucket_seconds: float
     probe_latency: pd.DataFrame
     states: pd.DataFrame
@@ -140,8 +147,10 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
         uptime=uptime_windows(store, service.name, now=now),
         budgets=slo_error_budgets(store, service.name, slo=service.slo, now=now),
         burn=slo_burn_alerts(store, service.name, slo=service.slo, now=now),
-        incidents=incident_table(store.read_incidents(service.name, since=now - 30 * 86400.0), now=now),
+        incidents=incident_table(store.read_incidents(service.name, since=now - 30 * 86400.0), now=now,
+                                 states=("degraded", "down", "unknown")),
         recent_latency=latency_percentiles(canaries["latency_ms"].dropna().to_numpy()),
+        history_since=store.first_poll_ts(service.name),
     )
 
 
@@ -194,6 +203,8 @@ def time_series(store: Store, service: ServiceConfig, *, window: str, now: float
         traffic = traffic[traffic["bucket_ts"] >= np.floor(since / bucket) * bucket]
     return TimeSeries(
         window=window,
+        since=since,
+        until=now,
         bucket_seconds=bucket,
         probe_latency=latency_over_time(probes, rollups, bucket_seconds=bucket),
         states=_state_buckets(store, service.name, since=since, now=now, bucket_seconds=bucket),

@@ -373,6 +373,16 @@ class Store:
         counts["up"] += int(n_ok) - int(n_degraded)
         return counts
 
+    def first_poll_ts(self, service: str) -> float | None:
+        """Time of the oldest poll kept for ``service`` (raw or downsampled), or None."""
+        with self.engine.connect() as conn:
+            raw = conn.execute(sa.select(sa.func.min(probes.c.ts)).where(
+                probes.c.service == service, probes.c.check == "poll")).scalar()
+            folded = conn.execute(sa.select(sa.func.min(probe_rollups.c.bucket_ts)).where(
+                probe_rollups.c.service == service, probe_rollups.c.check == "poll")).scalar()
+        known = [t for t in (raw, folded) if t is not None]
+        return float(min(known)) if known else None
+
     def read_incidents(self, service: str, *, since: float = 0.0, limit: int = 200) -> pd.DataFrame:
         """Return state changes of ``service`` since ``since``, newest first."""
         query = (

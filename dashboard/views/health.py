@@ -1,6 +1,7 @@
 """Service health: is every prediction service up, fast and answering correctly?"""
 
 import math
+import time
 
 import pandas as pd
 import streamlit as st
@@ -80,6 +81,8 @@ def live_panel() -> None:
             st.plotly_chart(plots.heartbeat_figure(health.heartbeat), config={"displayModeBar": False},
                             key="health_heartbeat")
 
+    if health.history_since is not None and time.time() - health.history_since < 30 * 86400:
+        st.caption(f"History starts {when(health.history_since)}: longer windows cover only that span.")
     uptime_columns = st.columns(len(health.uptime) + 1)
     for column, (label, result) in zip(uptime_columns, health.uptime.items(), strict=False):
         column.metric(f"Uptime {label}", percent(result.fraction),
@@ -119,7 +122,7 @@ def live_panel() -> None:
     st.subheader("Incidents")
     incidents = health.incidents
     if incidents.empty:
-        st.info("No state changes recorded in the last 30 days.")
+        st.success("No incident in the last 30 days: the service has not been degraded or down.")
     else:
         st.dataframe(pd.DataFrame({
             "Started": pd.to_datetime(incidents["start"], unit="s", utc=True),
@@ -133,24 +136,27 @@ def live_panel() -> None:
 live_panel()
 
 st.subheader("Over time")
-window = st.segmented_control("Time range", list(TIME_WINDOWS), default="24h", key="health_window",
+window = st.segmented_control("Time range", list(TIME_WINDOWS), default="1h", key="health_window",
                               required=True)
 
 
 @st.fragment(run_every=max(service.poll_interval, 15))
 def charts() -> None:
     length, bucket = TIME_WINDOWS[window]
-    series = state.cached_time_series(runtime, current.fingerprint, service.name, window, state.tick(bucket / 4))
-    st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=service.slo.latency_ms),
+    series = state.cached_time_series(runtime, current.fingerprint, service.name, window,
+                                      state.tick(max(service.poll_interval, bucket / 60)))
+    x_range = (series.since, series.until)
+    st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=service.slo.latency_ms, x_range=x_range),
                     key="health_probe_latency")
-    st.plotly_chart(plots.uptime_strip_figure(series.states), key="health_states")
+    st.plotly_chart(plots.uptime_strip_figure(series.states, x_range=x_range), key="health_states")
     if series.traffic is None:
         st.info("Set `metrics.url` for this service to chart its real traffic: request rate, error rate "
                 "and latency from its own Prometheus histogram.")
     else:
-        st.plotly_chart(plots.traffic_figure(series.traffic), key="health_traffic")
+        st.plotly_chart(plots.traffic_figure(series.traffic, x_range=x_range), key="health_traffic")
         st.plotly_chart(plots.latency_figure(series.traffic, title="Request latency (real traffic, from metrics)",
-                                             slo_ms=service.slo.latency_ms), key="health_traffic_latency")
+                                             slo_ms=service.slo.latency_ms, x_range=x_range),
+                        key="health_traffic_latency")
     st.caption(f"Buckets of {format_duration(series.bucket_seconds)}; "
                f"the window covers {format_duration(length)}. Older than the raw retention, latencies "
                "come from downsampled histograms and are accurate to one histogram bucket.")
