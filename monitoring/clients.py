@@ -35,6 +35,7 @@ from urllib3.util.retry import Retry
 from monitoring.config import ServiceConfig
 
 _BODY_EXCERPT = 160
+_MESSAGE_EXCERPT = 400
 _VERSION_TEXT = re.compile(r"^[0-9][0-9A-Za-z.+!_-]{0,63}$")
 
 
@@ -132,9 +133,13 @@ class Predictions:
         return self.probabilities[:, 1]
 
 
-def _excerpt(text: str) -> str:
+def _excerpt(text: str, limit: int = _BODY_EXCERPT) -> str:
+    """One line of at most about ``limit`` characters; a long text keeps its start and its end."""
     text = " ".join(text.split())
-    return text if len(text) <= _BODY_EXCERPT else text[:_BODY_EXCERPT] + "…"
+    if len(text) <= limit:
+        return text
+    head = limit // 3  # servers tend to put the reason last (MLflow: "... Error: Model is missing inputs")
+    return text[:head] + " … " + text[-(limit - head):]
 
 
 def _server_message(response: requests.Response) -> str:
@@ -142,13 +147,13 @@ def _server_message(response: requests.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return _excerpt(response.text) or response.reason or ""
+        return _excerpt(response.text, _MESSAGE_EXCERPT) or response.reason or ""
     if isinstance(body, dict):
         for key in ("detail", "error", "message"):
             if key in body:
                 value = body[key]
-                return _excerpt(value if isinstance(value, str) else json.dumps(value))
-    return _excerpt(json.dumps(body))
+                return _excerpt(value if isinstance(value, str) else json.dumps(value), _MESSAGE_EXCERPT)
+    return _excerpt(json.dumps(body), _MESSAGE_EXCERPT)
 
 
 class ServiceClient(ABC):
@@ -205,6 +210,8 @@ class ServiceClient(ABC):
             response = self.session.request(
                 method, self.base_url + path, json=body, headers=headers, timeout=timeout,
             )
+        except requests.exceptions.InvalidJSONError as exc:
+            raise ServiceError(call, "input", f"the rows cannot be sent as JSON: {exc} (inf or -inf in X?)") from None
         except requests.exceptions.Timeout:
             raise ServiceError(call, "timeout", f"no answer within {timeout:g} s") from None
         except requests.exceptions.RetryError as exc:
@@ -216,7 +223,13 @@ class ServiceClient(ABC):
                 raise ServiceError(call, "timeout", f"no answer within {timeout:g} s") from None
             if "refused" in text.lower():
                 text = "connection refused (is the service running on this host and port?)"
+            elif "RemoteDisconnected" in text or "without response" in text:
+                text = "the service closed the connection without answering"
             raise ServiceError(call, "connection", _excerpt(text)) from None
+        except requests.exceptions.ChunkedEncodingError as exc:
+            detail = exc.args[0].args[-1] if exc.args and getattr(exc.args[0], "args", None) else exc
+            raise ServiceError(call, "connection",
+                               _excerpt(f"the connection was cut in the middle of the answer ({detail!r})")) from None
         except requests.exceptions.RequestException as exc:
             raise ServiceError(call, "connection", _excerpt(str(exc))) from None
         latency_ms = (time.perf_counter() - started) * 1000.0
@@ -327,6 +340,21 @@ def _split_outputs(values: Any, call: str) -> tuple[np.ndarray, np.ndarray | Non
             raise ServiceError(call, "garbled", "2-D predictions that are not numbers") from None
         return proba.argmax(axis=1), proba
     raise ServiceError(call, "garbled", f"predictions of unexpected shape {array.shape}")
+
+
+def _json_rows(X: pd.DataFrame) -> list[list]:
+    """Rows of ``X`` as JSON-ready Python values: floats exact, missing as None, datetimes as ISO text.
+
+    ``DataFrame.to_json`` would round floats to 10 decimals (3e-12 becomes 0), so it is not used.
+    """
+    columns = []
+    for name in X.columns:
+        values = X[name]
+        present = values.notna()
+        if pd.api.types.is_datetime64_any_dtype(values) or isinstance(values.dtype, pd.PeriodDtype):
+            values = values.astype(str)
+        columns.append(values.astype(object).where(present, None).tolist())
+    return [list(row) for row in zip(*columns, strict=True)]
 
 
 def _numeric_if_possible(array: np.ndarray) -> np.ndarray:
@@ -459,7 +487,7 @@ class MlflowClient(ServiceClient):
         )
 
     def _predict_batch(self, X):
-        body = {"dataframe_split": json.loads(X.to_json(orient="split", index=False))}
+        body = {"dataframe_split": {"columns": [str(c) for c in X.columns], "data": _json_rows(X)}}
         response, _ = self._request("POST", "/invocations", body=body, timeout=self.config.predict_timeout)
         answer = self._json(response, self._predict_call)
         if not isinstance(answer, dict) or "predictions" not in answer:
@@ -506,7 +534,8 @@ class RestClient(ServiceClient):
 
     def _predict_batch(self, X):
         paths = self.config.rest
-        records = json.loads(X.to_json(orient="records"))
+        columns = [str(c) for c in X.columns]
+        records = [dict(zip(columns, row, strict=True)) for row in _json_rows(X)]
         response, _ = self._request("POST", paths.predict, body={paths.records_key: records},
                                     timeout=self.config.predict_timeout)
         answer = self._json(response, self._predict_call)
