@@ -39,7 +39,7 @@ from demo.runtime import free_port  # noqa: E402
 from monitoring.collector import Collector  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.service_health import fleet_overview, service_health, time_series  # noqa: E402
-from monitoring.store import LATENCY_BUCKETS_MS, Store, latency_histogram, probe_rollups, probes  # noqa: E402
+from monitoring.store import Store, latency_histogram, probe_rollups, probes  # noqa: E402
 
 DAY = 86400.0
 CHECKS = ("live", "ready", "model_ready", "predict", "metrics")
@@ -129,7 +129,8 @@ def fill_store(store: Store, *, n_services: int, days: int, now: float, seed: in
             frame = frame.astype(object).where(frame.notna(), None)
             conn.execute(probes.insert(), frame.to_dict("records"))
             written += len(frame)
-            buckets = np.arange(np.floor((now - days * DAY) / width) * width, np.floor(raw_since / width) * width, width)
+            first_bucket = np.floor((now - days * DAY) / width) * width
+            buckets = np.arange(first_bucket, np.floor(raw_since / width) * width, width)
             rollups = []
             for check in (*CHECKS, "poll"):
                 n = np.full(len(buckets), 30)
@@ -199,7 +200,8 @@ def main() -> None:
     print(f"{'measure':<{width}}  {'result':>10}  target")
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:>10}  {target}")
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cpu_name = platform.processor() or platform.machine()
+    machine = f"{cpu_name}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [
         "# Benchmark results", "",
         f"Run `python benchmarks/run.py` ({time.strftime('%Y-%m-%d')}, {machine}).", "",

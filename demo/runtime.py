@@ -55,6 +55,13 @@ class DemoRuntime:
     replayer: TrafficReplayer | None
     store: Store
     url: str
+    app: object = None
+
+    def flush_predictions(self) -> None:
+        """Write the predictions the service has queued for its log, now."""
+        logger = getattr(getattr(self.app, "state", None), "prediction_logger", None)
+        if logger is not None:
+            logger.flush()
 
     def stop(self) -> None:
         """Stop the replayer and the server (which drains the prediction log)."""
@@ -174,7 +181,7 @@ def start_demo(var_dir: Path | str = "var", *, port: int = 0, faults: bool = Tru
                                    history_start=_history_start(directory, time.time())).start()
     log.info("demo service up on %s after %.1f s", url, time.perf_counter() - started)
     return DemoRuntime(config=config, model=model, server=server, thread=thread, replayer=replayer,
-                       store=store, url=url)
+                       store=store, url=url, app=app)
 
 
 def main() -> None:

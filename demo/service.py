@@ -134,6 +134,7 @@ class PredictionLogger:
         self.flush_every = flush_every
         store.prediction_table(service, features)
         self._queue: queue.Queue[pd.DataFrame] = queue.Queue()
+        self._writing = threading.Lock()  # flush() must not return while the thread is mid-write
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="vantage-prediction-log")
         self._thread.start()
@@ -143,6 +144,10 @@ class PredictionLogger:
         self._queue.put(frame)
 
     def _drain(self) -> None:
+        with self._writing:
+            self._write_queued()
+
+    def _write_queued(self) -> None:
         frames = []
         with contextlib.suppress(queue.Empty):
             while True:

@@ -13,14 +13,15 @@ _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "x unifi
            "legend": {"orientation": "h", "y": 1.12, "x": 0}}
 
 
-def _times(seconds: pd.Series) -> pd.Series:
-    return pd.to_datetime(seconds, unit="s", utc=True)
+def _times(seconds) -> pd.Series:
+    """Unix seconds as UTC datetimes, to the millisecond (what a browser can show)."""
+    return pd.to_datetime(pd.Series(seconds, dtype=float).mul(1000).round(), unit="ms", utc=True)
 
 
 def _set_time_range(figure: go.Figure, x_range: tuple[float, float] | None) -> None:
     """Show the whole requested time range, not just where data happens to be."""
     if x_range is not None:
-        figure.update_xaxes(range=list(pd.to_datetime(list(x_range), unit="s", utc=True)))
+        figure.update_xaxes(range=list(_times(list(x_range))))
 
 
 def _empty(title: str, message: str, height: int = 260) -> go.Figure:

@@ -1,9 +1,11 @@
 """Every view through Streamlit's AppTest: the demo, a configured service, an invalid file."""
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = "dashboard/app.py"
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
 @pytest.fixture

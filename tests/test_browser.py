@@ -36,19 +36,19 @@ def dashboard_url(demo_var, tmp_path):
     port = free_port()
     env = dict(os.environ, VANTAGE_VAR=str(demo_var), VANTAGE_DEMO_FAULTS="0")
     env.pop("VANTAGE_CONFIG", None)
-    log = open(tmp_path / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        if not wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60):
-            pytest.fail("the dashboard did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
-        log.close()
+    log_path = tmp_path / "streamlit.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+             "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            if not wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60):
+                pytest.fail("the dashboard did not start: " + log_path.read_text()[-2000:])
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=20)
 
 
 def test_health_page_shows_status_and_latency_chart(dashboard_url):
@@ -61,7 +61,7 @@ def test_health_page_shows_status_and_latency_chart(dashboard_url):
         expect(page.get_by_role("heading", name="Service health")).to_be_visible(timeout=90_000)
         # the demo is polled every 5 s; the live panel refreshes itself until the first poll shows
         expect(page.get_by_text("all checks passed").first).to_be_visible(timeout=60_000)
-        expect(page.get_by_text("Up", exact=True).first).to_be_visible()
+        expect(page.locator(".stMarkdownBadge", has_text="Up").first).to_be_visible()  # the status badge
         charts = page.locator(".js-plotly-plot")
         expect(charts.first).to_be_visible(timeout=30_000)
         expect(page.locator(".js-plotly-plot", has_text="Canary prediction latency")).to_be_visible()

@@ -75,6 +75,7 @@ def test_poll_records_every_check_the_verdict_and_metrics(demo_runtime, tmp_path
     config = make_config(demo_runtime, tmp_path / "s.db")
     collector = Collector(config)
     poller = collector.pollers["demo"]
+    demo_runtime.flush_predictions()
     logged_before = demo_runtime.store.count_predictions("credit-risk")
     outcome = poller.poll()
     assert outcome.state == "up", outcome.reason
@@ -85,7 +86,7 @@ def test_poll_records_every_check_the_verdict_and_metrics(demo_runtime, tmp_path
     samples = collector.store.read_metric_samples("demo", since=0)
     assert {"requests", "errors", "latency_bucket", "latency_count"} <= set(samples["series"])
     # the canary carries the probe header, so the demo service did not log it as a prediction
-    time.sleep(1.0)  # the service's prediction log is written every 0.5 s
+    demo_runtime.flush_predictions()
     assert demo_runtime.store.count_predictions("credit-risk") == logged_before
 
 

@@ -1,7 +1,5 @@
 """The reference FastAPI service, through real HTTP on 127.0.0.1 and through Vantage's clients."""
 
-import time
-
 import numpy as np
 import pytest
 import requests
@@ -44,12 +42,13 @@ def test_v2_tensor_and_column_requests_agree(demo_runtime, rows):
 
 def test_predictions_are_logged_but_probes_are_not(demo_runtime, rows):
     service = demo_runtime.config.service("credit-risk-rest")
+    demo_runtime.flush_predictions()
     before = demo_runtime.store.count_predictions("credit-risk")
     client = make_client(service)
     client.predict(rows.head(3))
     client.session.headers["X-Vantage-Probe"] = "1"
     client.predict(rows.head(5))
-    time.sleep(1.0)  # the log is written every 0.5 s
+    demo_runtime.flush_predictions()
     assert demo_runtime.store.count_predictions("credit-risk") == before + 3
 
 
