@@ -26,7 +26,7 @@ import streamlit as st
 
 from monitoring.clients import ServiceError
 from monitoring.collector import Collector
-from monitoring.config import ConfigError, VantageConfig, config_path_from, load_config
+from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
 
@@ -131,10 +131,12 @@ def cached_fleet(_runtime: Runtime, fingerprint: str, tick_value: int) -> list[F
 
 
 @st.cache_data(ttl=60, max_entries=128, show_spinner=False)
-def cached_service_health(_runtime: Runtime, fingerprint: str, service: str, tick_value: int) -> ServiceHealth:
-    """Status, heartbeat, uptime, SLO and incidents of one service."""
+def cached_service_health(_runtime: Runtime, fingerprint: str, service: str, slo: SloConfig,
+                          tick_value: int) -> ServiceHealth:
+    """Status, heartbeat, uptime, incidents and, under the objectives ``slo``, budgets and burn rates."""
     del fingerprint, tick_value
-    return service_health(_runtime.store, _runtime.config.service(service), now=time.time())
+    config = _runtime.config.service(service).model_copy(update={"slo": slo})
+    return service_health(_runtime.store, config, now=time.time())
 
 
 @st.cache_data(ttl=300, max_entries=128, show_spinner=False)

@@ -101,7 +101,7 @@ class FaultSchedule:
     slow_period: float = 600.0
     slow_for: float = 45.0
     slow_ms: float = 650.0
-    offset: float = field(default_factory=time.time)
+    offset: float = field(default_factory=lambda: time.time() - 435.0)  # first slow spell 2 min after start
 
     def not_ready(self, now: float) -> bool:
         """Whether the service pretends to be reloading its model at ``now``."""

@@ -1,5 +1,7 @@
 """The reference FastAPI service, through real HTTP on 127.0.0.1 and through Vantage's clients."""
 
+import time
+
 import numpy as np
 import pytest
 import requests
@@ -93,3 +95,16 @@ def test_metrics_count_requests_by_route_and_status(demo_runtime, rows):
     assert by_status[("/predict", "200")] >= 1
     assert by_status[("/predict", "400")] >= 1
     assert "http_request_duration_seconds" in families
+
+
+def test_fault_schedule_plays_its_spells_at_the_documented_times():
+    from demo.service import FaultSchedule
+
+    faults = FaultSchedule(offset=0.0)
+    assert not faults.not_ready(0.0) and faults.not_ready(875.0) and not faults.not_ready(905.0)
+    assert faults.extra_latency_s(10.0) == 0.0
+    assert faults.extra_latency_s(560.0) == pytest.approx(0.65)
+    started = time.time()
+    default = FaultSchedule()
+    assert default.extra_latency_s(started + 125) > 0 and default.extra_latency_s(started + 60) == 0
+    assert default.not_ready(started + 440)

@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.components import status_badge, when
 from monitoring import plots
+from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
 from monitoring.service_health import TIME_WINDOWS
 
@@ -63,10 +64,32 @@ service_name = st.selectbox("Service", names, index=names.index(chosen) if chose
 st.query_params["service"] = service_name
 service = runtime.config.service(service_name)
 
+with st.expander("SLO targets", icon=":material/tune:"):
+    st.caption("The objectives come from the configuration (`[services.slo]`). Change them here to see the error "
+               "budgets and burn rates under other targets, in this view only; poll verdicts keep using the "
+               "configured latency objective.")
+    configured = service.slo
+    columns = st.columns(4)
+    slo = SloConfig(
+        availability=columns[0].number_input(
+            "Availability target (%)", min_value=50.0, max_value=99.999, value=configured.availability * 100,
+            step=0.1, format="%.3f", key=f"health_slo_availability_{service.name}") / 100,
+        latency_ms=columns[1].number_input(
+            "Latency objective (ms)", min_value=1.0, max_value=600_000.0, value=configured.latency_ms, step=50.0,
+            key=f"health_slo_latency_ms_{service.name}"),
+        latency_target=columns[2].number_input(
+            "Canaries within it (%)", min_value=50.0, max_value=99.999, value=configured.latency_target * 100,
+            step=0.1, format="%.3f", key=f"health_slo_latency_target_{service.name}") / 100,
+        window_days=columns[3].number_input(
+            "SLO period (days)", min_value=1, max_value=90, value=configured.window_days,
+            key=f"health_slo_window_{service.name}"),
+    )
+
 
 @st.fragment(run_every=service.poll_interval)
 def live_panel() -> None:
-    health = state.cached_service_health(runtime, current.fingerprint, service.name, state.tick(service.poll_interval))
+    health = state.cached_service_health(runtime, current.fingerprint, service.name, slo,
+                                         state.tick(service.poll_interval))
     status = health.status
     with st.container(border=True):
         left, right = st.columns([3, 2], vertical_alignment="center")
@@ -94,7 +117,6 @@ def live_panel() -> None:
                                    "shown in the heartbeat.")
 
     st.subheader("Service-level objectives")
-    slo = service.slo
     st.caption(f"Availability target {slo.availability * 100:g} % of polls not down; latency target "
                f"{slo.latency_target * 100:g} % of canary predictions within {slo.latency_ms:g} ms; "
                f"over {slo.window_days} days. Burn rate = how many times faster than allowed the error "
@@ -146,7 +168,7 @@ def charts() -> None:
     series = state.cached_time_series(runtime, current.fingerprint, service.name, window,
                                       state.tick(max(service.poll_interval, bucket / 60)))
     x_range = (series.since, series.until)
-    st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=service.slo.latency_ms, x_range=x_range),
+    st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=slo.latency_ms, x_range=x_range),
                     key="health_probe_latency")
     st.plotly_chart(plots.uptime_strip_figure(series.states, x_range=x_range), key="health_states")
     if series.traffic is None:
@@ -155,7 +177,7 @@ def charts() -> None:
     else:
         st.plotly_chart(plots.traffic_figure(series.traffic, x_range=x_range), key="health_traffic")
         st.plotly_chart(plots.latency_figure(series.traffic, title="Request latency (real traffic, from metrics)",
-                                             slo_ms=service.slo.latency_ms, x_range=x_range),
+                                             slo_ms=slo.latency_ms, x_range=x_range),
                         key="health_traffic_latency")
     st.caption(f"Buckets of {format_duration(series.bucket_seconds)}; "
                f"the window covers {format_duration(length)}. Older than the raw retention, latencies "
