@@ -16,7 +16,7 @@ from its own virtual environment, built once from the exact pins in
 
 Session-scoped fixtures ``mlflow_server`` and ``mlserver_server`` start the servers on free
 127.0.0.1 ports and yield a :class:`ModelServer`. To build the venvs and models ahead of a test
-run (CI does, to show the slow step on its own)::
+run (in CI, to show the slow step on its own)::
 
     python -m tests.servers mlflow mlserver
 """
@@ -105,7 +105,23 @@ def venv_cache_dir() -> Path:
 
 
 def requirements_file(name: str) -> Path:
-    """Return ``tests/servers/requirements-<name>.txt``, checking that it exists."""
+    """Return the pinned requirements of server ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Server name, e.g. ``"mlflow"``.
+
+    Returns
+    -------
+    Path
+        ``tests/servers/requirements-<name>.txt``.
+
+    Raises
+    ------
+    ValueError
+        When there is no such file; the message lists the known servers.
+    """
     path = SERVERS_DIR / f"requirements-{name}.txt"
     if not path.is_file():
         known = sorted(p.stem.removeprefix("requirements-") for p in SERVERS_DIR.glob("requirements-*.txt"))
@@ -211,14 +227,22 @@ def _venv_usable(venv: Path) -> bool:
 
 def _relocate_scripts(venv: Path, old: Path, new: Path) -> None:
     """Point the venv's scripts (shebangs, activate files) at ``new`` before it is renamed there."""
-    old_bytes, new_bytes = str(old).encode(), str(new).encode()
+    replacements = [(str(old).encode(), str(new).encode()), (old.name.encode(), new.name.encode())]
     candidates = [venv / "pyvenv.cfg", *(venv / "bin").iterdir()]
     for path in candidates:
         if path.is_symlink() or not path.is_file():
             continue
-        content = path.read_bytes()
-        if old_bytes in content:
-            path.write_bytes(content.replace(old_bytes, new_bytes))
+        content = original = path.read_bytes()
+        for before, after in replacements:  # full paths first, then the name (activate's prompt)
+            content = content.replace(before, after)
+        if content != original:
+            path.write_bytes(content)
+
+
+def _remove_leftovers(final: Path) -> None:
+    """Delete half-built directories of ``final`` left by a killed process (call with the lock held)."""
+    for leftover in final.parent.glob(f".{final.name}.building-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def ensure_venv(name: str) -> Path:
@@ -250,6 +274,7 @@ def ensure_venv(name: str) -> Path:
         if final.exists():
             _report(f"removing the unusable venv {final}")
             shutil.rmtree(final)
+        _remove_leftovers(final)
         log_path = cache / f"{final.name}.log"
         log_path.write_text("")
         building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=cache))
@@ -296,6 +321,7 @@ def ensure_model(name: str) -> Path:
             return final
         if final.exists():
             shutil.rmtree(final)
+        _remove_leftovers(final)
         building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
         building.chmod(0o755)
         log_path = final.with_name(f"{final.name}.log")
@@ -315,12 +341,27 @@ def ensure_model(name: str) -> Path:
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Returns
+    -------
+    int
+    """
     return free_ports(1)[0]
 
 
 def free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct free TCP ports on 127.0.0.1."""
+    """Return distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+
+    Parameters
+    ----------
+    count : int
+        How many ports.
+
+    Returns
+    -------
+    list of int
+    """
     sockets = []
     try:
         for _ in range(count):
@@ -380,13 +421,14 @@ class ServerProcess:
 def _wait_healthy(server: ServerProcess, health_url: str, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
     last_problem = "no answer yet"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never goes via a proxy
     while True:
         code = server.process.poll()
         if code is not None:
             raise RuntimeError(f"{server.name} exited with code {code} before {health_url} answered; "
                                f"last lines of {server.log_path}:\n{server.log_tail()}")
         try:
-            with urllib.request.urlopen(health_url, timeout=2) as response:
+            with opener.open(health_url, timeout=2) as response:
                 if 200 <= response.status < 300:
                     return
                 last_problem = f"HTTP {response.status}"
@@ -570,26 +612,40 @@ def mlserver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelS
     model_dir = ensure_model("mlserver")
     run_dir = tmp_path_factory.mktemp("mlserver-server")
     model, spare = "vantage-credit", "vantage-credit-spare"
-    grpc_port, metrics_port = free_ports(2)
+    http_port, grpc_port, metrics_port = free_ports(3)
 
     def command(port: int) -> list:
         _write_mlserver_repository(run_dir, model_dir / "model.joblib", [model, spare], http_port=port,
                                    grpc_port=grpc_port, metrics_port=metrics_port)
         return [venv / "bin" / "mlserver", "start", run_dir]
 
-    with server_process("MLServer", command, health_path=f"/v2/models/{model}/ready",
+    with server_process("MLServer", command, health_path=f"/v2/models/{model}/ready", port=http_port,
                         log_path=run_dir.parent / f"{run_dir.name}.log", venv=venv, cwd=run_dir) as server:
         yield ModelServer(url=server.url, model=model, process=server, spare_model=spare,
                           metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", **_known_answers(model_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build the venvs and train the models of the named servers (all when none is named)."""
-    parser = argparse.ArgumentParser(prog="python -m tests.servers", description=main.__doc__)
+    """Build the venvs and train the models of the named servers (all when none is named).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Server names; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        Exit status, 0 on success.
+    """
+    parser = argparse.ArgumentParser(prog="python -m tests.servers", description=main.__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"servers to prepare: {', '.join(SERVER_NAMES)}")
     args = parser.parse_args(argv)
     for name in args.names or SERVER_NAMES:
-        requirements_file(name)  # fail early on a wrong name
+        try:
+            requirements_file(name)  # fail early on a wrong name
+        except ValueError as exc:
+            parser.error(str(exc))
     for name in args.names or SERVER_NAMES:
         started = time.monotonic()
         model_dir = ensure_model(name)

@@ -40,7 +40,22 @@ N_SAMPLE = 20
 
 
 def make_data(n_rows: int, *, random_state: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Return synthetic features (region, age, income, tenure) and a binary target."""
+    """Return synthetic features and a binary target.
+
+    Parameters
+    ----------
+    n_rows : int
+        Number of rows.
+    random_state : int
+        Seed of the generator.
+
+    Returns
+    -------
+    X : DataFrame of shape (n_rows, 4)
+        ``region`` (object), ``age`` and ``income`` (float), ``tenure`` (int).
+    y : ndarray of shape (n_rows,)
+        0 or 1, drawn from a logistic function of the features.
+    """
     rng = np.random.default_rng(random_state)
     X = pd.DataFrame(
         {
@@ -62,7 +77,12 @@ def make_data(n_rows: int, *, random_state: int) -> tuple[pd.DataFrame, np.ndarr
 
 
 def make_pipeline() -> Pipeline:
-    """One-hot ``region``, scale the numeric columns, logistic regression."""
+    """Return an unfitted Pipeline: one-hot ``region``, scale the numeric columns, logistic regression.
+
+    Returns
+    -------
+    Pipeline
+    """
     transform = ColumnTransformer(
         [
             ("categorical", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
