@@ -177,6 +177,11 @@ def _enable_sqlite_wal(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _frame(result: sa.CursorResult, columns: list[str]) -> pd.DataFrame:
+    """A query result as a DataFrame; plain tuples, since pandas probes Row objects slowly."""
+    return pd.DataFrame([tuple(row) for row in result], columns=columns)
+
+
 def latency_histogram(latencies_ms: Sequence[float]) -> list[int]:
     """Count latencies into :data:`LATENCY_BUCKETS_MS` (each bucket holds values ≤ its bound)."""
     values = np.asarray([v for v in latencies_ms if v is not None and np.isfinite(v)], dtype=float)
@@ -303,8 +308,8 @@ class Store:
         if checks:
             query = query.where(probes.c.check.in_(list(checks)))
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query.order_by(probes.c.ts)).fetchall(),
-                                 columns=["ts", "check", "ok", "state", "status", "latency_ms", "error"])
+            frame = _frame(conn.execute(query.order_by(probes.c.ts)),
+                           ["ts", "check", "ok", "state", "status", "latency_ms", "error"])
         frame["ok"] = frame["ok"].astype(bool)
         return frame
 
@@ -317,8 +322,8 @@ class Store:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).fetchall()
-        return pd.DataFrame(rows[::-1], columns=["ts", "state", "error"])
+            frame = _frame(conn.execute(query), ["ts", "state", "error"])
+        return frame.iloc[::-1].reset_index(drop=True)
 
     def read_rollups(self, service: str, *, since: float, until: float | None = None,
                      checks: Sequence[str] | None = None) -> pd.DataFrame:
@@ -336,9 +341,9 @@ class Store:
         if checks:
             query = query.where(t.c.check.in_(list(checks)))
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(conn.execute(query.order_by(t.c.bucket_ts)).fetchall(),
-                                 columns=["bucket_ts", "check", "n", "n_ok", "n_degraded",
-                                          "latency_sum_ms", "latency_max_ms", "latency_hist"])
+            frame = _frame(conn.execute(query.order_by(t.c.bucket_ts)),
+                           ["bucket_ts", "check", "n", "n_ok", "n_degraded", "latency_sum_ms", "latency_max_ms",
+                            "latency_hist"])
         frame["latency_hist"] = [[int(c) for c in h.split(",")] for h in frame["latency_hist"]]
         return frame
 
@@ -392,8 +397,7 @@ class Store:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query).fetchall(),
-                                columns=["ts", "state", "previous_state", "reason"])
+            return _frame(conn.execute(query), ["ts", "state", "previous_state", "reason"])
 
     def last_state(self, service: str) -> str | None:
         """Return the state recorded by the newest incident row of ``service``."""
@@ -412,8 +416,7 @@ class Store:
         if until is not None:
             query = query.where(t.c.ts < until)
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query.order_by(t.c.ts)).fetchall(),
-                                columns=["ts", "series", "le", "value"])
+            return _frame(conn.execute(query.order_by(t.c.ts)), ["ts", "series", "le", "value"])
 
     def read_metric_rollups(self, service: str, *, since: float, until: float | None = None) -> pd.DataFrame:
         """Return downsampled metric increases (``bucket_ts, series, le, increase``)."""
@@ -423,8 +426,7 @@ class Store:
         if until is not None:
             query = query.where(t.c.bucket_ts < until)
         with self.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query.order_by(t.c.bucket_ts)).fetchall(),
-                                columns=["bucket_ts", "series", "le", "increase"])
+            return _frame(conn.execute(query.order_by(t.c.bucket_ts)), ["bucket_ts", "series", "le", "increase"])
 
     def services_with_data(self) -> list[str]:
         """Names of services that have probes stored."""
@@ -450,12 +452,10 @@ class Store:
         cutoff = np.floor((now - raw_retention_hours * 3600.0) / width) * width
         folded = 0
         with self.engine.begin() as conn:
-            raw = pd.DataFrame(
-                conn.execute(
-                    sa.select(probes.c.service, probes.c.check, probes.c.ts, probes.c.ok,
-                              probes.c.state, probes.c.latency_ms).where(probes.c.ts < cutoff)
-                ).fetchall(),
-                columns=["service", "check", "ts", "ok", "state", "latency_ms"],
+            raw = _frame(
+                conn.execute(sa.select(probes.c.service, probes.c.check, probes.c.ts, probes.c.ok,
+                                       probes.c.state, probes.c.latency_ms).where(probes.c.ts < cutoff)),
+                ["service", "check", "ts", "ok", "state", "latency_ms"],
             )
             if not raw.empty:
                 raw["bucket_ts"] = np.floor(raw["ts"] / width) * width
@@ -508,10 +508,10 @@ class Store:
 
     def _downsample_metrics(self, conn, cutoff: float, width: float) -> int:
         t = metric_samples
-        raw = pd.DataFrame(
+        raw = _frame(
             conn.execute(sa.select(t.c.service, t.c.series, t.c.le, t.c.ts, t.c.value)
-                         .where(t.c.ts < cutoff).order_by(t.c.ts)).fetchall(),
-            columns=["service", "series", "le", "ts", "value"],
+                         .where(t.c.ts < cutoff).order_by(t.c.ts)),
+            ["service", "series", "le", "ts", "value"],
         )
         if raw.empty:
             return 0
