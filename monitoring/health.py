@@ -88,6 +88,7 @@ _CHECK_NAMES = {
     "metadata": "metadata call",
 }
 _READINESS = ("ready", "model_ready")
+LATENCY_COLUMNS = ("ts", "check", "latency_ms")  # all that latency computations read from raw probes
 
 
 def format_duration(seconds: float) -> str:
@@ -897,7 +898,7 @@ def slo_burn_alerts(store: Store, service: str, *, slo: SloConfig, now: float,
     availability = availability_window_counts(store, service, now=now, windows=windows)
     since, until = _window(now, max(windows))
     latency = latency_window_counts(
-        store.read_probes(service, since=since, until=until, checks=["predict"]),
+        store.read_probes(service, since=since, until=until, checks=["predict"], columns=LATENCY_COLUMNS),
         store.read_rollups(service, since=since, until=until, checks=["predict"]),
         now=now, threshold_ms=slo.latency_ms, windows=windows,
     )
@@ -926,7 +927,7 @@ def slo_error_budgets(store: Store, service: str, *, slo: SloConfig, now: float)
     """
     since, until = _window(now, slo.window_days * 86400.0)
     polls = uptime(store.poll_state_counts(service, since=since, until=until))
-    probes = store.read_probes(service, since=since, until=until, checks=["predict"])
+    probes = store.read_probes(service, since=since, until=until, checks=["predict"], columns=LATENCY_COLUMNS)
     rollups = store.read_rollups(service, since=since, until=until, checks=["predict"])
     good, total = latency_good_total(probes, rollups, threshold_ms=slo.latency_ms)
     return {

@@ -17,6 +17,7 @@ import pandas as pd
 
 from monitoring.config import ServiceConfig
 from monitoring.health import (
+    LATENCY_COLUMNS,
     BurnRateAlerts,
     ErrorBudget,
     ServiceStatus,
@@ -139,7 +140,7 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
     """
     polls = store.last_polls(service.name, limit=HEARTBEAT_POLLS)
     since = float(polls["ts"].min()) if len(polls) else now - HEARTBEAT_POLLS * service.poll_interval
-    canaries = store.read_probes(service.name, since=since, checks=["predict"])
+    canaries = store.read_probes(service.name, since=since, checks=["predict"], columns=LATENCY_COLUMNS)
     return ServiceHealth(
         service=service.name,
         status=current_status(polls, now=now, poll_interval=service.poll_interval),
@@ -152,27 +153,6 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
         recent_latency=latency_percentiles(canaries["latency_ms"].dropna().to_numpy()),
         history_since=store.first_poll_ts(service.name),
     )
-
-
-def _state_buckets(store: Store, service: str, *, since: float, now: float, bucket_seconds: float) -> pd.DataFrame:
-    raw = store.read_probes(service, since=since, checks=["poll"])
-    frames = []
-    if len(raw):
-        raw["bucket_ts"] = np.floor(raw["ts"] / bucket_seconds) * bucket_seconds
-        counts = pd.crosstab(raw["bucket_ts"], raw["state"])
-        frames.append(counts)
-    rollups = store.read_rollups(service, since=since, checks=["poll"])
-    if len(rollups):
-        rollups["bucket_ts"] = np.floor(rollups["bucket_ts"] / bucket_seconds) * bucket_seconds
-        grouped = rollups.groupby("bucket_ts")[["n", "n_ok", "n_degraded"]].sum()
-        frames.append(pd.DataFrame({"up": grouped["n_ok"] - grouped["n_degraded"],
-                                    "degraded": grouped["n_degraded"],
-                                    "down": grouped["n"] - grouped["n_ok"]}))
-    if not frames:
-        return pd.DataFrame(columns=["bucket_ts", "up", "degraded", "down"])
-    combined = pd.concat(frames).groupby(level=0).sum()
-    combined = combined.reindex(columns=["up", "degraded", "down"], fill_value=0).fillna(0).astype(int)
-    return combined.rename_axis("bucket_ts").reset_index()
 
 
 def time_series(store: Store, service: ServiceConfig, *, window: str, now: float) -> TimeSeries:
@@ -193,7 +173,7 @@ def time_series(store: Store, service: ServiceConfig, *, window: str, now: float
         raise ValueError(f"window must be one of {list(TIME_WINDOWS)}; got {window!r}")
     length, bucket = TIME_WINDOWS[window]
     since = now - length
-    probes = store.read_probes(service.name, since=since, checks=["predict"])
+    probes = store.read_probes(service.name, since=since, checks=["predict"], columns=LATENCY_COLUMNS)
     rollups = store.read_rollups(service.name, since=since, checks=["predict"])
     traffic = None
     if service.metrics is not None:
@@ -207,7 +187,7 @@ def time_series(store: Store, service: ServiceConfig, *, window: str, now: float
         until=now,
         bucket_seconds=bucket,
         probe_latency=latency_over_time(probes, rollups, bucket_seconds=bucket),
-        states=_state_buckets(store, service.name, since=since, now=now, bucket_seconds=bucket),
+        states=store.poll_states_over_time(service.name, since=since, bucket_seconds=bucket),
         traffic=traffic,
     )
 
@@ -219,7 +199,7 @@ def fleet_overview(store: Store, services: Sequence[ServiceConfig], *, now: floa
         polls = store.last_polls(service.name, limit=HEARTBEAT_POLLS)
         status = current_status(polls, now=now, poll_interval=service.poll_interval)
         day = uptime_windows(store, service.name, now=now, windows={"24h": 86400.0})["24h"]
-        canaries = store.read_probes(service.name, since=now - 3600.0, checks=["predict"])
+        canaries = store.read_probes(service.name, since=now - 3600.0, checks=["predict"], columns=LATENCY_COLUMNS)
         p95 = latency_percentiles(canaries["latency_ms"].dropna().to_numpy())["p95_ms"]
         error_rate = math.nan
         if service.metrics is not None:

@@ -53,6 +53,9 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
 )
 """Upper bounds (ms) of the latency histogram kept for downsampled probes."""
 
+PROBE_COLUMNS = ("ts", "check", "ok", "state", "status", "latency_ms", "error")
+"""Columns :meth:`Store.read_probes` can return."""
+
 PREDICTION_COLUMNS = ("id", "ts", "model_version", "prediction", "score", "probabilities")
 """Columns every prediction table has; feature names may not use these."""
 
@@ -182,6 +185,13 @@ def _frame(result: sa.CursorResult, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([tuple(row) for row in result], columns=columns)
 
 
+def _parse_histograms(texts: Sequence[str]) -> np.ndarray:
+    """Comma-separated histogram counts → an int array of shape (len(texts), n_buckets)."""
+    if len(texts) == 0:
+        return np.zeros((0, len(LATENCY_BUCKETS_MS)), dtype=int)
+    return np.asarray(",".join(texts).split(","), dtype=np.int64).reshape(len(texts), -1)
+
+
 def latency_histogram(latencies_ms: Sequence[float]) -> list[int]:
     """Count latencies into :data:`LATENCY_BUCKETS_MS` (each bucket holds values ≤ its bound)."""
     values = np.asarray([v for v in latencies_ms if v is not None and np.isfinite(v)], dtype=float)
@@ -294,23 +304,32 @@ class Store:
     # -- reading probes ----------------------------------------------------------------------
 
     def read_probes(self, service: str, *, since: float, until: float | None = None,
-                    checks: Sequence[str] | None = None) -> pd.DataFrame:
+                    checks: Sequence[str] | None = None, columns: Sequence[str] = PROBE_COLUMNS) -> pd.DataFrame:
         """Return raw probes of ``service`` in ``[since, until)`` ordered by time.
 
-        Columns: ``ts, check, ok, state, status, latency_ms, error``.
+        Parameters
+        ----------
+        service : str
+        since, until : float
+            Time range (Unix seconds); ``until`` open when None.
+        checks : sequence of str, optional
+            Only these checks.
+        columns : sequence of str, default=PROBE_COLUMNS
+            Columns to read, among ``ts, check, ok, state, status, latency_ms, error``;
+            reading fewer is faster over long ranges.
         """
-        query = sa.select(
-            probes.c.ts, probes.c.check, probes.c.ok, probes.c.state, probes.c.status,
-            probes.c.latency_ms, probes.c.error,
-        ).where(probes.c.service == service, probes.c.ts >= since)
+        unknown = sorted(set(columns) - set(PROBE_COLUMNS))
+        if unknown:
+            raise ValueError(f"columns must be among {PROBE_COLUMNS}; got {unknown}")
+        query = sa.select(*(probes.c[c] for c in columns)).where(probes.c.service == service, probes.c.ts >= since)
         if until is not None:
             query = query.where(probes.c.ts < until)
         if checks:
             query = query.where(probes.c.check.in_(list(checks)))
         with self.engine.connect() as conn:
-            frame = _frame(conn.execute(query.order_by(probes.c.ts)),
-                           ["ts", "check", "ok", "state", "status", "latency_ms", "error"])
-        frame["ok"] = frame["ok"].astype(bool)
+            frame = _frame(conn.execute(query.order_by(probes.c.ts)), list(columns))
+        if "ok" in frame:
+            frame["ok"] = frame["ok"].astype(bool)
         return frame
 
     def last_polls(self, service: str, limit: int = 60) -> pd.DataFrame:
@@ -344,8 +363,49 @@ class Store:
             frame = _frame(conn.execute(query.order_by(t.c.bucket_ts)),
                            ["bucket_ts", "check", "n", "n_ok", "n_degraded", "latency_sum_ms", "latency_max_ms",
                             "latency_hist"])
-        frame["latency_hist"] = [[int(c) for c in h.split(",")] for h in frame["latency_hist"]]
+        frame["latency_hist"] = list(_parse_histograms(frame["latency_hist"]))
         return frame
+
+    def _time_bucket(self, column: sa.ColumnElement, width: float) -> sa.ColumnElement:
+        """SQL expression for the start of the ``width``-second bucket holding ``column``."""
+        if self.dialect == "postgresql":
+            return sa.func.floor(column / width) * width
+        return sa.cast(column / width, sa.Integer) * width  # SQLite's CAST truncates; times are positive
+
+    def poll_states_over_time(self, service: str, *, since: float, bucket_seconds: float,
+                              until: float | None = None) -> pd.DataFrame:
+        """Poll verdicts per state per time bucket, counted in the database (raw and downsampled).
+
+        Returns
+        -------
+        DataFrame
+            ``bucket_ts, up, degraded, down`` (counts), one row per bucket with polls.
+        """
+        raw_bucket = self._time_bucket(probes.c.ts, bucket_seconds).label("bucket_ts")
+        raw = (sa.select(raw_bucket, probes.c.state, sa.func.count())
+               .where(probes.c.service == service, probes.c.check == "poll", probes.c.ts >= since)
+               .group_by(raw_bucket, probes.c.state))
+        t = probe_rollups
+        folded_bucket = self._time_bucket(t.c.bucket_ts, bucket_seconds).label("bucket_ts")
+        folded = (sa.select(folded_bucket, sa.func.sum(t.c.n), sa.func.sum(t.c.n_ok), sa.func.sum(t.c.n_degraded))
+                  .where(t.c.service == service, t.c.check == "poll", t.c.bucket_ts >= since)
+                  .group_by(folded_bucket))
+        if until is not None:
+            raw = raw.where(probes.c.ts < until)
+            folded = folded.where(t.c.bucket_ts < until)
+        counts: dict[float, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for bucket, state, count in conn.execute(raw):
+                if state in ("up", "degraded", "down"):
+                    counts.setdefault(float(bucket), {"up": 0, "degraded": 0, "down": 0})[state] += int(count)
+            for bucket, n, n_ok, n_degraded in conn.execute(folded):
+                row = counts.setdefault(float(bucket), {"up": 0, "degraded": 0, "down": 0})
+                row["up"] += int(n_ok) - int(n_degraded)
+                row["degraded"] += int(n_degraded)
+                row["down"] += int(n) - int(n_ok)
+        frame = pd.DataFrame([{"bucket_ts": b, **c} for b, c in sorted(counts.items())],
+                             columns=["bucket_ts", "up", "degraded", "down"])
+        return frame.astype({"up": int, "degraded": int, "down": int})
 
     def poll_state_counts(self, service: str, *, since: float, until: float | None = None) -> dict[str, int]:
         """Count poll verdicts by state in ``[since, until)``, raw and downsampled together."""

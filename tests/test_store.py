@@ -50,10 +50,14 @@ def test_downsample_keeps_counts_and_drops_raw(store):
         rows.append(probe(ts, "predict", latency_ms=float(i % 50)))
     store.write_probes(rows)
     before = store.poll_state_counts("svc", since=0)
+    hourly_before = store.poll_states_over_time("svc", since=0, bucket_seconds=3600)
     folded = store.downsample(raw_retention_hours=48, retention_days=30, rollup_minutes=5, now=now)
     assert folded == 800
     assert store.read_probes("svc", since=0).empty
     assert store.poll_state_counts("svc", since=0) == before == {"up": 200, "degraded": 100, "down": 100}
+    hourly_after = store.poll_states_over_time("svc", since=0, bucket_seconds=3600)
+    pd.testing.assert_frame_equal(hourly_after, hourly_before)
+    assert hourly_after[["up", "degraded", "down"]].to_numpy().sum() == 400
     rollups = store.read_rollups("svc", since=0, checks=["predict"])
     assert rollups["n"].sum() == 400
     assert sum(map(sum, rollups["latency_hist"])) == 400
