@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine:
 # the Python packages of requirements-dev.txt and Debian's Chromium for the browser tests.
-# The real MLflow and MLServer servers get their own virtual environments, which the test
-# fixtures build on first use (tests/servers.py) and reuse afterwards.
+# The real MLflow and MLServer servers get their own virtual environments (tests/servers.py),
+# built here on first use and reused afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +16,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# The real MLflow and MLServer servers: one virtual environment each, built once and reused.
+python -m tests.servers mlflow mlserver
 echo "test dependencies installed: $(python --version), $(chromium --version 2>/dev/null | head -n 1)"
