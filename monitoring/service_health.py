@@ -122,6 +122,7 @@ class FleetRow:
     uptime_24h: float
     p95_ms: float
     error_rate_1h: float
+    has_metrics: bool
 
 
 def service_health(store: Store, service: ServiceConfig, *, now: float) -> ServiceHealth:
@@ -209,5 +210,5 @@ def fleet_overview(store: Store, services: Sequence[ServiceConfig], *, now: floa
             requests, errors = traffic["requests"].sum(), traffic["errors"].sum()
             error_rate = errors / requests if requests else math.nan
         rows.append(FleetRow(service.name, service.protocol, status.state, status.reason,
-                             status.last_poll_ts, day.fraction, p95, error_rate))
+                             status.last_poll_ts, day.fraction, p95, error_rate, service.metrics is not None))
     return rows

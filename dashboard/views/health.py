@@ -44,7 +44,7 @@ if len(services) > 1:
             "Why": r.reason,
             "Uptime 24 h": r.uptime_24h * 100 if not math.isnan(r.uptime_24h) else None,
             "Canary p95 (1 h)": r.p95_ms,
-            "Error rate (1 h)": r.error_rate_1h * 100 if not math.isnan(r.error_rate_1h) else None,
+            "Error rate (1 h)": (percent(r.error_rate_1h) if r.has_metrics else "no metrics URL"),
             "Protocol": r.protocol,
             "Last poll": when(r.last_poll_ts),
         } for r in rows])
@@ -52,8 +52,8 @@ if len(services) > 1:
         st.dataframe(table, hide_index=True, column_config={
             "Uptime 24 h": st.column_config.NumberColumn(format="%.2f %%"),
             "Canary p95 (1 h)": st.column_config.NumberColumn(format="%.0f ms"),
-            "Error rate (1 h)": st.column_config.NumberColumn(
-                format="%.2f %%", help="5xx answers as a share of requests, from the service's metrics"),
+            "Error rate (1 h)": st.column_config.TextColumn(
+                help="5xx answers as a share of requests, from the service's own metrics"),
         })
 
     fleet_table()
@@ -127,7 +127,10 @@ def live_panel() -> None:
         alerts = health.burn[sli]
         with column, st.container(border=True):
             remaining = budget.remaining_fraction
-            st.metric(f"{sli.capitalize()} error budget left", percent(remaining, 1),
+            st.metric(f"{sli.capitalize()} error budget left",
+                      "exhausted" if remaining < 0 else percent(remaining, 1),
+                      delta=f"{percent(1 - remaining, 0)} of the budget spent" if remaining < 0 else None,
+                      delta_color="inverse", delta_arrow="off",
                       help=f"{budget.bad:.0f} bad of {budget.total:.0f} events; "
                            f"the objective allows {budget.allowed_bad:.1f} bad events in this period.")
             if not math.isnan(remaining):
@@ -135,9 +138,9 @@ def live_panel() -> None:
             verdict = {"page": st.error, "ticket": st.warning, "ok": st.success}.get(alerts.verdict, st.info)
             verdict(alerts.reason)
             st.dataframe(pd.DataFrame([{
-                "Windows": w.label, "Threshold": f"{w.threshold:g}×",
-                "Long window": "–" if math.isnan(w.long_rate) else f"{w.long_rate:.1f}×",
-                "Short window": "–" if math.isnan(w.short_rate) else f"{w.short_rate:.1f}×",
+                "Windows": w.label, "Alert at": f"{w.threshold:g}×",
+                "Long": "–" if math.isnan(w.long_rate) else f"{w.long_rate:.1f}×",
+                "Short": "–" if math.isnan(w.short_rate) else f"{w.short_rate:.1f}×",
                 "Firing": "yes" if w.firing else "no",
             } for w in alerts.windows]), hide_index=True)
 

@@ -31,7 +31,8 @@ for service in runtime.config.services:
                         f"(health), {service.predict_timeout:g} s (predict) · **retries** {service.retries} (GET)")
             holder = runtime.store.lease_holder(runtime.collector.lease_name(service.name))
             mine = holder == runtime.collector.holder
-            st.markdown(f"**Polled by** {'this dashboard' if mine else (holder or 'nobody yet')}  \n"
+            poller_text = "this dashboard" if mine else (f"another collector ({holder})" if holder else "nobody yet")
+            st.markdown(f"**Polled by** {poller_text}  \n"
                         + (f"**Last poll** {when(poll.ts)}: {poll.state} ({poll.reason})"
                            if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
         with right:
