@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -29,6 +30,9 @@ from monitoring.collector import Collector
 from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
+
+if TYPE_CHECKING:
+    from demo.runtime import DemoRuntime
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class Runtime:
     config: VantageConfig
     store: Store
     collector: Collector
-    demo: object | None
+    demo: DemoRuntime | None
     started_at: float
 
     def stop(self) -> None:

@@ -347,14 +347,17 @@ def _json_rows(X: pd.DataFrame) -> list[list]:
 
     ``DataFrame.to_json`` would round floats to 10 decimals (3e-12 becomes 0), so it is not used.
     """
-    columns = []
-    for name in X.columns:
-        values = X[name]
-        present = values.notna()
-        if pd.api.types.is_datetime64_any_dtype(values) or isinstance(values.dtype, pd.PeriodDtype):
-            values = values.astype(str)
-        columns.append(values.astype(object).where(present, None).tolist())
+    columns = [_json_column(X[name]) for name in X.columns]
     return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _json_column(values: pd.Series, *, as_text: bool = False) -> list:
+    """One column as JSON-ready Python values (None where missing); cheap for a few rows."""
+    if as_text or pd.api.types.is_datetime64_any_dtype(values) or isinstance(values.dtype, pd.PeriodDtype):
+        array = values.to_numpy(dtype=object)
+        return [None if missing else str(v) for v, missing in zip(array, pd.isna(array), strict=True)]
+    array = values.to_numpy(dtype=object)
+    return [None if missing else v for v, missing in zip(array, pd.isna(array), strict=True)]
 
 
 def _numeric_if_possible(array: np.ndarray) -> np.ndarray:
@@ -425,9 +428,7 @@ class V2Client(ServiceClient):
                 values = X[column]
                 datatype = _V2_DATATYPES.get(values.dtype.kind, "BYTES")
                 # JSON has no NaN: a missing value travels as null
-                present = values.notna()
-                encoded = values.astype(str) if datatype == "BYTES" else values
-                data = encoded.astype(object).where(present, None).tolist()
+                data = _json_column(values, as_text=datatype == "BYTES")
                 inputs.append({"name": str(column), "shape": [len(X)], "datatype": datatype, "data": data})
             request = {"inputs": inputs, "parameters": {"content_type": "pd"}}
         if self.config.v2_outputs:
