@@ -74,6 +74,7 @@ probes = sa.Table(
     sa.Column("latency_ms", sa.Float),
     sa.Column("error", sa.Text),
     sa.UniqueConstraint("service", "check", "ts", name="uq_probes_service_check_ts"),
+    sa.Index("ix_probes_ts", "ts"),  # downsampling selects by age across services
 )
 
 probe_rollups = sa.Table(
@@ -112,6 +113,7 @@ metric_samples = sa.Table(
     sa.Column("le", sa.Float, nullable=False, default=-1.0),
     sa.Column("value", sa.Float, nullable=False),
     sa.PrimaryKeyConstraint("service", "series", "le", "ts", name="pk_metric_samples"),
+    sa.Index("ix_metric_samples_service_ts", "service", "ts"),
 )
 
 metric_rollups = sa.Table(
