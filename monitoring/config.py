@@ -106,6 +106,47 @@ class SloConfig(_Strict):
     window_days: int = Field(30, ge=1, le=90, description="SLO period for the error budget.")
 
 
+class DriftConfig(_Strict):
+    """How drift is measured for a service's features and predictions."""
+
+    methods: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-column method overriding "auto", e.g. {income = "psi", channel = "chi_square"}.')
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description='Per-method threshold overriding the default, e.g. {psi = 0.25}.')
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="Data set drifts when at least this share of features drift.")
+    window: str = Field("day", description='Default window: "hour", "day", "week" or a row count such as "10000".')
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        if value not in ("hour", "day", "week") and not (value.isdigit() and int(value) > 0):
+            raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'")
+        return value
+
+
+class PredictionLogConfig(_Strict):
+    """A prediction-log file, for services that do not log through Vantage."""
+
+    path: str = Field(description="CSV, Parquet or JSON Lines file, one row per prediction.")
+    timestamp: str = Field("ts", description="Column with the prediction time (Unix seconds or ISO text).")
+    id: str | None = Field("id", description="Column with the prediction id (joins ground-truth labels).")
+    prediction: str | None = Field("prediction", description="Column with the predicted class or value.")
+    score: str | None = Field(None, description="Column with the positive-class probability, if any.")
+
+
+class ExplainConfig(_Strict):
+    """Where explanations get the model from."""
+
+    source: Literal["auto", "local", "remote"] = Field(
+        "auto", description="auto = the local artifact when one is configured, else the service as a black box.")
+    artifact: str | None = Field(None, description="joblib or skops file, or MLflow model directory.")
+    trust_pickle: bool = Field(
+        False, description="Allow loading a joblib/pickle artifact (runs code from the file; trust it first).")
+    background_rows: int = Field(100, ge=10, le=1000, description="Background sample for model-agnostic SHAP.")
+
+
 class ServiceConfig(_Strict):
     """One prediction service to poll."""
 
@@ -133,6 +174,10 @@ class ServiceConfig(_Strict):
     target: str | None = Field(None, description="Target column in the reference data.")
     features: tuple[str, ...] = Field((), description="Feature names in the order the model expects.")
     canary_rows: int = Field(1, ge=1, le=100, description="Rows of reference data sent as the canary prediction.")
+    drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift methods and thresholds.")
+    prediction_log: PredictionLogConfig | None = Field(
+        None, description="Prediction-log file, for services that do not log through Vantage.")
+    explain: ExplainConfig = Field(default_factory=ExplainConfig, description="Model source for explanations.")
 
     @field_validator("name")
     @classmethod
@@ -157,10 +202,17 @@ class ServiceConfig(_Strict):
         return self
 
     def resolve(self, base_dir: Path) -> ServiceConfig:
-        """Return a copy whose reference path is absolute, relative to ``base_dir``."""
-        if self.reference is None or Path(self.reference).is_absolute():
-            return self
-        return self.model_copy(update={"reference": str((base_dir / self.reference).resolve())})
+        """Return a copy whose file paths (reference, prediction log, artifact) are absolute."""
+
+        def absolute(path: str | None) -> str | None:
+            return path if path is None or Path(path).is_absolute() else str((base_dir / path).resolve())
+
+        update: dict = {"reference": absolute(self.reference)}
+        if self.prediction_log is not None:
+            update["prediction_log"] = self.prediction_log.model_copy(
+                update={"path": absolute(self.prediction_log.path)})
+        update["explain"] = self.explain.model_copy(update={"artifact": absolute(self.explain.artifact)})
+        return self.model_copy(update=update)
 
 
 class StoreConfig(_Strict):
@@ -308,5 +360,8 @@ def documented_keys() -> dict[str, list[str]]:
         "services.metrics": MetricsConfig,
         "services.auth": AuthConfig,
         "services.slo": SloConfig,
+        "services.drift": DriftConfig,
+        "services.prediction_log": PredictionLogConfig,
+        "services.explain": ExplainConfig,
     }
     return {table: list(model.model_fields) for table, model in tables.items()}

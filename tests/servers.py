@@ -48,6 +48,9 @@ import pytest
 
 VENV_CACHE_ENV = "VANTAGE_VENV_CACHE"
 SERVERS_DIR = Path(__file__).with_name("servers")
+PEERS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "peers"
+"""Pinned requirements of the peer libraries the benchmarks compare against (each in its own venv)."""
+REQUIREMENTS_DIRS = (SERVERS_DIR, PEERS_DIR)
 TRAIN_SCRIPT = SERVERS_DIR / "train_model.py"
 SERVER_NAMES = ("mlflow", "mlserver")
 
@@ -105,28 +108,30 @@ def venv_cache_dir() -> Path:
 
 
 def requirements_file(name: str) -> Path:
-    """Return the pinned requirements of server ``name``.
+    """Return the pinned requirements of server (or benchmark peer) ``name``.
 
     Parameters
     ----------
     name : str
-        Server name, e.g. ``"mlflow"``.
+        Server name, e.g. ``"mlflow"``, or a benchmark peer, e.g. ``"nannyml"``.
 
     Returns
     -------
     Path
-        ``tests/servers/requirements-<name>.txt``.
+        ``tests/servers/requirements-<name>.txt`` or ``benchmarks/peers/requirements-<name>.txt``.
 
     Raises
     ------
     ValueError
-        When there is no such file; the message lists the known servers.
+        When there is no such file; the message lists the known names.
     """
-    path = SERVERS_DIR / f"requirements-{name}.txt"
-    if not path.is_file():
-        known = sorted(p.stem.removeprefix("requirements-") for p in SERVERS_DIR.glob("requirements-*.txt"))
-        raise ValueError(f"no requirements file for server {name!r}; known servers: {', '.join(known)}")
-    return path
+    for folder in REQUIREMENTS_DIRS:
+        path = folder / f"requirements-{name}.txt"
+        if path.is_file():
+            return path
+    known = sorted(p.stem.removeprefix("requirements-") for folder in REQUIREMENTS_DIRS
+                   for p in folder.glob("requirements-*.txt"))
+    raise ValueError(f"no requirements file for {name!r}; known: {', '.join(known)}")
 
 
 def _digest(*paths: Path, length: int = 12) -> str:
