@@ -8,9 +8,9 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import status_badge, when
-from monitoring import plots
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
+from monitoring.plots import health as plots
 from monitoring.service_health import TIME_WINDOWS
 
 

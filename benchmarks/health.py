@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/run.py [--seconds 40] [--services 10]
+    python benchmarks/health.py [--seconds 40] [--services 10]
 
 1. **Collector CPU.** The demo service runs in a separate process; this process runs only a
    :class:`~monitoring.collector.Collector` polling ``--services`` services (all pointed at
@@ -14,14 +14,13 @@ Usage::
    the Service-health page does: the live panel (:func:`service_health`), the 30-day charts
    (:func:`time_series`) and the fleet table (:func:`fleet_overview`). Target: ≤ 300 ms.
 
-Prints a table and writes ``benchmarks/results.md``.
+Prints a table and writes its section of ``benchmarks/results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import machine, markdown_table, print_table, write_section  # noqa: E402
 from demo.runtime import free_port  # noqa: E402
 from monitoring.collector import Collector  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
@@ -196,26 +196,19 @@ def main() -> None:
         ("health page: charts, 30 d", f"{queries['charts_30d_ms']:.0f} ms", "≤ 300 ms"),
         ("health page: fleet table of 10 services", f"{queries['fleet_table_ms']:.0f} ms", "≤ 300 ms"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'result':>10}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>10}  {target}")
-    cpu_name = platform.processor() or platform.machine()
-    machine = f"{cpu_name}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    lines = [
-        "# Benchmark results", "",
-        f"Run `python benchmarks/run.py` ({time.strftime('%Y-%m-%d')}, {machine}).", "",
+    header = ("measure", "result", "target")
+    print_table(rows, header)
+    write_section("health", "\n".join([
+        "## Foundation: collector and Service-health page", "",
+        f"`python benchmarks/health.py` ({machine()}).", "",
         f"Collector: {args.services} services polled every {args.interval:g} s for {cpu['wall_s']:.0f} s "
         f"({cpu['polls']} polls, {cpu['probe_rows']} probe rows, {cpu['cpu_s']:.2f} s CPU); the demo service ran in "
         "another process. The share of a core is CPU per poll × 10 services / 10 s.", "",
         f"Health page: a SQLite store holding 30 days of 10-second polls for {args.services} services "
         f"({queries['probes_represented']:,} probe rows represented: the last 48 h raw, the rest as 5-minute "
         "rollups); median of 5 runs.", "",
-        "| measure | result | target |", "|---|---|---|",
-        *[f"| {n} | {v} | {t} |" for n, v, t in rows],
-        "",
-    ]
-    (ROOT / "benchmarks" / "results.md").write_text("\n".join(lines))
+        markdown_table(rows, header),
+    ]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Plotly figures; one module per page's subject. Each function takes a computed result and only draws it."""
