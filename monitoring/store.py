@@ -23,8 +23,9 @@ metric_samples / metric_rollups
     ``latency_count``, ``latency_sum`` or ``latency_bucket`` with its ``le``); older ones
     folded into per-bucket increases with counter resets accounted for.
 predictions__<service>
-    The prediction log of one service: ``id, ts, model_version, prediction, score,
-    probabilities`` and one column per feature.
+    The prediction log of one service: ``seq`` (insertion order, so readers can fetch only
+    what is new), ``id`` (unique), ``ts, model_version, prediction, score, probabilities``
+    and one column per feature.
 labels
     Ground truth that arrives later, joined to predictions by ``prediction_id``.
 leases
@@ -56,7 +57,7 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
 PROBE_COLUMNS = ("ts", "check", "ok", "state", "status", "latency_ms", "error")
 """Columns :meth:`Store.read_probes` can return."""
 
-PREDICTION_COLUMNS = ("id", "ts", "model_version", "prediction", "score", "probabilities")
+PREDICTION_COLUMNS = ("seq", "id", "ts", "model_version", "prediction", "score", "probabilities")
 """Columns every prediction table has; feature names may not use these."""
 
 metadata = sa.MetaData()
@@ -627,7 +628,8 @@ class Store:
             table = sa.Table(
                 name,
                 sa.MetaData(),
-                sa.Column("id", sa.String(64), primary_key=True),
+                sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+                sa.Column("id", sa.String(64), nullable=False, unique=True),
                 sa.Column("ts", sa.Float, nullable=False, index=True),
                 sa.Column("model_version", sa.String(64)),
                 sa.Column("prediction", sa.Float),
@@ -639,6 +641,97 @@ class Store:
             table.create(self.engine, checkfirst=True)
         self._prediction_tables[service] = table
         return table
+
+    def prediction_features(self, service: str) -> dict[str, str]:
+        """Feature columns of the prediction log of ``service`` and their kinds (numeric / categorical)."""
+        table = self.prediction_table(service)
+        return {c.name: "numeric" if isinstance(c.type, sa.Float) else "categorical"
+                for c in table.columns if c.name not in PREDICTION_COLUMNS}
+
+    def read_prediction_log(self, service: str, *, after_seq: int = 0, since: float | None = None,
+                            until: float | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Read logged predictions of ``service`` in insertion order.
+
+        Parameters
+        ----------
+        service : str
+        after_seq : int, default=0
+            Only rows appended after this ``seq`` (pass the largest ``seq`` read so far to get
+            what is new).
+        since, until : float, optional
+            Only predictions made in ``[since, until)`` (Unix seconds).
+        columns : sequence of str, optional
+            Columns to read besides ``seq``; all when omitted.
+
+        Returns
+        -------
+        DataFrame
+            ``seq`` and the requested columns; categorical features as pandas categoricals.
+        """
+        table = self.prediction_table(service)
+        names = [c.name for c in table.columns] if columns is None else ["seq", *[c for c in columns if c != "seq"]]
+        unknown = [c for c in names if c not in table.c]
+        if unknown:
+            raise ValueError(f"prediction log of {service!r} has no columns {unknown}; it has {list(table.c.keys())}")
+        query = sa.select(*(table.c[c] for c in names)).where(table.c.seq > after_seq)
+        if since is not None:
+            query = query.where(table.c.ts >= since)
+        if until is not None:
+            query = query.where(table.c.ts < until)
+        with self.engine.connect() as conn:
+            frame = _frame(conn.execute(query.order_by(table.c.seq)), names)
+        kinds = self.prediction_features(service)
+        for name in names:
+            if kinds.get(name) == "categorical" or name == "model_version":
+                frame[name] = frame[name].astype("category")
+            elif kinds.get(name) == "numeric" or name in ("ts", "prediction", "score"):
+                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+        return frame
+
+    def find_predictions(self, service: str, *, prediction_id: str | None = None, since: float | None = None,
+                         until: float | None = None, filters: Mapping[str, tuple[str, object]] | None = None,
+                         newest_first: bool = True, limit: int = 50) -> pd.DataFrame:
+        """Look up a few logged predictions by id, time and feature conditions (index-backed).
+
+        Parameters
+        ----------
+        service : str
+        prediction_id : str, optional
+            Exact id.
+        since, until : float, optional
+            Time range (Unix seconds).
+        filters : mapping of str to (op, value), optional
+            Conditions on columns, ``op`` among ``==, !=, <, <=, >, >=, in``.
+        newest_first : bool, default=True
+        limit : int, default=50
+            At most this many rows (1-10,000).
+
+        Returns
+        -------
+        DataFrame
+            Whole rows of the prediction log.
+        """
+        if not 1 <= limit <= 10_000:
+            raise ValueError(f"limit must be between 1 and 10000; got {limit}")
+        table = self.prediction_table(service)
+        query = sa.select(table)
+        if prediction_id is not None:
+            query = query.where(table.c.id == str(prediction_id))
+        if since is not None:
+            query = query.where(table.c.ts >= since)
+        if until is not None:
+            query = query.where(table.c.ts < until)
+        operators = {"==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__",
+                     "in": "in_"}
+        for column, (op, value) in (filters or {}).items():
+            if column not in table.c:
+                raise ValueError(f"no column {column!r} in the prediction log of {service!r}")
+            if op not in operators:
+                raise ValueError(f"filter operator must be one of {list(operators)}; got {op!r}")
+            query = query.where(getattr(table.c[column], operators[op])(list(value) if op == "in" else value))
+        order = table.c.ts.desc() if newest_first else table.c.ts.asc()
+        with self.engine.connect() as conn:
+            return _frame(conn.execute(query.order_by(order).limit(limit)), list(table.c.keys()))
 
     def log_predictions(self, service: str, frame: pd.DataFrame) -> int:
         """Append rows to the prediction log of ``service``; rows whose id exists are skipped.
@@ -653,7 +746,7 @@ class Store:
         if "probabilities" in records:
             records["probabilities"] = [None if p is None else json.dumps(list(map(float, p)))
                                         for p in records["probabilities"]]
-        known = [c for c in records.columns if c in table.c]
+        known = [c for c in records.columns if c in table.c and c != "seq"]
         rows = records[known].astype(object).where(records[known].notna(), None).to_dict("records")
         self._insert_ignoring_duplicates(table, rows)
         return len(rows)

@@ -100,3 +100,27 @@ def test_prediction_log_round_trip(store):
 def test_prediction_table_rejects_reserved_feature_names(store):
     with pytest.raises(ValueError, match="clash"):
         store.prediction_table("svc2", {"score": "numeric"})
+
+
+def test_prediction_log_reads_incrementally_and_finds_rows(store):
+    store.prediction_table("svc", {"age": "numeric", "channel": "categorical"})
+    first = pd.DataFrame({"id": ["a", "b", "c"], "ts": [10.0, 20.0, 30.0], "prediction": [0.0, 1.0, 1.0],
+                          "age": [30.0, 41.0, 52.0], "channel": ["web", "branch", "web"]})
+    store.log_predictions("svc", first)
+    frame = store.read_prediction_log("svc")
+    assert list(frame["id"]) == ["a", "b", "c"] and frame["channel"].dtype == "category"
+    last_seq = int(frame["seq"].max())
+    store.log_predictions("svc", pd.DataFrame({"id": ["d"], "ts": [5.0], "prediction": [0.0], "age": [60.0],
+                                               "channel": ["phone"]}))
+    new = store.read_prediction_log("svc", after_seq=last_seq, columns=["ts", "age"])
+    assert list(new.columns) == ["seq", "ts", "age"] and list(new["ts"]) == [5.0]  # late rows are still new
+    assert store.prediction_features("svc") == {"age": "numeric", "channel": "categorical"}
+
+    assert list(store.find_predictions("svc", prediction_id="b")["id"]) == ["b"]
+    assert list(store.find_predictions("svc", filters={"channel": ("==", "web")})["id"]) == ["c", "a"]
+    assert list(store.find_predictions("svc", filters={"age": (">=", 41)}, newest_first=False)["id"]) == ["b", "c", "d"]
+    assert list(store.find_predictions("svc", since=15, until=35, limit=1)["id"]) == ["c"]
+    with pytest.raises(ValueError, match="no column 'income'"):
+        store.find_predictions("svc", filters={"income": ("==", 1)})
+    with pytest.raises(ValueError, match="operator must be one of"):
+        store.find_predictions("svc", filters={"age": ("~", 1)})
