@@ -118,7 +118,7 @@ def test_prediction_log_reads_incrementally_and_finds_rows(store):
 
     assert list(store.find_predictions("svc", prediction_id="b")["id"]) == ["b"]
     assert list(store.find_predictions("svc", filters={"channel": ("==", "web")})["id"]) == ["c", "a"]
-    assert list(store.find_predictions("svc", filters={"age": (">=", 41)}, newest_first=False)["id"]) == ["b", "c", "d"]
+    assert list(store.find_predictions("svc", filters={"age": (">=", 41)}, newest_first=False)["id"]) == ["d", "b", "c"]
     assert list(store.find_predictions("svc", since=15, until=35, limit=1)["id"]) == ["c"]
     with pytest.raises(ValueError, match="no column 'income'"):
         store.find_predictions("svc", filters={"income": ("==", 1)})
