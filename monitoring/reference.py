@@ -1,19 +1,24 @@
-"""Reference (training) data: reading and checking the file a service's config names."""
+"""Reference (training) data: reading the file a service's config names, and checking it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
+MOSTLY_NUMERIC = 0.9
+"""A text column whose values parse as numbers this often is a numeric column with stray text."""
+
 
 class ReferenceDataError(ValueError):
     """A reference data file that cannot be used; the message names the file and columns."""
 
 
-def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: str | None = None) -> pd.DataFrame:
+def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: str | None = None,
+                   kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Read a reference data file and check it has the service's columns.
 
     Parameters
@@ -25,6 +30,9 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
         except ``target``.
     target : str, optional
         Target column; must exist when given.
+    kinds : mapping of str to {"numeric", "categorical"}, optional
+        Known kinds (e.g. from the prediction log); a feature known to be numeric must hold
+        numbers.
 
     Returns
     -------
@@ -34,7 +42,8 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
     Raises
     ------
     ReferenceDataError
-        When the file is missing, unreadable, empty or lacks columns.
+        When the file is missing, unreadable or empty, lacks columns, or has text in a
+        numeric column.
     """
     file = Path(path)
     reader = READERS.get(file.suffix.lower())
@@ -56,4 +65,38 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
     if missing:
         raise ReferenceDataError(
             f"reference file {file} lacks columns {missing}; it has {list(frame.columns)}")
-    return frame[wanted + ([target] if target else [])]
+    frame = frame[wanted + ([target] if target else [])]
+    _check_numeric_columns(frame[wanted], file, kinds or {})
+    return frame
+
+
+def _check_numeric_columns(frame: pd.DataFrame, file: Path, kinds: Mapping[str, str]) -> None:
+    problems = []
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        present = values.dropna()
+        parsed = pd.to_numeric(present, errors="coerce")
+        stray = present[parsed.isna()]
+        declared_numeric = kinds.get(column) == "numeric"
+        if len(present) and (declared_numeric or parsed.notna().mean() >= MOSTLY_NUMERIC) and len(stray):
+            examples = ", ".join(repr(v) for v in stray.astype(str).unique()[:3])
+            problems.append(f"{column!r} ({len(stray)} value(s) such as {examples})")
+    if problems:
+        raise ReferenceDataError(f"reference file {file} has text in numeric column(s): {'; '.join(problems)}")
+
+
+def infer_kinds(frame: pd.DataFrame, *, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Kind of each column: ``numeric`` for numbers, ``categorical`` for text, categories and booleans.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    known : mapping, optional
+        Kinds already known (e.g. from the prediction log); they win.
+    """
+    known = dict(known or {})
+    return {column: known.get(column) or (
+        "numeric" if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+        else "categorical") for column in frame.columns}
