@@ -28,6 +28,7 @@ import streamlit as st
 from monitoring.clients import ServiceError
 from monitoring.collector import Collector
 from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
+from monitoring.production import FileMirror, PredictionLogMirror, production_source
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
 
@@ -162,3 +163,17 @@ def cached_metadata(_runtime: Runtime, fingerprint: str, service: str, tick_valu
         return {"error": str(exc)}
     return {"name": meta.name, "version": meta.version, "platform": meta.platform,
             "inputs": len(meta.inputs), "server": meta.server}
+
+
+# -- production data (shared by the Drift, Performance and Explain pages)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def prediction_log_mirror(_runtime: Runtime, fingerprint: str, service: str) -> PredictionLogMirror | FileMirror:
+    """The in-memory, incrementally refreshed production data of ``service`` (store log or file).
+
+    Call ``.read()`` on it for a :class:`~monitoring.production.ProductionData`; it fetches only
+    the rows appended since the previous call.
+    """
+    del fingerprint
+    return production_source(_runtime.store, _runtime.config.service(service))
