@@ -18,8 +18,9 @@ import hashlib
 import logging
 import os
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,23 @@ class Runtime:
     collector: Collector
     demo: DemoRuntime | None
     started_at: float
+    mirrors: dict[str, PredictionLogMirror | FileMirror] = field(default_factory=dict)
+    _mirrors_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mirror(self, service: str) -> PredictionLogMirror | FileMirror:
+        """The production-data mirror of ``service``, made on first use."""
+        with self._mirrors_lock:
+            if service not in self.mirrors:
+                self.mirrors[service] = production_source(self.store, self.config.service(service))
+            return self.mirrors[service]
+
+    def preload(self) -> None:
+        """Read every service's production data once, so the first page view finds it in memory."""
+        for service in self.config.services:
+            try:
+                self.mirror(service.name).read()
+            except Exception:  # a page shows the problem when it asks; nothing to do here
+                log.info("no production data to preload for %s", service.name, exc_info=True)
 
     def stop(self) -> None:
         """Stop the collector and, in demo mode, the demo service and replayer."""
@@ -112,7 +130,9 @@ def _start_runtime(path: str | None, fingerprint: str) -> Runtime:
         config = load_config(path)
     store = Store(config.store.url)
     collector = Collector(config, store).start()
-    return Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time())
+    runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time())
+    threading.Thread(target=runtime.preload, daemon=True, name="vantage-preload").start()
+    return runtime
 
 
 def runtime(current: Settings) -> Runtime:
@@ -168,12 +188,12 @@ def cached_metadata(_runtime: Runtime, fingerprint: str, service: str, tick_valu
 # -- production data (shared by the Drift, Performance and Explain pages)
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
 def prediction_log_mirror(_runtime: Runtime, fingerprint: str, service: str) -> PredictionLogMirror | FileMirror:
     """The in-memory, incrementally refreshed production data of ``service`` (store log or file).
 
     Call ``.read()`` on it for a :class:`~monitoring.production.ProductionData`; it fetches only
-    the rows appended since the previous call.
+    the rows appended since the previous call. The runtime owns one per service and loads them
+    in the background when it starts.
     """
     del fingerprint
-    return production_source(_runtime.store, _runtime.config.service(service))
+    return _runtime.mirror(service)
