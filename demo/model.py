@@ -10,6 +10,8 @@ scikit-learn version. Files::
     reference.parquet   the training data, features and target (the drift reference)
     model.json          metadata: version (hash of model.joblib), features, target,
                         threshold, trained_at, metrics, demo_data_version, sklearn_version
+    model.skops         the same pipeline saved with skops, which loads without unpickling
+                        (the Explain page reads it; written again when missing)
 
 The pipeline takes the raw features of :data:`demo.data.FEATURES` (a DataFrame, any column
 order, extra columns ignored): numeric columns are median-imputed, categorical ones are
@@ -60,6 +62,7 @@ __all__ = [
     "MODEL_FILENAME",
     "REFERENCE_FILENAME",
     "REFERENCE_ROWS",
+    "SKOPS_FILENAME",
     "DemoModel",
     "load_or_train",
     "load_reference",
@@ -72,6 +75,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILENAME = "model.joblib"
 REFERENCE_FILENAME = "reference.parquet"
 METADATA_FILENAME = "model.json"
+SKOPS_FILENAME = "model.skops"
 LOCK_FILENAME = ".model.lock"
 REFERENCE_ROWS = 20_000
 HOLDOUT_ROWS = 10_000
@@ -111,6 +115,8 @@ class DemoModel:
         ``n_reference``, ``n_holdout`` and ``training_seconds``.
     threshold : float, default=0.5
         Probability of class 1 from which the predicted label is 1.
+    skops_path : Path or None, default=None
+        The pipeline saved with skops (``model.skops``), for loading without unpickling.
     """
 
     pipeline: Pipeline = field(compare=False, repr=False)
@@ -122,6 +128,7 @@ class DemoModel:
     trained_at: float
     metrics: dict[str, float] = field(hash=False)
     threshold: float = DEFAULT_THRESHOLD
+    skops_path: Path | None = None
 
 
 def train_model(reference: pd.DataFrame, *, random_state: int | None = 0) -> Pipeline:
@@ -283,10 +290,21 @@ def _load_if_current(directory: Path) -> tuple[DemoModel | None, str]:
             trained_at=float(metadata["trained_at"]),
             metrics=dict(metadata["metrics"]),
             threshold=float(metadata["threshold"]),
+            skops_path=_ensure_skops(directory, pipeline),
         )
     except Exception as error:  # a corrupt pickle can raise almost anything: retrain
         return None, f"the saved model could not be loaded ({type(error).__name__}: {error})"
     return model, "up to date"
+
+
+def _ensure_skops(directory: Path, pipeline: Pipeline) -> Path:
+    """``model.skops`` next to ``model.joblib``, written when missing (call with the lock held)."""
+    import skops.io
+
+    path = directory / SKOPS_FILENAME
+    if not path.exists():
+        _write_atomically(path, lambda target: skops.io.dump(pipeline, target))
+    return path
 
 
 def _train_and_save(directory: Path) -> DemoModel:
@@ -315,6 +333,8 @@ def _train_and_save(directory: Path) -> DemoModel:
         "reference_file": REFERENCE_FILENAME,
         "artifact_file": MODEL_FILENAME,
     }
+    (directory / SKOPS_FILENAME).unlink(missing_ok=True)  # an older model's: replaced below
+    skops_path = _ensure_skops(directory, pipeline)
     _write_atomically(metadata_path, lambda path: path.write_text(json.dumps(metadata, indent=2), encoding="utf-8"))
     return DemoModel(
         pipeline=pipeline,
@@ -326,6 +346,7 @@ def _train_and_save(directory: Path) -> DemoModel:
         trained_at=trained_at,
         metrics=metrics,
         threshold=DEFAULT_THRESHOLD,
+        skops_path=skops_path,
     )
 
 

@@ -81,6 +81,9 @@ def free_port() -> int:
 def demo_config_text(*, url: str, store_url: str, model: DemoModel, poll_interval: float = 5.0) -> str:
     """The Vantage configuration that watches the demo service (TOML text)."""
     features = ", ".join(f'"{f}"' for f in model.features)
+    explain = ("" if model.skops_path is None else
+               "\n[services.explain]                         # explained from the model file, checked against it\n"
+               f'artifact = "{model.skops_path}"\n')
     return f"""\
 # Written by the embedded demo; an example of a real configuration.
 [store]
@@ -106,6 +109,9 @@ path_regex = ".*infer|.*predict"
 availability = 0.99
 latency_ms = 300
 
+[services.explain]
+source = "remote"                          # explained as a black box, through its v2 endpoint
+
 [[services]]
 name = "{SERVICE_NAME}-rest"
 url = "{url}"
@@ -119,7 +125,7 @@ health = "/health"
 ready = "/ready"
 predict = "/predict"
 metadata = "/model"
-"""
+{explain}"""
 
 
 def _history_start(directory: Path, now: float) -> float:

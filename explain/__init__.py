@@ -1,0 +1,60 @@
+"""Why the model predicts what it predicts: Shapley values, partial dependence and ICE.
+
+Never imports Streamlit. Computations return frozen dataclasses and DataFrames; figures are
+drawn from them by :mod:`explain.plots`.
+
+Model sources (:class:`ModelSource`): :class:`LocalModel` (a skops/joblib file or an MLflow
+model directory, via :func:`load_artifact`) and :class:`RemoteModel` (the service as a black
+box); :func:`open_model_source` picks one as ``[services.explain]`` says and checks a local
+artifact against the service (:func:`check_consistency`).
+
+Shapley values: :class:`ShapExplainer` → :class:`ShapValues` (global: ``importance``,
+``beeswarm``, ``dependence``; local: ``explanation`` → :class:`LocalExplanation`).
+
+Partial dependence and ICE: :func:`partial_dependence` → :class:`PartialDependence`.
+"""
+
+from explain._dependence import PartialDependence, feature_grid, partial_dependence
+from explain._errors import ArtifactError, ExplainError, RemoteExplainError
+from explain._model import (
+    PROBE_HEADER,
+    TASKS,
+    TRUSTED_SKOPS_TYPES,
+    ColumnMap,
+    ConsistencyCheck,
+    LocalModel,
+    ModelSource,
+    RemoteModel,
+    SelectedSource,
+    check_consistency,
+    load_artifact,
+    open_model_source,
+)
+from explain._permutation import permutation_shap
+from explain._shap import DependenceData, LocalExplanation, ShapExplainer, ShapValues
+
+__all__ = [
+    "PROBE_HEADER",
+    "TASKS",
+    "TRUSTED_SKOPS_TYPES",
+    "ArtifactError",
+    "ColumnMap",
+    "ConsistencyCheck",
+    "DependenceData",
+    "ExplainError",
+    "LocalExplanation",
+    "LocalModel",
+    "ModelSource",
+    "PartialDependence",
+    "RemoteExplainError",
+    "RemoteModel",
+    "SelectedSource",
+    "ShapExplainer",
+    "ShapValues",
+    "check_consistency",
+    "feature_grid",
+    "load_artifact",
+    "open_model_source",
+    "partial_dependence",
+    "permutation_shap",
+]

@@ -1,0 +1,849 @@
+"""Model sources: the model to explain, from a local artifact or the service as a black box.
+
+Both kinds answer the same questions in the service's original (raw) feature space:
+``predict(X) -> (labels, probabilities or None)``, ``output(X, space=...)`` (the number an
+explanation decomposes), ``task`` (``binary``, ``multiclass`` or ``regression``),
+``classes`` and ``features``.
+
+* :class:`LocalModel` wraps a fitted scikit-learn estimator or Pipeline read from a skops
+  file, a joblib/pickle file (only with ``trust_pickle``: unpickling runs code from the file)
+  or an MLflow model directory (its ``MLmodel`` file is read with PyYAML; mlflow itself is not
+  needed). For a Pipeline it also knows how to transform rows and which transformed columns
+  come from which raw feature, so explanations can be summed back to raw features.
+* :class:`RemoteModel` calls the service through its monitoring client, with requests of up
+  to ``max_rows`` rows, flagged with the ``X-Vantage-Probe`` header so the service leaves them
+  out of its prediction log, and counts the requests it makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from explain._errors import ArtifactError, ExplainError, RemoteExplainError
+from monitoring.clients import ServiceClient, ServiceError, make_client
+from monitoring.config import ServiceConfig
+
+TASKS = ("binary", "multiclass", "regression")
+SPACES = ("probability", "log_odds", "value")
+
+TRUSTED_SKOPS_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+"""Types skops does not trust by default that hold only fitted data of scikit-learn models
+(tree structures and dtypes); any other untrusted type in a skops file must be trusted
+explicitly (``trust_pickle = true`` or ``trusted_types=``)."""
+
+PROBE_HEADER = "X-Vantage-Probe"
+"""Sent with every explanation request so the service does not log the synthetic rows."""
+
+DEFAULT_MAX_ROWS = 200_000
+"""Rows per request of a black-box explanation."""
+
+_EPS = 1e-12
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        with file.open("rb") as stream:
+            for block in iter(lambda s=stream: s.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped away from 0 and 1."""
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class ModelSource(ABC):
+    """A model to explain, in the raw feature space of its service.
+
+    Attributes
+    ----------
+    kind : {"local", "remote"}
+    features : tuple of str
+        Raw input columns, in the order the model takes them.
+    feature_kinds : dict of str to {"numeric", "categorical"}
+    task : {"binary", "multiclass", "regression"}
+    classes : tuple or None
+        Class labels in the order of the probability columns (None for regression).
+    version : str or None
+        Artifact hash (local) or the version the service reports (remote).
+    description : str
+        One line saying where the model comes from.
+    """
+
+    kind = "base"
+
+    def __init__(self, *, features: Sequence[str], feature_kinds: dict[str, str] | None, task: str,
+                 classes: Sequence | None, version: str | None, description: str):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}; got {task!r}")
+        self.features = tuple(features)
+        self.feature_kinds = {f: (feature_kinds or {}).get(f, "numeric") for f in self.features}
+        self.task = task
+        self.classes = None if classes is None else tuple(classes)
+        self.version = version
+        self.description = description
+
+    @property
+    def has_probabilities(self) -> bool:
+        """Whether ``predict`` returns class probabilities."""
+        return self.task != "regression"
+
+    def conform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns of ``X`` in model order, numeric ones as float.
+
+        Raises
+        ------
+        ExplainError
+            When ``X`` lacks some of the model's features.
+        """
+        if not isinstance(X, pd.DataFrame):
+            raise ExplainError(f"X must be a pandas DataFrame; got {type(X).__name__}")
+        missing = [f for f in self.features if f not in X.columns]
+        if missing:
+            raise ExplainError(f"X lacks the model's features {missing}; it has {list(X.columns)}")
+        frame = X.loc[:, list(self.features)]
+        casts = {f: float for f, k in self.feature_kinds.items()
+                 if k == "numeric" and not pd.api.types.is_float_dtype(frame[f])}
+        if casts:
+            frame = frame.astype(casts)
+        return frame
+
+    @abstractmethod
+    def predict(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted labels (or values) and class probabilities (None for regression).
+
+        Parameters
+        ----------
+        X : DataFrame of shape (n_rows, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_rows,)
+        probabilities : ndarray of shape (n_rows, n_classes) or None
+        """
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, shape (n_rows, n_classes).
+
+        Raises
+        ------
+        ExplainError
+            For a regression model.
+        """
+        if self.task == "regression":
+            raise ExplainError(f"{self.description} is a regression model: it has no class probabilities")
+        _, proba = self.predict(X)
+        return proba
+
+    def predict_value(self, X: pd.DataFrame) -> np.ndarray:
+        """Predicted value (regression) or label (classification), shape (n_rows,)."""
+        labels, _ = self.predict(X)
+        return labels
+
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the outputs :meth:`output` returns, e.g. ``("class 1",)`` for a binary model."""
+        if self.task == "regression":
+            return ("predicted value",)
+        if self.task == "binary":
+            return (f"class {self.classes[1]}",)
+        return tuple(f"class {c}" for c in self.classes)
+
+    def output(self, X: pd.DataFrame, *, space: str = "probability") -> np.ndarray:
+        """The numbers an explanation decomposes, shape (n_rows, n_outputs).
+
+        Parameters
+        ----------
+        X : DataFrame of shape (n_rows, n_features)
+        space : {"probability", "log_odds", "value"}, default="probability"
+            Probability of each output class (binary: the positive class only), its log-odds,
+            or (regression) the predicted value; ``value`` is the only space of a regression.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, n_outputs)
+        """
+        return self.outputs_from(*self.predict(X), space=space)
+
+    def outputs_from(self, labels: np.ndarray, proba: np.ndarray | None, *, space: str) -> np.ndarray:
+        """Turn a ``predict`` answer into :meth:`output`'s numbers."""
+        if self.task == "regression" or proba is None:
+            return np.asarray(labels, dtype=float).reshape(-1, 1)
+        if space not in ("probability", "log_odds"):
+            raise ValueError(f"space must be 'probability' or 'log_odds' for a classifier; got {space!r}")
+        chosen = proba[:, 1:2] if self.task == "binary" else proba
+        return logit(chosen) if space == "log_odds" else np.asarray(chosen, dtype=float)
+
+
+# -- local artifacts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which raw feature each column of a Pipeline's transformed matrix comes from.
+
+    Attributes
+    ----------
+    groups : ndarray of int of shape (n_transformed,)
+        Index into the raw features for every transformed column.
+    names : tuple of str
+        Transformed column names.
+    """
+
+    groups: np.ndarray
+    names: tuple[str, ...]
+
+    def matrix(self, n_features: int) -> np.ndarray:
+        """0/1 matrix of shape (n_transformed, n_features) that sums columns back to raw features."""
+        result = np.zeros((len(self.groups), n_features))
+        result[np.arange(len(self.groups)), self.groups] = 1.0
+        return result
+
+
+class LocalModel(ModelSource):
+    """A fitted scikit-learn estimator (or Pipeline) loaded in this process.
+
+    Parameters
+    ----------
+    estimator : object
+        Fitted; has ``predict`` and, for a classifier, ``predict_proba``.
+    features : sequence of str
+        Raw input columns the estimator takes.
+    feature_kinds : dict, optional
+        ``"numeric"`` or ``"categorical"`` per feature; inferred from the estimator's
+        ColumnTransformer when omitted (one-hot encoded columns are categorical).
+    version : str, optional
+        Shown on the page; the artifact's hash when loaded by :func:`load_artifact`.
+    description : str, default="local model"
+    """
+
+    kind = "local"
+
+    def __init__(self, estimator: Any, *, features: Sequence[str], feature_kinds: dict[str, str] | None = None,
+                 version: str | None = None, description: str = "local model"):
+        if not hasattr(estimator, "predict"):
+            raise ExplainError(f"{description}: a {type(estimator).__name__} has no predict method, so it is not a "
+                               "model")
+        self.estimator = estimator
+        classes = getattr(estimator, "classes_", None)
+        if classes is not None and hasattr(estimator, "predict_proba"):
+            task = "binary" if len(classes) == 2 else "multiclass"
+        else:
+            task, classes = "regression", None
+        kinds = dict(feature_kinds or {})
+        for name in features:
+            kinds.setdefault(name, _guess_kind(estimator, name))
+        super().__init__(features=features, feature_kinds=kinds, task=task,
+                         classes=None if classes is None else list(np.asarray(classes).tolist()),
+                         version=version, description=description)
+        self._column_map: ColumnMap | bool | None = False  # False = not worked out yet
+
+    def predict(self, X):
+        """Labels and probabilities from the estimator (``predict_proba`` for classifiers)."""
+        frame = self.conform(X)
+        if self.task == "regression":
+            return np.asarray(self.estimator.predict(frame), dtype=float).reshape(-1), None
+        proba = np.asarray(self.estimator.predict_proba(frame), dtype=float)
+        return np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)], proba
+
+    @property
+    def final_estimator(self) -> Any:
+        """The last step of a Pipeline, or the estimator itself."""
+        steps = getattr(self.estimator, "steps", None)
+        return steps[-1][1] if steps else self.estimator
+
+    @property
+    def preprocessor(self) -> Any | None:
+        """Every step of a Pipeline but the last (None for a bare estimator)."""
+        steps = getattr(self.estimator, "steps", None)
+        return self.estimator[:-1] if steps and len(steps) > 1 else None
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """Rows as the final estimator sees them: a dense float matrix."""
+        frame = self.conform(X)
+        if self.preprocessor is None:
+            return _dense(frame.to_numpy(dtype=float) if all(k == "numeric" for k in self.feature_kinds.values())
+                          else frame)
+        return _dense(self.preprocessor.transform(frame))
+
+    @property
+    def column_map(self) -> ColumnMap | None:
+        """Raw feature of each transformed column, or None when it cannot be worked out."""
+        if self._column_map is False:
+            self._column_map = _column_map(self.preprocessor, self.features)
+        return self._column_map
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    if hasattr(matrix, "toarray"):
+        matrix = matrix.toarray()
+    return np.asarray(matrix, dtype=float)
+
+
+def _guess_kind(estimator: Any, feature: str) -> str:
+    """Categorical when a one-hot/ordinal encoder of the estimator's ColumnTransformer takes it."""
+    for transformer in _column_transformers(estimator):
+        for _, step, columns in getattr(transformer, "transformers_", []):
+            names = _column_names(columns, getattr(transformer, "feature_names_in_", None))
+            if feature in names and _is_encoder(step):
+                return "categorical"
+    return "numeric"
+
+
+def _is_encoder(step: Any) -> bool:
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, TargetEncoder
+
+    inner = step.steps if hasattr(step, "steps") else [("", step)]
+    return any(isinstance(s, OneHotEncoder | OrdinalEncoder | TargetEncoder) for _, s in inner)
+
+
+def _column_transformers(estimator: Any) -> list:
+    from sklearn.compose import ColumnTransformer
+
+    steps = [s for _, s in getattr(estimator, "steps", [])] or [estimator]
+    return [s for s in steps if isinstance(s, ColumnTransformer)]
+
+
+def _column_names(columns: Any, feature_names_in: Any) -> list[str]:
+    if isinstance(columns, str):
+        return [columns]
+    values = list(np.asarray(columns).reshape(-1)) if not callable(columns) else []
+    names = list(feature_names_in) if feature_names_in is not None else None
+    if values and isinstance(values[0], bool | np.bool_):
+        return [n for n, keep in zip(names or [], values, strict=False) if keep]
+    if values and isinstance(values[0], int | np.integer) and names is not None:
+        return [names[int(i)] for i in values]
+    return [str(v) for v in values]
+
+
+def _column_map(preprocessor: Any, features: tuple[str, ...]) -> ColumnMap | None:
+    """Map the preprocessor's output columns to raw features (None when it cannot be done)."""
+    if preprocessor is None:
+        return ColumnMap(np.arange(len(features)), features)
+    from sklearn.compose import ColumnTransformer
+
+    steps = [s for _, s in preprocessor.steps] if hasattr(preprocessor, "steps") else [preprocessor]
+    column_transformers = [s for s in steps if isinstance(s, ColumnTransformer)]
+    index = {f: i for i, f in enumerate(features)}
+    try:
+        out_names = [str(n) for n in preprocessor.get_feature_names_out()]
+    except Exception:  # a step without get_feature_names_out: cannot map
+        return None
+    if not column_transformers:
+        # Steps that keep one column per feature (scalers, imputers without indicators).
+        if len(out_names) == len(features):
+            return ColumnMap(np.arange(len(features)), tuple(out_names))
+        return None
+    after = len(column_transformers) > 1 or steps[-1] is not column_transformers[0]
+    if after and len(out_names) != _n_outputs(column_transformers[0]):
+        return None  # something after the ColumnTransformer changes the columns
+    ct = column_transformers[0]
+    groups = np.full(_n_outputs(ct), -1)
+    for name, step, columns in ct.transformers_:
+        if step == "drop" or name not in ct.output_indices_:
+            continue
+        block = ct.output_indices_[name]
+        width = block.stop - block.start
+        if width == 0:
+            continue
+        inputs = _column_names(columns, getattr(ct, "feature_names_in_", None))
+        if any(c not in index for c in inputs):
+            return None
+        if len(inputs) == 1:
+            groups[block] = index[inputs[0]]
+        elif width == len(inputs):
+            groups[block] = [index[c] for c in inputs]
+        else:
+            try:
+                names = [str(n) for n in (step.get_feature_names_out(inputs) if step != "passthrough" else inputs)]
+            except Exception:
+                return None
+            for offset, out in enumerate(names):
+                out = out.removeprefix("missingindicator_")
+                owners = [c for c in inputs if out == c or out.startswith(f"{c}_")]
+                if not owners:
+                    return None
+                groups[block.start + offset] = index[max(owners, key=len)]
+    if (groups < 0).any():
+        return None
+    return ColumnMap(groups, tuple(out_names[:len(groups)]))
+
+
+def _n_outputs(ct: Any) -> int:
+    return max((s.stop for s in ct.output_indices_.values()), default=0)
+
+
+def _check_features(artifact: str, model_features: Sequence[str] | None, service_features: Sequence[str]) -> None:
+    if model_features is None or not service_features:
+        return
+    extra = [f for f in model_features if f not in service_features]
+    unused = [f for f in service_features if f not in model_features]
+    if extra or unused:
+        parts = []
+        if extra:
+            parts.append(f"it expects columns the service does not have: {extra}")
+        if unused:
+            parts.append(f"it lacks the service's features {unused}")
+        raise ArtifactError(artifact, "expects other features than the service: " + "; ".join(parts)
+                            + f" (the service's features: {list(service_features)}). "
+                              "Is this the artifact of another model?")
+
+
+def _model_features(estimator: Any) -> list[str] | None:
+    names = getattr(estimator, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _load_skops(path: Path, artifact: str, *, trust_pickle: bool, trusted_types: Sequence[str]) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ArtifactError(artifact, f"is not a readable skops file ({type(exc).__name__}: {exc})") from None
+    trusted = set(TRUSTED_SKOPS_TYPES) | set(trusted_types)
+    unknown = sorted(t for t in untrusted if t not in trusted)
+    if unknown and not trust_pickle:
+        raise ArtifactError(artifact, f"the skops file holds types that are not trusted: {unknown}. Loading them "
+                                      "could run code; if you trust this file, set trust_pickle = true in "
+                                      "[services.explain] (or pass trusted_types).")
+    try:
+        return sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise ArtifactError(artifact, f"could not be loaded by skops ({type(exc).__name__}: {exc})") from None
+
+
+def _load_pickle(path: Path, artifact: str, *, trust_pickle: bool, what: str) -> Any:
+    if not trust_pickle:
+        raise ArtifactError(artifact, f"is {what}, and loading a pickle runs code from the file. Set "
+                                      "trust_pickle = true in [services.explain] only if you trust it, or save "
+                                      "the model with skops (skops.io.dump) instead.")
+    try:
+        import joblib
+
+        return joblib.load(path)
+    except Exception as exc:
+        try:
+            with path.open("rb") as stream:
+                return pickle.load(stream)
+        except Exception:
+            raise ArtifactError(artifact, f"is not a loadable model file ({type(exc).__name__}: {exc})") from None
+
+
+def _load_mlflow(directory: Path, artifact: str, *, trust_pickle: bool,
+                 trusted_types: Sequence[str]) -> tuple[Any, list[str] | None, str]:
+    import json
+
+    import yaml
+
+    try:
+        meta = yaml.safe_load((directory / "MLmodel").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ArtifactError(artifact, f"its MLmodel file cannot be read ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(artifact, "its MLmodel file is not a YAML mapping")
+    flavors = meta.get("flavors") or {}
+    sklearn_flavor = flavors.get("sklearn")
+    if not isinstance(sklearn_flavor, dict):
+        raise ArtifactError(artifact, f"is an MLflow model without the sklearn flavor (flavors: {sorted(flavors)}); "
+                                      "only scikit-learn models can be loaded without mlflow")
+    model_file = directory / str(sklearn_flavor.get("pickled_model", "model.pkl"))
+    if not model_file.is_file():
+        raise ArtifactError(artifact, f"its MLmodel names {model_file.name}, which does not exist")
+    serialization = str(sklearn_flavor.get("serialization_format", "cloudpickle"))
+    if serialization == "skops":
+        estimator = _load_skops(model_file, artifact, trust_pickle=trust_pickle, trusted_types=trusted_types)
+    else:
+        estimator = _load_pickle(model_file, artifact, trust_pickle=trust_pickle,
+                                 what=f"an MLflow model saved as a {serialization} pickle")
+    features = None
+    signature = (meta.get("signature") or {}).get("inputs")
+    if signature:
+        try:
+            features = [str(c["name"]) for c in json.loads(signature) if "name" in c] or None
+        except (ValueError, TypeError, KeyError):
+            features = None
+    version = str(meta.get("model_uuid") or meta.get("run_id") or "")[:12] or None
+    return estimator, features, version
+
+
+def load_artifact(path: str | Path, *, features: Sequence[str] = (), trust_pickle: bool = False,
+                  trusted_types: Sequence[str] = ()) -> LocalModel:
+    """Load a model artifact: a skops file, a joblib/pickle file or an MLflow model directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``*.skops`` file; ``*.joblib``/``*.pkl``/``*.pickle`` file; or a directory with an
+        ``MLmodel`` file (MLflow, sklearn flavor).
+    features : sequence of str, default=()
+        The service's features; the artifact must take exactly these (any order). Empty:
+        the artifact's own feature names are used.
+    trust_pickle : bool, default=False
+        Allow unpickling (joblib, pickle, MLflow's pickled models) and skops types outside
+        :data:`TRUSTED_SKOPS_TYPES`. Unpickling runs code from the file.
+    trusted_types : sequence of str, default=()
+        More skops types to trust, by their full names.
+
+    Returns
+    -------
+    LocalModel
+
+    Raises
+    ------
+    ArtifactError
+        Missing file, not a model, other features than the service's, an untrusted pickle
+        or untrusted skops types; the message says which and how to fix it.
+    """
+    file = Path(path)
+    artifact = str(file)
+    if not file.exists():
+        raise ArtifactError(artifact, "does not exist (check [services.explain] artifact; relative paths are "
+                                      "relative to the configuration file)")
+    declared: list[str] | None = None
+    version = None
+    if file.is_dir():
+        if not (file / "MLmodel").is_file():
+            raise ArtifactError(artifact, "is a directory without an MLmodel file; accepted: a .skops or .joblib "
+                                          "file, or an MLflow model directory")
+        estimator, declared, version = _load_mlflow(file, artifact, trust_pickle=trust_pickle,
+                                                    trusted_types=trusted_types)
+        form = "MLflow model directory"
+    elif file.suffix.lower() == ".skops":
+        estimator = _load_skops(file, artifact, trust_pickle=trust_pickle, trusted_types=trusted_types)
+        form = "skops file"
+    elif file.suffix.lower() in (".joblib", ".pkl", ".pickle"):
+        estimator = _load_pickle(file, artifact, trust_pickle=trust_pickle, what="a joblib/pickle file")
+        form = "joblib file"
+    else:
+        raise ArtifactError(artifact, f"has an unknown type {file.suffix!r}; accepted: .skops, .joblib, .pkl, "
+                                      ".pickle, or an MLflow model directory")
+    if not hasattr(estimator, "predict"):
+        raise ArtifactError(artifact, f"holds a {type(estimator).__module__}.{type(estimator).__name__}, which has no "
+                                      "predict method: it is not a model")
+    own = _model_features(estimator) or declared
+    _check_features(artifact, own, tuple(features))
+    names = list(features) or own
+    if not names:
+        n = getattr(estimator, "n_features_in_", None)
+        raise ArtifactError(artifact, f"does not name its features (trained on an array of {n} columns) and the "
+                                      "service lists none: set features in [[services]]")
+    if own is None:
+        n = getattr(estimator, "n_features_in_", None)
+        if n is not None and n != len(names):
+            raise ArtifactError(artifact, f"expects {n} features; the service has {len(names)}: {names}")
+    version = version or _file_digest(file)
+    return LocalModel(estimator, features=names, version=version, description=f"{form} {file.name}")
+
+
+# -- the service as a black box -------------------------------------------------------------
+
+
+class RemoteModel(ModelSource):
+    """The service itself, called through its monitoring client.
+
+    Parameters
+    ----------
+    service : ServiceConfig
+        The service; its client is made with ``max_batch_rows = max_rows``.
+    features : sequence of str
+        Raw input columns (the service's features).
+    feature_kinds : dict, optional
+    X_sample : DataFrame, optional
+        A few rows to ask the service once, to learn whether it gives probabilities and how
+        many classes; without it the task is learnt on the first prediction.
+    max_rows : int, default=200_000
+        Rows per request.
+    timeout : float, default=120
+        Seconds before one request is abandoned.
+    client : ServiceClient, optional
+        Client to use instead of making one (tests).
+    """
+
+    kind = "remote"
+
+    def __init__(self, service: ServiceConfig, *, features: Sequence[str], feature_kinds: dict[str, str] | None = None,
+                 X_sample: pd.DataFrame | None = None, max_rows: int = DEFAULT_MAX_ROWS, timeout: float = 120.0,
+                 client: ServiceClient | None = None):
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1; got {max_rows}")
+        outputs = service.v2_outputs
+        if "predict_proba" in outputs:
+            outputs = ("predict_proba",)
+        config = service.model_copy(update={"max_batch_rows": max_rows, "v2_outputs": outputs,
+                                            "predict_timeout": max(service.predict_timeout, timeout)})
+        self.service = service
+        self.client = client or make_client(config)
+        self.client.session.headers[PROBE_HEADER] = "explain"
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.rows_sent = 0
+        try:
+            version = self.client.metadata().version
+        except ServiceError:
+            version = service.model_version
+        super().__init__(features=features, feature_kinds=feature_kinds, task="regression", classes=None,
+                         version=version, description=f"service {service.name} ({service.protocol}, {service.url})")
+        self._task_known = False
+        if X_sample is not None and len(X_sample):
+            self.predict(X_sample.iloc[:5])
+
+    @property
+    def call(self) -> str:
+        """The HTTP call a prediction makes, e.g. ``POST /v2/models/m/infer``."""
+        return str(getattr(self.client, "_predict_call", "predict"))
+
+    def predict(self, X):
+        """One request per ``max_rows`` rows; raises :class:`RemoteExplainError` naming the failed one."""
+        return self.predict_batches([X])[0]
+
+    def predict_batches(self, frames: Sequence[pd.DataFrame], *,
+                        progress: Callable[[float, str], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Predict several frames, one request per frame (frames larger than ``max_rows`` are split).
+
+        Raises
+        ------
+        RemoteExplainError
+            On the first failed request, naming it (k of n), the call and the reason.
+        """
+        counts = getattr(frames, "row_counts", None) or [len(f) for f in frames]
+        n_requests = sum(max(1, -(-n // self.max_rows)) for n in counts)
+        answers: list[list] = [[] for _ in range(len(counts))]
+        k = 0
+        for i in range(len(counts)):
+            frame = frames[i]  # a lazily built frame is built here, once
+            for start in range(0, max(len(frame), 1), self.max_rows):
+                chunk = frame.iloc[start:start + self.max_rows]
+                k += 1
+                if progress is not None:
+                    progress((k - 1) / n_requests, f"request {k} of {n_requests} ({len(chunk):,} rows)")
+                try:
+                    result = self.client.predict(self.conform(chunk))
+                except ServiceError as exc:
+                    raise RemoteExplainError(exc.call, exc.message, request=k, n_requests=n_requests,
+                                             rows=len(chunk)) from None
+                with self._lock:
+                    self.requests += result.requests
+                    self.rows_sent += len(chunk)
+                self._learn_task(result.probabilities, result.predictions)
+                answers[i].append((result.predictions, result.probabilities))
+        if progress is not None:
+            progress(1.0, f"{n_requests} request(s) done")
+        out = []
+        for parts in answers:
+            labels = np.concatenate([p[0] for p in parts])
+            probas = [p[1] for p in parts]
+            out.append((labels, None if any(p is None for p in probas) else np.vstack(probas)))
+        return out
+
+    def _learn_task(self, proba: np.ndarray | None, labels: np.ndarray) -> None:
+        if self._task_known:
+            return
+        if proba is not None and proba.ndim == 2 and proba.shape[1] >= 2:
+            self.task = "binary" if proba.shape[1] == 2 else "multiclass"
+            self.classes = tuple(range(proba.shape[1]))
+        self._task_known = True
+
+
+# -- choosing the source ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsistencyCheck:
+    """Whether a local artifact predicts what the service predicts, on a sample of rows.
+
+    Attributes
+    ----------
+    rows : int
+        Rows compared.
+    agrees : bool or None
+        True when outputs match within ``tolerance``; None when the check could not run.
+    max_abs_diff : float
+        Largest absolute difference of the outputs (probabilities or values).
+    label_agreement : float
+        Share of rows with the same predicted label.
+    tolerance : float
+    message : str
+        One sentence for the page.
+    """
+
+    rows: int
+    agrees: bool | None
+    max_abs_diff: float
+    label_agreement: float
+    tolerance: float
+    message: str
+
+
+def check_consistency(local: ModelSource, remote: RemoteModel, X: pd.DataFrame, *,
+                      tolerance: float = 1e-6) -> ConsistencyCheck:
+    """Compare a local artifact's outputs with the service's on the rows ``X`` (one request).
+
+    Parameters
+    ----------
+    local : ModelSource
+    remote : RemoteModel
+    X : DataFrame
+        Rows to compare, e.g. a sample of the reference data.
+    tolerance : float, default=1e-6
+        Largest absolute difference of probabilities (or values) still counted as equal.
+
+    Returns
+    -------
+    ConsistencyCheck
+    """
+    try:
+        remote_labels, remote_proba = remote.predict(X)
+    except RemoteExplainError as exc:
+        return ConsistencyCheck(len(X), None, float("nan"), float("nan"), tolerance,
+                                f"could not check the artifact against the service: {exc.call}: {exc.reason}")
+    local_labels, local_proba = local.predict(X)
+    if local_proba is not None and remote_proba is not None and local_proba.shape == remote_proba.shape:
+        diff = float(np.max(np.abs(local_proba - remote_proba)))
+    elif local_proba is None and remote_proba is None:
+        diff = float(np.max(np.abs(np.asarray(local_labels, float) - np.asarray(remote_labels, float))))
+    else:
+        diff = float("inf")
+    same = np.asarray([str(a) == str(b) or _same_number(a, b)
+                       for a, b in zip(local_labels, remote_labels, strict=True)])
+    if local.task != "regression" and remote_proba is not None and local_proba is not None:
+        same = local_proba.argmax(axis=1) == remote_proba.argmax(axis=1)
+    agreement = float(same.mean()) if len(same) else float("nan")
+    agrees = bool(diff <= tolerance)
+    if agrees:
+        message = (f"the artifact predicts what the service predicts on {len(X)} reference rows "
+                   f"(largest difference {diff:.1e})")
+    else:
+        message = (f"the artifact is not the model being served: on {len(X)} reference rows its outputs differ by up "
+                   f"to {diff:.3g} and {agreement:.0%} of the predicted labels agree. Explanations below describe the "
+                   "artifact, not the service")
+    return ConsistencyCheck(len(X), agrees, diff, agreement, tolerance, message)
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class SelectedSource:
+    """The model source chosen for a service, and what the page should say about it.
+
+    Attributes
+    ----------
+    model : ModelSource
+        Used for every explanation.
+    remote : RemoteModel or None
+        The service as a black box, when it was opened (``auto`` and ``remote``).
+    consistency : ConsistencyCheck or None
+        The artifact checked against the service (``auto`` with an artifact).
+    reason : str
+        Why this source was chosen.
+    """
+
+    model: ModelSource
+    remote: RemoteModel | None = None
+    consistency: ConsistencyCheck | None = None
+    reason: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, *, check_rows: int = 200,
+                      max_rows: int = DEFAULT_MAX_ROWS, random_state: int | None = 0) -> SelectedSource:
+    """Open the model source ``service.explain`` asks for.
+
+    ``source = "local"``: the artifact. ``"remote"``: the service as a black box. ``"auto"``:
+    the artifact when one is configured, checked against the service on ``check_rows``
+    reference rows (one request); the service otherwise.
+
+    Parameters
+    ----------
+    service : ServiceConfig
+    X_reference : DataFrame or None
+        Reference rows (the service's features); a sample is used for the check and to learn
+        the remote model's task.
+    check_rows : int, default=200
+    max_rows : int, default=200_000
+        Rows per request of the black box.
+    random_state : int or None, default=0
+        Seed of the check's sample.
+
+    Returns
+    -------
+    SelectedSource
+
+    Raises
+    ------
+    ArtifactError
+        When the artifact cannot be used.
+    ExplainError
+        When ``source = "local"`` has no artifact, or the service cannot be used as a black box.
+    """
+    explain = service.explain
+    features = tuple(service.features) or (tuple(X_reference.columns) if X_reference is not None else ())
+    kinds = _kinds_of(X_reference, features)
+    sample = None
+    if X_reference is not None and len(X_reference):
+        sample = X_reference.sample(min(check_rows, len(X_reference)), random_state=random_state)
+    if explain.source == "local" and not explain.artifact:
+        raise ExplainError(f"service {service.name}: [services.explain] source = 'local' needs artifact = "
+                           "'<skops or joblib file, or MLflow model directory>'")
+    if explain.artifact and explain.source in ("local", "auto"):
+        local = load_artifact(explain.artifact, features=features, trust_pickle=explain.trust_pickle)
+        local.feature_kinds.update({f: k for f, k in kinds.items() if f in local.feature_kinds})
+        if explain.source == "local":
+            return SelectedSource(local, reason="source = 'local': the artifact, without checking it against the "
+                                                "service")
+        try:
+            remote = RemoteModel(service, features=local.features, feature_kinds=local.feature_kinds,
+                                 max_rows=max_rows)
+        except RemoteExplainError as exc:
+            check = ConsistencyCheck(0, None, float("nan"), float("nan"), 1e-6,
+                                     f"could not check the artifact against the service: {exc.call}: {exc.reason}")
+            return SelectedSource(local, None, check, reason="source = 'auto': the local artifact (faster)")
+        check = (check_consistency(local, remote, sample) if sample is not None else
+                 ConsistencyCheck(0, None, float("nan"), float("nan"), 1e-6,
+                                  "no reference data configured, so the artifact was not checked against the service"))
+        return SelectedSource(local, remote, check, reason="source = 'auto': the local artifact (faster), checked "
+                                                           "against the service")
+    if not features:
+        raise ExplainError(f"service {service.name}: the black box needs the feature names: set features or "
+                           "reference in [[services]]")
+    try:
+        remote = RemoteModel(service, features=features, feature_kinds=kinds, X_sample=sample, max_rows=max_rows)
+    except RemoteExplainError as exc:
+        raise ExplainError(f"service {service.name} cannot be used as a black box: {exc.call}: {exc.reason}") from None
+    reason = ("source = 'remote'" if explain.source == "remote" else "source = 'auto' and no artifact configured")
+    return SelectedSource(remote, remote, None, reason=f"{reason}: the service as a black box")
+
+
+def _kinds_of(X: pd.DataFrame | None, features: Sequence[str]) -> dict[str, str]:
+    if X is None:
+        return {}
+    kinds = {}
+    for name in features:
+        if name in X.columns:
+            column = X[name]
+            numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            kinds[name] = "numeric" if numeric else "categorical"
+    return kinds
