@@ -25,6 +25,9 @@ else:
         "Operations": [
             st.Page("views/health.py", title="Service health", icon=":material/monitor_heart:", default=True),
         ],
+        "Data science": [
+            st.Page("views/explain.py", title="Explain", icon=":material/psychology:"),
+        ],
         "Setup": [
             st.Page("views/services.py", title="Services", icon=":material/settings:"),
         ],

@@ -197,3 +197,201 @@ def prediction_log_mirror(_runtime: Runtime, fingerprint: str, service: str) -> 
     """
     del fingerprint
     return _runtime.mirror(service)
+
+
+# -- explanations
+# The Explain page's caches: one model source and explainer per service and model version
+# (resources), results per service, model version, output space and data window (data).
+# Long computations run in a worker thread so the page can draw a progress bar meanwhile;
+# nothing is computed before the page asks for it.
+
+EXPLAIN_WINDOWS = {"reference": "Reference (training) data", "24h": "Last 24 hours of predictions",
+                   "7d": "Last 7 days of predictions", "30d": "Last 30 days of predictions"}
+_EXPLAIN_WINDOW_SECONDS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+
+
+def explain_key(runtime: Runtime, fingerprint: str) -> str:
+    """Cache key of the explanations of one running runtime (two demo runs share the fingerprint ``demo``)."""
+    return f"{fingerprint}@{runtime.started_at!r}"
+
+
+@dataclass(frozen=True)
+class ExplainSetup:
+    """A service's model source for explanations, and the data they start from.
+
+    Attributes
+    ----------
+    selected : explain.SelectedSource
+        The model (local artifact or the service as a black box) and the consistency check.
+    reference : DataFrame or None
+        The reference data's features (the background of the explainers).
+    reference_problem : str or None
+        Why there is no reference data.
+    has_log : bool
+        Whether the service's predictions are logged in the store (the prediction picker).
+    """
+
+    selected: object
+    reference: object
+    reference_problem: str | None
+    has_log: bool
+
+
+@st.cache_resource(ttl=900, max_entries=16, show_spinner=False)
+def explain_setup(_runtime: Runtime, fingerprint: str, service: str) -> ExplainSetup:
+    """Open the model source of ``service`` (see ``[services.explain]``) and read its reference data.
+
+    ``fingerprint`` is :func:`explain_key`'s value, as for every function below. Raises
+    ``explain.ExplainError`` (not cached) when the artifact or the service cannot be used.
+    """
+    del fingerprint
+    from explain import open_model_source
+    from monitoring.reference import ReferenceDataError, read_reference
+
+    config = _runtime.config.service(service)
+    reference, problem = None, None
+    if config.reference:
+        try:
+            reference = read_reference(config.reference, features=config.features)
+            reference = reference[[c for c in reference.columns if c != config.target]]
+        except ReferenceDataError as exc:
+            problem = str(exc)
+    else:
+        problem = f"service {service} has no reference data configured ([[services]] reference)"
+    selected = open_model_source(config, reference)
+    try:
+        _runtime.store.prediction_table(service)
+        has_log = True
+    except KeyError:
+        has_log = False
+    return ExplainSetup(selected, reference, problem, has_log)
+
+
+def _explain_warm_up(explainer) -> None:
+    try:
+        explainer.warm_up()
+    except Exception:  # a failing service is shown when the page asks; here it only stays cold
+        log.info("explainer warm-up failed", exc_info=True)
+
+
+@st.cache_resource(ttl=3600, max_entries=16, show_spinner=False)
+def explainer(_runtime: Runtime, fingerprint: str, service: str, version: str | None, space: str):
+    """The Shapley explainer of ``service``'s model in ``space``, warmed up in a background thread."""
+    del version
+    import threading
+
+    from explain import ExplainError, ShapExplainer
+
+    setup = explain_setup(_runtime, fingerprint, service)
+    background = setup.reference
+    if background is None and setup.has_log:
+        background = explain_window(_runtime, fingerprint, service, "30d", 200, tick(3600))
+    if background is None or len(background) == 0:
+        raise ExplainError(f"no background data for the explainer: {setup.reference_problem}")
+    rows = min(_runtime.config.service(service).explain.background_rows, 100)
+    shap_explainer = ShapExplainer(setup.selected.model, background, space=space, background_rows=rows)
+    threading.Thread(target=_explain_warm_up, args=(shap_explainer,), daemon=True,
+                     name=f"vantage-explain-warm-{service}").start()
+    return shap_explainer
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def explain_window(_runtime: Runtime, fingerprint: str, service: str, window: str, n_rows: int,
+                   tick_value: int):
+    """Up to ``n_rows`` rows of ``window`` (reference sample, or logged predictions spread over the window)."""
+    del tick_value
+    from explain import ExplainError
+    from explain._data import sample_prediction_log
+
+    if window == "reference":
+        setup = explain_setup(_runtime, fingerprint, service)
+        if setup.reference is None:
+            raise ExplainError(f"no reference data: {setup.reference_problem}")
+        reference = setup.reference
+        return reference.sample(min(n_rows, len(reference)), random_state=0).reset_index(drop=True)
+    if window not in _EXPLAIN_WINDOW_SECONDS:
+        raise ValueError(f"window must be one of {list(EXPLAIN_WINDOWS)}; got {window!r}")
+    now = time.time()
+    frame = sample_prediction_log(_runtime.store, service, since=now - _EXPLAIN_WINDOW_SECONDS[window], until=now,
+                                  n_rows=n_rows)
+    if frame.empty:
+        raise ExplainError(f"no predictions of {service} were logged in the {EXPLAIN_WINDOWS[window].lower()}")
+    return frame
+
+
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def explain_global(_runtime: Runtime, fingerprint: str, service: str, version: str | None, space: str, window: str,
+                   n_rows: int, tick_value: int, _progress=None):
+    """Shapley values of up to ``n_rows`` rows of ``window`` (global importance, beeswarm, dependence)."""
+    rows = explain_window(_runtime, fingerprint, service, window, n_rows, tick_value)
+    shap_explainer = explainer(_runtime, fingerprint, service, version, space)
+    ids = tuple(rows["id"]) if "id" in rows.columns else ()
+    return shap_explainer.explain(rows, row_ids=ids, progress=_progress)
+
+
+@st.cache_data(ttl=3600, max_entries=256, show_spinner=False)
+def explain_row(_runtime: Runtime, fingerprint: str, service: str, version: str | None, space: str, row,
+                row_id: str | None, _progress=None):
+    """Shapley values of one row (a one-row DataFrame), for the waterfall."""
+    shap_explainer = explainer(_runtime, fingerprint, service, version, space)
+    return shap_explainer.explain(row, row_ids=(row_id,) if row_id else (), progress=_progress)
+
+
+@st.cache_data(ttl=3600, max_entries=64, show_spinner=False)
+def explain_dependence(_runtime: Runtime, fingerprint: str, service: str, version: str | None, features: tuple,
+                       window: str, n_rows: int, grid_resolution: int, highlight, tick_value: int, _progress=None):
+    """Partial dependence and ICE of one or two features over ``window``."""
+    del version
+    from explain import partial_dependence
+
+    rows = explain_window(_runtime, fingerprint, service, window, n_rows, tick_value)
+    model = explain_setup(_runtime, fingerprint, service).selected.model
+    return partial_dependence(model, rows, features, grid_resolution=grid_resolution, highlight=highlight,
+                              progress=_progress)
+
+
+@st.cache_data(ttl=30, max_entries=64, show_spinner=False)
+def find_logged_predictions(_runtime: Runtime, fingerprint: str, service: str, prediction_id: str | None,
+                            since: float | None, until: float | None, filters: tuple, limit: int, tick_value: int):
+    """Logged predictions matching an id, a time range and feature conditions (index-backed, newest first)."""
+    del fingerprint, tick_value
+    return _runtime.store.find_predictions(service, prediction_id=prediction_id, since=since, until=until,
+                                           filters=dict(filters) if filters else None, limit=limit)
+
+
+def run_with_progress(label: str, function, *args, **kwargs):
+    """Call ``function(*args, _progress=..., **kwargs)`` showing a progress bar if it takes over half a second.
+
+    The call runs in a worker thread (with this session's script context) while this thread
+    draws the bar from the progress the function reports; its result or exception is passed on.
+    """
+    import threading
+
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    state_ = {"fraction": 0.0, "text": "starting", "done": False, "result": None, "error": None}
+
+    def report(fraction: float, text: str) -> None:
+        state_["fraction"], state_["text"] = fraction, text
+
+    def work() -> None:
+        try:
+            state_["result"] = function(*args, _progress=report, **kwargs)
+        except BaseException as exc:  # handed to the page thread below
+            state_["error"] = exc
+        finally:
+            state_["done"] = True
+
+    worker = threading.Thread(target=work, daemon=True, name="vantage-explain-work")
+    add_script_run_ctx(worker, get_script_run_ctx(suppress_warning=True))
+    worker.start()
+    worker.join(0.5)
+    if not state_["done"]:
+        bar = st.progress(0.0, text=f"{label}…")
+        while not state_["done"]:
+            worker.join(0.2)
+            bar.progress(min(max(float(state_["fraction"]), 0.0), 1.0), text=f"{label}: {state_['text']}")
+        bar.empty()
+    if state_["error"] is not None:
+        raise state_["error"]
+    return state_["result"]

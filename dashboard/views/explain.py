@@ -1,0 +1,253 @@
+"""Explain: why the model predicts what it predicts, across the data and for one prediction."""
+
+from datetime import UTC, datetime
+from datetime import time as day_time
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.components import when
+from explain import ExplainError
+from explain import plots as explain_plots
+
+TABS = ["Feature importance", "Beeswarm", "Dependence", "One prediction", "Partial dependence"]
+SPACES = {"auto": "Explainer's native scale", "probability": "Probability", "log_odds": "Log-odds"}
+OPERATORS = ["==", "!=", "<", "<=", ">", ">="]
+
+
+def chart(figure, key: str) -> None:
+    st.plotly_chart(figure, key=key, config={"displayModeBar": False})
+
+
+def computed(label: str, function, *args):
+    """Run a cached explanation with a progress bar; show why it failed instead of raising."""
+    try:
+        return state.run_with_progress(label, function, *args)
+    except ExplainError as exc:
+        st.error(exc.message, icon=":material/error:")
+        return None
+
+
+current = state.settings()
+runtime = state.runtime(current)
+names = [s.name for s in runtime.config.services]
+
+st.title("Explain")
+st.caption("Why the model predicts what it predicts: Shapley values (how much each feature moved a prediction away "
+           "from the average one) across the data and for one logged prediction, and partial dependence (how the "
+           "prediction changes when one feature changes). Computed when you open a tab, for what it shows.")
+
+key = state.explain_key(runtime, current.fingerprint)
+chosen = st.query_params.get("service", names[0])
+service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
+                            key="explain_service")
+st.query_params["service"] = service_name
+service = runtime.config.service(service_name)
+
+try:
+    with st.spinner("Opening the model…"):
+        setup = state.explain_setup(runtime, key, service_name)
+except ExplainError as exc:
+    st.error(f"**This service cannot be explained.** {exc.message}", icon=":material/error:")
+    st.stop()
+
+selected = setup.selected
+model = selected.model
+with st.container(border=True):
+    left, right = st.columns([3, 2])
+    kind = "Local artifact" if model.kind == "local" else "The service as a black box"
+    left.markdown(f"**Model source:** {kind} · {model.description}  \n"
+                  f"**Version:** `{model.version or 'not reported'}` · **task:** {model.task}"
+                  + (f" · **classes:** {', '.join(map(str, model.classes))}" if model.classes else ""))
+    left.caption(selected.reason)
+    with right:
+        check = selected.consistency
+        if check is None:
+            st.caption("Every explanation here is computed from the service's own answers, in batched requests."
+                       if model.kind == "remote" else "The artifact is not checked against the service "
+                                                      "(source = 'local').")
+        elif check.agrees:
+            st.success(f"Consistency check: {check.message}.", icon=":material/verified:")
+        elif check.agrees is None:
+            st.info(f"Consistency check: {check.message}.", icon=":material/help:")
+        else:
+            st.warning(f"**The artifact is not the model being served.** {check.message}.", icon=":material/warning:")
+
+windows = {k: v for k, v in state.EXPLAIN_WINDOWS.items()
+           if (k == "reference" and setup.reference is not None) or (k != "reference" and setup.has_log)}
+if not windows:
+    st.error(f"No data to explain: {setup.reference_problem}, and the service's predictions are not logged.")
+    st.stop()
+controls = st.columns([2, 2, 2])
+window = controls[0].selectbox("Data", list(windows), format_func=windows.get, key="explain_window")
+space_options = ["auto", "probability", "log_odds"] if model.task != "regression" else ["auto"]
+space = controls[1].selectbox("Scale", space_options, format_func=SPACES.get, key="explain_space",
+                              help="Tree and linear explainers work natively on the raw score (log-odds); "
+                                   "probability uses a slower exact method or the model-agnostic one.")
+try:
+    shap_explainer = state.explainer(runtime, key, service_name, model.version, space)
+except ExplainError as exc:
+    st.error(exc.message)
+    st.stop()
+outputs = model.output_names()
+output = controls[2].selectbox("Explain the output", outputs, key="explain_output",
+                               disabled=len(outputs) == 1, help="For a multiclass model, pick the class.")
+st.caption(f"Method: {shap_explainer.note}.")
+
+fast = shap_explainer.method in ("tree", "linear")
+default_rows, most_rows = (1000, 5000) if fast else ((20, 200) if model.kind == "remote" else (100, 1000))
+tabs = st.tabs(TABS, key="explain_tab", bind="query-params")
+tick = state.tick(600)
+
+if tabs[0].open or tabs[1].open or tabs[2].open:
+    rows = st.number_input("Rows explained", min_value=10, max_value=most_rows, value=default_rows, step=10,
+                           key=f"explain_rows_{shap_explainer.method}",
+                           help="A sample of the data window. The model-agnostic explainer asks the model about "
+                                "~15,000 rows per explained row, so it explains fewer.")
+    values = computed(f"Explaining {rows:,} rows", state.explain_global, runtime, key, service_name,
+                      model.version, space, window, rows, tick)
+    if values is not None:
+        footer = (f"{values.n_rows:,} rows of the {windows[window].lower()} · {values.seconds:.2f} s"
+                  + (f" · {values.requests} request(s), {values.model_rows:,} model rows" if values.requests else ""))
+        if tabs[0].open:
+            with tabs[0]:
+                chart(explain_plots.importance_bar(values, output=output), "explain_importance")
+                st.caption(footer)
+        if tabs[1].open:
+            with tabs[1]:
+                chart(explain_plots.beeswarm(values, output=output), "explain_beeswarm")
+                st.caption("Each dot is one row: how far that feature moved its prediction (right = up), coloured "
+                           "by the feature's value (red high, blue low, grey categorical). " + footer)
+        if tabs[2].open:
+            with tabs[2]:
+                ranked = list(values.importance(output)["feature"])
+                left, right = st.columns(2)
+                feature = left.selectbox("Feature", ranked, key="explain_dep_feature")
+                colour = right.selectbox("Colour by", ["auto", "none", *[f for f in ranked if f != feature]],
+                                         key="explain_dep_color",
+                                         help="auto: the most important other feature")
+                data = values.dependence(feature, output=output,
+                                         color_by=None if colour == "none" else colour)
+                chart(explain_plots.dependence_scatter(data), "explain_dependence")
+                st.caption(footer)
+
+
+def picked_row():
+    """The prediction chosen in the picker (a one-row DataFrame and its id), or None."""
+    if not setup.has_log:
+        if setup.reference is None:
+            return None, None
+        st.info(f"{service_name}'s predictions are not logged in the store, so pick a row of the reference data.")
+        index = st.number_input("Reference row", min_value=0, max_value=len(setup.reference) - 1, value=0,
+                                key="explain_reference_row")
+        return setup.reference.iloc[[int(index)]], None
+    mode = st.segmented_control("Find a prediction", ["Newest", "By id", "By time", "By feature"], default="Newest",
+                                key="explain_pick_mode")
+    prediction_id = since = until = None
+    filters: tuple = ()
+    if mode == "By id":
+        prediction_id = st.text_input("Prediction id", value=st.query_params.get("prediction", ""),
+                                      key="explain_pick_id").strip() or None
+    elif mode == "By time":
+        columns = st.columns(2)
+        day = columns[0].date_input("Day (UTC)", value=datetime.now(UTC).date(), key="explain_pick_day")
+        hour = columns[1].time_input("From (UTC)", value=day_time(0, 0), key="explain_pick_time")
+        since = datetime.combine(day, hour, tzinfo=UTC).timestamp()
+        until = since + 86400.0 - (hour.hour * 3600 + hour.minute * 60)
+    elif mode == "By feature":
+        columns = st.columns([2, 1, 2])
+        feature = columns[0].selectbox("Feature", list(model.features), key="explain_pick_feature")
+        op = columns[1].selectbox("Condition", OPERATORS, key="explain_pick_op")
+        text = columns[2].text_input("Value", key="explain_pick_value")
+        if text:
+            value = float(text) if model.feature_kinds.get(feature) == "numeric" and _is_number(text) else text
+            filters = ((feature, (op, value)),)
+    try:
+        found = state.find_logged_predictions(runtime, key, service_name, prediction_id, since, until,
+                                              filters, 50, state.tick(10))
+    except ValueError as exc:
+        st.error(str(exc))
+        return None, None
+    if found.empty:
+        st.info("No logged prediction matches.")
+        return None, None
+    shown = found[["id", "ts", "prediction", "score", *model.features]].copy()
+    shown.insert(1, "time (UTC)", pd.to_datetime(shown.pop("ts"), unit="s", utc=True).dt.strftime("%d %b %H:%M:%S"))
+    event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", height=210,
+                         key="explain_pick_table")
+    selection = event.selection.rows if event is not None and hasattr(event, "selection") else []
+    index = selection[0] if selection else 0
+    row = found.iloc[[index]]
+    row_id = str(row["id"].iloc[0])
+    st.query_params["prediction"] = row_id
+    st.caption(f"Selected prediction `{row_id}` made {when(float(row['ts'].iloc[0]))}; click a row to pick another "
+               f"(the {len(found)} newest matches are listed).")
+    return row, row_id
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+if tabs[3].open:
+    with tabs[3]:
+        row, row_id = picked_row()
+        if row is not None:
+            single = computed("Explaining the prediction", state.explain_row, runtime, key,
+                              service_name, model.version, space, row[list(model.features)], row_id)
+            if single is not None:
+                explanation = single.explanation(0, output=output)
+                metrics = st.columns(3)
+                metrics[0].metric("Base value", f"{explanation.base_value:.4g}",
+                                  help="The average output over the background data: where every explanation starts.")
+                metrics[1].metric("Prediction", f"{explanation.prediction:.4g}",
+                                  delta=f"{explanation.prediction - explanation.base_value:+.4g} from the base value",
+                                  delta_color="off")
+                metrics[2].metric("Scale", explain_plots.SPACE_LABELS.get(explanation.space, explanation.space))
+                chart(explain_plots.waterfall(explanation), "explain_waterfall")
+                st.caption(f"{single.note}. " + (f"{single.requests} request(s), {single.model_rows:,} model rows, "
+                                                 if single.requests else "") + f"{single.seconds:.2f} s.")
+                with st.expander("Values"):
+                    st.dataframe(explanation.to_frame(), hide_index=True)
+
+if tabs[4].open:
+    with tabs[4]:
+        columns = st.columns([2, 2, 1, 1])
+        ranked = list(model.features)
+        first = columns[0].selectbox("Feature", ranked, key="explain_pd_feature",
+                                     index=ranked.index("credit_utilization") if "credit_utilization" in ranked else 0)
+        second = columns[1].selectbox("Second feature (heatmap)", ["none", *[f for f in ranked if f != first]],
+                                      key="explain_pd_second")
+        centred = columns[2].toggle("Centre ICE", key="explain_pd_centred",
+                                    help="Start every line at 0 to compare their shapes (c-ICE).")
+        resolution = columns[3].number_input("Grid points", min_value=5, max_value=50, value=20,
+                                             key="explain_pd_grid")
+        features = (first,) if second == "none" else (first, second)
+        highlight = None
+        highlight_id = st.query_params.get("prediction")
+        if highlight_id and setup.has_log and len(features) == 1:
+            matches = state.find_logged_predictions(runtime, key, service_name, highlight_id, None,
+                                                    None, (), 1, state.tick(10))
+            highlight = matches[list(model.features)] if len(matches) else None
+        n_rows = 500 if len(features) == 1 else 200
+        result = computed("Computing partial dependence", state.explain_dependence, runtime, key,
+                          service_name, model.version, features, window, n_rows, int(resolution), highlight, tick)
+        if result is not None:
+            if len(features) == 1:
+                chart(explain_plots.pd_curve(result, output=output, centered=centred), "explain_pd")
+                if highlight is not None:
+                    st.caption(f"Dashed: the prediction `{highlight_id}` picked under One prediction.")
+            else:
+                chart(explain_plots.pd_heatmap(result, output=output), "explain_pd_heatmap")
+            points = len(result.grid[0]) * (len(result.grid[1]) if len(result.grid) > 1 else 1)
+            requests = f", {result.requests} request(s)" if result.requests else ""
+            st.caption(f"{result.method}: {result.n_rows} rows × {points} grid points, "
+                       f"{result.seconds:.2f} s{requests}")
+
+st.caption("Results are cached per service, model version and data window; logged-prediction windows refresh "
+           "every 10 minutes.")

@@ -1,0 +1,62 @@
+"""Rows to explain, read from the prediction log through the store's index-backed lookups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from explain._errors import ExplainError
+from monitoring.store import PREDICTION_COLUMNS, Store
+
+
+def sample_prediction_log(store: Store, service: str, *, since: float, until: float, n_rows: int = 1000,
+                          n_slices: int = 10) -> pd.DataFrame:
+    """About ``n_rows`` logged predictions spread over ``[since, until)``, cheaply.
+
+    The window is cut into ``n_slices`` equal time slices and the newest
+    ``n_rows / n_slices`` predictions of each slice are read with
+    :meth:`~monitoring.store.Store.find_predictions` (an index range scan each), so the cost
+    does not grow with the size of the log.
+
+    Parameters
+    ----------
+    store : Store
+    service : str
+    since, until : float
+        Time window (Unix seconds).
+    n_rows : int, default=1000
+        Rows wanted (1-10,000).
+    n_slices : int, default=10
+
+    Returns
+    -------
+    DataFrame
+        Whole prediction-log rows (``id, ts, ...`` and the features), oldest first.
+
+    Raises
+    ------
+    ExplainError
+        When the service has no prediction log in the store.
+    """
+    if not 1 <= n_rows <= 10_000:
+        raise ValueError(f"n_rows must be between 1 and 10000; got {n_rows}")
+    if until <= since:
+        raise ValueError(f"until must be after since; got since={since}, until={until}")
+    try:
+        store.prediction_table(service)
+    except KeyError:
+        raise ExplainError(f"service {service!r} has no prediction log in the store") from None
+    edges = np.linspace(since, until, n_slices + 1)
+    per_slice = max(1, -(-n_rows // n_slices))
+    parts = [store.find_predictions(service, since=float(a), until=float(b), limit=per_slice, newest_first=True)
+             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return store.find_predictions(service, since=since, until=until, limit=1).iloc[:0]
+    frame = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def features_of(frame: pd.DataFrame) -> list[str]:
+    """The feature columns of a prediction-log frame (everything but the log's own columns)."""
+    return [c for c in frame.columns if c not in PREDICTION_COLUMNS]
