@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 
@@ -49,7 +51,7 @@ def sample_prediction_log(store: Store, service: str, *, since: float, until: fl
     edges = np.linspace(since, until, n_slices + 1)
     per_slice = max(1, -(-n_rows // n_slices))
     parts = [store.find_predictions(service, since=float(a), until=float(b), limit=per_slice, newest_first=True)
-             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+             for a, b in pairwise(edges)]
     parts = [p for p in parts if len(p)]
     if not parts:
         return store.find_predictions(service, since=since, until=until, limit=1).iloc[:0]

@@ -203,6 +203,8 @@ def partial_dependence(model: ModelSource, X: pd.DataFrame, features: str | Sequ
     frame = model.conform(X).reset_index(drop=True)
     if frame.empty:
         raise ExplainError("X has no rows to average over")
+    if isinstance(model, RemoteModel):
+        model.learn_task(frame)
     kinds = tuple(model.feature_kinds.get(f, "numeric") for f in names)
     grids = tuple(feature_grid(frame, f, kind=k, grid_resolution=grid_resolution, percentiles=percentiles)
                   for f, k in zip(names, kinds, strict=True))

@@ -654,6 +654,11 @@ class RemoteModel(ModelSource):
             out.append((labels, None if any(p is None for p in probas) else np.vstack(probas)))
         return out
 
+    def learn_task(self, X: pd.DataFrame) -> None:
+        """Ask the service about a few rows of ``X`` (one request) unless the task is already known."""
+        if not self._task_known and len(X):
+            self.predict(X.iloc[:5])
+
     def _learn_task(self, proba: np.ndarray | None, labels: np.ndarray) -> None:
         if self._task_known:
             return

@@ -317,6 +317,8 @@ class ShapExplainer:
             raise ValueError(f"n_permutations must be >= 1; got {n_permutations}")
         if background is None or len(background) == 0:
             raise ExplainError("the explainer needs background rows (reference data); none were given")
+        if isinstance(model, RemoteModel):
+            model.learn_task(background)
         self.model = model
         self.random_state = random_state
         self.n_permutations = n_permutations
