@@ -128,7 +128,7 @@ __all__ = [
 
 #: Bump whenever the generator or the model recipe changes: saved artifacts made by another
 #: version are retrained by :func:`demo.model.load_or_train`.
-DEMO_DATA_VERSION = "1"
+DEMO_DATA_VERSION = "2"
 
 SECONDS_PER_DAY = 86_400.0
 #: 2025-01-01T00:00:00Z, used when :func:`generate` is not told where the history starts.

@@ -7,7 +7,8 @@ as long as they were made by the same :data:`demo.data.DEMO_DATA_VERSION` and th
 scikit-learn version. Files::
 
     model.joblib        the fitted sklearn Pipeline
-    reference.parquet   the training data, features and target (the drift reference)
+    reference.parquet   the training data: features, target, and the model's prediction and
+                        score on it (the drift reference)
     model.json          metadata: version (hash of model.joblib), features, target,
                         threshold, trained_at, metrics, demo_data_version, sklearn_version
     model.skops         the same pipeline saved with skops, which loads without unpickling
@@ -319,7 +320,10 @@ def _train_and_save(directory: Path) -> DemoModel:
     artifact_path = directory / MODEL_FILENAME
     reference_path = directory / REFERENCE_FILENAME
     metadata_path = directory / METADATA_FILENAME
-    _write_atomically(reference_path, lambda path: reference.to_parquet(path, index=False))
+    # The model's own outputs on the reference, so prediction drift has something to compare with.
+    scored = reference.assign(prediction=pipeline.predict(reference[list(FEATURES)]).astype(float),
+                              score=pipeline.predict_proba(reference[list(FEATURES)])[:, 1])
+    _write_atomically(reference_path, lambda path: scored.to_parquet(path, index=False))
     version = _write_atomically(artifact_path, lambda path: joblib.dump(pipeline, path))
     metadata = {
         "version": version,

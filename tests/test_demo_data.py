@@ -40,6 +40,7 @@ from demo.model import (
     MODEL_FILENAME,
     REFERENCE_FILENAME,
     REFERENCE_ROWS,
+    SKOPS_FILENAME,
     load_or_train,
     load_reference,
     predict_frame,
@@ -251,8 +252,13 @@ def test_predict_frame_names_missing_columns(demo_model):
         predict_frame(demo_model, rows)
 
 
-def test_saved_reference_is_the_training_data(demo_model):
-    pd.testing.assert_frame_equal(load_reference(demo_model), generate_reference(REFERENCE_ROWS, random_state=0))
+def test_saved_reference_is_the_training_data_with_the_models_outputs(demo_model):
+    saved = load_reference(demo_model)
+    training = generate_reference(REFERENCE_ROWS, random_state=0)
+    pd.testing.assert_frame_equal(saved[list(training.columns)], training)
+    proba = demo_model.pipeline.predict_proba(training[list(FEATURES)])[:, 1]
+    np.testing.assert_allclose(saved["score"], proba)
+    np.testing.assert_array_equal(saved["prediction"], (proba > 0.5).astype(float))
 
 
 def test_load_or_train_reuses_the_saved_model(demo_model, caplog):
@@ -288,7 +294,7 @@ def test_load_or_train_retrains_when_the_data_version_differs(demo_model, tmp_pa
     assert json.loads((tmp_path / METADATA_FILENAME).read_text())["demo_data_version"] == DEMO_DATA_VERSION
     assert len(pd.read_parquet(retrained.reference_path)) == 3_000
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        [".model.lock", MODEL_FILENAME, REFERENCE_FILENAME, METADATA_FILENAME]
+        [".model.lock", MODEL_FILENAME, SKOPS_FILENAME, REFERENCE_FILENAME, METADATA_FILENAME]
     )
 
 
