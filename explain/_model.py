@@ -119,12 +119,11 @@ class ModelSource(ABC):
         missing = [f for f in self.features if f not in X.columns]
         if missing:
             raise ExplainError(f"X lacks the model's features {missing}; it has {list(X.columns)}")
-        frame = X.loc[:, list(self.features)]
-        casts = {f: float for f, k in self.feature_kinds.items()
-                 if k == "numeric" and not pd.api.types.is_float_dtype(frame[f])}
-        if casts:
-            frame = frame.astype(casts)
-        return frame
+        columns = {f: X[f] for f in self.features}
+        cast = {f for f, k in self.feature_kinds.items() if k == "numeric" and columns[f].dtype.kind != "f"}
+        if not cast and list(X.columns) == list(self.features):
+            return X
+        return pd.DataFrame({f: (c.astype(float) if f in cast else c) for f, c in columns.items()}, index=X.index)
 
     @abstractmethod
     def predict(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -254,6 +253,7 @@ class LocalModel(ModelSource):
                          classes=None if classes is None else list(np.asarray(classes).tolist()),
                          version=version, description=description)
         self._column_map: ColumnMap | bool | None = False  # False = not worked out yet
+        self._fast_transform = None
 
     def predict(self, X):
         """Labels and probabilities from the estimator (``predict_proba`` for classifiers)."""
@@ -275,9 +275,37 @@ class LocalModel(ModelSource):
         steps = getattr(self.estimator, "steps", None)
         return self.estimator[:-1] if steps and len(steps) > 1 else None
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """Rows as the final estimator sees them: a dense float matrix."""
+    def prepare_fast_transform(self, X: pd.DataFrame) -> bool:
+        """Use a numpy copy of the preprocessing (see :mod:`explain._fast`) if it gives the same
+        matrix as scikit-learn on the rows ``X``; return whether it does."""
+        from explain._fast import compile_transform
+
+        self._fast_transform = None
+        if self.preprocessor is None or len(X) == 0:
+            return False
+        fast = compile_transform(self.preprocessor, self.features)
+        if fast is None:
+            return False
         frame = self.conform(X)
+        try:
+            same = np.allclose(fast(frame), _dense(self.preprocessor.transform(frame)), equal_nan=True)
+        except (TypeError, ValueError):
+            same = False
+        self._fast_transform = fast if same else None
+        return same
+
+    def transform(self, X: pd.DataFrame, *, conformed: bool = False) -> np.ndarray:
+        """Rows as the final estimator sees them: a dense float matrix.
+
+        Parameters
+        ----------
+        X : DataFrame
+        conformed : bool, default=False
+            ``X`` is already :meth:`conform`'s output (saves a copy).
+        """
+        frame = X if conformed else self.conform(X)
+        if self._fast_transform is not None:
+            return self._fast_transform(frame)
         if self.preprocessor is None:
             return _dense(frame.to_numpy(dtype=float) if all(k == "numeric" for k in self.feature_kinds.values())
                           else frame)

@@ -326,6 +326,8 @@ class ShapExplainer:
         if len(frame) > background_rows:
             frame = frame.sample(background_rows, random_state=random_state)
         self.background = frame.reset_index(drop=True)
+        if isinstance(model, LocalModel):
+            model.prepare_fast_transform(self.background)
         self._lock = threading.Lock()
         self._background_output: np.ndarray | None = None
         self._explainer = None
@@ -441,7 +443,7 @@ class ShapExplainer:
             raise ExplainError("X has no rows to explain")
         requests = model_rows = 0
         if self.method in ("tree", "linear"):
-            transformed = self.model.transform(frame)
+            transformed = self.model.transform(frame, conformed=True)
             raw = np.asarray(self._explainer.shap_values(transformed), dtype=float)
             if raw.ndim == 2:
                 raw = raw[:, :, None]

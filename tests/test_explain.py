@@ -332,3 +332,17 @@ def test_plots_draw_every_result():
     assert all(f.data for f in figures)
     assert "id3" in figures[4].layout.title.text
     assert values.explanation(3).prediction == pytest.approx(values.outputs()[3])
+
+
+def test_fast_preprocessing_gives_scikit_learns_matrix_including_unseen_and_missing_values():
+    X, y = mixed_data()
+    fitted = pipeline(GradientBoostingClassifier(n_estimators=10)).fit(X[FEATURES], y)
+    model = LocalModel(fitted, features=FEATURES)
+    assert model.prepare_fast_transform(X.iloc[:100])
+    odd = X.iloc[:4].copy()
+    odd.loc[odd.index[0], "color"] = "purple"  # unseen: all one-hot columns 0
+    odd.loc[odd.index[1], "size"] = np.nan  # imputed
+    np.testing.assert_array_equal(model.transform(odd), fitted[0].transform(odd[FEATURES]))
+    unsupported = Pipeline([("scale", StandardScaler()), ("model", LinearRegression())]).fit(X[["size", "noise"]],
+                                                                                           X["noise"])
+    assert not LocalModel(unsupported, features=["size", "noise"]).prepare_fast_transform(X)
