@@ -26,6 +26,8 @@ else:
             st.Page("views/health.py", title="Service health", icon=":material/monitor_heart:", default=True),
         ],
         "Data science": [
+            st.Page("views/drift.py", title="Drift", icon=":material/compare_arrows:"),
+            st.Page("views/performance.py", title="Performance", icon=":material/target:"),
             st.Page("views/explain.py", title="Explain", icon=":material/psychology:"),
         ],
         "Setup": [

@@ -31,6 +31,21 @@ def status_badge(state: str) -> None:
              icon=BADGE_ICONS.get(state), color=BADGE_COLORS.get(state, "gray"))
 
 
+def service_picker(runtime, *, key: str):
+    """A service select box kept in the URL (``?service=``), so links keep the chosen service.
+
+    Returns
+    -------
+    ServiceConfig
+        The chosen service.
+    """
+    names = [s.name for s in runtime.config.services]
+    chosen = st.query_params.get("service", names[0])
+    name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0, key=key)
+    st.query_params["service"] = name
+    return runtime.config.service(name)
+
+
 def show_config_error(error: ConfigError) -> None:
     """Explain an unusable configuration file: which keys are wrong and what is accepted."""
     st.title("The configuration file cannot be used")

@@ -24,12 +24,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import streamlit as st
 
 from monitoring.clients import ServiceError
 from monitoring.collector import Collector
 from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
+from monitoring.drift import DriftReport, ReferenceProfile, compute_drift, load_or_build_profile
+from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source
+from monitoring.performance import (
+    Baseline,
+    BusinessValues,
+    DecisionsOverTime,
+    PerformanceDetail,
+    PerformanceOverTime,
+    baseline_for,
+    decisions_over_time,
+    performance_detail,
+    performance_over_time,
+    range_start,
+)
 from monitoring.production import FileMirror, PredictionLogMirror, production_source
+from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
 
@@ -197,6 +213,108 @@ def prediction_log_mirror(_runtime: Runtime, fingerprint: str, service: str) -> 
     """
     del fingerprint
     return _runtime.mirror(service)
+
+
+# -- performance
+
+PERFORMANCE_TICK_SECONDS = 60.0
+"""Labels arrive slowly: the Performance page recomputes at most once a minute."""
+
+
+def _runtime_key(runtime: Runtime, fingerprint: str) -> str:
+    """Cache key of one running runtime: two demo runs share the fingerprint ``demo`` but not a start time."""
+    return f"{fingerprint}@{runtime.started_at!r}"
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _label_mirror(_runtime: Runtime, runtime_key: str, service: str) -> StoreLabelMirror | LabelFileMirror:
+    del runtime_key
+    return label_source(_runtime.store, _runtime.config.service(service))
+
+
+def label_mirror(_runtime: Runtime, fingerprint: str, service: str) -> StoreLabelMirror | LabelFileMirror:
+    """The in-memory, incrementally refreshed ground-truth labels of ``service`` (store table or label file)."""
+    return _label_mirror(_runtime, _runtime_key(_runtime, fingerprint), service)
+
+
+@st.cache_resource(ttl=120, max_entries=8, show_spinner=False)
+def _labeled_predictions(_runtime: Runtime, runtime_key: str, service: str, tick_value: int) -> LabeledPredictions:
+    del tick_value
+    production = _runtime.mirror(service).read()
+    labels = _label_mirror(_runtime, runtime_key, service)
+    return join_labels(production.frame, labels.read(), now=time.time(),
+                       task=_runtime.config.service(service).performance.task, source=labels.source)
+
+
+def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> LabeledPredictions:
+    """Predictions of ``service`` joined to the labels that have arrived, refreshed once a minute.
+
+    Shared between sessions without copying: read it, never change it.
+
+    Raises
+    ------
+    ProductionDataError, LabelDataError
+        When the service has no prediction log or its labels cannot be read at all.
+    """
+    return _labeled_predictions(_runtime, _runtime_key(_runtime, fingerprint), service,
+                                tick(PERFORMANCE_TICK_SECONDS))
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def _baseline(_runtime: Runtime, runtime_key: str, service: str, task: str, classes: tuple[float, ...]) -> Baseline:
+    del runtime_key
+    return baseline_for(_runtime.config.service(service), task=task, classes=classes)
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner=False)
+def _performance(_runtime: Runtime, runtime_key: str, service: str, window: str, range_days: float | None,
+                 tick_value: int) -> PerformanceOverTime:
+    labeled = _labeled_predictions(_runtime, runtime_key, service, tick_value)
+    settings = _runtime.config.service(service).performance
+    return performance_over_time(
+        labeled, window=window, min_labels=settings.min_labels,
+        baseline=_baseline(_runtime, runtime_key, service, labeled.task, labeled.classes),
+        since=range_start(labeled.now, range_days, window=window))
+
+
+def cached_performance(_runtime: Runtime, fingerprint: str, service: str, window: str,
+                       range_days: float | None) -> PerformanceOverTime:
+    """Metrics per ``window`` over the last ``range_days`` days (None = all), against the baseline."""
+    return _performance(_runtime, _runtime_key(_runtime, fingerprint), service, window, range_days,
+                        tick(PERFORMANCE_TICK_SECONDS))
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner=False)
+def _decisions(_runtime: Runtime, runtime_key: str, service: str, window: str, range_days: float | None,
+               threshold: float | None, tick_value: int) -> DecisionsOverTime:
+    labeled = _labeled_predictions(_runtime, runtime_key, service, tick_value)
+    settings = _runtime.config.service(service).performance
+    return decisions_over_time(labeled, window=window, threshold=threshold,
+                               business=BusinessValues.from_config(settings),
+                               since=range_start(labeled.now, range_days, window=window))
+
+
+def cached_decisions(_runtime: Runtime, fingerprint: str, service: str, window: str, range_days: float | None,
+                     threshold: float | None) -> DecisionsOverTime:
+    """Confusion counts (and money) per ``window`` at ``threshold``; two-class models only."""
+    return _decisions(_runtime, _runtime_key(_runtime, fingerprint), service, window, range_days, threshold,
+                      tick(PERFORMANCE_TICK_SECONDS))
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner=False)
+def _performance_detail(_runtime: Runtime, runtime_key: str, service: str, since: float | None,
+                        until: float | None, threshold: float | None, tick_value: int) -> PerformanceDetail:
+    labeled = _labeled_predictions(_runtime, runtime_key, service, tick_value)
+    settings = _runtime.config.service(service).performance
+    return performance_detail(labeled, since=since, until=until, threshold=threshold,
+                              business=BusinessValues.from_config(settings))
+
+
+def cached_performance_detail(_runtime: Runtime, fingerprint: str, service: str, since: float | None,
+                              until: float | None, threshold: float | None) -> PerformanceDetail:
+    """Calibration, confusion matrix at ``threshold`` and residuals of predictions made in ``[since, until)``."""
+    return _performance_detail(_runtime, _runtime_key(_runtime, fingerprint), service, since, until, threshold,
+                               tick(PERFORMANCE_TICK_SECONDS))
 
 
 # -- explanations
@@ -395,3 +513,51 @@ def run_with_progress(label: str, function, *args, **kwargs):
     if state_["error"] is not None:
         raise state_["error"]
     return state_["result"]
+
+
+# -- drift
+
+
+@st.cache_resource(max_entries=32, show_spinner="Reading the reference data…")
+def drift_profile(_runtime: Runtime, fingerprint: str, service: str) -> ReferenceProfile:
+    """Reference statistics of ``service``, built once per reference file and kept on disk.
+
+    Raises
+    ------
+    ReferenceDataError
+        No reference configured, or a file that is missing, unreadable, empty, lacks the
+        service's columns or has text in a numeric column (not cached: fixed files are
+        picked up at the next rerun).
+    """
+    del fingerprint
+    config = _runtime.config.service(service)
+    if not config.reference:
+        raise ReferenceDataError(f"service {service!r} has no reference data: set `reference` (a CSV or Parquet "
+                                 "file of the training data) in its [[services]] table")
+    try:
+        known = _runtime.store.prediction_features(service)
+    except KeyError:
+        known = {}
+    frame = read_reference(config.reference, features=config.features, kinds=known)
+    kinds = infer_kinds(frame.drop(columns=[c for c in frame.columns if c in MODEL_OUTPUTS]), known=known)
+    return load_or_build_profile(config.reference, kinds, cache_dir=var_dir() / "drift-profiles")
+
+
+@st.cache_data(ttl=900, max_entries=64, show_spinner=False)
+def cached_drift(_runtime: Runtime, fingerprint: str, service: str, window: str | int,
+                 since: float | None, until: float | None, rows_seen: int) -> DriftReport:
+    """Drift of every feature and window of ``service`` between ``since`` and ``until``.
+
+    ``rows_seen`` (the number of production rows) is part of the key only: new rows give a
+    new report.
+    """
+    del rows_seen
+    config = _runtime.config.service(service)
+    profile = drift_profile(_runtime, fingerprint, service)
+    frame = _runtime.mirror(service).read().frame
+    if since is not None or until is not None:
+        ts = frame["ts"].to_numpy()
+        keep = (ts >= (since if since is not None else -np.inf)) & (ts < (until if until is not None else np.inf))
+        frame = frame[keep]
+    return compute_drift(profile, frame, window=window, methods=config.drift.methods,
+                         thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service)

@@ -9,6 +9,11 @@ import pandas as pd
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
+MODEL_OUTPUTS = ("prediction", "score")
+"""The model's outputs on the reference, which a reference file may carry for prediction drift."""
+OUTPUT_COLUMNS = (*MODEL_OUTPUTS, "id", "ts")
+"""Columns of a reference file that are never features."""
+
 MOSTLY_NUMERIC = 0.9
 """A text column whose values parse as numbers this often is a numeric column with stray text."""
 
@@ -27,7 +32,7 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
         CSV or Parquet file.
     features : tuple of str, default=()
         Feature names the service expects; every one must be a column. Empty: all columns
-        except ``target``.
+        except ``target`` and :data:`OUTPUT_COLUMNS`.
     target : str, optional
         Target column; must exist when given.
     kinds : mapping of str to {"numeric", "categorical"}, optional
@@ -37,7 +42,8 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
     Returns
     -------
     DataFrame
-        The features (in the given order) followed by the target when given.
+        The features (in the given order), then the target when given, then the model's
+        outputs on the reference (``prediction``, ``score``) when the file has them.
 
     Raises
     ------
@@ -58,14 +64,15 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
         raise ReferenceDataError(f"reference file {file} cannot be read: {exc}") from None
     if frame.empty:
         raise ReferenceDataError(f"reference file {file} has no rows")
-    wanted = list(features) or [c for c in frame.columns if c != target]
+    wanted = list(features) or [c for c in frame.columns if c != target and c not in OUTPUT_COLUMNS]
     missing = [c for c in wanted if c not in frame.columns]
     if target and target not in frame.columns:
         missing.append(target)
     if missing:
         raise ReferenceDataError(
             f"reference file {file} lacks columns {missing}; it has {list(frame.columns)}")
-    frame = frame[wanted + ([target] if target else [])]
+    outputs = [c for c in MODEL_OUTPUTS if c in frame.columns and c not in wanted and c != target]
+    frame = frame[wanted + ([target] if target else []) + outputs]
     _check_numeric_columns(frame[wanted], file, kinds or {})
     return frame
 

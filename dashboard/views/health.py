@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import status_badge, when
+from dashboard.components import service_picker, status_badge, when
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
 from monitoring.plots import health as plots
@@ -25,7 +25,6 @@ def millis(value: float) -> str:
 current = state.settings()
 runtime = state.runtime(current)
 services = runtime.config.services
-names = [s.name for s in services]
 
 st.title("Service health")
 st.caption("Liveness, readiness and a small canary prediction are checked at every poll; uptime, "
@@ -58,11 +57,7 @@ if len(services) > 1:
 
     fleet_table()
 
-chosen = st.query_params.get("service", names[0])
-service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
-                            key="health_service")
-st.query_params["service"] = service_name
-service = runtime.config.service(service_name)
+service = service_picker(runtime, key="health_service")
 
 with st.expander("SLO targets", icon=":material/tune:"):
     st.caption("The objectives come from the configuration (`[services.slo]`). Change them here to see the error "
