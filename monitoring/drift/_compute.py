@@ -1,0 +1,584 @@
+"""Drift of every column in every window, in one vectorised pass per column."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from monitoring.drift._binning import Workspace
+from monitoring.drift._methods import (
+    AUTO,
+    METHODS,
+    ColumnCounts,
+    DriftMethod,
+    check_method_for_column,
+    check_threshold,
+    choose_method,
+    get_method,
+    method_names,
+)
+from monitoring.drift._profile import ColumnProfile, DriftWarning, ReferenceProfile, numeric_values, step_positions
+from monitoring.drift._windows import Windows, assign_windows, parse_window, timestamps_as_seconds
+
+SEVERITIES = ("green", "amber", "red", "grey")
+"""red: drifted; amber: within the margin of the threshold (p-value < 2 × threshold, distance ≥ ½ × threshold);
+green: neither; grey: no score (NaN)."""
+SEVERITY_COLORS = {"green": "#16a34a", "amber": "#d97706", "red": "#dc2626", "grey": "#9ca3af"}
+"""Severity → colour (hex), the palette of the health page's states."""
+
+RESULT_COLUMNS = ("window", "window_start", "window_end", "service", "feature", "kind", "method", "score",
+                  "threshold", "drifted", "severity", "n", "n_missing", "n_unseen")
+DATASET_COLUMNS = ("window", "window_start", "window_end", "service", "n", "n_features", "n_drifted", "share",
+                   "drifted", "drifted_features")
+DISTRIBUTION_COLUMNS = ("bin", "bin_kind", "left", "right", "reference_count", "reference_share", "current_count",
+                        "current_share")
+
+
+@dataclass(frozen=True)
+class WindowedCounts:
+    """One column's binned counts in every window, kept in the report for the distribution charts.
+
+    Attributes
+    ----------
+    name, kind, role : str
+    labels, bin_kinds : tuple of str
+        As in :class:`ColumnProfile` (bins without "missing").
+    left, right : ndarray of shape (n_bins,)
+        Bin edges (numeric), NaN for categories.
+    reference : ndarray of shape (n_bins,)
+    reference_missing : int
+    current : ndarray of shape (n_windows, n_bins)
+    current_missing : ndarray of shape (n_windows,)
+    """
+
+    name: str
+    kind: str
+    role: str
+    labels: tuple[str, ...]
+    bin_kinds: tuple[str, ...]
+    left: np.ndarray
+    right: np.ndarray
+    reference: np.ndarray
+    reference_missing: int
+    current: np.ndarray
+    current_missing: np.ndarray
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift of a service's features and predictions per window.
+
+    Attributes
+    ----------
+    features : DataFrame
+        One row per feature and window, ordered by window then feature, with columns
+        (:data:`RESULT_COLUMNS`):
+
+        ============  ====================================================================
+        window        window number, 0 .. n_windows - 1, in time order
+        window_start  tz-aware UTC datetime: the window's start (time windows) or its first
+                      timestamp (row windows; NaT without timestamps)
+        window_end    the window's end, excluded (time windows) or its last timestamp
+        service       the ``service`` given to :func:`compute_drift`
+        feature       column name
+        kind          ``numeric`` or ``categorical``
+        method        registry name of the method used (``auto`` resolved)
+        score         p-value or distance; NaN when the window (or the reference) has no
+                      non-missing value
+        threshold     the method's threshold
+        drifted       bool: p-value < threshold, or distance >= threshold
+        severity      ``red`` (drifted), ``amber`` (p-value < 2 × threshold or distance >=
+                      ½ × threshold), ``green``, or ``grey`` (NaN score)
+        n             rows in the window
+        n_missing     of them missing (NaN, None, ±inf): left out of the score
+        n_unseen      of them outside the reference: categories it never had, numbers
+                      below its minimum or above its maximum (they take part in the score)
+        ============  ====================================================================
+
+    prediction : DataFrame
+        The same for the prediction columns (``prediction``, ``score``) found in both the
+        reference and the current data; empty when there are none.
+    dataset : DataFrame
+        One row per window (:data:`DATASET_COLUMNS`): ``window``, ``window_start``,
+        ``window_end``, ``service``, ``n`` (rows), ``n_features`` (features with a score),
+        ``n_drifted``, ``share`` (n_drifted / n_features), ``drifted`` (share >=
+        ``drift_share``), ``drifted_features`` (list of names).
+    counts : mapping of str to WindowedCounts
+        Binned counts per column, for :func:`feature_distribution`.
+    window : str or int
+        The window asked for.
+    drift_share : float
+    service : str
+    warnings : tuple of str
+        What could not be measured (all-missing columns, rows without timestamps); each is
+        also issued as a :class:`DriftWarning` through the ``warnings`` module.
+    """
+
+    features: pd.DataFrame
+    prediction: pd.DataFrame
+    dataset: pd.DataFrame
+    counts: Mapping[str, WindowedCounts]
+    window: str | int
+    drift_share: float
+    service: str = ""
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows."""
+        return len(self.dataset)
+
+    def to_csv(self, path_or_buffer=None, *, table: str = "features") -> str | None:
+        """Export one table as CSV.
+
+        Parameters
+        ----------
+        path_or_buffer : str, Path, file-like or None, default=None
+            Where to write; None returns the text.
+        table : {"features", "prediction", "dataset", "all"}, default="features"
+            ``all`` is the feature rows followed by the prediction rows. In ``dataset`` the
+            drifted features are joined with ", ".
+
+        Returns
+        -------
+        str or None
+        """
+        tables = {"features": self.features, "prediction": self.prediction, "dataset": self.dataset}
+        if table == "all":
+            frame = pd.concat([self.features, self.prediction], ignore_index=True)
+        elif table in tables:
+            frame = tables[table]
+        else:
+            raise ValueError(f"table must be one of {[*tables, 'all']}; got {table!r}")
+        if table == "dataset":
+            frame = frame.assign(drifted_features=[", ".join(names) for names in frame["drifted_features"]])
+        return frame.to_csv(path_or_buffer, index=False)
+
+
+def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: str | int = "day",
+                  methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+                  drift_share: float = 0.5, timestamp_column: str = "ts", service: str = "") -> DriftReport:
+    """Drift of every feature and prediction column in every window, against the reference profile.
+
+    Each numeric column is binned once against the reference's edges (a lookup table
+    equivalent to ``np.searchsorted``) and every window is counted with one ``np.bincount``
+    over ``window * n_bins + bin``; categorical columns become integer codes against the
+    reference categories. The methods then score all windows of a column at once.
+
+    Parameters
+    ----------
+    profile : ReferenceProfile
+        From :func:`build_profile` or :func:`load_or_build_profile`.
+    current : DataFrame
+        Production rows: every feature of the profile, ``timestamp_column`` for time
+        windows, and optionally the prediction columns. Categorical columns are fastest as
+        pandas categoricals.
+    window : {"hour", "day", "week"} or int, default="day"
+        Time windows aligned on UTC (weeks start on Monday), or blocks of this many rows in
+        the order of ``current`` (the last one may be shorter). Digit strings such as
+        ``"10000"`` count as rows.
+    methods : mapping of str to str, optional
+        Method per column name, overriding ``auto`` (see :func:`choose_method`).
+    thresholds : mapping of str to float, optional
+        Threshold per method name, overriding the method's default.
+    drift_share : float, default=0.5
+        A window's data set drifts when at least this share of its features drift; in (0, 1].
+    timestamp_column : str, default="ts"
+        Unix seconds (float) or datetimes.
+    service : str, default=""
+        Copied into every row.
+
+    Returns
+    -------
+    DriftReport
+
+    Raises
+    ------
+    ValueError
+        Bad window, unknown method or column names, a method that does not accept the
+        column's kind, a bad threshold or drift_share, missing feature columns, text in a
+        numeric column.
+
+    Warns
+    -----
+    DriftWarning
+        For columns with no value in some windows (NaN scores), and for rows without a
+        timestamp (left out). The same messages are in ``DriftReport.warnings``.
+    """
+    if not isinstance(profile, ReferenceProfile):
+        raise ValueError(f"profile must be a ReferenceProfile (from build_profile); got {type(profile).__name__}")
+    if not isinstance(current, pd.DataFrame):
+        raise ValueError(f"current must be a pandas DataFrame; got {type(current).__name__}")
+    spec = parse_window(window)
+    if isinstance(drift_share, bool) or not isinstance(drift_share, int | float) or not 0 < drift_share <= 1:
+        raise ValueError(f"drift_share must be a number in (0, 1]; got {drift_share!r}")
+    threshold_of = _thresholds(thresholds)
+    absent = [name for name in profile.features if name not in current.columns]
+    if absent:
+        raise ValueError(f"current data lacks feature column(s) {absent}; it has {list(current.columns)}")
+    names = [*profile.features, *(c for c in profile.prediction_columns if c in current.columns)]
+    method_of = _methods(profile, names, methods)
+
+    ts = timestamps_as_seconds(current[timestamp_column]) if timestamp_column in current.columns else None
+    windows = assign_windows(len(current), spec, ts=ts)
+    messages: list[str] = []
+    if windows.n_unassigned:
+        messages.append(f"{windows.n_unassigned} row(s) have no {timestamp_column!r} timestamp and are in no window")
+    if len(current) == 0:
+        messages.append("current data has no rows: nothing to compare")
+
+    results: dict[str, dict[str, np.ndarray]] = {}
+    counts: dict[str, WindowedCounts] = {}
+    workspace = Workspace(len(current))
+    for name in names:
+        column = profile.columns[name]
+        method = method_of[name]
+        column_counts, missing = _count(column, current[name], windows, method.needs, workspace)
+        threshold = threshold_of.get(method.name, method.default_threshold)
+        if column.n_values == 0 or windows.n_windows == 0:
+            scores = np.full(windows.n_windows, np.nan)
+        else:
+            with np.errstate(all="ignore"):
+                scores = np.asarray(method.compute(column_counts), dtype=float)
+        empty = int(np.sum(np.isnan(scores)))
+        if empty and column.n_values > 0:
+            messages.append(f"{column.role} {name!r} has no values in {empty} of {windows.n_windows} window(s): "
+                            "its score is NaN there")
+        elif column.n_values == 0 and windows.n_windows:
+            messages.append(f"{column.role} {name!r} has no values in the reference: its scores are NaN")
+        drifted = method.is_drifted(scores, threshold)
+        severity = np.where(np.isnan(scores), "grey",
+                            np.where(drifted, "red", np.where(method.is_near(scores, threshold), "amber", "green")))
+        unseen_bins = [i for i, kind in enumerate(column.bin_kinds) if kind in ("below", "above", "unseen")]
+        results[name] = {
+            "method": method.name, "threshold": threshold, "score": scores, "drifted": drifted, "severity": severity,
+            "n_missing": missing, "n_unseen": column_counts.current[:, unseen_bins].sum(axis=1),
+        }
+        counts[name] = WindowedCounts(
+            name=name, kind=column.kind, role=column.role, labels=column.labels, bin_kinds=column.bin_kinds,
+            left=column.bin_left, right=column.bin_right, reference=column.counts, reference_missing=column.n_missing,
+            current=column_counts.current, current_missing=missing)
+
+    for message in messages:
+        warnings.warn(message, DriftWarning, stacklevel=2)
+    starts = pd.to_datetime(windows.start, unit="s", utc=True)
+    ends = pd.to_datetime(windows.end, unit="s", utc=True)
+    feature_table = _table(profile.features, results, profile, windows, starts, ends, service)
+    prediction_table = _table([n for n in names if n not in profile.features], results, profile, windows, starts,
+                              ends, service)
+    dataset = _dataset(feature_table, windows, starts, ends, service, drift_share)
+    return DriftReport(features=feature_table, prediction=prediction_table, dataset=dataset, counts=counts,
+                       window=spec, drift_share=float(drift_share), service=service,
+                       warnings=tuple(messages))
+
+
+def check_drift_settings(*, methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+                         kinds: Mapping[str, str] | None = None, window: str | int | None = None,
+                         drift_share: float | None = None) -> None:
+    """Validate drift settings from a configuration, before any data is read.
+
+    Parameters
+    ----------
+    methods : mapping of column name to method name, optional
+        Each name must be ``auto`` or registered; with ``kinds``, each column must be known
+        and the method must accept its kind.
+    thresholds : mapping of method name to float, optional
+        Each key a registered method; p-values in (0, 1), distances > 0.
+    kinds : mapping of column name to {"numeric", "categorical"}, optional
+        The service's features (and prediction columns) with their kinds.
+    window : str or int, optional
+    drift_share : float, optional
+
+    Raises
+    ------
+    ValueError
+        The first problem found, naming the key, what is accepted and what was received.
+    """
+    for column, name in (methods or {}).items():
+        if name == AUTO:
+            continue
+        method = get_method(name)
+        if kinds is not None:
+            if column not in kinds:
+                raise ValueError(f"drift methods: column {column!r} is not a feature of the service; "
+                                 f"features: {', '.join(kinds)}")
+            if kinds[column] not in method.kinds:
+                raise ValueError(f"drift methods: {name!r} accepts {' and '.join(method.kinds)} columns; "
+                                 f"column {column!r} is {kinds[column]}")
+    _thresholds(thresholds)
+    if window is not None:
+        parse_window(window)
+    if drift_share is not None and (isinstance(drift_share, bool) or not isinstance(drift_share, int | float)
+                                    or not 0 < drift_share <= 1):
+        raise ValueError(f"drift_share must be a number in (0, 1]; got {drift_share!r}")
+
+
+def _thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
+    if thresholds is None:
+        return {}
+    if not isinstance(thresholds, Mapping):
+        raise ValueError(f"thresholds must map method names to numbers; got {type(thresholds).__name__}")
+    return {name: check_threshold(get_method(name), value) for name, value in thresholds.items()}
+
+
+def _methods(profile: ReferenceProfile, names: list[str], methods: Mapping[str, str] | None) -> dict[str, DriftMethod]:
+    methods = dict(methods or {})
+    unknown = [column for column in methods if column not in profile.columns]
+    if unknown:
+        raise ValueError(f"methods name column(s) {unknown} that the reference profile does not have; "
+                         f"columns: {', '.join(profile.columns)}")
+    chosen = {}
+    for name in names:
+        column = profile.columns[name]
+        wanted = methods.get(name, AUTO)
+        if wanted == AUTO:
+            wanted = choose_method(column.kind, n_reference_rows=profile.n_rows, n_categories=column.n_distinct)
+        elif wanted not in METHODS:
+            raise ValueError(f"method for column {name!r}: unknown drift method {wanted!r}; valid methods: "
+                             f"{', '.join(method_names())}")
+        method = get_method(wanted)
+        check_method_for_column(method, column=name, kind=column.kind, n_distinct=column.n_distinct)
+        chosen[name] = method
+    return chosen
+
+
+def _count(column: ColumnProfile, values: pd.Series, windows: Windows, needs: str,
+           workspace: Workspace) -> tuple[ColumnCounts, np.ndarray]:
+    """Bin one column and count every window with one bincount; returns the counts and missing per window."""
+    n_windows, n_slots = windows.n_windows, windows.n_slots
+    x = None
+    if column.kind == "categorical":
+        codes, n_codes = _category_codes(column, values), len(column.counts) + 1
+    else:
+        x = numeric_values(values, column=column.name, source="current")
+        if column.n_values == 0:
+            codes, n_codes = np.zeros(len(x), dtype=np.intp), 2  # one bin for any value, then missing
+        elif needs == "bins":
+            codes, n_codes = column.coarse_index.bin(x, workspace=workspace), len(column.counts) + 1
+        elif needs == "fine":
+            codes, n_codes = column.fine_index.bin(x, workspace=workspace), len(column.fine_edges) + 2
+        else:
+            codes, n_codes = step_positions(x, column.fine_index), len(column.step_counts) + 1
+        missing_rows = ~np.isfinite(x)
+        if missing_rows.any():
+            codes[missing_rows] = n_codes - 1
+    flat = workspace.flat[:len(codes)]
+    np.multiply(windows.index, n_codes, out=flat)
+    np.add(flat, codes, out=flat)
+    table = np.bincount(flat, minlength=n_slots * n_codes).reshape(n_slots, n_codes)[:n_windows]
+    missing = table[:, -1].copy()
+    present = table[:, :-1]
+    if column.kind == "categorical" or column.n_values == 0:
+        return ColumnCounts(name=column.name, kind=column.kind, reference=column.counts, current=present,
+                            reference_std=column.std), missing
+    if needs == "bins":
+        return ColumnCounts(name=column.name, kind="numeric", reference=column.counts, current=present,
+                            reference_std=column.std), missing
+    if needs == "fine":
+        sums = np.bincount(flat, weights=x, minlength=n_slots * n_codes).reshape(n_slots, n_codes)[:n_windows, :-1]
+        steps_of_fine = column.fine_starts  # coarse bins from fine bins: fine bin j starts at step 2j - 1
+        coarse = np.add.reduceat(present, _fine_bins_of(column.coarse_starts, steps_of_fine), axis=1)
+        return ColumnCounts(
+            name=column.name, kind="numeric", reference=column.counts, current=coarse, fine_edges=column.fine_edges,
+            reference_fine=np.add.reduceat(column.step_counts, steps_of_fine),
+            current_fine=present, reference_fine_sums=np.add.reduceat(column.step_sums, steps_of_fine),
+            current_fine_sums=sums, fine_exact=column.fine_exact, reference_std=column.std), missing
+    coarse = np.add.reduceat(present, column.coarse_starts, axis=1)
+    return ColumnCounts(
+        name=column.name, kind="numeric", reference=column.counts, current=coarse, fine_edges=column.fine_edges,
+        reference_steps=column.step_counts, current_steps=present, fine_exact=column.fine_exact,
+        reference_std=column.std), missing
+
+
+def _fine_bins_of(coarse_starts: np.ndarray, fine_starts: np.ndarray) -> np.ndarray:
+    """Coarse bin starts as fine-bin indices (both given as step positions)."""
+    return np.searchsorted(fine_starts, coarse_starts)
+
+
+def _category_codes(column: ColumnProfile, values: pd.Series) -> np.ndarray:
+    """Codes against the reference categories: 0 .. C-1, C for unseen, C + 1 for missing."""
+    n_categories = len(column.categories)
+    code_of = {category: code for code, category in enumerate(column.categories)}
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        raw, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        raw, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = np.array([code_of.get(_plain(u), n_categories) for u in uniques] + [n_categories + 1], dtype=np.intp)
+    return lookup[raw]  # raw code -1 (missing) reads the last entry
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _table(names: list[str], results: Mapping[str, Mapping], profile: ReferenceProfile, windows: Windows,
+           starts: pd.DatetimeIndex, ends: pd.DatetimeIndex, service: str) -> pd.DataFrame:
+    n_windows = windows.n_windows
+    if not names or n_windows == 0:
+        return _empty_results()
+    window = np.tile(np.arange(n_windows), len(names))
+    frame = pd.DataFrame({
+        "window": window,
+        "window_start": starts[window],
+        "window_end": ends[window],
+        "service": service,
+        "feature": np.repeat(names, n_windows),
+        "kind": np.repeat([profile.columns[n].kind for n in names], n_windows),
+        "method": np.repeat([results[n]["method"] for n in names], n_windows),
+        "score": np.concatenate([results[n]["score"] for n in names]),
+        "threshold": np.repeat([results[n]["threshold"] for n in names], n_windows).astype(float),
+        "drifted": np.concatenate([results[n]["drifted"] for n in names]),
+        "severity": np.concatenate([results[n]["severity"] for n in names]),
+        "n": np.tile(windows.n_rows, len(names)),
+        "n_missing": np.concatenate([results[n]["n_missing"] for n in names]).astype(np.int64),
+        "n_unseen": np.concatenate([results[n]["n_unseen"] for n in names]).astype(np.int64),
+    })
+    order = np.lexsort((np.repeat(np.arange(len(names)), n_windows), window))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def _empty_results() -> pd.DataFrame:
+    return pd.DataFrame({
+        "window": pd.Series(dtype=np.int64), "window_start": pd.Series(dtype="datetime64[ns, UTC]"),
+        "window_end": pd.Series(dtype="datetime64[ns, UTC]"), "service": pd.Series(dtype=object),
+        "feature": pd.Series(dtype=object), "kind": pd.Series(dtype=object), "method": pd.Series(dtype=object),
+        "score": pd.Series(dtype=float), "threshold": pd.Series(dtype=float), "drifted": pd.Series(dtype=bool),
+        "severity": pd.Series(dtype=object), "n": pd.Series(dtype=np.int64), "n_missing": pd.Series(dtype=np.int64),
+        "n_unseen": pd.Series(dtype=np.int64)})
+
+
+def _dataset(features: pd.DataFrame, windows: Windows, starts, ends, service: str, drift_share: float) -> pd.DataFrame:
+    n_windows = windows.n_windows
+    scored = np.zeros(n_windows, dtype=np.int64)
+    drifted = np.zeros(n_windows, dtype=np.int64)
+    names: list[list[str]] = [[] for _ in range(n_windows)]
+    if len(features):
+        window = features["window"].to_numpy()
+        has_score = features["score"].notna().to_numpy()
+        is_drifted = features["drifted"].to_numpy(dtype=bool)
+        scored = np.bincount(window[has_score], minlength=n_windows)
+        drifted = np.bincount(window[is_drifted], minlength=n_windows)
+        for w, feature in zip(window[is_drifted], features["feature"].to_numpy()[is_drifted], strict=True):
+            names[w].append(feature)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(scored > 0, drifted / np.maximum(scored, 1), np.nan)
+    return pd.DataFrame({
+        "window": np.arange(n_windows), "window_start": starts, "window_end": ends, "service": service,
+        "n": windows.n_rows, "n_features": scored, "n_drifted": drifted, "share": share,
+        "drifted": np.nan_to_num(share, nan=0.0) >= drift_share, "drifted_features": names,
+    })
+
+
+# -- reading a report ------------------------------------------------------------------------------
+
+
+def feature_distribution(report: DriftReport, feature: str, *,
+                         windows: slice | Iterable[int] | None = None) -> pd.DataFrame:
+    """Reference and current distribution of one column over some windows, tidy for plotting.
+
+    Parameters
+    ----------
+    report : DriftReport
+    feature : str
+        A feature or prediction column of the report.
+    windows : slice, iterable of int or None, default=None
+        Window numbers (the ``window`` column) to add up; a slice selects by position (e.g.
+        ``slice(-7, None)`` for the last seven); None takes every window.
+
+    Returns
+    -------
+    DataFrame
+        One row per bin, then one ``missing`` row (:data:`DISTRIBUTION_COLUMNS`): ``bin``
+        (label), ``bin_kind`` (``below``, ``bin``, ``above`` for numeric; ``category``,
+        ``unseen`` for categorical; ``missing``), ``left``/``right`` (numeric bin edges; the
+        ``below``/``above`` bins are open, −inf/+inf; NaN otherwise), ``reference_count``,
+        ``reference_share``, ``current_count``, ``current_share``. Shares are of all rows,
+        missing included, so each share column sums to 1 (or is NaN without rows).
+    """
+    if feature not in report.counts:
+        raise ValueError(f"feature must be one of the report's columns: {', '.join(report.counts)}; got {feature!r}")
+    counts = report.counts[feature]
+    n_windows = counts.current.shape[0]
+    if windows is None:
+        selected = np.arange(n_windows)
+    elif isinstance(windows, slice):
+        selected = np.arange(n_windows)[windows]
+    else:
+        selected = np.asarray(list(windows), dtype=np.intp)
+        bad = selected[(selected < 0) | (selected >= n_windows)]
+        if len(bad):
+            raise ValueError(f"windows must be window numbers from 0 to {n_windows - 1}; got {bad.tolist()}")
+    reference = np.append(counts.reference, counts.reference_missing).astype(np.int64)
+    current = np.append(counts.current[selected].sum(axis=0), counts.current_missing[selected].sum()).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reference_share = reference / reference.sum() if reference.sum() else np.full(len(reference), np.nan)
+        current_share = current / current.sum() if current.sum() else np.full(len(current), np.nan)
+    return pd.DataFrame({
+        "bin": [*counts.labels, "(missing)"],
+        "bin_kind": [*counts.bin_kinds, "missing"],
+        "left": np.append(counts.left, np.nan),
+        "right": np.append(counts.right, np.nan),
+        "reference_count": reference,
+        "reference_share": reference_share,
+        "current_count": current,
+        "current_share": current_share,
+    })
+
+
+def summary(report: DriftReport, *, since_label: str | None = None) -> str:
+    """One plain-language line for business users, e.g. "2 of 12 features drifted since 12 Nov: income, channel".
+
+    A feature counts as drifted when it drifted in at least one window of the report; names
+    are listed by how many windows drifted (most first), five at most. A note is added when
+    the predictions drifted too.
+
+    Parameters
+    ----------
+    report : DriftReport
+    since_label : str, optional
+        What follows "since", e.g. ``"12 Nov"`` or ``"the last deployment"``. When omitted the
+        period is the report's span: "in the last 7 days" (time windows), or "in the last
+        100,000 predictions" (row windows without timestamps).
+
+    Returns
+    -------
+    str
+    """
+    period = f"since {since_label}" if since_label else _period(report)
+    features = report.features
+    n_features = features["feature"].nunique() if len(features) else 0
+    if n_features == 0:
+        return f"No data to compare {period}"
+    drifted = features[features["drifted"]]
+    windows_drifted = drifted.groupby("feature", sort=False).size()
+    order = list(dict.fromkeys(features["feature"]))
+    names = sorted(windows_drifted.index, key=lambda name: (-windows_drifted[name], order.index(name)))
+    prediction_note = ""
+    if len(report.prediction) and report.prediction["drifted"].any():
+        prediction_note = "; the model's predictions moved too"
+    if not names:
+        return f"No feature drifted {period}{prediction_note}"
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    noun = "feature" if n_features == 1 else "features"
+    return f"{len(names)} of {n_features} {noun} drifted {period}: {shown}{prediction_note}"
+
+
+def _period(report: DriftReport) -> str:
+    dataset = report.dataset
+    if not len(dataset):
+        return "in this period"
+    first, last = dataset["window_start"].min(), dataset["window_end"].max()
+    if pd.isna(first) or pd.isna(last):
+        rows = int(dataset["n"].sum())
+        return f"in the last {rows:,} prediction{'s' if rows != 1 else ''}"
+    seconds = (last - first).total_seconds()
+    if seconds >= 2 * 86_400:
+        days = math.ceil(seconds / 86_400 - 1e-9)
+        return f"in the last {days} days"
+    hours = max(math.ceil(seconds / 3600 - 1e-9), 1)
+    return f"in the last {hours} hour{'s' if hours != 1 else ''}"

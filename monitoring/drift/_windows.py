@@ -1,0 +1,143 @@
+"""Assigning rows to windows: hour, day or week by timestamp (UTC), or blocks of N rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+WINDOW_SECONDS = {"hour": 3600.0, "day": 86_400.0, "week": 604_800.0}
+_WEEK_ORIGIN = 4 * 86_400.0
+"""1970-01-05T00:00Z, a Monday: weeks run Monday to Monday (UTC)."""
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Which window each row falls in.
+
+    Attributes
+    ----------
+    spec : str or int
+        ``"hour"``, ``"day"``, ``"week"`` or a number of rows.
+    index : ndarray of intp, shape (n_rows,)
+        Window of each row, 0 .. n_windows - 1; rows without a timestamp (time windows only)
+        get ``n_windows`` (an overflow window that is counted and then dropped).
+    start, end : ndarray of float, shape (n_windows,)
+        Unix seconds. Time windows: the window's bounds, end excluded. Row windows: the
+        first and last timestamp in the block (NaN without a timestamp column).
+    n_rows : ndarray of int64, shape (n_windows,)
+    n_unassigned : int
+        Rows without a timestamp, left out of every window.
+    """
+
+    spec: str | int
+    index: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    n_rows: np.ndarray
+    n_unassigned: int
+
+    @property
+    def n_windows(self) -> int:
+        """Number of windows (non-empty ones only)."""
+        return len(self.n_rows)
+
+    @property
+    def n_slots(self) -> int:
+        """Windows plus the overflow window when some rows have no timestamp."""
+        return self.n_windows + (1 if self.n_unassigned else 0)
+
+
+def parse_window(window: object) -> str | int:
+    """Validate a window: ``"hour"``, ``"day"``, ``"week"``, or a positive number of rows (int or digits).
+
+    Parameters
+    ----------
+    window : str or int
+
+    Returns
+    -------
+    str or int
+
+    Raises
+    ------
+    ValueError
+        Naming the accepted forms and the value received.
+    """
+    if isinstance(window, str):
+        text = window.strip().lower()
+        if text in WINDOW_SECONDS:
+            return text
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+    elif isinstance(window, int | np.integer) and not isinstance(window, bool) and window > 0:
+        return int(window)
+    raise ValueError(f"window must be 'hour', 'day', 'week' or a positive number of rows such as 10000; "
+                     f"got {window!r}")
+
+
+def timestamps_as_seconds(values: pd.Series) -> np.ndarray:
+    """Unix seconds (float64) from a numeric or datetime column; NaN where missing."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values.dt.tz_localize("UTC") if values.dt.tz is None else values
+        seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        return seconds.to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    raise ValueError(f"timestamp column {values.name!r} must hold Unix seconds or datetimes; got dtype {values.dtype}")
+
+
+def assign_windows(n_rows: int, spec: str | int, *, ts: np.ndarray | None) -> Windows:
+    """Assign each of ``n_rows`` rows to a window.
+
+    Parameters
+    ----------
+    n_rows : int
+    spec : str or int
+        Output of :func:`parse_window`.
+    ts : ndarray of float, shape (n_rows,), or None
+        Unix seconds; required for time windows. Hours, days and weeks are aligned on UTC
+        (weeks start on Monday). Row windows follow the rows' order: rows 0 .. N-1 are the
+        first window, the last one may be shorter.
+
+    Returns
+    -------
+    Windows
+        Only windows holding at least one row.
+    """
+    if isinstance(spec, int):
+        index = np.arange(n_rows, dtype=np.intp) // spec
+        n_windows = -(-n_rows // spec)
+        counts = np.full(n_windows, spec, dtype=np.int64)
+        if n_windows:
+            counts[-1] = n_rows - spec * (n_windows - 1)
+        if ts is None or n_windows == 0:
+            start = end = np.full(n_windows, np.nan)
+        else:
+            starts = np.arange(n_windows) * spec
+            with np.errstate(invalid="ignore"):
+                start = np.fmin.reduceat(ts, starts) if n_rows else np.array([])
+                end = np.fmax.reduceat(ts, starts) if n_rows else np.array([])
+        return Windows(spec=spec, index=index, start=start, end=end, n_rows=counts, n_unassigned=0)
+    if ts is None:
+        raise ValueError(f"window {spec!r} needs a timestamp column; use a number of rows instead")
+    width = WINDOW_SECONDS[spec]
+    origin = _WEEK_ORIGIN if spec == "week" else 0.0
+    finite = np.isfinite(ts)
+    n_unassigned = int(n_rows - finite.sum())
+    if n_unassigned == n_rows:
+        empty = np.array([], dtype=float)
+        return Windows(spec=spec, index=np.zeros(n_rows, dtype=np.intp), start=empty, end=empty,
+                       n_rows=np.array([], dtype=np.int64), n_unassigned=n_unassigned)
+    raw = np.floor((np.where(finite, ts, np.nan) - origin) / width)
+    first = np.nanmin(raw)
+    slot = np.nan_to_num(raw - first, nan=-1.0).astype(np.intp)  # -1: no timestamp
+    occupied = np.bincount(slot[slot >= 0] if n_unassigned else slot)
+    present = np.flatnonzero(occupied)
+    renumber = np.full(len(occupied) + 1, len(present), dtype=np.intp)  # the last entry (slot -1): overflow
+    renumber[present] = np.arange(len(present))
+    index = renumber[slot]
+    start = origin + (first + present) * width
+    return Windows(spec=spec, index=index, start=start, end=start + width, n_rows=occupied[present].astype(np.int64),
+                   n_unassigned=n_unassigned)
