@@ -323,6 +323,24 @@ def cached_performance_detail(_runtime: Runtime, fingerprint: str, service: str,
 # Long computations run in a worker thread so the page can draw a progress bar meanwhile;
 # nothing is computed before the page asks for it.
 
+def _import_explain() -> None:
+    try:
+        import explain  # noqa: F401  (shap, scikit-learn's inspection: ~1-2 s, paid here once)
+    except Exception:  # the page reports import problems itself
+        log.info("preloading explain failed", exc_info=True)
+
+
+def preload_explain() -> None:
+    """Import the explanation libraries in a background thread, once per process, so the
+    Explain page's first visit does not wait for them."""
+    import threading
+
+    if not any(t.name == "vantage-explain-import" for t in threading.enumerate()) and "explain" not in sys.modules:
+        threading.Thread(target=_import_explain, daemon=True, name="vantage-explain-import").start()
+
+
+preload_explain()
+
 EXPLAIN_WINDOWS = {"reference": "Reference (training) data", "24h": "Last 24 hours of predictions",
                    "7d": "Last 7 days of predictions", "30d": "Last 30 days of predictions"}
 _EXPLAIN_WINDOW_SECONDS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}

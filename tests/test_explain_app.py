@@ -51,3 +51,66 @@ def test_explain_page_on_the_demo_shows_every_tab(demo_var, monkeypatch, fresh_r
         assert not at.exception, (label, at.exception)
         assert not at.error, (label, [e.value for e in at.error])
         assert len(charts(at)) >= 1, label
+
+
+def write_unreachable_config(tmp_path, *, explain: str) -> str:
+    """A service nobody answers for, with reference data and a small skops model."""
+    import numpy as np
+    import pandas as pd
+    import skops.io
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (X["a"] + rng.normal(0, 0.5, 300) > 0).astype(int)
+    X.assign(label=y).to_csv(tmp_path / "reference.csv", index=False)
+    skops.io.dump(GradientBoostingClassifier(n_estimators=20).fit(X, y), tmp_path / "model.skops")
+    config = tmp_path / "vantage.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{tmp_path / 'store.db'}"
+
+[[services]]
+name = "offline"
+url = "http://127.0.0.1:9"
+protocol = "rest"
+timeout = 1
+poll_interval = 60
+reference = "reference.csv"
+target = "label"
+
+[services.explain]
+{explain}
+""")
+    return str(config)
+
+
+def test_local_artifact_of_an_unreachable_service_is_explained_and_the_check_says_why_not(
+        tmp_path, monkeypatch, fresh_runtime):
+    monkeypatch.setenv("VANTAGE_CONFIG", write_unreachable_config(tmp_path, explain='artifact = "model.skops"'))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert any("could not check the artifact against the service" in i.value for i in at.info)
+    assert len(charts(at)) == 1
+    for label in ("One prediction", "Partial dependence"):
+        open_tab(at, label)
+        assert not at.exception, (label, at.exception)
+        assert len(charts(at)) >= 1, label
+
+
+def test_an_unreachable_black_box_and_a_missing_artifact_are_messages(tmp_path, monkeypatch, fresh_runtime):
+    monkeypatch.setenv("VANTAGE_CONFIG", write_unreachable_config(tmp_path, explain='source = "remote"'))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    message = "\n".join(e.value for e in at.error)
+    assert "cannot be used as a black box" in message and "refused" in message
+    from dashboard import state
+
+    state._start_runtime.clear()
+    monkeypatch.setenv("VANTAGE_CONFIG", write_unreachable_config(tmp_path, explain='artifact = "gone.skops"'))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    assert "gone.skops: does not exist" in "\n".join(e.value for e in at.error)

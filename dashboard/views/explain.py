@@ -26,7 +26,9 @@ def computed(label: str, function, *args):
         return state.run_with_progress(label, function, *args)
     except ExplainError as exc:
         st.error(exc.message, icon=":material/error:")
-        return None
+    except Exception as exc:  # an explanation that fails is a message on the page, not a traceback
+        st.error(f"The explanation failed: {type(exc).__name__}: {exc}", icon=":material/error:")
+    return None
 
 
 current = state.settings()
@@ -79,7 +81,7 @@ windows = {k: v for k, v in state.EXPLAIN_WINDOWS.items()
 if not windows:
     st.error(f"No data to explain: {setup.reference_problem}, and the service's predictions are not logged.")
     st.stop()
-controls = st.columns([2, 2, 2])
+controls = st.columns([3, 2, 2, 1])
 window = controls[0].selectbox("Data", list(windows), format_func=windows.get, key="explain_window")
 space_options = ["auto", "probability", "log_odds"] if model.task != "regression" else ["auto"]
 space = controls[1].selectbox("Scale", space_options, format_func=SPACES.get, key="explain_space",
@@ -93,20 +95,20 @@ except ExplainError as exc:
 outputs = model.output_names()
 output = controls[2].selectbox("Explain the output", outputs, key="explain_output",
                                disabled=len(outputs) == 1, help="For a multiclass model, pick the class.")
-st.caption(f"Method: {shap_explainer.note}.")
-
 fast = shap_explainer.method in ("tree", "linear")
 default_rows, most_rows = (1000, 5000) if fast else ((20, 200) if model.kind == "remote" else (100, 1000))
+rows = controls[3].number_input("Rows", min_value=10, max_value=most_rows, value=default_rows, step=10,
+                                key=f"explain_rows_{shap_explainer.method}",
+                                help="Rows of the data window explained for the importance, beeswarm and dependence "
+                                     "tabs. The model-agnostic explainer asks the model about ~15,000 rows per "
+                                     "explained row, so it explains fewer.")
+st.caption(f"Method: {shap_explainer.note}.")
 tabs = st.tabs(TABS, key="explain_tab", bind="query-params")
 tick = state.tick(600)
 
 if tabs[0].open or tabs[1].open or tabs[2].open:
-    rows = st.number_input("Rows explained", min_value=10, max_value=most_rows, value=default_rows, step=10,
-                           key=f"explain_rows_{shap_explainer.method}",
-                           help="A sample of the data window. The model-agnostic explainer asks the model about "
-                                "~15,000 rows per explained row, so it explains fewer.")
-    values = computed(f"Explaining {rows:,} rows", state.explain_global, runtime, key, service_name,
-                      model.version, space, window, rows, tick)
+    values = computed(f"Explaining {int(rows):,} rows", state.explain_global, runtime, key, service_name,
+                      model.version, space, window, int(rows), tick)
     if values is not None:
         footer = (f"{values.n_rows:,} rows of the {windows[window].lower()} · {values.seconds:.2f} s"
                   + (f" · {values.requests} request(s), {values.model_rows:,} model rows" if values.requests else ""))
@@ -208,7 +210,8 @@ if tabs[3].open:
                 metrics[1].metric("Prediction", f"{explanation.prediction:.4g}",
                                   delta=f"{explanation.prediction - explanation.base_value:+.4g} from the base value",
                                   delta_color="off")
-                metrics[2].metric("Scale", explain_plots.SPACE_LABELS.get(explanation.space, explanation.space))
+                metrics[2].metric("Scale", {"log_odds": "log-odds"}.get(explanation.space, explanation.space),
+                                  help=single.note)
                 chart(explain_plots.waterfall(explanation), "explain_waterfall")
                 st.caption(f"{single.note}. " + (f"{single.requests} request(s), {single.model_rows:,} model rows, "
                                                  if single.requests else "") + f"{single.seconds:.2f} s.")
