@@ -7,6 +7,10 @@ It serves one scikit-learn model over two protocols at once and exposes what Van
 ``POST /predict``                      plain REST: ``{"instances": [{feature: value}]}`` in,
                                        ``{"predictions", "probabilities", "ids",
                                        "model_version"}`` out
+``POST /labels``                       ground truth: ``{"labels": [{"prediction_id",
+                                       "label", "ts"?}]}`` in (``ts`` = arrival time,
+                                       default now), ``{"received", "written",
+                                       "rejected", "problems"}`` out
 ``GET /v2/health/live|ready``          Open Inference Protocol v2 health
 ``GET /v2``, ``GET /v2/models/{m}``    v2 server and model metadata
 ``GET /v2/models/{m}/ready``           v2 model readiness
@@ -52,6 +56,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from monitoring.labels import label_records
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -336,6 +341,25 @@ def create_app(model: ServedModel, *, store: Store | None = None, service_name: 
         labels, proba, ids = await predict_and_log(frame, request, body.get("ids"), body.get("timestamps"))
         return {"predictions": labels.tolist(), "probabilities": proba.tolist(), "ids": ids,
                 "model_version": model.version}
+
+    # -- ground truth ------------------------------------------------------------------------
+
+    @app.post("/labels")
+    async def post_labels(request: Request) -> dict:
+        """Store ground-truth labels: ``{"labels": [{"prediction_id", "label", "ts"?}]}``; answer the counts."""
+        if store is None:
+            raise HTTPException(503, "this service has no store to write labels to (create_app(store=...))")
+        body = await _json_body(request)
+        if "labels" not in body:
+            raise HTTPException(400, 'the body must be {"labels": [{"prediction_id": "...", "label": 1}, ...]}; '
+                                     f"got keys {sorted(body)}")
+        try:
+            checked = label_records(body["labels"])
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        written = store.write_labels(service_name, checked.frame) if len(checked.frame) else 0
+        return {"received": len(body["labels"]), "written": written, "rejected": len(checked.rejected),
+                "problems": checked.rejected[:100]}
 
     # -- Open Inference Protocol v2 ----------------------------------------------------------
 

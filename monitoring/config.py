@@ -147,6 +147,57 @@ class ExplainConfig(_Strict):
     background_rows: int = Field(100, ge=10, le=1000, description="Background sample for model-agnostic SHAP.")
 
 
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2")
+"""Metrics a performance baseline may name."""
+
+
+class LabelsConfig(_Strict):
+    """A ground-truth label file, for labels that do not reach the store."""
+
+    path: str = Field(description="CSV or Parquet file, one row per label.")
+    id: str = Field("prediction_id", description="Column with the id of the prediction the label belongs to.")
+    label: str = Field("label", description="Column with the true class or value.")
+    ts: str | None = Field(
+        None, description="Column with the time the label arrived (Unix seconds or ISO text); none = all arrived.")
+
+
+class PerformanceConfig(_Strict):
+    """How model performance is measured once ground truth arrives."""
+
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto = classification when predictions are a few whole numbers or a score is logged.")
+    window: str = Field("day", description='Default window: "hour", "day", "week" or a row count such as "10000".')
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="Score from which the confusion matrix counts a positive decision.")
+    min_labels: int = Field(30, ge=1, description="Windows with fewer labelled predictions are marked too small.")
+    baseline: dict[str, float] = Field(
+        default_factory=dict, description="Expected metric values, e.g. {accuracy = 0.87, roc_auc = 0.85}.")
+    cost_false_positive: float | None = Field(None, ge=0, description="Cost of one false positive decision.")
+    cost_false_negative: float | None = Field(None, ge=0, description="Cost of one false negative decision.")
+    value_correct: float | None = Field(None, ge=0, description="Value of one correct decision.")
+    currency: str = Field("", description='Unit shown with money, e.g. "EUR" or "$".')
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        if value not in ("hour", "day", "week") and not (value.isdigit() and int(value) > 0):
+            raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'")
+        return value
+
+    @field_validator("baseline")
+    @classmethod
+    def _check_baseline(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PERFORMANCE_METRICS))
+        if unknown:
+            raise ValueError(f"metric names must be among {', '.join(PERFORMANCE_METRICS)}; got {', '.join(unknown)}")
+        return value
+
+    @property
+    def has_business_values(self) -> bool:
+        """True when any cost or value is set, so confusion counts can be turned into money."""
+        return any(v is not None for v in (self.cost_false_positive, self.cost_false_negative, self.value_correct))
+
+
 class ServiceConfig(_Strict):
     """One prediction service to poll."""
 
@@ -178,6 +229,10 @@ class ServiceConfig(_Strict):
     prediction_log: PredictionLogConfig | None = Field(
         None, description="Prediction-log file, for services that do not log through Vantage.")
     explain: ExplainConfig = Field(default_factory=ExplainConfig, description="Model source for explanations.")
+    labels: LabelsConfig | None = Field(
+        None, description="Ground-truth label file; none = labels in the store (e.g. from POST /labels).")
+    performance: PerformanceConfig = Field(
+        default_factory=PerformanceConfig, description="Performance windows, baseline and business values.")
 
     @field_validator("name")
     @classmethod
@@ -202,7 +257,7 @@ class ServiceConfig(_Strict):
         return self
 
     def resolve(self, base_dir: Path) -> ServiceConfig:
-        """Return a copy whose file paths (reference, prediction log, artifact) are absolute."""
+        """Return a copy whose file paths (reference, prediction log, artifact, labels) are absolute."""
 
         def absolute(path: str | None) -> str | None:
             return path if path is None or Path(path).is_absolute() else str((base_dir / path).resolve())
@@ -212,6 +267,8 @@ class ServiceConfig(_Strict):
             update["prediction_log"] = self.prediction_log.model_copy(
                 update={"path": absolute(self.prediction_log.path)})
         update["explain"] = self.explain.model_copy(update={"artifact": absolute(self.explain.artifact)})
+        if self.labels is not None:
+            update["labels"] = self.labels.model_copy(update={"path": absolute(self.labels.path)})
         return self.model_copy(update=update)
 
 
@@ -363,5 +420,7 @@ def documented_keys() -> dict[str, list[str]]:
         "services.drift": DriftConfig,
         "services.prediction_log": PredictionLogConfig,
         "services.explain": ExplainConfig,
+        "services.labels": LabelsConfig,
+        "services.performance": PerformanceConfig,
     }
     return {table: list(model.model_fields) for table, model in tables.items()}

@@ -1,0 +1,175 @@
+"""Performance: is the model still right, now that the ground truth has arrived?"""
+
+import math
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from dashboard import state
+from monitoring.health import format_duration
+from monitoring.labels import LabelDataError
+from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, baseline_verdict
+from monitoring.plots import performance as plots
+from monitoring.production import ProductionDataError
+
+WINDOWS = {"Hour": "hour", "Day": "day", "Week": "week", "N predictions": "rows"}
+RANGES = {"Last 7 days": 7.0, "Last 30 days": 30.0, "Last 90 days": 90.0, "Everything": None}
+HOURLY_RANGE_DAYS = 7.0
+VERDICT_BOXES = {"worse": st.error, "better": st.success, "in line": st.success, "unknown": st.info}
+
+
+def number(value: float, digits: int = 3) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def day(ts: float) -> str:
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    return moment.strftime("%d %b %Y") if moment.hour == moment.minute == 0 else moment.strftime("%d %b %Y %H:%M")
+
+
+current = state.settings()
+runtime = state.runtime(current)
+names = [s.name for s in runtime.config.services]
+
+st.title("Performance")
+st.caption("How often the model is right, measured against the ground truth as it arrives. Each window holds the "
+           "predictions made in it, and a label that arrives days later fills in the window its prediction "
+           "belongs to, so recent windows fill up over time. Bands are confidence intervals: a window with few "
+           "labels has a wide band and a hollow marker, and should not be over-read.")
+
+chosen = st.query_params.get("service", names[0])
+service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
+                            key="performance_service")
+st.query_params["service"] = service_name
+service = runtime.config.service(service_name)
+settings = service.performance
+
+try:
+    labeled = state.labeled_predictions(runtime, current.fingerprint, service.name)
+except (ProductionDataError, LabelDataError) as exc:
+    st.warning(f"Performance cannot be measured for **{service.name}**: {exc}")
+    st.stop()
+
+controls = st.columns([3, 2, 2, 2])
+configured_window = "rows" if settings.window.isdigit() else settings.window
+window_name = controls[0].segmented_control(
+    "Window", list(WINDOWS), default=next(k for k, v in WINDOWS.items() if v == configured_window),
+    key="performance_window", required=True)
+window = WINDOWS[window_name]
+if window == "rows":
+    window = str(controls[1].number_input(
+        "Predictions per window", min_value=100, max_value=1_000_000, step=100,
+        value=int(settings.window) if settings.window.isdigit() else 1000, key="performance_rows"))
+range_name = controls[2].selectbox("Range", list(RANGES), index=1, key="performance_range")
+range_days = RANGES[range_name]
+if window == "hour" and (range_days is None or range_days > HOURLY_RANGE_DAYS):
+    range_days = HOURLY_RANGE_DAYS
+    st.caption(f"Hourly windows cover the last {HOURLY_RANGE_DAYS:g} days.")
+
+with st.spinner("Scoring every window…"):
+    result = state.cached_performance(runtime, current.fingerprint, service.name, window, range_days)
+metric = controls[3].selectbox("Metric", result.metrics, format_func=METRIC_LABELS.get, key="performance_metric")
+name = METRIC_LABELS[metric]
+
+with st.container(border=True):
+    quality = labeled.quality
+    st.markdown(f"**Ground truth** ({labeled.source}; the model is treated as **{labeled.task}**"
+                + (f" of classes {', '.join(f'{c:g}' for c in labeled.classes)})" if labeled.classes else ")"))
+    sentences = quality.sentences()
+    if quality.problems:
+        st.warning("\n".join(f"- {s}" for s in sentences[:-1]))
+    delay = labeled.median_delay_seconds
+    st.markdown(sentences[-1] + (f" Labels arrive a median of {format_duration(delay)} after their prediction, so "
+                                 "the newest windows are still filling up." if math.isfinite(delay) else ""))
+
+latest = result.latest()
+overall = result.overall
+baseline = result.baseline.get(metric)
+kpis = st.columns(4)
+kpis[0].metric(
+    f"{name}, newest judged window", number(latest[metric]) if latest is not None else "–",
+    delta=(f"{latest[metric] - baseline:+.3f} against the baseline"
+           if latest is not None and math.isfinite(baseline) and math.isfinite(latest[metric]) else None),
+    delta_color="inverse" if metric in LOWER_IS_BETTER else "normal",
+    help=(f"Window from {day(latest['window_start'])}: {latest['n_labelled']:,} labels, "
+          f"{result.confidence:.0%} interval {number(latest[f'{metric}_low'])}–{number(latest[f'{metric}_high'])}. "
+          f"The newest window with at least {result.min_labels} labels." if latest is not None
+          else f"No window has {result.min_labels} labels yet."))
+kpis[1].metric(f"{name}, whole range", number(overall[metric]),
+               help=f"{result.confidence:.0%} interval {number(overall[f'{metric}_low'])}–"
+                    f"{number(overall[f'{metric}_high'])}, over every labelled prediction in the range.")
+kpis[2].metric("Labelled predictions", f"{int(overall['n_labelled']):,}",
+               help=f"of {int(overall['n_predictions']):,} predictions in the range")
+kpis[3].metric("Coverage", "–" if not math.isfinite(overall["coverage"]) else f"{overall['coverage']:.0%}",
+               help="Share of the range's predictions whose label has arrived.")
+
+verdict = baseline_verdict(result, metric)
+VERDICT_BOXES[verdict.state](verdict.message)
+if result.baseline.values:
+    st.caption(f"Baseline from {result.baseline.source}.")
+else:
+    st.caption(result.baseline.reason)
+
+st.plotly_chart(plots.metric_figure(result, metric), key="performance_metric_chart")
+st.plotly_chart(plots.labelled_count_figure(result), key="performance_count_chart")
+
+st.subheader("Decisions" if result.task == "classification" else "Residuals")
+windows = result.windows
+periods = {"The whole range": (float(windows["window_start"].iloc[0]) if len(windows) else None, None)}
+for i in range(len(windows) - 1, -1, -1):
+    start = float(windows["window_start"].iloc[i])
+    until = float(windows["window_start"].iloc[i + 1]) if i + 1 < len(windows) else None
+    periods[f"Window from {day(start)} ({windows['n_labelled'].iloc[i]:,} labels)"] = (start, until)
+left, right = st.columns(2)
+period = left.selectbox("Period", list(periods), key="performance_period")
+scored = result.task == "classification" and len(result.classes) == 2 and labeled.frame["score"].notna().any()
+threshold = (right.slider("Decision threshold", min_value=0.0, max_value=1.0, value=settings.threshold, step=0.01,
+                          key="performance_threshold",
+                          help="A prediction counts as positive from this score on. The metrics above score the "
+                               "service's own decisions; the confusion matrix and the money follow this threshold.")
+             if scored else None)
+since, until = periods[period]
+detail = state.cached_performance_detail(runtime, current.fingerprint, service.name, since, until, threshold)
+if result.task == "classification":
+    charts = st.columns(2)
+    charts[0].plotly_chart(plots.confusion_matrix_figure(detail), key="performance_confusion")
+    if scored:
+        charts[1].plotly_chart(plots.calibration_figure(detail), key="performance_calibration")
+        st.caption("Calibration: among predictions with a score near x, the share that turned out positive. "
+                   "Points under the diagonal mean the model over-estimates how often the positive class occurs; "
+                   "points above it, that it under-estimates it.")
+else:
+    st.plotly_chart(plots.residuals_figure(detail), key="performance_residuals")
+
+decisions = None
+if result.task == "classification" and len(result.classes) == 2:
+    decisions = state.cached_decisions(runtime, current.fingerprint, service.name, window, range_days, threshold)
+    if decisions.business is not None:
+        st.plotly_chart(plots.money_figure(decisions), key="performance_money")
+        business = decisions.business
+        st.caption(f"Each correct decision is worth {business.value_correct:,g}, a false positive costs "
+                   f"{business.cost_false_positive:,g} and a false negative {business.cost_false_negative:,g}"
+                   f"{' ' + business.currency if business.currency else ''} (`[services.performance]`).")
+    else:
+        st.caption("Set `cost_false_positive`, `cost_false_negative` or `value_correct` in "
+                   "`[services.performance]` to see what the decisions of each window were worth.")
+
+st.subheader("Every window")
+table = result.to_frame(decisions)
+shown = ["window_start", "n_predictions", "n_labelled", "coverage", *result.metrics]
+shown += [c for c in ("tn", "fp", "fn", "tp", "money") if c in table]
+st.dataframe(table[shown], hide_index=True, column_config={
+    "window_start": st.column_config.DatetimeColumn("Window from", format="D MMM YYYY, HH:mm"),
+    "n_predictions": st.column_config.NumberColumn("Predictions", format="%d"),
+    "n_labelled": st.column_config.NumberColumn("Labelled", format="%d"),
+    "coverage": st.column_config.ProgressColumn("Coverage", min_value=0.0, max_value=1.0, format="percent"),
+    **{m: st.column_config.NumberColumn(METRIC_LABELS[m], format="%.3f") for m in result.metrics},
+    "tn": st.column_config.NumberColumn("True negatives", format="%d"),
+    "fp": st.column_config.NumberColumn("False positives", format="%d"),
+    "fn": st.column_config.NumberColumn("False negatives", format="%d"),
+    "tp": st.column_config.NumberColumn("True positives", format="%d"),
+    "money": st.column_config.NumberColumn("Money", format="%.0f"),
+})
+st.download_button("Download every window as CSV (with intervals)", table.to_csv(index=False).encode(),
+                   file_name=f"performance-{service.name}-{window}.csv", mime="text/csv",
+                   key="performance_download")
