@@ -217,8 +217,8 @@ def prediction_log_mirror(_runtime: Runtime, fingerprint: str, service: str) -> 
 
 # -- performance
 
-PERFORMANCE_TICK_SECONDS = 60.0
-"""Labels arrive slowly: the Performance page recomputes at most once a minute."""
+PERFORMANCE_TICK_SECONDS = 120.0
+"""Labels arrive slowly: the Performance page recomputes at most every two minutes."""
 
 
 def _runtime_key(runtime: Runtime, fingerprint: str) -> str:
@@ -247,7 +247,7 @@ def _labeled_predictions(_runtime: Runtime, runtime_key: str, service: str, tick
 
 
 def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> LabeledPredictions:
-    """Predictions of ``service`` joined to the labels that have arrived, refreshed once a minute.
+    """Predictions of ``service`` joined to the labels that have arrived, refreshed every two minutes.
 
     Shared between sessions without copying: read it, never change it.
 

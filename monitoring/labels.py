@@ -272,46 +272,71 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float |
             f"id {row.prediction_id!r} label {row.label!r} arrived {row.ts!r}"
             for row in bad.head(_EXAMPLES).itertuples(index=False))
 
-    prediction_ids = predictions["id"].astype(str)
+    prediction_ids = _prediction_ids(predictions["id"])
+    label_ids = ids.to_numpy(dtype=object, na_value=None)
     candidate = received & ~invalid
-    known_id = np.zeros(len(labels), dtype=bool)
-    known_id[candidate] = ids[candidate].isin(prediction_ids).to_numpy()
-    unmatched = candidate & ~known_id
+    position = np.full(len(labels), -1, dtype=np.int64)  # row of each label's prediction, -1 = none
+    if candidate.any():
+        position[candidate] = _positions(prediction_ids, label_ids[candidate])
+    unmatched = candidate & (position < 0)
     if unmatched.any():
-        examples["unmatched"] = tuple(repr(i) for i in ids[unmatched].head(_EXAMPLES))
+        examples["unmatched"] = tuple(repr(i) for i in label_ids[unmatched][:_EXAMPLES])
 
-    matched = pd.DataFrame({"id": ids[known_id].to_numpy(), "label": values[known_id],
-                            "label_ts": arrival[known_id], "order": np.flatnonzero(known_id)})
     # The latest arrival wins; labels without an arrival time count in file order, before timed ones.
-    matched = matched.sort_values(["label_ts", "order"], kind="stable", na_position="first")
-    repeated = matched.duplicated("id", keep="last")
-    if repeated.any():
-        examples["duplicates"] = tuple(repr(i) for i in matched.loc[repeated, "id"].unique()[:_EXAMPLES])
-    latest = matched[~repeated]
+    rows = np.flatnonzero(position >= 0)
+    rows = rows[np.lexsort((rows, np.nan_to_num(arrival[rows], nan=-np.inf)))]
+    last_of_each = len(rows) - 1 - np.unique(position[rows][::-1], return_index=True)[1]
+    is_latest = np.zeros(len(rows), dtype=bool)
+    is_latest[last_of_each] = True
+    repeated, latest = rows[~is_latest], rows[is_latest]
+    if len(repeated):
+        examples["duplicates"] = tuple(repr(i) for i in pd.unique(label_ids[repeated])[:_EXAMPLES])
 
     unknown = np.zeros(len(latest), dtype=bool)
     if resolved_task == "classification":
-        unknown = ~np.isin(latest["label"].to_numpy(), np.asarray(classes, dtype=float))
+        unknown = ~np.isin(values[latest], np.asarray(classes, dtype=float))
         if unknown.any():
-            strange = np.unique(latest["label"].to_numpy()[unknown])
-            examples["unknown_class"] = tuple(f"{v:g}" for v in strange[:_EXAMPLES])
-    used = latest[~unknown].set_index("id")
+            examples["unknown_class"] = tuple(f"{v:g}" for v in np.unique(values[latest][unknown])[:_EXAMPLES])
+    used = latest[~unknown]
 
-    frame = pd.DataFrame({"id": prediction_ids.to_numpy(),
-                          "ts": pd.to_numeric(predictions["ts"], errors="coerce").to_numpy(dtype=float)})
-    frame["prediction"] = (pd.to_numeric(predictions["prediction"], errors="coerce").to_numpy(dtype=float)
-                           if "prediction" in predictions else np.nan)
-    frame["score"] = (pd.to_numeric(predictions["score"], errors="coerce").to_numpy(dtype=float)
-                      if "score" in predictions else np.nan)
-    frame["label"] = frame["id"].map(used["label"]).astype(float)
-    frame["label_ts"] = frame["id"].map(used["label_ts"]).astype(float)
-    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    label = np.full(len(predictions), np.nan)
+    label_ts = np.full(len(predictions), np.nan)
+    label[position[used]] = values[used]
+    label_ts[position[used]] = arrival[used]
+    frame = pd.DataFrame({
+        "id": pd.Series(prediction_ids, dtype=object, copy=False),
+        "ts": pd.to_numeric(predictions["ts"], errors="coerce").to_numpy(dtype=float),
+        "prediction": (pd.to_numeric(predictions["prediction"], errors="coerce").to_numpy(dtype=float)
+                       if "prediction" in predictions else np.nan),
+        "score": (pd.to_numeric(predictions["score"], errors="coerce").to_numpy(dtype=float)
+                  if "score" in predictions else np.nan),
+        "label": label, "label_ts": label_ts})
+    ts = frame["ts"].to_numpy()
+    if len(ts) > 1 and not np.all(ts[1:] >= ts[:-1]):
+        frame = frame.iloc[np.argsort(ts, kind="stable")].reset_index(drop=True)
 
     quality = LabelQuality(
-        received=int(received.sum()), used=len(used), unmatched=int(unmatched.sum()), duplicates=int(repeated.sum()),
+        received=int(received.sum()), used=len(used), unmatched=int(unmatched.sum()), duplicates=len(repeated),
         invalid=int(invalid.sum()), unknown_class=int(unknown.sum()), pending=int(pending.sum()), examples=examples)
     return LabeledPredictions(frame=frame, quality=quality, task=resolved_task, classes=classes, now=now,
                               source=source)
+
+
+def _prediction_ids(values: pd.Series) -> np.ndarray:
+    """Prediction ids as an object array of text (no copy when they already are text)."""
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "string":
+        return values.to_numpy(dtype=object)
+    return values.astype(str).to_numpy(dtype=object)
+
+
+def _positions(prediction_ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each wanted id among the prediction ids (its first row when an id repeats), -1 when absent."""
+    index = pd.Index(prediction_ids)
+    if index.is_unique:
+        return index.get_indexer(wanted)
+    first = ~index.duplicated()
+    found = index[first].get_indexer(wanted)
+    return np.where(found >= 0, np.flatnonzero(first)[found], -1)
 
 
 def _as_ids(values: pd.Series) -> pd.Series:

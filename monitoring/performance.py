@@ -348,13 +348,20 @@ def wilson_interval(successes, n, *, confidence: float = 0.95) -> tuple[np.ndarr
 
 def bootstrap_weights(n_rows: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """Row counts of ``n_resamples`` bootstrap resamples: shape (n_resamples, n_rows), each row summing to n_rows."""
-    draws = rng.integers(0, n_rows, size=(n_resamples, n_rows)) + (np.arange(n_resamples) * n_rows)[:, None]
+    draws = (rng.integers(0, n_rows, size=(n_resamples, n_rows), dtype=np.int64)
+             + (np.arange(n_resamples, dtype=np.int64) * n_rows)[:, None])
     return np.bincount(draws.ravel(), minlength=n_resamples * n_rows).reshape(n_resamples, n_rows).astype(float)
 
 
 def _bootstrap(statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]], n_rows: int, *, n_resamples: int,
-               rng: np.random.Generator, confidence: float) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of each ``statistic(weights)``, all computed on the same resamples."""
+               rng: np.random.Generator, confidence: float, estimates: Mapping[str, float] | None = None,
+               scale: float = 1.0) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of each ``statistic(weights)``, all computed on the same resamples.
+
+    With ``scale`` < 1 the rows are a subsample of a larger group (see :func:`_subsample`): the
+    interval is the subsample's spread around its own estimate, narrowed by ``scale`` and
+    moved to the full group's ``estimates``.
+    """
     if n_rows < 2 or n_resamples < 1 or not statistics:
         return dict.fromkeys(statistics, (math.nan, math.nan))
     chunk = max(1, min(n_resamples, _BOOTSTRAP_CELLS // n_rows))
@@ -368,9 +375,29 @@ def _bootstrap(statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]], n_r
     for name, parts in values.items():
         finite = np.concatenate(parts)
         finite = finite[np.isfinite(finite)]
-        intervals[name] = ((math.nan, math.nan) if len(finite) == 0
-                           else tuple(float(q) for q in np.quantile(finite, [alpha, 1 - alpha])))
+        if len(finite) == 0:
+            intervals[name] = (math.nan, math.nan)
+            continue
+        low, high = (float(q) for q in np.quantile(finite, [alpha, 1 - alpha]))
+        if scale != 1.0:
+            center = float(statistics[name](np.ones((1, n_rows)))[0])
+            estimate = (estimates or {}).get(name, center)
+            low, high = estimate + scale * (low - center), estimate + scale * (high - center)
+        intervals[name] = (low, high)
     return intervals
+
+
+def _subsample(n_rows: int, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray | None, float]:
+    """Rows to bootstrap (sorted, None = all) and the factor that rescales their interval to all rows.
+
+    A group larger than ``max_rows`` is bootstrapped on a random subsample of ``max_rows``
+    rows (an m-out-of-n bootstrap): the spread of a smooth statistic shrinks as one over the
+    square root of the rows, so the subsample's interval is narrowed by sqrt(max_rows / n_rows).
+    The cost per window stays bounded however many labels it has.
+    """
+    if n_rows <= max_rows:
+        return None, 1.0
+    return np.sort(rng.choice(n_rows, size=max_rows, replace=False)), math.sqrt(max_rows / n_rows)
 
 
 # Weighted statistics: ``W`` has shape (n_resamples, n_rows); each returns (n_resamples,).
@@ -502,7 +529,7 @@ def _quiet(function, *args, **kwargs) -> float:
 
 def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *, classes: tuple[float, ...],
                         metrics: tuple[str, ...], confidence: float, n_resamples: int,
-                        rng: np.random.Generator | None) -> dict[str, float]:
+                        rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
     """Metrics (and intervals when ``rng`` is given) of labelled rows ``y`` with decisions and scores."""
     row: dict[str, float] = dict.fromkeys(metrics, math.nan)
     row.update({f"{m}_{b}": math.nan for m in metrics for b in ("low", "high")})
@@ -537,6 +564,9 @@ def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *
     # so the ROC AUC of each resample is a cumulative sum over the scored prefix.
     order = np.argsort(score, kind="stable")
     y, decided, score = y[order], decided[order], score[order]
+    rows, scale = _subsample(n, max_bootstrap_rows, rng)
+    if rows is not None:  # still sorted by score, unscored last
+        y, decided, score = y[rows], decided[rows], score[rows]
     n_scored = int(np.isfinite(score).sum())
     statistics: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     if binary:
@@ -550,7 +580,8 @@ def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *
     else:
         for metric in ("precision", "recall", "f1"):
             statistics[metric] = lambda W, kind=metric: _weighted_macro(W, y, decided, labels, kind)
-    intervals = _bootstrap(statistics, n, n_resamples=n_resamples, rng=rng, confidence=confidence)
+    intervals = _bootstrap(statistics, len(y), n_resamples=n_resamples, rng=rng, confidence=confidence,
+                           estimates=row, scale=scale)
     for metric, (low, high) in intervals.items():
         row[f"{metric}_low"], row[f"{metric}_high"] = low, high
     return row
@@ -564,7 +595,7 @@ def _quiet_prfs(y, decided, **kwargs) -> tuple[float, float, float, None]:
 
 
 def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, n_resamples: int,
-                    rng: np.random.Generator | None) -> dict[str, float]:
+                    rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
     row: dict[str, float] = dict.fromkeys(REGRESSION_METRICS, math.nan)
     row.update({f"{m}_{b}": math.nan for m in REGRESSION_METRICS for b in ("low", "high")})
     row["mean_residual"] = math.nan
@@ -577,6 +608,9 @@ def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, 
     row["mean_residual"] = float(np.mean(y - predicted))
     if rng is None:
         return row
+    rows, scale = _subsample(n, max_bootstrap_rows, rng)
+    if rows is not None:
+        y, predicted = y[rows], predicted[rows]
     errors = y - predicted
     absolute, squared = np.abs(errors), errors**2
 
@@ -588,7 +622,8 @@ def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, 
 
     intervals = _bootstrap({"mae": lambda W: (W @ absolute) / W.sum(axis=1),
                             "rmse": lambda W: np.sqrt((W @ squared) / W.sum(axis=1)),
-                            "r2": weighted_r2}, n, n_resamples=n_resamples, rng=rng, confidence=confidence)
+                            "r2": weighted_r2}, len(y), n_resamples=n_resamples, rng=rng, confidence=confidence,
+                           estimates=row, scale=scale)
     for metric, (low, high) in intervals.items():
         row[f"{metric}_low"], row[f"{metric}_high"] = low, high
     return row
@@ -608,8 +643,8 @@ def _decisions(frame: pd.DataFrame, *, classes: tuple[float, ...], threshold: fl
 
 def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "day",
                           baseline: Baseline | None = None, min_labels: int = 30, confidence: float = 0.95,
-                          n_bootstrap: int = 200, random_state: int = 0, since: float | None = None,
-                          until: float | None = None) -> PerformanceOverTime:
+                          n_bootstrap: int = 200, max_bootstrap_rows: int = 2000, random_state: int = 0,
+                          since: float | None = None, until: float | None = None) -> PerformanceOverTime:
     """Metrics per window of prediction time, with intervals, labelled counts and coverage.
 
     Parameters
@@ -626,6 +661,10 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
         Coverage of the intervals.
     n_bootstrap : int, default=200
         Bootstrap resamples per window; 0 leaves the bootstrap intervals NaN.
+    max_bootstrap_rows : int, default=2000
+        A window with more labelled rows is bootstrapped on a random subsample of this many,
+        its interval narrowed by sqrt(max_bootstrap_rows / rows) (an m-out-of-n bootstrap),
+        so the cost per window is bounded.
     random_state : int, default=0
         Seed of the bootstrap; the same data and seed give the same intervals.
     since, until : float, optional
@@ -651,16 +690,22 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     index, starts, ends = _assign_windows(ts, window)
     labelled = _labelled(frame)
     n_predictions = np.bincount(index, minlength=len(starts))
+    if isinstance(max_bootstrap_rows, bool) or not isinstance(max_bootstrap_rows, int | np.integer) \
+            or max_bootstrap_rows < 2:
+        raise ValueError(f"max_bootstrap_rows must be an integer >= 2; got {max_bootstrap_rows!r}")
     options = {"task": task, "classes": classes, "metrics": metrics, "confidence": confidence,
-               "n_resamples": n_bootstrap}
+               "n_resamples": n_bootstrap, "max_bootstrap_rows": max_bootstrap_rows}
+    # Rows are in prediction-time order, so the labelled rows of each window are one slice.
+    y, predicted, score = (frame[c].to_numpy(dtype=float)[labelled] for c in ("label", "prediction", "score"))
+    bounds = np.searchsorted(index[labelled], np.arange(len(starts) + 1))
     rows = []
     for i, start in enumerate(starts):
-        chosen = (index == i) & labelled
+        part = slice(bounds[i], bounds[i + 1])
         row = {"window_start": float(start), "window_end": float(ends[i]), "n_predictions": int(n_predictions[i]),
-               "n_labelled": int(chosen.sum())}
+               "n_labelled": int(bounds[i + 1] - bounds[i])}
         # One seed per window start: a window's intervals do not move when other windows change.
         rng = np.random.default_rng([random_state, int(abs(start)) % (2**32)])
-        row.update(_group_metrics(frame, chosen, rng=rng, **options))
+        row.update(_group_metrics(y[part], predicted[part], score[part], rng=rng, **options))
         rows.append(row)
     columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels"]
     for metric in metrics:
@@ -676,7 +721,7 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
                "n_predictions": len(frame), "n_labelled": int(labelled.sum()),
                "coverage": labelled.sum() / len(frame) if len(frame) else math.nan,
                "enough_labels": bool(labelled.sum() >= min_labels)}
-    overall.update(_group_metrics(frame, labelled, rng=np.random.default_rng([random_state, 1]), **options))
+    overall.update(_group_metrics(y, predicted, score, rng=np.random.default_rng([random_state, 1]), **options))
     return PerformanceOverTime(
         windows=windows, overall=pd.Series(overall, dtype=object).reindex(columns), task=task, metrics=metrics,
         classes=classes, positive_class=classes[1] if binary else None, window=window, confidence=confidence,
@@ -808,6 +853,10 @@ def _labelled(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _in_range(frame: pd.DataFrame, since: float | None, until: float | None) -> pd.DataFrame:
+    """Rows predicted in ``[since, until)``, in prediction-time order."""
+    ts = frame["ts"].to_numpy()
+    if len(ts) > 1 and not np.all(ts[1:] >= ts[:-1]):
+        frame = frame.iloc[np.argsort(ts, kind="stable")].reset_index(drop=True)
     if since is None and until is None:
         return frame
     keep = np.ones(len(frame), dtype=bool)
@@ -822,16 +871,15 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return (numerator / denominator.where(denominator > 0)).astype(float)
 
 
-def _group_metrics(frame: pd.DataFrame, chosen: np.ndarray, *, task: str, classes: tuple[float, ...],
-                   metrics: tuple[str, ...], confidence: float, n_resamples: int,
-                   rng: np.random.Generator) -> dict[str, float]:
-    y = frame["label"].to_numpy(dtype=float)[chosen]
-    predicted = frame["prediction"].to_numpy(dtype=float)[chosen]
+def _group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, task: str,
+                   classes: tuple[float, ...], metrics: tuple[str, ...], confidence: float, n_resamples: int,
+                   max_bootstrap_rows: int, rng: np.random.Generator) -> dict[str, float]:
+    """Metrics of one group of labelled rows (labels, logged predictions, scores)."""
     if task == "regression":
-        return _regression_row(y, predicted, confidence=confidence, n_resamples=n_resamples, rng=rng)
-    score = frame["score"].to_numpy(dtype=float)[chosen]
+        return _regression_row(y, predicted, confidence=confidence, n_resamples=n_resamples, rng=rng,
+                               max_bootstrap_rows=max_bootstrap_rows)
     row = _classification_row(y, predicted, score, classes=classes, metrics=metrics, confidence=confidence,
-                              n_resamples=n_resamples, rng=rng)
+                              n_resamples=n_resamples, rng=rng, max_bootstrap_rows=max_bootstrap_rows)
     if len(classes) == 2:
         row["label_rate"] = float(np.mean(y == classes[1])) if len(y) else math.nan
         scored = score[np.isfinite(score)]

@@ -1,5 +1,6 @@
 """Performance over time: known answers, scikit-learn equivalence, the demo's scripted drop, the page."""
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -193,6 +194,8 @@ def test_windows_by_hour_week_and_number_of_predictions():
     assert rows["window_start"].tolist() == predictions["ts"].iloc[[0, 200, 400]].tolist()
     with pytest.raises(ValueError, match="window must be 'hour', 'day', 'week' or a positive number"):
         performance_over_time(labeled, window="month")
+    with pytest.raises(ValueError, match="max_bootstrap_rows must be an integer >= 2"):
+        performance_over_time(labeled, max_bootstrap_rows=1)
     assert range_start(START + 10.5 * DAY, 3, window="day") == START + 7 * DAY
     assert range_start(START, None) is None
 
@@ -479,3 +482,24 @@ currency = "EUR"
     at.slider(key="performance_threshold").set_value(0.7).run()
     assert not at.exception, at.exception
     assert at.query_params["service"] in ("scoring", ["scoring"])
+
+
+def test_large_windows_bootstrap_a_subsample_with_a_rescaled_interval():
+    predictions, labels = binary_log(n=20_000, days=1, seed=9)
+    labeled = join_labels(predictions, labels, now=NOW)
+    exact = performance_over_time(labeled, n_bootstrap=200, max_bootstrap_rows=20_000).windows.iloc[0]
+    fast = performance_over_time(labeled, n_bootstrap=200, max_bootstrap_rows=2_000).windows.iloc[0]
+    for metric in ("f1", "roc_auc", "log_loss"):
+        assert fast[metric] == exact[metric]  # the estimate itself uses every row
+        assert fast[f"{metric}_low"] < fast[metric] < fast[f"{metric}_high"]
+        width = fast[f"{metric}_high"] - fast[f"{metric}_low"]
+        assert 0.75 < width / (exact[f"{metric}_high"] - exact[f"{metric}_low"]) < 1.33
+
+
+def test_rows_out_of_time_order_are_put_in_order():
+    predictions, labels = binary_log(n=3000, days=3)
+    labeled = join_labels(predictions, labels, now=NOW)
+    shuffled = dataclasses.replace(labeled, frame=labeled.frame.sample(frac=1, random_state=0))
+    expected = performance_over_time(labeled, n_bootstrap=20).windows
+    pd.testing.assert_frame_equal(performance_over_time(shuffled, n_bootstrap=20).windows, expected)
+    assert performance_over_time(shuffled, window=1000, n_bootstrap=0).windows["window_start"].is_monotonic_increasing
