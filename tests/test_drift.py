@@ -191,6 +191,17 @@ def test_ks_equals_scipy_exact_and_asymptotic(n_reference, window_rows, rounding
     np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-300)
 
 
+def test_ks_over_many_windows_uses_a_fast_approximation_close_to_scipy():
+    rng = np.random.default_rng(13)
+    reference = rng.normal(size=500)
+    shifts = np.repeat(np.linspace(0.0, 0.3, 40), 600)  # 40 windows: more than scipy's exact routine is run for
+    current = rng.normal(shifts, 1.0)
+    profile = build_profile(pd.DataFrame({"x": reference}), {"x": "numeric"})
+    ours = scores(compute_drift(profile, pd.DataFrame({"x": current}), window=600, methods={"x": "ks"}), "x")
+    expected = [stats.ks_2samp(reference, part).pvalue for part in np.split(current, 40)]
+    np.testing.assert_allclose(ours, expected, rtol=0.1, atol=2e-3)
+
+
 def test_ks_with_a_reference_of_many_distinct_values_is_within_one_fine_bin_of_scipy():
     rng = np.random.default_rng(5)
     reference, current = rng.normal(size=20_000), rng.normal(0.01, 1, size=20_000)

@@ -17,6 +17,8 @@ import numpy as np
 
 MAX_CELLS = 1 << 16
 """Largest lookup table (cells)."""
+CHUNK = 32_768
+"""Values binned at a time: the dozen passes over a chunk stay in the processor's cache."""
 MAX_PASSES = 3
 """Cells with up to this many candidate edges are resolved by that many comparisons."""
 _MIN_CELLS = 64
@@ -68,42 +70,81 @@ class EdgeIndex:
         x : ndarray of float64, shape (n,)
             Values; NaN gives an arbitrary bin (callers mark missing values themselves).
         workspace : Workspace, optional
-            Buffers of at least ``n`` elements reused from column to column (fresh arrays of
-            a million elements cost page faults); the result is then a view of
+            Scratch buffers reused from column to column; the result is then a view of
             ``workspace.result``, valid until the next call.
 
         Returns
         -------
         ndarray of intp, shape (n,)
         """
-        n = len(x)
-        work = workspace if workspace is not None and workspace.size >= n else Workspace(n)
-        cells, cell, below, hit, result = (work.floats[:n], work.cells[:n], work.below[:n], work.hits[:n],
-                                           work.result[:n])
+        work = workspace if workspace is not None and workspace.size >= len(x) else Workspace(len(x))
+        result = work.result[:len(x)]
+        for start in range(0, len(x), CHUNK):
+            stop = min(start + CHUNK, len(x))
+            self._bin_chunk(x[start:stop], result[start:stop], work)
+        return result
+
+    def window_codes(self, x: np.ndarray, window: np.ndarray, n_codes: int, *,
+                     workspace: Workspace | None = None) -> np.ndarray:
+        """``window * n_codes + bin`` of each value, ``n_codes - 1`` standing for missing (NaN, ±inf).
+
+        The input of the one ``np.bincount`` that counts every bin of every window.
+
+        Parameters
+        ----------
+        x : ndarray of float64, shape (n,)
+        window : ndarray of intp, shape (n,)
+            Window of each value.
+        n_codes : int
+            Codes per window: the bins (``len(edges) + 1``) and one for missing values.
+        workspace : Workspace, optional
+            As for :meth:`bin`; the result is a view of ``workspace.flat``.
+
+        Returns
+        -------
+        ndarray of intp, shape (n,)
+        """
+        work = workspace if workspace is not None and workspace.size >= len(x) else Workspace(len(x))
+        flat = work.flat[:len(x)]
+        finite, offset = work.finite, work.offset
+        for start in range(0, len(x), CHUNK):
+            stop = min(start + CHUNK, len(x))
+            out, values, m = flat[start:stop], x[start:stop], stop - start
+            self._bin_chunk(values, out, work)
+            np.multiply(window[start:stop], n_codes, out=offset[:m])
+            np.add(out, offset[:m], out=out)
+            np.isfinite(values, out=finite[:m])
+            if not finite[:m].all():
+                np.add(offset[:m], n_codes - 1, out=offset[:m])
+                np.copyto(out, offset[:m], where=~finite[:m])
+        return flat
+
+    def _bin_chunk(self, x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
+        """The bins of one chunk (at most :data:`CHUNK` values, so the passes stay in cache)."""
+        m = len(x)
+        cells, cell, below, hit = work.floats[:m], work.cells[:m], work.below[:m], work.hits[:m]
         with np.errstate(invalid="ignore", over="ignore"):
             np.multiply(x, self.scale, out=cells)
             np.add(cells, self.offset, out=cells)
-        np.fmax(cells, 0.0, out=cells)  # NaN -> 0 (fmax ignores NaN)
-        np.fmin(cells, len(self.below) - 1, out=cells)
-        np.copyto(cell, cells, casting="unsafe")  # truncation: the cell number
+            np.clip(cells, 0.0, len(self.below) - 1, out=cells)
+            np.copyto(cell, cells, casting="unsafe")  # truncation: the cell; NaN gives garbage that take clips
         np.take(self.below, cell, out=below, mode="clip")
         np.take(self.padded, below, out=cells, mode="clip")  # the first candidate edge
         np.greater_equal(x, cells, out=hit)
-        np.add(below, hit, out=result)
+        np.add(below, hit, out=out)
         for _ in range(1, self.passes):
             np.add(below, 1, out=below)
             np.take(self.padded, below, out=cells, mode="clip")
             np.greater_equal(x, cells, out=hit)
-            np.add(result, hit, out=result)
+            np.add(out, hit, out=out)
         if self.any_crowded:
-            crowded = self.crowded[cell]
+            crowded = self.crowded.take(cell, mode="clip")
             if crowded.any():
-                result[crowded] = np.searchsorted(self.edges, x[crowded], side="right")
-        return result
+                out[crowded] = np.searchsorted(self.edges, x[crowded], side="right")
 
 
 class Workspace:
-    """Scratch arrays for :meth:`EdgeIndex.bin`, reused across the columns of one computation.
+    """Scratch arrays for :class:`EdgeIndex`, reused across the columns of one computation.
 
     Parameters
     ----------
@@ -113,10 +154,13 @@ class Workspace:
 
     def __init__(self, size: int):
         self.size = int(size)
-        self.floats = np.empty(self.size, dtype=np.float64)
-        self.cells = np.empty(self.size, dtype=np.intp)
-        self.below = np.empty(self.size, dtype=np.intp)
-        self.hits = np.empty(self.size, dtype=bool)
+        chunk = min(self.size, CHUNK)
+        self.floats = np.empty(chunk, dtype=np.float64)
+        self.cells = np.empty(chunk, dtype=np.intp)
+        self.below = np.empty(chunk, dtype=np.intp)
+        self.offset = np.empty(chunk, dtype=np.intp)
+        self.hits = np.empty(chunk, dtype=bool)
+        self.finite = np.empty(chunk, dtype=bool)
         self.result = np.empty(self.size, dtype=np.intp)
         self.flat = np.empty(self.size, dtype=np.intp)
 

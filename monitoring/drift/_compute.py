@@ -351,29 +351,33 @@ def _count(column: ColumnProfile, values: pd.Series, windows: Windows, needs: st
            workspace: Workspace) -> tuple[ColumnCounts, np.ndarray]:
     """Bin one column and count every window with one bincount; returns the counts and missing per window."""
     n_windows, n_slots = windows.n_windows, windows.n_slots
-    x = None
     if column.kind == "categorical":
-        codes, n_codes = _category_codes(column, values), len(column.counts) + 1
+        flat, n_raw, lookup = _category_window_codes(column, values, windows.index, workspace)
+        by_raw = np.bincount(flat, minlength=n_slots * n_raw).reshape(n_slots, n_raw)[:n_windows]
+        n_codes = len(column.counts) + 1
+        table = np.zeros((n_windows, n_codes), dtype=np.int64)
+        np.add.at(table, (slice(None), lookup), by_raw)  # several raw codes may share a reference code
+        return ColumnCounts(name=column.name, kind=column.kind, reference=column.counts, current=table[:, :-1],
+                            reference_std=column.std), table[:, -1].copy()
+    x = numeric_values(values, column=column.name, source="current")
+    if column.n_values == 0:  # no reference values: one bin for any value, then missing
+        n_codes = 2
+        flat = windows.index * n_codes + (~np.isfinite(x))
+    elif needs == "bins":
+        n_codes = len(column.counts) + 1
+        flat = column.coarse_index.window_codes(x, windows.index, n_codes, workspace=workspace)
+    elif needs == "fine":
+        n_codes = len(column.fine_edges) + 2
+        flat = column.fine_index.window_codes(x, windows.index, n_codes, workspace=workspace)
     else:
-        x = numeric_values(values, column=column.name, source="current")
-        if column.n_values == 0:
-            codes, n_codes = np.zeros(len(x), dtype=np.intp), 2  # one bin for any value, then missing
-        elif needs == "bins":
-            codes, n_codes = column.coarse_index.bin(x, workspace=workspace), len(column.counts) + 1
-        elif needs == "fine":
-            codes, n_codes = column.fine_index.bin(x, workspace=workspace), len(column.fine_edges) + 2
-        else:
-            codes, n_codes = step_positions(x, column.fine_index), len(column.step_counts) + 1
-        missing_rows = ~np.isfinite(x)
-        if missing_rows.any():
-            codes[missing_rows] = n_codes - 1
-    flat = workspace.flat[:len(codes)]
-    np.multiply(windows.index, n_codes, out=flat)
-    np.add(flat, codes, out=flat)
+        n_codes = len(column.step_counts) + 1
+        codes = step_positions(x, column.fine_index)
+        codes[~np.isfinite(x)] = n_codes - 1
+        flat = windows.index * n_codes + codes
     table = np.bincount(flat, minlength=n_slots * n_codes).reshape(n_slots, n_codes)[:n_windows]
     missing = table[:, -1].copy()
     present = table[:, :-1]
-    if column.kind == "categorical" or column.n_values == 0:
+    if column.n_values == 0:
         return ColumnCounts(name=column.name, kind=column.kind, reference=column.counts, current=present,
                             reference_std=column.std), missing
     if needs == "bins":
@@ -400,16 +404,27 @@ def _fine_bins_of(coarse_starts: np.ndarray, fine_starts: np.ndarray) -> np.ndar
     return np.searchsorted(fine_starts, coarse_starts)
 
 
-def _category_codes(column: ColumnProfile, values: pd.Series) -> np.ndarray:
-    """Codes against the reference categories: 0 .. C-1, C for unseen, C + 1 for missing."""
+def _category_window_codes(column: ColumnProfile, values: pd.Series, window: np.ndarray,
+                           workspace: Workspace) -> tuple[np.ndarray, int, np.ndarray]:
+    """Window codes of a categorical column, in the column's own codes (no pass to translate them).
+
+    Returns ``(flat, n_raw, lookup)``: ``flat = window * n_raw + raw + 1`` with ``raw`` the
+    column's code (-1 missing), and ``lookup`` mapping each of the ``n_raw`` raw codes to the
+    reference's codes: 0 .. C-1, C for unseen, C + 1 for missing.
+    """
     n_categories = len(column.categories)
     code_of = {category: code for code, category in enumerate(column.categories)}
     if isinstance(values.dtype, pd.CategoricalDtype):
         raw, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
         raw, uniques = pd.factorize(values, use_na_sentinel=True)
-    lookup = np.array([code_of.get(_plain(u), n_categories) for u in uniques] + [n_categories + 1], dtype=np.intp)
-    return lookup[raw]  # raw code -1 (missing) reads the last entry
+    lookup = np.array([n_categories + 1] + [code_of.get(_plain(u), n_categories) for u in uniques], dtype=np.intp)
+    n_raw = len(lookup)
+    flat = workspace.flat[:len(raw)]
+    np.multiply(window, n_raw, out=flat)
+    flat += 1
+    np.add(flat, raw, out=flat)
+    return flat, n_raw, lookup
 
 
 def _plain(value: object) -> object:

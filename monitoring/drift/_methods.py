@@ -32,6 +32,10 @@ AUTO_MAX_REFERENCE_ROWS = 1000
 """``auto`` uses p-value tests up to this many reference rows, distances above."""
 KS_EXACT_MAX_N = 10_000
 """Like scipy's ``ks_2samp(method="auto")``: exact p-values when both samples are this small."""
+KS_EXACT_MAX_WINDOWS = 31
+"""scipy's KS p-values cost 0.3-5 ms per window (a Python loop or its exact routine): a column with
+more windows than this (hourly windows over weeks) gets the Kolmogorov distribution with Stephens'
+correction, vectorised, within a few percent of scipy's p-values below 0.1."""
 PSI_MIN_SHARE = 1e-4
 """PSI replaces empty bins' shares with this (as Evidently does), so that log(q / p) is finite."""
 WASSERSTEIN_MIN_STD = 1e-3
@@ -309,7 +313,10 @@ def _ks(counts: ColumnCounts) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         current_cdf = np.cumsum(counts.current_steps, axis=1) / n_current[:, None]
     statistic = np.abs(current_cdf - reference_cdf).max(axis=1, initial=0.0)
-    p_values = np.array([ks_p_value(d, n_reference, int(n)) for d, n in zip(statistic, n_current, strict=True)])
+    if len(statistic) <= KS_EXACT_MAX_WINDOWS:
+        p_values = np.array([ks_p_value(d, n_reference, int(n)) for d, n in zip(statistic, n_current, strict=True)])
+    else:
+        p_values = ks_p_value_asymptotic(statistic, n_reference, n_current)
     return _nan_where_empty(p_values, (n_current > 0) & (n_reference > 0))
 
 
@@ -317,7 +324,7 @@ def ks_p_value(statistic: float, n1: int, n2: int) -> float:
     """Two-sided two-sample KS p-value, as ``scipy.stats.ks_2samp(method="auto")`` computes it.
 
     Exact when both samples have at most 10,000 values (scipy's own exact routine), else
-    Smirnov's asymptotic distribution ``kstwo.sf(D, round(n1 n2 / (n1 + n2)))``.
+    ``kstwo.sf(D, round(n1 n2 / (n1 + n2)))`` as scipy's ``method="asymp"``.
     """
     if n1 == 0 or n2 == 0 or not np.isfinite(statistic):
         return float("nan")
@@ -325,9 +332,18 @@ def ks_p_value(statistic: float, n1: int, n2: int) -> float:
         success, _, probability = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), float(statistic), "two-sided")
         if success:
             return float(probability)
-    larger, smaller = max(n1, n2), min(n1, n2)
-    effective_n = float(larger) * smaller / (larger + smaller)
-    return float(np.clip(stats.kstwo.sf(statistic, np.round(effective_n)), 0.0, 1.0))
+    larger, smaller = float(max(n1, n2)), float(min(n1, n2))
+    return float(np.clip(stats.kstwo.sf(statistic, np.round(larger * smaller / (larger + smaller))), 0.0, 1.0))
+
+
+def ks_p_value_asymptotic(statistic: np.ndarray, n1: int, n2: np.ndarray) -> np.ndarray:
+    """KS p-values of many windows at once: ``kolmogorov((sqrt(n) + 0.12 + 0.11 / sqrt(n)) D)``,
+    ``n = n1 n2 / (n1 + n2)`` (Stephens' correction of the limiting distribution)."""
+    n2 = np.asarray(n2, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = np.sqrt(n1 * n2 / (n1 + n2))
+        p_values = np.clip(special.kolmogorov((root + 0.12 + 0.11 / root) * statistic), 0.0, 1.0)
+    return np.where((n2 > 0) & (n1 > 0), p_values, np.nan)
 
 
 @register_method(
