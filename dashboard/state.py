@@ -324,8 +324,12 @@ def cached_performance_detail(_runtime: Runtime, fingerprint: str, service: str,
 # nothing is computed before the page asks for it.
 
 def _import_explain() -> None:
-    try:
-        import explain  # noqa: F401  (shap, scikit-learn's inspection: ~1-2 s, paid here once)
+    try:  # ~2 s of imports, paid here once instead of on the Explain page's first visit
+        import shap  # noqa: F401
+        import sklearn.inspection  # noqa: F401
+        import skops.io  # noqa: F401
+
+        import explain  # noqa: F401
     except Exception:  # the page reports import problems itself
         log.info("preloading explain failed", exc_info=True)
 
@@ -394,13 +398,25 @@ def explain_setup(_runtime: Runtime, fingerprint: str, service: str) -> ExplainS
             problem = str(exc)
     else:
         problem = f"service {service} has no reference data configured ([[services]] reference)"
-    selected = open_model_source(config, reference)
+    selected = open_model_source(config, reference, check=False)  # the page checks after its first chart
     try:
         _runtime.store.prediction_table(service)
         has_log = True
     except KeyError:
         has_log = False
     return ExplainSetup(selected, reference, problem, has_log)
+
+
+@st.cache_data(ttl=600, max_entries=32, show_spinner=False)
+def explain_consistency(_runtime: Runtime, fingerprint: str, service: str, version: str | None):
+    """Whether the local artifact predicts what the service predicts, on 200 reference rows (one request)."""
+    del version
+    from explain import check_against_service
+
+    setup = explain_setup(_runtime, fingerprint, service)
+    sample = None if setup.reference is None else setup.reference.sample(
+        min(200, len(setup.reference)), random_state=0)
+    return check_against_service(setup.selected.model, _runtime.config.service(service), sample)
 
 
 def _explain_warm_up(explainer) -> None:

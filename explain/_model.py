@@ -801,8 +801,33 @@ class SelectedSource:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, *, check_rows: int = 200,
-                      max_rows: int = DEFAULT_MAX_ROWS, random_state: int | None = 0) -> SelectedSource:
+def check_against_service(local: ModelSource, service: ServiceConfig, X: pd.DataFrame | None, *,
+                          max_rows: int = DEFAULT_MAX_ROWS) -> ConsistencyCheck:
+    """Check a local artifact against the service on the rows ``X`` (one request), never raising.
+
+    Parameters
+    ----------
+    local : ModelSource
+    service : ServiceConfig
+    X : DataFrame or None
+        Rows to compare (a sample of the reference data); None: nothing is checked.
+    max_rows : int, default=200_000
+
+    Returns
+    -------
+    ConsistencyCheck
+        ``agrees`` is None when the check could not run (no data, or the service failed).
+    """
+    if X is None or len(X) == 0:
+        return ConsistencyCheck(0, None, float("nan"), float("nan"), 1e-6,
+                                "no reference data configured, so the artifact was not checked against the service")
+    remote = RemoteModel(service, features=local.features, feature_kinds=local.feature_kinds, max_rows=max_rows)
+    return check_consistency(local, remote, X)
+
+
+def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, *, check: bool = True,
+                      check_rows: int = 200, max_rows: int = DEFAULT_MAX_ROWS,
+                      random_state: int | None = 0) -> SelectedSource:
     """Open the model source ``service.explain`` asks for.
 
     ``source = "local"``: the artifact. ``"remote"``: the service as a black box. ``"auto"``:
@@ -815,6 +840,9 @@ def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, 
     X_reference : DataFrame or None
         Reference rows (the service's features); a sample is used for the check and to learn
         the remote model's task.
+    check : bool, default=True
+        Run the consistency check now (``auto`` with an artifact); with False, call
+        :func:`check_against_service` later (the page does, after its first chart).
     check_rows : int, default=200
     max_rows : int, default=200_000
         Rows per request of the black box.
@@ -847,18 +875,11 @@ def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, 
         if explain.source == "local":
             return SelectedSource(local, reason="source = 'local': the artifact, without checking it against the "
                                                 "service")
-        try:
-            remote = RemoteModel(service, features=local.features, feature_kinds=local.feature_kinds,
-                                 max_rows=max_rows)
-        except RemoteExplainError as exc:
-            check = ConsistencyCheck(0, None, float("nan"), float("nan"), 1e-6,
-                                     f"could not check the artifact against the service: {exc.call}: {exc.reason}")
-            return SelectedSource(local, None, check, reason="source = 'auto': the local artifact (faster)")
-        check = (check_consistency(local, remote, sample) if sample is not None else
-                 ConsistencyCheck(0, None, float("nan"), float("nan"), 1e-6,
-                                  "no reference data configured, so the artifact was not checked against the service"))
-        return SelectedSource(local, remote, check, reason="source = 'auto': the local artifact (faster), checked "
-                                                           "against the service")
+        reason = "source = 'auto': the local artifact (faster), checked against the service"
+        if not check:
+            return SelectedSource(local, reason=reason)
+        return SelectedSource(local, None, check_against_service(local, service, sample, max_rows=max_rows),
+                              reason=reason)
     if not features:
         raise ExplainError(f"service {service.name}: the black box needs the feature names: set features or "
                            "reference in [[services]]")

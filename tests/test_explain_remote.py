@@ -15,7 +15,7 @@ from explain import (
     RemoteExplainError,
     RemoteModel,
     ShapExplainer,
-    check_consistency,
+    check_against_service,
     open_model_source,
     partial_dependence,
 )
@@ -207,8 +207,10 @@ def test_auto_source_checks_the_artifact_and_warns_when_it_is_another_model(demo
     selected = open_model_source(changed, demo_reference)
     assert selected.consistency.agrees is False
     assert "the artifact is not the model being served" in selected.consistency.message
-    again = check_consistency(selected.model, selected.remote, demo_reference.iloc[:20])
+    again = check_against_service(selected.model, changed, demo_reference.iloc[:20])
     assert again.rows == 20 and again.max_abs_diff > 1e-3
+    later = open_model_source(rest, demo_reference, check=False)
+    assert later.consistency is None and check_against_service(later.model, rest, demo_reference.iloc[:50]).agrees
 
 
 def test_sample_of_the_prediction_log_is_spread_over_the_window(store):

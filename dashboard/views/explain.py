@@ -63,18 +63,13 @@ with st.container(border=True):
                   f"**Version:** `{model.version or 'not reported'}` · **task:** {model.task}"
                   + (f" · **classes:** {', '.join(map(str, model.classes))}" if model.classes else ""))
     left.caption(selected.reason)
-    with right:
-        check = selected.consistency
-        if check is None:
-            st.caption("Every explanation here is computed from the service's own answers, in batched requests."
-                       if model.kind == "remote" else "The artifact is not checked against the service "
-                                                      "(source = 'local').")
-        elif check.agrees:
-            st.success(f"Consistency check: {check.message}.", icon=":material/verified:")
-        elif check.agrees is None:
-            st.info(f"Consistency check: {check.message}.", icon=":material/help:")
-        else:
-            st.warning(f"**The artifact is not the model being served.** {check.message}.", icon=":material/warning:")
+    check_box = right.empty()  # filled at the end: the check waits for the service, the charts do not
+    if model.kind == "remote":
+        check_box.caption("Every explanation here is computed from the service's own answers, in batched requests.")
+    elif service.explain.source == "local":
+        check_box.caption("The artifact is not checked against the service (source = 'local').")
+    else:
+        check_box.caption("Checking the artifact against the service…")
 
 windows = {k: v for k, v in state.EXPLAIN_WINDOWS.items()
            if (k == "reference" and setup.reference is not None) or (k != "reference" and setup.has_log)}
@@ -254,3 +249,13 @@ if tabs[4].open:
 
 st.caption("Results are cached per service, model version and data window; logged-prediction windows refresh "
            "every 10 minutes.")
+
+if model.kind == "local" and service.explain.source == "auto":
+    check = state.explain_consistency(runtime, key, service_name, model.version)
+    with check_box.container():
+        if check.agrees:
+            st.success(f"Consistency check: {check.message}.", icon=":material/verified:")
+        elif check.agrees is None:
+            st.info(f"Consistency check: {check.message}.", icon=":material/help:")
+        else:
+            st.warning(f"**The artifact is not the model being served.** {check.message}.", icon=":material/warning:")
