@@ -121,9 +121,20 @@ class DriftConfig(_Strict):
     @field_validator("window")
     @classmethod
     def _check_window(cls, value: str) -> str:
-        if value not in ("hour", "day", "week") and not (value.isdigit() and int(value) > 0):
-            raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'")
-        return value
+        return _check_window_value(value)
+
+    @model_validator(mode="after")
+    def _check_methods(self) -> DriftConfig:
+        from monitoring.drift import check_drift_settings  # the registry lives with the methods
+
+        check_drift_settings(methods=self.methods, thresholds=self.thresholds)
+        return self
+
+
+def _check_window_value(value: str) -> str:
+    if value not in ("hour", "day", "week") and not (value.isdigit() and int(value) > 0):
+        raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'")
+    return value
 
 
 class PredictionLogConfig(_Strict):
@@ -180,9 +191,7 @@ class PerformanceConfig(_Strict):
     @field_validator("window")
     @classmethod
     def _check_window(cls, value: str) -> str:
-        if value not in ("hour", "day", "week") and not (value.isdigit() and int(value) > 0):
-            raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'")
-        return value
+        return _check_window_value(value)
 
     @field_validator("baseline")
     @classmethod

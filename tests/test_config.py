@@ -117,3 +117,24 @@ def test_readme_documents_every_configuration_key():
     missing = [f"{table}.{key}" for table, keys in documented_keys().items() for key in keys
                if not re.search(rf"`{re.escape(key)}`", reference)]
     assert not missing, f"README's configuration reference lacks {missing}"
+
+
+def test_unknown_drift_method_lists_the_valid_ones():
+    [problem] = problems(MINIMAL + '[services.drift]\nmethods = {income = "kl"}\n')
+    assert problem.startswith("services[0].drift") and "unknown drift method 'kl'" in problem
+    for name in ("ks", "chi_square", "z_test", "wasserstein", "jensen_shannon", "psi", "hellinger"):
+        assert name in problem
+
+
+def test_drift_window_is_validated():
+    [problem] = problems(MINIMAL + '[services.drift]\nwindow = "month"\n')
+    assert problem.startswith("services[0].drift.window") and "'hour', 'day', 'week'" in problem
+
+
+def test_readme_documents_every_drift_method():
+    from monitoring.drift import METHODS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Drift methods", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in METHODS if f"| `{name}` |" not in section]
+    assert not missing, f"README's drift methods table lacks {missing}"
