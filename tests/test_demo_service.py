@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def rows(demo_model):
-    return read_reference(demo_model.reference_path, features=tuple(demo_model.features)).head(25)
+    features = list(demo_model.features)
+    return read_reference(demo_model.reference_path, features=tuple(features))[features].head(25)
 
 
 @pytest.mark.parametrize("service", ["credit-risk", "credit-risk-rest"])

@@ -76,7 +76,7 @@ def test_prediction_log_file_problems_name_the_file_and_columns(tmp_path):
     config = service_with_log(path).prediction_log
     with pytest.raises(ProductionDataError, match=r"lacks columns \['channel'\]"):
         read_prediction_log_file(config, features=("age", "channel"))
-    with pytest.raises(ProductionDataError, match="Unix seconds or ISO 8601.*'yesterday'"):
+    with pytest.raises(ProductionDataError, match=r"Unix seconds or ISO 8601.*'yesterday'"):
         read_prediction_log_file(config, features=("age",))
     missing = config.model_copy(update={"path": str(tmp_path / "none.csv")})
     with pytest.raises(ProductionDataError, match="does not exist"):
@@ -92,7 +92,8 @@ def test_reference_checks_name_the_file_and_columns(tmp_path):
         read_reference(good, features=("age", "income"))
     stray = tmp_path / "stray.csv"
     pd.DataFrame({"age": [str(v) for v in range(30)] + ["unknown"], "channel": ["web"] * 31}).to_csv(stray, index=False)
-    with pytest.raises(ReferenceDataError, match=r"text in numeric column\(s\): 'age' \(1 value\(s\) such as 'unknown'\)"):
+    stray_message = r"text in numeric column\(s\): 'age' \(1 value\(s\) such as 'unknown'\)"
+    with pytest.raises(ReferenceDataError, match=stray_message):
         read_reference(stray, features=("age", "channel"))
     declared = tmp_path / "declared.csv"
     pd.DataFrame({"age": ["old", "young"], "channel": ["web", "web"]}).to_csv(declared, index=False)
@@ -102,5 +103,5 @@ def test_reference_checks_name_the_file_and_columns(tmp_path):
     empty.write_text("age,channel\n")
     with pytest.raises(ReferenceDataError, match="no rows"):
         read_reference(empty)
-    with pytest.raises(ReferenceDataError, match="unsupported type '.xlsx'"):
+    with pytest.raises(ReferenceDataError, match=r"unsupported type '\.xlsx'"):
         read_reference(tmp_path / "ref.xlsx")
