@@ -81,6 +81,7 @@ def free_port() -> int:
 def demo_config_text(*, url: str, store_url: str, model: DemoModel, poll_interval: float = 5.0) -> str:
     """The Vantage configuration that watches the demo service (TOML text)."""
     features = ", ".join(f'"{f}"' for f in model.features)
+    metrics = model.metrics
     explain = ("" if model.skops_path is None else
                "\n[services.explain]                         # explained from the model file, checked against it\n"
                f'artifact = "{model.skops_path}"\n')
@@ -108,6 +109,10 @@ path_regex = ".*infer|.*predict"
 [services.slo]
 availability = 0.99
 latency_ms = 300
+
+[services.performance]
+# measured on held-out data when the model was trained (the reference is its training data)
+baseline = {{accuracy = {metrics["accuracy"]}, roc_auc = {metrics["roc_auc"]}, log_loss = {metrics["log_loss"]}}}
 
 [services.explain]
 source = "remote"                          # explained as a black box, through its v2 endpoint
