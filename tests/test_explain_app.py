@@ -114,3 +114,49 @@ def test_an_unreachable_black_box_and_a_missing_artifact_are_messages(tmp_path, 
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     assert "gone.skops: does not exist" in "\n".join(e.value for e in at.error)
+
+
+def test_logged_predictions_window_and_picker_by_id_and_by_feature(tmp_path, monkeypatch, fresh_runtime):
+    """A service whose predictions are in the store: production windows and the prediction picker."""
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    from monitoring.store import Store
+
+    config = write_unreachable_config(tmp_path, explain='source = "local"\nartifact = "model.skops"')
+    reference = pd.read_csv(tmp_path / "reference.csv")
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.prediction_table("offline", {"a": "numeric", "b": "numeric"})
+    now = time.time()
+    logged = reference[["a", "b"]].iloc[:200].assign(
+        id=[f"p{i}" for i in range(200)], ts=np.linspace(now - 3600, now - 60, 200), prediction=0.0)
+    store.log_predictions("offline", logged)
+    store.dispose()
+    monkeypatch.setenv("VANTAGE_CONFIG", config)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="explain_window").select("24h").run()
+    assert not at.exception, at.exception
+    assert any("rows of the last 24 hours of predictions" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert len(charts(at)) == 1
+    open_tab(at, "One prediction")
+    assert any("`p199`" in c.value for c in at.caption)  # the newest is picked first
+    at.segmented_control(key="explain_pick_mode").set_value("By id").run()
+    at.text_input(key="explain_pick_id").input("p7").run()
+    assert not at.exception, at.exception
+    assert any("`p7`" in c.value for c in at.caption)
+    assert any("Why prediction p7" in str(c.proto.spec) for c in charts(at))
+    at.segmented_control(key="explain_pick_mode").set_value("By feature").run()
+    at.selectbox(key="explain_pick_feature").select("a").run()
+    at.selectbox(key="explain_pick_op").select(">").run()
+    at.text_input(key="explain_pick_value").input("100").run()
+    assert not at.exception, at.exception
+    assert any("No logged prediction matches" in i.value for i in at.info)
+    open_tab(at, "Partial dependence")
+    assert not at.exception, at.exception
+    picked = at.query_params["prediction"]
+    picked = picked[0] if isinstance(picked, list) else picked
+    assert any(f"`{picked}` picked under One prediction" in c.value for c in at.caption)  # highlighted
