@@ -822,7 +822,10 @@ def check_against_service(local: ModelSource, service: ServiceConfig, X: pd.Data
         return ConsistencyCheck(0, None, float("nan"), float("nan"), 1e-6,
                                 "no reference data configured, so the artifact was not checked against the service")
     remote = RemoteModel(service, features=local.features, feature_kinds=local.feature_kinds, max_rows=max_rows)
-    return check_consistency(local, remote, X)
+    try:
+        return check_consistency(local, remote, X)
+    finally:
+        remote.client.close()
 
 
 def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, *, check: bool = True,
