@@ -25,7 +25,19 @@ def _fmt(value: float) -> str:
 
 
 def importance_bar(shap_values: ShapValues, *, output: int | str = 0, max_features: int = 20) -> go.Figure:
-    """Mean |SHAP| per feature as a horizontal bar chart, most important on top."""
+    """Mean |SHAP| per feature as a horizontal bar chart, most important on top.
+
+    Parameters
+    ----------
+    shap_values : ShapValues
+    output : int or str, default=0
+        Which output (class) to draw.
+    max_features : int, default=20
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     table = shap_values.importance(output).head(max_features).iloc[::-1]
     k = shap_values.output_index(output)
     figure = go.Figure(go.Bar(x=table["mean_abs_shap"], y=table["feature"], orientation="h", marker_color=NEGATIVE,
@@ -39,7 +51,20 @@ def importance_bar(shap_values: ShapValues, *, output: int | str = 0, max_featur
 
 def beeswarm(shap_values: ShapValues, *, output: int | str = 0, max_features: int = 15,
              random_state: int = 0) -> go.Figure:
-    """One dot per row and feature: SHAP value across, features down, colour = the feature's value."""
+    """One dot per row and feature: SHAP value across, features down, colour = the feature's value.
+
+    Parameters
+    ----------
+    shap_values : ShapValues
+    output : int or str, default=0
+    max_features : int, default=15
+    random_state : int, default=0
+        Seed of the vertical jitter.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     points = shap_values.beeswarm(output)
     order = list(dict.fromkeys(points["feature"]))[:max_features]
     points = points[points["feature"].isin(order)]
@@ -71,7 +96,17 @@ def beeswarm(shap_values: ShapValues, *, output: int | str = 0, max_features: in
 
 
 def dependence_scatter(data: DependenceData) -> go.Figure:
-    """A feature's value against its SHAP value, coloured by a second feature."""
+    """A feature's value against its SHAP value, coloured by a second feature.
+
+    Parameters
+    ----------
+    data : DependenceData
+        From :meth:`ShapValues.dependence`.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     figure = go.Figure()
     x = data.values.astype(str) if data.kind == "categorical" else data.values
     marker: dict = {"size": 6}
@@ -99,7 +134,18 @@ def dependence_scatter(data: DependenceData) -> go.Figure:
 
 
 def waterfall(explanation: LocalExplanation, *, max_features: int = 12) -> go.Figure:
-    """From the base value to the prediction, one step per feature (largest effects first)."""
+    """From the base value to the prediction, one step per feature (largest effects on top).
+
+    Parameters
+    ----------
+    explanation : LocalExplanation
+    max_features : int, default=12
+        Features drawn one by one; the rest are summed into one step.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     table = explanation.to_frame()
     shown = table.head(max_features)
     rest = table.iloc[max_features:]
@@ -127,7 +173,20 @@ def waterfall(explanation: LocalExplanation, *, max_features: int = 12) -> go.Fi
 
 
 def pd_curve(result: PartialDependence, *, output: int | str = 0, centered: bool = False) -> go.Figure:
-    """Partial dependence (thick), ICE lines (thin) and the selected row's curve (highlighted)."""
+    """Partial dependence (thick), ICE lines (thin) and the selected row's curve (highlighted).
+
+    Parameters
+    ----------
+    result : PartialDependence
+        A one-feature result.
+    output : int or str, default=0
+    centered : bool, default=False
+        Draw centred ICE (every curve starts at 0).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     curves = result.curves(output, centered=centered)
     feature = result.features[0]
     grid = result.grid[0]
@@ -167,7 +226,18 @@ def pd_curve(result: PartialDependence, *, output: int | str = 0, centered: bool
 
 
 def pd_heatmap(result: PartialDependence, *, output: int | str = 0) -> go.Figure:
-    """Two-feature partial dependence as a heatmap."""
+    """Two-feature partial dependence as a heatmap.
+
+    Parameters
+    ----------
+    result : PartialDependence
+        A two-feature result.
+    output : int or str, default=0
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
     if len(result.features) != 2:
         raise ValueError("pd_heatmap needs a two-feature result")
     k = result.output_index(output)
