@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url  # noqa: F401  (a fixture)
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url  # noqa: F401  (dashboard_url is a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -8,22 +8,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from monitoring.drift import SEVERITY_COLORS, DriftReport
+from monitoring.plots import MARGIN, empty_figure
 
 REFERENCE_COLOR = "#64748b"
 CURRENT_COLOR = "#2563eb"
 _SEVERITY_LEVEL = {"green": 0, "amber": 1, "red": 2}
-_MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
+_MARGIN = MARGIN
 _LEGEND = {"orientation": "h", "y": 1.12, "x": 0}
 _NO_DATA_BACKGROUND = "#e5e7eb"
 
 
-def _empty(title: str, message: str, height: int = 260) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#6b7280"},
-                          xref="paper", yref="paper", x=0.5, y=0.5)
-    figure.update_layout(title=title, height=height, xaxis={"visible": False}, yaxis={"visible": False},
-                         margin=_MARGIN)
-    return figure
 
 
 def _window_axis(frame: pd.DataFrame) -> tuple[list, str]:
@@ -55,7 +49,7 @@ def distribution_figure(distribution: pd.DataFrame, *, feature: str = "", height
     """
     title = f"{feature}: reference vs current" if feature else "Reference vs current"
     if distribution.empty or not (distribution["reference_count"].sum() or distribution["current_count"].sum()):
-        return _empty(title, "No values to show", height)
+        return empty_figure(title, "No values to show", height=height)
     kinds = set(distribution["bin_kind"])
     if kinds & {"category", "unseen"} and not kinds & {"bin", "below", "above"}:
         return _categorical_distribution(distribution, title, height)
@@ -130,7 +124,7 @@ def drift_heatmap_figure(report: DriftReport, *, height: int | None = None) -> g
     """
     rows = report.features
     if rows.empty:
-        return _empty("Drift by feature and window", "No windows to show")
+        return empty_figure("Drift by feature and window", "No windows to show")
     features = list(dict.fromkeys(rows["feature"]))
     windows = rows.drop_duplicates("window").sort_values("window")
     x, x_title = _window_axis(windows)
@@ -170,7 +164,7 @@ def prediction_drift_figure(report: DriftReport, *, height: int = 300) -> go.Fig
     rows = report.prediction
     title = "Prediction drift"
     if rows.empty:
-        return _empty(title, "No prediction column in both the reference and the production data")
+        return empty_figure(title, "No prediction column in both the reference and the production data")
     columns = list(dict.fromkeys(rows["feature"]))
     figure = make_subplots(rows=len(columns), cols=1, shared_xaxes=True, vertical_spacing=0.12,
                            subplot_titles=[f"{c} ({rows.loc[rows['feature'] == c, 'method'].iloc[0]})"
@@ -208,7 +202,7 @@ def drifted_share_figure(report: DriftReport, *, height: int = 280) -> go.Figure
     dataset = report.dataset
     title = "Share of drifted features"
     if dataset.empty:
-        return _empty(title, "No windows to show", height)
+        return empty_figure(title, "No windows to show", height=height)
     x, x_title = _window_axis(dataset)
     colors = [SEVERITY_COLORS["red"] if drifted else SEVERITY_COLORS["amber"] if n_drifted else
               SEVERITY_COLORS["green"] for drifted, n_drifted in zip(dataset["drifted"], dataset["n_drifted"],

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from monitoring.health import STATE_STYLES
+from monitoring.plots import empty_figure
 
 PERCENTILE_COLORS = {"p50_ms": "#2563eb", "p95_ms": "#d97706", "p99_ms": "#dc2626"}
 _LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "hovermode": "x unified",
@@ -24,13 +25,6 @@ def _set_time_range(figure: go.Figure, x_range: tuple[float, float] | None) -> N
         figure.update_xaxes(range=list(_times(list(x_range))))
 
 
-def _empty(title: str, message: str, height: int = 260) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#6b7280"},
-                          xref="paper", yref="paper", x=0.5, y=0.5)
-    figure.update_layout(title=title, height=height, xaxis={"visible": False}, yaxis={"visible": False},
-                         margin=_LAYOUT["margin"])
-    return figure
 
 
 def heartbeat_figure(beats: pd.DataFrame, *, slots: int = 60, height: int = 90) -> go.Figure:
@@ -44,7 +38,7 @@ def heartbeat_figure(beats: pd.DataFrame, *, slots: int = 60, height: int = 90) 
         Bars the strip has room for; fewer polls leave the left empty.
     """
     if beats.empty:
-        return _empty("", "No polls yet", height=height)
+        return empty_figure("", "No polls yet", height=height)
     labels = [STATE_STYLES[s].label if s in STATE_STYLES else s for s in beats["state"]]
     hover = [f"{t:%H:%M:%S} UTC — {label}<br>{reason or ''}"
              for t, label, reason in zip(_times(beats["ts"]), labels, beats["reason"], strict=True)]
@@ -76,7 +70,7 @@ def latency_figure(latency: pd.DataFrame, *, slo_ms: float | None = None,
     """
     columns = [c for c in PERCENTILE_COLORS if c in latency and latency[c].notna().any()]
     if latency.empty or not columns:
-        return _empty(title, "No latency measured in this time range")
+        return empty_figure(title, "No latency measured in this time range")
     figure = go.Figure()
     times = _times(latency["bucket_ts"])
     for column in columns:
@@ -103,7 +97,7 @@ def traffic_figure(traffic: pd.DataFrame, *, title: str = "Real traffic (from th
         Time range to show (Unix seconds).
     """
     if traffic.empty or traffic["requests"].sum() == 0:
-        return _empty(title, "No requests counted in this time range")
+        return empty_figure(title, "No requests counted in this time range")
     times = _times(traffic["bucket_ts"])
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(go.Bar(x=times, y=traffic["request_rate"], name="requests / s",
@@ -129,7 +123,7 @@ def uptime_strip_figure(states: pd.DataFrame, *, title: str = "Availability over
         Time range to show (Unix seconds).
     """
     if states.empty or states[["up", "degraded", "down"]].to_numpy().sum() == 0:
-        return _empty(title, "No polls in this time range")
+        return empty_figure(title, "No polls in this time range")
     times = _times(states["bucket_ts"])
     total = states[["up", "degraded", "down"]].sum(axis=1).replace(0, float("nan"))
     figure = go.Figure()

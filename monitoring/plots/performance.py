@@ -16,6 +16,7 @@ from monitoring.performance import (
     PerformanceDetail,
     PerformanceOverTime,
 )
+from monitoring.plots import empty_figure
 
 METRIC_COLOR = "#2563eb"
 BAND_COLOR = "rgba(37, 99, 235, 0.15)"
@@ -39,13 +40,6 @@ def _centres(windows: pd.DataFrame) -> pd.Series:
     return _times((start + end.where(end > start, start)) / 2)
 
 
-def _empty(title: str, message: str, height: int = 300) -> go.Figure:
-    figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, font={"size": 14, "color": "#6b7280"},
-                          xref="paper", yref="paper", x=0.5, y=0.5)
-    figure.update_layout(title=title, height=height, xaxis={"visible": False}, yaxis={"visible": False},
-                         margin=_LAYOUT["margin"])
-    return figure
 
 
 def _window_text(result: PerformanceOverTime) -> str:
@@ -70,7 +64,7 @@ def metric_figure(result: PerformanceOverTime, metric: str, *, height: int = 340
     title = f"{name} {_window_text(result)}, with its {result.confidence:.0%} interval"
     windows = result.windows
     if windows.empty or windows[metric].notna().sum() == 0:
-        return _empty(title, "No labelled predictions yet in this range", height)
+        return empty_figure(title, "No labelled predictions yet in this range", height=height)
     x = _centres(windows)
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=x, y=windows[f"{metric}_high"], mode="lines", line={"width": 0},
@@ -108,7 +102,7 @@ def labelled_count_figure(result: PerformanceOverTime, *, height: int = 220) -> 
     title = f"Predictions and labels {_window_text(result)}"
     windows = result.windows
     if windows.empty:
-        return _empty(title, "No predictions in this range", height)
+        return empty_figure(title, "No predictions in this range", height=height)
     x = _centres(windows)
     figure = go.Figure()
     figure.add_trace(go.Bar(x=x, y=windows["n_predictions"], name="predictions", marker_color=PREDICTED_COLOR,
@@ -135,7 +129,7 @@ def calibration_figure(detail: PerformanceDetail, *, height: int = 360) -> go.Fi
     title = "Calibration: observed against predicted"
     table = detail.calibration
     if table is None or table.empty:
-        return _empty(title, "No scored, labelled predictions in this period", height)
+        return empty_figure(title, "No scored, labelled predictions in this period", height=height)
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                                 line={"dash": "dash", "color": BASELINE_COLOR}, hoverinfo="skip"))
@@ -163,7 +157,7 @@ def confusion_matrix_figure(detail: PerformanceDetail, *, height: int = 360) -> 
     at = f" at threshold {confusion.threshold:.2f}" if confusion is not None and confusion.threshold is not None else ""
     title = f"Confusion matrix{at}"
     if confusion is None or confusion.matrix.sum() == 0:
-        return _empty(title, "No labelled predictions in this period", height)
+        return empty_figure(title, "No labelled predictions in this period", height=height)
     matrix = confusion.matrix
     rows = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
@@ -188,7 +182,7 @@ def residuals_figure(detail: PerformanceDetail, *, height: int = 360) -> go.Figu
     title = "Residuals (label − prediction)"
     residuals = detail.residuals
     if residuals is None or residuals.empty:
-        return _empty(title, "No labelled predictions in this period", height)
+        return empty_figure(title, "No labelled predictions in this period", height=height)
     figure = make_subplots(rows=1, cols=2, column_widths=[0.7, 0.3], shared_yaxes=True, horizontal_spacing=0.02)
     figure.add_trace(go.Scattergl(x=residuals["prediction"], y=residuals["residual"], mode="markers",
                                   marker={"size": 4, "color": METRIC_COLOR, "opacity": 0.4}, name="residual",
@@ -220,9 +214,9 @@ def money_figure(decisions: DecisionsOverTime, *, height: int = 280) -> go.Figur
     at = f" at threshold {decisions.threshold:.2f}" if decisions.threshold is not None else ""
     title = f"Money per window{at}{unit}"
     if business is None or "money" not in windows:
-        return _empty(title, "Set costs or values in [services.performance] to see money", height)
+        return empty_figure(title, "Set costs or values in [services.performance] to see money", height=height)
     if windows.empty or windows["n_labelled"].sum() == 0:
-        return _empty(title, "No labelled predictions in this range", height)
+        return empty_figure(title, "No labelled predictions in this range", height=height)
     money = windows["money"].where(windows["n_labelled"] > 0)
     hover = [f"{m:,.0f}{unit} from {n:,} labelled decisions: {tp + tn:,} right, {fp:,} false positives, "
              f"{fn:,} false negatives" if n else "no labels"
