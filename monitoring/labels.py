@@ -34,6 +34,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.config import LabelsConfig, ServiceConfig
+from monitoring.production import as_unix_seconds
 from monitoring.store import Store
 from monitoring.store import labels as labels_table
 
@@ -261,7 +262,7 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float |
 
     ids = _as_ids(labels["prediction_id"])
     values, value_ok = _as_numbers(labels["label"])
-    arrival, arrival_ok = _as_unix_seconds(labels["ts"])
+    arrival, arrival_ok = as_unix_seconds(labels["ts"])
     pending = arrival_ok & (arrival > now)
     received = ~pending
     invalid = received & (ids.isna().to_numpy() | ~value_ok | ~arrival_ok)
@@ -363,25 +364,6 @@ def _as_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         numbers = pd.to_numeric(objects.where(~is_bool, None), errors="coerce").to_numpy(dtype=float, copy=True)
         numbers[is_bool] = objects[is_bool].astype(float).to_numpy()
     return numbers, np.isfinite(numbers)
-
-
-def _as_unix_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Arrival times as Unix seconds (NaN = no time given) and whether each one could be read."""
-    present = values.notna().to_numpy()
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        seconds = values.to_numpy(dtype=float)
-    elif isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values):
-        stamps = pd.to_datetime(values, utc=True)
-        seconds = ((stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
-    else:
-        objects = values.astype(object)
-        seconds = pd.to_numeric(objects, errors="coerce").to_numpy(dtype=float, copy=True)
-        text = present & np.isnan(seconds)
-        if text.any():
-            parsed = pd.to_datetime(objects[text].astype(str), utc=True, errors="coerce", format="ISO8601")
-            seconds[text] = ((parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
-    readable = ~present | np.isfinite(seconds)
-    return np.where(present, seconds, np.nan), readable
 
 
 # -- records from an API ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from monitoring.config import PredictionLogConfig, ServiceConfig
@@ -154,15 +155,35 @@ def read_prediction_log_file(config: PredictionLogConfig, *, features: tuple[str
 
 
 def _unix_seconds(values: pd.Series, file: Path, column: str) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(float)
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
-    bad = values.notna() & parsed.isna()
-    if bad.any():
+    seconds, readable = as_unix_seconds(values)
+    if not readable.all():
+        bad = values[~readable]
         raise ProductionDataError(
             f"prediction-log file {file}: column {column!r} must hold Unix seconds or ISO 8601 times; "
-            f"{int(bad.sum())} value(s) such as {values[bad].iloc[0]!r} are neither")
-    return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+            f"{len(bad)} value(s) such as {bad.iloc[0]!r} are neither")
+    return pd.Series(seconds, index=values.index)
+
+
+def as_unix_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Times as Unix seconds (NaN where none is given) and whether each one could be read.
+
+    Accepts Unix seconds, datetimes, and text holding either (ISO 8601 for dates).
+    """
+    present = values.notna().to_numpy()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        seconds = values.to_numpy(dtype=float)
+    elif isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.to_datetime(values, utc=True)
+        seconds = ((stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
+    else:
+        objects = values.astype(object)
+        seconds = pd.to_numeric(objects, errors="coerce").to_numpy(dtype=float, copy=True)
+        text = present & np.isnan(seconds)
+        if text.any():
+            parsed = pd.to_datetime(objects[text].astype(str), utc=True, errors="coerce", format="ISO8601")
+            seconds[text] = ((parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
+    readable = ~present | np.isfinite(seconds)
+    return np.where(present, seconds, np.nan), readable
 
 
 class FileMirror:
