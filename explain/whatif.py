@@ -1,0 +1,944 @@
+"""What-if analysis and counterfactuals for one prediction, through any model source.
+
+Never imports Streamlit. Every function sends its rows to the model in a few batched calls
+(one request each for a :class:`~explain.RemoteModel`):
+
+* :func:`compare` re-predicts an edited row next to the original one (one request) and, with
+  an explainer, gives the Shapley values of both.
+* :func:`sensitivity` computes an ICE curve of every feature for the current point, over the
+  reference's observed range (numeric) or seen categories, in one request, and ranks the
+  features by how far each moves the prediction.
+* :func:`counterfactuals` searches the smallest plausible changes that flip the decision (or
+  bring a regression prediction into a target range): a DiCE-style random search that draws
+  new values of 1 to ``max_changes`` allowed features from the reference distribution, plus
+  the nearest reference rows with the other outcome (as the What-If Tool does) and sparse
+  versions of them; the valid candidates are then pulled back towards the original and
+  pruned of unneeded changes, a diverse set is chosen, and every answer is re-checked
+  against the model. Values stay inside the reference range and the seen categories.
+
+Scenarios (an edited point with a name) are encoded for URLs by :func:`encode_scenario`
+and read back by :func:`decode_scenario`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from explain._errors import ExplainError
+from explain._model import ModelSource
+
+
+class WhatIfInputError(ExplainError):
+    """Edited values that cannot be sent to the model; ``problems`` has one message per feature."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+# -- the feature space --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureRanges:
+    """What values each feature may take: the reference's observed range and seen categories.
+
+    Attributes
+    ----------
+    features : tuple of str
+    kinds : dict of str to {"numeric", "categorical"}
+    low, high : dict of str to float
+        Smallest and largest reference value of each numeric feature.
+    scale : dict of str to float
+        Spread used to measure a change (interquartile range, or the range when it is 0).
+    integer : dict of str to bool
+        Whether every reference value of a numeric feature is a whole number.
+    median : dict of str to float
+    categories : dict of str to tuple
+        Categories seen in the reference, most frequent first.
+    """
+
+    features: tuple[str, ...]
+    kinds: dict[str, str]
+    low: dict[str, float]
+    high: dict[str, float]
+    scale: dict[str, float]
+    integer: dict[str, bool]
+    median: dict[str, float]
+    categories: dict[str, tuple]
+
+    def problems(self, row: Mapping, *, allow_missing: Sequence[str] = ()) -> list[str]:
+        """One message per value of ``row`` outside the ranges (empty list when all are fine).
+
+        Parameters
+        ----------
+        row : mapping of feature to value
+        allow_missing : sequence of str, default=()
+            Features whose value may be empty (e.g. because the original was).
+        """
+        out = []
+        for name in self.features:
+            value = row.get(name) if hasattr(row, "get") else None
+            missing = value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
+            if self.kinds[name] == "numeric":
+                accepted = f"a number between {_num(self.low[name])} and {_num(self.high[name])}"
+                if missing:
+                    if name not in allow_missing:
+                        out.append(f"{name} is empty; accepted: {accepted}")
+                    continue
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    out.append(f"{name} must be {accepted}; got {value!r}")
+                    continue
+                if not self.low[name] <= number <= self.high[name]:
+                    out.append(f"{name} must be {accepted} (the reference range); got {_num(number)}")
+            else:
+                accepted = f"one of {list(self.categories[name])}"
+                if missing:
+                    if name not in allow_missing:
+                        out.append(f"{name} is empty; accepted: {accepted}")
+                elif value not in self.categories[name]:
+                    out.append(f"{name} must be {accepted} (the categories seen in the reference); got {value!r}")
+        return out
+
+    def check(self, row: Mapping, *, allow_missing: Sequence[str] = ()) -> None:
+        """Raise :class:`WhatIfInputError` naming every value outside the ranges."""
+        problems = self.problems(row, allow_missing=allow_missing)
+        if problems:
+            raise WhatIfInputError(problems)
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def feature_ranges(reference: pd.DataFrame, *, features: Sequence[str] | None = None,
+                   feature_kinds: Mapping[str, str] | None = None) -> FeatureRanges:
+    """The observed range of every numeric feature and the seen categories of every categorical one.
+
+    Parameters
+    ----------
+    reference : DataFrame
+        Reference (training) rows.
+    features : sequence of str, optional
+        Default: the columns of ``reference``.
+    feature_kinds : mapping, optional
+        ``numeric`` or ``categorical`` per feature; default: from the column dtypes.
+
+    Returns
+    -------
+    FeatureRanges
+
+    Raises
+    ------
+    ExplainError
+        When the reference is empty or lacks a feature.
+    """
+    features = tuple(features or reference.columns)
+    missing = [f for f in features if f not in reference.columns]
+    if missing:
+        raise ExplainError(f"the reference data lacks the features {missing}; it has {list(reference.columns)}")
+    if len(reference) == 0:
+        raise ExplainError("the reference data has no rows, so the features have no accepted ranges")
+    kinds, low, high, scale, integer, median, categories = {}, {}, {}, {}, {}, {}, {}
+    for name in features:
+        column = reference[name]
+        kind = (feature_kinds or {}).get(name)
+        if kind is None:
+            numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            kind = "numeric" if numeric else "categorical"
+        kinds[name] = kind
+        if kind == "numeric":
+            values = pd.to_numeric(column, errors="coerce").dropna().to_numpy(dtype=float)
+            if len(values) == 0:
+                raise ExplainError(f"feature {name} has no numeric values in the reference data")
+            low[name], high[name] = float(values.min()), float(values.max())
+            q1, q3 = np.quantile(values, [0.25, 0.75])
+            spread = float(q3 - q1) or (high[name] - low[name]) or 1.0
+            scale[name] = spread
+            integer[name] = bool(np.all(np.mod(values, 1) == 0))
+            median[name] = float(np.median(values))
+        else:
+            counts = column.dropna().astype(object).value_counts()
+            categories[name] = tuple(counts.index.tolist())
+    return FeatureRanges(features, kinds, low, high, scale, integer, median, categories)
+
+
+# -- one prediction ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PointPrediction:
+    """The model's answer for one row.
+
+    Attributes
+    ----------
+    label : object
+        Predicted class (decision at ``threshold`` for a binary model) or value.
+    probabilities : tuple of float or None
+        Class probabilities in the model's class order (None for regression).
+    score : float
+        Positive-class probability (binary), the predicted class's probability (multiclass)
+        or the predicted value (regression).
+    threshold : float or None
+        Decision threshold of a binary model.
+    """
+
+    label: object
+    probabilities: tuple[float, ...] | None
+    score: float
+    threshold: float | None = None
+
+
+def _decisions(model: ModelSource, labels: np.ndarray, proba: np.ndarray | None,
+               threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Decision (class index, or value) and score per row."""
+    if model.task == "regression" or proba is None:
+        values = np.asarray(labels, dtype=float)
+        return values, values
+    if proba.shape[1] == 2:
+        return (proba[:, 1] >= threshold).astype(int), proba[:, 1]
+    index = proba.argmax(axis=1)
+    return index, proba[np.arange(len(proba)), index]
+
+
+def _points(model: ModelSource, labels, proba, threshold: float) -> list[PointPrediction]:
+    decision, score = _decisions(model, labels, proba, threshold)
+    out = []
+    for i in range(len(decision)):
+        if model.task == "regression" or proba is None:
+            out.append(PointPrediction(float(labels[i]), None, float(score[i]), None))
+        else:
+            classes = model.classes or tuple(range(proba.shape[1]))
+            out.append(PointPrediction(classes[int(decision[i])], tuple(float(p) for p in proba[i]),
+                                       float(score[i]), threshold if proba.shape[1] == 2 else None))
+    return out
+
+
+def _frame(model: ModelSource, rows: Sequence[Mapping] | pd.DataFrame) -> pd.DataFrame:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame([dict(r) for r in rows])
+    frame = frame.reset_index(drop=True)
+    for name, kind in model.feature_kinds.items():
+        if name in frame.columns and kind == "categorical":
+            frame[name] = frame[name].astype(object)
+    return model.conform(frame)
+
+
+def _row_dict(row: Mapping | pd.Series | pd.DataFrame) -> dict:
+    if isinstance(row, pd.DataFrame):
+        if len(row) != 1:
+            raise ValueError(f"row must be one row; got {len(row)} rows")
+        row = row.iloc[0]
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in dict(row).items()}
+
+
+@dataclass(frozen=True)
+class WhatIfComparison:
+    """The original row and an edited copy, predicted side by side.
+
+    Attributes
+    ----------
+    original, edited : dict
+        Feature values of the two rows.
+    original_prediction, edited_prediction : PointPrediction
+    differences : DataFrame
+        ``feature, original, edited, change`` for the features that differ (``change``:
+        edited minus original for numeric features, NaN for categorical ones), plus, when
+        Shapley values were computed, ``shap_original, shap_edited, shap_change``.
+    shap : ShapValues or None
+        Shapley values of the two rows (row 0 original, row 1 edited).
+    requests : int
+        HTTP requests made for the prediction (0 for a local model).
+    seconds : float
+    """
+
+    original: dict
+    edited: dict
+    original_prediction: PointPrediction
+    edited_prediction: PointPrediction
+    differences: pd.DataFrame
+    shap: object = None
+    requests: int = 0
+    seconds: float = 0.0
+
+    @property
+    def flipped(self) -> bool:
+        """Whether the decision (class) changed; for regression whether the value changed."""
+        return self.original_prediction.label != self.edited_prediction.label
+
+    @property
+    def score_change(self) -> float:
+        """Edited score minus original score."""
+        return self.edited_prediction.score - self.original_prediction.score
+
+
+def _changed(a, b) -> bool:
+    a_missing = a is None or (isinstance(a, float) and math.isnan(a))
+    b_missing = b is None or (isinstance(b, float) and math.isnan(b))
+    if a_missing or b_missing:
+        return a_missing != b_missing
+    try:
+        return not math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-12)
+    except (TypeError, ValueError):
+        return a != b
+
+
+def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mapping, *,
+            ranges: FeatureRanges | None = None, explainer=None, threshold: float = 0.5) -> WhatIfComparison:
+    """Predict an edited row next to the original one (one request), optionally with Shapley values.
+
+    Parameters
+    ----------
+    model : ModelSource
+        The model predicting (the service, or a local artifact).
+    original : mapping or one-row DataFrame
+        The row as it was predicted.
+    edited : mapping
+        New values of some or all features; features not given keep the original value.
+    ranges : FeatureRanges, optional
+        Accepted values; the edited row is checked against them first (an originally
+        missing value may stay missing).
+    explainer : ShapExplainer, optional
+        When given, the Shapley values of both rows are computed too.
+    threshold : float, default=0.5
+        Positive-class probability from which a binary model decides the positive class.
+
+    Returns
+    -------
+    WhatIfComparison
+
+    Raises
+    ------
+    WhatIfInputError
+        When an edited value is outside ``ranges``; nothing is sent.
+    RemoteExplainError
+        When the service rejects the rows (its message is in ``reason``).
+    """
+    started = time.perf_counter()
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be between 0 and 1; got {threshold}")
+    before = _row_dict(original)
+    before = {f: before.get(f) for f in model.features}
+    after = {**before, **{k: v for k, v in dict(edited).items() if k in model.features}}
+    unknown = [k for k in edited if k not in model.features]
+    if unknown:
+        raise WhatIfInputError([f"{k} is not a feature of the model; its features are {list(model.features)}"
+                                for k in unknown])
+    if ranges is not None:
+        missing_before = [f for f, v in before.items() if not _changed(v, None)]
+        ranges.check(after, allow_missing=missing_before)
+    frame = _frame(model, [before, after])
+    requests_before = getattr(model, "requests", 0)
+    labels, proba = model.predict(frame)
+    first, second = _points(model, labels, proba, threshold)
+    shap_values = explainer.explain(frame) if explainer is not None else None
+    rows = []
+    for j, name in enumerate(model.features):
+        if not _changed(before[name], after[name]):
+            continue
+        change = float("nan")
+        if model.feature_kinds.get(name) == "numeric" and before[name] is not None and after[name] is not None:
+            change = float(after[name]) - float(before[name])
+        entry = {"feature": name, "original": before[name], "edited": after[name], "change": change}
+        if shap_values is not None:
+            entry |= {"shap_original": float(shap_values.values[0, j, 0]),
+                      "shap_edited": float(shap_values.values[1, j, 0])}
+            entry["shap_change"] = entry["shap_edited"] - entry["shap_original"]
+        rows.append(entry)
+    columns = ["feature", "original", "edited", "change"]
+    if shap_values is not None:
+        columns += ["shap_original", "shap_edited", "shap_change"]
+    differences = pd.DataFrame(rows, columns=columns)
+    return WhatIfComparison(before, after, first, second, differences, shap_values,
+                            getattr(model, "requests", 0) - requests_before, time.perf_counter() - started)
+
+
+# -- sensitivity ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """How the prediction of one point moves when each feature alone moves over its range.
+
+    Attributes
+    ----------
+    point : dict
+        The point's feature values.
+    score : float
+        The point's own score (positive-class probability, or value).
+    curves : dict of str to DataFrame
+        Per feature, ``value, score`` over its grid (the reference's observed range or seen
+        categories), in grid order.
+    ranking : DataFrame
+        ``feature, kind, current, lowest, highest, swing, best_value, worst_value`` where
+        ``swing = highest - lowest``: how far the feature alone can move the score; largest
+        first.
+    score_name : str
+        What the score is, e.g. ``"probability of class 1"``.
+    requests : int
+    model_rows : int
+    seconds : float
+    """
+
+    point: dict
+    score: float
+    curves: dict[str, pd.DataFrame]
+    ranking: pd.DataFrame
+    score_name: str
+    requests: int = 0
+    model_rows: int = 0
+    seconds: float = 0.0
+
+
+def _score_name(model: ModelSource) -> str:
+    if model.task == "regression":
+        return "predicted value"
+    if model.task == "binary":
+        return f"probability of class {model.classes[1] if model.classes else 1}"
+    return "probability of the predicted class"
+
+
+def _grid(ranges: FeatureRanges, name: str, grid_resolution: int) -> np.ndarray:
+    if ranges.kinds[name] == "categorical":
+        return np.asarray(ranges.categories[name], dtype=object)
+    low, high = ranges.low[name], ranges.high[name]
+    if ranges.integer[name] and high - low + 1 <= grid_resolution:
+        return np.arange(low, high + 1)
+    grid = np.linspace(low, high, grid_resolution)
+    return np.unique(np.round(grid)) if ranges.integer[name] else grid
+
+
+def _scores(model: ModelSource, labels, proba, *, column: int | None = None) -> np.ndarray:
+    if model.task == "regression" or proba is None:
+        return np.asarray(labels, dtype=float)
+    if proba.shape[1] == 2:
+        return proba[:, 1]
+    return proba[:, column if column is not None else 0]
+
+
+def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: FeatureRanges, *,
+                features: Sequence[str] | None = None, grid_resolution: int = 20) -> Sensitivity:
+    """ICE curves of every feature for one point, from one batched request, and their ranking.
+
+    Parameters
+    ----------
+    model : ModelSource
+    point : mapping or one-row DataFrame
+    ranges : FeatureRanges
+        The grids: ``grid_resolution`` evenly spaced values over each numeric feature's
+        observed range (whole numbers for integer features), every seen category.
+    features : sequence of str, optional
+        Default: every feature of the model.
+    grid_resolution : int, default=20
+
+    Returns
+    -------
+    Sensitivity
+
+    Raises
+    ------
+    RemoteExplainError
+        When the request fails.
+    """
+    started = time.perf_counter()
+    if grid_resolution < 2:
+        raise ValueError(f"grid_resolution must be >= 2; got {grid_resolution}")
+    names = tuple(features or model.features)
+    unknown = [f for f in names if f not in model.features]
+    if unknown:
+        raise ValueError(f"features must be among the model's features {list(model.features)}; got {unknown}")
+    base = _row_dict(point)
+    base = {f: base.get(f) for f in model.features}
+    rows, spans, grids = [base], [], {}
+    for name in names:
+        grid = _grid(ranges, name, grid_resolution)
+        grids[name] = grid
+        spans.append((name, len(rows), len(rows) + len(grid)))
+        rows.extend({**base, name: (v.item() if isinstance(v, np.generic) else v)} for v in grid)
+    requests_before = getattr(model, "requests", 0)
+    labels, proba = model.predict(_frame(model, rows))
+    column = None
+    if proba is not None and proba.shape[1] > 2:
+        column = int(proba[0].argmax())
+    scores = _scores(model, labels, proba, column=column)
+    curves, ranking = {}, []
+    for name, start, stop in spans:
+        values = scores[start:stop]
+        curves[name] = pd.DataFrame({"value": grids[name], "score": values})
+        ranking.append({"feature": name, "kind": ranges.kinds[name], "current": base[name],
+                        "lowest": float(values.min()), "highest": float(values.max()),
+                        "swing": float(values.max() - values.min()),
+                        "best_value": grids[name][int(values.argmin())],
+                        "worst_value": grids[name][int(values.argmax())]})
+    table = pd.DataFrame(ranking).sort_values("swing", ascending=False, kind="stable").reset_index(drop=True)
+    return Sensitivity(base, float(scores[0]), curves, table, _score_name(model),
+                       getattr(model, "requests", 0) - requests_before, len(rows), time.perf_counter() - started)
+
+
+# -- counterfactuals -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """One set of changes that gives the desired outcome.
+
+    Attributes
+    ----------
+    changes : DataFrame
+        ``feature, original, new`` for each changed feature.
+    row : dict
+        The whole changed row.
+    prediction : PointPrediction
+        The model's answer for ``row``, re-checked after the search.
+    cost : float
+        Distance from the original: sum of |change| / interquartile range over numeric
+        features plus 1 per changed category.
+    origin : {"random", "neighbour"}
+        Which part of the search found it.
+    """
+
+    changes: pd.DataFrame
+    row: dict
+    prediction: PointPrediction
+    cost: float
+    origin: str
+
+
+@dataclass(frozen=True)
+class CounterfactualResult:
+    """Counterfactuals of one point.
+
+    Attributes
+    ----------
+    original : dict
+    original_prediction : PointPrediction
+    goal : str
+        What a counterfactual must achieve, in words.
+    counterfactuals : tuple of Counterfactual
+        Diverse answers, cheapest first (may be fewer than asked, or none).
+    allowed : tuple of str
+        Features that were allowed to change.
+    candidates : int
+        Candidate rows scored.
+    requests : int
+    seconds : float
+    """
+
+    original: dict
+    original_prediction: PointPrediction
+    goal: str
+    counterfactuals: tuple[Counterfactual, ...]
+    allowed: tuple[str, ...]
+    candidates: int
+    requests: int = 0
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per counterfactual and changed feature: ``counterfactual, feature, original, new, score``."""
+        rows = [{"counterfactual": i + 1, "feature": r["feature"], "original": r["original"], "new": r["new"],
+                 "score": c.prediction.score, "label": c.prediction.label}
+                for i, c in enumerate(self.counterfactuals) for r in c.changes.to_dict("records")]
+        return pd.DataFrame(rows, columns=["counterfactual", "feature", "original", "new", "score", "label"])
+
+
+def _check_bounds(ranges: FeatureRanges, allowed: Sequence[str], bounds: Mapping | None) -> dict:
+    """Bounds of every allowed feature: (low, high) or a tuple of categories, inside the reference's."""
+    out, problems = {}, []
+    for name in allowed:
+        wanted = (bounds or {}).get(name)
+        if ranges.kinds[name] == "numeric":
+            low, high = ranges.low[name], ranges.high[name]
+            if wanted is not None:
+                a, b = float(wanted[0]), float(wanted[1])
+                if not (low <= a <= b <= high):
+                    problems.append(f"bounds of {name} must satisfy {_num(low)} <= low <= high <= {_num(high)} "
+                                    f"(the reference range); got ({_num(a)}, {_num(b)})")
+                    continue
+                low, high = a, b
+            out[name] = (low, high)
+        else:
+            seen = ranges.categories[name]
+            chosen = tuple(seen) if wanted is None else tuple(wanted)
+            unknown = [c for c in chosen if c not in seen]
+            if unknown or not chosen:
+                problems.append(f"bounds of {name} must be a non-empty subset of {list(seen)} (the categories seen "
+                                f"in the reference); got {list(chosen)}")
+                continue
+            out[name] = chosen
+    if problems:
+        raise WhatIfInputError(problems)
+    return out
+
+
+def _cost(ranges: FeatureRanges, original: dict, rows: pd.DataFrame, allowed: Sequence[str]) -> np.ndarray:
+    cost = np.zeros(len(rows))
+    for name in allowed:
+        column = rows[name]
+        if ranges.kinds[name] == "numeric":
+            new = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+            old = original[name]
+            if old is None or (isinstance(old, float) and math.isnan(old)):
+                cost += np.where(np.isnan(new), 0.0, 1.0)
+            else:
+                cost += np.nan_to_num(np.abs(new - float(old)) / ranges.scale[name], nan=1.0)
+        else:
+            cost += (column.astype(object).to_numpy() != original[name]).astype(float)
+    return cost
+
+
+def _n_changed(original: dict, rows: pd.DataFrame, allowed: Sequence[str]) -> np.ndarray:
+    count = np.zeros(len(rows), dtype=int)
+    for name in allowed:
+        old = original[name]
+        count += np.asarray([_changed(old, v) for v in rows[name].to_numpy()], dtype=int)
+    return count
+
+
+def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference: pd.DataFrame, *,
+                    ranges: FeatureRanges | None = None, n_counterfactuals: int = 3,
+                    allowed: Sequence[str] | None = None, bounds: Mapping | None = None,
+                    target_range: tuple[float, float] | None = None, desired_class=None, threshold: float = 0.5,
+                    max_changes: int = 3, n_candidates: int = 2000, n_neighbours: int = 20,
+                    n_reference: int = 1000, random_state: int | None = 0) -> CounterfactualResult:
+    """The smallest plausible changes of a point that flip its decision (or reach a target range).
+
+    Parameters
+    ----------
+    model : ModelSource
+    point : mapping or one-row DataFrame
+    reference : DataFrame
+        Reference rows: where new values are drawn from and neighbours are found.
+    ranges : FeatureRanges, optional
+        Default: :func:`feature_ranges` of ``reference``.
+    n_counterfactuals : int, default=3
+        Diverse answers wanted.
+    allowed : sequence of str, optional
+        Features that may change; default: every feature.
+    bounds : mapping, optional
+        Per allowed feature, ``(low, high)`` (numeric) or the allowed categories; inside the
+        reference range and the seen categories.
+    target_range : tuple of float, optional
+        Regression only (required there): the range the prediction must reach.
+    desired_class : optional
+        Multiclass: the class wanted; default any class but the original one.
+    threshold : float, default=0.5
+        Binary decision threshold on the positive-class probability.
+    max_changes : int, default=3
+        Most features changed at once by the random search.
+    n_candidates : int, default=2000
+        Random candidates scored.
+    n_neighbours : int, default=20
+        Nearest reference rows with the desired outcome used as seeds.
+    n_reference : int, default=1000
+        Reference rows scored to find the neighbours.
+    random_state : int or None, default=0
+
+    Returns
+    -------
+    CounterfactualResult
+        Every counterfactual in it was predicted again, on its own request, with the desired outcome.
+
+    Raises
+    ------
+    WhatIfInputError
+        For bounds outside the reference or unknown allowed features.
+    RemoteExplainError
+        When a request fails.
+    """
+    started = time.perf_counter()
+    if n_counterfactuals < 1:
+        raise ValueError(f"n_counterfactuals must be >= 1; got {n_counterfactuals}")
+    if max_changes < 1:
+        raise ValueError(f"max_changes must be >= 1; got {max_changes}")
+    rng = np.random.default_rng(random_state)
+    ranges = ranges or feature_ranges(reference, features=model.features, feature_kinds=model.feature_kinds)
+    allowed = tuple(allowed if allowed is not None else model.features)
+    unknown = [f for f in allowed if f not in model.features]
+    if unknown or not allowed:
+        raise WhatIfInputError([f"allowed features must be a non-empty subset of {list(model.features)}; "
+                                f"got {list(allowed)}"])
+    limits = _check_bounds(ranges, allowed, bounds)
+    original = _row_dict(point)
+    original = {f: original.get(f) for f in model.features}
+    if model.task == "regression" and target_range is None:
+        raise ValueError("target_range is required for a regression model: the range the prediction must reach")
+    requests_before = getattr(model, "requests", 0)
+
+    # request 1: the original, a reference sample (for neighbours) and the random candidates
+    sample = reference[list(model.features)].sample(min(n_reference, len(reference)),
+                                                    random_state=int(rng.integers(1 << 31)))
+    sample = sample.reset_index(drop=True)
+    randoms = _random_candidates(original, sample, ranges, limits, allowed, max_changes, n_candidates, rng)
+    batch = pd.concat([_frame(model, [original]), _frame(model, sample), _frame(model, randoms)], ignore_index=True)
+    labels, proba = model.predict(batch)
+    first = _points(model, labels[:1], None if proba is None else proba[:1], threshold)[0]
+    decision, score = _decisions(model, labels, proba, threshold)
+
+    def wanted(decision_, score_):
+        if model.task == "regression":
+            return (score_ >= target_range[0]) & (score_ <= target_range[1])
+        if desired_class is not None and model.classes:
+            return decision_ == list(model.classes).index(desired_class)
+        return decision_ != decision[0]
+
+    if model.task == "regression":
+        goal = f"bring the predicted value into [{_num(target_range[0])}, {_num(target_range[1])}]"
+    elif desired_class is not None:
+        goal = f"predict class {desired_class}"
+    else:
+        goal = f"change the decision from class {first.label}"
+    ok = wanted(decision, score)
+    n_sample = len(sample)
+    good_random = randoms[ok[1 + n_sample:]]
+
+    # request 2: nearest reference rows with the desired outcome, copied on the allowed features, and sparse subsets
+    others = sample[ok[1:1 + n_sample]]
+    seeds = _neighbour_candidates(original, others, ranges, limits, allowed, n_neighbours, rng)
+    notes = []
+    pool = [good_random.assign(_origin="random")]
+    candidates = len(randoms) + n_sample
+    if len(seeds):
+        labels2, proba2 = model.predict(_frame(model, seeds))
+        d2, s2 = _decisions(model, labels2, proba2, threshold)
+        pool.append(seeds[wanted(d2, s2)].assign(_origin="neighbour"))
+        candidates += len(seeds)
+    valid = pd.concat(pool, ignore_index=True)
+    if valid.empty:
+        return CounterfactualResult(original, first, goal, (), allowed, candidates,
+                                    getattr(model, "requests", 0) - requests_before, time.perf_counter() - started,
+                                    ("no candidate within the bounds reached the goal: allow more features or "
+                                     "wider bounds",))
+    valid = valid.assign(_cost=_cost(ranges, original, valid, allowed))
+    valid = valid.sort_values("_cost", kind="stable").head(60).reset_index(drop=True)
+
+    # request 3: pull each valid candidate back towards the original, one feature at a time
+    refined = _refinements(original, valid, ranges, allowed)
+    if len(refined):
+        labels3, proba3 = model.predict(_frame(model, refined))
+        d3, s3 = _decisions(model, labels3, proba3, threshold)
+        valid = pd.concat([valid.drop(columns="_cost"), refined[wanted(d3, s3)]], ignore_index=True)
+        candidates += len(refined)
+        valid = valid.assign(_cost=_cost(ranges, original, valid, allowed))
+    chosen = _diverse(original, valid, allowed, n_counterfactuals)
+
+    # request 4: re-check every chosen answer against the model
+    answers: list[Counterfactual] = []
+    if len(chosen):
+        rows = chosen[list(model.features)]
+        labels4, proba4 = model.predict(_frame(model, rows))
+        d4, s4 = _decisions(model, labels4, proba4, threshold)
+        keep = wanted(d4, s4)
+        points = _points(model, labels4, proba4, threshold)
+        for i in range(len(chosen)):
+            if not keep[i]:
+                notes.append("a candidate did not reach the goal when re-checked and was dropped")
+                continue
+            row = {f: _plain(chosen[f].iloc[i]) for f in model.features}
+            changes = pd.DataFrame([{"feature": f, "original": original[f], "new": row[f]}
+                                    for f in model.features if _changed(original[f], row[f])],
+                                   columns=["feature", "original", "new"])
+            answers.append(Counterfactual(changes, row, points[i], float(chosen["_cost"].iloc[i]),
+                                          str(chosen["_origin"].iloc[i])))
+    if len(answers) < n_counterfactuals:
+        notes.append(f"found {len(answers)} of the {n_counterfactuals} counterfactuals asked for")
+    return CounterfactualResult(original, first, goal, tuple(answers), allowed, candidates,
+                                getattr(model, "requests", 0) - requests_before, time.perf_counter() - started,
+                                tuple(notes))
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _draw(name: str, sample: pd.DataFrame, ranges: FeatureRanges, limits: dict, size: int,
+          rng: np.random.Generator) -> np.ndarray:
+    """Values of ``name`` drawn from the reference distribution, kept inside the bounds."""
+    if ranges.kinds[name] == "numeric":
+        low, high = limits[name]
+        pool = pd.to_numeric(sample[name], errors="coerce").dropna().to_numpy(dtype=float)
+        pool = pool[(pool >= low) & (pool <= high)]
+        if len(pool) == 0:
+            values = rng.uniform(low, high, size)
+            return np.round(values) if ranges.integer[name] else values
+        return rng.choice(pool, size)
+    allowed_categories = np.asarray(limits[name], dtype=object)
+    pool = sample[name].astype(object).to_numpy()
+    pool = pool[np.isin(pool, allowed_categories)]
+    return rng.choice(pool if len(pool) else allowed_categories, size)
+
+
+def _random_candidates(original, sample, ranges, limits, allowed, max_changes, n, rng) -> pd.DataFrame:
+    frame = pd.DataFrame([original] * n)
+    for name in allowed:
+        frame[name] = frame[name].astype(object) if ranges.kinds[name] == "categorical" else frame[name]
+    k = rng.integers(1, min(max_changes, len(allowed)) + 1, size=n)
+    position = np.argsort(np.argsort(rng.random((n, len(allowed))), axis=1), axis=1)  # random rank of each feature
+    for j, name in enumerate(allowed):
+        mask = position[:, j] < k
+        if mask.any():
+            values = _draw(name, sample, ranges, limits, int(mask.sum()), rng)
+            column = frame[name].to_numpy(dtype=object if ranges.kinds[name] == "categorical" else float).copy()
+            column[mask] = values
+            frame[name] = column
+    return frame
+
+
+def _neighbour_candidates(original, others, ranges, limits, allowed, n_neighbours, rng) -> pd.DataFrame:
+    """The nearest reference rows with the desired outcome, copied onto the original on the allowed features
+    (clipped to the bounds), and random sparse subsets of those copies."""
+    if others.empty:
+        return others
+    inside = np.ones(len(others), dtype=bool)
+    for name in allowed:
+        if ranges.kinds[name] == "categorical":
+            inside &= others[name].astype(object).isin(limits[name]).to_numpy()
+    others = others[inside]
+    if others.empty:
+        return others
+    distance = _cost(ranges, original, others, allowed)
+    nearest = others.iloc[np.argsort(distance, kind="stable")[:n_neighbours]]
+    rows = []
+    for _, neighbour in nearest.iterrows():
+        full = dict(original)
+        differing = []
+        for name in allowed:
+            value = neighbour[name]
+            if ranges.kinds[name] == "numeric":
+                if value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                value = float(np.clip(value, *limits[name]))
+            if _changed(original[name], value):
+                full[name] = _plain(value)
+                differing.append(name)
+        if not differing:
+            continue
+        rows.append(full)
+        for _ in range(8):
+            size = int(rng.integers(1, len(differing) + 1))
+            subset = rng.choice(differing, size, replace=False)
+            rows.append({**original, **{f: full[f] for f in subset}})
+    return pd.DataFrame(rows, columns=list(original)) if rows else pd.DataFrame(columns=list(original))
+
+
+def _refinements(original, valid, ranges, allowed) -> pd.DataFrame:
+    """Each candidate with one changed feature put back, or a numeric change shrunk to 1/4, 1/2 or 3/4."""
+    rows = []
+    for _, row in valid.iterrows():
+        base = row.to_dict()
+        for name in allowed:
+            if not _changed(original[name], base[name]):
+                continue
+            rows.append({**base, name: original[name]})
+            old = original[name]
+            if ranges.kinds[name] == "numeric" and old is not None and not (isinstance(old, float) and math.isnan(old)):
+                for fraction in (0.25, 0.5, 0.75):
+                    value = float(old) + fraction * (float(base[name]) - float(old))
+                    if ranges.integer[name]:
+                        value = float(np.round(value))
+                    rows.append({**base, name: value})
+    if not rows:
+        return pd.DataFrame(columns=valid.columns)
+    return pd.DataFrame(rows).drop(columns="_cost", errors="ignore")
+
+
+def _diverse(original, valid: pd.DataFrame, allowed, n: int) -> pd.DataFrame:
+    """Cheapest first, skipping a candidate that changes the same features as one already chosen
+    (unless too few differ)."""
+    valid = valid.sort_values("_cost", kind="stable").reset_index(drop=True)
+    sets = [frozenset(f for f in allowed if _changed(original[f], valid[f].iloc[i])) for i in range(len(valid))]
+    chosen, seen_sets, seen_rows = [], [], set()
+    for i, changed in enumerate(sets):
+        key = tuple(str(valid[f].iloc[i]) for f in sorted(changed))
+        if not changed or (tuple(sorted(changed)), key) in seen_rows:
+            continue
+        if changed in seen_sets or any(changed > s for s in seen_sets):
+            continue
+        chosen.append(i)
+        seen_sets.append(changed)
+        seen_rows.add((tuple(sorted(changed)), key))
+        if len(chosen) == n:
+            break
+    if len(chosen) < n:  # not enough different feature sets: allow repeats with different values
+        for i, changed in enumerate(sets):
+            key = (tuple(sorted(changed)), tuple(str(valid[f].iloc[i]) for f in sorted(changed)))
+            if i in chosen or not changed or key in seen_rows:
+                continue
+            chosen.append(i)
+            seen_rows.add(key)
+            if len(chosen) == n:
+                break
+    return valid.iloc[chosen].reset_index(drop=True)
+
+
+# -- scenarios -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """An edited point with a name, as kept on the page and shared in a URL.
+
+    Attributes
+    ----------
+    name : str
+    source : {"prediction", "reference"}
+        Where the original row comes from.
+    source_id : str
+        The prediction id, or the reference row number.
+    changes : dict
+        Feature -> edited value (only the features that differ from the original).
+    """
+
+    name: str
+    source: str
+    source_id: str
+    changes: dict = field(default_factory=dict)
+
+
+SCENARIO_SOURCES = ("prediction", "reference")
+
+
+def encode_scenario(scenario: Scenario) -> str:
+    """The scenario as compact JSON text for a URL query parameter (see :func:`decode_scenario`)."""
+    changes = {k: _plain(v) for k, v in scenario.changes.items()}
+    return json.dumps({"n": scenario.name, "s": scenario.source, "i": scenario.source_id, "c": changes},
+                      separators=(",", ":"), sort_keys=True)
+
+
+def decode_scenario(text: str, *, features: Sequence[str] | None = None) -> Scenario:
+    """Read a scenario written by :func:`encode_scenario`.
+
+    Parameters
+    ----------
+    text : str
+    features : sequence of str, optional
+        When given, changes of other features are an error.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong with the text.
+    """
+    try:
+        data = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"scenario must be JSON text written by encode_scenario; got {text!r} ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("c", {}), dict):
+        raise ValueError(f"scenario must be an object with keys n, s, i, c; got {text!r}")
+    source = data.get("s")
+    if source not in SCENARIO_SOURCES:
+        raise ValueError(f"scenario source must be one of {list(SCENARIO_SOURCES)}; got {source!r}")
+    changes = dict(data.get("c", {}))
+    if features is not None:
+        unknown = [k for k in changes if k not in features]
+        if unknown:
+            raise ValueError(f"scenario changes features {unknown} the model does not have; it has {list(features)}")
+    return Scenario(str(data.get("n", "")), source, str(data.get("i", "")), changes)
