@@ -22,8 +22,11 @@ if current.error is not None:
                                   icon=":material/error:")])
 else:
     page = st.navigation({
+        "Business": [
+            st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        ],
         "Operations": [
-            st.Page("views/health.py", title="Service health", icon=":material/monitor_heart:", default=True),
+            st.Page("views/health.py", title="Service health", icon=":material/monitor_heart:"),
         ],
         "Data science": [
             st.Page("views/drift.py", title="Drift", icon=":material/compare_arrows:"),

@@ -595,3 +595,67 @@ def cached_drift(_runtime: Runtime, fingerprint: str, service: str, window: str 
         frame = frame[keep]
     return compute_drift(profile, frame, window=window, methods=config.drift.methods,
                          thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service)
+
+
+# -- overview and segments
+
+OVERVIEW_DAYS = 7
+"""The Overview judges drift over the last seven whole UTC days (and today)."""
+
+
+def overview_since(now: float | None = None) -> float:
+    """Midnight UTC ``OVERVIEW_DAYS`` days before today: a cache key that changes once a day."""
+    now = time.time() if now is None else now
+    return (now // 86400.0 - OVERVIEW_DAYS) * 86400.0
+
+
+@dataclass(frozen=True)
+class OverviewCounts:
+    """Counts of one service's prediction log for the Overview (see ``monitoring.overview``)."""
+
+    volume: object
+    mix: object
+    task: str
+    classes: tuple[float, ...]
+    model_version: str | None
+    model_age_seconds: float
+    n_rows: int
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
+def _overview_counts(_runtime: Runtime, runtime_key: str, service: str, rows_seen: int,
+                     tick_value: int) -> OverviewCounts:
+    del runtime_key, rows_seen, tick_value
+    from monitoring.labels import infer_task, predicted_classes
+    from monitoring.overview import model_age, prediction_mix, prediction_volume
+
+    frame = _runtime.mirror(service).read().frame
+    now = time.time()
+    configured = _runtime.config.service(service).performance.task
+    task = infer_task(frame) if configured == "auto" else configured
+    classes = predicted_classes(frame) if task == "classification" else ()
+    version, age = model_age(frame, now=now)
+    return OverviewCounts(volume=prediction_volume(frame["ts"].to_numpy(), now=now),
+                          mix=prediction_mix(frame, task=task, classes=classes, since=now - 30 * 86400.0),
+                          task=task, classes=classes, model_version=version, model_age_seconds=age,
+                          n_rows=len(frame))
+
+
+def overview_counts(_runtime: Runtime, fingerprint: str, service: str) -> OverviewCounts:
+    """Predictions served (today, 7 days, trend), the daily prediction mix over 30 days and the model's age.
+
+    Recomputed when rows arrive, at most once a minute.
+
+    Raises
+    ------
+    ProductionDataError
+        When the service has no prediction log.
+    """
+    rows = len(_runtime.mirror(service).read().frame)
+    return _overview_counts(_runtime, _runtime_key(_runtime, fingerprint), service, rows, tick(60))
+
+
+def overview_drift(_runtime: Runtime, fingerprint: str, service: str) -> DriftReport:
+    """Drift of ``service`` per day since :func:`overview_since` (cached by :func:`cached_drift`)."""
+    rows = len(_runtime.mirror(service).read().frame)
+    return cached_drift(_runtime, fingerprint, service, "day", overview_since(), None, rows)

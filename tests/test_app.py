@@ -59,7 +59,7 @@ def test_health_and_services_views_with_a_configured_fleet(demo_runtime, tmp_pat
     import time
 
     time.sleep(2.5)  # let the collector poll a couple of times
-    at.run()
+    at.switch_page("views/health.py").run()  # the landing page is the Overview
     assert not at.exception, at.exception
     page = texts(at)
     assert "Service health" in page
@@ -91,6 +91,9 @@ def test_embedded_demo_starts_and_shows_the_health_page(demo_var, monkeypatch, f
     monkeypatch.delenv("VANTAGE_CONFIG", raising=False)
     monkeypatch.setenv("VANTAGE_VAR", str(demo_var))
     at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Overview"  # the landing page
+    at.switch_page("views/health.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="health_service").options == ["credit-risk", "credit-risk-rest"]
     at.switch_page("views/services.py").run()

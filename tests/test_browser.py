@@ -14,6 +14,8 @@ def test_health_page_shows_status_and_latency_chart(dashboard_url):  # noqa: F81
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(dashboard_url, wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)  # the landing page
+        page.get_by_role("link", name="Service health").click()
         expect(page.get_by_role("heading", name="Service health")).to_be_visible(timeout=90_000)
         # the demo is polled every 5 s; the live panel refreshes itself until the first poll shows
         expect(page.get_by_text("all checks passed").first).to_be_visible(timeout=60_000)

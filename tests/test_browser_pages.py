@@ -16,10 +16,10 @@ def test_every_page_opens_without_an_exception(dashboard_url):  # noqa: F811
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(dashboard_url, wait_until="domcontentloaded")
-        expect(page.get_by_role("heading", name="Service health")).to_be_visible(timeout=90_000)
+        expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)
         links = page.locator('[data-testid="stSidebarNavLink"]')
         titles = [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(links.count())]
-        assert {"Service health", "Drift", "Performance", "Explain", "Services"} <= set(titles)
+        assert {"Overview", "Service health", "Drift", "Performance", "Explain", "Services"} <= set(titles)
         for title in titles:
             page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
             expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=60_000)

@@ -1,0 +1,41 @@
+"""Figures for the Overview page. Each takes a computed result and only draws it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from monitoring.plots import MARGIN, empty_figure
+
+MIX_COLOR = "#2563eb"
+VOLUME_COLOR = "#e5e7eb"
+
+
+def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model decided, day by day",
+                          height: int = 260) -> go.Figure:
+    """Predictions per day (bars) and the positive rate or mean prediction (line).
+
+    Parameters
+    ----------
+    mix : DataFrame
+        From :func:`monitoring.overview.prediction_mix`.
+    title : str, default="What the model decided, day by day"
+    height : int, default=260
+    """
+    if mix.empty:
+        return empty_figure(title, "No predictions in this period", height=height)
+    measure = mix.attrs.get("measure", "mean prediction")
+    when = pd.to_datetime(mix["bucket_ts"], unit="s", utc=True)
+    figure = go.Figure()
+    figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y2",
+                            hovertemplate="%{y:,} predictions<extra></extra>"))
+    is_rate = measure == "positive rate"
+    figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers", line_color=MIX_COLOR,
+                                hovertemplate=("%{y:.1%}" if is_rate else "%{y:.3g}") + f" {measure}<extra></extra>"))
+    figure.update_layout(
+        title=title, height=height, margin=MARGIN, hovermode="x unified",
+        yaxis={"title": measure, "tickformat": ".0%" if is_rate else None, "rangemode": "tozero"},
+        yaxis2={"title": "predictions", "overlaying": "y", "side": "right", "showgrid": False},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+    )
+    return figure
