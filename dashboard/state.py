@@ -659,3 +659,109 @@ def overview_drift(_runtime: Runtime, fingerprint: str, service: str) -> DriftRe
     """Drift of ``service`` per day since :func:`overview_since` (cached by :func:`cached_drift`)."""
     rows = len(_runtime.mirror(service).read().frame)
     return cached_drift(_runtime, fingerprint, service, "day", overview_since(), None, rows)
+
+
+# -- what-if
+# The What-if page's caches: the model that re-predicts edited rows (the service, or the local
+# artifact when source = 'local'), the reference ranges, and the results per point and options.
+# Rows go in as tuples of (feature, value) pairs so that they hash cheaply and exactly.
+
+WHATIF_LISTS = {"recent": "Most recent", "uncertain": "Most uncertain (last 7 days)",
+                "error": "Largest error (labelled)"}
+
+
+@st.cache_resource(ttl=900, max_entries=16, show_spinner=False)
+def whatif_model(_runtime: Runtime, fingerprint: str, service: str):
+    """The model the What-if page re-predicts with: the live service as a black box, or the local
+    artifact when ``[services.explain] source = 'local'``."""
+    from explain import RemoteModel
+
+    setup = explain_setup(_runtime, fingerprint, service)
+    model = setup.selected.model
+    config = _runtime.config.service(service)
+    if model.kind == "remote" or config.explain.source == "local":
+        return model
+    sample = None if setup.reference is None else setup.reference.head(5)
+    return RemoteModel(config, features=model.features, feature_kinds=model.feature_kinds, X_sample=sample)
+
+
+@st.cache_data(ttl=900, max_entries=16, show_spinner=False)
+def whatif_ranges(_runtime: Runtime, fingerprint: str, service: str):
+    """The reference's observed range and seen categories of every feature (``explain.whatif.FeatureRanges``)."""
+    from explain import ExplainError
+    from explain.whatif import feature_ranges
+
+    setup = explain_setup(_runtime, fingerprint, service)
+    if setup.reference is None:
+        raise ExplainError(f"the What-if page needs reference data for the accepted ranges: {setup.reference_problem}")
+    model = setup.selected.model
+    return feature_ranges(setup.reference, features=model.features, feature_kinds=model.feature_kinds)
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def whatif_compare(_runtime: Runtime, fingerprint: str, service: str, original: tuple, edited: tuple,
+                   threshold: float):
+    """The original and the edited row predicted side by side (one request); raises on bad input (not cached)."""
+    from explain.whatif import compare
+
+    model = whatif_model(_runtime, fingerprint, service)
+    return compare(model, dict(original), dict(edited), ranges=whatif_ranges(_runtime, fingerprint, service),
+                   threshold=threshold)
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def whatif_sensitivity(_runtime: Runtime, fingerprint: str, service: str, point: tuple, grid_resolution: int,
+                       _progress=None):
+    """ICE curves of every feature for ``point`` from one batched request, and their ranking."""
+    from explain.whatif import sensitivity
+
+    model = whatif_model(_runtime, fingerprint, service)
+    return sensitivity(model, dict(point), whatif_ranges(_runtime, fingerprint, service),
+                       grid_resolution=grid_resolution)
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def whatif_counterfactuals(_runtime: Runtime, fingerprint: str, service: str, point: tuple, allowed: tuple,
+                           bounds: tuple, n_counterfactuals: int, target_range: tuple | None, threshold: float,
+                           _progress=None):
+    """Counterfactuals of ``point`` (see ``explain.whatif.counterfactuals``), a few batched requests."""
+    from explain.whatif import counterfactuals
+
+    setup = explain_setup(_runtime, fingerprint, service)
+    model = whatif_model(_runtime, fingerprint, service)
+    return counterfactuals(model, dict(point), setup.reference, ranges=whatif_ranges(_runtime, fingerprint, service),
+                           n_counterfactuals=n_counterfactuals, allowed=allowed, bounds=dict(bounds),
+                           target_range=target_range, threshold=threshold, random_state=0)
+
+
+@st.cache_data(ttl=60, max_entries=32, show_spinner=False)
+def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, limit: int, tick_value: int):
+    """Logged predictions to start from: the most recent, the most uncertain of a sample of the last
+    7 days, or those with the largest error among the labelled ones (whole log rows)."""
+    del tick_value
+    import pandas as pd
+
+    from explain._data import sample_prediction_log
+
+    store = _runtime.store
+    if kind == "recent":
+        return store.find_predictions(service, limit=limit)
+    if kind == "uncertain":
+        now = time.time()
+        frame = sample_prediction_log(store, service, since=now - 7 * 86400.0, until=now, n_rows=2000)
+        if frame.empty or "score" not in frame.columns or frame["score"].isna().all():
+            return frame.iloc[:0]
+        order = (frame["score"] - 0.5).abs().sort_values(kind="stable").index[:limit]
+        return frame.loc[order].reset_index(drop=True)
+    if kind == "error":
+        labeled = labeled_predictions(_runtime, fingerprint, service).frame
+        labeled = labeled[labeled["label"].notna()]
+        if labeled.empty:
+            return store.find_predictions(service, limit=1).iloc[:0]
+        guess = labeled["score"] if labeled["score"].notna().any() else labeled["prediction"]
+        error = (labeled["label"].astype(float) - guess.astype(float)).abs()
+        ids = labeled.loc[error.sort_values(ascending=False, kind="stable").index[:limit], "id"]
+        rows = [store.find_predictions(service, prediction_id=str(i), limit=1) for i in ids]
+        rows = [r for r in rows if len(r)]
+        return pd.concat(rows, ignore_index=True) if rows else store.find_predictions(service, limit=1).iloc[:0]
+    raise ValueError(f"kind must be one of {list(WHATIF_LISTS)}; got {kind!r}")

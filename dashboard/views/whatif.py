@@ -1,0 +1,334 @@
+"""What-if: change a prediction's inputs and watch the prediction, its explanation and its counterfactuals move."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.components import service_picker, when
+from explain import ExplainError, RemoteExplainError, whatif_plots
+from explain import plots as explain_plots
+from explain.whatif import Scenario, WhatIfInputError, decode_scenario, encode_scenario
+
+TABS = ["Prediction", "Sensitivity", "Counterfactuals", "Scenarios"]
+SOURCES = ["Logged prediction", "Reference row"]
+FINDERS = ["Most recent", "Most uncertain", "Largest error", "By id"]
+LISTS = {"Most recent": "recent", "Most uncertain": "uncertain", "Largest error": "error"}
+
+
+def chart(figure, key: str) -> None:
+    st.plotly_chart(figure, key=key, config={"displayModeBar": False})
+
+
+def missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def differs(a, b) -> bool:
+    if missing(a) or missing(b):
+        return missing(a) != missing(b)
+    try:
+        return float(a) != float(b)
+    except (TypeError, ValueError):
+        return a != b
+
+
+def initial(widget: str, value) -> dict:
+    """``value=`` for a widget unless Session State already holds its value (set from a link)."""
+    return {} if widget in st.session_state else {"value": value}
+
+
+def show_prediction(prediction, label: str, column, *, reference=None) -> None:
+    delta = None if reference is None else f"{prediction.score - reference.score:+.4g}"
+    column.metric(f"{label}: class {prediction.label}" if prediction.probabilities else label,
+                  f"{prediction.score:.4g}", delta=delta, delta_color="off")
+
+
+current = state.settings()
+runtime = state.runtime(current)
+key = state.explain_key(runtime, current.fingerprint)
+
+st.title("What-if")
+st.caption("Take one prediction, change its inputs and see the prediction and its explanation move; find the "
+           "smallest changes that would flip it. Edited rows are re-predicted by the service itself (or the local "
+           "artifact when the service is configured with source = 'local').")
+
+service = service_picker(runtime, key="whatif_service")
+try:
+    with st.spinner("Opening the model…"):
+        setup = state.explain_setup(runtime, key, service.name)
+        model = state.whatif_model(runtime, key, service.name)
+        ranges = state.whatif_ranges(runtime, key, service.name)
+except ExplainError as exc:
+    st.error(f"**What-if is not available for this service.** {exc.message}", icon=":material/error:")
+    st.stop()
+threshold = float(service.performance.threshold) if model.task == "binary" else 0.5
+features = list(model.features)
+
+# -- a scenario in the link: applied once, before the widgets are drawn
+link = st.query_params.get("scenario")
+if link and st.session_state.get("whatif_link_applied") != link:
+    try:
+        shared = decode_scenario(link, features=features)
+    except ValueError as exc:
+        st.warning(f"The link's scenario cannot be used: {exc}")
+    else:
+        bad = ranges.problems({**{f: ranges.median.get(f, (ranges.categories.get(f) or (None,))[0]) for f in features},
+                               **shared.changes})
+        if bad:
+            st.warning("Some of the link's values are outside the accepted ranges and were ignored: " + "; ".join(bad))
+        point_id = f"pred-{shared.source_id}" if shared.source == "prediction" else f"ref-{shared.source_id}"
+        if shared.source == "prediction":
+            st.session_state.update(whatif_source=SOURCES[0], whatif_find="By id", whatif_id=shared.source_id)
+        else:
+            st.session_state.update(whatif_source=SOURCES[1], whatif_ref_row=int(shared.source_id or 0))
+        for name, value in shared.changes.items():
+            if not any(p.startswith(f"{name} ") for p in bad):
+                numeric = ranges.kinds[name] == "numeric" and value is not None
+                st.session_state[f"whatif_edit_{point_id}_{name}"] = float(value) if numeric else value
+        st.session_state["whatif_scenario_name"] = shared.name
+    st.session_state["whatif_link_applied"] = link
+
+# -- the starting point
+if not setup.has_log:
+    st.session_state["whatif_source"] = SOURCES[1]
+source = st.segmented_control("Start from", SOURCES if setup.has_log else SOURCES[1:], key="whatif_source",
+                              **({} if "whatif_source" in st.session_state else {"default": SOURCES[0]}))
+original, point_id, origin = None, None, None
+if source == SOURCES[0]:
+    finder = st.segmented_control("Find a prediction", FINDERS, key="whatif_find",
+                                  **({} if "whatif_find" in st.session_state else {"default": FINDERS[0]}))
+    found = None
+    try:
+        if finder == "By id":
+            wanted = st.text_input("Prediction id", key="whatif_id").strip()
+            if wanted:
+                found = state.find_logged_predictions(runtime, key, service.name, wanted, None, None, (), 1,
+                                                      state.tick(10))
+        elif finder in LISTS:
+            found = state.whatif_listed(runtime, key, service.name, LISTS[finder], 50, state.tick(30))
+    except Exception as exc:  # an unreadable log or labels are a message, not a traceback
+        st.error(f"The predictions cannot be listed: {exc}")
+    if found is not None and len(found):
+        shown = found[["id", "ts", "prediction", "score", *features]].copy()
+        shown.insert(1, "time (UTC)", pd.to_datetime(shown.pop("ts"), unit="s", utc=True).dt.strftime("%d %b %H:%M"))
+        event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", height=180,
+                             key=f"whatif_table_{finder}")
+        picked = event.selection.rows if event is not None and hasattr(event, "selection") else []
+        row = found.iloc[picked[0] if picked else 0]
+        original = {f: plain(row[f]) for f in features}
+        point_id, origin = f"pred-{row['id']}", ("prediction", str(row["id"]))
+        st.caption(f"Prediction `{row['id']}` made {when(float(row['ts']))}; click a row to pick another.")
+    elif finder is not None:
+        st.info("No logged prediction matches." if finder != "Largest error" else
+                "No labelled prediction yet: the largest errors are listed once labels arrive.")
+elif source == SOURCES[1] and setup.reference is not None:
+    index = int(st.number_input("Reference row", min_value=0, max_value=len(setup.reference) - 1,
+                                key="whatif_ref_row", **initial("whatif_ref_row", 0)))
+    original = {f: plain(setup.reference.iloc[index][f]) for f in features}
+    point_id, origin = f"ref-{index}", ("reference", str(index))
+if original is None:
+    st.info("Pick a prediction (or a reference row) to start from.")
+    st.stop()
+
+# -- the editor: one input per feature, bounded by the reference
+st.subheader("Edit the inputs")
+columns = st.columns(4)
+edited = {}
+for i, name in enumerate(features):
+    cell = columns[i % 4]
+    before = original[name]
+    shown_before = "missing" if missing(before) else f"{before:.6g}" if isinstance(before, float) else str(before)
+    widget = f"whatif_edit_{point_id}_{name}"
+    if ranges.kinds[name] == "numeric":
+        whole, low, high = ranges.integer[name], ranges.low[name], ranges.high[name]
+        edited[name] = cell.number_input(
+            name, min_value=ranges.low[name], max_value=ranges.high[name],
+            **initial(widget, None if missing(before) else float(min(max(before, low), high))),
+            step=1.0 if whole else (ranges.high[name] - ranges.low[name]) / 100, format="%.0f" if whole else "%.4g",
+            key=widget, help=f"Reference range {ranges.low[name]:.6g} – {ranges.high[name]:.6g}")
+    else:
+        options = list(ranges.categories[name])
+        chosen = st.session_state.get(widget, before)
+        edited[name] = cell.selectbox(name, options, index=options.index(chosen) if chosen in options else None,
+                                      key=widget, help=f"Categories seen in the reference: {', '.join(options)}")
+    changed = differs(edited[name], before)
+    cell.caption(f"{'**changed** · ' if changed else ''}original: {shown_before}")
+if st.button("Reset to the original", key="whatif_reset"):
+    for name in features:
+        st.session_state.pop(f"whatif_edit_{point_id}_{name}", None)
+    st.rerun()
+
+edited = {f: plain(v) for f, v in edited.items()}
+changes = {f: v for f, v in edited.items() if differs(v, original[f])}
+scenario = Scenario(st.session_state.get("whatif_scenario_name", ""), origin[0], origin[1], changes)
+encoded = encode_scenario(scenario)
+st.query_params["scenario"] = encoded
+st.session_state["whatif_link_applied"] = encoded
+
+# -- re-predict: the service's answer, or its message next to the editor and the last good result marked stale
+result, problem = None, None
+try:
+    result = state.whatif_compare(runtime, key, service.name, tuple(original.items()), tuple(edited.items()),
+                                  threshold)
+except WhatIfInputError as exc:
+    problem = "**These values cannot be predicted:**\n\n" + "\n".join(f"- {p}" for p in exc.problems)
+except RemoteExplainError as exc:
+    problem = f"**The service rejected the edited row** ({exc.call}): {exc.reason}"
+except ExplainError as exc:
+    problem = exc.message
+if problem is not None:
+    st.error(problem, icon=":material/error:")
+    result = st.session_state.get(f"whatif_last_{service.name}_{point_id}")
+    stale = result is not None
+else:
+    st.session_state[f"whatif_last_{service.name}_{point_id}"] = result
+    stale = False
+
+tabs = st.tabs(TABS, key="whatif_tab", bind="query-params")
+if tabs[0].open:
+    with tabs[0]:
+        if result is None:
+            st.info("No prediction to show yet.")
+        else:
+            if stale:
+                st.warning("**Stale:** the last result the service gave, for the last values it accepted.",
+                           icon=":material/history:")
+            left, middle, right = st.columns([1, 1, 2])
+            show_prediction(result.original_prediction, "Original", left)
+            show_prediction(result.edited_prediction, "Edited", middle, reference=result.original_prediction)
+            if result.edited_prediction.threshold is not None:
+                middle.caption(f"Decision threshold {result.edited_prediction.threshold:g} on the probability of "
+                               f"class {model.classes[1] if model.classes else 1}"
+                               + (" · **the decision flips**" if result.flipped else ""))
+            with right:
+                chart(whatif_plots.prediction_bars(result, score_name=f"{model.output_names()[0]}"), "whatif_bars")
+            if result.edited_prediction.probabilities:
+                st.dataframe(pd.DataFrame({"class": list(model.classes or range(len(
+                                              result.edited_prediction.probabilities))),
+                                           "original": result.original_prediction.probabilities,
+                                           "edited": result.edited_prediction.probabilities}),
+                             hide_index=True)
+            st.markdown("**Per-feature difference**")
+            if result.differences.empty:
+                st.caption("No feature changed yet: edit a value above.")
+            else:
+                st.dataframe(result.differences.astype({"original": str, "edited": str}), hide_index=True)
+            st.caption(f"Re-predicted in {result.seconds * 1000:.0f} ms"
+                       + (f", {result.requests} request" if result.requests else " (local model)"))
+            if st.toggle("Explain both (SHAP waterfalls)", value=True, key="whatif_shap"):
+                space = "probability" if model.task != "regression" else "auto"
+                waterfalls = st.columns(2)
+                for column, (label, values, row_id) in zip(waterfalls, (("original", result.original, origin[1]),
+                                                                        ("edited", result.edited, None)),
+                                                           strict=True):
+                    with column:
+                        try:
+                            explanation = state.run_with_progress(
+                                f"Explaining the {label} row", state.explain_row, runtime, key, service.name,
+                                setup.selected.model.version, space, pd.DataFrame([values])[features],
+                                row_id if origin[0] == "prediction" else None).explanation(0)
+                        except ExplainError as exc:
+                            st.error(exc.message)
+                            continue
+                        figure = explain_plots.waterfall(explanation)
+                        figure.update_layout(title=f"{label.capitalize()}: {figure.layout.title.text}")
+                        chart(figure, f"whatif_waterfall_{label}")
+
+if tabs[1].open:
+    with tabs[1]:
+        resolution = st.number_input("Grid points per numeric feature", min_value=5, max_value=50, value=20,
+                                     key="whatif_grid")
+        point = result.edited if result is not None else original
+        try:
+            sensitivity = state.run_with_progress("Computing the sensitivity", state.whatif_sensitivity, runtime,
+                                                  key, service.name, tuple(point.items()), int(resolution))
+        except ExplainError as exc:
+            st.error(exc.message)
+        else:
+            chart(whatif_plots.sensitivity_grid(sensitivity), "whatif_sensitivity")
+            st.dataframe(sensitivity.ranking.astype({"current": str, "best_value": str, "worst_value": str}),
+                         hide_index=True)
+            st.caption(f"{sensitivity.model_rows:,} rows in {sensitivity.requests or 'no'} request(s), "
+                       f"{sensitivity.seconds:.2f} s. swing = how far the feature alone moves the "
+                       f"{sensitivity.score_name} over its reference range.")
+
+if tabs[2].open:
+    with tabs[2]:
+        point = result.edited if result is not None else original
+        with st.form("whatif_cf_form"):
+            allowed = st.multiselect("Features that may change", features, default=features, key="whatif_cf_allowed")
+            n_answers = st.number_input("Answers", min_value=1, max_value=10, value=3, key="whatif_cf_n")
+            target = None
+            if model.task == "regression":
+                low, high = st.columns(2)
+                target = (low.number_input("Target from", value=0.0, key="whatif_cf_low"),
+                          high.number_input("Target to", value=1.0, key="whatif_cf_high"))
+            bounds = {}
+            with st.expander("Bounds (default: the reference range and every seen category)"):
+                for name in allowed:
+                    if ranges.kinds[name] == "numeric":
+                        bounds[name] = st.slider(name, ranges.low[name], ranges.high[name],
+                                                 (ranges.low[name], ranges.high[name]), key=f"whatif_cf_b_{name}")
+                    else:
+                        bounds[name] = tuple(st.multiselect(name, list(ranges.categories[name]),
+                                                            default=list(ranges.categories[name]),
+                                                            key=f"whatif_cf_b_{name}"))
+            submitted = st.form_submit_button("Find counterfactuals")
+        if submitted or st.session_state.get("whatif_cf_asked"):
+            st.session_state["whatif_cf_asked"] = True
+            try:
+                found = state.run_with_progress(
+                    "Searching counterfactuals", state.whatif_counterfactuals, runtime, key, service.name,
+                    tuple(point.items()), tuple(allowed), tuple((k, tuple(v)) for k, v in bounds.items()),
+                    int(n_answers), target, threshold)
+            except ExplainError as exc:
+                st.error(exc.message)
+            else:
+                st.markdown(f"Goal: **{found.goal}** — {len(found.counterfactuals)} answer(s) from "
+                            f"{found.candidates:,} candidates, {found.requests or 'no'} request(s), "
+                            f"{found.seconds:.2f} s. Every answer was predicted again by the model.")
+                for note in found.notes:
+                    st.caption(note)
+                for i, answer in enumerate(found.counterfactuals, start=1):
+                    with st.container(border=True):
+                        st.markdown(f"**Answer {i}** → class {answer.prediction.label}, score "
+                                    f"{answer.prediction.score:.4g} (distance {answer.cost:.2f}, {answer.origin})")
+                        st.dataframe(answer.changes.astype({"original": str, "new": str}), hide_index=True)
+        else:
+            st.caption("Choose the features that may change and their bounds, then search.")
+
+if tabs[3].open:
+    with tabs[3]:
+        kept = st.session_state.setdefault("whatif_scenarios", {})
+        left, right = st.columns([3, 1])
+        name = left.text_input("Scenario name", key="whatif_scenario_name")
+        if right.button("Keep this scenario", key="whatif_keep", disabled=not name.strip()):
+            kept[name.strip()] = (Scenario(name.strip(), origin[0], origin[1], changes), dict(original),
+                                  dict(edited))
+        st.caption("The address bar's link reproduces the current scenario (starting point and edits).")
+        if kept:
+            table = []
+            for label, (saved, before, after) in kept.items():
+                entry = {"scenario": label, "from": f"{saved.source} {saved.source_id}",
+                         "changes": ", ".join(f"{k} = {v}" for k, v in saved.changes.items()) or "none"}
+                try:
+                    compared = state.whatif_compare(runtime, key, service.name, tuple(before.items()),
+                                                    tuple(after.items()), threshold)
+                    entry |= {"original": compared.original_prediction.score,
+                              "edited": compared.edited_prediction.score,
+                              "class": str(compared.edited_prediction.label), "flips": compared.flipped}
+                except ExplainError as exc:
+                    entry |= {"problem": exc.message}
+                table.append(entry)
+            st.dataframe(pd.DataFrame(table), hide_index=True)
+            if st.button("Forget all scenarios", key="whatif_forget"):
+                kept.clear()
+                st.rerun()
+        else:
+            st.caption("No scenario kept yet: name the current one and keep it to compare several here.")
