@@ -32,6 +32,7 @@ else:
             st.Page("views/drift.py", title="Drift", icon=":material/compare_arrows:"),
             st.Page("views/performance.py", title="Performance", icon=":material/target:"),
             st.Page("views/explain.py", title="Explain", icon=":material/psychology:"),
+            st.Page("views/segments.py", title="Segments", icon=":material/groups:"),
             st.Page("views/whatif.py", title="What-if", icon=":material/tune:"),
         ],
         "Setup": [

@@ -661,6 +661,109 @@ def overview_drift(_runtime: Runtime, fingerprint: str, service: str) -> DriftRe
     return cached_drift(_runtime, fingerprint, service, "day", overview_since(), None, rows)
 
 
+SEGMENT_DAYS = (7, 30, 90)
+"""Periods of logged predictions the Segments page can look at."""
+
+
+@st.cache_resource(ttl=900, max_entries=16, show_spinner=False)
+def _segment_reference(_runtime: Runtime, runtime_key: str, service: str):
+    del runtime_key
+    config = _runtime.config.service(service)
+    if not config.reference:
+        return None
+    try:
+        return read_reference(config.reference, features=config.features)
+    except ReferenceDataError:
+        return None
+
+
+def _segment_rows(_runtime: Runtime, runtime_key: str, service: str, days: float, tick_value: int):
+    """Logged predictions of the last ``days`` days with their labels (NaN while unknown), and the task."""
+    import pandas as pd
+
+    from monitoring.labels import LabelDataError
+
+    frame = _runtime.mirror(service).read().frame
+    since = time.time() - days * 86400.0
+    frame = frame[frame["ts"].to_numpy() >= since]
+    try:
+        labeled = _labeled_predictions(_runtime, runtime_key, service, tick_value)
+        labels = pd.Series(labeled.frame["label"].to_numpy(), index=labeled.frame["id"].astype(str))
+        labels = labels[~labels.index.duplicated()]
+        frame = frame.assign(label=frame["id"].astype(str).map(labels).to_numpy(dtype=float))
+        return frame, labeled.task, labeled.classes
+    except LabelDataError:
+        from monitoring.labels import infer_task, predicted_classes
+
+        task = infer_task(frame)
+        return frame.assign(label=np.nan), task, predicted_classes(frame) if task == "classification" else ()
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner=False)
+def _segments_table(_runtime: Runtime, runtime_key: str, service: str, features: tuple, n_bins: int, days: float,
+                    min_rows: int, tick_value: int):
+    from explain.segments import segment_metrics
+
+    frame, task, classes = _segment_rows(_runtime, runtime_key, service, days, tick_value)
+    return segment_metrics(frame, features, task=task, classes=classes, n_bins=n_bins, min_rows=min_rows,
+                           reference=_segment_reference(_runtime, runtime_key, service))
+
+
+def segments_table(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int, days: float,
+                   min_rows: int):
+    """Volume, prediction rate, performance and share drift per segment of the last ``days`` days."""
+    return _segments_table(_runtime, _runtime_key(_runtime, fingerprint), service, features, n_bins, days, min_rows,
+                           tick(PERFORMANCE_TICK_SECONDS))
+
+
+@st.cache_data(ttl=300, max_entries=64, show_spinner=False)
+def _segments_fairness(_runtime: Runtime, runtime_key: str, service: str, sensitive: str, n_bins: int, days: float,
+                       min_rows: int, tick_value: int):
+    from explain.segments import assign_segments, fairness_metrics
+
+    frame, task, classes = _segment_rows(_runtime, runtime_key, service, days, tick_value)
+    if task != "classification" or len(classes) != 2:
+        return None
+    groups = assign_segments(frame, [sensitive], n_bins=n_bins).str.removeprefix(f"{sensitive} = ")
+    return fairness_metrics(frame["prediction"].to_numpy(dtype=float), groups, y_true=frame["label"],
+                            positive_label=classes[-1], min_rows=min_rows, sensitive_feature=sensitive)
+
+
+def segments_fairness(_runtime: Runtime, fingerprint: str, service: str, sensitive: str, n_bins: int, days: float,
+                      min_rows: int):
+    """Fairness across the groups of ``sensitive`` (fairlearn); None unless the model has two classes."""
+    return _segments_fairness(_runtime, _runtime_key(_runtime, fingerprint), service, sensitive, n_bins, days,
+                              min_rows, tick(PERFORMANCE_TICK_SECONDS))
+
+
+SEGMENT_EXPLAIN_ROWS = 400
+"""At most this many rows are explained for the per-segment importance, spread over the segments."""
+
+
+@st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
+def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, version: str | None, features: tuple,
+                         n_bins: int, days: float, tick_value: int):
+    from explain.segments import assign_segments, segment_edges, segment_importance
+
+    frame, _, _ = _segment_rows(_runtime, runtime_key, service, days, tick_value)
+    setup = explain_setup(_runtime, runtime_key, service)
+    model_features = list(setup.selected.model.features)
+    reference = _segment_reference(_runtime, runtime_key, service)
+    edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
+    segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
+    per_segment = max(10, SEGMENT_EXPLAIN_ROWS // max(segments.nunique(), 1))
+    shap_explainer = explainer(_runtime, runtime_key, service, version, "auto")
+    return segment_importance(shap_explainer, frame[model_features], segments, n_rows=per_segment, top=3)
+
+
+def segments_importance(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int,
+                        days: float):
+    """Top three features by mean |SHAP| per segment, on a bounded sample (raises ``ExplainError``)."""
+    key = explain_key(_runtime, fingerprint)
+    version = explain_setup(_runtime, key, service).selected.model.version
+    return _segments_importance(_runtime, key, service, version, features, n_bins, days, tick(3600))
+
+
 # -- what-if
 # The What-if page's caches: the model that re-predicts edited rows (the service, or the local
 # artifact when source = 'local'), the reference ranges, and the results per point and options.

@@ -164,6 +164,11 @@ cost_false_negative = 50
 value_correct = 1
 currency = "EUR"
 
+[services.explain]
+source = "local"
+artifact = "{demo_model.artifact_path}"
+trust_pickle = true
+
 [[services]]
 name = "unlogged"
 url = "http://127.0.0.1:9"

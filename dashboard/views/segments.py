@@ -1,0 +1,138 @@
+"""Segments: how the model treats subpopulations, and whether it treats groups fairly."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import state
+from dashboard.components import service_picker
+from explain import ExplainError
+from monitoring.production import ProductionDataError
+from monitoring.reference import MODEL_OUTPUTS
+
+NOT_FEATURES = {"id", "ts", "seq", "model_version", "label", *MODEL_OUTPUTS}
+METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "mae": "MAE", "rmse": "RMSE"}
+
+current = state.settings()
+runtime = state.runtime(current)
+
+st.title("Segments")
+st.caption("The logged predictions cut into segments by one or two features (categories as they are, numbers in "
+           "quantile bins taken from the training data): how many predictions each segment got, how often the "
+           "model said yes, how right it was once outcomes arrived, and which features drove its decisions. "
+           "Below, fairness across the groups of a sensitive feature, computed with fairlearn.")
+
+service = service_picker(runtime, key="segments_service")
+try:
+    frame = state.prediction_log_mirror(runtime, current.fingerprint, service.name).read().frame
+except ProductionDataError as exc:
+    st.warning(f"Segments need logged predictions: {exc}")
+    st.stop()
+if frame.empty:
+    st.info(f"No predictions of {service.name} have been logged yet.")
+    st.stop()
+
+features = [c for c in (service.features or frame.columns) if c in frame.columns and c not in NOT_FEATURES]
+categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])
+               or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+controls = st.columns([3, 1, 1, 1])
+chosen = controls[0].multiselect("Segment by (one or two features)", features, max_selections=2,
+                                 default=(categorical or features)[:1], key=f"segments_features_{service.name}")
+n_bins = int(controls[1].number_input("Bins of a number", min_value=2, max_value=10, value=4,
+                                      key="segments_bins"))
+days = controls[2].selectbox("Period", state.SEGMENT_DAYS, index=1, format_func=lambda d: f"Last {d} days",
+                             key="segments_days")
+min_rows = int(controls[3].number_input("Smallest judged segment", min_value=1, max_value=10_000,
+                                        value=service.performance.min_labels, key="segments_min_rows",
+                                        help="Segments with fewer predictions (or, once outcomes arrive, fewer "
+                                             "labelled ones) are marked too small to judge."))
+if not chosen:
+    st.info("Pick one or two features to segment by.")
+    st.stop()
+
+with st.spinner("Measuring every segment…"):
+    result = state.segments_table(runtime, current.fingerprint, service.name, tuple(chosen), n_bins, float(days),
+                                  min_rows)
+table = result.table
+small = int(table["too_small"].sum())
+st.markdown(f"**{len(table)} segments** over the last {days} days"
+            + (f"; {small} too small to judge (marked, their numbers are shown but should not be read into)."
+               if small else "."))
+rate = "prediction_rate" if "prediction_rate" in table else "mean_prediction"
+shown = table.assign(judged=table["too_small"].map({True: "too small to judge", False: "yes"}))
+st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", rate, "n_labelled",
+                    *result.metrics]], hide_index=True, column_config={
+    "segment": "Segment",
+    "judged": st.column_config.TextColumn("Enough data"),
+    "n": st.column_config.NumberColumn("Predictions", format="%d"),
+    "share": st.column_config.NumberColumn("Share now", format="percent"),
+    "reference_share": st.column_config.NumberColumn("Share in training", format="percent"),
+    "share_change": st.column_config.NumberColumn("Change of share", format="percent",
+                                                  help="Share now minus share in the training data: how this "
+                                                       "segment's population drifted."),
+    "prediction_rate": st.column_config.NumberColumn("Positive decisions", format="percent"),
+    "mean_prediction": st.column_config.NumberColumn("Mean prediction", format="%.3g"),
+    "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
+    **{m: st.column_config.NumberColumn(METRIC_NAMES[m], format="%.3f") for m in result.metrics},
+}, key="segments_table")
+st.download_button("Download the segments (CSV)", table.to_csv(index=False).encode(),
+                   file_name=f"segments-{service.name}.csv", mime="text/csv", key="segments_download")
+
+st.subheader("What drives the decisions in each segment")
+try:
+    with st.spinner("Explaining a sample of each segment…"):
+        importance = state.segments_importance(runtime, current.fingerprint, service.name, tuple(chosen), n_bins,
+                                               float(days))
+except ExplainError as exc:
+    st.info(f"Feature importance per segment is not available: {exc.message}")
+else:
+    top = (importance.groupby("segment", sort=False)
+           .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
+    st.dataframe(top, hide_index=True, column_config={
+        "segment": "Segment", "top_features": "Top 3 features (mean |SHAP|)",
+        "explained": st.column_config.NumberColumn("Rows explained", format="%d")}, key="segments_importance")
+    st.caption("Mean absolute Shapley value of each feature over a sample of the segment's predictions (at most "
+               f"{state.SEGMENT_EXPLAIN_ROWS} rows in all), with the Explain page's explainer.")
+
+st.subheader("Fairness")
+sensitive = st.selectbox("Sensitive feature", features, index=features.index((categorical or features)[0]),
+                         key=f"segments_sensitive_{service.name}")
+fairness = state.segments_fairness(runtime, current.fingerprint, service.name, sensitive, n_bins, float(days),
+                                   min_rows)
+if fairness is None:
+    st.info("Fairness metrics need a model that decides between two classes.")
+    st.stop()
+
+
+def number(value: float, form: str) -> str:
+    return "–" if not math.isfinite(value) else format(value, form)
+
+
+kpis = st.columns(3)
+kpis[0].metric("Demographic parity difference", number(fairness.demographic_parity_difference, ".3f"),
+               help="Largest minus smallest share of positive decisions between groups (0 = equal).")
+kpis[1].metric("Demographic parity ratio", number(fairness.demographic_parity_ratio, ".3f"),
+               help="Smallest over largest share of positive decisions (1 = equal; under 0.8 fails the "
+                    "four-fifths rule).")
+kpis[2].metric("Equalised odds difference", number(fairness.equalized_odds_difference, ".3f"),
+               help="The larger gap, between groups, of true-positive or false-positive rates (0 = equal); needs "
+                    "known outcomes.")
+if fairness.four_fifths_ok is False:
+    st.error(f"Four-fifths rule failed for {sensitive}: the ratio is under 0.8.")
+elif fairness.four_fifths_ok:
+    st.success(f"Four-fifths rule met for {sensitive}.")
+for sentence in fairness.sentences():
+    st.markdown(sentence)
+groups = fairness.by_group.assign(judged=fairness.by_group["too_small"].map({True: "too small to judge",
+                                                                             False: "yes"}))
+st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
+    "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
+    "selection_rate": st.column_config.NumberColumn("Positive decisions", format="percent"),
+    "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
+    "true_positive_rate": st.column_config.NumberColumn("True-positive rate", format="%.3f"),
+    "false_positive_rate": st.column_config.NumberColumn("False-positive rate", format="%.3f"),
+    "accuracy": st.column_config.NumberColumn("Accuracy", format="%.3f"),
+}, key="segments_fairness")
+st.caption("Computed with fairlearn's MetricFrame. Groups too small to judge are listed but left out of the "
+           "differences and the ratio.")

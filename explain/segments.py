@@ -1,0 +1,367 @@
+"""Subpopulations: how the model treats segments of its inputs, and fairness across a sensitive feature.
+
+* :func:`assign_segments` cuts rows into segments by one or two features (categories as they
+  are, numbers in quantile bins whose edges come from the reference when given).
+* :func:`segment_metrics` gives per segment the volume, the prediction rate, the performance
+  once labels exist (scikit-learn's metrics) and how the segment's share moved from the
+  reference; segments with too few rows are marked, not hidden.
+* :func:`segment_importance` gives the top features by mean |SHAP| per segment, on a bounded
+  sample of each segment, with any explainer that has ``explain(X)`` (``ShapExplainer``).
+* :func:`fairness_metrics` computes demographic parity difference and ratio and equalised odds
+  difference with fairlearn's ``MetricFrame`` and flags the four-fifths rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+MISSING = "missing"
+FOUR_FIFTHS = 0.8
+
+
+@dataclass(frozen=True)
+class SegmentTable:
+    """Per-segment volume, prediction rate, performance and share against the reference.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per segment, largest first: ``segment``, ``n`` (predictions), ``share``,
+        ``reference_share`` (NaN without reference), ``share_change`` (share − reference
+        share), ``prediction_rate`` (positive share, two classes) or ``mean_prediction``,
+        ``n_labelled``, the metrics of :attr:`metrics`, and ``too_small`` (fewer than
+        ``min_rows`` predictions, or, once labels exist, fewer than ``min_rows`` labels:
+        its numbers are shown but should not be judged).
+    features : tuple of str
+    task : {"classification", "regression"}
+    metrics : tuple of str
+        ``accuracy`` and ``f1`` (two classes) or ``accuracy`` (more), or ``mae`` and ``rmse``.
+    min_rows : int
+    """
+
+    table: pd.DataFrame
+    features: tuple[str, ...]
+    task: str
+    metrics: tuple[str, ...]
+    min_rows: int
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """Fairness across the groups of one sensitive feature, computed with fairlearn.
+
+    Attributes
+    ----------
+    sensitive_feature : str
+    by_group : DataFrame
+        One row per group: ``group``, ``n``, ``selection_rate``, ``n_labelled``,
+        ``true_positive_rate``, ``false_positive_rate``, ``accuracy`` (NaN without labels)
+        and ``too_small`` (fewer than ``min_rows`` predictions; left out of the differences).
+    demographic_parity_difference, demographic_parity_ratio : float
+        Largest minus smallest selection rate, smallest over largest, among groups large enough.
+    equalized_odds_difference : float
+        The larger of the true- and false-positive-rate differences, on labelled rows of groups
+        large enough; NaN without labels.
+    four_fifths_ok : bool or None
+        Whether the ratio is at least 0.8 (the four-fifths rule); None when it cannot be computed.
+    min_rows : int
+    """
+
+    sensitive_feature: str
+    by_group: pd.DataFrame
+    demographic_parity_difference: float
+    demographic_parity_ratio: float
+    equalized_odds_difference: float
+    four_fifths_ok: bool | None
+    min_rows: int
+
+    def sentences(self) -> list[str]:
+        """The findings in plain words."""
+        lines = []
+        if math.isfinite(self.demographic_parity_ratio):
+            rule = ("meets the four-fifths rule" if self.four_fifths_ok
+                    else "fails the four-fifths rule (below 0.8)")
+            lines.append(f"Positive decisions by {self.sensitive_feature}: the least favoured group gets them "
+                         f"{self.demographic_parity_ratio:.0%} as often as the most favoured "
+                         f"(difference {self.demographic_parity_difference:.1%}); this {rule}.")
+        if math.isfinite(self.equalized_odds_difference):
+            lines.append(f"Error rates differ between groups by up to {self.equalized_odds_difference:.1%} "
+                         "(equalised odds difference, on predictions whose outcome is known).")
+        small = self.by_group.loc[self.by_group["too_small"], "group"].tolist()
+        if small:
+            lines.append(f"Too small to judge (under {self.min_rows} predictions), left out of the comparison: "
+                         + ", ".join(map(str, small)) + ".")
+        return lines
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+            and not isinstance(values.dtype, pd.CategoricalDtype))
+
+
+def _number(value: float) -> str:
+    return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return np.array([])
+    return np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)))
+
+
+def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndarray | None) -> pd.Series:
+    if not _is_numeric(values) or values.nunique(dropna=True) <= n_bins:
+        text = values.astype(object).where(values.notna(), MISSING).astype(str)
+        return f"{name} = " + text
+    numbers = values.to_numpy(dtype=float)
+    edges = _bin_edges(numbers, n_bins) if edges is None else edges
+    inner = edges[1:-1]
+    index = np.searchsorted(inner, numbers, side="right")
+    names = []
+    for i in range(len(inner) + 1):
+        if i == 0:
+            names.append(f"{name} < {_number(inner[0])}" if len(inner) else f"{name} (all)")
+        elif i == len(inner):
+            names.append(f"{name} ≥ {_number(inner[-1])}")
+        else:
+            names.append(f"{name} {_number(inner[i - 1])}–{_number(inner[i])}")
+    labels = np.asarray(names, dtype=object)[index]
+    labels[~np.isfinite(numbers)] = f"{name} {MISSING}"
+    return pd.Series(labels, index=values.index, dtype=object)
+
+
+def segment_edges(reference: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4) -> dict[str, np.ndarray]:
+    """Quantile bin edges of the numeric ``features`` of ``reference``, so production is cut like training."""
+    return {f: _bin_edges(reference[f].to_numpy(dtype=float), n_bins) for f in features
+            if f in reference and _is_numeric(reference[f]) and reference[f].nunique(dropna=True) > n_bins}
+
+
+def assign_segments(X: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4,
+                    edges: dict[str, np.ndarray] | None = None) -> pd.Series:
+    """The segment of each row, e.g. ``"channel = web & income 2,000–3,500"``.
+
+    Parameters
+    ----------
+    X : DataFrame
+    features : sequence of str
+        One or two column names of ``X``.
+    n_bins : int, default=4
+        Quantile bins of a numeric feature (one with more distinct values than bins).
+    edges : dict of str to ndarray, optional
+        Bin edges per numeric feature (:func:`segment_edges` of the reference); otherwise
+        the quantiles of ``X``.
+
+    Returns
+    -------
+    Series of str, aligned with ``X``.
+    """
+    features = list(features)
+    if not 1 <= len(features) <= 2:
+        raise ValueError(f"features must name one or two columns; got {features!r}")
+    missing = [f for f in features if f not in X]
+    if missing:
+        raise ValueError(f"features must be columns of X; {missing} are not (columns: {list(X.columns)})")
+    if n_bins < 2:
+        raise ValueError(f"n_bins must be >= 2; got {n_bins}")
+    edges = edges or {}
+    parts = [_feature_labels(X[f], f, n_bins=n_bins, edges=edges.get(f)) for f in features]
+    return parts[0] if len(parts) == 1 else parts[0] + " & " + parts[1]
+
+
+def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
+                    classes: tuple[float, ...] = (), n_bins: int = 4, min_rows: int = 30,
+                    reference: pd.DataFrame | None = None) -> SegmentTable:
+    """Volume, prediction rate, performance and share drift per segment.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Production rows: the features, ``prediction`` and ``label`` (NaN while unknown).
+    features : sequence of str
+        One or two segmenting features.
+    task : {"classification", "regression"}
+    classes : tuple of float, default=()
+        Sorted classes; with two, the larger is the positive one.
+    n_bins : int, default=4
+    min_rows : int, default=30
+    reference : DataFrame, optional
+        Training data: bin edges come from it and each segment's share is compared with its
+        share there.
+
+    Returns
+    -------
+    SegmentTable
+    """
+    from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, root_mean_squared_error
+
+    edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
+    segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
+    predicted = pd.to_numeric(frame["prediction"], errors="coerce").to_numpy(dtype=float)
+    label = (pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=float) if "label" in frame
+             else np.full(len(frame), np.nan))
+    binary = task == "classification" and len(classes) == 2
+    metrics = ("mae", "rmse") if task == "regression" else ("accuracy", "f1") if binary else ("accuracy",)
+    ref_share = pd.Series(dtype=float)
+    if reference is not None and all(f in reference for f in features):
+        ref_share = assign_segments(reference, features, n_bins=n_bins, edges=edges).value_counts(normalize=True)
+    rows = []
+    codes, uniques = pd.factorize(segments, sort=True)
+    for code, name in enumerate(uniques):
+        member = codes == code
+        y_pred = predicted[member]
+        y_true = label[member]
+        known = np.isfinite(y_true) & np.isfinite(y_pred)
+        row = {"segment": name, "n": int(member.sum()), "n_labelled": int(known.sum())}
+        if task == "regression" or not binary:
+            row["mean_prediction"] = float(np.nanmean(y_pred)) if np.isfinite(y_pred).any() else math.nan
+        if binary:
+            row["prediction_rate"] = float(np.mean(y_pred == classes[-1]))
+        for metric in metrics:
+            row[metric] = math.nan
+        if known.any():
+            t, p = y_true[known], y_pred[known]
+            if task == "regression":
+                row["mae"], row["rmse"] = mean_absolute_error(t, p), root_mean_squared_error(t, p)
+            else:
+                row["accuracy"] = accuracy_score(t, p)
+                if binary:
+                    row["f1"] = f1_score(t, p, pos_label=classes[-1], zero_division=0.0)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["share"] = table["n"] / max(len(frame), 1)
+    table["reference_share"] = table["segment"].map(ref_share).astype(float) if len(ref_share) else math.nan
+    if len(ref_share):
+        table["reference_share"] = table["reference_share"].fillna(0.0)
+    table["share_change"] = table["share"] - table["reference_share"]
+    labelled = table["n_labelled"].sum() > 0
+    table["too_small"] = (table["n"] < min_rows) | ((table["n_labelled"] < min_rows) if labelled else False)
+    rate = ["prediction_rate"] if binary else ["mean_prediction"]
+    order = ["segment", "n", "share", "reference_share", "share_change", *rate, "n_labelled", *metrics, "too_small"]
+    table = table[order].sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
+    return SegmentTable(table, tuple(features), task, metrics, min_rows)
+
+
+def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_rows: int = 50, top: int = 3,
+                       output: int | str = 0, random_state: int = 0) -> pd.DataFrame:
+    """Top features by mean |SHAP| per segment, from one explanation of a bounded sample.
+
+    Parameters
+    ----------
+    explainer : object with ``explain(X) -> ShapValues``
+        E.g. :class:`explain.ShapExplainer`.
+    X : DataFrame
+        Rows in the model's raw feature space.
+    segments : Series
+        Segment of each row of ``X`` (:func:`assign_segments`).
+    n_rows : int, default=50
+        At most this many rows per segment are explained, so the cost is bounded by
+        ``n_rows × number of segments``.
+    top : int, default=3
+    output : int or str, default=0
+        Which model output (class) to explain.
+    random_state : int, default=0
+
+    Returns
+    -------
+    DataFrame
+        ``segment``, ``rank`` (1 = most important), ``feature``, ``mean_abs_shap``,
+        ``n_explained``.
+    """
+    if n_rows < 1:
+        raise ValueError(f"n_rows must be >= 1; got {n_rows}")
+    segments = pd.Series(np.asarray(segments, dtype=object), index=X.index)
+    sample = (segments.groupby(segments, sort=True, group_keys=False)
+              .apply(lambda g: g.sample(min(len(g), n_rows), random_state=random_state)))
+    rows = X.loc[sample.index].reset_index(drop=True)
+    values = explainer.explain(rows)
+    k = values.output_index(output)
+    magnitude = pd.DataFrame(np.abs(values.values[:, :, k]), columns=list(values.features))
+    magnitude["segment"] = sample.to_numpy()
+    means = magnitude.groupby("segment", sort=True)
+    counts = means.size()
+    out = []
+    for name, group in means.mean().iterrows():
+        best = group.sort_values(ascending=False, kind="stable").head(top)
+        for rank, (feature, value) in enumerate(best.items(), start=1):
+            out.append({"segment": name, "rank": rank, "feature": feature, "mean_abs_shap": float(value),
+                        "n_explained": int(counts[name])})
+    return pd.DataFrame(out, columns=["segment", "rank", "feature", "mean_abs_shap", "n_explained"])
+
+
+def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 1.0, min_rows: int = 30,
+                     sensitive_feature: str = "sensitive feature") -> FairnessReport:
+    """Demographic parity and equalised odds across the groups of a sensitive feature, with fairlearn.
+
+    Parameters
+    ----------
+    y_pred : array-like of shape (n_rows,)
+        Decided classes.
+    sensitive : array-like of shape (n_rows,)
+        Group of each row (missing values form their own group).
+    y_true : array-like of shape (n_rows,), optional
+        Labels, NaN where unknown; equalised odds needs them.
+    positive_label : float, default=1.0
+    min_rows : int, default=30
+        Groups with fewer predictions are marked too small and left out of the differences.
+    sensitive_feature : str, default="sensitive feature"
+        Its name, for the sentences.
+
+    Returns
+    -------
+    FairnessReport
+    """
+    from fairlearn.metrics import (
+        MetricFrame,
+        count,
+        false_positive_rate,
+        selection_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score
+
+    decided = (np.asarray(y_pred, dtype=float) == positive_label).astype(int)
+    groups = pd.Series(sensitive).astype(object)
+    groups = groups.where(groups.notna(), MISSING).astype(str).to_numpy()
+    frame = MetricFrame(metrics={"n": count, "selection_rate": selection_rate}, y_true=decided, y_pred=decided,
+                        sensitive_features=pd.Series(groups, name="group"))
+    by_group = frame.by_group.reset_index()
+    by_group["n"] = by_group["n"].astype(int)
+    by_group["too_small"] = by_group["n"] < min_rows
+    large = set(by_group.loc[~by_group["too_small"], "group"])
+    keep = np.isin(groups, list(large))
+    dp_difference = dp_ratio = eo_difference = math.nan
+    if len(large) >= 2:
+        judged = MetricFrame(metrics=selection_rate, y_true=decided[keep], y_pred=decided[keep],
+                             sensitive_features=groups[keep])
+        dp_difference, dp_ratio = float(judged.difference()), float(judged.ratio())
+    for column in ("n_labelled", "true_positive_rate", "false_positive_rate", "accuracy"):
+        by_group[column] = 0 if column == "n_labelled" else math.nan
+    if y_true is not None:
+        truth = np.asarray(y_true, dtype=float)
+        known = np.isfinite(truth)
+        if known.any():
+            actual = (truth[known] == positive_label).astype(int)
+            labelled = MetricFrame(metrics={"n_labelled": count, "true_positive_rate": true_positive_rate,
+                                            "false_positive_rate": false_positive_rate, "accuracy": accuracy_score},
+                                   y_true=actual, y_pred=decided[known],
+                                   sensitive_features=pd.Series(groups[known], name="group"))
+            found = labelled.by_group
+            by_group = by_group.drop(columns=list(found.columns)).merge(found.reset_index(), on="group", how="left")
+            by_group["n_labelled"] = by_group["n_labelled"].fillna(0).astype(int)
+            both = known & keep
+            if len(set(groups[both])) >= 2:
+                odds = MetricFrame(metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
+                                   y_true=(truth[both] == positive_label).astype(int), y_pred=decided[both],
+                                   sensitive_features=groups[both])
+                eo_difference = float(odds.difference().max())
+    ok = None if not math.isfinite(dp_ratio) else bool(dp_ratio >= FOUR_FIFTHS)
+    columns = ["group", "n", "selection_rate", "n_labelled", "true_positive_rate", "false_positive_rate", "accuracy",
+               "too_small"]
+    return FairnessReport(sensitive_feature, by_group[columns], dp_difference, dp_ratio, eo_difference, ok,
+                          min_rows)
