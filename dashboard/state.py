@@ -764,6 +764,27 @@ def segments_importance(_runtime: Runtime, fingerprint: str, service: str, featu
     return _segments_importance(_runtime, key, service, version, features, n_bins, days, tick(3600))
 
 
+def report_segments(_runtime: Runtime, fingerprint: str, service: str) -> tuple:
+    """Segments and fairness by the first categorical feature over 30 days, for the report; (None, None) if none.
+
+    Safe to call from the download button's worker thread; problems leave the sections out.
+    """
+    try:
+        frame = _runtime.mirror(service).read().frame
+        config = _runtime.config.service(service)
+        names = [c for c in (config.features or frame.columns) if c in frame.columns]
+        feature = next((c for c in names if c not in ("id", "ts", "model_version")
+                        and (frame[c].dtype == object or str(frame[c].dtype) in ("category", "str", "string"))), None)
+        if feature is None:
+            return None, None
+        min_rows = config.performance.min_labels
+        return (segments_table(_runtime, fingerprint, service, (feature,), 4, 30.0, min_rows),
+                segments_fairness(_runtime, fingerprint, service, feature, 4, 30.0, min_rows))
+    except Exception:  # the report is still useful without its segments
+        log.info("no segments for the report of %s", service, exc_info=True)
+        return None, None
+
+
 # -- what-if
 # The What-if page's caches: the model that re-predicts edited rows (the service, or the local
 # artifact when source = 'local'), the reference ranges, and the results per point and options.

@@ -215,5 +215,6 @@ def test_overview_is_the_landing_page_and_says_what_to_do(app):
     assert "Results cannot be measured: service 'unlogged' has no prediction log" in text
     assert "Nothing can be judged yet" in text or "Fix the service first" in text  # unpolled, or found down
     assert len(at.get("plotly_chart")) == 2  # the credit service's prediction mix and money
+    assert at.download_button(key="overview_report").label == "Download this overview as one HTML file"
     at.run()  # warm rerun
     assert not at.exception, at.exception

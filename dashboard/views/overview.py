@@ -1,6 +1,7 @@
 """Overview: is each model up, still right, how much did it decide, and should it be retrained?"""
 
 import math
+import time
 from datetime import UTC, datetime
 
 import streamlit as st
@@ -16,6 +17,7 @@ from monitoring.plots import overview as plots
 from monitoring.plots import performance as performance_plots
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
+from monitoring.report import render_report, service_report
 
 ALERT_BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
 ACTION_BOXES = {"fix_service": st.error, "retrain": st.error, "investigate": st.warning, "watch": st.warning,
@@ -33,6 +35,8 @@ st.caption("For each model: whether it is running, how many decisions it made, w
 since_label = datetime.fromtimestamp(state.overview_since(), tz=UTC).strftime("%-d %b")
 fastest = min(s.poll_interval for s in services)
 fleet = {row.service: row for row in state.cached_fleet(runtime, current.fingerprint, state.tick(fastest))}
+report_slot = st.empty()
+gathered = []
 
 for service in services:
     row = fleet[service.name]
@@ -41,7 +45,8 @@ for service in services:
         heading[0].subheader(service.name)
         with heading[1]:
             status_badge(row.state)
-        st.markdown(f"**Status:** {row.reason or row.state} (checked {when(row.last_poll_ts)}).")
+        status_line = f"Status: {row.reason or row.state} (checked {when(row.last_poll_ts)})."
+        st.markdown(f"**{status_line.replace(':', ':**', 1)}")
 
         problem = None
         counts = None
@@ -57,7 +62,8 @@ for service in services:
         version = (counts.model_version if counts is not None and counts.model_version else None) or meta.get("version")
         age = (f", serving for {format_duration(counts.model_age_seconds)}"
                if counts is not None and math.isfinite(counts.model_age_seconds) else "")
-        st.markdown(f"**Model:** {model_name}" + (f", version {version}" if version else "") + age + ".")
+        model_line = f"Model: {model_name}" + (f", version {version}" if version else "") + age + "."
+        st.markdown(f"**{model_line.replace(':', ':**', 1)}")
 
         drift, drift_problem = None, None
         verdict, performance, performance_problem, quality = None, None, problem, None
@@ -89,15 +95,23 @@ for service in services:
         ACTION_BOXES[found.action](f"**{found.recommendation}**")
         for alert in found.alerts:
             ALERT_BOXES[alert.level](alert.message)
+        collected = {"state": row.state, "status_line": status_line, "model_line": model_line, "alerts": found}
+        gathered.append((service.name, collected))
         if counts is None:
             continue
 
+        sentences = []
         if verdict is not None:
-            st.markdown(f"**Results:** {performance_sentence(verdict)}")
+            sentences.append(f"Results: {performance_sentence(verdict)}")
         if drift is not None and not drift.features.empty:
-            st.markdown(f"**Incoming data:** {summary(drift, since_label=since_label)}.")
+            sentences.append(f"Incoming data: {summary(drift, since_label=since_label)}.")
+        for sentence in sentences:
+            st.markdown(f"**{sentence.replace(':', ':**', 1)}")
         if quality is not None:
             st.caption(" ".join(quality.sentences()))
+            sentences.append(" ".join(quality.sentences()))
+        collected.update(volume=counts.volume, sentences=sentences, mix=counts.mix, performance=performance,
+                         drift=drift)
 
         charts = st.columns(2)
         measure = counts.mix.attrs.get("measure", "mean prediction")
@@ -109,6 +123,23 @@ for service in services:
             decisions = state.cached_decisions(runtime, current.fingerprint, service.name, "day", 30.0,
                                                settings.threshold)
             charts[1].plotly_chart(performance_plots.money_figure(decisions), key=f"overview_money_{service.name}")
+            collected["decisions"] = decisions
         elif performance is not None:
             charts[1].plotly_chart(performance_plots.metric_figure(performance, performance.metrics[0]),
                                    key=f"overview_metric_{service.name}")
+
+
+def report_html() -> bytes:
+    """The overview and key tables and charts of the other pages, as one HTML file (built on click)."""
+    parts = []
+    for name, collected in gathered:
+        segments, fairness = state.report_segments(runtime, current.fingerprint, name)
+        parts.append(service_report(name, **collected, segments=segments, fairness=fairness))
+    return render_report(parts, generated_at=time.time()).encode()
+
+
+report_slot.download_button("Download this overview as one HTML file", data=report_html,
+                            file_name="vantage-report.html", mime="text/html", key="overview_report",
+                            on_click="ignore", icon=":material/download:",
+                            help="A self-contained page with this overview, the drift, performance, segment and "
+                                 "fairness tables and charts; it opens in any browser without the dashboard.")
