@@ -124,6 +124,8 @@ if source == SOURCES[0]:
         original = {f: plain(row[f]) for f in features}
         point_id, origin = f"pred-{row['id']}", ("prediction", str(row["id"]))
         st.caption(f"Prediction `{row['id']}` made {when(float(row['ts']))}; click a row to pick another.")
+    elif finder == "By id" and found is None:
+        st.caption("Type the id of a logged prediction (the Explain page and the prediction log show them).")
     elif finder is not None:
         st.info("No logged prediction matches." if finder != "Largest error" else
                 "No labelled prediction yet: the largest errors are listed once labels arrive.")
