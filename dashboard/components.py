@@ -46,6 +46,34 @@ def service_picker(runtime, *, key: str):
     return runtime.config.service(name)
 
 
+FILTER_OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
+
+
+def feature_condition(features: list[str], kinds: dict[str, str], *, key: str) -> tuple:
+    """Inputs for one condition on a feature, for finding logged predictions.
+
+    Returns
+    -------
+    tuple
+        ``((feature, (operator, value)),)`` for :meth:`monitoring.store.Store.find_predictions`,
+        or ``()`` until a value is typed. Numbers typed for a numeric feature compare as numbers.
+    """
+    columns = st.columns([2, 1, 2])
+    feature = columns[0].selectbox("Feature", features, key=f"{key}_feature")
+    operator = columns[1].selectbox("Condition", FILTER_OPERATORS, key=f"{key}_op")
+    text = columns[2].text_input("Value", key=f"{key}_value").strip()
+    if not text:
+        return ()
+    value: object = text
+    if kinds.get(feature) == "numeric":
+        try:
+            value = float(text)
+        except ValueError:
+            st.warning(f"{feature} is numeric: type a number (got {text!r}).")
+            return ()
+    return ((feature, (operator, value)),)
+
+
 def show_config_error(error: ConfigError) -> None:
     """Explain an unusable configuration file: which keys are wrong and what is accepted."""
     st.title("The configuration file cannot be used")

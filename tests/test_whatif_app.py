@@ -124,3 +124,24 @@ def test_a_rejecting_service_shows_its_message_and_keeps_the_last_good_result_ma
     assert any("rejected the edited row" in e.value and "must be numeric" in e.value for e in at.error)
     assert any("Stale" in w.value for w in at.warning)
     assert "Edited" in metrics(at)
+
+
+@pytest.mark.integration
+def test_a_prediction_can_be_found_by_a_feature_condition(demo_app):
+    import time
+
+    at = demo_app
+    at.switch_page(PAGE).run()
+    deadline = time.monotonic() + 60  # the demo back-fills its history in the background
+    while "whatif_find" not in [w.key for w in at.segmented_control] and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()
+    at.segmented_control(key="whatif_find").set_value("By feature").run()
+    at.selectbox(key="whatif_filter_feature").set_value("credit_utilization").run()
+    at.selectbox(key="whatif_filter_op").set_value(">").run()
+    at.text_input(key="whatif_filter_value").input("0.9").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) and (table["credit_utilization"] > 0.9).all()
+    at.text_input(key="whatif_filter_value").input("high").run()
+    assert any("is numeric" in w.value for w in at.warning)

@@ -7,15 +7,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import when
+from dashboard.components import feature_condition, when
 from explain import ExplainError
 from explain import plots as explain_plots
 
 TABS = ["Feature importance", "Beeswarm", "Dependence", "One prediction", "Partial dependence"]
 SPACES = {"auto": "Explainer's native scale", "probability": "Probability", "log_odds": "Log-odds"}
-OPERATORS = ["==", "!=", "<", "<=", ">", ">="]
-
-
 def chart(figure, key: str) -> None:
     st.plotly_chart(figure, key=key, config={"displayModeBar": False})
 
@@ -153,13 +150,7 @@ def picked_row():
         since = datetime.combine(day, hour, tzinfo=UTC).timestamp()
         until = since + 86400.0 - (hour.hour * 3600 + hour.minute * 60)
     elif mode == "By feature":
-        columns = st.columns([2, 1, 2])
-        feature = columns[0].selectbox("Feature", list(model.features), key="explain_pick_feature")
-        op = columns[1].selectbox("Condition", OPERATORS, key="explain_pick_op")
-        text = columns[2].text_input("Value", key="explain_pick_value")
-        if text:
-            value = float(text) if model.feature_kinds.get(feature) == "numeric" and _is_number(text) else text
-            filters = ((feature, (op, value)),)
+        filters = feature_condition(list(model.features), dict(model.feature_kinds), key="explain_pick")
     try:
         found = state.find_logged_predictions(runtime, key, service_name, prediction_id, since, until,
                                               filters, 50, state.tick(10))
@@ -183,12 +174,6 @@ def picked_row():
     return row, row_id
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 if tabs[3].open:

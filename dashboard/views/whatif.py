@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import service_picker, when
+from dashboard.components import feature_condition, service_picker, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
 from explain.whatif import Scenario, WhatIfInputError, decode_scenario, encode_scenario
 
 TABS = ["Prediction", "Sensitivity", "Counterfactuals", "Scenarios"]
 SOURCES = ["Logged prediction", "Reference row"]
-FINDERS = ["Most recent", "Most uncertain", "Largest error", "By id"]
+FINDERS = ["Most recent", "Most uncertain", "Largest error", "By id", "By feature"]
 LISTS = {"Most recent": "recent", "Most uncertain": "uncertain", "Largest error": "error"}
 
 
@@ -110,6 +110,11 @@ if source == SOURCES[0]:
             if wanted:
                 found = state.find_logged_predictions(runtime, key, service.name, wanted, None, None, (), 1,
                                                       state.tick(10))
+        elif finder == "By feature":
+            filters = feature_condition(features, dict(ranges.kinds), key="whatif_filter")
+            if filters:
+                found = state.find_logged_predictions(runtime, key, service.name, None, None, None, filters, 50,
+                                                      state.tick(10))
         elif finder in LISTS:
             found = state.whatif_listed(runtime, key, service.name, LISTS[finder], 50, state.tick(30))
     except Exception as exc:  # an unreadable log or labels are a message, not a traceback
@@ -126,6 +131,8 @@ if source == SOURCES[0]:
         st.caption(f"Prediction `{row['id']}` made {when(float(row['ts']))}; click a row to pick another.")
     elif finder == "By id" and found is None:
         st.caption("Type the id of a logged prediction (the Explain page and the prediction log show them).")
+    elif finder == "By feature" and found is None:
+        st.caption("Pick a feature and a condition, e.g. credit_utilization > 0.8; the newest 50 matches are listed.")
     elif finder is not None:
         st.info("No logged prediction matches." if finder != "Largest error" else
                 "No labelled prediction yet: the largest errors are listed once labels arrive.")
