@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -702,11 +703,17 @@ def _segment_rows(_runtime: Runtime, runtime_key: str, service: str, days: float
 @st.cache_data(ttl=300, max_entries=64, show_spinner=False)
 def _segments_table(_runtime: Runtime, runtime_key: str, service: str, features: tuple, n_bins: int, days: float,
                     min_rows: int, tick_value: int):
-    from explain.segments import segment_metrics
+    from explain.segments import segment_drift, segment_metrics
 
     frame, task, classes = _segment_rows(_runtime, runtime_key, service, days, tick_value)
-    return segment_metrics(frame, features, task=task, classes=classes, n_bins=n_bins, min_rows=min_rows,
-                           reference=_segment_reference(_runtime, runtime_key, service))
+    reference = _segment_reference(_runtime, runtime_key, service)
+    result = segment_metrics(frame, features, task=task, classes=classes, n_bins=n_bins, min_rows=min_rows,
+                             reference=reference)
+    if reference is None:
+        return result
+    kinds = infer_kinds(reference.drop(columns=[c for c in reference.columns if c in MODEL_OUTPUTS]))
+    drift = segment_drift(frame, reference, features, kinds, n_bins=n_bins, min_rows=min_rows)
+    return dataclasses.replace(result, table=result.table.merge(drift, on="segment", how="left"))
 
 
 def segments_table(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int, days: float,

@@ -61,8 +61,13 @@ st.markdown(f"**{len(table)} segments** over the last {days} days"
                if small else "."))
 rate = "prediction_rate" if "prediction_rate" in table else "mean_prediction"
 shown = table.assign(judged=table["too_small"].map({True: "too small to judge", False: "yes"}))
+drift_columns = ["n_drifted", "drifted_features"] if "n_drifted" in table else []
 st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", rate, "n_labelled",
-                    *result.metrics]], hide_index=True, column_config={
+                    *result.metrics, *drift_columns]], hide_index=True, column_config={
+    "n_drifted": st.column_config.NumberColumn(
+        "Drifted features", format="%d",
+        help="Features whose distribution in this segment moved away from the same segment in training"),
+    "drifted_features": st.column_config.TextColumn("Which"),
     "segment": "Segment",
     "judged": st.column_config.TextColumn("Enough data"),
     "n": st.column_config.NumberColumn("Predictions", format="%d"),
