@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import machine, markdown_table, print_table, write_section  # noqa: E402
-from demo.data import FEATURES, generate  # noqa: E402
+from demo.data import FEATURES  # noqa: E402
 from demo.model import load_or_train  # noqa: E402
+from demo.replayer import scored_history  # noqa: E402
+from demo.runtime import offline_config_text  # noqa: E402
 from monitoring.store import Store, labels  # noqa: E402
 
 DAY = 86400.0
@@ -44,10 +46,7 @@ def _label_count(store: Store, service: str) -> int:
 
 
 def _generate(model, rows: int, history_start: float) -> pd.DataFrame:
-    frame = generate(rows, start_day=0, end_day=28, history_start=history_start, random_state=1)
-    proba = model.pipeline.predict_proba(frame[list(FEATURES)])[:, 1]
-    return frame.assign(id=[f"p{i}" for i in range(rows)], score=proba, prediction=(proba > 0.5).astype(float),
-                        model_version=model.version)
+    return scored_history(model, rows, history_start=history_start, random_state=1, id_prefix="p")
 
 
 def add_labels(store: Store, frame: pd.DataFrame) -> None:
@@ -74,12 +73,8 @@ def build_store(rows: int) -> tuple[Path, Path]:
         store.prediction_table("credit", dict(FEATURES))
         started = time.perf_counter()
         generated = _generate(model, rows, time.time() - 28 * DAY)
-        frame = generated[["ts", *FEATURES, "id", "score", "prediction", "model_version"]].copy()
-        for column in frame.columns:
-            if isinstance(frame[column].dtype, pd.CategoricalDtype):
-                frame[column] = frame[column].astype(object)
         for begin in range(0, rows, 100_000):
-            store.log_predictions("credit", frame.iloc[begin:begin + 100_000])
+            store.log_predictions("credit", generated.iloc[begin:begin + 100_000])
         print(f"built {store_path} with {rows:,} predictions in {time.perf_counter() - started:.0f} s")
         add_labels(store, generated)
     elif _label_count(store, "credit") != (rows + 1) // 2:
@@ -89,20 +84,8 @@ def build_store(rows: int) -> tuple[Path, Path]:
         generated = _generate(model, rows, 0.0)  # same rows and labels (same seed); times from the log
         add_labels(store, generated[["default"]].assign(id=logged["id"].to_numpy(), ts=logged["ts"].to_numpy()))
     store.dispose()
-    features = ", ".join(f'"{f}"' for f in FEATURES)
     config = BENCH_DIR / f"pages-{rows}.toml"
-    config.write_text(f"""
-[store]
-url = "sqlite:///{store_path}"
-
-[[services]]
-name = "credit"
-url = "http://127.0.0.1:9"
-protocol = "rest"
-poll_interval = 3600
-reference = "{model.reference_path}"
-features = [{features}]
-""")
+    config.write_text(offline_config_text(store_path=store_path, model=model))
     return store_path, config
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from demo.data import FEATURES, TARGET, generate
+from demo.model import DemoModel
 from monitoring.clients import V2Client
 from monitoring.store import Store
 
@@ -149,3 +150,34 @@ class TrafficReplayer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+def scored_history(model: DemoModel, n_rows: int, *, history_start: float, random_state: int,
+                   id_prefix: str = "r", model_version: str | None = None) -> pd.DataFrame:
+    """Demo traffic over the 28-day history with the model's outputs, ready for ``Store.log_predictions``.
+
+    For tests and benchmarks that need a logged history without running the service.
+
+    Parameters
+    ----------
+    model : DemoModel
+    n_rows : int
+    history_start : float
+        Unix time of day 0.
+    random_state : int
+    id_prefix : str, default="r"
+        Prediction ids are ``<prefix><row number>``.
+    model_version : str, optional
+        Logged version; the model's own by default.
+
+    Returns
+    -------
+    DataFrame
+        :func:`demo.data.generate` output (with ``default`` and ``label_delay_days``) plus
+        ``id``, ``score``, ``prediction`` and ``model_version``.
+    """
+    frame = generate(n_rows, start_day=0, end_day=28, history_start=history_start, random_state=random_state)
+    proba = model.pipeline.predict_proba(frame[list(FEATURES)])[:, 1]
+    return frame.assign(id=[f"{id_prefix}{i}" for i in range(n_rows)], score=proba,
+                        prediction=(proba > model.threshold).astype(float),
+                        model_version=model_version or model.version)

@@ -133,6 +133,27 @@ metadata = "/model"
 {explain}"""
 
 
+def offline_config_text(*, store_path: Path | str, model: DemoModel, service: str = "credit", extra: str = "") -> str:
+    """Configuration for a service that logged demo traffic into ``store_path`` but is not running.
+
+    For tests and benchmarks of the data pages (its health polls simply fail). ``extra`` is
+    appended, e.g. ``[services.performance]`` settings or more services.
+    """
+    features = ", ".join(f'"{f}"' for f in model.features)
+    return f"""
+[store]
+url = "sqlite:///{store_path}"
+
+[[services]]
+name = "{service}"
+url = "http://127.0.0.1:9"
+protocol = "rest"
+poll_interval = 3600
+reference = "{model.reference_path}"
+features = [{features}]
+{extra}"""
+
+
 def _history_start(directory: Path, now: float) -> float:
     """Day 0 of the demo's history: fixed at the first start, so restarts continue it."""
     path = directory / "history.json"

@@ -4,11 +4,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from demo.data import DRIFTED_FEATURES, FEATURES, generate
+from demo.data import DRIFTED_FEATURES, FEATURES
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 DAY = 86400.0
@@ -17,35 +16,18 @@ DAY = 86400.0
 @pytest.fixture
 def drift_config(tmp_path, demo_model):
     """A config whose service logged 28 days of demo traffic (drift from day 14) into its store."""
+    from demo.replayer import scored_history
+    from demo.runtime import offline_config_text
     from monitoring.store import Store
 
     store_path = tmp_path / "drift.db"
     store = Store(f"sqlite:///{store_path}")
     store.prediction_table("credit", dict(FEATURES))
-    start = time.time() - 28 * DAY
-    rows = generate(14_000, start_day=0, end_day=28, history_start=start, random_state=3)
-    proba = demo_model.pipeline.predict_proba(rows[list(FEATURES)])[:, 1]
-    logged = rows[["ts", *FEATURES]].assign(id=[f"r{i}" for i in range(len(rows))], score=proba,
-                                            prediction=(proba > 0.5).astype(float))
-    for column in logged.columns:
-        if isinstance(logged[column].dtype, pd.CategoricalDtype):
-            logged[column] = logged[column].astype(object)
-    store.log_predictions("credit", logged)
+    rows = scored_history(demo_model, 14_000, history_start=time.time() - 28 * DAY, random_state=3)
+    store.log_predictions("credit", rows)
     store.dispose()
-    features = ", ".join(f'"{f}"' for f in FEATURES)
     path = tmp_path / "vantage.toml"
-    path.write_text(f"""
-[store]
-url = "sqlite:///{store_path}"
-
-[[services]]
-name = "credit"
-url = "http://127.0.0.1:9"
-protocol = "rest"
-poll_interval = 3600
-reference = "{demo_model.reference_path}"
-features = [{features}]
-""")
+    path.write_text(offline_config_text(store_path=store_path, model=demo_model))
     return path
 
 

@@ -121,42 +121,25 @@ def test_regression_gap_label_problems_and_missing_inputs_are_plain_sentences():
 @pytest.fixture
 def overview_config(tmp_path, demo_model):
     """A store with 28 days of demo traffic (drift from day 14), labels for most, and bad labels."""
-    from demo.data import FEATURES, generate
+    from demo.data import FEATURES
+    from demo.replayer import scored_history
+    from demo.runtime import offline_config_text
     from monitoring.store import Store
 
     store_path = tmp_path / "overview.db"
     store = Store(f"sqlite:///{store_path}")
     store.prediction_table("credit", dict(FEATURES))
     now = time.time()
-    rows = generate(14_000, start_day=0, end_day=28, history_start=now - 28 * DAY, random_state=3)
-    proba = demo_model.pipeline.predict_proba(rows[list(FEATURES)])[:, 1]
-    ids = [f"r{i}" for i in range(len(rows))]
-    logged = rows[["ts", *FEATURES]].assign(id=ids, score=proba, prediction=(proba > 0.5).astype(float),
-                                            model_version="7")
-    for column in logged.columns:
-        if isinstance(logged[column].dtype, pd.CategoricalDtype):
-            logged[column] = logged[column].astype(object)
-    store.log_predictions("credit", logged)
+    rows = scored_history(demo_model, 14_000, history_start=now - 28 * DAY, random_state=3, model_version="7")
+    store.log_predictions("credit", rows)
     arrived = rows["ts"] + rows["label_delay_days"] * DAY
-    labels = pd.DataFrame({"prediction_id": ids, "ts": arrived, "label": rows["default"].astype(float)})
+    labels = pd.DataFrame({"prediction_id": rows["id"], "ts": arrived, "label": rows["default"].astype(float)})
     labels = labels[arrived < now]
     bad = pd.DataFrame({"prediction_id": ["ghost-1", "ghost-2"], "ts": [now - DAY] * 2, "label": [1.0, 0.0]})
     store.write_labels("credit", pd.concat([labels, bad], ignore_index=True))
     store.dispose()
-    features = ", ".join(f'"{f}"' for f in FEATURES)
     path = tmp_path / "vantage.toml"
-    path.write_text(f"""
-[store]
-url = "sqlite:///{store_path}"
-
-[[services]]
-name = "credit"
-url = "http://127.0.0.1:9"
-protocol = "rest"
-poll_interval = 3600
-reference = "{demo_model.reference_path}"
-features = [{features}]
-
+    path.write_text(offline_config_text(store_path=store_path, model=demo_model, extra=f"""
 [services.performance]
 baseline = {{accuracy = 0.97}}
 cost_false_positive = 5
@@ -174,7 +157,7 @@ name = "unlogged"
 url = "http://127.0.0.1:9"
 protocol = "rest"
 poll_interval = 3600
-""")
+"""))
     return path
 
 
