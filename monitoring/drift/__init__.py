@@ -64,8 +64,24 @@ arithmetic over cache-sized chunks, and every window is counted by one ``np.binc
 mapped to the reference's categories afterwards. Categorical columns are fastest as pandas
 categoricals (strings are factorised first).
 
+Sample size: a distance between two samples of the same distribution is never zero, and the
+smaller the window the larger it gets (Jensen–Shannon over 22 bins reaches about 0.14 on
+200 unchanged rows, above its threshold of 0.1). So a distance counts as drifted only when
+it is at or above its threshold **and** above the window's noise level: the 99.9th
+percentile of the method's score on windows of the same size drawn from the reference's own
+shares (:func:`noise_level`, simulated once per column, method and size, memoised). At most
+one feature-window in a thousand is then flagged by chance where the noise decides; where
+the threshold decides (larger windows) far fewer. A window whose noise level exceeds the
+threshold is "too small" unless its score clears the noise. p-value tests already account
+for the window's size; :meth:`DriftReport.false_alarm_bound` says how many false alarms to
+expect across features × windows at the chosen thresholds.
+
 Severity: ``red`` when drifted; ``amber`` when a p-value is below twice its threshold or a
-distance at least half of it; ``green`` otherwise; ``grey`` when the score is NaN.
+distance at least half of it and above the noise; ``green`` otherwise; ``grey`` when the
+window is not judged: its score is NaN, it has fewer than :data:`MIN_WINDOW_ROWS` values,
+the column is constant in the reference, or the window is too small (``status`` and
+``reason`` say which). Windows still open at ``now`` are ``partial``: shown "so far", never
+deciding :func:`summary` or :func:`drifted_features` on their own.
 
 Missing values (NaN, None, ±inf) are left out of the scores and counted per window
 (``n_missing``); values the reference never had (unseen categories, numbers outside its
@@ -81,13 +97,20 @@ from monitoring.drift._compute import (
     RESULT_COLUMNS,
     SEVERITIES,
     SEVERITY_COLORS,
+    JUDGED_STATUSES,
+    MIN_WINDOW_ROWS,
+    STATUSES,
     DriftReport,
     WindowedCounts,
     check_drift_settings,
     compute_drift,
+    drifted_features,
     feature_distribution,
+    judge,
+    partial_windows,
     summary,
 )
+from monitoring.drift._noise import NOISE_DRAWS, NOISE_QUANTILE, clear_noise_cache, noise_level, noise_levels
 from monitoring.drift._methods import (
     AUTO,
     AUTO_MAX_REFERENCE_ROWS,
@@ -120,6 +143,11 @@ from monitoring.drift._windows import WINDOW_SECONDS, Windows, assign_windows, p
 __all__ = [
     "AUTO",
     "AUTO_MAX_REFERENCE_ROWS",
+    "JUDGED_STATUSES",
+    "MIN_WINDOW_ROWS",
+    "NOISE_DRAWS",
+    "NOISE_QUANTILE",
+    "STATUSES",
     "DATASET_COLUMNS",
     "DEFAULT_BINS",
     "DEFAULT_CACHE_DIR",
@@ -147,15 +175,21 @@ __all__ = [
     "build_profile",
     "check_drift_settings",
     "choose_method",
+    "clear_noise_cache",
     "compute_drift",
+    "drifted_features",
     "feature_distribution",
     "file_sha256",
     "get_method",
+    "judge",
     "ks_p_value",
     "ks_p_value_asymptotic",
     "load_or_build_profile",
     "method_names",
+    "noise_level",
+    "noise_levels",
     "parse_window",
+    "partial_windows",
     "register_method",
     "summary",
 ]

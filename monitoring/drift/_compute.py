@@ -22,19 +22,28 @@ from monitoring.drift._methods import (
     get_method,
     method_names,
 )
+from monitoring.drift._noise import NOISE_QUANTILE, noise_levels
 from monitoring.drift._profile import ColumnProfile, DriftWarning, ReferenceProfile, numeric_values, step_positions
 from monitoring.drift._windows import Windows, assign_windows, parse_window, timestamps_as_seconds
 
 SEVERITIES = ("green", "amber", "red", "grey")
-"""red: drifted; amber: within the margin of the threshold (p-value < 2 × threshold, distance ≥ ½ × threshold);
-green: neither; grey: no score (NaN)."""
+"""red: drifted; amber: within the margin of the threshold (p-value < 2 × threshold, distance ≥ ½ × threshold
+and above the noise level); green: neither; grey: not judged (no score, too few rows, or a window too small
+to tell a drift of the threshold's size from noise)."""
+STATUSES = ("drifted", "close", "stable", "too small", "cannot judge")
+"""Plain words for a feature-window: red, amber and green are drifted, close and stable; grey is one of the
+last two, with the reason in the ``reason`` column."""
+JUDGED_STATUSES = ("drifted", "close", "stable")
+MIN_WINDOW_ROWS = 30
+"""Windows with fewer non-missing values of a column are not judged for it ("cannot judge")."""
 SEVERITY_COLORS = {"green": "#16a34a", "amber": "#d97706", "red": "#dc2626", "grey": "#9ca3af"}
 """Severity → colour (hex), the palette of the health page's states."""
 
-RESULT_COLUMNS = ("window", "window_start", "window_end", "service", "feature", "kind", "method", "score",
-                  "threshold", "drifted", "severity", "n", "n_missing", "n_unseen")
-DATASET_COLUMNS = ("window", "window_start", "window_end", "service", "n", "n_features", "n_drifted", "share",
-                   "drifted", "drifted_features")
+RESULT_COLUMNS = ("window", "window_start", "window_end", "partial", "service", "feature", "kind", "method",
+                  "score", "threshold", "noise", "drifted", "severity", "status", "reason", "n", "n_missing",
+                  "n_unseen")
+DATASET_COLUMNS = ("window", "window_start", "window_end", "partial", "service", "n", "n_features", "n_drifted",
+                   "share", "drifted", "drifted_features")
 DISTRIBUTION_COLUMNS = ("bin", "bin_kind", "left", "right", "reference_count", "reference_share", "current_count",
                         "current_share")
 
@@ -84,6 +93,9 @@ class DriftReport:
         window_start  tz-aware UTC datetime: the window's start (time windows) or its first
                       timestamp (row windows; NaT without timestamps)
         window_end    the window's end, excluded (time windows) or its last timestamp
+        partial       bool: the window is still open — a time window whose end is after
+                      ``now``, or the last, short block of a row window; it is shown "so
+                      far" and never decides a headline on its own
         service       the ``service`` given to :func:`compute_drift`
         feature       column name
         kind          ``numeric`` or ``categorical``
@@ -91,9 +103,18 @@ class DriftReport:
         score         p-value or distance; NaN when the window (or the reference) has no
                       non-missing value
         threshold     the method's threshold
-        drifted       bool: p-value < threshold, or distance >= threshold
-        severity      ``red`` (drifted), ``amber`` (p-value < 2 × threshold or distance >=
-                      ½ × threshold), ``green``, or ``grey`` (NaN score)
+        noise         distances: the score a window of this size reaches from sampling
+                      noise alone (the ``noise_quantile`` of no-change windows drawn from
+                      the reference, :func:`monitoring.drift.noise_level`); NaN for
+                      p-values, which account for the window's size themselves
+        drifted       bool: p-value < threshold, or distance >= threshold and > noise; never
+                      for a window that is not judged
+        severity      ``red`` (drifted), ``amber`` (p-value < 2 × threshold, or distance >=
+                      ½ × threshold and > noise), ``green``, or ``grey`` (not judged)
+        status        ``drifted``, ``close``, ``stable``, ``too small`` (a distance within
+                      the noise of a window whose noise exceeds the threshold: only drifts
+                      larger than the noise can be told) or ``cannot judge``
+        reason        why a window is ``too small`` or ``cannot judge``; "" otherwise
         n             rows in the window
         n_missing     of them missing (NaN, None, ±inf): left out of the score
         n_unseen      of them outside the reference: categories it never had, numbers
@@ -105,7 +126,7 @@ class DriftReport:
         reference and the current data; empty when there are none.
     dataset : DataFrame
         One row per window (:data:`DATASET_COLUMNS`): ``window``, ``window_start``,
-        ``window_end``, ``service``, ``n`` (rows), ``n_features`` (features with a score),
+        ``window_end``, ``partial``, ``service``, ``n`` (rows), ``n_features`` (features judged),
         ``n_drifted``, ``share`` (n_drifted / n_features), ``drifted`` (share >=
         ``drift_share``), ``drifted_features`` (list of names).
     counts : mapping of str to WindowedCounts
@@ -114,6 +135,10 @@ class DriftReport:
         The window asked for.
     drift_share : float
     service : str
+    noise_quantile : float
+        Quantile of the no-change scores a distance must exceed (NaN when noise was not used).
+    now : float or None
+        The time windows were judged at (windows ending after it are partial).
     warnings : tuple of str
         What could not be measured (all-missing columns, rows without timestamps); each is
         also issued as a :class:`DriftWarning` through the ``warnings`` module.
@@ -126,12 +151,40 @@ class DriftReport:
     window: str | int
     drift_share: float
     service: str = ""
+    noise_quantile: float = NOISE_QUANTILE
+    now: float | None = None
     warnings: tuple[str, ...] = field(default=())
 
     @property
     def n_windows(self) -> int:
         """Number of windows."""
         return len(self.dataset)
+
+    @property
+    def closed(self) -> pd.DataFrame:
+        """The feature rows of windows that are not partial: what headlines are made of."""
+        return self.features[~self.features["partial"].to_numpy(dtype=bool)]
+
+    def false_alarm_bound(self) -> tuple[float, int]:
+        """How many feature-windows of this report could be flagged by chance if nothing had changed.
+
+        Returns
+        -------
+        expected : float
+            At most this many false alarms are expected: each judged p-value row contributes
+            its threshold (the chance a p-value falls below it with nothing changed), each
+            judged distance row at most ``1 - noise_quantile`` (NaN when noise was not used:
+            then a distance's false-alarm rate depends on the window's size and is unknown).
+        n_judged : int
+            Feature-windows that were judged.
+        """
+        rows = self.features[self.features["status"].isin(JUDGED_STATUSES)]
+        if rows.empty:
+            return 0.0, 0
+        p_value = np.array([get_method(m).score_kind == "p_value" for m in rows["method"]], dtype=bool)
+        per_distance = 1.0 - self.noise_quantile if math.isfinite(self.noise_quantile) else math.nan
+        expected = float(rows.loc[p_value, "threshold"].sum()) + per_distance * int((~p_value).sum())
+        return expected, len(rows)
 
     def to_csv(self, path_or_buffer=None, *, table: str = "features") -> str | None:
         """Export one table as CSV.
@@ -162,7 +215,9 @@ class DriftReport:
 
 def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: str | int = "day",
                   methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
-                  drift_share: float = 0.5, timestamp_column: str = "ts", service: str = "") -> DriftReport:
+                  drift_share: float = 0.5, timestamp_column: str = "ts", service: str = "",
+                  now: float | None = None, noise: bool = True, noise_quantile: float = NOISE_QUANTILE,
+                  min_rows: int = MIN_WINDOW_ROWS) -> DriftReport:
     """Drift of every feature and prediction column in every window, against the reference profile.
 
     Each numeric column is binned once against the reference's edges (a lookup table
@@ -192,6 +247,16 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
         Unix seconds (float) or datetimes.
     service : str, default=""
         Copied into every row.
+    now : float, optional
+        Unix seconds: time windows ending after it are marked partial. None marks none
+        (the last short block of row windows is partial either way).
+    noise : bool, default=True
+        Whether a distance must also exceed the noise level of its window's size
+        (:func:`monitoring.drift.noise_level`) to count as drifted.
+    noise_quantile : float, default=0.999
+        Quantile of the no-change scores that is the noise level; in (0.5, 1).
+    min_rows : int, default=30
+        Windows with fewer non-missing values of a column are not judged for it.
 
     Returns
     -------
@@ -218,6 +283,12 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
     if isinstance(drift_share, bool) or not isinstance(drift_share, int | float) or not 0 < drift_share <= 1:
         raise ValueError(f"drift_share must be a number in (0, 1]; got {drift_share!r}")
     threshold_of = _thresholds(thresholds)
+    if noise and not (isinstance(noise_quantile, float | int) and 0.5 < noise_quantile < 1):
+        raise ValueError(f"noise_quantile must be a number in (0.5, 1); got {noise_quantile!r}")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
+        raise ValueError(f"min_rows must be an integer >= 1; got {min_rows!r}")
+    if now is not None and not (isinstance(now, int | float) and math.isfinite(now)):
+        raise ValueError(f"now must be Unix seconds (a finite number) or None; got {now!r}")
     absent = [name for name in profile.features if name not in current.columns]
     if absent:
         raise ValueError(f"current data lacks feature column(s) {absent}; it has {list(current.columns)}")
@@ -251,12 +322,14 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
                             "its score is NaN there")
         elif column.n_values == 0 and windows.n_windows:
             messages.append(f"{column.role} {name!r} has no values in the reference: its scores are NaN")
-        drifted = method.is_drifted(scores, threshold)
-        severity = np.where(np.isnan(scores), "grey",
-                            np.where(drifted, "red", np.where(method.is_near(scores, threshold), "amber", "green")))
+        n_values = column_counts.current.sum(axis=1)
+        levels = (noise_levels(column, method, n_values, quantile=noise_quantile) if noise
+                  else np.full(windows.n_windows, np.nan))
+        judged = judge(scores, threshold=threshold, noise=levels, n_values=n_values, method=method, column=column,
+                       min_rows=int(min_rows))
         unseen_bins = [i for i, kind in enumerate(column.bin_kinds) if kind in ("below", "above", "unseen")]
         results[name] = {
-            "method": method.name, "threshold": threshold, "score": scores, "drifted": drifted, "severity": severity,
+            "method": method.name, "threshold": threshold, "score": scores, "noise": levels, **judged,
             "n_missing": missing, "n_unseen": column_counts.current[:, unseen_bins].sum(axis=1),
         }
         counts[name] = WindowedCounts(
@@ -268,13 +341,86 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
         warnings.warn(message, DriftWarning, stacklevel=2)
     starts = pd.to_datetime(windows.start, unit="s", utc=True)
     ends = pd.to_datetime(windows.end, unit="s", utc=True)
-    feature_table = _table(profile.features, results, profile, windows, starts, ends, service)
+    partial = partial_windows(windows, now=now)
+    feature_table = _table(profile.features, results, profile, windows, starts, ends, partial, service)
     prediction_table = _table([n for n in names if n not in profile.features], results, profile, windows, starts,
-                              ends, service)
-    dataset = _dataset(feature_table, windows, starts, ends, service, drift_share)
+                              ends, partial, service)
+    dataset = _dataset(feature_table, windows, starts, ends, partial, service, drift_share)
     return DriftReport(features=feature_table, prediction=prediction_table, dataset=dataset, counts=counts,
                        window=spec, drift_share=float(drift_share), service=service,
+                       noise_quantile=float(noise_quantile) if noise else math.nan, now=now,
                        warnings=tuple(messages))
+
+
+def partial_windows(windows: Windows, *, now: float | None) -> np.ndarray:
+    """Which windows are still open: time windows ending after ``now``; the last, short block of row windows."""
+    if isinstance(windows.spec, int):
+        partial = np.zeros(windows.n_windows, dtype=bool)
+        if windows.n_windows and windows.n_rows[-1] < windows.spec:
+            partial[-1] = True
+        return partial
+    if now is None:
+        return np.zeros(windows.n_windows, dtype=bool)
+    return np.asarray(windows.end, dtype=float) > now
+
+
+def judge(scores: np.ndarray, *, threshold: float, noise: np.ndarray, n_values: np.ndarray, method: DriftMethod,
+          column: ColumnProfile, min_rows: int = MIN_WINDOW_ROWS) -> dict[str, np.ndarray]:
+    """The decision for every window of one column: drifted, severity, status and the reason.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_windows,)
+    threshold : float
+    noise : ndarray of shape (n_windows,)
+        Noise level per window (NaN for p-values, or when noise is not used).
+    n_values : ndarray of shape (n_windows,)
+        Non-missing values per window.
+    method : DriftMethod
+    column : ColumnProfile
+    min_rows : int, default=30
+
+    Returns
+    -------
+    dict
+        ``drifted`` (bool), ``severity`` (:data:`SEVERITIES`), ``status`` (:data:`STATUSES`)
+        and ``reason`` (str) arrays of shape (n_windows,).
+    """
+    scores = np.asarray(scores, dtype=float)
+    n_values = np.asarray(n_values, dtype=np.int64)
+    size = len(scores)
+    reason = np.full(size, "", dtype=object)
+    unjudged = np.zeros(size, dtype=bool)
+
+    def cannot(mask: np.ndarray, text) -> None:
+        fresh = mask & ~unjudged
+        for i in np.flatnonzero(fresh):
+            reason[i] = text(i) if callable(text) else text
+        unjudged[fresh] = True
+
+    if column.n_values == 0:
+        cannot(np.ones(size, dtype=bool), "the reference has no values in this column")
+    elif column.n_distinct < 2:
+        cannot(np.ones(size, dtype=bool), "the column has one value in the reference: there is no distribution "
+                                          "to compare with (other values are counted as unseen)")
+    cannot(n_values == 0, "no values in this window")
+    cannot(n_values < min_rows, lambda i: f"only {n_values[i]:,} value{'s' if n_values[i] != 1 else ''} in this "
+                                          f"window; at least {min_rows} are needed")
+    cannot(np.isnan(scores), "the score is undefined for this window")
+    with np.errstate(invalid="ignore"):
+        over = method.is_drifted(scores, threshold)
+        near = method.is_near(scores, threshold)
+        beyond_noise = ~(scores <= noise)  # True where noise is NaN (p-values, or noise not used)
+    noisy = ~np.isnan(noise) & (noise >= threshold) & ~beyond_noise & ~unjudged
+    for i in np.flatnonzero(noisy):
+        reason[i] = (f"a window of {n_values[i]:,} values reaches {noise[i]:.3g} from noise alone, above the "
+                     f"threshold {threshold:g}: only a larger drift can be told")
+    drifted = over & beyond_noise & ~unjudged
+    close = near & beyond_noise & ~drifted & ~unjudged & ~noisy
+    status = np.select([unjudged, drifted, noisy, close], ["cannot judge", "drifted", "too small", "close"],
+                       default="stable").astype(object)
+    severity = np.select([unjudged | noisy, drifted, close], ["grey", "red", "amber"], default="green").astype(object)
+    return {"drifted": drifted, "severity": severity, "status": status, "reason": reason}
 
 
 def check_drift_settings(*, methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
@@ -432,7 +578,7 @@ def _plain(value: object) -> object:
 
 
 def _table(names: list[str], results: Mapping[str, Mapping], profile: ReferenceProfile, windows: Windows,
-           starts: pd.DatetimeIndex, ends: pd.DatetimeIndex, service: str) -> pd.DataFrame:
+           starts: pd.DatetimeIndex, ends: pd.DatetimeIndex, partial: np.ndarray, service: str) -> pd.DataFrame:
     n_windows = windows.n_windows
     if not names or n_windows == 0:
         return _empty_results()
@@ -441,14 +587,18 @@ def _table(names: list[str], results: Mapping[str, Mapping], profile: ReferenceP
         "window": window,
         "window_start": starts[window],
         "window_end": ends[window],
+        "partial": partial[window],
         "service": service,
         "feature": np.repeat(names, n_windows),
         "kind": np.repeat([profile.columns[n].kind for n in names], n_windows),
         "method": np.repeat([results[n]["method"] for n in names], n_windows),
         "score": np.concatenate([results[n]["score"] for n in names]),
         "threshold": np.repeat([results[n]["threshold"] for n in names], n_windows).astype(float),
-        "drifted": np.concatenate([results[n]["drifted"] for n in names]),
+        "noise": np.concatenate([results[n]["noise"] for n in names]).astype(float),
+        "drifted": np.concatenate([results[n]["drifted"] for n in names]).astype(bool),
         "severity": np.concatenate([results[n]["severity"] for n in names]),
+        "status": np.concatenate([results[n]["status"] for n in names]),
+        "reason": np.concatenate([results[n]["reason"] for n in names]),
         "n": np.tile(windows.n_rows, len(names)),
         "n_missing": np.concatenate([results[n]["n_missing"] for n in names]).astype(np.int64),
         "n_unseen": np.concatenate([results[n]["n_unseen"] for n in names]).astype(np.int64),
@@ -460,21 +610,23 @@ def _table(names: list[str], results: Mapping[str, Mapping], profile: ReferenceP
 def _empty_results() -> pd.DataFrame:
     return pd.DataFrame({
         "window": pd.Series(dtype=np.int64), "window_start": pd.Series(dtype="datetime64[ns, UTC]"),
-        "window_end": pd.Series(dtype="datetime64[ns, UTC]"), "service": pd.Series(dtype=object),
-        "feature": pd.Series(dtype=object), "kind": pd.Series(dtype=object), "method": pd.Series(dtype=object),
-        "score": pd.Series(dtype=float), "threshold": pd.Series(dtype=float), "drifted": pd.Series(dtype=bool),
-        "severity": pd.Series(dtype=object), "n": pd.Series(dtype=np.int64), "n_missing": pd.Series(dtype=np.int64),
-        "n_unseen": pd.Series(dtype=np.int64)})
+        "window_end": pd.Series(dtype="datetime64[ns, UTC]"), "partial": pd.Series(dtype=bool),
+        "service": pd.Series(dtype=object), "feature": pd.Series(dtype=object), "kind": pd.Series(dtype=object),
+        "method": pd.Series(dtype=object), "score": pd.Series(dtype=float), "threshold": pd.Series(dtype=float),
+        "noise": pd.Series(dtype=float), "drifted": pd.Series(dtype=bool), "severity": pd.Series(dtype=object),
+        "status": pd.Series(dtype=object), "reason": pd.Series(dtype=object), "n": pd.Series(dtype=np.int64),
+        "n_missing": pd.Series(dtype=np.int64), "n_unseen": pd.Series(dtype=np.int64)})
 
 
-def _dataset(features: pd.DataFrame, windows: Windows, starts, ends, service: str, drift_share: float) -> pd.DataFrame:
+def _dataset(features: pd.DataFrame, windows: Windows, starts, ends, partial: np.ndarray, service: str,
+             drift_share: float) -> pd.DataFrame:
     n_windows = windows.n_windows
     scored = np.zeros(n_windows, dtype=np.int64)
     drifted = np.zeros(n_windows, dtype=np.int64)
     names: list[list[str]] = [[] for _ in range(n_windows)]
     if len(features):
         window = features["window"].to_numpy()
-        has_score = features["score"].notna().to_numpy()
+        has_score = features["status"].isin(JUDGED_STATUSES).to_numpy()
         is_drifted = features["drifted"].to_numpy(dtype=bool)
         scored = np.bincount(window[has_score], minlength=n_windows)
         drifted = np.bincount(window[is_drifted], minlength=n_windows)
@@ -483,7 +635,8 @@ def _dataset(features: pd.DataFrame, windows: Windows, starts, ends, service: st
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(scored > 0, drifted / np.maximum(scored, 1), np.nan)
     return pd.DataFrame({
-        "window": np.arange(n_windows), "window_start": starts, "window_end": ends, "service": service,
+        "window": np.arange(n_windows), "window_start": starts, "window_end": ends, "partial": partial,
+        "service": service,
         "n": windows.n_rows, "n_features": scored, "n_drifted": drifted, "share": share,
         "drifted": np.nan_to_num(share, nan=0.0) >= drift_share, "drifted_features": names,
     })
@@ -545,12 +698,28 @@ def feature_distribution(report: DriftReport, feature: str, *,
     })
 
 
+def drifted_features(report: DriftReport | None) -> list[str]:
+    """Features that drifted in at least one closed (not partial) window, most drifted windows first.
+
+    A window still open never decides on its own: a feature that drifted only in it is not
+    listed. None or an empty report gives an empty list.
+    """
+    if report is None or report.features.empty:
+        return []
+    closed = report.closed
+    drifted = closed[closed["drifted"].to_numpy(dtype=bool)]
+    windows_drifted = drifted.groupby("feature", sort=False).size()
+    order = list(dict.fromkeys(report.features["feature"]))
+    return sorted(windows_drifted.index, key=lambda name: (-windows_drifted[name], order.index(name)))
+
+
 def summary(report: DriftReport, *, since_label: str | None = None) -> str:
     """One plain-language line for business users, e.g. "2 of 12 features drifted since 12 Nov: income, channel".
 
-    A feature counts as drifted when it drifted in at least one window of the report; names
-    are listed by how many windows drifted (most first), five at most. A note is added when
-    the predictions drifted too.
+    A feature counts as drifted when it drifted in at least one closed window of the report
+    (:func:`drifted_features`); names are listed by how many windows drifted (most first),
+    five at most. A note is added when the predictions drifted too. When every window is
+    still open, the line says it is too early to judge.
 
     Parameters
     ----------
@@ -569,18 +738,28 @@ def summary(report: DriftReport, *, since_label: str | None = None) -> str:
     n_features = features["feature"].nunique() if len(features) else 0
     if n_features == 0:
         return f"No data to compare {period}"
-    drifted = features[features["drifted"]]
-    windows_drifted = drifted.groupby("feature", sort=False).size()
-    order = list(dict.fromkeys(features["feature"]))
-    names = sorted(windows_drifted.index, key=lambda name: (-windows_drifted[name], order.index(name)))
+    closed = report.closed
+    if closed.empty:
+        rows = int(report.dataset["n"].sum())
+        return (f"Too early to judge {period}: the only window is still open ({rows:,} prediction"
+                f"{'s' if rows != 1 else ''} so far)")
+    if not closed["status"].isin(JUDGED_STATUSES).any():
+        return f"Drift cannot be judged {period}: {_first_reason(closed)}"
+    names = drifted_features(report)
     prediction_note = ""
-    if len(report.prediction) and report.prediction["drifted"].any():
+    predictions = report.prediction
+    if len(predictions) and predictions.loc[~predictions["partial"].to_numpy(dtype=bool), "drifted"].any():
         prediction_note = "; the model's predictions moved too"
     if not names:
         return f"No feature drifted {period}{prediction_note}"
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     noun = "feature" if n_features == 1 else "features"
     return f"{len(names)} of {n_features} {noun} drifted {period}: {shown}{prediction_note}"
+
+
+def _first_reason(rows: pd.DataFrame) -> str:
+    reasons = [r for r in rows["reason"] if r]
+    return reasons[0] if reasons else "no window could be judged"
 
 
 def _period(report: DriftReport) -> str:
