@@ -94,11 +94,11 @@ from monitoring.drift._binning import EdgeIndex, build_edge_index
 from monitoring.drift._compute import (
     DATASET_COLUMNS,
     DISTRIBUTION_COLUMNS,
+    JUDGED_STATUSES,
+    MIN_WINDOW_ROWS,
     RESULT_COLUMNS,
     SEVERITIES,
     SEVERITY_COLORS,
-    JUDGED_STATUSES,
-    MIN_WINDOW_ROWS,
     STATUSES,
     DriftReport,
     WindowedCounts,
@@ -110,7 +110,6 @@ from monitoring.drift._compute import (
     partial_windows,
     summary,
 )
-from monitoring.drift._noise import NOISE_DRAWS, NOISE_QUANTILE, clear_noise_cache, noise_level, noise_levels
 from monitoring.drift._methods import (
     AUTO,
     AUTO_MAX_REFERENCE_ROWS,
@@ -125,6 +124,7 @@ from monitoring.drift._methods import (
     method_names,
     register_method,
 )
+from monitoring.drift._noise import NOISE_DRAWS, NOISE_QUANTILE, clear_noise_cache, noise_level, noise_levels
 from monitoring.drift._profile import (
     DEFAULT_BINS,
     DEFAULT_CACHE_DIR,
@@ -143,23 +143,23 @@ from monitoring.drift._windows import WINDOW_SECONDS, Windows, assign_windows, p
 __all__ = [
     "AUTO",
     "AUTO_MAX_REFERENCE_ROWS",
-    "JUDGED_STATUSES",
-    "MIN_WINDOW_ROWS",
-    "NOISE_DRAWS",
-    "NOISE_QUANTILE",
-    "STATUSES",
     "DATASET_COLUMNS",
     "DEFAULT_BINS",
     "DEFAULT_CACHE_DIR",
     "DISTRIBUTION_COLUMNS",
+    "JUDGED_STATUSES",
     "KINDS",
     "MAX_FINE_EDGES",
     "METHODS",
+    "MIN_WINDOW_ROWS",
+    "NOISE_DRAWS",
+    "NOISE_QUANTILE",
     "PREDICTION_COLUMNS",
     "PROFILE_VERSION",
     "RESULT_COLUMNS",
     "SEVERITIES",
     "SEVERITY_COLORS",
+    "STATUSES",
     "WINDOW_SECONDS",
     "ColumnCounts",
     "ColumnProfile",

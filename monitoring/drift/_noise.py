@@ -53,7 +53,7 @@ def grid_rows(n: int) -> int:
     if n <= 4:
         return max(int(n), 1)
     step = math.floor(math.log2(n) * _GRID_STEPS_PER_DOUBLING + 1e-9)
-    return min(int(math.floor(2 ** (step / _GRID_STEPS_PER_DOUBLING))), n)
+    return min(math.floor(2 ** (step / _GRID_STEPS_PER_DOUBLING)), n)
 
 
 def column_key(column: ColumnProfile) -> str:
