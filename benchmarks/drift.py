@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/drift.py [--repeat 5] [--skip-peers]
+    python benchmarks/drift.py [--quick] [--repeat 5] [--rows 1000000] [--skip-peers | --with-peers]
 
 Data (seeded, written once to Parquet): a reference of 100,000 rows and 1,000,000 current
 rows, 16 numeric columns (normal, log-normal, exponential, uniform, gamma, beta, counts,
@@ -28,12 +28,17 @@ Peak memory is each process's ``ru_maxrss``; "added by the computation" is that 
 the peak after the import and the data were loaded. Targets (issue 3): ≥ 5× faster than
 NannyML, ≥ 50× faster than Evidently, lowest peak memory.
 
-Prints a table and writes the "drift" section of ``benchmarks/results.md``.
+``--rows`` sets the current rows (the reference is a tenth of it, the windows a tenth of it,
+the drift starts half-way). ``--quick`` runs 100,000 current rows, one timed run each and no
+peers (a few seconds; ``.ci/run`` runs it so); ``--with-peers`` adds the peers at that size.
+
+Prints a table and writes the "drift" section of ``benchmarks/results.md``; a quick run or one
+without the peers writes it to the git-ignored ``var/bench/results-quick.md`` instead (see
+:mod:`benchmarks`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -47,12 +52,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import machine, markdown_table, print_table, write_section  # noqa: E402
+from benchmarks import (  # noqa: E402
+    Size,
+    markdown_table,
+    parse_args,
+    peer_python,
+    peer_version,
+    print_table,
+    write_section,
+)
 
-N_REFERENCE = 100_000
-N_CURRENT = 1_000_000
-WINDOW_ROWS = 100_000
-DRIFT_FROM_ROW = 500_000
 DRIFTED = ("num_00", "num_04", "num_09", "cat_01")
 RUN_TIMEOUT_S = 1800
 
@@ -103,15 +112,34 @@ def _categorical_columns(n: int, rng: np.random.Generator, *, drift: np.ndarray)
     }
 
 
-def write_data(directory: Path, *, seed: int = 0) -> dict[str, str]:
-    """Write reference.parquet and current.parquet; return the column kinds."""
+def write_data(directory: Path, *, n_reference: int, n_current: int, drift_from: int, seed: int = 0) -> dict[str, str]:
+    """Write reference.parquet and current.parquet; return the column kinds.
+
+    Parameters
+    ----------
+    directory : Path
+        Where the two files go.
+    n_reference : int
+        Reference rows.
+    n_current : int
+        Current rows.
+    drift_from : int
+        First current row of the scripted drift.
+    seed : int, default=0
+        Seed of the data.
+
+    Returns
+    -------
+    dict of str to str
+        Column → ``"numeric"`` or ``"categorical"``.
+    """
     rng = np.random.default_rng(seed)
-    no_drift = np.zeros(N_REFERENCE)
-    drift = (np.arange(N_CURRENT) >= DRIFT_FROM_ROW).astype(float)
-    reference = pd.DataFrame({**_numeric_columns(N_REFERENCE, rng, drift=no_drift),
-                              **_categorical_columns(N_REFERENCE, rng, drift=no_drift)})
-    current = pd.DataFrame({**_numeric_columns(N_CURRENT, rng, drift=drift),
-                            **_categorical_columns(N_CURRENT, rng, drift=drift)})
+    no_drift = np.zeros(n_reference)
+    drift = (np.arange(n_current) >= drift_from).astype(float)
+    reference = pd.DataFrame({**_numeric_columns(n_reference, rng, drift=no_drift),
+                              **_categorical_columns(n_reference, rng, drift=no_drift)})
+    current = pd.DataFrame({**_numeric_columns(n_current, rng, drift=drift),
+                            **_categorical_columns(n_current, rng, drift=drift)})
     reference.to_parquet(directory / "reference.parquet")
     current.to_parquet(directory / "current.parquet")
     return {name: "categorical" if isinstance(reference[name].dtype, pd.CategoricalDtype) else "numeric"
@@ -164,9 +192,10 @@ def check(report):
 
 NANNYML = _PROLOGUE + """
 import nannyml as nml
+CHUNK = int(sys.argv[4])
 def compute():
     calculator = nml.UnivariateDriftCalculator(
-        column_names=numeric + categorical, treat_as_categorical=categorical, chunk_size=100_000,
+        column_names=numeric + categorical, treat_as_categorical=categorical, chunk_size=CHUNK,
         continuous_methods=["wasserstein"], categorical_methods=["jensen_shannon"])
     calculator.fit(reference)
     return calculator.calculate(current)
@@ -195,7 +224,35 @@ def check(snapshot):
 
 def run_tool(python: str | Path, code: str, data: Path, repeat: int, kinds: dict[str, str], *extra: str,
              env: dict[str, str] | None = None) -> dict:
-    """Run one tool in its own process; return its RESULT dictionary (raises RuntimeError with its output)."""
+    """Run one tool in its own process and return its RESULT dictionary.
+
+    Parameters
+    ----------
+    python : str or Path
+        The interpreter (ours, or a peer venv's).
+    code : str
+        The runner (:data:`OURS`, :data:`NANNYML`, :data:`EVIDENTLY`).
+    data : Path
+        The folder with the two Parquet files.
+    repeat : int
+        Timed runs.
+    kinds : dict of str to str
+        Column kinds.
+    *extra : str
+        Further arguments of the runner.
+    env : dict, optional
+        Extra environment variables.
+
+    Returns
+    -------
+    dict
+        Import and read times, the timed runs, peak memory and the tool's own check.
+
+    Raises
+    ------
+    RuntimeError
+        When the runner printed no result; the message holds the end of its output.
+    """
     command = [str(python), "-c", code, str(data), str(repeat), json.dumps(kinds), *extra]
     process = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=ROOT,
                              env={**os.environ, **(env or {})})
@@ -204,13 +261,6 @@ def run_tool(python: str | Path, code: str, data: Path, repeat: int, kinds: dict
             return json.loads(line.removeprefix("RESULT "))
     tail = "\n".join((process.stderr or process.stdout).strip().splitlines()[-5:])
     raise RuntimeError(f"exit code {process.returncode}: {tail}")
-
-
-def peer_python(name: str) -> Path:
-    """The interpreter of a peer's venv, built on first use (minutes)."""
-    from tests.servers import ensure_venv
-
-    return ensure_venv(name) / "bin" / "python"
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -225,37 +275,45 @@ def _megabytes(kilobytes: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs of ours (best is reported)")
-    parser.add_argument("--peer-repeat", type=int, default=3, help="timed runs of NannyML")
-    parser.add_argument("--evidently-repeat", type=int, default=1, help="timed runs of Evidently (tens of s each)")
-    parser.add_argument("--skip-peers", action="store_true", help="time ours only (no section is written)")
-    args = parser.parse_args()
+    """Run ours and the peers side by side, print the table and write the ``drift`` section."""
+    args = parse_args(__doc__, {
+        "rows": Size(1_000_000, 100_000, "current rows (the reference and each window are a tenth of it)"),
+        "repeat": Size(5, 1, "timed runs of ours (best is reported)"),
+        "peer_repeat": Size(3, 1, "timed runs of NannyML"),
+        "evidently_repeat": Size(1, 1, "timed runs of Evidently (tens of s each at full size)"),
+    }, peers=True)
+    n_current = args.rows
+    n_reference = window_rows = n_current // 10
+    drift_from = n_current // 2
 
     runs: dict[str, dict | str] = {}
+    versions: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="vantage-drift-bench-") as tmp:
         data = Path(tmp)
-        kinds = write_data(data)
+        kinds = write_data(data, n_reference=n_reference, n_current=n_current, drift_from=drift_from)
         ours_env = {"PYTHONPATH": str(ROOT)}
-        runs["ours"] = run_tool(sys.executable, OURS, data, args.repeat, kinds, str(WINDOW_ROWS), env=ours_env)
-        runs["ours_one"] = run_tool(sys.executable, OURS, data, args.repeat, kinds, str(N_CURRENT), env=ours_env)
-        if not args.skip_peers:
-            for name, code, repeat, env in (
-                ("nannyml", NANNYML, args.peer_repeat, {"NML_DISABLE_USAGE_LOGGING": "1"}),
-                ("evidently", EVIDENTLY, args.evidently_repeat, {"DO_NOT_TRACK": "1"}),
+        runs["ours"] = run_tool(sys.executable, OURS, data, args.repeat, kinds, str(window_rows), env=ours_env)
+        runs["ours_one"] = run_tool(sys.executable, OURS, data, args.repeat, kinds, str(n_current), env=ours_env)
+        if args.peers:
+            for name, code, repeat, extra, env in (
+                ("nannyml", NANNYML, args.peer_repeat, [str(window_rows)], {"NML_DISABLE_USAGE_LOGGING": "1"}),
+                ("evidently", EVIDENTLY, args.evidently_repeat, [], {"DO_NOT_TRACK": "1"}),
             ):
                 try:
-                    runs[name] = run_tool(peer_python(name), code, data, repeat, kinds, env=env)
+                    versions[name] = peer_version(name)
+                    runs[name] = run_tool(peer_python(name), code, data, repeat, kinds, *extra, env=env)
                 except Exception as exc:  # a peer that cannot be installed or run is reported, not faked
                     runs[name] = f"not run: {type(exc).__name__}: {exc}"
 
     ours = runs["ours"]
     best = {name: min(run["times_s"]) for name, run in runs.items() if isinstance(run, dict)}
     labels = {
-        "ours": ("Vantage `compute_drift`", "10 windows of 100,000 rows", args.repeat),
-        "ours_one": ("Vantage `compute_drift`", "1 window of 1,000,000 rows", args.repeat),
-        "nannyml": ("NannyML 0.13 `UnivariateDriftCalculator`", "chunk_size=100_000 (10 chunks)", args.peer_repeat),
-        "evidently": ("Evidently 0.7 `DataDriftPreset`", "1 window of 1,000,000 rows", args.evidently_repeat),
+        "ours": ("Vantage `compute_drift`", f"10 windows of {window_rows:,} rows", args.repeat),
+        "ours_one": ("Vantage `compute_drift`", f"1 window of {n_current:,} rows", args.repeat),
+        "nannyml": (f"{versions.get('nannyml', 'NannyML')} `UnivariateDriftCalculator`",
+                    f"chunk_size={window_rows:_} (10 chunks)", args.peer_repeat),
+        "evidently": (f"{versions.get('evidently', 'Evidently')} `DataDriftPreset`", f"1 window of {n_current:,} rows",
+                      args.evidently_repeat),
     }
     same_windows = {"ours": "ours", "ours_one": "ours_one", "nannyml": "ours", "evidently": "ours_one"}
     rows = []
@@ -289,14 +347,10 @@ def main() -> None:
         verdicts.append(f"lowest peak memory: {lowest} ({'met' if lowest == 'ours' else 'MISSED'})")
     for line in verdicts:
         print(line)
-    if args.skip_peers:
-        return
     found = ", ".join(ours["check"]["drifted"]) or "none"
-    write_section("drift", "\n".join([
-        "## Drift: every feature and window in one call, against NannyML and Evidently", "",
-        f"`python benchmarks/drift.py` ({machine()}).", "",
-        f"Reference {N_REFERENCE:,} rows, current {N_CURRENT:,} rows; 16 numeric and 4 categorical columns "
-        f"(seeded synthetic data; from row {DRIFT_FROM_ROW:,} on {', '.join(DRIFTED[:3])} shift and the mix of "
+    write_section("drift", "Drift: every feature and window in one call, against NannyML and Evidently", "\n".join([
+        f"Reference {n_reference:,} rows, current {n_current:,} rows; 16 numeric and 4 categorical columns "
+        f"(seeded synthetic data; from row {drift_from:,} on {', '.join(DRIFTED[:3])} shift and the mix of "
         f"{DRIFTED[3]} changes), written once to Parquet. Each tool runs in its own process (each peer from its "
         "own venv with the versions pinned in `benchmarks/peers/`), imports its library and reads the files, "
         "then only the computation is timed, reference statistics included. Methods: Wasserstein (numeric) and "
@@ -309,7 +363,7 @@ def main() -> None:
         "NannyML's default alert thresholds (from the spread of the reference's chunks) and Evidently's "
         "whole-period verdict answer other questions. Timings vary with the machine's load; the ratios are "
         "from one run with all three side by side.",
-    ]))
+    ]), args=args, peers=list(versions.values()))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/explain.py [--repeat 30] [--skip-page] [--skip-peer]
+    python benchmarks/explain.py [--quick] [--repeat 30] [--skip-page] [--skip-peers | --with-peers]
 
 1. Local SHAP of the demo model (a Pipeline: imputer + one-hot + gradient boosting) for one
    row and for 1,000 rows through :class:`explain.ShapExplainer` (raw features in, values per
@@ -14,19 +14,22 @@ Usage::
 3. Remote one-feature partial dependence, 20 grid points over 500 rows, next to
    scikit-learn's brute method locally (50 points over 2,000 rows). Target: ≤ 0.5 s, one request.
 4. The Explain page's time to its first chart in headless Chromium, from the click on its link
-   in the running app, coming from the Service health page (fresh server caches; the demo model
-   as a local skops artifact, checked against the service; 1,000 rows explained), next to
-   explainerdashboard's
+   in the sidebar navigation: the browser first opens the Service health page by its URL path
+   (``/health``, which starts the runtime and loads the chart library), then clicks "Explain"
+   (fresh server caches; the demo model as a local skops artifact, checked against the
+   service; 1,000 rows explained), then the same again warm; next to explainerdashboard's
    start-up (import + ``ClassifierExplainer`` + ``ExplainerDashboard``, which precomputes) on
-   the same model and 2,000 rows, in its own venv (``tests.servers.ensure_venv``).
-   Target: ≥ 5× shorter.
+   the same model and 2,000 rows, in its own venv (``benchmarks.peer_python``) and in the same
+   run. Target: ≥ 5× shorter.
 
-Prints a table and writes the ``explain`` section of ``benchmarks/results.md``.
+``--quick`` times each call 3 times and skips explainerdashboard (about half a minute, the
+browser measurement included; ``.ci/run`` runs it so). Prints a table and writes the
+``explain`` section of ``benchmarks/results.md``; a quick run or one without the peer writes
+it to the git-ignored ``var/bench/results-quick.md`` instead (see :mod:`benchmarks`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -34,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +45,19 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.report import machine, markdown_table, print_table, write_section  # noqa: E402
+from benchmarks import (  # noqa: E402
+    Size,
+    chromium,
+    dashboard,
+    markdown_table,
+    parse_args,
+    peer_python,
+    peer_version,
+    print_table,
+    write_section,
+)
+
+HEALTH_PATH, EXPLAIN_PATH = "health", "explain"  # url paths Streamlit gives views/health.py and views/explain.py
 
 PEER_SCRIPT = """
 import sys, time
@@ -64,7 +78,20 @@ print("RESULT", imported - started, loaded - imported, done - loaded)
 
 
 def timed(function, repeat: int) -> float:
-    """Median wall time of ``function()`` in seconds (after one untimed call)."""
+    """Median wall time of ``function()`` after one untimed call.
+
+    Parameters
+    ----------
+    function : callable
+        Called without arguments.
+    repeat : int
+        Calls timed.
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
     function()
     samples = []
     for _ in range(repeat):
@@ -75,14 +102,54 @@ def timed(function, repeat: int) -> float:
 
 
 def ms(seconds: float) -> str:
+    """Seconds as ``"12.3 ms"`` below a second, else ``"1.23 s"``.
+
+    Parameters
+    ----------
+    seconds : float
+        A duration.
+
+    Returns
+    -------
+    str
+        The text.
+    """
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def verdict(value: float, target: float) -> str:
+    """``"met"`` when ``value`` is at most ``target``, else ``"MISSED"``.
+
+    Parameters
+    ----------
+    value, target : float
+        The measurement and its target, same unit.
+
+    Returns
+    -------
+    str
+        The verdict.
+    """
     return "met" if value <= target else "MISSED"
 
 
 def local_shap(model, X, repeat: int) -> list[tuple]:
+    """Local SHAP of 1 and 1,000 rows through :class:`explain.ShapExplainer` and bare TreeExplainer.
+
+    Parameters
+    ----------
+    model : demo.model.DemoModel
+        The demo model.
+    X : pandas.DataFrame
+        The reference's feature columns.
+    repeat : int
+        Timed calls for one row (a fifth of it, at least 3, for 1,000 rows).
+
+    Returns
+    -------
+    list of tuple
+        Table rows.
+    """
     import shap
 
     from explain import LocalModel, ShapExplainer
@@ -102,6 +169,22 @@ def local_shap(model, X, repeat: int) -> list[tuple]:
 
 
 def black_box(runtime, X, repeat: int) -> tuple[list[tuple], dict]:
+    """Black-box SHAP of one row through the demo service, and shap's PermutationExplainer on it.
+
+    Parameters
+    ----------
+    runtime : demo.runtime.DemoRuntime
+        The running demo service.
+    X : pandas.DataFrame
+        The reference's feature columns.
+    repeat : int
+        A fifth of it (at least 3) rows are explained.
+
+    Returns
+    -------
+    tuple of (list of tuple, dict)
+        Table rows, and the largest difference from TreeExplainer's values (log-odds).
+    """
     import shap
 
     from explain import LocalModel, ShapExplainer, open_model_source
@@ -168,6 +251,22 @@ def black_box(runtime, X, repeat: int) -> tuple[list[tuple], dict]:
 
 
 def remote_pd(runtime, X, repeat: int) -> list[tuple]:
+    """Remote one-feature partial dependence in one request, and scikit-learn's brute method locally.
+
+    Parameters
+    ----------
+    runtime : demo.runtime.DemoRuntime
+        The running demo service.
+    X : pandas.DataFrame
+        The reference's feature columns.
+    repeat : int
+        A fifth of it (at least 3) calls are timed.
+
+    Returns
+    -------
+    list of tuple
+        Table rows.
+    """
     from sklearn.inspection import partial_dependence as sklearn_partial_dependence
 
     from explain import open_model_source, partial_dependence
@@ -191,10 +290,21 @@ def remote_pd(runtime, X, repeat: int) -> list[tuple]:
 
 
 def page_first_chart(runtime, workdir: Path) -> tuple[float, float]:
-    """Seconds from opening the Explain page to its first chart: fresh caches, then warm."""
-    from playwright.sync_api import expect, sync_playwright
+    """Seconds from the click on the Explain link to the page's first chart: fresh caches, then warm.
 
-    from demo.runtime import free_port
+    Parameters
+    ----------
+    runtime : demo.runtime.DemoRuntime
+        The running demo service the dashboard watches.
+    workdir : Path
+        Where the configuration, the dashboard's store and its log go.
+
+    Returns
+    -------
+    tuple of (float, float)
+        Fresh-cache and warm seconds.
+    """
+    from playwright.sync_api import expect
 
     model = runtime.model
     features = ", ".join(f'"{f}"' for f in model.features)
@@ -216,63 +326,55 @@ features = [{features}]
 [services.explain]
 artifact = "{model.skops_path}"
 """)
-    port = free_port()
-    env = dict(os.environ, VANTAGE_CONFIG=str(config))
-    log = open(workdir / "streamlit.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                                "--server.headless", "true", "--server.port", str(port),
-                                "--browser.gatherUsageStats", "false"], stdout=log, stderr=subprocess.STDOUT,
-                               env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the dashboard did not start") from None
-                time.sleep(0.3)
-        chromium = "/usr/bin/chromium"
-        args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=args)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # Land where users land: the Service health page (it starts the runtime and loads the
-            # browser's chart library); the Explain page's server-side caches are still empty.
-            page.goto(url, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="Service health")).to_be_visible(timeout=90_000)
-            expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=90_000)
-            results = []
-            for _ in range(2):  # fresh caches, then warm
-                started = time.perf_counter()
-                page.get_by_role("link", name="Explain").click()
-                expect(page.locator(".js-plotly-plot", has_text="Feature importance").first).to_be_visible(
-                    timeout=120_000)
-                results.append(time.perf_counter() - started)
-                assert page.locator('[data-testid="stException"]').count() == 0
-                page.get_by_role("link", name="Services").click()
-                expect(page.get_by_role("heading", name="Services")).to_be_visible(timeout=60_000)
-            browser.close()
-        return results[0], results[1]
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
-        log.close()
+    with dashboard(config, workdir / "streamlit.log") as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # Open the Service health page by its own URL (whatever the landing page is): it starts the
+        # runtime and loads the browser's chart library; the Explain page's server caches stay empty.
+        page.goto(f"{url}/{HEALTH_PATH}", wait_until="domcontentloaded")
+        expect(page.get_by_role("heading", name="Service health")).to_be_visible(timeout=90_000)
+        expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=90_000)
+        navigation = page.get_by_test_id("stSidebarNav")
+        results = []
+        for _ in range(2):  # fresh caches, then warm
+            started = time.perf_counter()
+            navigation.get_by_role("link", name="Explain").click()
+            expect(page.locator(".js-plotly-plot", has_text="Feature importance").first).to_be_visible(
+                timeout=120_000)
+            results.append(time.perf_counter() - started)
+            if page.url.split("?")[0].rstrip("/") != f"{url}/{EXPLAIN_PATH}":
+                raise RuntimeError(f"the Explain link led to {page.url}")
+            if page.locator('[data-testid="stException"]').count():
+                raise RuntimeError("the Explain page shows an exception")
+            navigation.get_by_role("link", name="Services").click()
+            expect(page.get_by_role("heading", name="Services")).to_be_visible(timeout=60_000)
+    return results[0], results[1]
 
 
 def peer_startup(runtime, workdir: Path, output: str) -> tuple[float, float, float]:
-    from tests.servers import ensure_venv
+    """explainerdashboard's start-up on the demo model and 2,000 reference rows, in its own venv.
 
-    venv = ensure_venv("explainerdashboard")
+    Parameters
+    ----------
+    runtime : demo.runtime.DemoRuntime
+        The demo (its model file and reference).
+    workdir : Path
+        Where the data and the script go.
+    output : str
+        ``"logodds"`` (its ``model_output="logodds"``, as our page's default) or ``"default"``.
+
+    Returns
+    -------
+    tuple of (float, float, float)
+        Seconds to import, to load the model and data, and to build the explainer and dashboard.
+    """
+    python = peer_python("explainerdashboard")
     data = pd.read_parquet(runtime.model.reference_path).iloc[:2000]
     csv = workdir / "reference-2000.csv"
     data.to_csv(csv, index=False)
     script = workdir / "peer.py"
     script.write_text(PEER_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run([str(venv / "bin" / "python"), "-W", "ignore", str(script),
+    done = subprocess.run([str(python), "-W", "ignore", str(script),
                            str(runtime.model.artifact_path), str(csv), output],
                           capture_output=True, text=True, timeout=1800, env=env, cwd=workdir)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT")), None)
@@ -283,11 +385,10 @@ def peer_startup(runtime, workdir: Path, output: str) -> tuple[float, float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--skip-page", action="store_true", help="skip the browser measurement")
-    parser.add_argument("--skip-peer", action="store_true", help="skip explainerdashboard")
-    args = parser.parse_args()
+    """Run the four measurements, print the table and write the ``explain`` section."""
+    args = parse_args(__doc__, {"repeat": Size(30, 3, "timed calls of the one-row measurements")}, peers=True,
+                      extra=lambda parser: parser.add_argument("--skip-page", action="store_true",
+                                                               help="skip the browser measurement"))
 
     from demo.model import load_reference
     from demo.runtime import start_demo
@@ -297,6 +398,7 @@ def main() -> None:
     X = load_reference(runtime.model)[list(runtime.model.features)]
     rows: list[tuple] = []
     notes: dict = {}
+    versions: list[str] = []
     try:
         rows += local_shap(runtime.model, X, args.repeat)
         black, extra = black_box(runtime, X, args.repeat)
@@ -306,34 +408,37 @@ def main() -> None:
         page = peer = None
         if not args.skip_page:
             page = page_first_chart(runtime, workdir)
-        if not args.skip_peer:
+        if args.peers:
+            versions.append(peer_version("explainerdashboard"))
             peer = {kind: peer_startup(runtime, workdir, kind) for kind in ("logodds", "default")}
         if page is not None:
             comparison, check = "", "–"
             if peer is not None:
                 like = sum(peer["logodds"])
                 default = sum(peer["default"])
-                comparison = (f"explainerdashboard start-up, log-odds: {like:.1f} s (import {peer['logodds'][0]:.1f} s"
+                comparison = (f"{versions[0]} start-up, log-odds: {like:.1f} s (import {peer['logodds'][0]:.1f} s"
                               f" + precompute {peer['logodds'][2]:.1f} s); default (probability): {default:.1f} s")
                 check = "met" if page[0] * 5 <= like else "MISSED"
                 notes["peer_speedup_logodds"] = round(like / page[0], 1)
                 notes["peer_speedup_default"] = round(default / page[0], 1)
-            rows.append(("Explain page: open → first chart (1,000 rows, fresh caches)",
+            rows.append(("Explain page: Explain link → first chart (1,000 rows, fresh caches)",
                          f"{page[0]:.2f} s (warm: {page[1]:.2f} s)", "≥ 5× shorter than the peer", comparison, check))
     finally:
         runtime.stop()
     header = ("measurement", "Vantage", "target", "bare library / peer, same run", "verdict")
     print_table(rows, header)
     print(json.dumps(notes))
-    body = (f"## Explanations\n\n{machine()}. `python benchmarks/explain.py` (medians; the demo model: "
-            "imputer + one-hot + 120 depth-3 trees, 12 raw features).\n\n" + markdown_table(rows, header)
+    body = ("Medians; the demo model: imputer + one-hot + 120 depth-3 trees, 12 raw features. The page is opened "
+            "by its sidebar link in headless Chromium, coming from the Service health page opened by its URL "
+            "path.\n\n" + markdown_table(rows, header)
             + f"\n\nBlack-box values (10 permutations, forward and back) against TreeExplainer's interventional "
               f"values over the same 100 background rows, log-odds: largest difference "
               f"{notes.get('max_abs_difference_vs_tree_log_odds', float('nan')):.3f}.")
     if "peer_speedup_logodds" in notes:
         body += (f" The page's first chart came {notes['peer_speedup_logodds']}× sooner than explainerdashboard's "
-                 f"start-up in log-odds and {notes['peer_speedup_default']}× sooner than with its defaults.")
-    write_section("explain", body)
+                 f"start-up in log-odds and {notes['peer_speedup_default']}× sooner than with its defaults, "
+                 "measured one after the other in this run.")
+    write_section("explain", "Explanations", body, args=args, peers=versions)
 
 
 if __name__ == "__main__":

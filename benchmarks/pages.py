@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/pages.py [--rows 1000000]
+    python benchmarks/pages.py [--quick] [--rows 1000000]
 
 Builds (once, under ``var/bench/``) a SQLite store whose service logged ``--rows`` demo
 predictions over 28 days (the scripted drift included), then renders pages the way a
@@ -11,11 +11,15 @@ the reference profile built or loaded) and the median of three warm renders (wha
 waits for on every later visit or rerun). Targets: the Drift page renders within 2 s warm with
 1,000,000 logged predictions (issue 3); the Overview within 1.5 s warm with 1,000,000 logged
 predictions and 500,000 labels (issue 6; half the predictions get their label 3 days later).
+Pages are opened by their file, as ``st.switch_page`` does, not by which one is the landing page.
+
+``--quick`` uses 20,000 rows (seconds once its store is built; ``.ci/run`` runs it so). No
+peers. Prints a table and writes the ``pages`` section of ``benchmarks/results.md``; a quick run
+writes it to the git-ignored ``var/bench/results-quick.md`` instead (see :mod:`benchmarks`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -28,7 +32,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import machine, markdown_table, print_table, write_section  # noqa: E402
+from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
 from demo.data import FEATURES  # noqa: E402
 from demo.model import load_or_train  # noqa: E402
 from demo.replayer import scored_history  # noqa: E402
@@ -50,7 +54,15 @@ def _generate(model, rows: int, history_start: float) -> pd.DataFrame:
 
 
 def add_labels(store: Store, frame: pd.DataFrame) -> None:
-    """Ground truth for every other prediction, arriving 3 days after it (some still pending)."""
+    """Write ground truth for every other prediction, arriving 3 days after it (some still pending).
+
+    Parameters
+    ----------
+    store : Store
+        The benchmark's store.
+    frame : pandas.DataFrame
+        The logged predictions with their ``id``, ``ts`` and true ``default``.
+    """
     half = frame.iloc[::2]
     started = time.perf_counter()
     for begin in range(0, len(half), 100_000):
@@ -61,7 +73,18 @@ def add_labels(store: Store, frame: pd.DataFrame) -> None:
 
 
 def build_store(rows: int) -> tuple[Path, Path]:
-    """A store with ``rows`` logged demo predictions, labels for half, and a config; reused when already built."""
+    """Build a store with ``rows`` logged demo predictions, labels for half, and its config; reuse a built one.
+
+    Parameters
+    ----------
+    rows : int
+        Logged predictions.
+
+    Returns
+    -------
+    tuple of (Path, Path)
+        The store's file and the configuration watching it (offline: its health polls fail).
+    """
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     model = load_or_train(ROOT / "var" / "demo")
     store_path = BENCH_DIR / f"pages-{rows}.db"
@@ -90,7 +113,20 @@ def build_store(rows: int) -> tuple[Path, Path]:
 
 
 def render_times(config: Path, page: str) -> tuple[float, float]:
-    """Cold and warm (median of 3) render time of ``page`` in seconds."""
+    """Render ``page`` in a fresh AppTest (caches cleared), then three times more.
+
+    Parameters
+    ----------
+    config : Path
+        The configuration (``VANTAGE_CONFIG``).
+    page : str
+        The view's file relative to ``dashboard/``, e.g. ``"views/drift.py"``.
+
+    Returns
+    -------
+    tuple of (float, float)
+        Cold and warm (median of 3) render time in seconds.
+    """
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -112,9 +148,8 @@ def render_times(config: Path, page: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
+    """Build (or reuse) the store, render both pages, print the table and write the ``pages`` section."""
+    args = parse_args(__doc__, {"rows": Size(1_000_000, 20_000, "logged predictions")})
     _, config = build_store(args.rows)
     rows = []
     for page, title, target in (("views/drift.py", "Drift", 2.0), ("views/overview.py", "Overview", 1.5)):
@@ -124,16 +159,15 @@ def main() -> None:
                      f"≤ {target:g} s warm", "yes" if warm <= target else "NO"))
     header = ("page", "cold (first view)", "warm (median of 3)", "target", "met")
     print_table(rows, header)
-    write_section("pages", "\n".join([
-        "## Page render times with a large prediction log", "",
-        f"`python benchmarks/pages.py --rows {args.rows}` ({machine()}). A SQLite store with {args.rows:,} "
+    write_section("pages", "Page render times with a large prediction log", "\n".join([
+        f"A SQLite store with {args.rows:,} "
         f"logged demo predictions over 28 days and labels for {(args.rows + 1) // 2:,} of them (every other "
         "prediction, arriving 3 days after it); pages rendered through Streamlit's AppTest. Cold = first view of "
         "the page in a fresh server (every cache cleared: the collector starts and the prediction log and labels "
         "are read into memory while the page renders; it varies by a few seconds from run to run on this machine); "
         "warm = later views and reruns.", "",
         markdown_table(rows, header),
-    ]))
+    ]), args=args)
 
 
 if __name__ == "__main__":

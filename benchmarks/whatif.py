@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/whatif.py [--repeat 20]
+    python benchmarks/whatif.py [--quick] [--repeat 20]
 
 1. Re-prediction after an edit: :func:`explain.whatif.compare` of a reference row and an edited
    copy (validated against the reference ranges, one request). Target: ≤ 300 ms.
@@ -11,13 +11,14 @@ Usage::
 3. Three counterfactuals of a demo prediction (every feature allowed, re-checked against the
    service). Target: ≤ 5 s.
 
-Medians over ``--repeat`` runs (distinct rows), each with its HTTP request count. Prints a
-table and writes the ``whatif`` section of ``benchmarks/results.md``.
+Medians over ``--repeat`` runs (distinct rows), each with its HTTP request count; ``--quick``
+runs 3 (seconds; ``.ci/run`` runs it so). No peers. Prints a table and writes the ``whatif``
+section of ``benchmarks/results.md``; a quick run writes it to the git-ignored
+``var/bench/results-quick.md`` instead (see :mod:`benchmarks`).
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.report import machine, markdown_table, print_table, write_section  # noqa: E402
+from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
 
 
 def _verdict(seconds: float, target: float) -> str:
@@ -34,9 +35,8 @@ def _verdict(seconds: float, target: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=20)
-    args = parser.parse_args()
+    """Run the three measurements against the demo service, print the table and write the section."""
+    args = parse_args(__doc__, {"repeat": Size(20, 3, "distinct rows measured")})
 
     import pandas as pd
 
@@ -83,10 +83,10 @@ def main() -> None:
     ]
     header = ("measurement", "median", "requests", "target", "verdict")
     print_table(rows, header)
-    body = (f"## What-if\n\n{machine()}. `python benchmarks/whatif.py --repeat {args.repeat}` against the demo "
-            "service over HTTP (v2 protocol; the service as a black box; medians over distinct reference rows; "
-            f"counterfactuals over {len(cfs)} rows).\n\n" + markdown_table(rows, header))
-    write_section("whatif", body)
+    body = (f"Against the demo service over HTTP (v2 protocol; the service as a black box; medians over "
+            f"{args.repeat} distinct reference rows; counterfactuals over {len(cfs)} rows).\n\n"
+            + markdown_table(rows, header))
+    write_section("whatif", "What-if", body, args=args)
 
 
 if __name__ == "__main__":
