@@ -181,6 +181,8 @@ class PerformanceConfig(_Strict):
     threshold: float = Field(
         0.5, ge=0, le=1, description="Score from which the confusion matrix counts a positive decision.")
     min_labels: int = Field(30, ge=1, description="Windows with fewer labelled predictions are marked too small.")
+    judged_days: float = Field(
+        7.0, gt=0, le=365, description="Days of labelled predictions pooled for the verdict against the baseline.")
     baseline: dict[str, float] = Field(
         default_factory=dict, description="Expected metric values, e.g. {accuracy = 0.87, roc_auc = 0.85}.")
     cost_false_positive: float | None = Field(None, ge=0, description="Cost of one false positive decision.")

@@ -3,104 +3,84 @@
 Predictions are grouped in windows of *prediction* time (an hour, a day, a week) or of a
 number of predictions, and each window is scored with the labels that have arrived so far
 (:func:`monitoring.labels.join_labels` keeps only labels whose arrival time is ``<= now``):
-a label arriving days later fills in the window its prediction belongs to.
-
-Metrics come from :mod:`sklearn.metrics`:
-
-* classification: accuracy, precision, recall and F1 of the service's own decisions (the
-  logged ``prediction``; for more than two classes, precision, recall and F1 are
-  macro-averaged), ROC AUC and log loss of the logged ``score`` (two classes only; the
-  score is the probability of the larger class, 1 for 0/1 labels), a calibration curve, and
-  confusion counts at a chosen threshold on the score (:func:`decisions_over_time`,
-  :func:`performance_detail`);
-* regression: MAE, RMSE, R² and the residuals (label − prediction).
+a label arriving days later fills in the window its prediction belongs to. A window still
+open at ``now`` is marked ``partial``: it holds only part of its predictions and never
+decides a verdict on its own.
 
 Every window carries its labelled count, its coverage (labelled / predicted) and a
-confidence interval per metric, so that a window of twelve labels is not read like one of
-twelve thousand: the Wilson score interval for proportions (accuracy, and precision and
-recall of two classes), a percentile bootstrap for the others. The bootstrap is vectorised:
-each resample is a vector of multinomial row counts and each statistic is computed for all
-resamples at once as a weighted sum, which gives what the scikit-learn metric returns with
-those counts as ``sample_weight`` (tested), in a few milliseconds per window.
+confidence interval per metric (:mod:`monitoring.statistics`), so that a window of twelve
+labels is not read like one of twelve thousand. Besides the windows: confusion counts per
+window at a decision threshold and what they are worth (:func:`decisions_over_time`), and
+the calibration curve, confusion matrix and residuals of one period
+(:func:`performance_detail`).
 
-A baseline (what the model scored before production) comes from the configuration or from
-the reference data when it holds the model's predictions (:func:`baseline_for`);
-:func:`baseline_verdict` says whether the newest window is worse. An optional business
-setting turns the confusion counts of each window into money.
+The baseline lives in :mod:`monitoring.baseline` and the verdicts against it in
+:mod:`monitoring.verdict`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 from sklearn.calibration import calibration_curve
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    log_loss,
-    mean_absolute_error,
-    precision_recall_fscore_support,
-    r2_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
+from sklearn.metrics import confusion_matrix
 
-from monitoring.config import PerformanceConfig, ServiceConfig
+from monitoring.baseline import Baseline, baseline_for, reference_metrics
+from monitoring.config import PerformanceConfig
 from monitoring.labels import LabeledPredictions
-from monitoring.reference import READERS as REFERENCE_READERS
+from monitoring.statistics import (
+    CLASSIFICATION_METRICS,
+    LOWER_IS_BETTER,
+    METRIC_LABELS,
+    REGRESSION_METRICS,
+    SCORE_METRICS,
+    bootstrap_weights,
+    group_metrics,
+    metrics_for,
+    wilson_interval,
+)
+from monitoring.verdict import BaselineVerdict, baseline_verdict, change_point, judged_verdict
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "LOWER_IS_BETTER",
+    "METRIC_LABELS",
+    "REGRESSION_METRICS",
+    "SCORE_METRICS",
+    "WINDOWS",
+    "Baseline",
+    "BaselineVerdict",
+    "BusinessValues",
+    "ConfusionMatrix",
+    "DecisionsOverTime",
+    "PerformanceDetail",
+    "PerformanceOverTime",
+    "baseline_for",
+    "baseline_verdict",
+    "bootstrap_weights",
+    "calibration_table",
+    "change_point",
+    "check_window",
+    "decisions_over_time",
+    "judged_verdict",
+    "metrics_for",
+    "performance_detail",
+    "performance_over_time",
+    "range_start",
+    "reference_metrics",
+    "wilson_interval",
+]
 
 WINDOWS = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0}
 """Time windows and their width in seconds; a window may also be a number of predictions."""
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
-METRIC_LABELS = {
-    "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "roc_auc": "ROC AUC",
-    "log_loss": "Log loss", "mae": "MAE", "rmse": "RMSE", "r2": "R²",
-}
-"""Metric names as shown to people."""
-LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
-"""Metrics for which a smaller value is better."""
-SCORE_METRICS = ("roc_auc", "log_loss")
-"""Metrics that need the logged score (two classes only)."""
-
 _MONDAY_OFFSET = 4 * 86400.0  # 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC
-_BOOTSTRAP_CELLS = 2_000_000  # resamples × rows drawn at once, to bound memory
 
 
 # -- small results ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """What the model is expected to score: from the configuration or from the reference data.
-
-    Attributes
-    ----------
-    values : mapping of str to float
-        Metric name → expected value; empty when no baseline is available.
-    source : str
-        Where the values come from, in words.
-    reason : str
-        Why there is no baseline, when ``values`` is empty.
-    """
-
-    values: Mapping[str, float] = field(default_factory=dict)
-    source: str = ""
-    reason: str = ""
-
-    def get(self, metric: str) -> float:
-        """The baseline of ``metric``, NaN when it has none."""
-        return float(self.values.get(metric, math.nan))
 
 
 @dataclass(frozen=True)
@@ -168,12 +148,15 @@ class PerformanceOverTime:
     windows : DataFrame
         One row per window with predictions, oldest first. Columns: ``window_start``,
         ``window_end`` (Unix seconds), ``n_predictions``, ``n_labelled``, ``coverage``
-        (labelled / predicted), ``enough_labels`` (``n_labelled >= min_labels``); per
+        (labelled / predicted), ``enough_labels`` (``n_labelled >= min_labels``),
+        ``partial`` (the window is still open at ``now``: a time window ending after
+        ``now``, or the last window of N predictions while it has fewer than N); per
         metric of :attr:`metrics` the value and its interval ``<metric>_low``,
         ``<metric>_high``; for two classes ``label_rate`` (share of positive labels) and
         ``mean_score``; for regression ``mean_residual`` (mean of label − prediction).
     overall : Series
-        The same columns over every prediction in the range.
+        The same columns over every prediction in the range (``partial``: whether the
+        range holds a partial window).
     task : {"classification", "regression"}
     metrics : tuple of str
         The metric columns, in display order.
@@ -200,8 +183,8 @@ class PerformanceOverTime:
     baseline: Baseline = field(default_factory=Baseline)
 
     def latest(self) -> pd.Series | None:
-        """The newest window with at least ``min_labels`` labels, or None."""
-        judged = self.windows[self.windows["enough_labels"]]
+        """The newest closed (not partial) window with at least ``min_labels`` labels, or None."""
+        judged = self.windows[self.windows["enough_labels"] & ~self.windows["partial"]]
         return None if judged.empty else judged.iloc[-1]
 
     def to_frame(self, decisions: DecisionsOverTime | None = None) -> pd.DataFrame:
@@ -247,37 +230,6 @@ class DecisionsOverTime:
 
 
 @dataclass(frozen=True)
-class BaselineVerdict:
-    """How the newest judged window compares with the baseline.
-
-    Attributes
-    ----------
-    state : {"worse", "in line", "better", "unknown"}
-        ``worse``/``better`` when the whole interval of the newest window with enough labels
-        lies on that side of the baseline; ``unknown`` without a baseline or such a window.
-    metric : str
-    value, low, high, baseline : float
-    window_start : float or None
-        Start of the judged window.
-    worse_since : float or None
-        Start of the run of consecutive judged windows that are all worse, ending with the
-        newest one.
-    message : str
-        The verdict in one plain sentence.
-    """
-
-    state: str
-    metric: str
-    value: float = math.nan
-    low: float = math.nan
-    high: float = math.nan
-    baseline: float = math.nan
-    window_start: float | None = None
-    worse_since: float | None = None
-    message: str = ""
-
-
-@dataclass(frozen=True)
 class PerformanceDetail:
     """Calibration, confusion matrix and residuals over one period of prediction time.
 
@@ -308,140 +260,6 @@ class PerformanceDetail:
     residuals: pd.DataFrame | None = None
     money: float | None = None
 
-
-# -- intervals -------------------------------------------------------------------------------
-
-
-def wilson_interval(successes, n, *, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a proportion (Wilson 1927; Newcombe 1998, method 3).
-
-    Parameters
-    ----------
-    successes : int or array-like of int
-        Number of successes, ``0 <= successes <= n``.
-    n : int or array-like of int
-        Number of trials; NaN bounds where it is 0.
-    confidence : float, default=0.95
-        Two-sided coverage, in (0, 1).
-
-    Returns
-    -------
-    low, high : ndarray of float
-        Same shape as the broadcast inputs.
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1 (exclusive); got {confidence!r}")
-    successes = np.asarray(successes, dtype=float)
-    n = np.asarray(n, dtype=float)
-    if np.any(successes < 0) or np.any(successes > n):
-        raise ValueError("successes must be between 0 and n")
-    z = norm.ppf(0.5 + confidence / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = successes / n
-        denominator = 1 + z * z / n
-        center = (p + z * z / (2 * n)) / denominator
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    low = np.where(n > 0, np.clip(center - half, 0.0, 1.0), np.nan)
-    high = np.where(n > 0, np.clip(center + half, 0.0, 1.0), np.nan)
-    return low, high
-
-
-def bootstrap_weights(n_rows: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Row counts of ``n_resamples`` bootstrap resamples: shape (n_resamples, n_rows), each row summing to n_rows."""
-    draws = (rng.integers(0, n_rows, size=(n_resamples, n_rows), dtype=np.int64)
-             + (np.arange(n_resamples, dtype=np.int64) * n_rows)[:, None])
-    return np.bincount(draws.ravel(), minlength=n_resamples * n_rows).reshape(n_resamples, n_rows).astype(float)
-
-
-def _bootstrap(statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]], n_rows: int, *, n_resamples: int,
-               rng: np.random.Generator, confidence: float, estimates: Mapping[str, float] | None = None,
-               scale: float = 1.0) -> dict[str, tuple[float, float]]:
-    """Percentile intervals of each ``statistic(weights)``, all computed on the same resamples.
-
-    With ``scale`` < 1 the rows are a subsample of a larger group (see :func:`_subsample`): the
-    interval is the subsample's spread around its own estimate, narrowed by ``scale`` and
-    moved to the full group's ``estimates``.
-    """
-    if n_rows < 2 or n_resamples < 1 or not statistics:
-        return dict.fromkeys(statistics, (math.nan, math.nan))
-    chunk = max(1, min(n_resamples, _BOOTSTRAP_CELLS // n_rows))
-    values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
-    for start in range(0, n_resamples, chunk):
-        W = bootstrap_weights(n_rows, min(chunk, n_resamples - start), rng)
-        for name, statistic in statistics.items():
-            values[name].append(statistic(W))
-    alpha = (1 - confidence) / 2
-    intervals = {}
-    for name, parts in values.items():
-        finite = np.concatenate(parts)
-        finite = finite[np.isfinite(finite)]
-        if len(finite) == 0:
-            intervals[name] = (math.nan, math.nan)
-            continue
-        low, high = (float(q) for q in np.quantile(finite, [alpha, 1 - alpha]))
-        if scale != 1.0:
-            center = float(statistics[name](np.ones((1, n_rows)))[0])
-            estimate = (estimates or {}).get(name, center)
-            low, high = estimate + scale * (low - center), estimate + scale * (high - center)
-        intervals[name] = (low, high)
-    return intervals
-
-
-def _subsample(n_rows: int, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray | None, float]:
-    """Rows to bootstrap (sorted, None = all) and the factor that rescales their interval to all rows.
-
-    A group larger than ``max_rows`` is bootstrapped on a random subsample of ``max_rows``
-    rows (an m-out-of-n bootstrap): the spread of a smooth statistic shrinks as one over the
-    square root of the rows, so the subsample's interval is narrowed by sqrt(max_rows / n_rows).
-    The cost per window stays bounded however many labels it has.
-    """
-    if n_rows <= max_rows:
-        return None, 1.0
-    return np.sort(rng.choice(n_rows, size=max_rows, replace=False)), math.sqrt(max_rows / n_rows)
-
-
-# Weighted statistics: ``W`` has shape (n_resamples, n_rows); each returns (n_resamples,).
-
-def _weighted_f1_binary(W: np.ndarray, y: np.ndarray, decided: np.ndarray) -> np.ndarray:
-    tp, fp, fn = W @ (y & decided), W @ (~y & decided), W @ (y & ~decided)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return 2 * tp / (2 * tp + fp + fn)
-
-
-def _weighted_macro(W: np.ndarray, y: np.ndarray, decided: np.ndarray, classes: np.ndarray, kind: str) -> np.ndarray:
-    scores = []
-    for k in classes:
-        is_true, is_decided = y == k, decided == k
-        tp, n_decided, n_true = W @ (is_true & is_decided), W @ is_decided, W @ is_true
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if kind == "precision":
-                scores.append(tp / n_decided)
-            elif kind == "recall":
-                scores.append(tp / n_true)
-            else:
-                scores.append(2 * tp / (n_decided + n_true))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a resample where every class is undefined
-        return np.nanmean(np.vstack(scores), axis=0)
-
-
-def _weighted_auc(W: np.ndarray, y: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """ROC AUC with weights; ``score`` sorted ascending, ties counted half (as the ROC curve's trapezoids)."""
-    positive = W * y
-    negative = W - positive
-    if len(score) > 1 and np.any(score[1:] == score[:-1]):
-        starts = np.flatnonzero(np.r_[True, score[1:] != score[:-1]])
-        positive = np.add.reduceat(positive, starts, axis=1)
-        negative = np.add.reduceat(negative, starts, axis=1)
-    below_or_tied = np.cumsum(negative, axis=1) - negative / 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.einsum("ij,ij->i", positive, below_or_tied) / (positive.sum(axis=1) * negative.sum(axis=1))
-
-
-def _row_log_loss(y: np.ndarray, score: np.ndarray) -> np.ndarray:
-    eps = np.finfo(float).eps  # what sklearn.metrics.log_loss clips to
-    p = np.clip(score, eps, 1 - eps)
-    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
 # -- windows ---------------------------------------------------------------------------------
@@ -496,139 +314,6 @@ def _assign_windows(ts: np.ndarray, window: str) -> tuple[np.ndarray, np.ndarray
     return index, starts, ends
 
 
-# -- metrics of one group of rows ------------------------------------------------------------
-
-
-def metrics_for(task: str, classes: tuple[float, ...] = (0.0, 1.0), *, has_score: bool = True) -> tuple[str, ...]:
-    """The metrics that can be computed for a task.
-
-    Parameters
-    ----------
-    task : {"classification", "regression"}
-    classes : tuple of float, default=(0.0, 1.0)
-    has_score : bool, default=True
-        Whether a positive-class score is logged (ROC AUC and log loss need it, and two classes).
-    """
-    if task == "regression":
-        return REGRESSION_METRICS
-    if len(classes) == 2 and has_score:
-        return CLASSIFICATION_METRICS
-    return tuple(m for m in CLASSIFICATION_METRICS if m not in SCORE_METRICS)
-
-
-def _quiet(function, *args, **kwargs) -> float:
-    """A scikit-learn metric as a float; NaN where it is undefined (one class only, too few rows)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            return float(function(*args, **kwargs))
-        except ValueError:
-            return math.nan
-
-
-def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *, classes: tuple[float, ...],
-                        metrics: tuple[str, ...], confidence: float, n_resamples: int,
-                        rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
-    """Metrics (and intervals when ``rng`` is given) of labelled rows ``y`` with decisions and scores."""
-    row: dict[str, float] = dict.fromkeys(metrics, math.nan)
-    row.update({f"{m}_{b}": math.nan for m in metrics for b in ("low", "high")})
-    n = len(y)
-    if n == 0:
-        return row
-    binary = len(classes) == 2
-    labels = np.asarray(classes, dtype=float)
-    row["accuracy"] = accuracy_score(y, decided)
-    correct = int((y == decided).sum())
-    if binary:
-        positive = labels[1]
-        precision, recall, f1, _ = _quiet_prfs(y, decided, labels=labels, average="binary", pos_label=positive)
-        tp = int(((y == positive) & (decided == positive)).sum())
-        n_decided_positive, n_true_positive = int((decided == positive).sum()), int((y == positive).sum())
-        intervals = {"accuracy": (correct, n), "precision": (tp, n_decided_positive),
-                     "recall": (tp, n_true_positive)}
-    else:
-        precision, recall, f1, _ = _quiet_prfs(y, decided, labels=labels, average="macro")
-        intervals = {"accuracy": (correct, n)}
-    row.update(precision=precision, recall=recall, f1=f1)
-    scored = np.isfinite(score)
-    if "roc_auc" in metrics and scored.any():
-        row["roc_auc"] = _quiet(roc_auc_score, y[scored] == labels[1], score[scored])
-        row["log_loss"] = _quiet(log_loss, y[scored] == labels[1], score[scored], labels=[False, True])
-    if rng is None:
-        return row
-    for metric, (successes, trials) in intervals.items():
-        low, high = wilson_interval(successes, trials, confidence=confidence)
-        row[f"{metric}_low"], row[f"{metric}_high"] = float(low), float(high)
-    # Every statistic is invariant to the order of rows: sort them by score once (unscored last),
-    # so the ROC AUC of each resample is a cumulative sum over the scored prefix.
-    order = np.argsort(score, kind="stable")
-    y, decided, score = y[order], decided[order], score[order]
-    rows, scale = _subsample(n, max_bootstrap_rows, rng)
-    if rows is not None:  # still sorted by score, unscored last
-        y, decided, score = y[rows], decided[rows], score[rows]
-    n_scored = int(np.isfinite(score).sum())
-    statistics: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
-    if binary:
-        is_positive, decided_positive = y == labels[1], decided == labels[1]
-        statistics["f1"] = lambda W: _weighted_f1_binary(W, is_positive, decided_positive)
-        if "roc_auc" in metrics and n_scored >= 2:
-            scored_positive, scored_score = is_positive[:n_scored], score[:n_scored]
-            losses = _row_log_loss(scored_positive, scored_score)
-            statistics["roc_auc"] = lambda W: _weighted_auc(W[:, :n_scored], scored_positive, scored_score)
-            statistics["log_loss"] = lambda W: (W[:, :n_scored] @ losses) / W[:, :n_scored].sum(axis=1)
-    else:
-        for metric in ("precision", "recall", "f1"):
-            statistics[metric] = lambda W, kind=metric: _weighted_macro(W, y, decided, labels, kind)
-    intervals = _bootstrap(statistics, len(y), n_resamples=n_resamples, rng=rng, confidence=confidence,
-                           estimates=row, scale=scale)
-    for metric, (low, high) in intervals.items():
-        row[f"{metric}_low"], row[f"{metric}_high"] = low, high
-    return row
-
-
-def _quiet_prfs(y, decided, **kwargs) -> tuple[float, float, float, None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        precision, recall, f1, _ = precision_recall_fscore_support(y, decided, zero_division=np.nan, **kwargs)
-    return float(precision), float(recall), float(f1), None
-
-
-def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, n_resamples: int,
-                    rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
-    row: dict[str, float] = dict.fromkeys(REGRESSION_METRICS, math.nan)
-    row.update({f"{m}_{b}": math.nan for m in REGRESSION_METRICS for b in ("low", "high")})
-    row["mean_residual"] = math.nan
-    n = len(y)
-    if n == 0:
-        return row
-    row["mae"] = _quiet(mean_absolute_error, y, predicted)
-    row["rmse"] = _quiet(root_mean_squared_error, y, predicted)
-    row["r2"] = _quiet(r2_score, y, predicted) if n >= 2 else math.nan
-    row["mean_residual"] = float(np.mean(y - predicted))
-    if rng is None:
-        return row
-    rows, scale = _subsample(n, max_bootstrap_rows, rng)
-    if rows is not None:
-        y, predicted = y[rows], predicted[rows]
-    errors = y - predicted
-    absolute, squared = np.abs(errors), errors**2
-
-    def weighted_r2(W: np.ndarray) -> np.ndarray:
-        total = W.sum(axis=1)
-        spread = W @ y**2 - (W @ y) ** 2 / total
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(spread > 0, 1 - (W @ squared) / spread, np.nan)
-
-    intervals = _bootstrap({"mae": lambda W: (W @ absolute) / W.sum(axis=1),
-                            "rmse": lambda W: np.sqrt((W @ squared) / W.sum(axis=1)),
-                            "r2": weighted_r2}, len(y), n_resamples=n_resamples, rng=rng, confidence=confidence,
-                           estimates=row, scale=scale)
-    for metric, (low, high) in intervals.items():
-        row[f"{metric}_low"], row[f"{metric}_high"] = low, high
-    return row
-
-
 def _decisions(frame: pd.DataFrame, *, classes: tuple[float, ...], threshold: float | None) -> np.ndarray:
     """Decided class per row: the score against ``threshold`` for two classes, else the logged prediction."""
     logged = frame["prediction"].to_numpy(dtype=float)
@@ -650,7 +335,8 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     Parameters
     ----------
     labeled : LabeledPredictions
-        From :func:`monitoring.labels.join_labels`; its ``now`` decides which labels count.
+        From :func:`monitoring.labels.join_labels`; its ``now`` decides which labels count and
+        which windows are still open (``partial``).
     window : {"hour", "day", "week"} or int, default="day"
         Windows of prediction time (UTC; weeks start on Monday), or of this many predictions.
     baseline : Baseline, optional
@@ -705,23 +391,24 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
                "n_labelled": int(bounds[i + 1] - bounds[i])}
         # One seed per window start: a window's intervals do not move when other windows change.
         rng = np.random.default_rng([random_state, int(abs(start)) % (2**32)])
-        row.update(_group_metrics(y[part], predicted[part], score[part], rng=rng, **options))
+        row.update(group_metrics(y[part], predicted[part], score[part], rng=rng, **options))
         rows.append(row)
-    columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels"]
+    columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels", "partial"]
     for metric in metrics:
         columns += [metric, f"{metric}_low", f"{metric}_high"]
     columns += ["mean_residual"] if task == "regression" else ["label_rate", "mean_score"] if binary else []
     windows = pd.DataFrame(rows, columns=columns)
     windows["coverage"] = _ratio(windows["n_labelled"], windows["n_predictions"])
     windows["enough_labels"] = windows["n_labelled"] >= min_labels
-    windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool})
+    windows["partial"] = _partial(windows, window, now=labeled.now)
+    windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool, "partial": bool})
 
     overall = {"window_start": float(ts.min()) if len(ts) else math.nan,
                "window_end": float(ts.max()) if len(ts) else math.nan,
                "n_predictions": len(frame), "n_labelled": int(labelled.sum()),
                "coverage": labelled.sum() / len(frame) if len(frame) else math.nan,
-               "enough_labels": bool(labelled.sum() >= min_labels)}
-    overall.update(_group_metrics(y, predicted, score, rng=np.random.default_rng([random_state, 1]), **options))
+               "enough_labels": bool(labelled.sum() >= min_labels), "partial": bool(windows["partial"].any())}
+    overall.update(group_metrics(y, predicted, score, rng=np.random.default_rng([random_state, 1]), **options))
     return PerformanceOverTime(
         windows=windows, overall=pd.Series(overall, dtype=object).reindex(columns), task=task, metrics=metrics,
         classes=classes, positive_class=classes[1] if binary else None, window=window, confidence=confidence,
@@ -785,67 +472,14 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
                              threshold=threshold if has_score else None, classes=classes, business=business)
 
 
-def baseline_verdict(result: PerformanceOverTime, metric: str) -> BaselineVerdict:
-    """Compare the newest window with enough labels with the baseline of ``metric``.
-
-    Parameters
-    ----------
-    result : PerformanceOverTime
-    metric : str
-        One of ``result.metrics``.
-
-    Returns
-    -------
-    BaselineVerdict
-    """
-    if metric not in result.metrics:
-        raise ValueError(f"metric must be one of {list(result.metrics)}; got {metric!r}")
-    name = METRIC_LABELS[metric]
-    baseline = result.baseline.get(metric)
-    latest = result.latest()
-    if latest is None:
-        return BaselineVerdict("unknown", metric, baseline=baseline, message=(
-            f"No window has {result.min_labels} labels yet, so {name} cannot be judged."))
-    value, low, high = (float(latest[metric]), float(latest[f"{metric}_low"]), float(latest[f"{metric}_high"]))
-    common = {"metric": metric, "value": value, "low": low, "high": high, "baseline": baseline,
-              "window_start": float(latest["window_start"])}
-    if not math.isfinite(baseline):
-        return BaselineVerdict("unknown", **common, message=f"{name} has no baseline to compare with.")
-    if not (math.isfinite(low) and math.isfinite(high)):
-        low = high = value
-    lower_is_better = metric in LOWER_IS_BETTER
-
-    def worse(lo: float, hi: float) -> bool:
-        return lo > baseline if lower_is_better else hi < baseline
-
-    def better(lo: float, hi: float) -> bool:
-        return hi < baseline if lower_is_better else lo > baseline
-
-    gap = f"{value:.3f} against a baseline of {baseline:.3f}"
-    if worse(low, high):
-        judged = result.windows[result.windows["enough_labels"]]
-        since = float(latest["window_start"])
-        for row in judged.iloc[::-1].itertuples(index=False):
-            lo, hi = getattr(row, f"{metric}_low"), getattr(row, f"{metric}_high")
-            lo, hi = (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else (getattr(row, metric),) * 2
-            if not worse(lo, hi):
-                break
-            since = float(row.window_start)
-        run = (f" It has been worse in every window since {_day_text(since)}."
-               if since < float(latest["window_start"]) else "")
-        return BaselineVerdict("worse", **common, worse_since=since, message=(
-            f"{name} is worse than its baseline: {gap}, and the whole {result.confidence:.0%} interval "
-            f"({low:.3f}–{high:.3f}) is on the worse side.{run}"))
-    if better(low, high):
-        return BaselineVerdict("better", **common, message=f"{name} is better than its baseline: {gap}.")
-    return BaselineVerdict("in line", **common, message=(
-        f"{name} is in line with its baseline: {gap}; the {result.confidence:.0%} interval "
-        f"({low:.3f}–{high:.3f}) includes it."))
-
-
-def _day_text(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.strftime("%d %b %Y") if moment.hour == moment.minute == 0 else moment.strftime("%d %b %Y %H:%M UTC")
+def _partial(windows: pd.DataFrame, window: str, *, now: float) -> np.ndarray:
+    """Whether each window is still open at ``now``."""
+    if window in WINDOWS:
+        return windows["window_end"].to_numpy(dtype=float) > now
+    partial = np.zeros(len(windows), dtype=bool)
+    if len(windows):
+        partial[-1] = int(windows["n_predictions"].iloc[-1]) < int(window)
+    return partial
 
 
 def _labelled(frame: pd.DataFrame) -> np.ndarray:
@@ -870,21 +504,6 @@ def _in_range(frame: pd.DataFrame, since: float | None, until: float | None) -> 
 def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return (numerator / denominator.where(denominator > 0)).astype(float)
 
-
-def _group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, task: str,
-                   classes: tuple[float, ...], metrics: tuple[str, ...], confidence: float, n_resamples: int,
-                   max_bootstrap_rows: int, rng: np.random.Generator) -> dict[str, float]:
-    """Metrics of one group of labelled rows (labels, logged predictions, scores)."""
-    if task == "regression":
-        return _regression_row(y, predicted, confidence=confidence, n_resamples=n_resamples, rng=rng,
-                               max_bootstrap_rows=max_bootstrap_rows)
-    row = _classification_row(y, predicted, score, classes=classes, metrics=metrics, confidence=confidence,
-                              n_resamples=n_resamples, rng=rng, max_bootstrap_rows=max_bootstrap_rows)
-    if len(classes) == 2:
-        row["label_rate"] = float(np.mean(y == classes[1])) if len(y) else math.nan
-        scored = score[np.isfinite(score)]
-        row["mean_score"] = float(scored.mean()) if len(scored) else math.nan
-    return row
 
 
 # -- detail of one period --------------------------------------------------------------------
@@ -971,84 +590,3 @@ def calibration_table(y_true: np.ndarray, score: np.ndarray, *, n_bins: int = 10
                          "n": counts[counts > 0]})
 
 
-# -- baseline --------------------------------------------------------------------------------
-
-
-def baseline_for(service: ServiceConfig, *, task: str, classes: tuple[float, ...] = (0.0, 1.0)) -> Baseline:
-    """The baseline of a service: configured values, else metrics of the reference data's own predictions.
-
-    The reference file (``reference``, with ``target``) gives a baseline when it holds the
-    model's predictions on it in a ``prediction`` column (and, for ROC AUC and log loss, the
-    positive-class probability in ``score``). The service itself is never called from here.
-
-    Parameters
-    ----------
-    service : ServiceConfig
-    task : {"classification", "regression"}
-    classes : tuple of float, default=(0.0, 1.0)
-        The classes the model predicts (classification).
-
-    Returns
-    -------
-    Baseline
-        With ``reason`` saying what to configure when no baseline is available.
-    """
-    configured = service.performance.baseline
-    if configured:
-        return Baseline(values=dict(configured), source="configuration ([services.performance] baseline)")
-    how = ("set [services.performance] baseline (e.g. {accuracy = 0.87}), or add the model's predictions on the "
-           "reference data to the reference file as a 'prediction' column (and 'score' for ROC AUC and log loss)")
-    if not service.reference or not service.target:
-        return Baseline(reason=f"No baseline: {how}; the reference file and its target column must be configured.")
-    file = Path(service.reference)
-    reader = REFERENCE_READERS.get(file.suffix.lower())
-    if reader is None or not file.exists():
-        problem = "does not exist" if reader is not None else f"has the unsupported type {file.suffix!r}"
-        return Baseline(reason=f"No baseline: the reference file {file} {problem}.")
-    try:
-        reference = reader(file)
-    except Exception as exc:  # each reader raises its own family of errors
-        return Baseline(reason=f"No baseline: the reference file {file} cannot be read: {exc}.")
-    if service.target not in reference.columns:
-        return Baseline(reason=f"No baseline: the reference file {file} has no target column {service.target!r}; "
-                               f"it has {list(reference.columns)}.")
-    if "prediction" not in reference.columns:
-        return Baseline(reason=f"No baseline: the reference file {file} has no 'prediction' column; {how}.")
-    values = reference_metrics(reference, target=service.target, task=task, classes=classes)
-    known = {m: v for m, v in values.items() if math.isfinite(v)}
-    if not known:
-        return Baseline(reason=f"No baseline: the reference file {service.reference} has no rows with both "
-                               f"{service.target!r} and 'prediction'.")
-    n = int(reference[[service.target, "prediction"]].notna().all(axis=1).sum())
-    return Baseline(values=known, source=f"the reference data's own predictions ({n:,} rows)")
-
-
-def reference_metrics(reference: pd.DataFrame, *, target: str, task: str,
-                      classes: tuple[float, ...] = (0.0, 1.0)) -> dict[str, float]:
-    """Metrics of the predictions stored in a reference frame (``prediction``, optional ``score``).
-
-    Parameters
-    ----------
-    reference : DataFrame
-        With ``target`` and ``prediction``, and ``score`` for ROC AUC and log loss.
-    target : str
-    task : {"classification", "regression"}
-    classes : tuple of float, default=(0.0, 1.0)
-
-    Returns
-    -------
-    dict of str to float
-        Metric → value (NaN where undefined).
-    """
-    y = pd.to_numeric(reference[target], errors="coerce").to_numpy(dtype=float)
-    predicted = pd.to_numeric(reference["prediction"], errors="coerce").to_numpy(dtype=float)
-    score = (pd.to_numeric(reference["score"], errors="coerce").to_numpy(dtype=float) if "score" in reference
-             else np.full(len(reference), np.nan))
-    usable = np.isfinite(y) & np.isfinite(predicted)
-    if task == "regression":
-        row = _regression_row(y[usable], predicted[usable], confidence=0.95, n_resamples=0, rng=None)
-        return {m: row[m] for m in REGRESSION_METRICS}
-    metrics = metrics_for(task, classes, has_score=bool(np.isfinite(score[usable]).any()))
-    row = _classification_row(y[usable], predicted[usable], score[usable], classes=classes, metrics=metrics,
-                              confidence=0.95, n_resamples=0, rng=None)
-    return {m: row[m] for m in metrics}

@@ -29,9 +29,6 @@ from monitoring.labels import join_labels
 from monitoring.performance import (
     Baseline,
     BusinessValues,
-    _weighted_auc,
-    _weighted_f1_binary,
-    _weighted_macro,
     baseline_for,
     baseline_verdict,
     bootstrap_weights,
@@ -43,6 +40,7 @@ from monitoring.performance import (
     wilson_interval,
 )
 from monitoring.plots import performance as plots
+from monitoring.statistics import _weighted_auc, _weighted_f1_binary, _weighted_macro
 
 DAY = SECONDS_PER_DAY
 START = DEFAULT_HISTORY_START  # a Wednesday, 00:00 UTC
@@ -470,7 +468,10 @@ currency = "EUR"
     assert "1 label matched no prediction (such as 'nobody')" in text
     assert "1 label could not be read" in text and "label file" in text
     assert at.selectbox(key="performance_metric").options == ["MAE", "RMSE", "R²"]
-    assert "MAE is worse than its baseline" in text  # mean absolute errors of about 7 against 3
+    assert "MAE over the last 7 days" in text and "above the baseline of 3.000 (lower is better); worse" in text
+    assert "Baseline from configuration" in text
+    table = at.dataframe[0].value
+    assert "status" in table.columns and table["status"].iloc[-1].startswith("so far")  # today's window is open
     assert at.subheader[0].value == "Residuals"
     at.segmented_control(key="performance_window").set_value("N predictions").run()
     assert not at.exception, at.exception
@@ -494,6 +495,29 @@ def test_large_windows_bootstrap_a_subsample_with_a_rescaled_interval():
         assert fast[f"{metric}_low"] < fast[metric] < fast[f"{metric}_high"]
         width = fast[f"{metric}_high"] - fast[f"{metric}_low"]
         assert 0.75 < width / (exact[f"{metric}_high"] - exact[f"{metric}_low"]) < 1.33
+
+
+def test_windows_still_open_at_now_are_partial_and_never_the_latest():
+    predictions, labels = binary_log(n=3000, days=3)
+    now = START + 2 * DAY + 6 * 3600  # 06:00 of the third day
+    labeled = join_labels(predictions[predictions["ts"] < now], labels.assign(ts=predictions["ts"]), now=now)
+    result = performance_over_time(labeled, n_bootstrap=0, min_labels=10)
+    assert result.windows["partial"].tolist() == [False, False, True]
+    assert result.windows["enough_labels"].all() and bool(result.overall["partial"])
+    assert result.latest()["window_start"] == START + DAY  # the newest closed window
+    hours = performance_over_time(labeled, window="hour", n_bootstrap=0, since=now - 3 * 3600).windows
+    assert hours["partial"].tolist() == [False, False, False]  # 05:00–06:00 closes at 06:00 itself
+    assert not performance_over_time(join_labels(predictions, labels, now=NOW), n_bootstrap=0).windows[
+        "partial"].any()
+    rows = performance_over_time(labeled, window=1000, n_bootstrap=0).windows
+    assert rows["partial"].tolist() == [False, False, True]  # the last block has fewer than 1,000 predictions
+    exported = result.to_frame()
+    assert exported["partial"].tolist() == [False, False, True]
+    figure = plots.metric_figure(result, "accuracy")
+    assert list(figure.data[-1].marker.symbol) == ["circle", "circle", "diamond-open"]
+    assert figure.data[-1].hovertext[-1].startswith("so far (window still open)")
+    bars = plots.labelled_count_figure(result)
+    assert list(bars.data[1].marker.opacity) == [1.0, 1.0, 0.5]
 
 
 def test_rows_out_of_time_order_are_put_in_order():

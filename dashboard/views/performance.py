@@ -8,14 +8,15 @@ import streamlit as st
 from dashboard import state
 from monitoring.health import format_duration
 from monitoring.labels import LabelDataError
-from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, baseline_verdict
+from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
 from monitoring.plots import performance as plots
 from monitoring.production import ProductionDataError
 
 WINDOWS = {"Hour": "hour", "Day": "day", "Week": "week", "N predictions": "rows"}
 RANGES = {"Last 7 days": 7.0, "Last 30 days": 30.0, "Last 90 days": 90.0, "Everything": None}
 HOURLY_RANGE_DAYS = 7.0
-VERDICT_BOXES = {"worse": st.error, "better": st.success, "in line": st.success, "unknown": st.info}
+VERDICT_BOXES = {"worse": st.error, "better": st.success, "in line": st.success, "uncertain": st.info,
+                 "unknown": st.info}
 
 
 def number(value: float, digits: int = 3) -> str:
@@ -82,19 +83,19 @@ with st.container(border=True):
     st.markdown(sentences[-1] + (f" Labels arrive a median of {format_duration(delay)} after their prediction, so "
                                  "the newest windows are still filling up." if math.isfinite(delay) else ""))
 
-latest = result.latest()
 overall = result.overall
-baseline = result.baseline.get(metric)
+verdict = judged_verdict(labeled, result, metric=metric, baseline=result.baseline, days=settings.judged_days,
+                         confidence=result.confidence)
+judged = math.isfinite(verdict.value)
 kpis = st.columns(4)
 kpis[0].metric(
-    f"{name}, newest judged window", number(latest[metric]) if latest is not None else "–",
-    delta=(f"{latest[metric] - baseline:+.3f} against the baseline"
-           if latest is not None and math.isfinite(baseline) and math.isfinite(latest[metric]) else None),
+    f"{name}, last {settings.judged_days:g} days", number(verdict.value),
+    delta=(f"{verdict.value - verdict.baseline:+.3f} against the baseline"
+           if judged and math.isfinite(verdict.baseline) else None),
     delta_color="inverse" if metric in LOWER_IS_BETTER else "normal",
-    help=(f"Window from {day(latest['window_start'])}: {latest['n_labelled']:,} labels, "
-          f"{result.confidence:.0%} interval {number(latest[f'{metric}_low'])}–{number(latest[f'{metric}_high'])}. "
-          f"The newest window with at least {result.min_labels} labels." if latest is not None
-          else f"No window has {result.min_labels} labels yet."))
+    help=(f"Every labelled prediction made since {day(verdict.period_start)}, today's included: "
+          f"{verdict.n_labelled:,} labels, {verdict.confidence:.0%} interval {number(verdict.low)}–"
+          f"{number(verdict.high)}." if judged else verdict.reason))
 kpis[1].metric(f"{name}, whole range", number(overall[metric]),
                help=f"{result.confidence:.0%} interval {number(overall[f'{metric}_low'])}–"
                     f"{number(overall[f'{metric}_high'])}, over every labelled prediction in the range.")
@@ -103,14 +104,18 @@ kpis[2].metric("Labelled predictions", f"{int(overall['n_labelled']):,}",
 kpis[3].metric("Coverage", "–" if not math.isfinite(overall["coverage"]) else f"{overall['coverage']:.0%}",
                help="Share of the range's predictions whose label has arrived.")
 
-verdict = baseline_verdict(result, metric)
 VERDICT_BOXES[verdict.state](verdict.message)
 if result.baseline.values:
-    st.caption(f"Baseline from {result.baseline.source}.")
-else:
+    st.caption(f"Baseline from {result.baseline.source}. The verdict pools the last {settings.judged_days:g} days "
+               "(`[services.performance] judged_days`); \"worse since\" is where the chart's closed windows with "
+               "enough labels turned worse.")
+elif result.baseline.reason != verdict.reason:
     st.caption(result.baseline.reason)
 
 st.plotly_chart(plots.metric_figure(result, metric), key="performance_metric_chart")
+if result.windows["partial"].any():
+    st.caption("The hollow diamond is a window still open: its value is so far, and it never decides the verdict "
+               "on its own.")
 st.plotly_chart(plots.labelled_count_figure(result), key="performance_count_chart")
 
 st.subheader("Decisions" if result.task == "classification" else "Residuals")
@@ -119,7 +124,8 @@ periods = {"The whole range": (float(windows["window_start"].iloc[0]) if len(win
 for i in range(len(windows) - 1, -1, -1):
     start = float(windows["window_start"].iloc[i])
     until = float(windows["window_start"].iloc[i + 1]) if i + 1 < len(windows) else None
-    periods[f"Window from {day(start)} ({windows['n_labelled'].iloc[i]:,} labels)"] = (start, until)
+    so_far = ", so far" if windows["partial"].iloc[i] else ""
+    periods[f"Window from {day(start)} ({windows['n_labelled'].iloc[i]:,} labels{so_far})"] = (start, until)
 left, right = st.columns(2)
 period = left.selectbox("Period", list(periods), key="performance_period")
 scored = result.task == "classification" and len(result.classes) == 2 and labeled.frame["score"].notna().any()
@@ -156,10 +162,15 @@ if result.task == "classification" and len(result.classes) == 2:
 
 st.subheader("Every window")
 table = result.to_frame(decisions)
-shown = ["window_start", "n_predictions", "n_labelled", "coverage", *result.metrics]
+table["status"] = [("so far" if partial else "") + (", " if partial and not enough else "")
+                   + ("too few labels" if not enough else "")
+                   for partial, enough in zip(table["partial"], table["enough_labels"], strict=True)]
+shown = ["window_start", "status", "n_predictions", "n_labelled", "coverage", *result.metrics]
 shown += [c for c in ("tn", "fp", "fn", "tp", "money") if c in table]
 st.dataframe(table[shown], hide_index=True, column_config={
     "window_start": st.column_config.DatetimeColumn("Window from", format="D MMM YYYY, HH:mm"),
+    "status": st.column_config.TextColumn("Status", help="so far: the window is still open; too few labels: "
+                                                          "fewer than min_labels, not judged"),
     "n_predictions": st.column_config.NumberColumn("Predictions", format="%d"),
     "n_labelled": st.column_config.NumberColumn("Labelled", format="%d"),
     "coverage": st.column_config.ProgressColumn("Coverage", min_value=0.0, max_value=1.0, format="percent"),

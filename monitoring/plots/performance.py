@@ -40,6 +40,11 @@ def _centres(windows: pd.DataFrame) -> pd.Series:
     return _times((start + end.where(end > start, start)) / 2)
 
 
+def _partial(windows: pd.DataFrame) -> np.ndarray:
+    """Whether each window is still open (False for results without the column)."""
+    if "partial" not in windows:
+        return np.zeros(len(windows), dtype=bool)
+    return windows["partial"].to_numpy(dtype=bool)
 
 
 def _window_text(result: PerformanceOverTime) -> str:
@@ -49,7 +54,8 @@ def _window_text(result: PerformanceOverTime) -> str:
 def metric_figure(result: PerformanceOverTime, metric: str, *, height: int = 340) -> go.Figure:
     """One metric per window with its confidence band and the baseline as a dashed line.
 
-    Windows with fewer than ``min_labels`` labels are drawn as hollow markers.
+    Windows with fewer than ``min_labels`` labels are drawn as hollow circles, a window still
+    open at ``now`` (``partial``) as a hollow diamond, its hover saying "so far".
 
     Parameters
     ----------
@@ -72,15 +78,18 @@ def metric_figure(result: PerformanceOverTime, metric: str, *, height: int = 340
     figure.add_trace(go.Scatter(x=x, y=windows[f"{metric}_low"], mode="lines", line={"width": 0},
                                 fill="tonexty", fillcolor=BAND_COLOR, name=f"{result.confidence:.0%} interval",
                                 hoverinfo="skip", connectgaps=False))
-    hover = [f"{value:.3f} ({low:.3f}–{high:.3f}) · {n:,} labels, {coverage:.0%} of predictions"
-             if np.isfinite(value) else "no labels"
-             for value, low, high, n, coverage in zip(windows[metric], windows[f"{metric}_low"],
-                                                      windows[f"{metric}_high"], windows["n_labelled"],
-                                                      windows["coverage"].fillna(0), strict=True)]
+    partial = _partial(windows)
+    hover = [("so far (window still open): " if open_ else "")
+             + (f"{value:.3f} ({low:.3f}–{high:.3f}) · {n:,} labels, {coverage:.0%} of predictions"
+                if np.isfinite(value) else "no labels")
+             for value, low, high, n, coverage, open_ in zip(
+                 windows[metric], windows[f"{metric}_low"], windows[f"{metric}_high"], windows["n_labelled"],
+                 windows["coverage"].fillna(0), partial, strict=True)]
     enough = windows["enough_labels"].to_numpy(dtype=bool)
+    symbols = np.where(partial, "diamond-open", np.where(enough, "circle", "circle-open"))
     figure.add_trace(go.Scatter(
         x=x, y=windows[metric], mode="lines+markers", name=name, line={"color": METRIC_COLOR},
-        marker={"symbol": np.where(enough, "circle", "circle-open").tolist(), "size": 7, "color": METRIC_COLOR},
+        marker={"symbol": symbols.tolist(), "size": np.where(partial, 9, 7).tolist(), "color": METRIC_COLOR},
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>"))
     baseline = result.baseline.get(metric)
     if math.isfinite(baseline):
@@ -108,8 +117,11 @@ def labelled_count_figure(result: PerformanceOverTime, *, height: int = 220) -> 
     figure.add_trace(go.Bar(x=x, y=windows["n_predictions"], name="predictions", marker_color=PREDICTED_COLOR,
                             hovertemplate="%{y:,} predictions<extra></extra>"))
     coverage = (windows["coverage"].fillna(0) * 100).round(0)
+    so_far = np.where(_partial(windows), " so far", "")
     figure.add_trace(go.Bar(x=x, y=windows["n_labelled"], name="with a label", marker_color=LABELLED_COLOR,
-                            customdata=coverage, hovertemplate="%{y:,} labelled (%{customdata:.0f} %)<extra></extra>"))
+                            marker_opacity=np.where(_partial(windows), 0.5, 1.0).tolist(),
+                            customdata=[list(pair) for pair in zip(coverage.tolist(), so_far.tolist(), strict=True)],
+                            hovertemplate="%{y:,} labelled%{customdata[1]} (%{customdata[0]:.0f} %)<extra></extra>"))
     if result.min_labels > 1:
         figure.add_hline(y=result.min_labels, line_dash="dot", line_color=BASELINE_COLOR,
                          annotation_text=f"{result.min_labels} labels to judge a window",
