@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.md"
 QUICK_RESULTS = ROOT / "var" / "bench" / "results-quick.md"
 HEADER = ("# Benchmark results\n\nEach section is written by the script it names at full size; rerun it to refresh "
-          "that section. Quick runs (`--quick`, as in CI) write to `var/bench/results-quick.md` instead.\n")
+          "that section. Quick runs (`--quick`, as in CI) write to `var/bench/results-quick.md` instead. The machine "
+          "is shared (2 cores, other work running): where a section names a baseline (a bare library call or a peer), "
+          "the ratio to it, measured side by side in the same run, is the figure to compare, not absolute times "
+          "across sections or runs.\n")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
