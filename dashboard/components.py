@@ -15,14 +15,43 @@ BADGE_ICONS = {"up": ":material/check_circle:", "degraded": ":material/warning:"
                "down": ":material/cancel:", "unknown": ":material/help:"}
 
 
-def when(ts: float | None) -> str:
-    """A timestamp as local-free UTC text plus how long ago, e.g. ``14:02:10 UTC (3 min ago)``."""
+def when(ts: float | None, *, now: float | None = None) -> str:
+    """A timestamp as local-free UTC text plus how long before ``now`` (the runtime's clock), e.g.
+    ``14:02:10 UTC (3 min ago)``."""
     if ts is None:
         return "never"
     moment = datetime.fromtimestamp(ts, tz=UTC)
-    age = time.time() - ts
+    age = max((time.time() if now is None else now) - ts, 0.0)
     stamp = moment.strftime("%H:%M:%S UTC") if age < 86400 else moment.strftime("%d %b %H:%M UTC")
     return f"{stamp} ({format_duration(age)} ago)"
+
+
+def demo_backfill(runtime) -> bool:
+    """While the embedded demo back-fills its history, show how far it got and return True.
+
+    Data pages call it before any verdict: judging a half-written history would give
+    provisional sentences ("no predictions in the last 7 days", "labels matched no
+    prediction") that change by the minute. The bar refreshes itself and the page reloads when
+    the back-fill is done.
+    """
+    replayer = getattr(runtime.demo, "replayer", None) if runtime.demo is not None else None
+    if replayer is None or replayer.backfill_done.is_set():
+        return False
+    _backfill_progress(replayer)
+    return True
+
+
+@st.fragment(run_every="2s")
+def _backfill_progress(replayer) -> None:
+    if replayer.backfill_done.is_set():
+        st.rerun()
+    done, total = replayer.backfilled_rows, replayer.backfill_total
+    if total:
+        text = (f"The demo is writing its four weeks of history: {done:,} of {total:,} predictions sent, "
+                f"{total - done:,} left. Verdicts appear here once it is done.")
+    else:
+        text = "The demo is preparing its four weeks of history. Verdicts appear here once it is written."
+    st.progress(done / total if total else 0.0, text=text)
 
 
 def status_badge(state: str) -> None:

@@ -29,10 +29,12 @@ import numpy as np
 import streamlit as st
 
 from monitoring.clients import ServiceError
+from monitoring.clock import FrozenClock, SystemClock, clock_from_environment
 from monitoring.collector import Collector
 from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
 from monitoring.drift import DriftReport, ReferenceProfile, compute_drift, load_or_build_profile
 from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source
+from monitoring.overview import ServiceOverview, service_overview
 from monitoring.performance import (
     Baseline,
     BusinessValues,
@@ -45,7 +47,7 @@ from monitoring.performance import (
     performance_over_time,
     range_start,
 )
-from monitoring.production import FileMirror, PredictionLogMirror, production_source
+from monitoring.production import FileMirror, PredictionLogMirror, ProductionDataError, production_source
 from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
@@ -70,6 +72,7 @@ class Settings:
     path: str | None
     config: VantageConfig | None
     error: ConfigError | None
+    clock: SystemClock | FrozenClock = field(default_factory=SystemClock)
 
     @property
     def is_demo(self) -> bool:
@@ -93,6 +96,7 @@ class Runtime:
     collector: Collector
     demo: DemoRuntime | None
     started_at: float
+    clock: SystemClock | FrozenClock = field(default_factory=SystemClock)
     mirrors: dict[str, PredictionLogMirror | FileMirror] = field(default_factory=dict)
     _mirrors_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,6 +106,10 @@ class Runtime:
             if service not in self.mirrors:
                 self.mirrors[service] = production_source(self.store, self.config.service(service))
             return self.mirrors[service]
+
+    def now(self) -> float:
+        """The time every computation of this runtime is made for (frozen by ``VANTAGE_NOW``)."""
+        return self.clock.now()
 
     def preload(self) -> None:
         """Read every service's production data once, so the first page view finds it in memory."""
@@ -122,12 +130,16 @@ class Runtime:
 def settings() -> Settings:
     """Read the configuration named by ``--config`` or ``VANTAGE_CONFIG``, if any."""
     path = config_path_from(sys.argv[1:])
-    if path is None:
-        return Settings(None, None, None)
     try:
-        return Settings(path, load_config(path), None)
+        clock = clock_from_environment()
+    except ValueError as exc:
+        return Settings(path, None, ConfigError(str(exc)))
+    if path is None:
+        return Settings(None, None, None, clock)
+    try:
+        return Settings(path, load_config(path), None, clock)
     except ConfigError as exc:
-        return Settings(path, None, exc)
+        return Settings(path, None, exc, clock)
 
 
 def _release(runtime: Runtime) -> None:
@@ -135,19 +147,20 @@ def _release(runtime: Runtime) -> None:
 
 
 @st.cache_resource(max_entries=1, on_release=_release, show_spinner=False)
-def _start_runtime(path: str | None, fingerprint: str) -> Runtime:
-    del fingerprint  # part of the cache key only: a changed file starts a new runtime
+def _start_runtime(path: str | None, fingerprint: str, clock: SystemClock | FrozenClock) -> Runtime:
+    del fingerprint  # part of the cache key only: a changed file (or clock) starts a new runtime
     demo = None
     if path is None:
         from demo.runtime import start_demo
 
-        demo = start_demo(var_dir(), faults=os.environ.get("VANTAGE_DEMO_FAULTS", "1") != "0")
+        demo = start_demo(var_dir(), faults=os.environ.get("VANTAGE_DEMO_FAULTS", "1") != "0", clock=clock)
         config = demo.config
     else:
         config = load_config(path)
     store = Store(config.store.url)
     collector = Collector(config, store).start()
-    runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time())
+    runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time(),
+                      clock=clock)
     threading.Thread(target=runtime.preload, daemon=True, name="vantage-preload").start()
     return runtime
 
@@ -157,11 +170,14 @@ def runtime(current: Settings) -> Runtime:
     message = ("Starting the embedded demo: training its model on first start, then serving it…"
                if current.is_demo else "Connecting to the store and starting the collector…")
     with st.spinner(message):
-        return _start_runtime(current.path, current.fingerprint)
+        return _start_runtime(current.path, current.fingerprint, current.clock)
 
 
 def tick(seconds: float) -> int:
-    """A number that changes every ``seconds``; pass it to cached functions to refresh them."""
+    """A number that changes every ``seconds`` of wall time; pass it to cached functions to refresh them.
+
+    It only decides when caches refresh, never what they compute (that takes the runtime's clock).
+    """
     return int(time.time() // max(seconds, 1.0))
 
 
@@ -169,7 +185,7 @@ def tick(seconds: float) -> int:
 def cached_fleet(_runtime: Runtime, fingerprint: str, tick_value: int) -> list[FleetRow]:
     """Fleet table rows for every configured service."""
     del fingerprint, tick_value
-    return fleet_overview(_runtime.store, _runtime.config.services, now=time.time())
+    return fleet_overview(_runtime.store, _runtime.config.services, now=_runtime.now())
 
 
 @st.cache_data(ttl=60, max_entries=128, show_spinner=False)
@@ -178,7 +194,7 @@ def cached_service_health(_runtime: Runtime, fingerprint: str, service: str, slo
     """Status, heartbeat, uptime, incidents and, under the objectives ``slo``, budgets and burn rates."""
     del fingerprint, tick_value
     config = _runtime.config.service(service).model_copy(update={"slo": slo})
-    return service_health(_runtime.store, config, now=time.time())
+    return service_health(_runtime.store, config, now=_runtime.now())
 
 
 @st.cache_data(ttl=300, max_entries=128, show_spinner=False)
@@ -186,7 +202,7 @@ def cached_time_series(_runtime: Runtime, fingerprint: str, service: str, window
                        tick_value: int) -> TimeSeries:
     """Latency percentiles and traffic of one service over ``window``."""
     del fingerprint, tick_value
-    return time_series(_runtime.store, _runtime.config.service(service), window=window, now=time.time())
+    return time_series(_runtime.store, _runtime.config.service(service), window=window, now=_runtime.now())
 
 
 @st.cache_data(ttl=60, max_entries=64, show_spinner=False)
@@ -243,7 +259,7 @@ def _labeled_predictions(_runtime: Runtime, runtime_key: str, service: str, tick
     del tick_value
     production = _runtime.mirror(service).read()
     labels = _label_mirror(_runtime, runtime_key, service)
-    return join_labels(production.frame, labels.read(), now=time.time(),
+    return join_labels(production.frame, labels.read(), now=_runtime.now(),
                        task=_runtime.config.service(service).performance.task, source=labels.source)
 
 
@@ -464,7 +480,7 @@ def explain_window(_runtime: Runtime, fingerprint: str, service: str, window: st
         return reference.sample(min(n_rows, len(reference)), random_state=0).reset_index(drop=True)
     if window not in _EXPLAIN_WINDOW_SECONDS:
         raise ValueError(f"window must be one of {list(EXPLAIN_WINDOWS)}; got {window!r}")
-    now = time.time()
+    now = _runtime.now()
     frame = sample_prediction_log(_runtime.store, service, since=now - _EXPLAIN_WINDOW_SECONDS[window], until=now,
                                   n_rows=n_rows)
     if frame.empty:
@@ -595,57 +611,41 @@ def cached_drift(_runtime: Runtime, fingerprint: str, service: str, window: str 
         keep = (ts >= (since if since is not None else -np.inf)) & (ts < (until if until is not None else np.inf))
         frame = frame[keep]
     return compute_drift(profile, frame, window=window, methods=config.drift.methods,
-                         thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service)
+                         thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service,
+                         now=_runtime.now())
 
 
 # -- overview and segments
 
-OVERVIEW_DAYS = 7
-"""The Overview judges drift over the last seven whole UTC days (and today)."""
-
-
-def overview_since(now: float | None = None) -> float:
-    """Midnight UTC ``OVERVIEW_DAYS`` days before today: a cache key that changes once a day."""
-    now = time.time() if now is None else now
-    return (now // 86400.0 - OVERVIEW_DAYS) * 86400.0
-
-
-@dataclass(frozen=True)
-class OverviewCounts:
-    """Counts of one service's prediction log for the Overview (see ``monitoring.overview``)."""
-
-    volume: object
-    mix: object
-    task: str
-    classes: tuple[float, ...]
-    model_version: str | None
-    model_age_seconds: float
-    n_rows: int
-
-
 @st.cache_data(ttl=300, max_entries=32, show_spinner=False)
-def _overview_counts(_runtime: Runtime, runtime_key: str, service: str, rows_seen: int,
-                     tick_value: int) -> OverviewCounts:
-    del runtime_key, rows_seen, tick_value
-    from monitoring.labels import infer_task, predicted_classes
-    from monitoring.overview import model_age, prediction_mix, prediction_volume
+def _overview(_runtime: Runtime, runtime_key: str, service: str, rows_seen: int, tick_value: int,
+              now: float) -> ServiceOverview:
+    del rows_seen, tick_value
+    from monitoring.labels import LabelDataError
 
+    config = _runtime.config.service(service)
     frame = _runtime.mirror(service).read().frame
-    now = time.time()
-    configured = _runtime.config.service(service).performance.task
-    task = infer_task(frame) if configured == "auto" else configured
-    classes = predicted_classes(frame) if task == "classification" else ()
-    version, age = model_age(frame, now=now)
-    return OverviewCounts(volume=prediction_volume(frame["ts"].to_numpy(), now=now),
-                          mix=prediction_mix(frame, task=task, classes=classes, since=now - 30 * 86400.0),
-                          task=task, classes=classes, model_version=version, model_age_seconds=age,
-                          n_rows=len(frame))
+    profile, profile_problem = None, None
+    try:
+        profile = drift_profile(_runtime, runtime_key, service)
+    except (ReferenceDataError, ValueError) as exc:
+        profile_problem = str(exc)
+    labeled, label_problem, baseline = None, None, None
+    try:
+        labeled = _labeled_predictions(_runtime, runtime_key, service, tick(PERFORMANCE_TICK_SECONDS))
+        baseline = _baseline(_runtime, runtime_key, service, labeled.task, labeled.classes)
+    except (ProductionDataError, LabelDataError) as exc:
+        label_problem = str(exc)
+    return service_overview(service, frame=frame, now=now, task=config.performance.task, profile=profile,
+                            profile_problem=profile_problem, drift_methods=config.drift.methods,
+                            drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
+                            labeled=labeled, label_problem=label_problem, baseline=baseline,
+                            judged_days=config.performance.judged_days, min_labels=config.performance.min_labels)
 
 
-def overview_counts(_runtime: Runtime, fingerprint: str, service: str) -> OverviewCounts:
-    """Predictions served (today, 7 days, trend), the daily prediction mix over 30 days and the model's age.
-
-    Recomputed when rows arrive, at most once a minute.
+def overview(_runtime: Runtime, fingerprint: str, service: str) -> ServiceOverview:
+    """What the Overview says about ``service``'s data (``monitoring.overview.service_overview``), at the
+    runtime's clock; recomputed when rows arrive, at most once a minute.
 
     Raises
     ------
@@ -653,13 +653,7 @@ def overview_counts(_runtime: Runtime, fingerprint: str, service: str) -> Overvi
         When the service has no prediction log.
     """
     rows = len(_runtime.mirror(service).read().frame)
-    return _overview_counts(_runtime, _runtime_key(_runtime, fingerprint), service, rows, tick(60))
-
-
-def overview_drift(_runtime: Runtime, fingerprint: str, service: str) -> DriftReport:
-    """Drift of ``service`` per day since :func:`overview_since` (cached by :func:`cached_drift`)."""
-    rows = len(_runtime.mirror(service).read().frame)
-    return cached_drift(_runtime, fingerprint, service, "day", overview_since(), None, rows)
+    return _overview(_runtime, _runtime_key(_runtime, fingerprint), service, rows, tick(60), _runtime.now())
 
 
 SEGMENT_DAYS = (7, 30, 90)
@@ -685,7 +679,7 @@ def _segment_rows(_runtime: Runtime, runtime_key: str, service: str, days: float
     from monitoring.labels import LabelDataError
 
     frame = _runtime.mirror(service).read().frame
-    since = time.time() - days * 86400.0
+    since = _runtime.now() - days * 86400.0
     frame = frame[frame["ts"].to_numpy() >= since]
     try:
         labeled = _labeled_predictions(_runtime, runtime_key, service, tick_value)
@@ -878,7 +872,7 @@ def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, 
     if kind == "recent":
         return store.find_predictions(service, limit=limit)
     if kind == "uncertain":
-        now = time.time()
+        now = _runtime.now()
         frame = sample_prediction_log(store, service, since=now - 7 * 86400.0, until=now, n_rows=2000)
         if frame.empty or "score" not in frame.columns or frame["score"].isna().all():
             return frame.iloc[:0]

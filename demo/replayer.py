@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ import pandas as pd
 from demo.data import FEATURES, TARGET, generate
 from demo.model import DemoModel
 from monitoring.clients import V2Client
+from monitoring.clock import Clock, SystemClock
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,14 @@ class TrafficReplayer:
         Rows per back-fill request.
     random_state : int, default=0
         Seed.
+    clock : Clock, optional
+        Where "now" comes from (:mod:`monitoring.clock`); the system clock by default. On a
+        frozen clock the back-fill ends at the frozen time and live rows carry it.
     """
 
     def __init__(self, client: V2Client, store: Store, service: str, *, history_start: float,
                  rows_per_day: int = 1500, live_interval: float = 2.0, batch_rows: int = 1000,
-                 random_state: int = 0):
+                 random_state: int = 0, clock: Clock | None = None):
         self.client = client
         self.store = store
         self.service = service
@@ -65,7 +68,9 @@ class TrafficReplayer:
         self._rng = np.random.default_rng(random_state)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.clock = clock if clock is not None else SystemClock()
         self.backfilled_rows = 0
+        self.backfill_total = 0
         self.live_rows = 0
         self.backfill_done = threading.Event()
         self.last_error: str | None = None
@@ -90,8 +95,8 @@ class TrafficReplayer:
         }))
 
     def backfill(self, *, now: float | None = None, progress: Callable[[float], None] | None = None) -> int:
-        """Send the history missing from the store up to ``now``; return the rows sent."""
-        now = time.time() if now is None else now
+        """Send the history missing from the store up to ``now`` (the clock's); return the rows sent."""
+        now = self.clock.now() if now is None else now
         newest = self.store.newest_prediction_ts(self.service)
         start = max(self.history_start, newest) if newest is not None else self.history_start
         days = self._day(now) - self._day(start)
@@ -100,6 +105,7 @@ class TrafficReplayer:
             return 0
         history = generate(n_rows, start_day=self._day(start), end_day=self._day(now),
                            history_start=self.history_start, random_state=int(self._rng.integers(2**31)))
+        self.backfill_total = len(history)
         for begin in range(0, len(history), self.batch_rows):
             if self._stop.is_set():
                 break
@@ -111,8 +117,8 @@ class TrafficReplayer:
         return self.backfilled_rows
 
     def send_live(self, *, now: float | None = None) -> int:
-        """Send one small live request at ``now``; return the rows sent."""
-        now = time.time() if now is None else now
+        """Send one small live request at ``now`` (the clock's); return the rows sent."""
+        now = self.clock.now() if now is None else now
         n_rows = int(self._rng.integers(1, 6))
         day = self._day(now)
         rows = generate(n_rows, start_day=day, end_day=day, history_start=self.history_start,

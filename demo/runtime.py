@@ -34,6 +34,7 @@ from demo.model import DemoModel, load_or_train
 from demo.replayer import DAY, TrafficReplayer
 from demo.service import FaultSchedule, ServedModel, create_app
 from monitoring.clients import V2Client, make_client
+from monitoring.clock import Clock, SystemClock
 from monitoring.config import VantageConfig, parse_config
 from monitoring.store import Store
 
@@ -165,7 +166,7 @@ def _history_start(directory: Path, now: float) -> float:
 
 
 def start_demo(var_dir: Path | str = "var", *, port: int = 0, faults: bool = True, replay: bool = True,
-               poll_interval: float = 5.0) -> DemoRuntime:
+               poll_interval: float = 5.0, clock: Clock | None = None) -> DemoRuntime:
     """Train or load the demo model, serve it, start the replayer; return the running demo.
 
     Parameters
@@ -180,6 +181,8 @@ def start_demo(var_dir: Path | str = "var", *, port: int = 0, faults: bool = Tru
         Whether to back-fill history and send live traffic.
     poll_interval : float, default=5.0
         Poll interval written into the demo configuration.
+    clock : Clock, optional
+        Where the replayer's "now" comes from (:mod:`monitoring.clock`); the system clock by default.
     """
     var = Path(var_dir).resolve()
     directory = var / "demo"
@@ -209,8 +212,9 @@ def start_demo(var_dir: Path | str = "var", *, port: int = 0, faults: bool = Tru
     if replay:
         client = make_client(config.service(SERVICE_NAME))
         assert isinstance(client, V2Client)
-        replayer = TrafficReplayer(client, store, SERVICE_NAME,
-                                   history_start=_history_start(directory, time.time())).start()
+        clock = clock if clock is not None else SystemClock()
+        replayer = TrafficReplayer(client, store, SERVICE_NAME, clock=clock,
+                                   history_start=_history_start(directory, clock.now())).start()
     log.info("demo service up on %s after %.1f s", url, time.perf_counter() - started)
     return DemoRuntime(config=config, model=model, server=server, thread=thread, replayer=replayer,
                        store=store, url=url, app=app)

@@ -1,9 +1,12 @@
-"""The Overview page's plain-language summary of one service, from results computed elsewhere.
+"""The Overview page's plain-language summary of one service: counts, judged results, one recommendation.
 
-Nothing here reads the store or computes drift or metrics: :func:`prediction_volume` and
-:func:`prediction_mix` count the production rows already in memory, and
-:func:`service_alerts` turns a service status, a drift report, a baseline verdict and label
-counts into sentences a business reader can act on, with one recommendation.
+:func:`service_overview` gathers, at a given ``now``, what the Overview and the report say
+about one service — predictions served (:func:`prediction_counts`), drift per day over the
+last seven days (partial today included but never deciding), performance per day and the
+verdict over the judged period (:func:`monitoring.verdict.judged_verdict`) — into a
+:class:`ServiceOverview`. :func:`service_alerts` turns that and the service's live status
+into sentences a business reader can act on, with one recommendation that never contradicts
+them. Nothing here reads the clock or the store.
 """
 
 from __future__ import annotations
@@ -15,11 +18,26 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from monitoring.drift import DriftReport
-from monitoring.labels import LabelQuality
-from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, BaselineVerdict
+from monitoring.drift import DriftReport, ReferenceProfile, compute_drift, drifted_features
+from monitoring.labels import LabeledPredictions, LabelQuality, infer_task, predicted_classes
+from monitoring.performance import (
+    LOWER_IS_BETTER,
+    METRIC_LABELS,
+    Baseline,
+    BaselineVerdict,
+    PerformanceOverTime,
+    judged_verdict,
+    performance_over_time,
+    range_start,
+)
 
 DAY = 86400.0
+OVERVIEW_DAYS = 7
+"""The Overview judges drift over the last seven whole UTC days and today (today shown, never deciding)."""
+MIN_TREND_PREDICTIONS = 100
+"""A week-on-week change in percent is given only when both weeks have at least this many predictions."""
+MIX_DAYS = 30
+"""Days of the prediction-mix and performance charts."""
 
 PLAIN_METRICS = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "the F1 score",
                  "roc_auc": "the ranking quality (ROC AUC)", "log_loss": "the log loss",
@@ -36,6 +54,7 @@ RECOMMENDATIONS = {
     "investigate": "Investigate: results got worse although the inputs look the same.",
     "watch": "Keep watching: the inputs changed, but results have not (yet) got worse.",
     "none": "No action needed.",
+    "check": "Look into the warnings below; results and incoming data show no problem.",
     "unknown": "Nothing can be judged yet: see why below.",
 }
 
@@ -53,7 +72,8 @@ class Volume:
     previous_7_days : int
         In ``[now - 14 days, now - 7 days)``.
     trend : float
-        ``last_7_days / previous_7_days - 1``; NaN when the previous week had none.
+        ``last_7_days / previous_7_days - 1``; NaN unless both weeks have at least
+        :data:`MIN_TREND_PREDICTIONS` predictions (a change against a handful says nothing).
     """
 
     today: int
@@ -62,9 +82,16 @@ class Volume:
     trend: float
 
     def trend_text(self) -> str:
-        """The trend in words, e.g. ``"12% more than the 7 days before"``."""
+        """The trend in words, e.g. ``"12% more than the 7 days before"`` or ``"new this week"``."""
+        if self.previous_7_days < MIN_TREND_PREDICTIONS:
+            if self.last_7_days == 0:
+                return "no predictions in these 7 days or the 7 before"
+            if self.previous_7_days == 0:
+                return "new this week: no predictions in the 7 days before"
+            return f"new this week: only {self.previous_7_days:,} predictions in the 7 days before"
         if not math.isfinite(self.trend):
-            return "no predictions in the 7 days before to compare with"
+            return (f"only {self.last_7_days:,} predictions in these 7 days, against "
+                    f"{self.previous_7_days:,} in the 7 days before")
         if abs(self.trend) < 0.005:
             return "about the same as the 7 days before"
         return f"{abs(self.trend):.0%} {'more' if self.trend > 0 else 'fewer'} than the 7 days before"
@@ -92,8 +119,10 @@ class ServiceAlerts:
     ----------
     alerts : tuple of Alert
         Most serious first.
-    action : {"fix_service", "retrain", "investigate", "watch", "none", "unknown"}
-        ``unknown`` when neither drift nor results could be judged.
+    action : {"fix_service", "retrain", "investigate", "watch", "check", "none", "unknown"}
+        ``unknown`` when neither drift nor results could be judged; ``check`` when results
+        and inputs are fine but other warnings stand (no traffic, label problems, a degraded
+        service), so the headline never says "no action" beside a warning.
     recommendation : str
         The headline: the findings that matter joined in one sentence, ending with the
         action, e.g. ``"accuracy is 6 points below baseline since 12 Nov and 3 features
@@ -127,7 +156,8 @@ def prediction_volume(ts, *, now: float) -> Volume:
     today = int(np.count_nonzero((ts >= midnight) & (ts <= now)))
     last = int(np.count_nonzero((ts >= now - 7 * DAY) & (ts <= now)))
     previous = int(np.count_nonzero((ts >= now - 14 * DAY) & (ts < now - 7 * DAY)))
-    trend = last / previous - 1.0 if previous else math.nan
+    enough = min(last, previous) >= MIN_TREND_PREDICTIONS
+    trend = last / previous - 1.0 if enough else math.nan
     return Volume(today, last, previous, trend)
 
 
@@ -224,14 +254,6 @@ def _gap_text(verdict: BaselineVerdict) -> str:
     return f"{name} is {amount} {side} baseline"
 
 
-def drifted_features(report: DriftReport | None) -> list[str]:
-    """Features that drifted in at least one window of ``report`` (none without a report)."""
-    if report is None or report.features.empty:
-        return []
-    drifted = report.features[report.features["drifted"]]
-    return list(dict.fromkeys(drifted["feature"]))
-
-
 def service_alerts(*, state: str, reason: str = "", drift: DriftReport | None = None,
                    drift_problem: str | None = None, verdict: BaselineVerdict | None = None,
                    performance_problem: str | None = None, quality: LabelQuality | None = None,
@@ -249,7 +271,7 @@ def service_alerts(*, state: str, reason: str = "", drift: DriftReport | None = 
     drift_problem : str, optional
         Why drift could not be measured.
     verdict : BaselineVerdict, optional
-        The newest judged window against the baseline (:func:`monitoring.performance.baseline_verdict`).
+        Results over the judged period against the baseline (:func:`monitoring.performance.judged_verdict`).
     performance_problem : str, optional
         Why performance could not be measured.
     quality : LabelQuality, optional
@@ -276,7 +298,7 @@ def service_alerts(*, state: str, reason: str = "", drift: DriftReport | None = 
         gap = _gap_text(verdict) + (f" since {_day(since)}" if since is not None else "")
         alerts.append(Alert("error", f"Results got worse: {gap} (measured on the predictions whose real outcome "
                                      "is known)."))
-    elif verdict is not None and verdict.state == "unknown":
+    elif verdict is not None and verdict.state in ("unknown", "uncertain"):
         alerts.append(Alert("info", f"Results cannot be judged yet: {verdict.message}"))
     elif performance_problem:
         alerts.append(Alert("info", f"Results cannot be measured: {performance_problem}"))
@@ -308,30 +330,238 @@ def service_alerts(*, state: str, reason: str = "", drift: DriftReport | None = 
         verb = {"retrain": "retraining recommended", "investigate": "worth investigating before retraining",
                 "watch": "keep watching, no retraining needed yet"}[data_action]
         headline = f"{findings[0].upper()}{findings[1:]}: {verb}."
-    elif drift is None and (verdict is None or verdict.state == "unknown"):
+    elif drift is None and (verdict is None or verdict.state in ("unknown", "uncertain")):
         data_action = "unknown"
         headline = RECOMMENDATIONS["unknown"]
+    elif any(alert.level in ("error", "warning") for alert in alerts):
+        data_action = "check"
+        headline = RECOMMENDATIONS["check"]
     else:
         headline = RECOMMENDATIONS["none"]
     action = data_action
     if state == "down":
         action = "fix_service"
-        headline = RECOMMENDATIONS["fix_service"] + ("" if data_action in ("none", "unknown") else f" Then: {headline}")
+        headline = RECOMMENDATIONS["fix_service"] + (
+            "" if data_action in ("none", "unknown", "check") else f" Then: {headline}")
     order = {"error": 0, "warning": 1, "info": 2}
     return ServiceAlerts(tuple(sorted(alerts, key=lambda a: order[a.level])), action, headline, len(names))
 
 
+def _metric_value(metric: str, value: float) -> str:
+    return f"{value:.0%}" if metric in FRACTION_METRICS and metric != "r2" else f"{value:.3g}"
+
+
 def performance_sentence(verdict: BaselineVerdict) -> str:
-    """The latest performance against its baseline, without jargon."""
+    """Results over the judged period against their baseline, without jargon.
+
+    E.g. "Accuracy over the last 7 days: 79% (95% interval 78–80%, 3,412 predictions with a
+    known outcome), 8 points below the expected 87% since 12 Nov." It gives the pooled value,
+    its interval and the labels behind it, so a value is never called in line with a baseline
+    it is far from.
+    """
     name = PLAIN_METRICS.get(verdict.metric, verdict.metric)
-    if verdict.state == "unknown":
+    if verdict.state == "unknown" or not math.isfinite(verdict.value):
         return verdict.message
-    value = (f"{verdict.value:.0%}" if verdict.metric in FRACTION_METRICS and verdict.metric != "r2"
-             else f"{verdict.value:.3g}")
+    span = verdict.period_end - verdict.period_start
+    period = f" over the last {round(span / DAY):g} days" if math.isfinite(span) and span >= DAY else ""
+    value = _metric_value(verdict.metric, verdict.value)
+    n_labelled = verdict.n_labelled
+    evidence = []
+    if math.isfinite(verdict.low) and math.isfinite(verdict.high):
+        evidence.append(f"95% interval {_metric_value(verdict.metric, verdict.low)}–"
+                        f"{_metric_value(verdict.metric, verdict.high)}")
+    if n_labelled:
+        evidence.append(f"{n_labelled:,} predictions with a known outcome")
+    detail = f" ({', '.join(evidence)})" if evidence else ""
+    text = f"{name[0].upper()}{name[1:]}{period}: {value}{detail}"
     if not math.isfinite(verdict.baseline):
-        return f"Latest {name}: {value}."
-    relation = {"worse": "worse than", "better": "better than", "in line": "in line with"}[verdict.state]
+        return f"{text}; there is no baseline to compare with."
+    base = _metric_value(verdict.metric, verdict.baseline)
     sign = " (lower is better)" if verdict.metric in LOWER_IS_BETTER else ""
-    base = (f"{verdict.baseline:.0%}" if verdict.metric in FRACTION_METRICS and verdict.metric != "r2"
-            else f"{verdict.baseline:.3g}")
-    return f"Latest {name}: {value}, {relation} the expected {base}{sign}."
+    if verdict.state == "worse":
+        since = f" since {_day(verdict.worse_since)}" if verdict.worse_since is not None else ""
+        gap = _gap_text(verdict).split(" is ", 1)[1].replace("baseline", f"the expected {base}")
+        return f"{text}, {gap}{since}{sign}."
+    if verdict.state == "better":
+        return f"{text}, better than the expected {base}{sign}."
+    if verdict.state == "uncertain":
+        return f"{text}: too few known outcomes to tell whether it differs from the expected {base}{sign}."
+    return f"{text}, in line with the expected {base}{sign}."
+
+
+@dataclass(frozen=True)
+class PredictionCounts:
+    """What one service's prediction log says about its traffic, at one moment.
+
+    Attributes
+    ----------
+    volume : Volume
+    mix : DataFrame
+        :func:`prediction_mix` over the last :data:`MIX_DAYS` days.
+    task : {"classification", "regression"}
+    classes : tuple of float
+    model_version : str or None
+    model_age_seconds : float
+    n_rows : int
+        Logged predictions (every time).
+    """
+
+    volume: Volume
+    mix: pd.DataFrame
+    task: str
+    classes: tuple[float, ...]
+    model_version: str | None
+    model_age_seconds: float
+    n_rows: int
+
+
+def prediction_counts(frame: pd.DataFrame, *, now: float, task: str = "auto") -> PredictionCounts:
+    """Predictions served (today, 7 days, trend), the daily prediction mix and the model's age at ``now``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The prediction log: ``ts``, ``prediction``, optionally ``model_version`` and ``score``.
+    now : float
+        Unix seconds; rows after it are not counted as served.
+    task : {"auto", "classification", "regression"}, default="auto"
+
+    Returns
+    -------
+    PredictionCounts
+    """
+    frame = frame[frame["ts"].to_numpy(dtype=float) <= now] if len(frame) else frame
+    task = infer_task(frame) if task == "auto" else task
+    classes = predicted_classes(frame) if task == "classification" else ()
+    version, age = model_age(frame, now=now)
+    return PredictionCounts(volume=prediction_volume(frame["ts"].to_numpy(), now=now),
+                            mix=prediction_mix(frame, task=task, classes=classes, since=now - MIX_DAYS * DAY),
+                            task=task, classes=classes, model_version=version, model_age_seconds=age,
+                            n_rows=len(frame))
+
+
+def overview_since(now: float) -> float:
+    """Midnight UTC :data:`OVERVIEW_DAYS` days before ``now``'s day: the start of the Overview's drift period."""
+    return (now // DAY - OVERVIEW_DAYS) * DAY
+
+
+@dataclass(frozen=True)
+class ServiceOverview:
+    """Everything the Overview and the report say about one service's data, at ``now``.
+
+    Attributes
+    ----------
+    service : str
+    now : float
+    counts : PredictionCounts or None
+        None when nothing is logged (``problem`` says why).
+    problem : str or None
+    drift : DriftReport or None
+        Day windows since :func:`overview_since`; today's is partial.
+    drift_problem : str or None
+    performance : PerformanceOverTime or None
+        Per day over the last :data:`MIX_DAYS` days.
+    verdict : BaselineVerdict or None
+        Over the judged period.
+    performance_problem : str or None
+    quality : LabelQuality or None
+    n_labelled : int
+    """
+
+    service: str
+    now: float
+    counts: PredictionCounts | None = None
+    problem: str | None = None
+    drift: DriftReport | None = None
+    drift_problem: str | None = None
+    performance: PerformanceOverTime | None = None
+    verdict: BaselineVerdict | None = None
+    performance_problem: str | None = None
+    quality: LabelQuality | None = None
+    n_labelled: int = 0
+
+    @property
+    def since(self) -> float:
+        """Start of the drift period."""
+        return overview_since(self.now)
+
+    def alerts(self, *, state: str, reason: str = "") -> ServiceAlerts:
+        """The findings and the recommendation, with the service's live ``state`` and its ``reason``."""
+        return service_alerts(state=state, reason=reason, drift=self.drift, drift_problem=self.drift_problem,
+                              verdict=self.verdict, performance_problem=self.performance_problem,
+                              quality=self.quality, volume=self.counts.volume if self.counts is not None else None)
+
+    def sentences(self) -> list[str]:
+        """Plain statements: results, incoming data, labels."""
+        from monitoring.drift import summary
+
+        sentences = []
+        if self.verdict is not None:
+            sentences.append(f"Results: {performance_sentence(self.verdict)}")
+        if self.drift is not None and not self.drift.features.empty:
+            sentences.append(f"Incoming data: {summary(self.drift, since_label=_day(self.since))}.")
+        if self.quality is not None:
+            sentences.append(" ".join(self.quality.sentences()))
+        return sentences
+
+
+def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str = "auto",
+                     profile: ReferenceProfile | None = None, profile_problem: str | None = None,
+                     drift_methods: dict | None = None, drift_thresholds: dict | None = None,
+                     drift_share: float = 0.5, labeled: LabeledPredictions | None = None,
+                     label_problem: str | None = None, baseline: Baseline | None = None,
+                     judged_days: float = 7.0, min_labels: int = 30) -> ServiceOverview:
+    """What the Overview says about one service's data at ``now``.
+
+    Parameters
+    ----------
+    service : str
+    frame : DataFrame
+        The prediction log (features, ``ts``, ``prediction``, ...); rows after ``now`` are ignored.
+    now : float
+        Unix seconds: the moment the overview is made for. Nothing reads the clock.
+    task : {"auto", "classification", "regression"}, default="auto"
+    profile : ReferenceProfile, optional
+        The reference statistics; without it ``profile_problem`` is reported for drift.
+    profile_problem : str, optional
+    drift_methods, drift_thresholds : dict, optional
+        ``[services.drift]`` methods and thresholds.
+    drift_share : float, default=0.5
+    labeled : LabeledPredictions, optional
+        Predictions joined with the labels arrived by ``now``; without it ``label_problem``.
+    label_problem : str, optional
+    baseline : Baseline, optional
+    judged_days : float, default=7
+        The period the results verdict pools.
+    min_labels : int, default=30
+
+    Returns
+    -------
+    ServiceOverview
+    """
+    if len(frame):
+        frame = frame[frame["ts"].to_numpy(dtype=float) <= now]
+    if not len(frame):
+        problem = "no predictions have been logged yet"
+        return ServiceOverview(service, now, problem=problem, performance_problem=problem)
+    counts = prediction_counts(frame, now=now, task=task)
+    drift, drift_problem = None, profile_problem
+    if profile is not None:
+        recent = frame[frame["ts"].to_numpy(dtype=float) >= overview_since(now)]
+        try:
+            drift = compute_drift(profile, recent, window="day", methods=drift_methods or None,
+                                  thresholds=drift_thresholds or None, drift_share=drift_share, service=service,
+                                  now=now)
+        except ValueError as exc:
+            drift, drift_problem = None, str(exc)
+    performance, verdict, performance_problem, quality, n_labelled = None, None, label_problem, None, 0
+    if labeled is not None:
+        quality, n_labelled = labeled.quality, labeled.n_labelled
+        baseline = baseline if baseline is not None else Baseline()
+        performance = performance_over_time(labeled, window="day", baseline=baseline, min_labels=min_labels,
+                                            since=range_start(now, MIX_DAYS, window="day"))
+        verdict = judged_verdict(labeled, performance, metric=performance.metrics[0], baseline=baseline,
+                                 days=judged_days)
+    return ServiceOverview(service, now, counts=counts, drift=drift, drift_problem=drift_problem,
+                           performance=performance, verdict=verdict, performance_problem=performance_problem,
+                           quality=quality, n_labelled=n_labelled)

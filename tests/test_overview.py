@@ -28,8 +28,10 @@ NOV_12 = datetime(2026, 11, 12, tzinfo=UTC).timestamp()
 
 def drift_report(drifted: dict[str, bool]):
     """A stand-in for a DriftReport: only ``features`` is read."""
-    rows = [{"window": w, "feature": f, "drifted": d and w == 1} for w in (0, 1) for f, d in drifted.items()]
-    return SimpleNamespace(features=pd.DataFrame(rows))
+    rows = [{"window": w, "feature": f, "drifted": d and w == 1, "partial": False}
+            for w in (0, 1) for f, d in drifted.items()]
+    features = pd.DataFrame(rows)
+    return SimpleNamespace(features=features, closed=features)
 
 
 def test_volume_counts_today_seven_days_and_the_trend():
@@ -38,8 +40,16 @@ def test_volume_counts_today_seven_days_and_the_trend():
                          np.full(4, NOW - 10 * DAY), [NOW + 60]])  # the week before; in the future
     volume = prediction_volume(ts, now=NOW)
     assert (volume.today, volume.last_7_days, volume.previous_7_days) == (5, 8, 4)
-    assert volume.trend == pytest.approx(1.0)
-    assert volume.trend_text() == "100% more than the 7 days before"
+    # a handful of predictions the week before gives no percentage ("+99800%"), but "new this week"
+    assert math.isnan(volume.trend)
+    assert volume.trend_text() == "new this week: only 4 predictions in the 7 days before"
+    busy = prediction_volume(np.concatenate([np.repeat(ts[:8], 50), np.repeat(ts[8:12], 50)]), now=NOW)
+    assert (busy.last_7_days, busy.previous_7_days) == (400, 200)
+    assert busy.trend == pytest.approx(1.0)
+    assert busy.trend_text() == "100% more than the 7 days before"
+    dropped = prediction_volume(np.concatenate([ts[:3], np.repeat(ts[8:12], 50)]), now=NOW)
+    assert math.isnan(dropped.trend) and dropped.trend_text() == (
+        "only 3 predictions in these 7 days, against 200 in the 7 days before")
     empty = prediction_volume(np.array([]), now=NOW)
     assert math.isnan(empty.trend) and "no predictions" in empty.trend_text()
 
@@ -112,7 +122,16 @@ def test_regression_gap_label_problems_and_missing_inputs_are_plain_sentences():
                                                              "judged.")
     assert performance_sentence(unknown) == unknown.message
     assert performance_sentence(BaselineVerdict("in line", "accuracy", value=0.851, baseline=0.86)) == (
-        "Latest accuracy: 85%, in line with the expected 86%.")
+        "Accuracy: 85%, in line with the expected 86%.")
+    judged = BaselineVerdict("worse", "accuracy", value=0.79, low=0.776, high=0.804, baseline=0.87,
+                             worse_since=NOV_12, n_labelled=3412, period_start=NOW - 7 * DAY, period_end=NOW)
+    assert performance_sentence(judged) == (
+        "Accuracy over the last 7 days: 79% (95% interval 78%–80%, 3,412 predictions with a known outcome), "
+        "8 points below the expected 87% since 12 Nov.")
+    few = BaselineVerdict("uncertain", "accuracy", value=0.79, low=0.62, high=0.9, baseline=0.87, n_labelled=31,
+                          period_start=NOW - 7 * DAY, period_end=NOW)
+    assert "too few known outcomes to tell" in performance_sentence(few)
+    assert "in line" not in performance_sentence(few)
 
 
 # -- the page ---------------------------------------------------------------------------------

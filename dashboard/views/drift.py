@@ -6,15 +6,25 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import service_picker
-from monitoring.drift import SEVERITY_COLORS, feature_distribution, get_method, summary
+from dashboard.components import demo_backfill, service_picker
+from monitoring.drift import (
+    NOISE_QUANTILE,
+    SEVERITY_COLORS,
+    drifted_features,
+    feature_distribution,
+    get_method,
+    summary,
+)
 from monitoring.plots import drift as plots
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
 
-SEVERITY_ORDER = {"red": 0, "amber": 1, "green": 2, "grey": 3}
-SEVERITY_LABELS = {"red": "drifted", "amber": "close", "green": "stable", "grey": "no data"}
-DRIFTED_WHEN = {"p_value": "p-value below threshold", "distance": "distance at or above threshold"}
+STATUS_ORDER = {"drifted": 0, "close": 1, "stable": 2, "too small": 3, "cannot judge": 4}
+STATUS_COLORS = {"drifted": SEVERITY_COLORS["red"], "close": SEVERITY_COLORS["amber"],
+                 "stable": SEVERITY_COLORS["green"], "too small": SEVERITY_COLORS["grey"],
+                 "cannot judge": SEVERITY_COLORS["grey"]}
+DRIFTED_WHEN = {"p_value": "p-value below threshold",
+                "distance": "distance at or above threshold and above noise"}
 WINDOWS = {"hour": "Hourly", "day": "Daily", "week": "Weekly", "rows": "Every N rows"}
 
 current = state.settings()
@@ -24,6 +34,8 @@ st.title("Drift")
 st.caption("Each feature, and the model's predictions, in production compared with the reference (training) "
            "data, window by window. Methods and thresholds follow `[services.drift]`; the README explains each.")
 
+if demo_backfill(runtime):
+    st.stop()
 service = service_picker(runtime, key="drift_service")
 
 try:
@@ -68,8 +80,14 @@ if report.features.empty:
     st.info("No production rows in this date range.")
     st.stop()
 headline = summary(report, since_label=start_day.strftime("%-d %b"))
-latest = report.dataset.iloc[-1]
-(st.warning if latest["n_drifted"] else st.success)(headline)
+(st.warning if drifted_features(report) else st.success)(headline)
+expected, n_judged = report.false_alarm_bound()
+open_note = (" The newest window is still open: it is shown \"so far\" and does not decide the line above."
+             if report.dataset["partial"].iloc[-1] else "")
+st.caption(f"A distance counts as drift only above its threshold and above the noise a window of its size shows "
+           f"when nothing changed (the {NOISE_QUANTILE:.1%} level of no-change samples from the reference); "
+           f"p-values account for the size themselves. Across the {n_judged:,} feature-windows judged here, at most "
+           f"about {expected:.1f} would be flagged by chance if nothing had changed.{open_note}")
 for message in report.warnings:
     st.warning(message)
 st.caption(f"Production data: {production.source}. Reference: `{service.reference}` "
@@ -78,32 +96,45 @@ st.caption(f"Production data: {production.source}. Reference: `{service.referenc
 st.plotly_chart(plots.drifted_share_figure(report), key="drift_share")
 
 st.subheader("Features")
-labels = {int(w): (f"{s:%d %b %Y %H:%M}" if pd.notna(s) else f"window {int(w)}")
-          for w, s in zip(report.dataset["window"], report.dataset["window_start"], strict=True)}
-chosen_window = st.select_slider("Window", options=list(labels), value=list(labels)[-1], format_func=labels.get,
+labels = {int(w): (f"{s:%d %b %Y %H:%M}" if pd.notna(s) else f"window {int(w)}") + (" (so far)" if p else "")
+          for w, s, p in zip(report.dataset["window"], report.dataset["window_start"], report.dataset["partial"],
+                             strict=True)}
+closed = report.dataset.loc[~report.dataset["partial"], "window"]
+newest_closed = int(closed.iloc[-1]) if len(closed) else list(labels)[-1]  # the open window is one click away
+chosen_window = st.select_slider("Window", options=list(labels), value=newest_closed, format_func=labels.get,
                                  key=f"drift_table_window_{service.name}")
 rows = report.features[report.features["window"] == chosen_window].copy()
-rows["order"] = rows["severity"].map(SEVERITY_ORDER)
+rows["order"] = rows["status"].map(STATUS_ORDER)
 rows = rows.sort_values(["order", "feature"])
+if rows["partial"].any():
+    st.info("This window is still open: its figures are so far, and it does not decide the verdicts above.")
 table = pd.DataFrame({
     "Feature": rows["feature"],
-    "Status": rows["severity"].map(SEVERITY_LABELS),
+    "Status": rows["status"],
     "Method": rows["method"],
     "Score": rows["score"],
     "Threshold": rows["threshold"],
+    "Noise level": rows["noise"],
     "Drifted when": [DRIFTED_WHEN[get_method(m).score_kind] for m in rows["method"]],
     "Rows": rows["n"],
     "Missing": rows["n_missing"],
     "Unseen": rows["n_unseen"],
+    "Why not judged": rows["reason"],
 }).reset_index(drop=True)
-colors = dict(zip(SEVERITY_LABELS.values(), (SEVERITY_COLORS[k] for k in SEVERITY_LABELS), strict=True))
 st.dataframe(
-    table.style.map(lambda status: f"background-color: {colors.get(status, '')}; color: white", subset=["Status"])
-    .format({"Score": "{:.4g}", "Threshold": "{:g}"}, na_rep="–"),
+    table.style.map(lambda status: f"background-color: {STATUS_COLORS.get(status, '')}; color: white",
+                    subset=["Status"])
+    .format({"Score": "{:.4g}", "Threshold": "{:g}", "Noise level": "{:.3g}"}, na_rep="–"),
     hide_index=True,
     column_config={"Missing": st.column_config.NumberColumn(help="Missing values: left out of the score"),
                    "Unseen": st.column_config.NumberColumn(
-                       help="Categories the reference never had, or numbers outside its range")},
+                       help="Categories the reference never had, or numbers outside its range"),
+                   "Noise level": st.column_config.NumberColumn(
+                       help="The score a window of this size reaches when nothing changed (distances only); a "
+                            "distance must be above it, and above the threshold, to count as drift"),
+                   "Why not judged": st.column_config.TextColumn(
+                       help="'too small': the window's noise is above the threshold, so only larger drifts can "
+                            "be told; 'cannot judge': too few values, none, or a column constant in the reference")},
 )
 st.download_button("Download all windows (CSV)", report.to_csv(table="all"), file_name=f"drift-{service.name}.csv",
                    mime="text/csv", key="drift_download")

@@ -145,7 +145,8 @@ def picked_row():
                                       key="explain_pick_id").strip() or None
     elif mode == "By time":
         columns = st.columns(2)
-        day = columns[0].date_input("Day (UTC)", value=datetime.now(UTC).date(), key="explain_pick_day")
+        today = datetime.fromtimestamp(runtime.now(), tz=UTC).date()
+        day = columns[0].date_input("Day (UTC)", value=today, key="explain_pick_day")
         hour = columns[1].time_input("From (UTC)", value=day_time(0, 0), key="explain_pick_time")
         since = datetime.combine(day, hour, tzinfo=UTC).timestamp()
         until = since + 86400.0 - (hour.hour * 3600 + hour.minute * 60)
@@ -169,7 +170,8 @@ def picked_row():
     row = found.iloc[[index]]
     row_id = str(row["id"].iloc[0])
     st.query_params["prediction"] = row_id
-    st.caption(f"Selected prediction `{row_id}` made {when(float(row['ts'].iloc[0]))}; click a row to pick another "
+    made = when(float(row["ts"].iloc[0]), now=runtime.now())
+    st.caption(f"Selected prediction `{row_id}` made {made}; click a row to pick another "
                f"(the {len(found)} newest matches are listed).")
     return row, row_id
 

@@ -1,7 +1,6 @@
 """Service health: is every prediction service up, fast and answering correctly?"""
 
 import math
-import time
 
 import pandas as pd
 import streamlit as st
@@ -45,7 +44,7 @@ if len(services) > 1:
             "Canary p95 (1 h)": r.p95_ms,
             "Error rate (1 h)": (percent(r.error_rate_1h) if r.has_metrics else "no metrics URL"),
             "Protocol": r.protocol,
-            "Last poll": when(r.last_poll_ts),
+            "Last poll": when(r.last_poll_ts, now=runtime.now()),
         } for r in rows])
         st.subheader("Fleet")
         st.dataframe(table, hide_index=True, column_config={
@@ -92,15 +91,17 @@ def live_panel() -> None:
             status_badge(status.state)
             st.markdown(f"**{status.reason}**")
             st.caption(f"{service.protocol} · {service.url} · polled every {service.poll_interval:g} s · "
-                       f"last poll {when(status.last_poll_ts)}"
-                       + (f" · in this state since {when(status.since_ts)}" if status.since_ts else ""))
+                       f"last poll {when(status.last_poll_ts, now=runtime.now())}"
+                       + (f" · in this state since {when(status.since_ts, now=runtime.now())}"
+                          if status.since_ts else ""))
         with right:
             st.caption(f"Last {len(health.heartbeat)} polls (oldest left; hover for details)")
             st.plotly_chart(plots.heartbeat_figure(health.heartbeat), config={"displayModeBar": False},
                             key="health_heartbeat")
 
-    if health.history_since is not None and time.time() - health.history_since < 30 * 86400:
-        st.caption(f"History starts {when(health.history_since)}: longer windows cover only that span.")
+    if health.history_since is not None and runtime.now() - health.history_since < 30 * 86400:
+        st.caption(f"History starts {when(health.history_since, now=runtime.now())}: longer windows cover only "
+                   "that span.")
     uptime_columns = st.columns(len(health.uptime) + 1)
     for column, (label, result) in zip(uptime_columns, health.uptime.items(), strict=False):
         column.metric(f"Uptime {label}", percent(result.fraction),

@@ -33,7 +33,7 @@ for service in runtime.config.services:
             mine = holder == runtime.collector.holder
             poller_text = "this dashboard" if mine else (f"another collector ({holder})" if holder else "nobody yet")
             st.markdown(f"**Polled by** {poller_text}  \n"
-                        + (f"**Last poll** {when(poll.ts)}: {poll.state} ({poll.reason})"
+                        + (f"**Last poll** {when(poll.ts, now=runtime.now())}: {poll.state} ({poll.reason})"
                            if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
         with right:
             if "error" in meta:

@@ -128,7 +128,8 @@ if source == SOURCES[0]:
         row = found.iloc[picked[0] if picked else 0]
         original = {f: plain(row[f]) for f in features}
         point_id, origin = f"pred-{row['id']}", ("prediction", str(row["id"]))
-        st.caption(f"Prediction `{row['id']}` made {when(float(row['ts']))}; click a row to pick another.")
+        made = when(float(row["ts"]), now=runtime.now())
+        st.caption(f"Prediction `{row['id']}` made {made}; click a row to pick another.")
     elif finder == "By id" and found is None:
         st.caption("Type the id of a logged prediction (the Explain page and the prediction log show them).")
     elif finder == "By feature" and found is None:

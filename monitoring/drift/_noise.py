@@ -35,7 +35,7 @@ in a thousand feature-windows where the noise, not the threshold, decides."""
 NOISE_DRAWS = 5000
 """Samples drawn per column, method and window size."""
 _GRID_STEPS_PER_DOUBLING = 4
-_DRAWS_PER_CHUNK = 1000
+_DRAWS_PER_CHUNK = 250
 _MAX_MEMO = 4096
 _memo: OrderedDict[tuple, float] = OrderedDict()
 _memo_lock = threading.Lock()
@@ -137,7 +137,7 @@ def _simulate(column: ColumnProfile, method: DriftMethod, n_rows: int, *, quanti
               seed: tuple) -> float:
     rng = np.random.default_rng(zlib.crc32(repr(seed).encode()))
     parts = []
-    for begin in range(0, n_draws, _DRAWS_PER_CHUNK):  # bounded memory: 1,000 draws × 1,000 fine bins at a time
+    for begin in range(0, n_draws, _DRAWS_PER_CHUNK):  # bounded memory: 250 draws × 1,000 fine bins at a time
         size = min(_DRAWS_PER_CHUNK, n_draws - begin)
         if method.needs == "fine" and column.kind == "numeric":
             counts = _fine_draws(column, n_rows, size, rng)

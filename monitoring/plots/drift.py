@@ -27,6 +27,23 @@ def _window_axis(frame: pd.DataFrame) -> tuple[list, str]:
     return [f"window {w}" for w in frame["window"]], "window (blocks of rows)"
 
 
+def _mark_partial(figure: go.Figure, frame: pd.DataFrame, x: list, *, row: int | None = None,
+                  col: int | None = None) -> None:
+    """Outline windows still open (dotted) and label them "so far"."""
+    if "partial" not in frame or not frame["partial"].any():
+        return
+    for position, (value, partial) in enumerate(zip(x, frame["partial"], strict=True)):
+        if not partial:
+            continue
+        if isinstance(value, pd.Timestamp) and "window_end" in frame:
+            left, right = value, frame["window_end"].iloc[position]
+        else:
+            left, right = position - 0.5, position + 0.5
+        figure.add_vrect(x0=left, x1=right, line={"dash": "dot", "color": "#374151", "width": 1.5},
+                         fillcolor="rgba(255,255,255,0.35)", layer="above", annotation_text="so far",
+                         annotation_position="top left", row=row, col=col)
+
+
 def _percent(values) -> list[str]:
     return ["–" if pd.isna(v) else f"{100 * v:.1f} %" for v in values]
 
@@ -137,8 +154,12 @@ def drift_heatmap_figure(report: DriftReport, *, height: int | None = None) -> g
         i, j = feature_index[row.feature], position[row.window]
         level[i, j] = _SEVERITY_LEVEL.get(row.severity, np.nan)
         score = "no values" if pd.isna(row.score) else f"{row.score:.4g}"
-        hover[i, j] = (f"<b>{row.feature}</b><br>{row.method}: {score} (threshold {row.threshold:g})<br>"
-                       f"{row.severity}; {row.n:,} rows, {row.n_missing:,} missing, {row.n_unseen:,} unseen")
+        noise = "" if pd.isna(row.noise) else f", noise {row.noise:.3g}"
+        so_far = " (so far: the window is still open)" if row.partial else ""
+        why = f"<br>{row.reason}" if row.reason else ""
+        hover[i, j] = (f"<b>{row.feature}</b><br>{row.method}: {score} (threshold {row.threshold:g}{noise})<br>"
+                       f"{row.status}{so_far}; {row.n:,} rows, {row.n_missing:,} missing, {row.n_unseen:,} unseen"
+                       f"{why}")
     colors = [SEVERITY_COLORS["green"], SEVERITY_COLORS["amber"], SEVERITY_COLORS["red"]]
     colorscale = [[0.0, colors[0]], [1 / 3, colors[0]], [1 / 3, colors[1]], [2 / 3, colors[1]], [2 / 3, colors[2]],
                   [1.0, colors[2]]]
@@ -146,7 +167,9 @@ def drift_heatmap_figure(report: DriftReport, *, height: int | None = None) -> g
         z=level, x=x, y=features, zmin=-0.5, zmax=2.5, colorscale=colorscale, showscale=False, xgap=1, ygap=1,
         customdata=hover, hovertemplate="%{customdata}<extra></extra>", hoverongaps=False,
     ))
-    figure.update_layout(title="Drift by feature and window", height=height or 120 + 26 * len(features),
+    _mark_partial(figure, windows, x)
+    figure.update_layout(title="Drift by feature and window (grey: not judged)",
+                         height=height or 120 + 26 * len(features),
                          margin=_MARGIN, plot_bgcolor=_NO_DATA_BACKGROUND,
                          yaxis={"autorange": "reversed", "title": ""}, xaxis={"title": x_title})
     return figure
@@ -180,6 +203,13 @@ def prediction_drift_figure(report: DriftReport, *, height: int = 300) -> go.Fig
             customdata=np.stack([part["method"], part["severity"], part["n"]], axis=-1),
             hovertemplate="%{customdata[0]}: %{y:.4g}<br>%{customdata[1]}, %{customdata[2]:,} rows<extra></extra>",
         ), row=number, col=1)
+        if part["partial"].any():
+            last = part[part["partial"]]
+            figure.add_trace(go.Scatter(
+                x=[x[i] for i in np.flatnonzero(part["partial"].to_numpy())], y=last["score"], mode="markers",
+                marker={"size": 15, "color": "#374151", "symbol": "circle-open"},
+                name="so far", showlegend=False, hovertemplate="so far: the window is still open<extra></extra>",
+            ), row=number, col=1)
         figure.add_hline(y=threshold, line_dash="dash", line_color=SEVERITY_COLORS["red"], row=number, col=1,
                          annotation_text=f"threshold {threshold:g}", annotation_position="top left")
         p_values = part["method"].iloc[0] in ("ks", "chi_square", "z_test")
@@ -215,6 +245,7 @@ def drifted_share_figure(report: DriftReport, *, height: int = 280) -> go.Figure
     ))
     figure.add_hline(y=report.drift_share, line_dash="dash", line_color="#6b7280",
                      annotation_text=f"data set drifts at {report.drift_share:.0%}", annotation_position="top left")
+    _mark_partial(figure, dataset, x)
     figure.update_layout(title=title, height=height, margin=_MARGIN, showlegend=False,
                          yaxis={"tickformat": ".0%", "range": [0, 1.05], "title": ""}, xaxis={"title": x_title})
     return figure
