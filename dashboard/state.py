@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from monitoring.clients import ServiceError
+from monitoring.clients import ServiceError, make_client
 from monitoring.clock import FrozenClock, SystemClock, clock_from_environment
-from monitoring.collector import Collector
+from monitoring.collector import PROBE_HEADER, Collector
 from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
 from monitoring.drift import DriftReport, ReferenceProfile, compute_drift, load_or_build_profile
 from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source
@@ -278,9 +278,25 @@ def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> La
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
-def _baseline(_runtime: Runtime, runtime_key: str, service: str, task: str, classes: tuple[float, ...]) -> Baseline:
+def _baseline_of(_runtime: Runtime, runtime_key: str, service: str, task: str, classes: tuple[float, ...],
+                 model_version: str | None) -> Baseline:
     del runtime_key
-    return baseline_for(_runtime.config.service(service), task=task, classes=classes)
+    config = _runtime.config.service(service)
+    client = make_client(config)
+    client.session.headers[PROBE_HEADER] = "1"  # scoring the reference is not production traffic
+    try:
+        return baseline_for(config, task=task, classes=classes, predict=client.predict, model_version=model_version,
+                            cache_dir=var_dir() / "baselines")
+    finally:
+        client.close()
+
+
+def _baseline(_runtime: Runtime, runtime_key: str, service: str, task: str, classes: tuple[float, ...]) -> Baseline:
+    """The baseline of ``service`` (``monitoring.baseline.baseline_for``): configured, from the reference's own
+    predictions, or the service's predictions on a bounded reference sample, cached per model version."""
+    version = cached_metadata(_runtime, runtime_key, service, tick(60)).get("version")
+    return _baseline_of(_runtime, runtime_key, service, task, classes,
+                        version or _runtime.config.service(service).model_version)
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner=False)

@@ -35,7 +35,8 @@ in a thousand feature-windows where the noise, not the threshold, decides."""
 NOISE_DRAWS = 5000
 """Samples drawn per column, method and window size."""
 _GRID_STEPS_PER_DOUBLING = 4
-_DRAWS_PER_CHUNK = 250
+_DRAWS_PER_CHUNK = 1000
+_SIMULATION_BINS = 128
 _MAX_MEMO = 4096
 _memo: OrderedDict[tuple, float] = OrderedDict()
 _memo_lock = threading.Lock()
@@ -137,7 +138,7 @@ def _simulate(column: ColumnProfile, method: DriftMethod, n_rows: int, *, quanti
               seed: tuple) -> float:
     rng = np.random.default_rng(zlib.crc32(repr(seed).encode()))
     parts = []
-    for begin in range(0, n_draws, _DRAWS_PER_CHUNK):  # bounded memory: 250 draws × 1,000 fine bins at a time
+    for begin in range(0, n_draws, _DRAWS_PER_CHUNK):  # bounded memory: 1,000 draws at a time
         size = min(_DRAWS_PER_CHUNK, n_draws - begin)
         if method.needs == "fine" and column.kind == "numeric":
             counts = _fine_draws(column, n_rows, size, rng)
@@ -154,16 +155,25 @@ def _simulate(column: ColumnProfile, method: DriftMethod, n_rows: int, *, quanti
 
 
 def _fine_draws(column: ColumnProfile, n_rows: int, n_draws: int, rng: np.random.Generator) -> ColumnCounts:
-    """No-change windows in the fine bins Wasserstein reads: Poisson counts (the multinomial's cost
-    grows with the 1,000 bins; Poisson draws of the same means are a third of it and only make the
-    window's size vary a little), each bin's values at the reference's mean value in it."""
+    """No-change windows in the fine bins Wasserstein reads, merged to about :data:`_SIMULATION_BINS` bins of
+    equal reference mass (the 1,000 fine bins make each simulation 8× slower, for a level within 5 % of
+    it), with Poisson counts (a third of the multinomial's cost; the window's size varies a little) and
+    each bin's values at the reference's mean value in it."""
     reference_fine = np.add.reduceat(column.step_counts, column.fine_starts).astype(np.int64)
     reference_sums = np.add.reduceat(column.step_sums, column.fine_starts)
+    edges = column.fine_edges  # fine bin 0 is below edges[0], bin j in [edges[j-1], edges[j]), the last above
+    cumulative = np.cumsum(reference_fine) / max(reference_fine.sum(), 1)
+    kept = np.searchsorted(cumulative, np.linspace(0.0, 1.0, _SIMULATION_BINS + 1)[1:-1])
+    kept = np.unique(np.concatenate([[0], np.clip(kept, 0, len(edges) - 1), [len(edges) - 1]]))
+    starts = np.unique(np.concatenate([[0], kept + 1]))  # bin 0, then the bins that begin at each kept edge
+    starts = starts[starts < len(reference_fine)]
+    reference_fine = np.add.reduceat(reference_fine, starts)
+    reference_sums = np.add.reduceat(reference_sums, starts)
     shares = reference_fine / reference_fine.sum()
     current = rng.poisson(shares * n_rows, size=(n_draws, len(shares)))
     with np.errstate(invalid="ignore", divide="ignore"):
         bin_means = np.where(reference_fine > 0, reference_sums / np.maximum(reference_fine, 1), 0.0)
     return ColumnCounts(name=column.name, kind="numeric", reference=column.counts, current=current,
-                        fine_edges=column.fine_edges, reference_fine=reference_fine, current_fine=current,
+                        fine_edges=edges[kept], reference_fine=reference_fine, current_fine=current,
                         reference_fine_sums=reference_sums, current_fine_sums=current * bin_means,
                         fine_exact=column.fine_exact, reference_std=column.std)
