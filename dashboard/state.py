@@ -433,7 +433,7 @@ def explain_setup(_runtime: Runtime, fingerprint: str, service: str) -> ExplainS
         problem = f"service {service} has no reference data configured ([[services]] reference)"
     selected = open_model_source(config, reference, check=False)  # the page checks after its first chart
     try:
-        _runtime.store.prediction_table(service)
+        _runtime.store.prediction_table(config.log_name)
         has_log = True
     except KeyError:
         has_log = False
@@ -497,7 +497,8 @@ def explain_window(_runtime: Runtime, fingerprint: str, service: str, window: st
     if window not in _EXPLAIN_WINDOW_SECONDS:
         raise ValueError(f"window must be one of {list(EXPLAIN_WINDOWS)}; got {window!r}")
     now = _runtime.now()
-    frame = sample_prediction_log(_runtime.store, service, since=now - _EXPLAIN_WINDOW_SECONDS[window], until=now,
+    frame = sample_prediction_log(_runtime.store, _runtime.config.service(service).log_name,
+                                  since=now - _EXPLAIN_WINDOW_SECONDS[window], until=now,
                                   n_rows=n_rows)
     if frame.empty:
         raise ExplainError(f"no predictions of {service} were logged in the {EXPLAIN_WINDOWS[window].lower()}")
@@ -540,7 +541,8 @@ def find_logged_predictions(_runtime: Runtime, fingerprint: str, service: str, p
                             since: float | None, until: float | None, filters: tuple, limit: int, tick_value: int):
     """Logged predictions matching an id, a time range and feature conditions (index-backed, newest first)."""
     del fingerprint, tick_value
-    return _runtime.store.find_predictions(service, prediction_id=prediction_id, since=since, until=until,
+    return _runtime.store.find_predictions(_runtime.config.service(service).log_name, prediction_id=prediction_id,
+                                           since=since, until=until,
                                            filters=dict(filters) if filters else None, limit=limit)
 
 
@@ -602,7 +604,7 @@ def drift_profile(_runtime: Runtime, fingerprint: str, service: str) -> Referenc
         raise ReferenceDataError(f"service {service!r} has no reference data: set `reference` (a CSV or Parquet "
                                  "file of the training data) in its [[services]] table")
     try:
-        known = _runtime.store.prediction_features(service)
+        known = _runtime.store.prediction_features(config.log_name)
     except KeyError:
         known = {}
     frame = read_reference(config.reference, features=config.features, kinds=known)
@@ -885,11 +887,12 @@ def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, 
     from explain._data import sample_prediction_log
 
     store = _runtime.store
+    log_name = _runtime.config.service(service).log_name  # the store's name of its prediction log
     if kind == "recent":
-        return store.find_predictions(service, limit=limit)
+        return store.find_predictions(log_name, limit=limit)
     if kind == "uncertain":
         now = _runtime.now()
-        frame = sample_prediction_log(store, service, since=now - 7 * 86400.0, until=now, n_rows=2000)
+        frame = sample_prediction_log(store, log_name, since=now - 7 * 86400.0, until=now, n_rows=2000)
         if frame.empty or "score" not in frame.columns or frame["score"].isna().all():
             return frame.iloc[:0]
         order = (frame["score"] - 0.5).abs().sort_values(kind="stable").index[:limit]
@@ -898,11 +901,11 @@ def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, 
         labeled = labeled_predictions(_runtime, fingerprint, service).frame
         labeled = labeled[labeled["label"].notna()]
         if labeled.empty:
-            return store.find_predictions(service, limit=1).iloc[:0]
+            return store.find_predictions(log_name, limit=1).iloc[:0]
         guess = labeled["score"] if labeled["score"].notna().any() else labeled["prediction"]
         error = (labeled["label"].astype(float) - guess.astype(float)).abs()
         ids = labeled.loc[error.sort_values(ascending=False, kind="stable").index[:limit], "id"]
-        rows = [store.find_predictions(service, prediction_id=str(i), limit=1) for i in ids]
+        rows = [store.find_predictions(log_name, prediction_id=str(i), limit=1) for i in ids]
         rows = [r for r in rows if len(r)]
-        return pd.concat(rows, ignore_index=True) if rows else store.find_predictions(service, limit=1).iloc[:0]
+        return pd.concat(rows, ignore_index=True) if rows else store.find_predictions(log_name, limit=1).iloc[:0]
     raise ValueError(f"kind must be one of {list(WHATIF_LISTS)}; got {kind!r}")

@@ -119,12 +119,17 @@ baseline = {{accuracy = {metrics["accuracy"]}, roc_auc = {metrics["roc_auc"]}, l
 source = "remote"                          # explained as a black box, through its v2 endpoint
 
 [[services]]
-name = "{SERVICE_NAME}-rest"
+name = "{SERVICE_NAME}-rest"                # the same model's plain REST endpoint, on the same server
 url = "{url}"
 protocol = "rest"
 poll_interval = {poll_interval * 2}
 reference = "{model.reference_path}"
+target = "{TARGET}"
 features = [{features}]
+logged_as = "{SERVICE_NAME}"               # both endpoints log into one prediction log: same data pages
+
+[services.performance]
+baseline = {{accuracy = {metrics["accuracy"]}, roc_auc = {metrics["roc_auc"]}, log_loss = {metrics["log_loss"]}}}
 
 [services.rest]
 health = "/health"

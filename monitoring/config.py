@@ -239,16 +239,24 @@ class ServiceConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift methods and thresholds.")
     prediction_log: PredictionLogConfig | None = Field(
         None, description="Prediction-log file, for services that do not log through Vantage.")
+    logged_as: str | None = Field(
+        None, description="Name under which this service's predictions and labels are logged in the store, when "
+                          "it is a second endpoint of a model logged under another name; none = its own name.")
     explain: ExplainConfig = Field(default_factory=ExplainConfig, description="Model source for explanations.")
     labels: LabelsConfig | None = Field(
         None, description="Ground-truth label file; none = labels in the store (e.g. from POST /labels).")
     performance: PerformanceConfig = Field(
         default_factory=PerformanceConfig, description="Performance windows, baseline and business values.")
 
-    @field_validator("name")
+    @property
+    def log_name(self) -> str:
+        """The name its prediction log and labels have in the store (``logged_as``, else ``name``)."""
+        return self.logged_as or self.name
+
+    @field_validator("name", "logged_as")
     @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _NAME_PATTERN.match(value):
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME_PATTERN.match(value):
             raise ValueError(
                 "must be 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
             )

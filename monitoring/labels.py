@@ -563,4 +563,4 @@ def label_source(store: Store, service: ServiceConfig) -> StoreLabelMirror | Lab
     """The mirror that serves ``service``'s labels: its label file if configured, else the store."""
     if service.labels is not None:
         return LabelFileMirror(service.labels)
-    return StoreLabelMirror(store, service.name)
+    return StoreLabelMirror(store, service.log_name)

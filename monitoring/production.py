@@ -214,4 +214,4 @@ def production_source(store: Store, service: ServiceConfig) -> PredictionLogMirr
     """The mirror that serves ``service``'s production data: its file if configured, else the store."""
     if service.prediction_log is not None:
         return FileMirror(service)
-    return PredictionLogMirror(store, service.name)
+    return PredictionLogMirror(store, service.log_name)

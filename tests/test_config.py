@@ -138,3 +138,33 @@ def test_readme_documents_every_drift_method():
     section = readme.split("## Drift methods", 1)[1].split("\n## ", 1)[0]
     missing = [name for name in METHODS if f"| `{name}` |" not in section]
     assert not missing, f"README's drift methods table lacks {missing}"
+
+
+def test_a_second_endpoint_reads_the_prediction_log_it_is_logged_as(tmp_path):
+    from monitoring.labels import label_source
+    from monitoring.production import production_source
+    from monitoring.store import Store
+
+    text = """
+[[services]]
+name = "credit-risk"
+url = "http://127.0.0.1:9"
+protocol = "v2"
+model = "credit-risk"
+
+[[services]]
+name = "credit-risk-rest"
+url = "http://127.0.0.1:9"
+protocol = "rest"
+logged_as = "credit-risk"
+"""
+    config = parse_config(text, source="test.toml", base_dir=tmp_path)
+    twin = config.service("credit-risk-rest")
+    assert twin.log_name == "credit-risk" and config.service("credit-risk").log_name == "credit-risk"
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    assert production_source(store, twin).service == "credit-risk"
+    assert label_source(store, twin).service == "credit-risk"
+    store.dispose()
+    with pytest.raises(ConfigError, match="logged_as"):
+        parse_config(text.replace('logged_as = "credit-risk"', 'logged_as = "no spaces allowed"'),
+                     source="test.toml", base_dir=tmp_path)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from dashboard import state
+from dashboard.components import demo_backfill
 from monitoring.health import format_duration
 from monitoring.labels import LabelDataError
 from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
@@ -38,6 +39,8 @@ st.caption("How often the model is right, measured against the ground truth as i
            "belongs to, so recent windows fill up over time. Bands are confidence intervals: a window with few "
            "labels has a wide band and a hollow marker, and should not be over-read.")
 
+if demo_backfill(runtime):
+    st.stop()
 chosen = st.query_params.get("service", names[0])
 service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
                             key="performance_service")
@@ -113,7 +116,7 @@ elif result.baseline.reason != verdict.reason:
     st.caption(result.baseline.reason)
 
 st.plotly_chart(plots.metric_figure(result, metric), key="performance_metric_chart")
-if result.windows["partial"].any():
+if (result.windows["partial"] & result.windows[metric].notna()).any():  # drawn only once it has a value
     st.caption("The hollow diamond is a window still open: its value is so far, and it never decides the verdict "
                "on its own.")
 st.plotly_chart(plots.labelled_count_figure(result), key="performance_count_chart")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import service_picker
+from dashboard.components import demo_backfill, service_picker
 from explain import ExplainError
 from monitoring.production import ProductionDataError
 from monitoring.reference import MODEL_OUTPUTS
@@ -23,6 +23,8 @@ st.caption("The logged predictions cut into segments by one or two features (cat
            "model said yes, how right it was once outcomes arrived, and which features drove its decisions. "
            "Below, fairness across the groups of a sensitive feature, computed with fairlearn.")
 
+if demo_backfill(runtime):
+    st.stop()
 service = service_picker(runtime, key="segments_service")
 try:
     frame = state.prediction_log_mirror(runtime, current.fingerprint, service.name).read().frame
