@@ -636,9 +636,9 @@ def cached_drift(_runtime: Runtime, fingerprint: str, service: str, window: str 
 # -- overview and segments
 
 @st.cache_data(ttl=300, max_entries=32, show_spinner=False)
-def _overview(_runtime: Runtime, runtime_key: str, service: str, rows_seen: int, tick_value: int,
-              now: float) -> ServiceOverview:
+def _overview(_runtime: Runtime, runtime_key: str, service: str, rows_seen: int, tick_value: int) -> ServiceOverview:
     del rows_seen, tick_value
+    now = _runtime.now()  # not a key: the tick decides when it is read again
     from monitoring.labels import LabelDataError
 
     config = _runtime.config.service(service)
@@ -671,7 +671,7 @@ def overview(_runtime: Runtime, fingerprint: str, service: str) -> ServiceOvervi
         When the service has no prediction log.
     """
     rows = len(_runtime.mirror(service).read().frame)
-    return _overview(_runtime, _runtime_key(_runtime, fingerprint), service, rows, tick(60), _runtime.now())
+    return _overview(_runtime, _runtime_key(_runtime, fingerprint), service, rows, tick(60))
 
 
 SEGMENT_DAYS = (7, 30, 90)
