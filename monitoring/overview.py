@@ -162,7 +162,7 @@ def prediction_volume(ts, *, now: float) -> Volume:
 
 
 def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...] = (), since: float | None = None,
-                   bucket_seconds: float = DAY) -> pd.DataFrame:
+                   bucket_seconds: float = DAY, now: float | None = None) -> pd.DataFrame:
     """The share of positive decisions (two classes) or the mean prediction, per time bucket.
 
     Parameters
@@ -176,12 +176,15 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
         Rows before this time are left out.
     bucket_seconds : float, default=86400
         Bucket width, aligned on multiples of it (UTC days by default).
+    now : float, optional
+        Buckets ending after it are marked ``partial`` (still open); None marks none.
 
     Returns
     -------
     DataFrame
-        ``bucket_ts`` (Unix seconds of the bucket's start), ``n`` (predictions) and ``value``
-        (positive share, or mean prediction), one row per non-empty bucket, oldest first.
+        ``bucket_ts`` (Unix seconds of the bucket's start), ``n`` (predictions), ``value``
+        (positive share, or mean prediction) and ``partial``, one row per non-empty bucket,
+        oldest first.
         ``attrs["measure"]`` names the value: ``"positive rate"`` or ``"mean prediction"``.
     """
     ts = frame["ts"].to_numpy(dtype=float)
@@ -194,7 +197,7 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
     values = (predicted == classes[-1]).astype(float) if binary else predicted
     measure = "positive rate" if binary else "mean prediction"
     if not len(ts):
-        out = pd.DataFrame({"bucket_ts": [], "n": [], "value": []})
+        out = pd.DataFrame({"bucket_ts": [], "n": [], "value": [], "partial": pd.Series(dtype=bool)})
         out.attrs["measure"] = measure
         return out
     bucket = np.floor(ts / bucket_seconds).astype(np.int64)
@@ -203,8 +206,9 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
     n = np.bincount(index)
     sums = np.bincount(index, weights=values)
     present = n > 0
-    out = pd.DataFrame({"bucket_ts": (np.flatnonzero(present) + first) * bucket_seconds,
-                        "n": n[present].astype(np.int64), "value": sums[present] / n[present]})
+    starts = (np.flatnonzero(present) + first) * bucket_seconds
+    out = pd.DataFrame({"bucket_ts": starts, "n": n[present].astype(np.int64), "value": sums[present] / n[present],
+                        "partial": (starts + bucket_seconds > now) if now is not None else np.zeros(len(starts), bool)})
     out.attrs["measure"] = measure
     return out
 
@@ -435,7 +439,8 @@ def prediction_counts(frame: pd.DataFrame, *, now: float, task: str = "auto") ->
     classes = predicted_classes(frame) if task == "classification" else ()
     version, age = model_age(frame, now=now)
     return PredictionCounts(volume=prediction_volume(frame["ts"].to_numpy(), now=now),
-                            mix=prediction_mix(frame, task=task, classes=classes, since=now - MIX_DAYS * DAY),
+                            mix=prediction_mix(frame, task=task, classes=classes, since=now - MIX_DAYS * DAY,
+                                               now=now),
                             task=task, classes=classes, model_version=version, model_age_seconds=age,
                             n_rows=len(frame))
 

@@ -61,6 +61,9 @@ def test_prediction_mix_is_the_positive_share_or_the_mean_per_day():
     assert mix["n"].tolist() == [3, 1]
     assert mix["value"].tolist() == pytest.approx([2 / 3, 0.0])
     assert mix.attrs["measure"] == "positive rate"
+    assert mix["partial"].tolist() == [False, False]
+    assert prediction_mix(frame, task="classification", classes=(0.0, 1.0), now=2 * DAY + 60)["partial"].tolist() == [
+        False, True]
     regression = prediction_mix(frame.assign(prediction=[2.0, 4.0, 6.0, 1.0]), task="regression")
     assert regression["value"].tolist() == pytest.approx([4.0, 1.0])
     assert regression.attrs["measure"] == "mean prediction"

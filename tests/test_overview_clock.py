@@ -76,6 +76,7 @@ def test_after_the_concept_drift_retraining_is_recommended_at_every_hour(demo_hi
         headlines.add(re.sub(r"\d+ points", "N points", found.recommendation))
         # today's window is partial: shown, never deciding
         assert overview.drift.dataset["partial"].iloc[-1]
+        assert overview.counts.mix["partial"].tolist()[-2:] == [False, True]
     # the same sentence whenever it is opened that day (the gap may move by a point as labels arrive)
     assert len(headlines) == 1 and len(since_days) == 1, (headlines, since_days)
 

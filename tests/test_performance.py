@@ -400,7 +400,9 @@ def test_performance_view_on_the_embedded_demo_after_back_fill(demo_var, monkeyp
     assert not at.exception, at.exception
     at.selectbox(key="performance_service").select("credit-risk-rest").run()
     assert not at.exception, at.exception
-    assert "no prediction log in the store" in page_text(at)
+    # the REST twin is the same model's second endpoint (logged_as): the same predictions and labels
+    twin = page_text(at)
+    assert "Ground truth" in twin and "have a label" in twin and "no prediction log" not in twin
 
 
 def test_performance_view_with_a_configured_regression_and_a_classifier_with_costs(tmp_path, monkeypatch,

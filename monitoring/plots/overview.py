@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -26,12 +27,21 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
         return empty_figure(title, "No predictions in this period", height=height)
     measure = mix.attrs.get("measure", "mean prediction")
     when = pd.to_datetime(mix["bucket_ts"], unit="s", utc=True)
+    partial = mix["partial"].to_numpy(dtype=bool) if "partial" in mix else np.zeros(len(mix), dtype=bool)
+    so_far = np.where(partial, " so far (the day is still open)", "")
     figure = go.Figure()
     figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y2",
-                            hovertemplate="%{y:,} predictions<extra></extra>"))
+                            marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
+                            hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
     is_rate = measure == "positive rate"
     figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers", line_color=MIX_COLOR,
-                                hovertemplate=("%{y:.1%}" if is_rate else "%{y:.3g}") + f" {measure}<extra></extra>"))
+                                marker={"symbol": np.where(partial, "circle-open", "circle"), "size": 7},
+                                customdata=so_far,
+                                hovertemplate=("%{y:.1%}" if is_rate else "%{y:.3g}") + f" {measure}%{{customdata}}"
+                                              "<extra></extra>"))
+    if partial.any():
+        figure.add_annotation(x=when[partial].iloc[-1], y=1.0, yref="paper", text="so far", showarrow=False,
+                              yanchor="bottom", font={"size": 11, "color": "#374151"})
     figure.update_layout(
         title=title, height=height, margin=MARGIN, hovermode="x unified",
         yaxis={"title": measure, "tickformat": ".0%" if is_rate else None, "rangemode": "tozero"},
