@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
@@ -13,6 +14,19 @@ from monitoring.health import STATE_STYLES, format_duration
 BADGE_COLORS = {"up": "green", "degraded": "orange", "down": "red", "unknown": "gray"}
 BADGE_ICONS = {"up": ":material/check_circle:", "degraded": ":material/warning:",
                "down": ":material/cancel:", "unknown": ":material/help:"}
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: object) -> str:
+    """Text from a monitored service, escaped so that ``st.markdown`` and the alert boxes show it as it is.
+
+    A service's error body is not ours: ``[x](http://evil) ![t](http://evil/t.png)`` must not
+    become a live link or an image the browser fetches. Every Markdown character is
+    backslash-escaped; a colon too, so that no ``http://`` survives for the autolinker.
+    """
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
 def when(ts: float | None, *, now: float | None = None) -> str:

@@ -29,6 +29,7 @@ latency
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -77,7 +78,7 @@ STATES = tuple(STATE_STYLES)
 POLL_STATES = ("up", "degraded", "down")
 """States a poll can record (``unknown`` means no poll)."""
 
-STALE_POLLS = 3
+STALE_POLLS = 2
 """A status older than this many poll intervals is shown as ``unknown``."""
 
 _CHECK_NAMES = {
@@ -213,18 +214,60 @@ class ServiceStatus:
     ----------
     state : {"up", "degraded", "down", "unknown"}
     reason : str
-        Plain language: the newest poll's reason, or why the state is unknown.
+        Plain language: the newest poll's reason (a traceback cut to its last line), or why the
+        state is unknown.
     since_ts : float or None
         Start of the current run of this state among the polls given (Unix seconds): the
         state has held at least since then. For a stale status, the last poll's time.
     last_poll_ts : float or None
         Time of the newest poll, None when there is none.
+    details : str
+        The newest poll's whole reason when ``reason`` had to be cut; empty otherwise.
     """
 
     state: str
     reason: str
     since_ts: float | None
     last_poll_ts: float | None
+    details: str = ""
+
+
+MAX_REASON_CHARS = 200
+"""A reason shown in a status line is cut to this many characters (the whole text stays in ``details``)."""
+
+
+def short_reason(text: str, *, limit: int = MAX_REASON_CHARS) -> str:
+    """The part of a service's error text a status line shows: the last line of a traceback, at most ``limit``.
+
+    A server that answers with its whole Python traceback (MLServer, KServe) gives a reason of
+    hundreds of lines; the last non-empty line (``ValueError: X has 14 features, …``) is what
+    went wrong. Text up to the first line break is kept otherwise.
+
+    Parameters
+    ----------
+    text : str
+    limit : int, default=200
+
+    Returns
+    -------
+    str
+    """
+    text = str(text or "").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if len(lines) > 1 and any(line.startswith("Traceback") or line.startswith('File "') for line in lines):
+        prefix = lines[0].split("Traceback", 1)[0].strip() if "Traceback" in lines[0] else ""
+        short = f"{prefix} {lines[-1]}".strip() if prefix else lines[-1]
+    elif "Traceback (most recent call last)" in text:
+        head, _, tail = text.partition("Traceback (most recent call last)")  # a traceback inside a JSON string
+        head = re.sub(r'[{\[]?\s*"[^"]*"\s*:\s*"?\s*$', "", head.strip()).strip()
+        last = tail.strip().split("\\n")[-1] if "\\n" in tail else tail.strip()
+        last = re.sub(r'"\s*[}\]]*\s*$', "", last).strip()  # the JSON string's closing quote and braces
+        short = f"{head} {last}".strip()
+    else:
+        short = lines[0] + (" …" if len(lines) > 1 else "")
+    return short if len(short) <= limit else short[: limit - 1].rstrip() + "…"
 
 
 def _poll_frame(last_polls: pd.DataFrame) -> pd.DataFrame:
@@ -254,9 +297,10 @@ def current_status(last_polls: pd.DataFrame, *, now: float, poll_interval: float
     Returns
     -------
     ServiceStatus
-        The newest poll's state and reason; ``unknown`` when there is no poll, or when the
-        newest is older than :data:`STALE_POLLS` poll intervals (``"no poll for 5 min: is
-        the collector running?"``).
+        The newest poll's state and its reason, cut by :func:`short_reason` (the whole text in
+        ``details`` when it was cut); ``unknown`` when there is no poll, or when the newest is
+        older than :data:`STALE_POLLS` poll intervals (``"last poll 23 s ago, …"``): a hung
+        service can hold a poll open, so an old poll is never read as "up".
     """
     poll_interval = _check_positive(poll_interval, "poll_interval", "seconds")
     polls = _poll_frame(last_polls)
@@ -266,12 +310,14 @@ def current_status(last_polls: pd.DataFrame, *, now: float, poll_interval: float
     last_ts = float(last["ts"])
     age = now - last_ts
     if age > STALE_POLLS * poll_interval:
-        return ServiceStatus("unknown", f"no poll for {format_duration(age)}: is the collector running?",
-                             last_ts, last_ts)
+        return ServiceStatus("unknown", f"last poll {format_duration(age)} ago, more than {STALE_POLLS} poll "
+                             "intervals: the service may be hung, or the collector stopped", last_ts, last_ts)
     states = polls["state"].to_numpy()
     changes = np.flatnonzero(states != last["state"])
     start = changes[-1] + 1 if len(changes) else 0
-    return ServiceStatus(str(last["state"]), str(last["reason"]), float(polls["ts"].iloc[start]), last_ts)
+    full = str(last["reason"])
+    return ServiceStatus(str(last["state"]), short_reason(full), float(polls["ts"].iloc[start]), last_ts,
+                         details=full if short_reason(full) != full else "")
 
 
 def heartbeat(last_polls: pd.DataFrame) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from monitoring.health import (
     ServiceStatus,
     UptimeResult,
     current_status,
+    format_duration,
     heartbeat,
     incident_table,
     latency_over_time,
@@ -43,6 +44,11 @@ TIME_WINDOWS: Mapping[str, tuple[float, float]] = MappingProxyType({
 """Chart time ranges: label → (length in seconds, bucket width in seconds)."""
 
 HEARTBEAT_POLLS = 60
+
+
+MIN_SLO_HISTORY_SHARE = 0.1
+"""An error budget is judged once the history covers a tenth of the SLO period (3 days of 30): before, a few
+bad polls would read as a spent budget."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class ServiceHealth:
         p50/p95/p99 (ms) of the canary predictions in the heartbeat's span.
     history_since : float or None
         Time of the oldest poll kept: windows longer than the history cover only it.
+    slo_window_s, slo_covered_s : float
+        The SLO period and how much of it the history covers (seconds).
     """
 
     service: str
@@ -79,6 +87,21 @@ class ServiceHealth:
     incidents: pd.DataFrame
     recent_latency: dict[str, float]
     history_since: float | None
+    slo_window_s: float = 30 * 86400.0
+    slo_covered_s: float = 30 * 86400.0
+
+    @property
+    def slo_judgeable(self) -> bool:
+        """Whether the history covers enough of the SLO period (:data:`MIN_SLO_HISTORY_SHARE`) for a budget verdict."""
+        return self.slo_covered_s >= MIN_SLO_HISTORY_SHARE * self.slo_window_s
+
+    def slo_history_note(self) -> str | None:
+        """``"not enough history to judge (35 min of 30 d)"`` when the budget cannot be judged yet, else None."""
+        if self.slo_judgeable:
+            return None
+        return (f"not enough history to judge ({format_duration(self.slo_covered_s)} of "
+                f"{format_duration(self.slo_window_s)}; budgets are judged from "
+                f"{format_duration(MIN_SLO_HISTORY_SHARE * self.slo_window_s)} on)")
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,8 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
     polls = store.last_polls(service.name, limit=HEARTBEAT_POLLS)
     since = float(polls["ts"].min()) if len(polls) else now - HEARTBEAT_POLLS * service.poll_interval
     canaries = store.read_probes(service.name, since=since, checks=["predict"], columns=LATENCY_COLUMNS)
+    history_since = store.first_poll_ts(service.name)
+    window = service.slo.window_days * 86400.0
     return ServiceHealth(
         service=service.name,
         status=current_status(polls, now=now, poll_interval=service.poll_interval),
@@ -152,7 +177,9 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
         incidents=incident_table(store.read_incidents(service.name, since=now - 30 * 86400.0), now=now,
                                  states=("degraded", "down", "unknown")),
         recent_latency=latency_percentiles(canaries["latency_ms"].dropna().to_numpy()),
-        history_since=store.first_poll_ts(service.name),
+        history_since=history_since,
+        slo_window_s=window,
+        slo_covered_s=min(max(now - history_since, 0.0), window) if history_since is not None else 0.0,
     )
 
 

@@ -18,7 +18,8 @@ def fresh_runtime():
 
 
 def texts(at) -> str:
-    parts = [m.value for m in at.markdown] + [t.value for t in at.title] + [c.value for c in at.caption]
+    parts = ([m.value for m in at.markdown] + [t.value for t in at.title] + [c.value for c in at.caption]
+             + [t.value for t in at.text])
     parts += [str(e.value) for e in at.error] + [str(i.value) for i in at.info] + [str(w.value) for w in at.warning]
     return "\n".join(parts)
 

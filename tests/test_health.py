@@ -113,12 +113,13 @@ def test_current_status_unknown_without_polls_or_when_stale():
     assert status.state == "unknown"
     assert status.last_poll_ts is None
     assert "collector" in status.reason
-    stale = current_status(polls([(1000, "up", None)]), now=1300, poll_interval=10)
+    stale = current_status(polls([(1000, "up", None)]), now=1023, poll_interval=10)  # a hung service: no new poll
     assert stale.state == "unknown"
-    assert stale.reason == "no poll for 5 min: is the collector running?"
+    assert stale.reason == ("last poll 23 s ago, more than 2 poll intervals: the service may be hung, or the "
+                            "collector stopped")
     assert stale.last_poll_ts == 1000.0
-    # Three intervals is still fresh.
-    assert current_status(polls([(1000, "up", None)]), now=1030, poll_interval=10).state == "up"
+    # Two intervals is still fresh.
+    assert current_status(polls([(1000, "up", None)]), now=1020, poll_interval=10).state == "up"
 
 
 def test_current_status_rejects_a_bad_interval():

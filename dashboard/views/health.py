@@ -89,7 +89,10 @@ def live_panel() -> None:
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
             status_badge(status.state)
-            st.markdown(f"**{status.reason}**")
+            st.text(status.reason)  # the service's own words: plain text, never Markdown
+            if status.details:
+                with st.expander("The service's whole answer"):
+                    st.code(status.details, language="text", wrap_lines=True)
             st.caption(f"{service.protocol} · {service.url} · polled every {service.poll_interval:g} s · "
                        f"last poll {when(status.last_poll_ts, now=runtime.now())}"
                        + (f" · in this state since {when(status.since_ts, now=runtime.now())}"
@@ -119,18 +122,23 @@ def live_panel() -> None:
                "budget is being spent; alerts follow the multi-window rule (1 h and 5 min at 14.4× page, "
                "6 h and 30 min at 6× warn).")
     budget_columns = st.columns(2)
+    history_note = health.slo_history_note()
     for column, (sli, budget) in zip(budget_columns, health.budgets.items(), strict=True):
         alerts = health.burn[sli]
         with column, st.container(border=True):
             remaining = budget.remaining_fraction
-            st.metric(f"{sli.capitalize()} error budget left",
-                      "exhausted" if remaining < 0 else percent(remaining, 1),
-                      delta=f"{percent(1 - remaining, 0)} of the budget spent" if remaining < 0 else None,
-                      delta_color="inverse", delta_arrow="off",
-                      help=f"{budget.bad:.0f} bad of {budget.total:.0f} events; "
-                           f"the objective allows {budget.allowed_bad:.1f} bad events in this period.")
-            if not math.isnan(remaining):
-                st.progress(min(max(remaining, 0.0), 1.0))
+            events = (f"{budget.bad:.0f} bad of {budget.total:.0f} events; "
+                      f"the objective allows {budget.allowed_bad:.1f} bad events in this period.")
+            if history_note is not None:  # a budget verdict on 35 minutes of a 30-day period says nothing
+                st.metric(f"{sli.capitalize()} error budget left", "–", help=events)
+                st.info(f"Error budget: {history_note}.")
+            else:
+                st.metric(f"{sli.capitalize()} error budget left",
+                          "exhausted" if remaining < 0 else percent(remaining, 1),
+                          delta=f"{percent(1 - remaining, 0)} of the budget spent" if remaining < 0 else None,
+                          delta_color="inverse", delta_arrow="off", help=events)
+                if not math.isnan(remaining):
+                    st.progress(min(max(remaining, 0.0), 1.0))
             verdict = {"page": st.error, "ticket": st.warning, "ok": st.success}.get(alerts.verdict, st.info)
             verdict(alerts.reason)
             st.dataframe(pd.DataFrame([{

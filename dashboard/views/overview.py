@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, status_badge, when
+from dashboard.components import demo_backfill, plain, status_badge, when
 from monitoring.health import format_duration
 from monitoring.overview import OVERVIEW_DAYS, ServiceOverview
 from monitoring.plots import overview as plots
@@ -42,8 +42,9 @@ for service in services:
         heading[0].subheader(service.name)
         with heading[1]:
             status_badge(row.state)
-        status_line = f"Status: {row.reason or row.state} (checked {when(row.last_poll_ts, now=runtime.now())})."
-        st.markdown(f"**{status_line.replace(':', ':**', 1)}")
+        checked = when(row.last_poll_ts, now=runtime.now())
+        status_line = f"Status: {row.reason or row.state} (checked {checked})."
+        st.markdown(f"**Status:** {plain(row.reason or row.state)} \\(checked {plain(checked)}\\)\\.")
 
         try:
             found_data = state.overview(runtime, current.fingerprint, service.name)
@@ -73,9 +74,10 @@ for service in services:
             if math.isfinite(volume.trend) or volume.last_7_days:
                 st.caption(f"Predictions this week: {volume.trend_text()}.")
 
-        found = found_data.alerts(state=row.state, reason=row.reason)
-        ACTION_BOXES[found.action](f"**{found.recommendation}**")
-        for alert in found.alerts:
+        found = found_data.alerts(state=row.state, reason=row.reason)  # for the report (HTML-escaped there)
+        shown = found_data.alerts(state=row.state, reason=plain(row.reason))  # the service's words, never Markdown
+        ACTION_BOXES[shown.action](f"**{shown.recommendation}**")
+        for alert in shown.alerts:
             ALERT_BOXES[alert.level](alert.message)
         gathered.append((service.name, row.state, status_line, model_line, found, found_data))
         if counts is None:

@@ -5,7 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import when
+from dashboard.components import plain, when
+from monitoring.health import short_reason
 
 current = state.settings()
 runtime = state.runtime(current)
@@ -33,11 +34,12 @@ for service in runtime.config.services:
             mine = holder == runtime.collector.holder
             poller_text = "this dashboard" if mine else (f"another collector ({holder})" if holder else "nobody yet")
             st.markdown(f"**Polled by** {poller_text}  \n"
-                        + (f"**Last poll** {when(poll.ts, now=runtime.now())}: {poll.state} ({poll.reason})"
+                        + (f"**Last poll** {when(poll.ts, now=runtime.now())}: {poll.state} "
+                           f"\\({plain(short_reason(poll.reason))}\\)"
                            if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
         with right:
             if "error" in meta:
-                st.warning(f"Model metadata unavailable: {meta['error']}")
+                st.warning(f"Model metadata unavailable: {plain(short_reason(meta['error']))}")
             else:
                 st.markdown(f"**Model** {meta['name'] or '–'}  \n**Version** {meta['version'] or 'not reported'}  \n"
                             f"**Platform** {meta['platform'] or '–'}  \n"
