@@ -761,7 +761,7 @@ SEGMENT_EXPLAIN_ROWS = 400
 
 @st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
 def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, version: str | None, features: tuple,
-                         n_bins: int, days: float, tick_value: int):
+                         n_bins: int, days: float, tick_value: int, _progress=None):
     from explain.segments import assign_segments, segment_edges, segment_importance
 
     frame, _, _ = _segment_rows(_runtime, runtime_key, service, days, tick_value)
@@ -772,15 +772,20 @@ def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, vers
     segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
     per_segment = max(10, SEGMENT_EXPLAIN_ROWS // max(segments.nunique(), 1))
     shap_explainer = explainer(_runtime, runtime_key, service, version, "auto")
-    return segment_importance(shap_explainer, frame[model_features], segments, n_rows=per_segment, top=3)
+    return segment_importance(shap_explainer, frame[model_features], segments, n_rows=per_segment, top=3,
+                              progress=_progress)
 
 
 def segments_importance(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int,
-                        days: float):
+                        days: float, _progress=None):
     """Top three features by mean |SHAP| per segment, on a bounded sample (raises ``ExplainError``)."""
     key = explain_key(_runtime, fingerprint)
     version = explain_setup(_runtime, key, service).selected.model.version
-    return _segments_importance(_runtime, key, service, version, features, n_bins, days, tick(3600))
+    return _segments_importance(_runtime, key, service, version, features, n_bins, days, tick(3600),
+                                _progress=_progress)
+
+
+
 
 
 def report_segments(_runtime: Runtime, fingerprint: str, service: str) -> tuple:

@@ -28,6 +28,7 @@ from explain._model import (
     SelectedSource,
     check_against_service,
     check_consistency,
+    explains_through_service,
     load_artifact,
     open_model_source,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "ShapValues",
     "check_against_service",
     "check_consistency",
+    "explains_through_service",
     "feature_grid",
     "load_artifact",
     "open_model_source",

@@ -828,6 +828,13 @@ def check_against_service(local: ModelSource, service: ServiceConfig, X: pd.Data
         remote.client.close()
 
 
+def explains_through_service(service: ServiceConfig) -> bool:
+    """Whether :func:`open_model_source` would use the service as a black box (every explanation then costs
+    the service model rows), decided from the configuration alone, without contacting anything."""
+    explain = service.explain
+    return not (explain.artifact and explain.source in ("local", "auto"))
+
+
 def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, *, check: bool = True,
                       check_rows: int = 200, max_rows: int = DEFAULT_MAX_ROWS,
                       random_state: int | None = 0) -> SelectedSource:

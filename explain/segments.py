@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -301,7 +301,8 @@ def segment_drift(frame: pd.DataFrame, reference: pd.DataFrame, features: Sequen
 
 
 def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_rows: int = 50, top: int = 3,
-                       output: int | str = 0, random_state: int = 0) -> pd.DataFrame:
+                       output: int | str = 0, random_state: int = 0,
+                       progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
     """Top features by mean |SHAP| per segment, from one explanation of a bounded sample.
 
     Parameters
@@ -319,6 +320,9 @@ def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_row
     output : int or str, default=0
         Which model output (class) to explain.
     random_state : int, default=0
+    progress : callable, optional
+        ``progress(fraction, text)``, passed to the explainer (black-box explanations report
+        the model rows sent so far).
 
     Returns
     -------
@@ -332,7 +336,7 @@ def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_row
     sample = (segments.groupby(segments, sort=True, group_keys=False)
               .apply(lambda g: g.sample(min(len(g), n_rows), random_state=random_state)))
     rows = X.loc[sample.index].reset_index(drop=True)
-    values = explainer.explain(rows)
+    values = explainer.explain(rows, progress=progress) if progress is not None else explainer.explain(rows)
     k = values.output_index(output)
     magnitude = pd.DataFrame(np.abs(values.values[:, :, k]), columns=list(values.features))
     magnitude["segment"] = sample.to_numpy()

@@ -128,7 +128,9 @@ def test_segments_view_shows_segments_importance_and_fairness(app):  # noqa: F81
     assert "segments" in text and "over the last 30 days" in text
     table = at.dataframe[0].value
     assert len(table) >= 2 and table["n"].sum() > 1000
-    importance = at.dataframe[1].value
+    tables = [d.value.data if hasattr(d.value, "data") else d.value for d in at.dataframe]
+    importance = next(t for t in tables if "top_features" in t.columns)  # from the local model file, at once
+    assert "group" in tables[1].columns  # fairness comes first: it never waits for the explanations
     assert list(importance["segment"]) == list(table["segment"].sort_values())
     assert importance["top_features"].str.count(",").eq(2).all()  # three features each
     assert "Demographic parity ratio" in [m.label for m in at.metric]
@@ -159,3 +161,16 @@ def test_segment_drift_compares_each_segment_with_its_own_training_rows():
     assert (stable["n_drifted"] == 0).all()
     tiny = segment_drift(after.head(40), reference, ["region"], kinds, min_rows=30)
     assert tiny["n_drifted"].isna().all()  # too few rows per segment: not checked, not hidden
+
+
+def test_black_box_importance_waits_to_be_asked_and_the_rest_of_the_page_does_not(app, overview_config):  # noqa: F811
+    overview_config.write_text(overview_config.read_text().replace('source = "local"', 'source = "remote"'))
+    at = app.run()
+    at.switch_page("views/segments.py").run()
+    assert not at.exception, at.exception
+    assert "Demographic parity ratio" in [m.label for m in at.metric]  # fairness is there at once
+    assert not any("top_features" in d.value.columns for d in at.dataframe)  # nothing sent to the service yet
+    assert "runs only when asked" in page_text(at)
+    at.button(key="segments_explain_credit").click().run()
+    assert not at.exception, at.exception  # the service is down here: a message, not a traceback
+    assert "Feature importance per segment is not available" in "\n".join(i.value for i in at.info)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, service_picker
-from explain import ExplainError
+from explain import ExplainError, explains_through_service
 from monitoring.production import ProductionDataError
 from monitoring.reference import MODEL_OUTPUTS
 
@@ -86,60 +86,73 @@ st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share
 st.download_button("Download the segments (CSV)", table.to_csv(index=False).encode(),
                    file_name=f"segments-{service.name}.csv", mime="text/csv", key="segments_download")
 
-st.subheader("What drives the decisions in each segment")
-try:
-    with st.spinner("Explaining a sample of each segment…"):
-        importance = state.segments_importance(runtime, current.fingerprint, service.name, tuple(chosen), n_bins,
-                                               float(days))
-except ExplainError as exc:
-    st.info(f"Feature importance per segment is not available: {exc.message}")
-else:
-    top = (importance.groupby("segment", sort=False)
-           .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
-    st.dataframe(top, hide_index=True, column_config={
-        "segment": "Segment", "top_features": "Top 3 features (mean |SHAP|)",
-        "explained": st.column_config.NumberColumn("Rows explained", format="%d")}, key="segments_importance")
-    st.caption("Mean absolute Shapley value of each feature over a sample of the segment's predictions (at most "
-               f"{state.SEGMENT_EXPLAIN_ROWS} rows in all), with the Explain page's explainer.")
-
-st.subheader("Fairness")
-sensitive = st.selectbox("Sensitive feature", features, index=features.index((categorical or features)[0]),
-                         key=f"segments_sensitive_{service.name}")
-fairness = state.segments_fairness(runtime, current.fingerprint, service.name, sensitive, n_bins, float(days),
-                                   min_rows)
-if fairness is None:
-    st.info("Fairness metrics need a model that decides between two classes.")
-    st.stop()
-
-
 def number(value: float, form: str) -> str:
     return "–" if not math.isfinite(value) else format(value, form)
 
 
-kpis = st.columns(3)
-kpis[0].metric("Demographic parity difference", number(fairness.demographic_parity_difference, ".3f"),
-               help="Largest minus smallest share of positive decisions between groups (0 = equal).")
-kpis[1].metric("Demographic parity ratio", number(fairness.demographic_parity_ratio, ".3f"),
-               help="Smallest over largest share of positive decisions (1 = equal; under 0.8 fails the "
-                    "four-fifths rule).")
-kpis[2].metric("Equalised odds difference", number(fairness.equalized_odds_difference, ".3f"),
-               help="The larger gap, between groups, of true-positive or false-positive rates (0 = equal); needs "
-                    "known outcomes.")
-if fairness.four_fifths_ok is False:
-    st.error(f"Four-fifths rule failed for {sensitive}: the ratio is under 0.8.")
-elif fairness.four_fifths_ok:
-    st.success(f"Four-fifths rule met for {sensitive}.")
-for sentence in fairness.sentences():
-    st.markdown(sentence)
-groups = fairness.by_group.assign(judged=fairness.by_group["too_small"].map({True: "too small to judge",
-                                                                             False: "yes"}))
-st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
-    "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
-    "selection_rate": st.column_config.NumberColumn("Positive decisions", format="percent"),
-    "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
-    "true_positive_rate": st.column_config.NumberColumn("True-positive rate", format="%.3f"),
-    "false_positive_rate": st.column_config.NumberColumn("False-positive rate", format="%.3f"),
-    "accuracy": st.column_config.NumberColumn("Accuracy", format="%.3f"),
-}, key="segments_fairness")
-st.caption("Computed with fairlearn's MetricFrame. Groups too small to judge are listed but left out of the "
-           "differences and the ratio.")
+def fairness_section() -> None:
+    """Fairness across the groups of a sensitive feature (fairlearn), before the slower explanations."""
+    st.subheader("Fairness")
+    sensitive = st.selectbox("Sensitive feature", features, index=features.index((categorical or features)[0]),
+                             key=f"segments_sensitive_{service.name}")
+    fairness = state.segments_fairness(runtime, current.fingerprint, service.name, sensitive, n_bins,
+                                       float(days), min_rows)
+    if fairness is None:
+        st.info("Fairness metrics need a model that decides between two classes.")
+        return
+    kpis = st.columns(3)
+    kpis[0].metric("Demographic parity difference", number(fairness.demographic_parity_difference, ".3f"),
+                   help="Largest minus smallest share of positive decisions between groups (0 = equal).")
+    kpis[1].metric("Demographic parity ratio", number(fairness.demographic_parity_ratio, ".3f"),
+                   help="Smallest over largest share of positive decisions (1 = equal; under 0.8 fails the "
+                        "four-fifths rule).")
+    kpis[2].metric("Equalised odds difference", number(fairness.equalized_odds_difference, ".3f"),
+                   help="The larger gap, between groups, of true-positive or false-positive rates (0 = equal); needs "
+                        "known outcomes.")
+    if fairness.four_fifths_ok is False:
+        st.error(f"Four-fifths rule failed for {sensitive}: the ratio is under 0.8.")
+    elif fairness.four_fifths_ok:
+        st.success(f"Four-fifths rule met for {sensitive}.")
+    for sentence in fairness.sentences():
+        st.markdown(sentence)
+    groups = fairness.by_group.assign(judged=fairness.by_group["too_small"].map({True: "too small to judge",
+                                                                                 False: "yes"}))
+    st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
+        "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
+        "selection_rate": st.column_config.NumberColumn("Positive decisions", format="percent"),
+        "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
+        "true_positive_rate": st.column_config.NumberColumn("True-positive rate", format="%.3f"),
+        "false_positive_rate": st.column_config.NumberColumn("False-positive rate", format="%.3f"),
+        "accuracy": st.column_config.NumberColumn("Accuracy", format="%.3f"),
+    }, key="segments_fairness")
+    st.caption("Computed with fairlearn's MetricFrame. Groups too small to judge are listed but left out of the "
+               "differences and the ratio.")
+
+
+fairness_section()
+
+st.subheader("What drives the decisions in each segment")
+if explains_through_service(service) and not st.session_state.get(f"segments_explain_{service.name}_asked"):
+    st.caption(f"This model is explained through the service as a black box: a sample of at most "
+               f"{state.SEGMENT_EXPLAIN_ROWS} predictions, each sent again with features masked, costs the service "
+               "many model rows, so it runs only when asked (with the model file configured in "
+               "`[services.explain] artifact`, it runs locally at once).")
+    if st.button("Explain a sample of each segment through the service", key=f"segments_explain_{service.name}",
+                 icon=":material/psychology:"):
+        st.session_state[f"segments_explain_{service.name}_asked"] = True
+        st.rerun()
+else:
+    try:
+        importance = state.run_with_progress(
+            "Explaining a sample of each segment", state.segments_importance, runtime, current.fingerprint,
+            service.name, tuple(chosen), n_bins, float(days))
+    except ExplainError as exc:
+        st.info(f"Feature importance per segment is not available: {exc.message}")
+    else:
+        top = (importance.groupby("segment", sort=False)
+               .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
+        st.dataframe(top, hide_index=True, column_config={
+            "segment": "Segment", "top_features": "Top 3 features (mean |SHAP|)",
+            "explained": st.column_config.NumberColumn("Rows explained", format="%d")}, key="segments_importance")
+        st.caption("Mean absolute Shapley value of each feature over a sample of the segment's predictions (at "
+                   f"most {state.SEGMENT_EXPLAIN_ROWS} rows in all), with the Explain page's explainer.")
