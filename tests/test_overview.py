@@ -1,7 +1,6 @@
 """The Overview: plain-language findings from known results, and the page through AppTest."""
 
 import math
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -141,8 +140,9 @@ def test_regression_gap_label_problems_and_missing_inputs_are_plain_sentences():
 
 
 @pytest.fixture
-def overview_config(tmp_path, demo_model):
-    """A store with 28 days of demo traffic (drift from day 14), labels for most, and bad labels."""
+def overview_config(tmp_path, demo_model, monkeypatch):
+    """A store with 28 days of demo traffic (drift from day 14), labels for most, and bad labels, seen by a
+    dashboard whose clock is frozen at 07:55 UTC (the hour a fresh clone once saw other verdicts)."""
     from demo.data import FEATURES
     from demo.replayer import scored_history
     from demo.runtime import offline_config_text
@@ -151,7 +151,8 @@ def overview_config(tmp_path, demo_model):
     store_path = tmp_path / "overview.db"
     store = Store(f"sqlite:///{store_path}")
     store.prediction_table("credit", dict(FEATURES))
-    now = time.time()
+    now = datetime(2026, 11, 20, 7, 55, tzinfo=UTC).timestamp()
+    monkeypatch.setenv("VANTAGE_NOW", str(now))
     rows = scored_history(demo_model, 14_000, history_start=now - 28 * DAY, random_state=3, model_version="7")
     store.log_predictions("credit", rows)
     arrived = rows["ts"] + rows["label_delay_days"] * DAY
