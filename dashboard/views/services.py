@@ -5,6 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import state
+from dashboard.access import sign_in_method
 from dashboard.components import plain, when
 from monitoring.health import short_reason
 
@@ -19,6 +20,19 @@ if current.is_demo:
             "like the one below and run `streamlit run dashboard/app.py -- --config my.toml`.")
 else:
     st.caption(f"Configuration: `{current.path}` · store: `{runtime.config.store.url.split('@')[-1]}`")
+
+method = sign_in_method(st.secrets)
+access = runtime.config.access
+if method == "none":
+    st.info(f"**No sign-in is configured**, so the dashboard listens on {st.get_option('server.address')} only "
+            "(this machine) and everyone who opens it is an admin. To let others in, set up sign-in — OpenID "
+            "Connect in `.streamlit/secrets.toml` `[auth]`, or passwords in `[vantage.passwords]` — and the roles "
+            "in `[access]` (README, \"Operations and security\").", icon=":material/lock_open:")
+else:
+    st.caption(f"Sign-in: {'OpenID Connect' if method == 'oidc' else 'user name and password'}. Roles from "
+               f"`[access]`: admins {', '.join(access.admins) or 'none'}; analysts "
+               f"{', '.join(access.analysts) or 'none'}; viewers {', '.join(access.viewers) or 'none'} "
+               "(\"*\" is anyone signed in).")
 
 for service in runtime.config.services:
     poller = runtime.collector.pollers[service.name]
