@@ -48,6 +48,7 @@ from monitoring.performance import (
     range_start,
 )
 from monitoring.production import FileMirror, PredictionLogMirror, ProductionDataError, production_source
+from monitoring.redact import Redactor, install_log_redaction, redactor_for
 from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
@@ -97,6 +98,7 @@ class Runtime:
     demo: DemoRuntime | None
     started_at: float
     clock: SystemClock | FrozenClock = field(default_factory=SystemClock)
+    redact: Redactor = field(default_factory=Redactor)
     mirrors: dict[str, PredictionLogMirror | FileMirror] = field(default_factory=dict)
     _mirrors_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -157,10 +159,12 @@ def _start_runtime(path: str | None, fingerprint: str, clock: SystemClock | Froz
         config = demo.config
     else:
         config = load_config(path)
+    redact = redactor_for(config)
+    install_log_redaction(redact)  # the process's log lines never carry a configured secret
     store = Store(config.store.url)
     collector = Collector(config, store).start()
     runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time(),
-                      clock=clock)
+                      clock=clock, redact=redact)
     threading.Thread(target=runtime.preload, daemon=True, name="vantage-preload").start()
     return runtime
 
@@ -213,7 +217,7 @@ def cached_metadata(_runtime: Runtime, fingerprint: str, service: str, tick_valu
     try:
         meta = poller.client.metadata()
     except ServiceError as exc:
-        return {"error": str(exc)}
+        return {"error": _runtime.redact(str(exc))}
     return {"name": meta.name, "version": meta.version, "platform": meta.platform,
             "inputs": len(meta.inputs), "server": meta.server}
 
