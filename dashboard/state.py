@@ -741,22 +741,31 @@ def segments_table(_runtime: Runtime, fingerprint: str, service: str, features: 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner=False)
 def _segments_fairness(_runtime: Runtime, runtime_key: str, service: str, sensitive: str, n_bins: int, days: float,
-                       min_rows: int, tick_value: int):
+                       min_rows: int, positive: float | None, tick_value: int):
+    import pandas as pd
+
     from explain.segments import assign_segments, fairness_metrics
 
     frame, task, classes = _segment_rows(_runtime, runtime_key, service, days, tick_value)
-    if task != "classification" or len(classes) != 2:
+    if task != "classification":
         return None
+    predicted = pd.to_numeric(frame["prediction"], errors="coerce").dropna().to_numpy(dtype=float)
+    classes = tuple(sorted({float(c) for c in classes} | set(np.unique(predicted).tolist())))
+    if positive is None or float(positive) not in classes:
+        positive = classes[-1] if classes else None
     groups = assign_segments(frame, [sensitive], n_bins=n_bins).str.removeprefix(f"{sensitive} = ")
     return fairness_metrics(frame["prediction"].to_numpy(dtype=float), groups, y_true=frame["label"],
-                            positive_label=classes[-1], min_rows=min_rows, sensitive_feature=sensitive)
+                            positive_label=positive, classes=classes, min_rows=min_rows, sensitive_feature=sensitive)
 
 
 def segments_fairness(_runtime: Runtime, fingerprint: str, service: str, sensitive: str, n_bins: int, days: float,
-                      min_rows: int):
-    """Fairness across the groups of ``sensitive`` (fairlearn); None unless the model has two classes."""
+                      min_rows: int, positive: float | None = None):
+    """Fairness across the groups of ``sensitive`` (fairlearn), one class against the rest when there are more
+    than two: ``positive`` is the class counted as the positive decision (default, and when it is not one of the
+    classes, the last class). None for a regression model."""
     return _segments_fairness(_runtime, _runtime_key(_runtime, fingerprint), service, sensitive, n_bins, days,
-                              min_rows, tick(PERFORMANCE_TICK_SECONDS))
+                              min_rows, None if positive is None else float(positive),
+                              tick(PERFORMANCE_TICK_SECONDS))
 
 
 SEGMENT_EXPLAIN_ROWS = 400
@@ -853,7 +862,10 @@ def whatif_ranges(_runtime: Runtime, fingerprint: str, service: str):
 @st.cache_data(ttl=600, max_entries=256, show_spinner=False)
 def whatif_compare(_runtime: Runtime, fingerprint: str, service: str, original: tuple, edited: tuple,
                    threshold: float):
-    """The original and the edited row predicted side by side (one request); raises on bad input (not cached)."""
+    """The original and the edited row predicted side by side (one request); raises on bad input (not cached).
+
+    Multiclass scores are the probability of the original row's predicted class; the page switches class with
+    ``WhatIfComparison.for_output``, which needs no new request."""
     from explain.whatif import compare
 
     model = whatif_model(_runtime, fingerprint, service)
@@ -863,27 +875,30 @@ def whatif_compare(_runtime: Runtime, fingerprint: str, service: str, original: 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
 def whatif_sensitivity(_runtime: Runtime, fingerprint: str, service: str, point: tuple, grid_resolution: int,
-                       _progress=None):
-    """ICE curves of every feature for ``point`` from one batched request, and their ranking."""
+                       output=None, _progress=None):
+    """ICE curves of every feature for ``point`` from one batched request, and their ranking; multiclass curves
+    show the probability of ``output`` (default the point's predicted class)."""
     from explain.whatif import sensitivity
 
     model = whatif_model(_runtime, fingerprint, service)
     return sensitivity(model, dict(point), whatif_ranges(_runtime, fingerprint, service),
-                       grid_resolution=grid_resolution)
+                       grid_resolution=grid_resolution, output=output)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
 def whatif_counterfactuals(_runtime: Runtime, fingerprint: str, service: str, point: tuple, allowed: tuple,
                            bounds: tuple, n_counterfactuals: int, target_range: tuple | None, threshold: float,
-                           _progress=None):
-    """Counterfactuals of ``point`` (see ``explain.whatif.counterfactuals``), a few batched requests."""
+                           desired_class=None, output=None, _progress=None):
+    """Counterfactuals of ``point`` (see ``explain.whatif.counterfactuals``), a few batched requests; multiclass
+    scores are the probability of ``output`` for the original and every answer."""
     from explain.whatif import counterfactuals
 
     setup = explain_setup(_runtime, fingerprint, service)
     model = whatif_model(_runtime, fingerprint, service)
     return counterfactuals(model, dict(point), setup.reference, ranges=whatif_ranges(_runtime, fingerprint, service),
                            n_counterfactuals=n_counterfactuals, allowed=allowed, bounds=dict(bounds),
-                           target_range=target_range, threshold=threshold, random_state=0)
+                           target_range=target_range, threshold=threshold, random_state=0,
+                           desired_class=desired_class, output=output)
 
 
 @st.cache_data(ttl=60, max_entries=32, show_spinner=False)

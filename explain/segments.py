@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,15 +34,22 @@ class SegmentTable:
     table : DataFrame
         One row per segment, largest first: ``segment``, ``n`` (predictions), ``share``,
         ``reference_share`` (NaN without reference), ``share_change`` (share − reference
-        share), ``prediction_rate`` (positive share, two classes) or ``mean_prediction``,
-        ``n_labelled``, the metrics of :attr:`metrics`, and ``too_small`` (fewer than
-        ``min_rows`` predictions, or, once labels exist, fewer than ``min_rows`` labels:
-        its numbers are shown but should not be judged).
+        share), the decisions — ``prediction_rate`` (positive share, two classes), one share
+        column per class named by :func:`class_column` (``"class 0"``, ``"class 1"``, ...;
+        more classes, or one) or ``mean_prediction`` (regression) —, ``n_labelled``, the
+        metrics of :attr:`metrics`, and ``too_small`` (fewer than ``min_rows`` predictions, or,
+        once labels exist, fewer than ``min_rows`` labels: its numbers are shown but should
+        not be judged).
     features : tuple of str
     task : {"classification", "regression"}
     metrics : tuple of str
         ``accuracy`` and ``f1`` (two classes) or ``accuracy`` (more), or ``mae`` and ``rmse``.
     min_rows : int
+    classes : tuple of float, default=()
+        The classes (classification), sorted.
+    class_columns : dict of str to float, default={}
+        Each per-class share column of ``table`` and its class (empty unless more than two
+        classes, or one).
     """
 
     table: pd.DataFrame
@@ -50,6 +57,15 @@ class SegmentTable:
     task: str
     metrics: tuple[str, ...]
     min_rows: int
+    classes: tuple[float, ...] = ()
+    class_columns: dict = field(default_factory=dict)
+
+    @property
+    def decision_columns(self) -> tuple[str, ...]:
+        """The columns of ``table`` that say what was decided: the positive rate, the class shares or the mean."""
+        if self.class_columns:
+            return tuple(self.class_columns)
+        return ("prediction_rate",) if "prediction_rate" in self.table else ("mean_prediction",)
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,11 @@ class FairnessReport:
     four_fifths_ok : bool or None
         Whether the ratio is at least 0.8 (the four-fifths rule); None when it cannot be computed.
     min_rows : int
+    positive_label : float, default=1.0
+        The class counted as the positive decision.
+    classes : tuple of float, default=()
+        The model's classes; with more than two, the metrics are one-vs-rest: deciding
+        ``positive_label`` against deciding any other class.
     """
 
     sensitive_feature: str
@@ -80,19 +101,37 @@ class FairnessReport:
     equalized_odds_difference: float
     four_fifths_ok: bool | None
     min_rows: int
+    positive_label: float = 1.0
+    classes: tuple[float, ...] = ()
+
+    @property
+    def one_vs_rest(self) -> bool:
+        """Whether ``positive_label`` is one class of more than two, judged against all the others."""
+        return len(self.classes) > 2
+
+    @property
+    def decision_name(self) -> str:
+        """What a positive decision is, in words: ``"positive decisions"`` or ``"decisions of class 2"``."""
+        return f"decisions of {class_column(self.positive_label)}" if self.one_vs_rest else "positive decisions"
 
     def sentences(self) -> list[str]:
         """The findings in plain words."""
         lines = []
+        if self.one_vs_rest:
+            lines.append(f"One class against the rest: a positive decision is {class_column(self.positive_label)}, "
+                         "any other class counts as negative.")
         if math.isfinite(self.demographic_parity_ratio):
             rule = ("meets the four-fifths rule" if self.four_fifths_ok
                     else "fails the four-fifths rule (below 0.8)")
-            lines.append(f"Positive decisions by {self.sensitive_feature}: the least favoured group gets them "
-                         f"{self.demographic_parity_ratio:.0%} as often as the most favoured "
+            name = self.decision_name
+            lines.append(f"{name[0].upper()}{name[1:]} by {self.sensitive_feature}: the least favoured group gets "
+                         f"them {self.demographic_parity_ratio:.0%} as often as the most favoured "
                          f"(difference {self.demographic_parity_difference:.1%}); this {rule}.")
         if math.isfinite(self.equalized_odds_difference):
             lines.append(f"Error rates differ between groups by up to {self.equalized_odds_difference:.1%} "
-                         "(equalised odds difference, on predictions whose outcome is known).")
+                         "(equalised odds difference, on predictions whose outcome is known"
+                         + (f", {class_column(self.positive_label)} against the rest" if self.one_vs_rest else "")
+                         + ").")
         small = self.by_group.loc[self.by_group["too_small"], "group"].tolist()
         if small:
             lines.append(f"Too small to judge (under {self.min_rows} predictions), left out of the comparison: "
@@ -103,6 +142,12 @@ class FairnessReport:
 def _is_numeric(values: pd.Series) -> bool:
     return (pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
             and not isinstance(values.dtype, pd.CategoricalDtype))
+
+
+def class_column(label: float) -> str:
+    """A class's name and share column, e.g. ``"class 2"`` (whole numbers without ``.0``)."""
+    value = float(label)
+    return f"class {int(value)}" if value.is_integer() else f"class {value:g}"
 
 
 def _number(value: float) -> str:
@@ -188,7 +233,9 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
         One or two segmenting features.
     task : {"classification", "regression"}
     classes : tuple of float, default=()
-        Sorted classes; with two, the larger is the positive one.
+        Sorted classes; with two, the larger is the positive one and each segment gets its
+        ``prediction_rate``; with more (or one), each segment gets the share of its predictions
+        that decided each class. Classes predicted but not listed are added.
     n_bins : int, default=4
     min_rows : int, default=30
     reference : DataFrame, optional
@@ -206,7 +253,14 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
     predicted = pd.to_numeric(frame["prediction"], errors="coerce").to_numpy(dtype=float)
     label = (pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=float) if "label" in frame
              else np.full(len(frame), np.nan))
-    binary = task == "classification" and len(classes) == 2
+    classification = task == "classification"
+    if classification:
+        seen = np.unique(predicted[np.isfinite(predicted)]).tolist()
+        classes = tuple(sorted({float(c) for c in classes} | set(seen)))
+    else:
+        classes = ()
+    binary = classification and len(classes) == 2
+    class_columns = {class_column(c): c for c in classes} if classification and not binary else {}
     metrics = ("mae", "rmse") if task == "regression" else ("accuracy", "f1") if binary else ("accuracy",)
     ref_share = pd.Series(dtype=float)
     if reference is not None and all(f in reference for f in features):
@@ -219,10 +273,13 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
         y_true = label[member]
         known = np.isfinite(y_true) & np.isfinite(y_pred)
         row = {"segment": name, "n": int(member.sum()), "n_labelled": int(known.sum())}
-        if task == "regression" or not binary:
-            row["mean_prediction"] = float(np.nanmean(y_pred)) if np.isfinite(y_pred).any() else math.nan
-        if binary:
-            row["prediction_rate"] = float(np.mean(y_pred == classes[-1]))
+        decided = np.isfinite(y_pred)
+        if task == "regression":
+            row["mean_prediction"] = float(np.mean(y_pred[decided])) if decided.any() else math.nan
+        elif binary:
+            row["prediction_rate"] = float(np.mean(y_pred[decided] == classes[-1])) if decided.any() else math.nan
+        for column, value in class_columns.items():
+            row[column] = float(np.mean(y_pred[decided] == value)) if decided.any() else math.nan
         for metric in metrics:
             row[metric] = math.nan
         if known.any():
@@ -242,10 +299,10 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
     table["share_change"] = table["share"] - table["reference_share"]
     labelled = table["n_labelled"].sum() > 0
     table["too_small"] = (table["n"] < min_rows) | ((table["n_labelled"] < min_rows) if labelled else False)
-    rate = ["prediction_rate"] if binary else ["mean_prediction"]
+    rate = list(class_columns) if class_columns else ["prediction_rate"] if binary else ["mean_prediction"]
     order = ["segment", "n", "share", "reference_share", "share_change", *rate, "n_labelled", *metrics, "too_small"]
     table = table[order].sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
-    return SegmentTable(table, tuple(features), task, metrics, min_rows)
+    return SegmentTable(table, tuple(features), task, metrics, min_rows, classes, class_columns)
 
 
 def segment_drift(frame: pd.DataFrame, reference: pd.DataFrame, features: Sequence[str], kinds: Mapping[str, str], *,
@@ -351,9 +408,14 @@ def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_row
     return pd.DataFrame(out, columns=["segment", "rank", "feature", "mean_abs_shap", "n_explained"])
 
 
-def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 1.0, min_rows: int = 30,
+def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float | None = None,
+                     classes: Sequence[float] = (), min_rows: int = 30,
                      sensitive_feature: str = "sensitive feature") -> FairnessReport:
     """Demographic parity and equalised odds across the groups of a sensitive feature, with fairlearn.
+
+    With more than two classes the metrics are one-vs-rest: a decision of ``positive_label``
+    is positive, a decision of any other class negative (and likewise for the labels), so
+    the selection rate is the share of the group's predictions that decided that class.
 
     Parameters
     ----------
@@ -363,7 +425,11 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 
         Group of each row (missing values form their own group).
     y_true : array-like of shape (n_rows,), optional
         Labels, NaN where unknown; equalised odds needs them.
-    positive_label : float, default=1.0
+    positive_label : float, optional
+        The class counted as the positive decision; default the last (largest) class.
+    classes : sequence of float, default=()
+        The model's classes; the predicted ones are added (and 0 and 1 when every class is
+        0 or 1, so a binary model that predicted one class so far is still binary).
     min_rows : int, default=30
         Groups with fewer predictions are marked too small and left out of the differences.
     sensitive_feature : str, default="sensitive feature"
@@ -372,6 +438,12 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 
     Returns
     -------
     FairnessReport
+        ``accuracy`` per group is the share of right decisions over every class.
+
+    Raises
+    ------
+    ValueError
+        When ``positive_label`` is not one of the classes.
     """
     from fairlearn.metrics import (
         MetricFrame,
@@ -382,7 +454,18 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 
     )
     from sklearn.metrics import accuracy_score
 
-    decided = (np.asarray(y_pred, dtype=float) == positive_label).astype(int)
+    predicted = np.asarray(y_pred, dtype=float)
+    found_classes = {float(c) for c in classes} | set(np.unique(predicted[np.isfinite(predicted)]).tolist())
+    if found_classes <= {0.0, 1.0}:
+        found_classes |= {0.0, 1.0}
+    classes = tuple(sorted(found_classes))
+    if positive_label is None:
+        positive_label = classes[-1]
+    elif float(positive_label) not in found_classes:
+        raise ValueError(f"positive_label must be one of the classes {[class_column(c) for c in classes]}; "
+                         f"got {positive_label!r}")
+    positive_label = float(positive_label)
+    decided = (predicted == positive_label).astype(int)
     groups = pd.Series(sensitive).astype(object)
     groups = groups.where(groups.notna(), MISSING).astype(str).to_numpy()
     frame = MetricFrame(metrics={"n": count, "selection_rate": selection_rate}, y_true=decided, y_pred=decided,
@@ -405,10 +488,16 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 
         if known.any():
             actual = (truth[known] == positive_label).astype(int)
             labelled = MetricFrame(metrics={"n_labelled": count, "true_positive_rate": true_positive_rate,
-                                            "false_positive_rate": false_positive_rate, "accuracy": accuracy_score},
+                                            "false_positive_rate": false_positive_rate},
                                    y_true=actual, y_pred=decided[known],
                                    sensitive_features=pd.Series(groups[known], name="group"))
-            found = labelled.by_group
+            found = labelled.by_group.assign(accuracy=math.nan)
+            scored = known & np.isfinite(predicted)
+            if scored.any():
+                right = MetricFrame(metrics={"accuracy": accuracy_score}, y_true=truth[scored],
+                                    y_pred=predicted[scored],
+                                    sensitive_features=pd.Series(groups[scored], name="group"))
+                found["accuracy"] = right.by_group["accuracy"].reindex(found.index)
             by_group = by_group.drop(columns=list(found.columns)).merge(found.reset_index(), on="group", how="left")
             by_group["n_labelled"] = by_group["n_labelled"].fillna(0).astype(int)
             both = known & keep
@@ -421,4 +510,4 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float = 
     columns = ["group", "n", "selection_rate", "n_labelled", "true_positive_rate", "false_positive_rate", "accuracy",
                "too_small"]
     return FairnessReport(sensitive_feature, by_group[columns], dp_difference, dp_ratio, eo_difference, ok,
-                          min_rows)
+                          min_rows, positive_label, classes)

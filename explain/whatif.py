@@ -22,6 +22,7 @@ and read back by :func:`decode_scenario`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -186,8 +187,10 @@ class PointPrediction:
     probabilities : tuple of float or None
         Class probabilities in the model's class order (None for regression).
     score : float
-        Positive-class probability (binary), the predicted class's probability (multiclass)
-        or the predicted value (regression).
+        Positive-class probability (binary), the probability of the compared class
+        (multiclass: the ``output`` of :func:`compare`, :func:`sensitivity` or
+        :func:`counterfactuals`, by default the predicted class of the original row) or the
+        predicted value (regression).
     threshold : float or None
         Decision threshold of a binary model.
     """
@@ -210,8 +213,71 @@ def _decisions(model: ModelSource, labels: np.ndarray, proba: np.ndarray | None,
     return index, proba[np.arange(len(proba)), index]
 
 
-def _points(model: ModelSource, labels, proba, threshold: float) -> list[PointPrediction]:
+def _classes(model: ModelSource, proba: np.ndarray | None) -> tuple:
+    """The model's classes in probability-column order."""
+    if model.classes:
+        return tuple(model.classes)
+    return tuple(range(proba.shape[1])) if proba is not None else ()
+
+
+def class_text(label) -> str:
+    """A class as the pages name it: ``"class 2"`` (whole numbers without ``.0``)."""
+    if isinstance(label, float | np.floating) and float(label).is_integer():
+        label = int(label)
+    return f"class {label}"
+
+
+def _same_class(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def _output_column(model: ModelSource, proba: np.ndarray | None, output, *, row: int = 0) -> tuple[int | None, object]:
+    """The probability column compared on every side, and its class.
+
+    Regression: ``(None, None)``. Binary: the positive class (``output`` must be it or None).
+    Multiclass: ``output``'s column, or the predicted class of ``proba[row]`` when None.
+    """
+    if model.task == "regression" or proba is None:
+        if output is not None:
+            raise ValueError(f"output must be None for a regression model (it predicts values); got {output!r}")
+        return None, None
+    classes = _classes(model, proba)
+    if proba.shape[1] == 2:
+        if output is not None and not _same_class(output, classes[1]):
+            raise ValueError(f"a binary model compares the probability of its positive class {classes[1]!r}; "
+                             f"output must be it or None, got {output!r}")
+        return 1, classes[1]
+    if output is None:
+        column = int(proba[row].argmax())
+        return column, classes[column]
+    for column, label in enumerate(classes):
+        if _same_class(label, output):
+            return column, label
+    raise ValueError(f"output must be one of the model's classes {list(classes)}; got {output!r}")
+
+
+def _check_output(model: ModelSource, output) -> None:
+    """Refuse an ``output`` that is not one of the model's known classes before anything is sent."""
+    if output is not None and model.classes and not any(_same_class(c, output) for c in model.classes):
+        raise ValueError(f"output must be one of the model's classes {list(model.classes)}; got {output!r}")
+
+
+def _score_name(model: ModelSource, output=None) -> str:
+    if model.task == "regression":
+        return "predicted value"
+    if model.task == "binary":
+        return f"probability of {class_text(model.classes[1] if model.classes else 1)}"
+    return f"probability of {class_text(output)}" if output is not None else "probability of the predicted class"
+
+
+def _points(model: ModelSource, labels, proba, threshold: float, *, column: int | None = None
+            ) -> list[PointPrediction]:
     decision, score = _decisions(model, labels, proba, threshold)
+    if column is not None and proba is not None and proba.shape[1] > 2:
+        score = proba[:, column]
     out = []
     for i in range(len(decision)):
         if model.task == "regression" or proba is None:
@@ -254,10 +320,18 @@ class WhatIfComparison:
         edited minus original for numeric features, NaN for categorical ones), plus, when
         Shapley values were computed, ``shap_original, shap_edited, shap_change``.
     shap : ShapValues or None
-        Shapley values of the two rows (row 0 original, row 1 edited).
+        Shapley values of the two rows (row 0 original, row 1 edited), all outputs; the
+        ``shap_*`` columns of ``differences`` are those of the compared class.
     requests : int
         HTTP requests made for the prediction (0 for a local model).
     seconds : float
+    output : object or None
+        The class whose probability both scores are (the positive class of a binary model);
+        None for regression.
+    score_name : str
+        What both scores are, e.g. ``"probability of class 2"`` or ``"predicted value"``.
+    classes : tuple
+        The model's classes in the order of ``probabilities`` (empty for regression).
     """
 
     original: dict
@@ -268,6 +342,9 @@ class WhatIfComparison:
     shap: object = None
     requests: int = 0
     seconds: float = 0.0
+    output: object = None
+    score_name: str = "score"
+    classes: tuple = ()
 
     @property
     def flipped(self) -> bool:
@@ -276,8 +353,52 @@ class WhatIfComparison:
 
     @property
     def score_change(self) -> float:
-        """Edited score minus original score."""
+        """Edited score minus original score (of the same class)."""
         return self.edited_prediction.score - self.original_prediction.score
+
+    def probabilities(self) -> pd.DataFrame:
+        """``class, original, edited, change`` for every class (empty for regression), in the model's order."""
+        before, after = self.original_prediction.probabilities, self.edited_prediction.probabilities
+        if not before or not after:
+            return pd.DataFrame(columns=["class", "original", "edited", "change"])
+        frame = pd.DataFrame({"class": list(self.classes or range(len(before))), "original": list(before),
+                              "edited": list(after)})
+        return frame.assign(change=frame["edited"] - frame["original"])
+
+    def for_output(self, output) -> WhatIfComparison:
+        """The same comparison with both scores (and the SHAP columns) for class ``output``; no new prediction.
+
+        Parameters
+        ----------
+        output : object
+            One of :attr:`classes` (multiclass); for a binary model only its positive class,
+            for regression only None.
+
+        Raises
+        ------
+        ValueError
+            When ``output`` is not a class the comparison can show.
+        """
+        if len(self.classes) <= 2 or self.original_prediction.probabilities is None:
+            if output is None or (self.output is not None and _same_class(output, self.output)):
+                return self
+            raise ValueError(f"output must be {self.output!r} for this model; got {output!r}")
+        column = next((i for i, c in enumerate(self.classes) if _same_class(c, output)), None)
+        if column is None:
+            raise ValueError(f"output must be one of the model's classes {list(self.classes)}; got {output!r}")
+        before = dataclasses.replace(self.original_prediction,
+                                     score=float(self.original_prediction.probabilities[column]))
+        after = dataclasses.replace(self.edited_prediction, score=float(self.edited_prediction.probabilities[column]))
+        differences = self.differences
+        if self.shap is not None and "shap_original" in differences:
+            position = {f: j for j, f in enumerate(self.shap.features)}
+            j = differences["feature"].map(position).to_numpy(dtype=int)
+            differences = differences.assign(shap_original=self.shap.values[0, j, column],
+                                             shap_edited=self.shap.values[1, j, column])
+            differences = differences.assign(shap_change=differences["shap_edited"] - differences["shap_original"])
+        return dataclasses.replace(self, original_prediction=before, edited_prediction=after,
+                                   differences=differences, output=self.classes[column],
+                                   score_name=f"probability of {class_text(self.classes[column])}")
 
 
 def _changed(a, b) -> bool:
@@ -292,7 +413,8 @@ def _changed(a, b) -> bool:
 
 
 def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mapping, *,
-            ranges: FeatureRanges | None = None, explainer=None, threshold: float = 0.5) -> WhatIfComparison:
+            ranges: FeatureRanges | None = None, explainer=None, threshold: float = 0.5,
+            output=None) -> WhatIfComparison:
     """Predict an edited row next to the original one (one request), optionally with Shapley values.
 
     Parameters
@@ -310,6 +432,12 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
         When given, the Shapley values of both rows are computed too.
     threshold : float, default=0.5
         Positive-class probability from which a binary model decides the positive class.
+    output : optional
+        Multiclass: the class whose probability both scores are (and whose Shapley values
+        the differences show), so the original and the edited row are compared on the same
+        class; default the class predicted for the original row. Binary models compare
+        their positive class, regression models the predicted value (leave it None).
+        :meth:`WhatIfComparison.for_output` switches class without predicting again.
 
     Returns
     -------
@@ -321,6 +449,8 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
         When an edited value is outside ``ranges``; nothing is sent.
     RemoteExplainError
         When the service rejects the rows (its message is in ``reason``).
+    ValueError
+        When ``output`` is not one of the model's classes.
     """
     started = time.perf_counter()
     if not 0 <= threshold <= 1:
@@ -335,11 +465,14 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
     if ranges is not None:
         missing_before = [f for f, v in before.items() if not _changed(v, None)]
         ranges.check(after, allow_missing=missing_before)
+    _check_output(model, output)
     frame = _frame(model, [before, after])
     requests_before = getattr(model, "requests", 0)
     labels, proba = model.predict(frame)
-    first, second = _points(model, labels, proba, threshold)
+    column, compared = _output_column(model, proba, output)
+    first, second = _points(model, labels, proba, threshold, column=column)
     shap_values = explainer.explain(frame) if explainer is not None else None
+    k = column if proba is not None and proba.shape[1] > 2 else 0  # the compared output of the Shapley values
     rows = []
     for j, name in enumerate(model.features):
         if not _changed(before[name], after[name]):
@@ -349,8 +482,8 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
             change = float(after[name]) - float(before[name])
         entry = {"feature": name, "original": before[name], "edited": after[name], "change": change}
         if shap_values is not None:
-            entry |= {"shap_original": float(shap_values.values[0, j, 0]),
-                      "shap_edited": float(shap_values.values[1, j, 0])}
+            entry |= {"shap_original": float(shap_values.values[0, j, k]),
+                      "shap_edited": float(shap_values.values[1, j, k])}
             entry["shap_change"] = entry["shap_edited"] - entry["shap_original"]
         rows.append(entry)
     columns = ["feature", "original", "edited", "change"]
@@ -358,7 +491,9 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
         columns += ["shap_original", "shap_edited", "shap_change"]
     differences = pd.DataFrame(rows, columns=columns)
     return WhatIfComparison(before, after, first, second, differences, shap_values,
-                            getattr(model, "requests", 0) - requests_before, time.perf_counter() - started)
+                            getattr(model, "requests", 0) - requests_before, time.perf_counter() - started,
+                            output=compared, score_name=_score_name(model, compared),
+                            classes=_classes(model, proba) if proba is not None else ())
 
 
 # -- sensitivity ---------------------------------------------------------------------------------
@@ -373,7 +508,7 @@ class Sensitivity:
     point : dict
         The point's feature values.
     score : float
-        The point's own score (positive-class probability, or value).
+        The point's own score (the probability of :attr:`output`, or the value).
     curves : dict of str to DataFrame
         Per feature, ``value, score`` over its grid (the reference's observed range or seen
         categories), in grid order.
@@ -386,6 +521,8 @@ class Sensitivity:
     requests : int
     model_rows : int
     seconds : float
+    output : object or None
+        The class whose probability every curve shows (None for regression).
     """
 
     point: dict
@@ -396,14 +533,7 @@ class Sensitivity:
     requests: int = 0
     model_rows: int = 0
     seconds: float = 0.0
-
-
-def _score_name(model: ModelSource) -> str:
-    if model.task == "regression":
-        return "predicted value"
-    if model.task == "binary":
-        return f"probability of class {model.classes[1] if model.classes else 1}"
-    return "probability of the predicted class"
+    output: object = None
 
 
 def _grid(ranges: FeatureRanges, name: str, grid_resolution: int) -> np.ndarray:
@@ -425,7 +555,7 @@ def _scores(model: ModelSource, labels, proba, *, column: int | None = None) -> 
 
 
 def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: FeatureRanges, *,
-                features: Sequence[str] | None = None, grid_resolution: int = 20) -> Sensitivity:
+                features: Sequence[str] | None = None, grid_resolution: int = 20, output=None) -> Sensitivity:
     """ICE curves of every feature for one point, from one batched request, and their ranking.
 
     Parameters
@@ -438,6 +568,9 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
     features : sequence of str, optional
         Default: every feature of the model.
     grid_resolution : int, default=20
+    output : optional
+        Multiclass: the class whose probability the curves show; default the class predicted
+        for ``point``. Binary models show their positive class, regression the value.
 
     Returns
     -------
@@ -447,6 +580,8 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
     ------
     RemoteExplainError
         When the request fails.
+    ValueError
+        When ``output`` is not one of the model's classes.
     """
     started = time.perf_counter()
     if grid_resolution < 2:
@@ -455,6 +590,7 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
     unknown = [f for f in names if f not in model.features]
     if unknown:
         raise ValueError(f"features must be among the model's features {list(model.features)}; got {unknown}")
+    _check_output(model, output)
     base = _row_dict(point)
     base = {f: base.get(f) for f in model.features}
     rows, spans, grids = [base], [], {}
@@ -465,9 +601,7 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
         rows.extend({**base, name: (v.item() if isinstance(v, np.generic) else v)} for v in grid)
     requests_before = getattr(model, "requests", 0)
     labels, proba = model.predict(_frame(model, rows))
-    column = None
-    if proba is not None and proba.shape[1] > 2:
-        column = int(proba[0].argmax())
+    column, compared = _output_column(model, proba, output)
     scores = _scores(model, labels, proba, column=column)
     curves, ranking = {}, []
     for name, start, stop in spans:
@@ -479,8 +613,9 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
                         "best_value": grids[name][int(values.argmin())],
                         "worst_value": grids[name][int(values.argmax())]})
     table = pd.DataFrame(ranking).sort_values("swing", ascending=False, kind="stable").reset_index(drop=True)
-    return Sensitivity(base, float(scores[0]), curves, table, _score_name(model),
-                       getattr(model, "requests", 0) - requests_before, len(rows), time.perf_counter() - started)
+    return Sensitivity(base, float(scores[0]), curves, table, _score_name(model, compared),
+                       getattr(model, "requests", 0) - requests_before, len(rows), time.perf_counter() - started,
+                       compared)
 
 
 # -- counterfactuals -----------------------------------------------------------------------------
@@ -530,6 +665,12 @@ class CounterfactualResult:
         Candidate rows scored.
     requests : int
     seconds : float
+    notes : tuple of str
+    output : object or None
+        The class whose probability is the score of the original and of every answer
+        (None for regression, whose score is the predicted value).
+    score_name : str
+        What the scores are, e.g. ``"probability of class 0"``.
     """
 
     original: dict
@@ -541,6 +682,8 @@ class CounterfactualResult:
     requests: int = 0
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    output: object = None
+    score_name: str = "score"
 
     def to_frame(self) -> pd.DataFrame:
         """One row per counterfactual and changed feature: ``counterfactual, feature, original, new, score``."""
@@ -608,7 +751,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
                     allowed: Sequence[str] | None = None, bounds: Mapping | None = None,
                     target_range: tuple[float, float] | None = None, desired_class=None, threshold: float = 0.5,
                     max_changes: int = 3, n_candidates: int = 2000, n_neighbours: int = 20,
-                    n_reference: int = 1000, random_state: int | None = 0) -> CounterfactualResult:
+                    n_reference: int = 1000, random_state: int | None = 0, output=None) -> CounterfactualResult:
     """The smallest plausible changes of a point that flip its decision (or reach a target range).
 
     Parameters
@@ -641,6 +784,11 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     n_reference : int, default=1000
         Reference rows scored to find the neighbours.
     random_state : int or None, default=0
+    output : optional
+        Multiclass: the class whose probability is reported for the original and for every
+        answer, so they are compared on the same class; default ``desired_class`` when given,
+        else the class predicted for the original. Binary models report their positive class,
+        regression the value.
 
     Returns
     -------
@@ -653,6 +801,8 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
         For bounds outside the reference or unknown allowed features.
     RemoteExplainError
         When a request fails.
+    ValueError
+        When ``output`` or ``desired_class`` is not one of the model's classes.
     """
     started = time.perf_counter()
     if n_counterfactuals < 1:
@@ -671,6 +821,8 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     original = {f: original.get(f) for f in model.features}
     if model.task == "regression" and target_range is None:
         raise ValueError("target_range is required for a regression model: the range the prediction must reach")
+    _check_output(model, output)
+    _check_output(model, desired_class)
     requests_before = getattr(model, "requests", 0)
 
     # request 1: the original, a reference sample (for neighbours) and the random candidates
@@ -680,22 +832,32 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     randoms = _random_candidates(original, sample, ranges, limits, allowed, max_changes, n_candidates, rng)
     batch = pd.concat([_frame(model, [original]), _frame(model, sample), _frame(model, randoms)], ignore_index=True)
     labels, proba = model.predict(batch)
-    first = _points(model, labels[:1], None if proba is None else proba[:1], threshold)[0]
+    desired_column = None
+    if desired_class is not None and proba is not None:
+        known = _classes(model, proba)
+        desired_column = next((i for i, c in enumerate(known) if _same_class(c, desired_class)), None)
+        if desired_column is None:
+            raise ValueError(f"desired_class must be one of the model's classes {list(known)}; got {desired_class!r}")
+        desired_class = known[desired_column]
+    multiclass = proba is not None and proba.shape[1] > 2
+    column, compared = _output_column(model, proba, output if output is not None or not multiclass
+                                      else desired_class)
+    first = _points(model, labels[:1], None if proba is None else proba[:1], threshold, column=column)[0]
     decision, score = _decisions(model, labels, proba, threshold)
 
     def wanted(decision_, score_):
         if model.task == "regression":
             return (score_ >= target_range[0]) & (score_ <= target_range[1])
-        if desired_class is not None and model.classes:
-            return decision_ == list(model.classes).index(desired_class)
+        if desired_column is not None:
+            return decision_ == desired_column
         return decision_ != decision[0]
 
     if model.task == "regression":
         goal = f"bring the predicted value into [{_num(target_range[0])}, {_num(target_range[1])}]"
-    elif desired_class is not None:
-        goal = f"predict class {desired_class}"
+    elif desired_column is not None:
+        goal = f"predict {class_text(desired_class)}"
     else:
-        goal = f"change the decision from class {first.label}"
+        goal = f"change the decision from {class_text(first.label)}"
     ok = wanted(decision, score)
     n_sample = len(sample)
     good_random = randoms[ok[1 + n_sample:]]
@@ -716,7 +878,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
         return CounterfactualResult(original, first, goal, (), allowed, candidates,
                                     getattr(model, "requests", 0) - requests_before, time.perf_counter() - started,
                                     ("no candidate within the bounds reached the goal: allow more features or "
-                                     "wider bounds",))
+                                     "wider bounds",), compared, _score_name(model, compared))
     valid = valid.assign(_cost=_cost(ranges, original, valid, allowed))
     valid = valid.sort_values("_cost", kind="stable").head(60).reset_index(drop=True)
 
@@ -737,7 +899,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
         labels4, proba4 = model.predict(_frame(model, rows))
         d4, s4 = _decisions(model, labels4, proba4, threshold)
         keep = wanted(d4, s4)
-        points = _points(model, labels4, proba4, threshold)
+        points = _points(model, labels4, proba4, threshold, column=column)
         for i in range(len(chosen)):
             if not keep[i]:
                 notes.append("a candidate did not reach the goal when re-checked and was dropped")
@@ -752,7 +914,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
         notes.append(f"found {len(answers)} of the {n_counterfactuals} counterfactuals asked for")
     return CounterfactualResult(original, first, goal, tuple(answers), allowed, candidates,
                                 getattr(model, "requests", 0) - requests_before, time.perf_counter() - started,
-                                tuple(notes))
+                                tuple(notes), compared, _score_name(model, compared))
 
 
 def _plain(value):

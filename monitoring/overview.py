@@ -161,17 +161,24 @@ def prediction_volume(ts, *, now: float) -> Volume:
     return Volume(today, last, previous, trend)
 
 
+def class_column(label: float) -> str:
+    """A class's share column in :func:`prediction_mix`, e.g. ``"class 2"`` (whole numbers without ``.0``)."""
+    value = float(label)
+    return f"class {int(value)}" if value.is_integer() else f"class {value:g}"
+
+
 def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...] = (), since: float | None = None,
                    bucket_seconds: float = DAY, now: float | None = None) -> pd.DataFrame:
-    """The share of positive decisions (two classes) or the mean prediction, per time bucket.
+    """What the model decided per time bucket: the positive rate, the share of each class, or the mean value.
 
     Parameters
     ----------
     frame : DataFrame
-        ``ts`` and ``prediction`` columns.
+        ``ts`` and ``prediction`` columns (the decided class, or the predicted value).
     task : {"classification", "regression"}
     classes : tuple of float, default=()
-        Sorted classes; with two, the larger is the positive one.
+        Sorted classes; with two, the larger is the positive one. Classes predicted but not
+        listed are added; without any, the predicted ones are used.
     since : float, optional
         Rows before this time are left out.
     bucket_seconds : float, default=86400
@@ -182,10 +189,23 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
     Returns
     -------
     DataFrame
-        ``bucket_ts`` (Unix seconds of the bucket's start), ``n`` (predictions), ``value``
-        (positive share, or mean prediction) and ``partial``, one row per non-empty bucket,
-        oldest first.
-        ``attrs["measure"]`` names the value: ``"positive rate"`` or ``"mean prediction"``.
+        One row per non-empty bucket, oldest first: ``bucket_ts`` (Unix seconds of the bucket's
+        start), ``n`` (predictions), then
+
+        * two classes: ``value``, the share of the positive (larger) class;
+        * more (or one): one column per class, named by :func:`class_column` (``"class 0"``,
+          ``"class 1"``, ...), the share of the bucket's predictions that decided it (the
+          columns of a bucket sum to 1);
+        * regression: ``value``, the mean predicted value;
+
+        and ``partial``. ``attrs["measure"]`` names what is shown (``"positive rate"``,
+        ``"class shares"`` or ``"mean predicted value"``); ``attrs["classes"]`` maps each share
+        column to its class (empty unless class shares).
+
+    Notes
+    -----
+    Shares come from the logged decisions (``prediction``), not from probabilities: the
+    template service logs no per-class probabilities for more than two classes.
     """
     ts = frame["ts"].to_numpy(dtype=float)
     predicted = pd.to_numeric(frame["prediction"], errors="coerce").to_numpy(dtype=float)
@@ -193,23 +213,35 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
     if since is not None:
         keep &= ts >= since
     ts, predicted = ts[keep], predicted[keep]
-    binary = task == "classification" and len(classes) == 2
-    values = (predicted == classes[-1]).astype(float) if binary else predicted
-    measure = "positive rate" if binary else "mean prediction"
+    classification = task == "classification"
+    known = tuple(sorted({float(c) for c in classes} | (set(np.unique(predicted).tolist()) if classification
+                                                        else set())))
+    binary = classification and len(known) == 2
+    shares = classification and not binary
+    measure = "positive rate" if binary else "class shares" if shares else "mean predicted value"
+    share_columns = {class_column(c): c for c in known} if shares else {}
+    value_columns = list(share_columns) if shares else ["value"]
     if not len(ts):
-        out = pd.DataFrame({"bucket_ts": [], "n": [], "value": [], "partial": pd.Series(dtype=bool)})
-        out.attrs["measure"] = measure
+        out = pd.DataFrame({"bucket_ts": [], "n": [], **{c: [] for c in value_columns},
+                            "partial": pd.Series(dtype=bool)})
+        out.attrs.update(measure=measure, classes=share_columns)
         return out
     bucket = np.floor(ts / bucket_seconds).astype(np.int64)
     first = bucket.min()
     index = bucket - first
     n = np.bincount(index)
-    sums = np.bincount(index, weights=values)
     present = n > 0
     starts = (np.flatnonzero(present) + first) * bucket_seconds
-    out = pd.DataFrame({"bucket_ts": starts, "n": n[present].astype(np.int64), "value": sums[present] / n[present],
-                        "partial": (starts + bucket_seconds > now) if now is not None else np.zeros(len(starts), bool)})
-    out.attrs["measure"] = measure
+    out = pd.DataFrame({"bucket_ts": starts, "n": n[present].astype(np.int64)})
+    if shares:
+        for name, label in share_columns.items():
+            out[name] = np.bincount(index, weights=(predicted == label).astype(float),
+                                    minlength=len(n))[present] / n[present]
+    else:
+        values = (predicted == known[-1]).astype(float) if binary else predicted
+        out["value"] = np.bincount(index, weights=values)[present] / n[present]
+    out["partial"] = (starts + bucket_seconds > now) if now is not None else np.zeros(len(starts), bool)
+    out.attrs.update(measure=measure, classes=share_columns)
     return out
 
 

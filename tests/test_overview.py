@@ -65,7 +65,7 @@ def test_prediction_mix_is_the_positive_share_or_the_mean_per_day():
         False, True]
     regression = prediction_mix(frame.assign(prediction=[2.0, 4.0, 6.0, 1.0]), task="regression")
     assert regression["value"].tolist() == pytest.approx([4.0, 1.0])
-    assert regression.attrs["measure"] == "mean prediction"
+    assert regression.attrs["measure"] == "mean predicted value"
     assert prediction_mix(frame, task="regression", since=10 * DAY).empty
 
 

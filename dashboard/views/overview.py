@@ -22,10 +22,10 @@ runtime = state.runtime(current)
 services = runtime.config.services
 
 st.title("Overview")
-st.caption("For each model: whether it is running, how many decisions it made, whether its results are still as "
-           "good as when it was trained, and what changed in the data it receives. Inputs are judged per day over "
-           f"the last {OVERVIEW_DAYS} days (today is shown but, still open, never decides); results over the "
-           "predictions of the judged period whose real outcome is known.")
+st.caption("For each model: whether it is running, how many predictions it made and what they were, whether its "
+           "results are still as good as when it was trained, and what changed in the data it receives. Inputs "
+           f"are judged per day over the last {OVERVIEW_DAYS} days (today is shown but, still open, never decides); "
+           "results over the predictions of the judged period whose real outcome is known.")
 
 if demo_backfill(runtime):
     st.stop()
@@ -92,7 +92,7 @@ for service in services:
             st.caption(sentences[-1])
 
         charts = st.columns(2)
-        measure = counts.mix.attrs.get("measure", "mean prediction")
+        measure = counts.mix.attrs.get("measure", "mean predicted value")  # positive rate, class shares or mean
         charts[0].plotly_chart(plots.prediction_mix_figure(
             counts.mix, title=f"Predictions and {measure} per day, last 30 days"), key=f"overview_mix_{service.name}")
         settings = service.performance

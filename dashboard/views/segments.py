@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.components import demo_backfill, service_picker
 from explain import ExplainError, explains_through_service
+from explain.segments import class_column
 from monitoring.production import ProductionDataError
 from monitoring.reference import MODEL_OUTPUTS
 
@@ -19,9 +20,10 @@ runtime = state.runtime(current)
 
 st.title("Segments")
 st.caption("The logged predictions cut into segments by one or two features (categories as they are, numbers in "
-           "quantile bins taken from the training data): how many predictions each segment got, how often the "
-           "model said yes, how right it was once outcomes arrived, and which features drove its decisions. "
-           "Below, fairness across the groups of a sensitive feature, computed with fairlearn.")
+           "quantile bins taken from the training data): how many predictions each segment got, what the model "
+           "predicted there (the share of each decision, or the mean predicted value), how right it was once "
+           "outcomes arrived, and which features drove its predictions. Below, fairness across the groups of a "
+           "sensitive feature, computed with fairlearn.")
 
 if demo_backfill(runtime):
     st.stop()
@@ -61,10 +63,10 @@ small = int(table["too_small"].sum())
 st.markdown(f"**{len(table)} segments** over the last {days} days"
             + (f"; {small} too small to judge (marked, their numbers are shown but should not be read into)."
                if small else "."))
-rate = "prediction_rate" if "prediction_rate" in table else "mean_prediction"
+decisions = list(result.decision_columns)  # the positive rate, one share per class, or the mean predicted value
 shown = table.assign(judged=table["too_small"].map({True: "too small to judge", False: "yes"}))
 drift_columns = ["n_drifted", "drifted_features"] if "n_drifted" in table else []
-st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", rate, "n_labelled",
+st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", *decisions, "n_labelled",
                     *result.metrics, *drift_columns]], hide_index=True, column_config={
     "n_drifted": st.column_config.NumberColumn(
         "Drifted features", format="%d",
@@ -79,7 +81,10 @@ st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share
                                                   help="Share now minus share in the training data: how this "
                                                        "segment's population drifted."),
     "prediction_rate": st.column_config.NumberColumn("Positive decisions", format="percent"),
-    "mean_prediction": st.column_config.NumberColumn("Mean prediction", format="%.3g"),
+    "mean_prediction": st.column_config.NumberColumn("Mean predicted value", format="%.3g"),
+    **{c: st.column_config.NumberColumn(f"Decided {c}", format="percent",
+                                        help=f"Share of the segment's predictions that decided {c}")
+       for c in result.class_columns},
     "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
     **{m: st.column_config.NumberColumn(METRIC_NAMES[m], format="%.3f") for m in result.metrics},
 }, key="segments_table")
@@ -93,18 +98,32 @@ def number(value: float, form: str) -> str:
 def fairness_section() -> None:
     """Fairness across the groups of a sensitive feature (fairlearn), before the slower explanations."""
     st.subheader("Fairness")
-    sensitive = st.selectbox("Sensitive feature", features, index=features.index((categorical or features)[0]),
-                             key=f"segments_sensitive_{service.name}")
-    fairness = state.segments_fairness(runtime, current.fingerprint, service.name, sensitive, n_bins,
-                                       float(days), min_rows)
-    if fairness is None:
-        st.info("Fairness metrics need a model that decides between two classes.")
+    if result.task == "regression":
+        st.info("Fairness metrics compare how often groups get a decision; this model predicts values, not classes, "
+                "so there is no decision to compare. The table above gives the mean predicted value per segment.")
         return
+    pickers = st.columns(2)
+    sensitive = pickers[0].selectbox("Sensitive feature", features,
+                                     index=features.index((categorical or features)[0]),
+                                     key=f"segments_sensitive_{service.name}")
+    positive = None
+    if len(result.classes) > 2:
+        positive = pickers[1].selectbox(
+            "Positive class", list(result.classes), index=len(result.classes) - 1, format_func=class_column,
+            key=f"segments_positive_{service.name}",
+            help="The decision the fairness metrics count as positive; every other class counts as negative "
+                 "(one against the rest).")
+    fairness = state.segments_fairness(runtime, current.fingerprint, service.name, sensitive, n_bins,
+                                       float(days), min_rows, positive)
+    if fairness is None:
+        st.info("Fairness metrics need a model that decides between classes.")
+        return
+    decision = fairness.decision_name
     kpis = st.columns(3)
     kpis[0].metric("Demographic parity difference", number(fairness.demographic_parity_difference, ".3f"),
-                   help="Largest minus smallest share of positive decisions between groups (0 = equal).")
+                   help=f"Largest minus smallest share of {decision} between groups (0 = equal).")
     kpis[1].metric("Demographic parity ratio", number(fairness.demographic_parity_ratio, ".3f"),
-                   help="Smallest over largest share of positive decisions (1 = equal; under 0.8 fails the "
+                   help=f"Smallest over largest share of {decision} (1 = equal; under 0.8 fails the "
                         "four-fifths rule).")
     kpis[2].metric("Equalised odds difference", number(fairness.equalized_odds_difference, ".3f"),
                    help="The larger gap, between groups, of true-positive or false-positive rates (0 = equal); needs "
@@ -119,7 +138,7 @@ def fairness_section() -> None:
                                                                                  False: "yes"}))
     st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
         "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
-        "selection_rate": st.column_config.NumberColumn("Positive decisions", format="percent"),
+        "selection_rate": st.column_config.NumberColumn(decision[0].upper() + decision[1:], format="percent"),
         "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
         "true_positive_rate": st.column_config.NumberColumn("True-positive rate", format="%.3f"),
         "false_positive_rate": st.column_config.NumberColumn("False-positive rate", format="%.3f"),

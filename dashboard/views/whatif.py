@@ -9,7 +9,7 @@ from dashboard import state
 from dashboard.components import feature_condition, service_picker, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
-from explain.whatif import Scenario, WhatIfInputError, decode_scenario, encode_scenario
+from explain.whatif import Scenario, WhatIfInputError, class_text, decode_scenario, encode_scenario
 
 TABS = ["Prediction", "Sensitivity", "Counterfactuals", "Scenarios"]
 SOURCES = ["Logged prediction", "Reference row"]
@@ -43,10 +43,13 @@ def initial(widget: str, value) -> dict:
     return {} if widget in st.session_state else {"value": value}
 
 
-def show_prediction(prediction, label: str, column, *, reference=None) -> None:
+def show_prediction(prediction, label: str, column, *, score_name: str, reference=None) -> None:
+    """One side of the comparison: the decided class (or "predicted value") and the compared score."""
     delta = None if reference is None else f"{prediction.score - reference.score:+.4g}"
-    column.metric(f"{label}: class {prediction.label}" if prediction.probabilities else label,
-                  f"{prediction.score:.4g}", delta=delta, delta_color="off")
+    column.metric(f"{label}: decided {class_text(prediction.label)}" if prediction.probabilities
+                  else f"{label}: predicted value",
+                  f"{prediction.score:.4g}", delta=delta, delta_color="off",
+                  help=f"{score_name[0].upper()}{score_name[1:]} of the {label.lower()} row.")
 
 
 current = state.settings()
@@ -75,8 +78,14 @@ link = st.query_params.get("scenario")
 if link and st.session_state.get("whatif_link_applied") != link:
     try:
         shared = decode_scenario(link, features=features)
-    except ValueError as exc:
-        st.warning(f"The link's scenario cannot be used: {exc}")
+        rows = len(setup.reference) if setup.reference is not None else 0
+        if shared.source == "reference" and int(shared.source_id) >= rows:
+            raise ValueError(f"scenario reference row {shared.source_id} does not exist; the reference data has "
+                             f"{rows:,} rows")
+    except ValueError as exc:  # the decoder's message, shown as text: a link is anyone's to write
+        st.warning("**The link's scenario cannot be used.** The page starts from the defaults instead.",
+                   icon=":material/link_off:")
+        st.text(str(exc))
     else:
         bad = ranges.problems({**{f: ranges.median.get(f, (ranges.categories.get(f) or (None,))[0]) for f in features},
                                **shared.changes})
@@ -200,6 +209,18 @@ else:
     st.session_state[f"whatif_last_{service.name}_{point_id}"] = result
     stale = False
 
+# -- which class every tab compares (more than two classes): the same one on the original and the edited side
+output = None
+if result is not None and len(result.classes) > 2:
+    options = list(result.classes)
+    output = st.selectbox("Compare the probability of", options, format_func=class_text,
+                          index=next(i for i, c in enumerate(options) if c == result.output),
+                          key=f"whatif_class_{point_id}",
+                          help="The class whose probability the original and the edited row, the sensitivity "
+                               "curves and the counterfactuals are compared on; it starts at the class predicted "
+                               "for the original row.")
+    result = result.for_output(output)
+
 tabs = st.tabs(TABS, key="whatif_tab", bind="query-params")
 if tabs[0].open:
     with tabs[0]:
@@ -210,20 +231,25 @@ if tabs[0].open:
                 st.warning("**Stale:** the last result the service gave, for the last values it accepted.",
                            icon=":material/history:")
             left, middle, right = st.columns([1, 1, 2])
-            show_prediction(result.original_prediction, "Original", left)
-            show_prediction(result.edited_prediction, "Edited", middle, reference=result.original_prediction)
+            show_prediction(result.original_prediction, "Original", left, score_name=result.score_name)
+            show_prediction(result.edited_prediction, "Edited", middle, score_name=result.score_name,
+                            reference=result.original_prediction)
+            left.caption(f"Both numbers: the {result.score_name}.")
             if result.edited_prediction.threshold is not None:
-                middle.caption(f"Decision threshold {result.edited_prediction.threshold:g} on the probability of "
-                               f"class {model.classes[1] if model.classes else 1}"
-                               + (" · **the decision flips**" if result.flipped else ""))
+                middle.caption(f"Decision threshold {result.edited_prediction.threshold:g} on the "
+                               f"{result.score_name}" + (" · **the decision flips**" if result.flipped else ""))
+            elif result.flipped and result.classes:
+                middle.caption(f"**The decision changes** from {class_text(result.original_prediction.label)} to "
+                               f"{class_text(result.edited_prediction.label)}.")
             with right:
-                chart(whatif_plots.prediction_bars(result, score_name=f"{model.output_names()[0]}"), "whatif_bars")
-            if result.edited_prediction.probabilities:
-                st.dataframe(pd.DataFrame({"class": list(model.classes or range(len(
-                                              result.edited_prediction.probabilities))),
-                                           "original": result.original_prediction.probabilities,
-                                           "edited": result.edited_prediction.probabilities}),
-                             hide_index=True)
+                chart(whatif_plots.prediction_bars(result), "whatif_bars")
+            probabilities = result.probabilities()  # the chart's numbers
+            if len(probabilities):
+                st.dataframe(probabilities.assign(**{"class": probabilities["class"].map(class_text)}),
+                             hide_index=True, key="whatif_probabilities", column_config={
+                                 "class": "Class", "original": st.column_config.NumberColumn("Original", format="%.4g"),
+                                 "edited": st.column_config.NumberColumn("Edited", format="%.4g"),
+                                 "change": st.column_config.NumberColumn("Change", format="%+.4g")})
             st.markdown("**Per-feature difference**")
             if result.differences.empty:
                 st.caption("No feature changed yet: edit a value above.")
@@ -233,6 +259,8 @@ if tabs[0].open:
                        + (f", {result.requests} request" if result.requests else " (local model)"))
             if st.toggle("Explain both (SHAP waterfalls)", value=True, key="whatif_shap"):
                 space = "probability" if model.task != "regression" else "auto"
+                shown_output = (next(i for i, c in enumerate(result.classes) if c == result.output)
+                                if len(result.classes) > 2 else 0)  # the compared class's Shapley values
                 waterfalls = st.columns(2)
                 for column, (label, values, row_id) in zip(waterfalls, (("original", result.original, origin[1]),
                                                                         ("edited", result.edited, None)),
@@ -242,7 +270,7 @@ if tabs[0].open:
                             explanation = state.run_with_progress(
                                 f"Explaining the {label} row", state.explain_row, runtime, key, service.name,
                                 setup.selected.model.version, space, pd.DataFrame([values])[features],
-                                row_id if origin[0] == "prediction" else None).explanation(0)
+                                row_id if origin[0] == "prediction" else None).explanation(0, output=shown_output)
                         except ExplainError as exc:
                             st.error(exc.message)
                             continue
@@ -257,7 +285,7 @@ if tabs[1].open:
         point = result.edited if result is not None else original
         try:
             sensitivity = state.run_with_progress("Computing the sensitivity", state.whatif_sensitivity, runtime,
-                                                  key, service.name, tuple(point.items()), int(resolution))
+                                                  key, service.name, tuple(point.items()), int(resolution), output)
         except ExplainError as exc:
             st.error(exc.message)
         else:
@@ -274,11 +302,17 @@ if tabs[2].open:
         with st.form("whatif_cf_form"):
             allowed = st.multiselect("Features that may change", features, default=features, key="whatif_cf_allowed")
             n_answers = st.number_input("Answers", min_value=1, max_value=10, value=3, key="whatif_cf_n")
-            target = None
+            target, desired = None, None
             if model.task == "regression":
+                now_value = float(result.edited_prediction.score) if result is not None else 0.0
                 low, high = st.columns(2)
-                target = (low.number_input("Target from", value=0.0, key="whatif_cf_low"),
-                          high.number_input("Target to", value=1.0, key="whatif_cf_high"))
+                target = (low.number_input("Target value from", value=now_value, key="whatif_cf_low"),
+                          high.number_input("Target value to", value=now_value + max(abs(now_value) * 0.1, 1.0),
+                                            key="whatif_cf_high",
+                                            help="The range of predicted values an answer must reach."))
+            elif result is not None and len(result.classes) > 2:
+                desired = st.selectbox("Wanted class", [None, *result.classes], key="whatif_cf_desired",
+                                       format_func=lambda c: "any other class" if c is None else class_text(c))
             bounds = {}
             with st.expander("Bounds (default: the reference range and every seen category)"):
                 for name in allowed:
@@ -296,7 +330,7 @@ if tabs[2].open:
                 found = state.run_with_progress(
                     "Searching counterfactuals", state.whatif_counterfactuals, runtime, key, service.name,
                     tuple(point.items()), tuple(allowed), tuple((k, tuple(v)) for k, v in bounds.items()),
-                    int(n_answers), target, threshold)
+                    int(n_answers), target, threshold, desired, output)
             except ExplainError as exc:
                 st.error(exc.message)
             else:
@@ -305,10 +339,13 @@ if tabs[2].open:
                             f"{found.seconds:.2f} s. Every answer was predicted again by the model.")
                 for note in found.notes:
                     st.caption(note)
+                was = found.original_prediction.score
                 for i, answer in enumerate(found.counterfactuals, start=1):
                     with st.container(border=True):
-                        st.markdown(f"**Answer {i}** → class {answer.prediction.label}, score "
-                                    f"{answer.prediction.score:.4g} (distance {answer.cost:.2f}, {answer.origin})")
+                        outcome = ("" if model.task == "regression"
+                                   else f"{class_text(answer.prediction.label)}, ")
+                        st.markdown(f"**Answer {i}** → {outcome}{found.score_name} {answer.prediction.score:.4g} "
+                                    f"(was {was:.4g}; distance {answer.cost:.2f}, {answer.origin})")
                         st.dataframe(answer.changes.astype({"original": str, "new": str}), hide_index=True)
         else:
             st.caption("Choose the features that may change and their bounds, then search.")
@@ -330,9 +367,12 @@ if tabs[3].open:
                 try:
                     compared = state.whatif_compare(runtime, key, service.name, tuple(before.items()),
                                                     tuple(after.items()), threshold)
-                    entry |= {"original": compared.original_prediction.score,
-                              "edited": compared.edited_prediction.score,
-                              "class": str(compared.edited_prediction.label), "flips": compared.flipped}
+                    if output is not None:
+                        compared = compared.for_output(output)  # the class the page compares
+                    entry |= {"compared": compared.score_name, "original": compared.original_prediction.score,
+                              "edited": compared.edited_prediction.score}
+                    if compared.classes:
+                        entry |= {"class": class_text(compared.edited_prediction.label), "flips": compared.flipped}
                 except ExplainError as exc:
                     entry |= {"problem": exc.message}
                 table.append(entry)

@@ -12,9 +12,19 @@ MIX_COLOR = "#2563eb"
 VOLUME_COLOR = "#e5e7eb"
 
 
+CLASS_COLORS = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#06b6d4", "#ec4899", "#84cc16",
+                "#64748b", "#a16207")
+"""One colour per class of a stacked class-share chart (repeated beyond ten classes)."""
+
+
 def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model decided, day by day",
                           height: int = 260) -> go.Figure:
-    """Predictions per day (bars) and the positive rate or mean prediction (line).
+    """Predictions per day and what the model decided.
+
+    Two classes: predictions (bars) and the positive rate (line). More classes: the share of
+    each class, stacked to 100 % (bars, one colour per class), and the predictions (line, right
+    axis). Regression: predictions (bars) and the mean predicted value (line). A bucket still
+    open is hatched and its markers hollow, labelled "so far".
 
     Parameters
     ----------
@@ -25,27 +35,44 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
     """
     if mix.empty:
         return empty_figure(title, "No predictions in this period", height=height)
-    measure = mix.attrs.get("measure", "mean prediction")
+    measure = mix.attrs.get("measure", "mean predicted value")
     when = pd.to_datetime(mix["bucket_ts"], unit="s", utc=True)
     partial = mix["partial"].to_numpy(dtype=bool) if "partial" in mix else np.zeros(len(mix), dtype=bool)
     so_far = np.where(partial, " so far (the day is still open)", "")
     figure = go.Figure()
-    figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y2",
-                            marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
-                            hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
-    is_rate = measure == "positive rate"
-    figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers", line_color=MIX_COLOR,
-                                marker={"symbol": np.where(partial, "circle-open", "circle"), "size": 7},
-                                customdata=so_far,
-                                hovertemplate=("%{y:.1%}" if is_rate else "%{y:.3g}") + f" {measure}%{{customdata}}"
-                                              "<extra></extra>"))
+    shares = measure == "class shares"
+    if shares:
+        columns = list(mix.attrs.get("classes") or [c for c in mix.columns if str(c).startswith("class ")])
+        for i, column in enumerate(columns):
+            color = CLASS_COLORS[i % len(CLASS_COLORS)]
+            figure.add_trace(go.Bar(x=when, y=mix[column], name=column, marker_color=color,
+                                    marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
+                                    hovertemplate=f"{column}: %{{y:.1%}}%{{customdata}}<extra></extra>"))
+        figure.add_trace(go.Scatter(x=when, y=mix["n"], name="predictions", mode="lines+markers", yaxis="y2",
+                                    line_color="#374151",
+                                    marker={"symbol": np.where(partial, "circle-open", "circle"), "size": 6},
+                                    customdata=so_far, hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
+    else:
+        figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y2",
+                                marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
+                                hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
+        is_rate = measure == "positive rate"
+        figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers",
+                                    line_color=MIX_COLOR,
+                                    marker={"symbol": np.where(partial, "circle-open", "circle"), "size": 7},
+                                    customdata=so_far,
+                                    hovertemplate=("%{y:.1%}" if is_rate else "%{y:.3g}")
+                                                  + f" {measure}%{{customdata}}<extra></extra>"))
     if partial.any():
         figure.add_annotation(x=when[partial].iloc[-1], y=1.0, yref="paper", text="so far", showarrow=False,
                               yanchor="bottom", font={"size": 11, "color": "#374151"})
+    percent = shares or measure == "positive rate"
     figure.update_layout(
-        title=title, height=height, margin=MARGIN, hovermode="x unified",
-        yaxis={"title": measure, "tickformat": ".0%" if is_rate else None, "rangemode": "tozero"},
-        yaxis2={"title": "predictions", "overlaying": "y", "side": "right", "showgrid": False},
+        title=title, height=height, margin=MARGIN, hovermode="x unified", barmode="stack" if shares else None,
+        yaxis={"title": "share of predictions" if shares else measure, "tickformat": ".0%" if percent else None,
+               "rangemode": "tozero", **({"range": [0, 1]} if shares else {})},
+        yaxis2={"title": "predictions", "overlaying": "y", "side": "right", "showgrid": False,
+                "rangemode": "tozero"},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     )
     return figure
