@@ -107,7 +107,7 @@ def test_password_sign_in_then_a_viewer_sees_its_pages_and_is_refused_the_others
     at.run()
     assert not at.exception, at.exception
     assert "This page needs the analyst role; bob is signed in as viewer." in [e.value for e in at.error]
-    assert not [w for w in at.dataframe]  # nothing of the page itself
+    assert not list(at.dataframe)  # nothing of the page itself
 
 
 def test_an_admin_opens_the_services_page(signed_app):
