@@ -48,8 +48,9 @@ explicitly (``trust_pickle = true`` or ``trusted_types=``)."""
 PROBE_HEADER = "X-Vantage-Probe"
 """Sent with every explanation request so the service does not log the synthetic rows."""
 
-DEFAULT_MAX_ROWS = 200_000
-"""Rows per request of a black-box explanation."""
+DEFAULT_MAX_ROWS = 50_000
+"""Rows per request of a black-box explanation: a body of about 10 MB for a dozen features, under the
+template service's limit of 100,000 rows per request, so one request never holds a server for long."""
 
 _EPS = 1e-12
 
@@ -597,7 +598,7 @@ class RemoteModel(ModelSource):
     X_sample : DataFrame, optional
         A few rows to ask the service once, to learn whether it gives probabilities and how
         many classes; without it the task is learnt on the first prediction.
-    max_rows : int, default=200_000
+    max_rows : int, default=50_000
         Rows per request.
     timeout : float, default=120
         Seconds before one request is abandoned.
@@ -811,7 +812,7 @@ def check_against_service(local: ModelSource, service: ServiceConfig, X: pd.Data
     service : ServiceConfig
     X : DataFrame or None
         Rows to compare (a sample of the reference data); None: nothing is checked.
-    max_rows : int, default=200_000
+    max_rows : int, default=50_000
 
     Returns
     -------
@@ -854,7 +855,7 @@ def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, 
         Run the consistency check now (``auto`` with an artifact); with False, call
         :func:`check_against_service` later (the page does, after its first chart).
     check_rows : int, default=200
-    max_rows : int, default=200_000
+    max_rows : int, default=50_000
         Rows per request of the black box.
     random_state : int or None, default=0
         Seed of the check's sample.
