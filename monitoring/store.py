@@ -29,14 +29,30 @@ predictions__<service>
 labels
     Ground truth that arrives later, joined to predictions by ``prediction_id``.
 leases
-    Who polls which service, so two collectors on one store never double-record.
+    Who polls which service, so two collectors on one store never double-record: the
+    holder's name, host, pid (with the process's start time, so a reused pid is not taken
+    for the holder) and when the lease expires. A holder on the same machine whose process
+    is gone loses its lease at once; any other holder when it stops renewing.
+
+Outages
+-------
+A SQLite file that is deleted (or replaced) under a running store is noticed before every
+write (its inode is compared with the one the connections opened): pooled connections to
+the old file are closed and the schema is created again in a new file
+(:attr:`Store.recreated` says when and why). :meth:`Store.diagnose` names what an error
+means for the operator (locked, full, read-only) for :class:`StoreHealth`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import socket
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +63,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from monitoring.metrics import counter_increases
+
+try:  # POSIX only: the file-size limit is one way a disk can be "full" for this process
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (
     1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000,
@@ -145,7 +168,16 @@ leases = sa.Table(
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("holder", sa.String(128), nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    # who the holder is, so a dead holder on the same machine can be told from a live one
+    sa.Column("host", sa.String(255)),
+    sa.Column("node", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("started", sa.String(32)),
+    sa.Column("acquired_at", sa.Float),
 )
+
+LEASE_IDENTITY_COLUMNS = ("host", "node", "pid", "started", "acquired_at")
+"""Lease columns added after the first release; an older store gets them on open."""
 
 
 @dataclass(frozen=True)
@@ -175,12 +207,218 @@ class Probe:
         }
 
 
-def _enable_sqlite_wal(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+@dataclass(frozen=True)
+class PollRecord:
+    """Everything one poll of one service writes, kept together until it is stored.
+
+    Attributes
+    ----------
+    service : str
+    ts : float
+        When the poll started (Unix seconds); every probe of the poll carries it.
+    probes : tuple of Probe
+        The checks and, with check ``poll``, the verdict (exactly one).
+    metric_samples : tuple of (series, le, value)
+        One scrape of the service's metrics, if any.
+    min_gap : float, default=0
+        A poll of the same service already stored less than this many seconds away (at
+        another time) means another collector recorded this moment: the record is skipped
+        as a duplicate. Half the poll interval in the collector.
+    """
+
+    service: str
+    ts: float
+    probes: tuple[Probe, ...]
+    metric_samples: tuple[tuple[str, float, float], ...] = ()
+    min_gap: float = 0.0
+
+    def __post_init__(self) -> None:
+        verdicts = [p for p in self.probes if p.check == "poll"]
+        if len(verdicts) != 1:
+            raise ValueError(f"a poll record needs exactly one probe with check 'poll'; got {len(verdicts)}")
+
+    @property
+    def verdict(self) -> Probe:
+        """The probe with check ``poll``: the poll's state and reason."""
+        return next(p for p in self.probes if p.check == "poll")
+
+    @property
+    def n_rows(self) -> int:
+        """Rows the record writes (probes and metric samples; an incident comes on top)."""
+        return len(self.probes) + len(self.metric_samples)
+
+
+@dataclass(frozen=True)
+class PollWriteResult:
+    """What :meth:`Store.write_polls` did: polls written, skipped as duplicates, incidents recorded."""
+
+    written: int
+    duplicates: int
+    incidents: int
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks after boot (``/proc/<pid>/stat`` field 22), None without /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """Who a lease holder is: its host, the machine it runs on, its pid and when that process started.
+
+    ``node`` is the host name, the kernel's boot id and the pid namespace: two processes with
+    the same ``node`` see the same process table, so one can tell whether the other is alive.
+    """
+
+    host: str
+    node: str
+    pid: int
+    started: str | None
+
+    @classmethod
+    def current(cls) -> ProcessIdentity:
+        """The identity of this process."""
+        pid = os.getpid()
+        cached = _IDENTITY.get(pid)
+        if cached is None:
+            host = socket.gethostname()
+            cached = cls(host=host, node=f"{host}|{_boot_id()}|{_pid_namespace()}", pid=pid,
+                         started=_process_start(pid))
+            _IDENTITY.clear()
+            _IDENTITY[pid] = cached
+        return cached
+
+
+_IDENTITY: dict[int, ProcessIdentity] = {}
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether process ``pid`` (started at ``started`` clock ticks after boot, when known) is running.
+
+    A zombie (killed, not yet reaped) counts as dead; so does a pid now used by a process that
+    started at another time. Without ``/proc``, ``os.kill(pid, 0)`` decides.
+    """
+    if pid <= 0:
+        return False
+    if os.path.isdir("/proc/self"):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        if fields[0] in ("Z", "X"):
+            return False
+        return started is None or fields[19] == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One row of the ``leases`` table."""
+
+    name: str
+    holder: str
+    expires_at: float
+    host: str | None = None
+    node: str | None = None
+    pid: int | None = None
+    started: str | None = None
+    acquired_at: float | None = None
+
+    def holder_is_dead(self, identity: ProcessIdentity) -> bool:
+        """True when the holder ran on ``identity``'s machine and its process is gone."""
+        if self.node is None or self.pid is None or self.node != identity.node:
+            return False
+        if self.pid == identity.pid and self.started == identity.started:
+            return False  # this process
+        return not process_alive(self.pid, self.started)
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    """What :meth:`Store.claim_lease` did.
+
+    Attributes
+    ----------
+    granted : bool
+        Whether the claimant holds the lease now.
+    lease : Lease
+        The lease as it stands: the claimant's when granted, else the current holder's.
+    taken_from : Lease or None
+        The other holder's lease it replaced (dead, or expired), when it was just taken over.
+    """
+
+    granted: bool
+    lease: Lease
+    taken_from: Lease | None = None
+
+
+STORE_STATES = ("ok", "locked", "full", "read_only", "recreated", "unavailable")
+"""States :class:`StoreHealth` can report."""
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    """Whether the store takes writes, and what is waiting in memory until it does.
+
+    Attributes
+    ----------
+    state : {"ok", "locked", "full", "read_only", "recreated", "unavailable"}
+        ``locked``: another connection holds the write lock for longer than the write
+        timeout; ``full``: no space left (or the process's file-size limit); ``read_only``:
+        the file, its folder or its file system refuses writes; ``recreated``: the SQLite
+        file was deleted (or replaced) and created again, so older history is gone;
+        ``unavailable``: any other error (the cause says which).
+    cause : str
+        Plain language: what is wrong and the database's own message; empty when ok.
+    buffered : int
+        Rows (probes and metric samples) kept in memory, to be written when the store is back.
+    dropped : int
+        Rows given up since the collector started, because the buffer was full.
+    since : float or None
+        When the store stopped taking writes (Unix seconds), or when it was recreated.
+    """
+
+    state: str
+    cause: str = ""
+    buffered: int = 0
+    dropped: int = 0
+    since: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when there is nothing to tell: writable, nothing buffered, nothing dropped."""
+        return self.state == "ok" and self.buffered == 0 and self.dropped == 0
+
+    def as_dict(self) -> dict:
+        """The fields as a JSON-ready mapping."""
+        return {"state": self.state, "cause": self.cause, "buffered": self.buffered, "dropped": self.dropped,
+                "since": self.since}
 
 
 def _frame(result: sa.CursorResult, columns: list[str]) -> pd.DataFrame:
@@ -217,23 +455,46 @@ class Store:
     url : str
         SQLAlchemy URL, e.g. ``sqlite:///var/vantage.db`` or
         ``postgresql+psycopg://user@host/db``. Parent folders of a SQLite file are created.
+    busy_timeout : float, default=10
+        Seconds a SQLite statement waits for another connection's write lock before it fails
+        with "database is locked".
+
+    Notes
+    -----
+    Opening never fails for an unwritable or unreachable database: the schema is created by
+    the first write that succeeds, and writes raise until then (:meth:`diagnose` says why).
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, busy_timeout: float = 10.0):
         self.url = url
+        self.busy_timeout = float(busy_timeout)
+        self.path: Path | None = None
         kwargs: dict = {"future": True}
         if url.startswith("sqlite"):
             path = url.split("///", 1)[1] if "///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self.path = Path(path).absolute()
+                with contextlib.suppress(OSError):  # a read-only parent is a state, reported on writes
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": self.busy_timeout}
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _enable_sqlite_wal)
-        metadata.create_all(self.engine)
+            sa.event.listen(self.engine, "connect", self._on_connect)
+            if self.path is not None:
+                sa.event.listen(self.engine, "checkout", self._on_checkout)
         self._prediction_tables: dict[str, sa.Table] = {}
+        self._schema_lock = threading.RLock()
+        self._schema_file: tuple[int, int] | None = None
+        self._schema_ready = False
+        self.recreated: tuple[float, str] | None = None
+        """``(when, why)`` of the last time the SQLite file was found deleted or replaced, or None."""
+        try:
+            self._ensure_schema()
+        except Exception as exc:  # read-only, full, locked or unreachable: retried by every write
+            log.warning("store %s not writable yet (%s); the schema is created on the first write that works",
+                        self._where(), exc)
 
     @property
     def dialect(self) -> str:
@@ -241,14 +502,196 @@ class Store:
         return self.engine.dialect.name
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (new ones are opened on the next use)."""
         self.engine.dispose()
 
+    def _where(self) -> str:
+        return str(self.path) if self.path is not None else self.engine.url.render_as_string(hide_password=True)
+
+    # -- the SQLite file ---------------------------------------------------------------------
+
+    def _file_id(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of the SQLite file, None when there is no such file."""
+        if self.path is None:
+            return None
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _on_connect(self, dbapi_connection, record) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        finally:
+            cursor.close()
+        record.info["vantage_file"] = self._file_id()
+
+    def _on_checkout(self, _dbapi_connection, record, _proxy) -> None:
+        # A connection opened on a file that has since been deleted or replaced would go on
+        # reading and writing the old inode without an error: replace it with a new one.
+        if record.info.get("vantage_file") != self._file_id():
+            raise sa.exc.DisconnectionError(f"store file {self.path} was deleted or replaced")
+
+    def _ensure_schema(self) -> tuple[int, int] | None:
+        """Create the schema if needed, and again if the SQLite file was deleted or replaced.
+
+        Called before every write. Returns the file's identity the write goes to.
+        """
+        current = self._file_id()
+        if self._schema_ready and (self.path is None or current == self._schema_file):
+            return current
+        with self._schema_lock:
+            current = self._file_id()
+            if self._schema_ready and (self.path is None or current == self._schema_file):
+                return current
+            if self._schema_ready:  # the file went away or is another one now
+                self.engine.dispose()  # connections to the old inode
+                if current is None:
+                    # what is left of the old file: a stale -shm would be shared with the new file
+                    for suffix in ("-wal", "-shm", "-journal"):
+                        with contextlib.suppress(OSError):
+                            os.unlink(f"{self.path}{suffix}")
+                    why = (f"the store file {self.path} was deleted while in use; it was created again, "
+                           "empty, so the history written before then is gone")
+                else:
+                    why = f"the store file {self.path} was replaced by another file while in use; writing to that one"
+                    if not sa.inspect(self.engine).has_table("probes"):
+                        why += ", which had no Vantage tables: they were created, empty"
+                self.recreated = (time.time(), why)
+                log.error("%s", why)
+            metadata.create_all(self.engine)
+            self._migrate()
+            for table in self._prediction_tables.values():
+                table.create(self.engine, checkfirst=True)
+            self._schema_file = self._file_id()
+            self._schema_ready = True
+            return self._schema_file
+
+    def _migrate(self) -> None:
+        """Add columns that newer versions introduced to tables an older version created."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns("leases")}
+        missing = [leases.c[name] for name in LEASE_IDENTITY_COLUMNS if name not in have]
+        if not missing:
+            return
+        with self.engine.begin() as conn:
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE leases ADD COLUMN {column.name} {kind}")
+
+    # -- what an error means ------------------------------------------------------------------
+
+    def diagnose(self, exc: BaseException) -> tuple[str, str]:
+        """What a failed write means for whoever runs the store.
+
+        Parameters
+        ----------
+        exc : exception
+            Raised by a write (a SQLAlchemy error wrapping the driver's, or the driver's own).
+
+        Returns
+        -------
+        state : {"locked", "full", "read_only", "unavailable"}
+        cause : str
+            Plain language, ending with the database's own message.
+        """
+        original = getattr(exc, "orig", None) or exc
+        message = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+        code = str(getattr(original, "sqlite_errorname", "") or "")
+        sqlstate = str(getattr(original, "sqlstate", "") or getattr(original, "pgcode", "") or "")
+        lowered = message.lower()
+        where = self._where()
+        if code.startswith("SQLITE_BUSY") or "database is locked" in lowered or sqlstate in ("55P03", "40P01"):
+            return "locked", (f"the store {where} is locked by another connection for longer than the write "
+                              f"timeout ({message})")
+        if code == "SQLITE_FULL" or "disk is full" in lowered or sqlstate.startswith("53"):
+            return "full", f"{self._space_problem() or f'no space left for the store {where}'} ({message})"
+        if code.startswith("SQLITE_READONLY") or "readonly database" in lowered or sqlstate == "25006":
+            return "read_only", f"{self._access_problem() or f'the store {where} is read-only'} ({message})"
+        if code.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")) or "unable to open" in lowered \
+                or "disk i/o error" in lowered:
+            access = self._access_problem()
+            if access:
+                return "read_only", f"{access} ({message})"
+            space = self._space_problem()
+            if space:
+                return "full", f"{space} ({message})"
+        return "unavailable", f"the store {where} refused the write: {type(original).__name__}: {message}"
+
+    def _access_problem(self) -> str | None:
+        """Why this process cannot write the SQLite file or its folder, or None."""
+        if self.path is None:
+            return None
+        folder = self.path.parent
+        with contextlib.suppress(OSError):
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                return f"the file system holding {folder} is mounted read-only"
+        if self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_WRONLY))
+            except OSError as exc:
+                return f"the store file {self.path} cannot be opened for writing: {exc.strerror}"
+        if not os.access(folder, os.W_OK):
+            return (f"the folder {folder} is not writable by this process (SQLite needs to create its -wal and "
+                    "-shm files there)")
+        return None
+
+    def _space_problem(self) -> str | None:
+        """Why writes to the SQLite file run out of room, or None when nothing shows it."""
+        if self.path is None:
+            return None
+        if resource is not None:
+            soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            if soft != resource.RLIM_INFINITY:
+                sizes = [os.stat(f).st_size for f in (self.path, Path(f"{self.path}-wal")) if f.exists()]
+                if soft == 0 or max(sizes, default=0) + 65536 >= soft:
+                    return f"this process's file-size limit (RLIMIT_FSIZE, {soft} bytes) is reached"
+        with contextlib.suppress(OSError):
+            stat = os.statvfs(self.path.parent)
+            free = stat.f_bavail * stat.f_frsize
+            if free < 8 * 1024 * 1024:
+                return f"the disk holding {self.path.parent} is full ({free // 1024} KiB free)"
+        return None
+
     # -- writing -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write_transaction(self, timeout: float | None = None, *, serialize: bool = False) -> Iterator[sa.Connection]:
+        """A transaction that holds the write lock from its first statement.
+
+        SQLite: ``BEGIN IMMEDIATE``, so a read-then-write inside it cannot race another
+        writer; ``timeout`` (seconds) replaces the busy timeout for this transaction.
+        PostgreSQL: ``lock_timeout``, and with ``serialize`` an advisory lock that orders the
+        collectors' poll writes.
+        """
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                raw = conn.connection.driver_connection
+                if timeout is not None:
+                    raw.execute(f"PRAGMA busy_timeout={max(int(timeout * 1000), 1)}")
+                try:
+                    with conn.begin():
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                        yield conn
+                finally:
+                    if timeout is not None:
+                        with contextlib.suppress(Exception):
+                            raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            else:
+                with conn.begin():
+                    if timeout is not None:
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(int(timeout * 1000), 1)}ms'")
+                    if serialize:
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x7661_6E74})
+                    yield conn
 
     def _insert_ignoring_duplicates(self, table: sa.Table, rows: list[dict]) -> None:
         if not rows:
             return
+        self._ensure_schema()
         module = postgresql if self.dialect == "postgresql" else sqlite
         statement = module.insert(table).on_conflict_do_nothing()
         with self.engine.begin() as conn:
@@ -274,32 +717,162 @@ class Store:
             for series, le, value in samples
         ])
 
+    def write_polls(self, records: Sequence[PollRecord], *, timeout: float | None = None) -> PollWriteResult:
+        """Write whole polls in one transaction: probes, metric samples and the incidents they make.
+
+        Each record is written unless it is a duplicate: the same poll already stored (a
+        retried write whose commit had gone through) or, with ``min_gap``, a poll of the same
+        service less than ``min_gap`` seconds away (another collector recorded that moment).
+        An incident is recorded when the poll's state differs from the state of the newest
+        poll stored before it (or, when raw polls have been downsampled, from the newest
+        incident), so a take-over by another collector or a write delayed by an outage never
+        makes one up. When the SQLite file is deleted or replaced while the transaction runs,
+        the records are written again into the new file.
+
+        Parameters
+        ----------
+        records : sequence of PollRecord
+            In time order per service.
+        timeout : float, optional
+            Seconds to wait for the write lock (the store's busy timeout when omitted).
+
+        Returns
+        -------
+        PollWriteResult
+        """
+        if not records:
+            return PollWriteResult(0, 0, 0)
+        result = PollWriteResult(0, 0, 0)
+        for _attempt in range(3):
+            target = self._ensure_schema()
+            with self._write_transaction(timeout, serialize=True) as conn:
+                result = self._write_polls(conn, records)
+            if self._file_id() == target:
+                return result
+            log.warning("store file %s was deleted or replaced during a write; writing %d polls again",
+                        self.path, len(records))
+        return result
+
+    def _write_polls(self, conn: sa.Connection, records: Sequence[PollRecord]) -> PollWriteResult:
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        written = duplicates = changes = 0
+        for record in records:
+            verdict = record.verdict
+            if record.min_gap > 0:
+                near = conn.execute(
+                    sa.select(probes.c.ts).where(
+                        probes.c.service == record.service, probes.c.check == "poll",
+                        probes.c.ts > record.ts - record.min_gap, probes.c.ts < record.ts + record.min_gap,
+                        probes.c.ts != record.ts).limit(1)
+                ).first()
+                if near is not None:
+                    duplicates += 1
+                    continue
+            previous = self._state_before(conn, record.service, record.ts)
+            inserted = conn.execute(module.insert(probes).values(**verdict.as_row()).on_conflict_do_nothing()).rowcount
+            if not inserted:  # already stored by an earlier attempt of this write
+                duplicates += 1
+                continue
+            others = [p.as_row() for p in record.probes if p.check != "poll"]
+            if others:
+                conn.execute(module.insert(probes).on_conflict_do_nothing(), others)
+            if record.metric_samples:
+                conn.execute(module.insert(metric_samples).on_conflict_do_nothing(), [
+                    {"ts": record.ts, "service": record.service, "series": series, "le": le, "value": value}
+                    for series, le, value in record.metric_samples
+                ])
+            if verdict.state != previous:
+                conn.execute(module.insert(incidents).values(
+                    ts=record.ts, service=record.service, state=verdict.state, previous_state=previous,
+                    reason=verdict.error).on_conflict_do_nothing())
+                changes += 1
+            written += 1
+        return PollWriteResult(written, duplicates, changes)
+
+    @staticmethod
+    def _state_before(conn: sa.Connection, service: str, ts: float) -> str | None:
+        """State of the newest poll of ``service`` stored before ``ts`` (else of the newest incident)."""
+        state = conn.execute(
+            sa.select(probes.c.state).where(probes.c.service == service, probes.c.check == "poll",
+                                            probes.c.ts < ts).order_by(probes.c.ts.desc()).limit(1)
+        ).scalar()
+        if state is None:
+            state = conn.execute(
+                sa.select(incidents.c.state).where(incidents.c.service == service, incidents.c.ts < ts)
+                .order_by(incidents.c.ts.desc()).limit(1)
+            ).scalar()
+        return state
+
     # -- leases ------------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, holder: str, ttl_seconds: float, *, now: float | None = None) -> bool:
-        """Take or renew the lease ``name`` for ``holder``; False while another holder has it."""
-        now = time.time() if now is None else now
-        expires = now + ttl_seconds
-        with self.engine.begin() as conn:
-            updated = conn.execute(
-                leases.update()
-                .where(leases.c.name == name)
-                .where(sa.or_(leases.c.holder == holder, leases.c.expires_at < now))
-                .values(holder=holder, expires_at=expires)
-            ).rowcount
-            if updated:
-                return True
-            module = postgresql if self.dialect == "postgresql" else sqlite
-            inserted = conn.execute(
-                module.insert(leases)
-                .values(name=name, holder=holder, expires_at=expires)
-                .on_conflict_do_nothing()
-            ).rowcount
-            return bool(inserted)
+    @staticmethod
+    def _lease(row) -> Lease:
+        return Lease(name=row.name, holder=row.holder, expires_at=float(row.expires_at), host=row.host,
+                     node=row.node, pid=row.pid, started=row.started, acquired_at=row.acquired_at)
 
-    def release_lease(self, name: str, holder: str) -> None:
+    def read_lease(self, name: str) -> Lease | None:
+        """The lease row ``name`` as stored (expired or not), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+        return None if row is None else self._lease(row)
+
+    def claim_lease(self, name: str, holder: str, ttl_seconds: float, *, now: float | None = None,
+                    identity: ProcessIdentity | None = None, timeout: float | None = None) -> LeaseClaim:
+        """Take or renew the lease ``name`` for ``holder``; say whether it did and who holds it now.
+
+        ``holder`` gets it when nobody has it, when it is already theirs, when it has expired,
+        or at once when its holder ran on this machine and its process is gone.
+
+        Parameters
+        ----------
+        name, holder : str
+        ttl_seconds : float
+            The lease expires this long after ``now`` unless renewed.
+        now : float, optional
+            Unix seconds; the system clock by default.
+        identity : ProcessIdentity, optional
+            Who ``holder`` is (this process by default), recorded with the lease.
+        timeout : float, optional
+            Seconds to wait for the write lock.
+
+        Returns
+        -------
+        LeaseClaim
+        """
+        identity = identity or ProcessIdentity.current()
+        now = time.time() if now is None else now
+        mine = {"holder": holder, "expires_at": now + ttl_seconds, "host": identity.host, "node": identity.node,
+                "pid": identity.pid, "started": identity.started}
+        self._ensure_schema()
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        replaced = None
+        with self._write_transaction(timeout) as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+            if row is None:
+                conn.execute(module.insert(leases).values(name=name, acquired_at=now, **mine)
+                             .on_conflict_do_nothing())
+            else:
+                current = self._lease(row)
+                if current.holder == holder or current.expires_at < now or current.holder_is_dead(identity):
+                    acquired = current.acquired_at if current.holder == holder else now
+                    replaced = None if current.holder == holder else current
+                    conn.execute(leases.update().where(leases.c.name == name, leases.c.holder == current.holder,
+                                                       leases.c.expires_at == current.expires_at)
+                                 .values(acquired_at=acquired, **mine))
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+        lease = self._lease(row)
+        granted = lease.holder == holder
+        return LeaseClaim(granted, lease, replaced if granted else None)
+
+    def acquire_lease(self, name: str, holder: str, ttl_seconds: float, *, now: float | None = None,
+                      timeout: float | None = None) -> bool:
+        """Take or renew the lease ``name`` for ``holder``; False while another live holder has it."""
+        return self.claim_lease(name, holder, ttl_seconds, now=now, timeout=timeout).granted
+
+    def release_lease(self, name: str, holder: str, *, timeout: float | None = None) -> None:
         """Give up ``name`` if ``holder`` has it."""
-        with self.engine.begin() as conn:
+        self._ensure_schema()
+        with self._write_transaction(timeout) as conn:
             conn.execute(leases.delete().where(leases.c.name == name).where(leases.c.holder == holder))
 
     def lease_holder(self, name: str, *, now: float | None = None) -> str | None:
@@ -520,6 +1093,7 @@ class Store:
         width = rollup_minutes * 60.0
         cutoff = np.floor((now - raw_retention_hours * 3600.0) / width) * width
         folded = 0
+        self._ensure_schema()
         with self.engine.begin() as conn:
             raw = _frame(
                 conn.execute(sa.select(probes.c.service, probes.c.check, probes.c.ts, probes.c.ok,
@@ -783,6 +1357,7 @@ class Store:
         rows = [{"service": service, "prediction_id": str(r.prediction_id), "ts": float(r.ts),
                  "label": None if pd.isna(r.label) else float(r.label)}
                 for r in frame.itertuples(index=False)]
+        self._ensure_schema()
         with self.engine.begin() as conn:
             conn.execute(labels.insert(), rows)
         return len(rows)

@@ -1,15 +1,21 @@
 """The collector against real servers on 127.0.0.1: the demo service, a hanging one, a refused port."""
 
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from dashboard.store_banner import store_message
 from monitoring.collector import Collector, ServicePoller
 from monitoring.config import parse_config
+from monitoring.store import StoreHealth
 
 pytestmark = pytest.mark.integration
 
@@ -124,39 +130,99 @@ poll_interval = 1
     assert list(incidents["state"]) == ["down"]  # one change, not one per poll
 
 
+def poll_gaps(polls):
+    """Seconds between consecutive recorded polls."""
+    return np.diff(np.sort(polls["ts"].to_numpy()))
+
+
 def test_two_collectors_on_one_store_do_not_double_record(demo_runtime, tmp_path):
     config = make_config(demo_runtime, tmp_path / "s.db")
     first, second = Collector(config, holder="first"), Collector(config, holder="second")
     first.start()
     second.start()
     time.sleep(3.5)
-    first.stop()
-    second.stop()
+    holder = first.store.lease_holder(Collector.lease_name("demo"))
+    standby, active = (second, first) if holder == "first" else (first, second)
+    standby.stop()  # the standby first, so that it cannot take over while the holder stops
+    active.stop()
     polls = first.store.read_probes("demo", since=0, checks=["poll"])
     assert 3 <= len(polls) <= 5  # one poll per second, not two
-    assert not second.last_outcomes or not first.last_outcomes  # only one of them polled
+    assert poll_gaps(polls).min() >= 0.5
+    assert active.last_outcomes and not standby.last_outcomes  # only the holder polled
 
 
-def test_rows_kept_when_the_store_fails_are_written_with_the_next_poll(demo_runtime, tmp_path, monkeypatch):
-    config = make_config(demo_runtime, tmp_path / "s.db")
+def test_rows_kept_while_the_store_is_locked_are_written_when_it_is_free(demo_runtime, tmp_path):
+    path = tmp_path / "s.db"
+    config = make_config(demo_runtime, path)
     collector = Collector(config)
     poller: ServicePoller = collector.pollers["demo"]
-    original = collector.store.write_probes
-    calls = {"n": 0}
-
-    def flaky(rows):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("database is locked")
-        original(rows)
-
-    monkeypatch.setattr(collector.store, "write_probes", flaky)
-    poller.poll()
-    assert collector.store.read_probes("demo", since=0).empty
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another connection holds the write lock
+    runtime = SimpleNamespace(collector=collector, store=collector.store)  # what the banner reads of a Runtime
+    try:
+        poller.poll()  # waits WRITE_TIMEOUT_S for the lock, then keeps the rows
+        health = collector.store_health()
+        assert health.state == "locked" and "database is locked" in health.cause
+        assert health.buffered >= 6 and health.dropped == 0 and health.since is not None
+        at = AppTest.from_function(show_banner, args=(runtime,)).run()
+        assert not at.exception and not at.warning
+        [error] = at.error
+        assert error.value.startswith("**The store is locked** since ")
+        assert f"**{health.buffered:,} rows** wait in memory" in error.value
+        assert "Nothing has been dropped" in error.value
+    finally:
+        lock.rollback()
+        lock.close()
     time.sleep(0.01)
     poller.poll()
     polls = collector.store.read_probes("demo", since=0, checks=["poll"])
     assert len(polls) == 2
+    assert collector.store_health() == StoreHealth("ok")
+    assert list(collector.store.read_incidents("demo")["state"]) == ["up"]  # one change: from none to up
+    at = AppTest.from_function(show_banner, args=(runtime,)).run()
+    assert not at.exception and not at.error and not at.warning and not at.markdown  # nothing when all is well
+
+
+def show_banner(runtime):
+    from dashboard.store_banner import store_banner
+
+    store_banner(runtime)
+
+
+def test_banner_warns_of_lost_history_once_the_store_takes_writes_again():
+    now = 1_800_000_000.0
+    assert store_message(StoreHealth("ok", buffered=12), now=now) is None  # waiting for the writer: no news
+    level, text = store_message(StoreHealth("recreated", "the store file /v/x_y.db was deleted", since=now - 120),
+                                now=now)
+    assert level == "warning" and text.startswith("**The store file was deleted and created again** (")
+    assert "2 min ago" in text and r"/v/x\_y\.db" in text  # the cause is shown as text, not as Markdown
+    level, text = store_message(StoreHealth("ok", dropped=300), now=now)
+    assert level == "warning" and "**300 rows were dropped**" in text
+    level, text = store_message(StoreHealth("full", "no space", buffered=50_000, dropped=1_200, since=now), now=now)
+    assert level == "error" and "**50,000 rows** wait" in text and "**1,200 rows were dropped**" in text
+
+
+def test_buffer_is_bounded_and_counts_what_it_drops(demo_runtime, tmp_path):
+    path = tmp_path / "s.db"
+    config = make_config(demo_runtime, path)
+    collector = Collector(config, max_buffered_rows=40)
+    poller = collector.pollers["demo"]
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        collector.buffer.write_timeout = 0.1
+        outcomes = [poller.poll() for _ in range(4)]
+        health = collector.store_health()
+    finally:
+        lock.rollback()
+        lock.close()
+    per_poll = len(outcomes[0].checks) + 1 + outcomes[0].scraped_series
+    assert per_poll > 20  # so 40 rows hold one poll, not two
+    assert health.buffered == per_poll and health.dropped == 3 * per_poll
+    collector.buffer.flush()
+    polls = collector.store.read_probes("demo", since=0, checks=["poll"])
+    assert list(polls["ts"]) == [outcomes[-1].ts]  # the newest poll was kept
+    assert collector.store_health().state == "ok" and collector.store_health().dropped == 3 * per_poll
 
 
 def test_command_line_polls_once(demo_runtime, tmp_path):

@@ -1,9 +1,30 @@
-"""The store: idempotent writes, leases, downsampling and the prediction log."""
+"""The store: idempotent writes, leases, downsampling, the prediction log, and outages of the file."""
+
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
-from monitoring.store import LATENCY_BUCKETS_MS, Probe, latency_histogram
+from monitoring.store import (
+    LATENCY_BUCKETS_MS,
+    Lease,
+    PollRecord,
+    PollWriteResult,
+    Probe,
+    ProcessIdentity,
+    Store,
+    _process_start,
+    latency_histogram,
+    process_alive,
+)
 
 
 def probe(ts, check="live", ok=True, **kw):
@@ -124,3 +145,195 @@ def test_prediction_log_reads_incrementally_and_finds_rows(store):
         store.find_predictions("svc", filters={"income": ("==", 1)})
     with pytest.raises(ValueError, match="operator must be one of"):
         store.find_predictions("svc", filters={"age": ("~", 1)})
+
+
+# -- whole polls: incidents from the stored history, duplicates skipped ---------------------------
+
+
+def poll_record(ts, state, *, service="svc", gap=0.0, samples=()):
+    verdict = Probe(ts=ts, service=service, check="poll", ok=state != "down", state=state, error=f"{state} because")
+    live = Probe(ts=ts, service=service, check="live", ok=state != "down")
+    return PollRecord(service=service, ts=ts, probes=(live, verdict), metric_samples=tuple(samples), min_gap=gap)
+
+
+def test_write_polls_records_incidents_against_the_stored_history(store):
+    result = store.write_polls([poll_record(10.0, "up"), poll_record(20.0, "up"), poll_record(30.0, "down"),
+                                poll_record(40.0, "up", samples=[("requests", -1.0, 5.0)])])
+    assert result == PollWriteResult(written=4, duplicates=0, incidents=3)
+    incidents = store.read_incidents("svc").sort_values("ts")
+    previous = [None if pd.isna(v) else v for v in incidents["previous_state"]]
+    assert list(zip(previous, incidents["state"], strict=True)) == [
+        (None, "up"), ("up", "down"), ("down", "up")]
+    # a second collector taking over writes "up" after "up": no incident, whatever it remembers
+    assert store.write_polls([poll_record(50.0, "up")]).incidents == 0
+    # a retried write whose commit had gone through changes nothing
+    assert store.write_polls([poll_record(30.0, "down"), poll_record(40.0, "up")]) == PollWriteResult(0, 2, 0)
+    assert len(store.read_probes("svc", since=0, checks=["poll"])) == 5
+    assert len(store.read_incidents("svc")) == 3
+    assert list(store.read_metric_samples("svc", since=0)["value"]) == [5.0]
+
+
+def test_write_polls_skips_a_poll_of_the_same_moment_by_another_collector(store):
+    store.write_polls([poll_record(100.0, "up", gap=0.5)])
+    result = store.write_polls([poll_record(100.3, "up", gap=0.5), poll_record(101.0, "up", gap=0.5)])
+    assert result == PollWriteResult(written=1, duplicates=1, incidents=0)
+    assert list(store.read_probes("svc", since=0, checks=["poll"])["ts"]) == [100.0, 101.0]
+    assert len(store.read_probes("svc", since=0, checks=["live"])) == 2  # the skipped poll's checks too
+
+
+def test_incident_falls_back_to_the_newest_incident_once_raw_polls_are_downsampled(store):
+    store.write_polls([poll_record(10.0, "down")])
+    store.downsample(raw_retention_hours=1, retention_days=30, rollup_minutes=5, now=10 * 3600.0)
+    assert store.read_probes("svc", since=0).empty
+    assert store.write_polls([poll_record(9 * 3600.0, "down")]).incidents == 0
+
+
+# -- leases -----------------------------------------------------------------------------------------
+
+
+def short_lived_process():
+    """A real process that has run and exited (reaped): its pid and start time."""
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    identity = ProcessIdentity(host=ProcessIdentity.current().host, node=ProcessIdentity.current().node,
+                               pid=process.pid, started=_process_start(process.pid))
+    return process, identity
+
+
+def test_lease_of_a_dead_holder_on_this_machine_is_taken_at_once(store):
+    process, other = short_lived_process()
+    try:
+        lease = store.claim_lease("collector:svc", "other", 300, now=1000.0, identity=other).lease
+        assert lease.holder == "other" and lease.pid == process.pid and lease.node == other.node
+        assert lease.started == other.started and lease.acquired_at == 1000.0
+        # while it runs, nobody else gets the lease before it expires
+        assert store.claim_lease("collector:svc", "me", 300, now=1001.0).lease.holder == "other"
+    finally:
+        process.stdin.close()
+        process.wait(timeout=10)
+    claim = store.claim_lease("collector:svc", "me", 300, now=1002.0)
+    assert claim.granted and claim.taken_from == lease
+    mine = claim.lease
+    assert mine.holder == "me" and mine.pid == os.getpid() and mine.acquired_at == 1002.0
+    renewed = store.claim_lease("collector:svc", "me", 300, now=1010.0)
+    assert renewed.granted and renewed.taken_from is None
+    assert renewed.lease.acquired_at == 1002.0 and renewed.lease.expires_at == 1310.0
+
+
+def test_a_killed_holder_not_yet_reaped_counts_as_dead(store):
+    process, other = short_lived_process()
+    try:
+        store.claim_lease("collector:svc", "other", 300, now=1000.0, identity=other)
+        process.kill()
+        deadline = time.monotonic() + 10
+        while process_alive(other.pid, other.started) and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the kernel has made it a zombie
+        assert store.acquire_lease("collector:svc", "me", 300, now=1001.0)
+    finally:
+        process.wait(timeout=10)
+
+
+def test_a_reused_pid_or_another_machine_does_not_end_a_lease_early(store):
+    me = ProcessIdentity.current()
+    reused = ProcessIdentity(host=me.host, node=me.node, pid=me.pid, started="1")  # our pid, another start
+    store.claim_lease("collector:svc", "old", 300, now=1000.0, identity=reused)
+    assert store.acquire_lease("collector:svc", "me", 300, now=1001.0)  # its process is gone: pid reused
+    remote = ProcessIdentity(host="elsewhere", node="elsewhere|boot|1", pid=999_999, started="5")
+    store.claim_lease("collector:other", "remote", 30, now=1000.0, identity=remote)
+    assert not store.acquire_lease("collector:other", "me", 30, now=1029.0)  # cannot see its processes
+    assert store.acquire_lease("collector:other", "me", 30, now=1031.0)  # expired
+
+
+def test_an_older_leases_table_gains_the_identity_columns(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE leases (name VARCHAR(128) PRIMARY KEY, holder VARCHAR(128) NOT NULL, "
+                     "expires_at FLOAT NOT NULL)")
+        conn.execute("INSERT INTO leases VALUES ('collector:svc', 'old', 5000.0)")
+    store = Store(f"sqlite:///{path}")
+    try:
+        assert store.read_lease("collector:svc") == Lease("collector:svc", "old", 5000.0)
+        assert store.claim_lease("collector:svc", "me", 30, now=6000.0).granted
+    finally:
+        store.dispose()
+
+
+# -- outages ------------------------------------------------------------------------------------------
+
+
+def test_a_deleted_sqlite_file_is_created_again_with_its_schema(tmp_path):
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}")
+    try:
+        store.prediction_table("svc", {"age": "numeric"})
+        store.write_polls([poll_record(10.0, "up")])
+        assert path.exists() and store.recreated is None
+        os.unlink(path)  # rm var/vantage.db; its -wal and -shm stay behind
+        assert Path(f"{path}-wal").exists()
+        store.write_polls([poll_record(20.0, "down")])
+        assert path.exists()
+        assert store.recreated is not None and "was deleted" in store.recreated[1]
+        assert list(store.read_probes("svc", since=0, checks=["poll"])["ts"]) == [20.0]
+        assert store.read_incidents("svc")["previous_state"].isna().all()
+        # the prediction log's table comes back too
+        frame = pd.DataFrame({"id": ["a"], "ts": [1.0], "prediction": [1.0], "age": [30.0]})
+        assert store.log_predictions("svc", frame) == 1 and store.count_predictions("svc") == 1
+        with sqlite3.connect(path) as conn:  # what another process sees: the new file has it all
+            assert conn.execute("SELECT count(*) FROM probes WHERE state = 'down'").fetchone() == (1,)
+    finally:
+        store.dispose()
+
+
+def test_diagnose_names_a_locked_store(tmp_path):
+    path = tmp_path / "store.db"
+    store = Store(f"sqlite:///{path}")
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sa.exc.OperationalError) as caught:
+            store.write_polls([poll_record(10.0, "up")], timeout=0.05)
+        state, cause = store.diagnose(caught.value)
+        assert state == "locked" and str(path) in cause and "database is locked" in cause
+    finally:
+        lock.rollback()
+        lock.close()
+        store.dispose()
+
+
+def test_opening_an_unwritable_store_does_not_raise_and_the_first_good_write_creates_the_schema(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with read_only(folder) as how:
+        store = Store(f"sqlite:///{folder / 'store.db'}")
+        with pytest.raises(sa.exc.OperationalError) as caught:
+            store.write_polls([poll_record(10.0, "up")])
+        state, cause = store.diagnose(caught.value)
+        assert state == "read_only", (how, cause)
+        assert str(folder) in cause
+    store.write_polls([poll_record(10.0, "up")])
+    assert len(store.read_probes("svc", since=0)) == 2
+    store.dispose()
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """Make ``folder`` (and the files in it) refuse writes, even to root; yield how it was done."""
+    files = [folder, *folder.iterdir()]
+    if os.geteuid() != 0:
+        modes = {f: f.stat().st_mode for f in files}
+        for f in files:
+            f.chmod(0o555 if f.is_dir() else 0o444)
+        try:
+            yield "chmod"
+        finally:
+            for f, mode in modes.items():
+                f.chmod(mode)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("root ignores permissions and chattr is not installed")
+    done = subprocess.run(["chattr", "+i", *map(str, files)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"root ignores permissions and this file system has no immutable flag: {done.stderr.strip()}")
+    try:
+        yield "chattr +i"
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
