@@ -10,19 +10,34 @@ protocol   health                                metadata                       
                                                                                   ``POST /predict``
 =========  ====================================  ===============================  ==========================
 
-Every call has a timeout. GETs are retried a bounded number of times on connection and read
-errors (never POSTs: a prediction is not known to be idempotent). One ``requests.Session``
-per client reuses connections. Health checks never raise: they return a :class:`CallResult`
-whose ``ok`` is False with the reason. ``metadata`` and ``predict`` raise
-:class:`ServiceError`, which names the call, the HTTP status and what was wrong.
+Every call has a total deadline and a size limit (:class:`BoundedSession`): ``timeout`` (health,
+metadata, metrics) or ``predict_timeout`` (predictions) is the budget of the whole call --
+connecting, waiting, reading every byte of the answer and any retry -- not of one socket read,
+so a service that drips its answer a byte at a time is a timeout after ``timeout`` seconds. The
+answer is streamed and reading stops at ``max_response_mb`` (health checks read at most
+:data:`HEALTH_BODY_BYTES` and judge the status alone). GETs are retried a bounded number of times
+on connection and read errors, within the same budget (never POSTs: a prediction is not known to
+be idempotent). One session per client reuses connections. Health checks never raise: they
+return a :class:`CallResult` whose ``ok`` is False with the reason. ``metadata`` and ``predict``
+raise :class:`ServiceError`, which names the call, the HTTP status and what was wrong; the
+protocol answers are read by pure functions (:func:`parse_v2_answer`, :func:`parse_mlflow_answer`,
+:func:`parse_rest_answer`, :func:`parse_v2_metadata`, :func:`parse_rest_metadata`,
+:func:`parse_mlflow_version`) that return a result or raise :class:`ServiceError` for any input.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import json
+import math
 import re
+import socket
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +45,9 @@ import numpy as np
 import pandas as pd
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import poolmanager as _poolmanager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from monitoring.config import ServiceConfig
@@ -37,6 +55,13 @@ from monitoring.config import ServiceConfig
 _BODY_EXCERPT = 160
 _MESSAGE_EXCERPT = 400
 _VERSION_TEXT = re.compile(r"^[0-9][0-9A-Za-z.+!_-]{0,63}$")
+_TEXT_FIELD = 200  # longest name, version or platform kept from a server's metadata
+
+MB = 1024 * 1024
+"""Bytes in one MB of ``max_response_mb``."""
+HEALTH_BODY_BYTES = 64 * 1024
+"""Health checks read at most this much of an answer; the status decides, the rest is not read."""
+_CHUNK_BYTES = 64 * 1024
 
 
 class ServiceError(Exception):
@@ -146,14 +171,307 @@ def _server_message(response: requests.Response) -> str:
     """The server's own error message: JSON ``detail``/``error``/``message`` or the body."""
     try:
         body = response.json()
-    except ValueError:
+        if isinstance(body, dict):
+            for key in ("detail", "error", "message"):
+                if key in body:
+                    value = body[key]
+                    return _excerpt(value if isinstance(value, str) else json.dumps(value), _MESSAGE_EXCERPT)
+        return _excerpt(json.dumps(body), _MESSAGE_EXCERPT)
+    except (ValueError, TypeError, RecursionError):
         return _excerpt(response.text, _MESSAGE_EXCERPT) or response.reason or ""
-    if isinstance(body, dict):
-        for key in ("detail", "error", "message"):
-            if key in body:
-                value = body[key]
-                return _excerpt(value if isinstance(value, str) else json.dumps(value), _MESSAGE_EXCERPT)
-    return _excerpt(json.dumps(body), _MESSAGE_EXCERPT)
+
+
+# -- bounded HTTP: one deadline for the whole call, a cap on the answer's size -------------------
+
+
+class DeadlineExceeded(requests.exceptions.Timeout):
+    """The whole call (connecting, waiting, reading the answer, retries) outlasted its budget."""
+
+
+class ResponseTooLarge(requests.exceptions.RequestException):
+    """An answer larger than the call's size limit; it was not read further.
+
+    Parameters
+    ----------
+    limit : int
+        The limit, in bytes.
+    status : int or None
+        HTTP status of the answer.
+    """
+
+    def __init__(self, limit: int, status: int | None):
+        self.limit = limit
+        self.status = status
+        super().__init__(f"answer larger than {limit / MB:g} MB")
+
+
+class _Budget:
+    """One call's deadline and size limit, and the connection it is using now.
+
+    A watchdog thread calls :meth:`expire` at the deadline, which shuts the connection's socket
+    down, so a read that is waiting (or receiving a byte at a time) ends at once.
+    """
+
+    def __init__(self, seconds: float, max_bytes: int, oversize: str):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.max_bytes = max_bytes
+        self.oversize = oversize  # "raise" or "truncate"
+        self.expired = False
+        self.done = False
+        self._connection: Any = None
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def attach(self, connection: Any) -> None:
+        """Record the connection in use; a spent budget refuses to start another exchange."""
+        with self._lock:
+            if self.expired or self.remaining() <= 0:
+                raise TimeoutError(f"the call's {self.seconds:g} s are spent")
+            self._connection = connection
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            connection = self._connection
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: leaves TLS state alone
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            self._connection = None
+
+
+class _Watchdog:
+    """One daemon thread that expires budgets at their deadlines; it stops after a minute idle."""
+
+    _IDLE_S = 60.0
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Budget]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, budget: _Budget) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (budget.at, next(self._order), budget))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="vantage-http-deadlines")
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
+                    budget = heapq.heappop(self._heap)[2]
+                    if not budget.done:
+                        budget.expire()
+                if not self._heap:
+                    self._cond.wait(self._IDLE_S)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                else:
+                    self._cond.wait(self._heap[0][0] - now)
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()
+
+
+def _current_budget() -> _Budget | None:
+    return getattr(_CURRENT, "budget", None)
+
+
+def _total_seconds(timeout: Any, default: float) -> float:
+    """The whole-call budget a requests ``timeout`` stands for: a number, or connect + read of a pair."""
+    if isinstance(timeout, tuple | list):
+        parts = [default if t is None else float(t) for t in timeout]
+        return sum(parts) if parts else default
+    return default if timeout is None else float(timeout)
+
+
+@contextlib.contextmanager
+def call_budget(seconds: float, *, max_bytes: int, oversize: str = "raise") -> Iterator[_Budget]:
+    """Bound every HTTP exchange a :class:`BoundedSession` makes in this thread inside the block.
+
+    Parameters
+    ----------
+    seconds : float
+        Total deadline of the block's calls, retries and redirects included.
+    max_bytes : int
+        Largest answer read.
+    oversize : {"raise", "truncate"}, default="raise"
+        ``raise``: a larger answer raises :class:`ResponseTooLarge`; ``truncate``: the first
+        ``max_bytes`` are kept and the connection is closed (for health checks, judged by status).
+    """
+    outer = _current_budget()
+    if outer is not None:  # a call inside a call keeps the outer budget
+        yield outer
+        return
+    budget = _Budget(float(seconds), int(max_bytes), oversize)
+    _CURRENT.budget = budget
+    _WATCHDOG.arm(budget)
+    try:
+        yield budget
+    finally:
+        budget.finish()
+        _CURRENT.budget = None
+
+
+class _BudgetedConnection:
+    """A urllib3 connection that registers with the thread's budget and never waits past it."""
+
+    def _enter_budget(self) -> None:
+        budget = _current_budget()
+        if budget is None:
+            return
+        budget.attach(self)
+        remaining = max(budget.remaining(), 0.001)
+        if not isinstance(self.timeout, int | float) or self.timeout > remaining:
+            self.timeout = remaining
+
+    def connect(self) -> None:
+        self._enter_budget()
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._enter_budget()
+        super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        self._enter_budget()
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPConnection(_BudgetedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_BudgetedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _read_body(response: requests.Response, budget: _Budget) -> None:
+    """Read the answer in chunks into ``response``, stopping at the budget's size limit."""
+    limit = budget.max_bytes
+    declared = response.headers.get("Content-Length", "")
+    if budget.oversize == "raise" and declared.isdigit() and int(declared) > limit:
+        response.close()
+        raise ResponseTooLarge(limit, response.status_code)
+    chunks, size = [], 0
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        if size + len(chunk) > limit:
+            response.close()
+            if budget.oversize == "raise":
+                raise ResponseTooLarge(limit, response.status_code)
+            chunks.append(chunk[:limit - size])
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    response._content = b"".join(chunks)
+    response._content_consumed = True
+
+
+class _BoundedAdapter(HTTPAdapter):
+    """An adapter whose exchanges keep to the thread's :func:`call_budget`."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is _poolmanager.pool_classes_by_scheme:  # not SOCKS, which has its own pools
+            manager.pool_classes_by_scheme = _POOL_CLASSES
+        return manager
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             **kwargs: Any) -> requests.Response:
+        budget = _current_budget()
+        if budget is None:  # sent without BoundedSession.request: no bounds to keep
+            return super().send(request, stream=stream, timeout=timeout, **kwargs)
+        remaining = budget.remaining()
+        if budget.expired or remaining <= 0:
+            raise DeadlineExceeded(f"the call's {budget.seconds:g} s are spent", request=request)
+        try:
+            response = super().send(request, stream=True, timeout=(remaining, remaining), **kwargs)
+            if not stream:
+                _read_body(response, budget)
+            if budget.expired:  # the socket was shut down: what was read may look whole but is cut short
+                response.close()
+                raise DeadlineExceeded(f"no complete answer within {budget.seconds:g} s", request=request)
+        except (ResponseTooLarge, DeadlineExceeded):
+            raise
+        except (requests.exceptions.RequestException, OSError) as exc:
+            if budget.expired or budget.remaining() <= 0:
+                raise DeadlineExceeded(f"no complete answer within {budget.seconds:g} s",
+                                       request=request) from None
+            if not isinstance(exc, requests.exceptions.RequestException):  # a socket error while reading
+                raise requests.exceptions.ConnectionError(exc, request=request) from None
+            raise
+        return response
+
+
+class BoundedSession(requests.Session):
+    """A ``requests.Session`` whose every call has a total deadline and a cap on the answer's size.
+
+    A call's ``timeout`` (a number, or a (connect, read) pair, added) is the budget of the whole
+    call: connecting, waiting, reading every byte, retries and redirects. The answer is read in
+    chunks and a larger one than ``max_bytes`` raises :class:`ResponseTooLarge`; running out of
+    time raises :class:`DeadlineExceeded` (a ``requests.exceptions.Timeout``). ``stream=True``
+    calls get the deadline for their headers only and read the body themselves.
+
+    Parameters
+    ----------
+    retries : int
+        Retries of GETs after a connection or read error (never of other methods).
+    timeout : float
+        Budget of calls made without a ``timeout``.
+    max_bytes : int
+        Largest answer read by calls made outside :func:`call_budget`.
+    """
+
+    def __init__(self, *, retries: int, timeout: float, max_bytes: int):
+        super().__init__()
+        self.default_timeout = float(timeout)
+        self.max_bytes = int(max_bytes)
+        self.max_redirects = 5
+        retry = Retry(
+            total=retries, connect=retries, read=retries, status=0, other=0,
+            allowed_methods=frozenset({"GET"}), backoff_factor=0.05, raise_on_status=False,
+            respect_retry_after_header=False,
+        )
+        adapter = _BoundedAdapter(max_retries=retry, pool_connections=4, pool_maxsize=8)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        seconds = _total_seconds(kwargs.get("timeout"), self.default_timeout)
+        kwargs["timeout"] = seconds
+        with call_budget(seconds, max_bytes=self.max_bytes):
+            return super().request(method, url, *args, **kwargs)
 
 
 class ServiceClient(ABC):
@@ -172,20 +490,17 @@ class ServiceClient(ABC):
     def __init__(self, config: ServiceConfig, session: requests.Session | None = None):
         self.config = config
         self.base_url = config.url
-        self.session = session or self._make_session(config.retries)
+        self.session = session or self._make_session(config)
 
     @staticmethod
-    def _make_session(retries: int) -> requests.Session:
-        session = requests.Session()
-        retry = Retry(
-            total=retries, connect=retries, read=retries, status=0, other=0,
-            allowed_methods=frozenset({"GET"}), backoff_factor=0.05, raise_on_status=False,
-            respect_retry_after_header=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=8)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        return session
+    def _make_session(config: ServiceConfig) -> BoundedSession:
+        return BoundedSession(retries=config.retries, timeout=config.timeout,
+                              max_bytes=int(config.max_response_mb * MB))
+
+    @property
+    def max_response_bytes(self) -> int:
+        """Largest answer read from a metadata, prediction or metrics call (``max_response_mb``)."""
+        return int(self.config.max_response_mb * MB)
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -201,19 +516,32 @@ class ServiceClient(ABC):
         return headers
 
     def _request(self, method: str, path: str, *, timeout: float, body: Any = None,
-                 extra_headers: dict[str, str] | None = None) -> tuple[requests.Response, float]:
-        """Send one request; raise ServiceError for no answer or a non-2xx answer."""
+                 extra_headers: dict[str, str] | None = None, max_bytes: int | None = None,
+                 oversize: str = "raise") -> tuple[requests.Response, float]:
+        """Send one request within ``timeout`` seconds in all; raise ServiceError for no answer or a non-2xx one."""
         call = f"{method} {path}"
         headers = self.request_headers() | (extra_headers or {})
+        limit = self.max_response_bytes if max_bytes is None else max_bytes
         started = time.perf_counter()
         try:
-            response = self.session.request(
-                method, self.base_url + path, json=body, headers=headers, timeout=timeout,
-            )
+            with call_budget(timeout, max_bytes=limit, oversize=oversize):
+                response = self.session.request(
+                    method, self.base_url + path, json=body, headers=headers, timeout=timeout,
+                )
         except requests.exceptions.InvalidJSONError as exc:
             raise ServiceError(call, "input", f"the rows cannot be sent as JSON: {exc} (inf or -inf in X?)") from None
-        except requests.exceptions.Timeout:
-            raise ServiceError(call, "timeout", f"no answer within {timeout:g} s") from None
+        except ResponseTooLarge as exc:
+            size = f"larger than {exc.limit / MB:g} MB"
+            if exc.status is not None and not 200 <= exc.status < 300:
+                raise ServiceError(call, "http", f"HTTP {exc.status}: (an answer {size}, not read)",
+                                   status=exc.status) from None
+            raise ServiceError(call, "garbled", f"answer {size} (max_response_mb = {exc.limit / MB:g}); "
+                               "not read further: raise max_response_mb or send fewer rows per request "
+                               "(max_batch_rows)", status=exc.status) from None
+        except requests.exceptions.Timeout as exc:
+            whole = " (the whole call: connecting, waiting and reading the answer)" \
+                if isinstance(exc, DeadlineExceeded) else ""
+            raise ServiceError(call, "timeout", f"no answer within {timeout:g} s{whole}") from None
         except requests.exceptions.RetryError as exc:
             raise ServiceError(call, "connection", f"gave up after retries: {exc}") from None
         except requests.exceptions.ConnectionError as exc:
@@ -242,6 +570,9 @@ class ServiceClient(ABC):
     def _json(response: requests.Response, call: str) -> Any:
         try:
             return response.json()
+        except RecursionError:
+            raise ServiceError(call, "garbled", "answered JSON nested too deeply to read",
+                               status=response.status_code) from None
         except ValueError:
             kind = response.headers.get("content-type", "no content type")
             raise ServiceError(call, "garbled", f"answered {kind}, not JSON: {_excerpt(response.text)!r}",
@@ -251,7 +582,8 @@ class ServiceClient(ABC):
         """GET ``path`` and report whether it answered 2xx, never raising."""
         started = time.perf_counter()
         try:
-            response, latency_ms = self._request("GET", path, timeout=self.config.timeout)
+            response, latency_ms = self._request("GET", path, timeout=self.config.timeout,
+                                                 max_bytes=HEALTH_BODY_BYTES, oversize="truncate")
         except ServiceError as exc:
             return CallResult(check, False, (time.perf_counter() - started) * 1000.0, exc.status, exc.message)
         return CallResult(check, True, latency_ms, response.status_code)
@@ -311,9 +643,15 @@ class ServiceClient(ABC):
             probabilities.append(proba)
             versions.append(version)
         has_proba = all(p is not None for p in probabilities)
+        try:
+            labels = np.concatenate(predictions)
+            proba = np.vstack(probabilities) if has_proba else None
+        except (TypeError, ValueError):
+            raise ServiceError(self._predict_call, "garbled", "the batches answered predictions of different kinds "
+                               "or numbers of classes") from None
         return Predictions(
-            predictions=np.concatenate(predictions),
-            probabilities=np.vstack(probabilities) if has_proba else None,
+            predictions=labels,
+            probabilities=proba,
             latency_ms=latency_ms,
             requests=len(predictions),
             model_version=next((v for v in versions if v), None) or self.config.model_version,
@@ -324,22 +662,6 @@ class ServiceClient(ABC):
     @abstractmethod
     def _predict_batch(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, str | None]:
         """Send one batch; return labels, probabilities (or None) and the model version."""
-
-
-def _split_outputs(values: Any, call: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Turn a list of predictions or of probability rows into (labels, probabilities)."""
-    array = np.asarray(values, dtype=object)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    if array.ndim == 1:
-        return _numeric_if_possible(array), None
-    if array.ndim == 2:
-        try:
-            proba = array.astype(float)
-        except (TypeError, ValueError):
-            raise ServiceError(call, "garbled", "2-D predictions that are not numbers") from None
-        return proba.argmax(axis=1), proba
-    raise ServiceError(call, "garbled", f"predictions of unexpected shape {array.shape}")
 
 
 def _json_rows(X: pd.DataFrame) -> list[list]:
@@ -360,11 +682,238 @@ def _json_column(values: pd.Series, *, as_text: bool = False) -> list:
     return [None if missing else v for v, missing in zip(array, pd.isna(array), strict=True)]
 
 
+# -- reading protocol answers: pure functions, a result or ServiceError for any input ------------
+
+_SCALARS = (str, int, float, bool, type(None))
+_MAX_DIMS = 8
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
+
+
+def _text(value: Any) -> str | None:
+    """A name, version or platform as text (at most 200 characters); None for anything that is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        return None
+    return str(value)[:_TEXT_FIELD]
+
+
+def _objects(value: Any) -> tuple[dict, ...]:
+    """The JSON objects of a list (others dropped); () for anything that is not a list."""
+    return tuple(v for v in value if isinstance(v, dict)) if isinstance(value, list) else ()
+
+
+def _array(values: Any, call: str, what: str) -> np.ndarray:
+    """A JSON list (nested for more dimensions) of numbers, text, true/false or null as an object array."""
+    if not isinstance(values, list):
+        raise ServiceError(call, "garbled", f"{what} must be a list; got {_kind(values)}")
+    try:
+        array = np.asarray(values, dtype=object)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise ServiceError(call, "garbled", f"{what} is not a regular array: {_excerpt(str(exc))}") from None
+    if array.ndim > _MAX_DIMS or not all(isinstance(v, _SCALARS) for v in array.flat):
+        raise ServiceError(call, "garbled", f"{what} must hold numbers, text, true/false or null in rows of "
+                                            "equal length; it holds other lists or objects")
+    return array
+
+
 def _numeric_if_possible(array: np.ndarray) -> np.ndarray:
     try:
         return array.astype(float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return array.astype(str)
+
+
+def _probabilities(array: np.ndarray, call: str, what: str) -> np.ndarray:
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ServiceError(call, "garbled", f"{what} must be rows of class probabilities, shape [rows, classes]; "
+                                            f"got shape {list(array.shape)}")
+    try:
+        return array.astype(float)
+    except (TypeError, ValueError, OverflowError):
+        raise ServiceError(call, "garbled", f"{what}: probabilities that are not numbers") from None
+
+
+def _split_outputs(values: Any, call: str, what: str = "predictions") -> tuple[np.ndarray, np.ndarray | None]:
+    """Turn a list of predictions or of probability rows into (labels, probabilities)."""
+    array = _array(values, call, what)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim == 1:
+        return _numeric_if_possible(array), None
+    if array.ndim == 2:
+        proba = _probabilities(array, call, what)
+        return proba.argmax(axis=1), proba
+    raise ServiceError(call, "garbled", f"{what} of unexpected shape {list(array.shape)}")
+
+
+def parse_v2_answer(body: Any, *, call: str) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Read an Open Inference Protocol v2 inference answer.
+
+    Parameters
+    ----------
+    body : object
+        The decoded JSON answer.
+    call : str
+        The call, named in errors.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_rows,)
+        From the first output that is not probabilities, else the most probable class.
+    probabilities : ndarray of shape (n_rows, n_classes) or None
+        From an output whose name holds ``proba``, or the first 2-D output of several columns.
+    model_version : str or None
+
+    Raises
+    ------
+    ServiceError
+        Of kind ``garbled``, for any answer that does not carry predictions as the protocol says.
+    """
+    outputs = body.get("outputs") if isinstance(body, dict) else None
+    if not isinstance(outputs, list) or not outputs:
+        raise ServiceError(call, "garbled", "the answer has no 'outputs'")
+    labels = proba = None
+    for i, output in enumerate(outputs):
+        if not isinstance(output, dict):
+            raise ServiceError(call, "garbled", f"output {i} must be an object with name, shape and data; "
+                                                f"got {_kind(output)}")
+        name = _text(output.get("name")) or f"#{i}"
+        shape = output.get("shape")
+        if (not isinstance(shape, list) or len(shape) > _MAX_DIMS
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise ServiceError(call, "garbled", f"output {name!r} is malformed: shape must be a list of at most "
+                                                f"{_MAX_DIMS} whole numbers >= 0; got {_excerpt(repr(shape))}")
+        data = _array(output.get("data"), call, f"output {name!r} data").ravel()
+        if data.size != math.prod(shape):
+            raise ServiceError(call, "garbled", f"output {name!r} is malformed: {data.size} values do not fill "
+                                                f"shape {shape}")
+        array = data.reshape(shape)
+        if "proba" in name.lower() or (array.ndim == 2 and array.shape[1] > 1 and proba is None):
+            proba = _probabilities(array, call, f"output {name!r}")
+        elif labels is None:
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.ndim != 1:
+                raise ServiceError(call, "garbled", f"output {name!r} must have shape [rows]; got {shape}")
+            labels = _numeric_if_possible(array)
+    if labels is None and proba is None:
+        raise ServiceError(call, "garbled", "the answer has no output with predictions")
+    if labels is None:
+        labels = proba.argmax(axis=1)
+    elif proba is not None and len(proba) != len(labels):
+        raise ServiceError(call, "garbled", f"{len(labels)} predictions but {len(proba)} rows of probabilities")
+    return labels, proba, _text(body.get("model_version"))
+
+
+def parse_mlflow_answer(answer: Any, *, call: str) -> tuple[np.ndarray, np.ndarray | None, None]:
+    """Read an MLflow scoring server's answer ``{"predictions": [...]}`` (values, rows or records).
+
+    Returns
+    -------
+    labels, probabilities, None
+        As :func:`parse_v2_answer`; MLflow reports no model version.
+
+    Raises
+    ------
+    ServiceError
+        Of kind ``garbled``.
+    """
+    if not isinstance(answer, dict) or "predictions" not in answer:
+        raise ServiceError(call, "garbled", "the answer has no 'predictions'")
+    values = answer["predictions"]
+    if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+        columns = list(values[0])  # records of a DataFrame output: one column per key
+        values = [[record.get(c) for c in columns] for record in values]
+    labels, proba = _split_outputs(values, call)
+    return labels, proba, None
+
+
+def parse_rest_answer(answer: Any, *, call: str, predictions_key: str = "predictions",
+                      probabilities_key: str = "probabilities") -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """Read a plain REST service's answer ``{predictions_key: [...], probabilities_key: [[...]]?}``.
+
+    Returns
+    -------
+    labels, probabilities, model_version
+        As :func:`parse_v2_answer`.
+
+    Raises
+    ------
+    ServiceError
+        Of kind ``garbled``.
+    """
+    if not isinstance(answer, dict) or predictions_key not in answer:
+        raise ServiceError(call, "garbled", f"the answer has no {predictions_key!r}")
+    labels, proba = _split_outputs(answer[predictions_key], call, repr(predictions_key))
+    if answer.get(probabilities_key) is not None:
+        array = _array(answer[probabilities_key], call, repr(probabilities_key))
+        proba = _probabilities(array, call, repr(probabilities_key))
+        if len(proba) != len(labels):
+            raise ServiceError(call, "garbled", f"{len(labels)} predictions but {len(proba)} rows of probabilities")
+    return labels, proba, _text(answer.get("model_version"))
+
+
+def parse_v2_metadata(model: Any, server: Any = None, *, call: str, config: ServiceConfig) -> ModelMetadata:
+    """Read v2 model metadata (``GET /v2/models/{m}``) and, optionally, server metadata (``GET /v2``).
+
+    Fields that are missing or of the wrong type are left out (the config's ``model`` and
+    ``model_version`` stand in); only an answer that is not an object is an error.
+
+    Raises
+    ------
+    ServiceError
+        Of kind ``garbled`` when ``model`` is not a JSON object.
+    """
+    if not isinstance(model, dict):
+        raise ServiceError(call, "garbled", "model metadata is not a JSON object")
+    versions = model.get("versions")
+    version = _text(versions[-1]) if isinstance(versions, list) and versions else None
+    return ModelMetadata(
+        name=_text(model.get("name")) or config.model,
+        version=version or config.model_version,
+        platform=_text(model.get("platform")),
+        inputs=_objects(model.get("inputs")),
+        outputs=_objects(model.get("outputs")),
+        server=server if isinstance(server, dict) else {},
+    )
+
+
+def parse_rest_metadata(body: Any, *, call: str, config: ServiceConfig) -> ModelMetadata:
+    """Read a REST service's metadata: a JSON object with ``name``, ``version``, ``platform``, ``inputs``.
+
+    Raises
+    ------
+    ServiceError
+        Of kind ``garbled`` when ``body`` is not a JSON object.
+    """
+    if not isinstance(body, dict):
+        raise ServiceError(call, "garbled", "metadata is not a JSON object")
+    return ModelMetadata(
+        name=_text(body.get("name")) or config.model or config.name,
+        version=_text(body.get("version")) or config.model_version,
+        platform=_text(body.get("platform")),
+        inputs=_objects(body.get("inputs")),
+        outputs=_objects(body.get("outputs")),
+    )
+
+
+def parse_mlflow_version(text: str, *, call: str = "GET /version", content_type: str = "no content type",
+                         status: int | None = 200) -> str:
+    """Read MLflow's ``/version`` answer: the bare version text (e.g. ``3.17.2``), maybe JSON-quoted.
+
+    Raises
+    ------
+    ServiceError
+        Of kind ``garbled`` when the text is not a version.
+    """
+    version = text.strip().strip('"')
+    if not _VERSION_TEXT.match(version):
+        raise ServiceError(call, "garbled", f"answered {content_type}, not an MLflow version: {_excerpt(text)!r}",
+                           status=status)
+    return version
 
 
 _V2_DATATYPES = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL"}
@@ -398,17 +947,7 @@ class V2Client(ServiceClient):
         except ServiceError:
             server = {}
         model = self._get_json(self._model_path)
-        if not isinstance(model, dict):
-            raise ServiceError(f"GET {self._model_path}", "garbled", "model metadata is not a JSON object")
-        versions = model.get("versions") or []
-        return ModelMetadata(
-            name=model.get("name", self.config.model),
-            version=str(versions[-1]) if versions else self.config.model_version,
-            platform=model.get("platform") or None,
-            inputs=tuple(model.get("inputs") or ()),
-            outputs=tuple(model.get("outputs") or ()),
-            server=server if isinstance(server, dict) else {},
-        )
+        return parse_v2_metadata(model, server, call=f"GET {self._model_path}", config=self.config)
 
     def build_request(self, X: pd.DataFrame) -> dict:
         """Encode rows as a v2 inference request (one input per column, or one tensor)."""
@@ -439,25 +978,7 @@ class V2Client(ServiceClient):
         call = self._predict_call
         response, _ = self._request("POST", f"{self._model_path}/infer", body=self.build_request(X),
                                     timeout=self.config.predict_timeout)
-        body = self._json(response, call)
-        outputs = body.get("outputs") if isinstance(body, dict) else None
-        if not outputs:
-            raise ServiceError(call, "garbled", "the answer has no 'outputs'")
-        labels = proba = None
-        for output in outputs:
-            try:
-                array = np.asarray(output["data"], dtype=object).reshape(output["shape"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise ServiceError(call, "garbled", f"output {output.get('name')!r} is malformed: {exc}") from None
-            name = str(output.get("name", "")).lower()
-            if "proba" in name or (array.ndim == 2 and array.shape[1] > 1 and proba is None):
-                proba = array.astype(float)
-            elif labels is None:
-                labels = _numeric_if_possible(array.reshape(len(array)))
-        if labels is None and proba is not None:
-            labels = proba.argmax(axis=1)
-        version = body.get("model_version")
-        return labels, proba, str(version) if version else None
+        return parse_v2_answer(self._json(response, call), call=call)
 
 
 class MlflowClient(ServiceClient):
@@ -474,12 +995,8 @@ class MlflowClient(ServiceClient):
         """Read ``/version`` (the MLflow version); the model version comes from the config."""
         response, _ = self._request("GET", "/version", timeout=self.config.timeout)
         # MLflow answers the bare version text (e.g. 3.17.2), labelled application/json.
-        text = response.text.strip().strip('"')
-        if not _VERSION_TEXT.match(text):
-            kind = response.headers.get("content-type", "no content type")
-            raise ServiceError("GET /version", "garbled",
-                               f"answered {kind}, not an MLflow version: {_excerpt(response.text)!r}",
-                               status=response.status_code)
+        text = parse_mlflow_version(response.text, content_type=response.headers.get("content-type", "no content type"),
+                                    status=response.status_code)
         return ModelMetadata(
             name=self.config.model or self.config.name,
             version=self.config.model_version,
@@ -490,14 +1007,7 @@ class MlflowClient(ServiceClient):
     def _predict_batch(self, X):
         body = {"dataframe_split": {"columns": [str(c) for c in X.columns], "data": _json_rows(X)}}
         response, _ = self._request("POST", "/invocations", body=body, timeout=self.config.predict_timeout)
-        answer = self._json(response, self._predict_call)
-        if not isinstance(answer, dict) or "predictions" not in answer:
-            raise ServiceError(self._predict_call, "garbled", "the answer has no 'predictions'")
-        values = answer["predictions"]
-        if values and isinstance(values[0], dict):
-            values = pd.DataFrame(values).to_numpy()
-        labels, proba = _split_outputs(values, self._predict_call)
-        return labels, proba, None
+        return parse_mlflow_answer(self._json(response, self._predict_call), call=self._predict_call)
 
 
 class RestClient(ServiceClient):
@@ -522,16 +1032,7 @@ class RestClient(ServiceClient):
         path = self.config.rest.metadata
         if not path:
             return ModelMetadata(name=self.config.model or self.config.name, version=self.config.model_version)
-        body = self._get_json(path)
-        if not isinstance(body, dict):
-            raise ServiceError(f"GET {path}", "garbled", "metadata is not a JSON object")
-        return ModelMetadata(
-            name=body.get("name") or self.config.model or self.config.name,
-            version=str(body["version"]) if body.get("version") else self.config.model_version,
-            platform=body.get("platform"),
-            inputs=tuple(body.get("inputs") or ()),
-            outputs=tuple(body.get("outputs") or ()),
-        )
+        return parse_rest_metadata(self._get_json(path), call=f"GET {path}", config=self.config)
 
     def _predict_batch(self, X):
         paths = self.config.rest
@@ -539,14 +1040,8 @@ class RestClient(ServiceClient):
         records = [dict(zip(columns, row, strict=True)) for row in _json_rows(X)]
         response, _ = self._request("POST", paths.predict, body={paths.records_key: records},
                                     timeout=self.config.predict_timeout)
-        answer = self._json(response, self._predict_call)
-        if not isinstance(answer, dict) or paths.predictions_key not in answer:
-            raise ServiceError(self._predict_call, "garbled", f"the answer has no {paths.predictions_key!r}")
-        labels, proba = _split_outputs(answer[paths.predictions_key], self._predict_call)
-        if answer.get(paths.probabilities_key) is not None:
-            proba = np.asarray(answer[paths.probabilities_key], dtype=float)
-        version = answer.get("model_version")
-        return labels, proba, str(version) if version else None
+        return parse_rest_answer(self._json(response, self._predict_call), call=self._predict_call,
+                                 predictions_key=paths.predictions_key, probabilities_key=paths.probabilities_key)
 
 
 CLIENTS: dict[str, type[ServiceClient]] = {"v2": V2Client, "mlflow": MlflowClient, "rest": RestClient}

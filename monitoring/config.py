@@ -24,6 +24,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -32,6 +33,101 @@ PROTOCOLS = ("v2", "mlflow", "rest")
 DEFAULT_STORE_URL = "sqlite:///var/vantage.db"
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_PATH = 4096
+STORE_BACKENDS = ("sqlite", "postgresql")
+"""SQLAlchemy backends the store runs on (any driver of theirs that SQLAlchemy knows)."""
+
+
+def _control_message(value: str) -> str | None:
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    name = "a NUL byte" if found.group() == "\x00" else f"the control character {found.group()!r}"
+    return f"{name} at position {found.start()}"
+
+
+def check_path(value: str | None) -> str | None:
+    """A file path from the configuration: non-empty, at most 4,096 characters, no NUL or control characters.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong; pydantic turns it into a problem of the key.
+    """
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError("must be a file path, not empty")
+    if len(value) > _MAX_PATH:
+        raise ValueError(f"must be a file path of at most {_MAX_PATH:,} characters; got {len(value):,}")
+    control = _control_message(value)
+    if control:
+        raise ValueError(f"must be a file path without NUL bytes or control characters; it has {control}")
+    return value
+
+
+def check_http_url(value: str, *, allow_query: bool = False) -> str:
+    """An ``http://`` or ``https://`` URL with a host (and a valid port), without credentials or control characters.
+
+    Raises
+    ------
+    ValueError
+    """
+    control = _control_message(value)
+    if control or " " in value:
+        raise ValueError(f"must be a URL without spaces or control characters; it has {control or 'a space'}")
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must start with http:// or https:// followed by a host")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"must be a URL such as http://host:8080; {exc}") from None
+    if not parts.hostname:
+        raise ValueError("must start with http:// or https:// followed by a host")
+    if port == 0:
+        raise ValueError("must name a port between 1 and 65535; got port 0")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry credentials (user:password@); put the secret in the environment and name "
+                         "it in [services.auth]")
+    if not allow_query and (parts.query or parts.fragment or value.endswith(("?", "#"))):
+        raise ValueError("must be a base URL without ?query or #fragment (paths are added to it)")
+    return value
+
+
+def check_store_url(value: str) -> str:
+    """A SQLAlchemy URL of a backend the store supports (:data:`STORE_BACKENDS`), with a driver SQLAlchemy knows.
+
+    Raises
+    ------
+    ValueError
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    example = "e.g. sqlite:///var/vantage.db or postgresql+psycopg://user@host/vantage"
+    if not value.strip():
+        raise ValueError(f"must be a SQLAlchemy URL, not empty; {example}")
+    control = _control_message(value)
+    if control:
+        raise ValueError(f"must be a SQLAlchemy URL without NUL bytes or control characters; it has {control}")
+    try:
+        url = make_url(value)
+        backend = url.get_backend_name()
+    except (ArgumentError, ValueError) as exc:
+        raise ValueError(f"must be a SQLAlchemy URL, {example} ({exc})") from None
+    if backend not in STORE_BACKENDS:
+        raise ValueError(f"must use one of the backends {', '.join(STORE_BACKENDS)} ({example}); this one names "
+                         f"{backend!r}")
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"names the driver {url.get_driver_name()!r}, which SQLAlchemy does not know for "
+                         f"{backend}; {example}") from None
+    if backend == "sqlite" and url.database is not None and len(url.database) > _MAX_PATH:
+        raise ValueError(f"has a database path of {len(url.database):,} characters; at most {_MAX_PATH:,}")
+    return value
 
 
 class ConfigError(ValueError):
@@ -79,6 +175,18 @@ class RestPaths(_Strict):
     predictions_key: str = Field("predictions", description="Response key holding the predictions.")
     probabilities_key: str = Field("probabilities", description="Response key holding class probabilities.")
 
+    @field_validator("health", "ready", "predict", "metadata")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/") or len(value) > 2048:
+            raise ValueError("must be a URL path starting with '/', such as /predict, of at most 2,048 characters")
+        control = _control_message(value)
+        if control or " " in value:
+            raise ValueError(f"must be a URL path without spaces or control characters; it has {control or 'a space'}")
+        return value
+
 
 class MetricsConfig(_Strict):
     """Names of the Prometheus series to read from the service's metrics endpoint."""
@@ -93,6 +201,11 @@ class MetricsConfig(_Strict):
         ".*", description="Only series whose path/handler label matches count (e.g. '.*infer|.*predict')."
     )
     path_label: str = Field("path", description="Label holding the request path, used with path_regex.")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_http_url(value, allow_query=True)
 
 
 class SloConfig(_Strict):
@@ -146,6 +259,11 @@ class PredictionLogConfig(_Strict):
     prediction: str | None = Field("prediction", description="Column with the predicted class or value.")
     score: str | None = Field(None, description="Column with the positive-class probability, if any.")
 
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return check_path(value)
+
 
 class ExplainConfig(_Strict):
     """Where explanations get the model from."""
@@ -156,6 +274,11 @@ class ExplainConfig(_Strict):
     trust_pickle: bool = Field(
         False, description="Allow loading a joblib/pickle artifact (runs code from the file; trust it first).")
     background_rows: int = Field(100, ge=10, le=1000, description="Background sample for model-agnostic SHAP.")
+
+    @field_validator("artifact")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        return check_path(value)
 
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2")
@@ -170,6 +293,11 @@ class LabelsConfig(_Strict):
     label: str = Field("label", description="Column with the true class or value.")
     ts: str | None = Field(
         None, description="Column with the time the label arrived (Unix seconds or ISO text); none = all arrived.")
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return check_path(value)
 
 
 class PerformanceConfig(_Strict):
@@ -220,7 +348,10 @@ class ServiceConfig(_Strict):
     poll_interval: float = Field(10.0, ge=1, le=3600, description="Seconds between polls.")
     timeout: float = Field(2.0, gt=0, le=120, description="Seconds before a health call is abandoned.")
     predict_timeout: float = Field(10.0, gt=0, le=600, description="Seconds before a prediction call is abandoned.")
-    retries: int = Field(1, ge=0, le=5, description="Retries of failed GET calls (never of POSTs).")
+    retries: int = Field(1, ge=0, le=5, description="Retries of failed GET calls (never of POSTs), within timeout.")
+    max_response_mb: float = Field(
+        16.0, gt=0, le=1024, description="Largest answer read from a prediction, metadata or metrics call (MB); "
+                                         "health checks read at most 64 KB and judge the status alone.")
     max_batch_rows: int = Field(1000, ge=1, le=1_000_000, description="Rows per prediction request.")
     v2_inputs: Literal["columns", "tensor"] = Field(
         "columns", description="v2 request shape: one input per column, or one 2-D tensor."
@@ -265,9 +396,12 @@ class ServiceConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must start with http:// or https:// followed by a host")
-        return value.rstrip("/")
+        return check_http_url(value).rstrip("/")
+
+    @field_validator("reference")
+    @classmethod
+    def _check_reference(cls, value: str | None) -> str | None:
+        return check_path(value)
 
     @model_validator(mode="after")
     def _check_protocol_needs(self) -> ServiceConfig:
@@ -299,12 +433,41 @@ class StoreConfig(_Strict):
     retention_days: float = Field(30.0, ge=1, description="Downsampled history older than this is deleted.")
     rollup_minutes: int = Field(5, ge=1, le=60, description="Bucket size of downsampled probe history.")
 
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_store_url(value)
+
+
+class AccessConfig(_Strict):
+    """Who may see what once sign-in is set up (the sign-in itself is configured in secrets, never here)."""
+
+    admins: tuple[str, ...] = Field((), description='E-mails or user names with every page, settings included.')
+    analysts: tuple[str, ...] = Field(
+        (), description="E-mails or user names with every data page, those that send traffic to the model too.")
+    viewers: tuple[str, ...] = Field(
+        ("*",), description='E-mails or user names with Overview and Service health; "*" = anyone signed in.')
+
+    def role_of(self, identity: str | None) -> str | None:
+        """The role of a signed-in ``identity`` (``"admin"``, ``"analyst"``, ``"viewer"``), None when it has none.
+
+        Names compare without case; ``"*"`` in a list matches anyone signed in.
+        """
+        if not identity:
+            return None
+        who = identity.strip().lower()
+        for role, names in (("admin", self.admins), ("analyst", self.analysts), ("viewer", self.viewers)):
+            if "*" in names or who in {n.strip().lower() for n in names}:
+                return role
+        return None
+
 
 class VantageConfig(_Strict):
     """The whole configuration file."""
 
     store: StoreConfig = Field(default_factory=StoreConfig)
     services: tuple[ServiceConfig, ...] = Field(description="The services to poll, at least one.")
+    access: AccessConfig = Field(default_factory=AccessConfig, description="Roles of the people who sign in.")
     source: str = Field("<text>", description="Where this configuration was read from.")
 
     @model_validator(mode="after")
@@ -410,6 +573,8 @@ def load_config(path: str | os.PathLike) -> VantageConfig:
         raise ConfigError(str(file), ["file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(file), [f"cannot be read: {exc}"]) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ConfigError(repr(str(file)), [f"not a usable file path: {exc}"]) from None
     return parse_config(text, source=str(file), base_dir=file.resolve().parent)
 
 
@@ -430,6 +595,7 @@ def config_path_from(argv: list[str], environ: dict[str, str] | None = None) -> 
 def documented_keys() -> dict[str, list[str]]:
     """Return every configuration key per table, used to check the README documents them all."""
     tables = {
+        "access": AccessConfig,
         "store": StoreConfig,
         "services": ServiceConfig,
         "services.rest": RestPaths,

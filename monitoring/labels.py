@@ -22,6 +22,8 @@ exactly one of those groups or is used::
 from __future__ import annotations
 
 import math
+import re
+import reprlib
 import threading
 import time
 from collections.abc import Mapping
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring.config import LabelsConfig, ServiceConfig
+from monitoring.config import LabelsConfig, ServiceConfig, check_path
 from monitoring.production import as_unix_seconds
 from monitoring.store import Store
 from monitoring.store import labels as labels_table
@@ -49,6 +51,10 @@ MAX_CLASSES = 20
 
 MAX_ID_LENGTH = 64
 """Longest prediction id the store keeps."""
+
+ID_PATTERN = re.compile(r"[!-~]{1,64}")
+"""What a prediction id sent to the template service may be: 1 to 64 printable ASCII characters, no
+spaces or control characters (uuid hex, ``order-17``, ``42``)."""
 
 LABEL_FILE_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -368,6 +374,20 @@ def _as_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 # -- records from an API ---------------------------------------------------------------------
 
+_SHORT = reprlib.Repr()  # short reprs of whatever a client sent, however large or deep
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 60, 60, 3
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float when it is a number (true/false count), else None."""
+    if not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the floats
+        return None
+    return number if math.isfinite(number) else None
+
 
 @dataclass(frozen=True)
 class LabelRecords:
@@ -391,7 +411,8 @@ def label_records(records: Any, *, now: float | None = None) -> LabelRecords:
     Parameters
     ----------
     records : list of dict
-        ``prediction_id`` (text or integer, at most :data:`MAX_ID_LENGTH` characters),
+        ``prediction_id`` (text or integer, at most :data:`MAX_ID_LENGTH` printable ASCII
+        characters without spaces, :data:`ID_PATTERN`),
         ``label`` (a number; ``true``/``false`` count as 1/0) and optionally ``ts`` (arrival
         time in Unix seconds; default ``now``).
     now : float, optional
@@ -419,19 +440,24 @@ def label_records(records: Any, *, now: float | None = None) -> LabelRecords:
         else:
             unknown = sorted(set(record) - {"prediction_id", "label", "ts"})
             identifier, label, arrival = record.get("prediction_id"), record.get("label"), record.get("ts", now)
+            text = identifier.strip() if isinstance(identifier, str) else None
+            if isinstance(identifier, int) and not isinstance(identifier, bool) and abs(identifier) < 10**MAX_ID_LENGTH:
+                text = str(identifier)
             if unknown:
-                reason = f"unknown keys {unknown}; accepted: prediction_id, label, ts"
-            elif isinstance(identifier, bool) or not isinstance(identifier, str | int) or not str(identifier).strip():
-                reason = f"prediction_id must be a non-empty string or integer; got {identifier!r}"
-            elif len(str(identifier)) > MAX_ID_LENGTH:
-                reason = f"prediction_id must have at most {MAX_ID_LENGTH} characters; got {len(str(identifier))}"
-            elif not isinstance(label, int | float) or not math.isfinite(float(label)):
-                reason = f"label must be a finite number (true/false count as 1/0); got {label!r}"
-            elif (isinstance(arrival, bool) or not isinstance(arrival, int | float)
-                  or not math.isfinite(float(arrival))):
-                reason = f"ts must be the arrival time in Unix seconds; got {arrival!r}"
+                reason = f"unknown keys {_SHORT.repr(unknown)}; accepted: prediction_id, label, ts"
+            elif not text:
+                reason = f"prediction_id must be a non-empty string or integer; got {_SHORT.repr(identifier)}"
+            elif len(text) > MAX_ID_LENGTH:
+                reason = f"prediction_id must have at most {MAX_ID_LENGTH} characters; got {len(text)}"
+            elif not ID_PATTERN.fullmatch(text):
+                reason = ("prediction_id must be printable ASCII without spaces or control characters; "
+                          f"got {identifier!r}")
+            elif _finite(label) is None:
+                reason = f"label must be a finite number (true/false count as 1/0); got {_SHORT.repr(label)}"
+            elif isinstance(arrival, bool) or _finite(arrival) is None:
+                reason = f"ts must be the arrival time in Unix seconds; got {_SHORT.repr(arrival)}"
         if reason is None:
-            accepted.append((str(identifier).strip(), float(arrival), float(label)))
+            accepted.append((text, float(arrival), float(label)))
         else:
             rejected.append({"index": index, "reason": reason})
     frame = pd.DataFrame(accepted, columns=["prediction_id", "ts", "label"])
@@ -501,12 +527,20 @@ def read_label_file(config: LabelsConfig) -> pd.DataFrame:
     LabelDataError
         Unsupported type, missing or unreadable file, missing columns.
     """
+    try:
+        check_path(config.path)
+    except ValueError as exc:
+        raise LabelDataError(f"label file {config.path!r} {exc}") from None
     file = Path(config.path)
     kind = LABEL_FILE_READERS.get(file.suffix.lower())
     if kind is None:
         raise LabelDataError(
             f"label file {file}: unsupported type {file.suffix!r}; accepted: {', '.join(LABEL_FILE_READERS)}")
-    if not file.exists():
+    try:
+        found = file.exists()
+    except OSError as exc:  # a name too long for the file system, a loop of links...
+        raise LabelDataError(f"label file {file} cannot be read: {exc}") from None
+    if not found:
         raise LabelDataError(f"label file {file} does not exist")
     try:
         raw = (pd.read_csv(file, dtype={config.id: str}, keep_default_na=True) if kind == "csv"

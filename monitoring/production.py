@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.config import PredictionLogConfig, ServiceConfig
+from monitoring.config import PredictionLogConfig, ServiceConfig, check_path
 from monitoring.store import Store
 
 
@@ -130,12 +130,20 @@ def read_prediction_log_file(config: PredictionLogConfig, *, features: tuple[str
     ProductionDataError
         Missing or unreadable file, missing columns, unparseable timestamps.
     """
+    try:
+        check_path(config.path)
+    except ValueError as exc:
+        raise ProductionDataError(f"prediction-log file {config.path!r} {exc}") from None
     file = Path(config.path)
     reader = LOG_READERS.get(file.suffix.lower())
     if reader is None:
         raise ProductionDataError(
             f"prediction-log file {file}: unsupported type {file.suffix!r}; accepted: {', '.join(LOG_READERS)}")
-    if not file.exists():
+    try:
+        found = file.exists()
+    except OSError as exc:  # a name too long for the file system, a loop of links...
+        raise ProductionDataError(f"prediction-log file {file} cannot be read: {exc}") from None
+    if not found:
         raise ProductionDataError(f"prediction-log file {file} does not exist")
     try:
         raw = reader(file)

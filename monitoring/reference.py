@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from monitoring.config import check_path
+
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
 MODEL_OUTPUTS = ("prediction", "score")
@@ -51,12 +53,12 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
         When the file is missing, unreadable or empty, lacks columns, or has text in a
         numeric column.
     """
-    file = Path(path)
+    file = _file(path)
     reader = READERS.get(file.suffix.lower())
     if reader is None:
         raise ReferenceDataError(
             f"reference file {file}: unsupported type {file.suffix!r}; accepted: {', '.join(READERS)}")
-    if not file.exists():
+    if not _exists(file):
         raise ReferenceDataError(f"reference file {file} does not exist")
     try:
         frame = reader(file)
@@ -64,6 +66,13 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
         raise ReferenceDataError(f"reference file {file} cannot be read: {exc}") from None
     if frame.empty:
         raise ReferenceDataError(f"reference file {file} has no rows")
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:
+        raise ReferenceDataError(f"reference file {file} has the column(s) {repeated} more than once")
+    asked = [*features, *([target] if target else [])]
+    if len(set(asked)) != len(asked):
+        twice = sorted({c for c in asked if asked.count(c) > 1})
+        raise ReferenceDataError(f"features and target name {twice} more than once; each column may be named once")
     wanted = list(features) or [c for c in frame.columns if c != target and c not in OUTPUT_COLUMNS]
     missing = [c for c in wanted if c not in frame.columns]
     if target and target not in frame.columns:
@@ -75,6 +84,24 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
     frame = frame[wanted + ([target] if target else []) + outputs]
     _check_numeric_columns(frame[wanted], file, kinds or {})
     return frame
+
+
+def _file(path: str | Path) -> Path:
+    """``path`` as a Path, refused with a message when it cannot be a file's path (empty, NUL bytes...)."""
+    if not isinstance(path, str | Path):
+        raise ReferenceDataError(f"reference file must be a path; got {type(path).__name__}")
+    try:
+        check_path(str(path))
+    except ValueError as exc:
+        raise ReferenceDataError(f"reference file {str(path)!r} {exc}") from None
+    return Path(path)
+
+
+def _exists(file: Path) -> bool:
+    try:
+        return file.exists()
+    except OSError as exc:  # a name too long for the file system, a loop of links...
+        raise ReferenceDataError(f"reference file {file} cannot be read: {exc}") from None
 
 
 def _check_numeric_columns(frame: pd.DataFrame, file: Path, kinds: Mapping[str, str]) -> None:

@@ -3,10 +3,14 @@
 A small threaded ``http.server`` on 127.0.0.1 answers every request according to its current
 behaviour: refuse (a closed port), hang past the timeout, 4xx/5xx with the server's own message,
 200 with HTML, 200 with truncated JSON, drop the connection before or in the middle of the
-answer, or answer the protocol correctly but with the wrong number of predictions. For each
-protocol: health checks report the problem and never raise; ``metadata`` and ``predict`` raise
-:class:`ServiceError` of the right kind; GETs are retried at most ``retries`` times and POSTs
-never; timeouts hold; the auth header is read from the environment on every call.
+answer, answer the protocol correctly but with the wrong number of predictions, drip its answer
+a byte at a time (a slow-loris service: every byte well within a per-read timeout), or send a
+20 MB answer (chunked, or with its Content-Length). For each protocol: health checks report the
+problem and never raise; ``metadata`` and ``predict`` raise :class:`ServiceError` of the right
+kind; GETs are retried at most ``retries`` times, within the call's timeout, and POSTs never;
+timeouts hold for the whole call, not per read; answers larger than ``max_response_mb`` are an
+error after reading at most that much; the auth header is read from the environment on every
+call.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,12 +29,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.clients import ServiceError, make_client
-from monitoring.config import AuthConfig, RestPaths, ServiceConfig
+from monitoring.clients import DeadlineExceeded, ResponseTooLarge, ServiceError, make_client
+from monitoring.config import AuthConfig, MetricsConfig, RestPaths, ServiceConfig
 from tests.servers import free_port
 
 PROTOCOLS = ("v2", "mlflow", "rest")
 HANG_S = 5.0
+MARGIN_S = 0.5
+"""How much longer than its timeout a call may take (scheduling on a busy 2-core machine)."""
+DRIP_S = 0.05
+"""A dripping server sends one byte this often: ten times inside any per-read timeout of the tests."""
+HUGE_BYTES = 20 * 1024 * 1024
+_HUGE_CHUNK = b"1, " * (64 * 1024 // 3)
 SERVER_DETAIL = "model exploded: out of memory in layer 3"
 
 X = pd.DataFrame({"region": ["north", "south", "east"], "age": [30.0, 41.5, 58.0], "tenure": [1, 12, 30]})
@@ -147,6 +158,32 @@ class _FaultHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _drip(self, data: bytes, release: threading.Event) -> None:
+        """Send ``data`` one byte every DRIP_S seconds (until released or the client goes away)."""
+        for i in range(len(data)):
+            if release.wait(DRIP_S):
+                break
+            self.wfile.write(data[i:i + 1])
+        self.close_connection = True
+
+    def _huge(self, *, declared: bool, release: threading.Event) -> None:
+        """A 200 answer of HUGE_BYTES bytes (a JSON list of 1s), chunked or with its Content-Length."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if declared:
+            self.send_header("Content-Length", str(HUGE_BYTES))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        for _ in range(HUGE_BYTES // len(_HUGE_CHUNK) + 1):
+            if release.is_set():
+                break
+            if declared:
+                self.wfile.write(_HUGE_CHUNK)
+            else:
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(_HUGE_CHUNK), _HUGE_CHUNK))
+
     def _drop(self) -> None:
         self.close_connection = True
         self.wfile.flush()
@@ -181,6 +218,19 @@ class _FaultHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b'{"predictions": [1, 0')
             self._drop()
+        elif behaviour == "drip_headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"x" * 400
+            self._drip(head + b"\r\nContent-Length: 2\r\n\r\n{}", owner.release)
+        elif behaviour == "drip_body":
+            content_type, answer = _correct_answer(self.command, self.path, body)
+            answer = answer + b" " * 400  # JSON may end in spaces
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self._drip(answer, owner.release)
+        elif behaviour in ("huge", "huge_declared"):
+            self._huge(declared=behaviour == "huge_declared", release=owner.release)
         elif behaviour == "wrong_count":
             self._send(200, *_correct_answer(self.command, self.path, body, extra_rows=1))
         else:
@@ -312,15 +362,29 @@ def test_wrong_number_of_predictions_is_garbled(fault_server, protocol):
     assert "sent 3 rows but got 4 predictions" in raised.value.message
 
 
+LIVE_PATHS = {"v2": "/v2/health/live", "mlflow": "/ping", "rest": "/health"}
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(("behaviour", "retries"), [("drop", 2), ("hang", 1), ("drop", 0)])
+@pytest.mark.parametrize(("behaviour", "retries"), [("drop", 2), ("drop", 0)])
 def test_gets_are_retried_at_most_retries_times(fault_server, protocol, behaviour, retries):
     fault_server.set(behaviour)
     client = _client(protocol, fault_server.url, retries=retries, timeout=0.25)
     live = client.health().live
     assert not live.ok
-    live_path = {"v2": "/v2/health/live", "mlflow": "/ping", "rest": "/health"}[protocol]
-    assert fault_server.count("GET", live_path) == 1 + retries
+    assert fault_server.count("GET", LIVE_PATHS[protocol]) == 1 + retries
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_retries_fit_in_the_calls_timeout(fault_server, protocol):
+    """``timeout`` is the budget of the whole call: a hang spends it, so no retry follows."""
+    fault_server.set("hang")
+    client = _client(protocol, fault_server.url, retries=3, timeout=0.25)
+    started = time.perf_counter()
+    live = client._check("live", LIVE_PATHS[protocol])
+    assert time.perf_counter() - started < 0.25 + MARGIN_S
+    assert not live.ok and "no answer within 0.25 s" in live.error
+    assert fault_server.count("GET", LIVE_PATHS[protocol]) == 1
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -434,3 +498,112 @@ def test_custom_auth_header_name(fault_server, protocol, monkeypatch):
     client.predict(X)
     assert {h.headers.get("X-Api-Key") for h in fault_server.hits} == {"k-123"}
     assert all("Authorization" not in h.headers for h in fault_server.hits)
+
+
+# -- whole-call deadlines and size limits ---------------------------------------------------------
+
+
+def _timed(call):
+    """Run ``call``; return (its ServiceError or result, seconds taken)."""
+    started = time.perf_counter()
+    try:
+        outcome = call()
+    except ServiceError as exc:
+        outcome = exc
+    return outcome, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", ["drip_headers", "drip_body"])
+def test_a_dripping_service_is_a_timeout_after_timeout(fault_server, protocol, behaviour):
+    """One byte every 50 ms never trips a per-read timeout; the whole-call deadline ends each call."""
+    fault_server.set(behaviour)
+    client = _client(protocol, fault_server.url, timeout=0.5, predict_timeout=0.7, retries=1)
+    for check in client.health().checks:
+        assert not check.ok and check.status is None, check
+        assert "no answer within 0.5 s" in check.error, check
+        assert check.latency_ms < (0.5 + MARGIN_S) * 1000, check
+    for name, call, budget in (("predict", lambda: client.predict(X), 0.7), ("metadata", client.metadata, 0.5)):
+        error, seconds = _timed(call)
+        assert isinstance(error, ServiceError) and error.kind == "timeout", error
+        assert re.search(rf"no answer within {budget:g} s", error.message), error.message
+        calls = 2 if name == "metadata" and protocol == "v2" else 1  # v2 asks /v2, then /v2/models/m
+        assert seconds < calls * (budget + MARGIN_S), (name, seconds)
+
+
+def test_a_dripping_metrics_endpoint_is_abandoned_after_timeout(fault_server):
+    """The collector scrapes through the client's session: the same deadline holds there."""
+    fault_server.set("drip_body")
+    client = _client("rest", fault_server.url, timeout=0.5)
+    started = time.perf_counter()
+    with pytest.raises(DeadlineExceeded):
+        client.session.get(f"{fault_server.url}/metrics", timeout=0.5)
+    assert time.perf_counter() - started < 0.5 + MARGIN_S
+
+
+def test_a_slow_loris_service_is_down_after_its_timeout(fault_server, store):
+    from monitoring.collector import ServicePoller
+
+    fault_server.set("drip_headers")
+    service = _config("rest", fault_server.url, timeout=0.5, retries=1,
+                      metrics=MetricsConfig(url=f"{fault_server.url}/metrics"))
+    poller = ServicePoller(service, store)
+    try:
+        started = time.perf_counter()
+        outcome = poller.poll()
+        seconds = time.perf_counter() - started
+    finally:
+        poller.close()
+    assert outcome.state == "down" and "no answer within 0.5 s" in outcome.reason
+    scrape = next(c for c in outcome.checks if c.check == "metrics")
+    assert not scrape.ok and "DeadlineExceeded" in scrape.error
+    assert seconds < 2 * (0.5 + MARGIN_S)  # the live check and the scrape; the canary is skipped when not live
+
+
+def _peak_bytes(call) -> tuple[object, int]:
+    """Run ``call`` under tracemalloc; return (its ServiceError or result, peak bytes allocated meanwhile)."""
+    tracemalloc.start()
+    try:
+        outcome, _ = _timed(call)
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("behaviour", ["huge", "huge_declared"])
+def test_a_huge_answer_is_an_error_read_no_further_than_the_limit(fault_server, protocol, behaviour):
+    fault_server.set(behaviour)
+    client = _client(protocol, fault_server.url, max_response_mb=1, predict_timeout=5, timeout=5)
+    for call in (lambda: client.predict(X), client.metadata):
+        error, peak = _peak_bytes(call)
+        assert isinstance(error, ServiceError) and error.kind == "garbled", error
+        assert error.status == 200
+        assert "answer larger than 1 MB (max_response_mb = 1)" in error.message, error.message
+        assert peak < 4 * 1024 * 1024, f"{peak / 2**20:.1f} MB allocated for a {HUGE_BYTES / 2**20:.0f} MB answer"
+
+
+def test_the_default_limit_stops_a_20_mb_answer(fault_server):
+    fault_server.set("huge")
+    error, peak = _peak_bytes(lambda: _client("rest", fault_server.url, predict_timeout=5).predict(X))
+    assert isinstance(error, ServiceError) and error.kind == "garbled"
+    assert "answer larger than 16 MB" in error.message
+    assert peak < 2.5 * 16 * 1024 * 1024  # the chunks read and their join, never the JSON of 20 MB
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_health_checks_judge_a_huge_answer_by_its_status(fault_server, protocol):
+    fault_server.set("huge")
+    client = _client(protocol, fault_server.url, timeout=5)
+    report, peak = _peak_bytes(client.health)
+    assert all(check.ok and check.status == 200 for check in report.checks), report
+    assert peak < 1024 * 1024
+
+
+def test_the_session_refuses_a_huge_metrics_page(fault_server):
+    fault_server.set("huge_declared")
+    client = _client("rest", fault_server.url, max_response_mb=2)
+    with pytest.raises(ResponseTooLarge, match="answer larger than 2 MB"):
+        client.session.get(f"{fault_server.url}/metrics", timeout=5)
+    fault_server.set("ok")
+    assert client.session.get(f"{fault_server.url}/metrics", timeout=5).json() == {}  # the session still works

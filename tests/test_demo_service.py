@@ -1,5 +1,6 @@
 """The reference FastAPI service, through real HTTP on 127.0.0.1 and through Vantage's clients."""
 
+import json
 import time
 
 import numpy as np
@@ -109,3 +110,75 @@ def test_fault_schedule_plays_its_spells_at_the_documented_times():
     default = FaultSchedule()
     assert default.extra_latency_s(started + 125) > 0 and default.extra_latency_s(started + 60) == 0
     assert default.not_ready(started + 440)
+
+
+def _one_row(rows) -> dict:
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rows.iloc[0].to_dict().items()}
+
+
+def _v2_columns(row: dict) -> list[dict]:
+    return [{"name": k, "shape": [1], "datatype": "FP64" if isinstance(v, float) else "BYTES", "data": [v]}
+            for k, v in row.items()]
+
+
+def _malformed(rows) -> dict[str, tuple[str, str, str]]:
+    """Requests that once answered 500: name -> (path, raw body, what the 400's message must say)."""
+    row = _one_row(rows)
+    numeric = next(f for f, kind in FEATURES.items() if kind == "numeric")
+    predict = "/predict"
+    infer = "/v2/models/credit-risk/infer"
+    inputs = _v2_columns(row)
+    return {
+        "labels nested 100,000 deep": ("/labels", '{"labels": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                                       "nested too deeply"),
+        "Infinity in a feature": (predict, json.dumps({"instances": [{**row, numeric: float("inf")}]}),
+                                  "Infinity is not JSON"),
+        "1e400 in a feature": (predict, json.dumps({"instances": [row]}).replace(
+            f'"{numeric}": {json.dumps(row[numeric])}', f'"{numeric}": 1e400'), "must be a finite number"),
+        "a dict in a feature": (predict, json.dumps({"instances": [{**row, numeric: {"a": 1}}]}),
+                                f"instances[0].{numeric}: must be a number, text, true/false or null; got an object"),
+        "'inf' as text in a numeric feature": (predict, json.dumps({"instances": [{**row, numeric: "inf"}]}),
+                                               f"feature '{numeric}' must be a finite number"),
+        "timestamps: ['yesterday']": (predict, json.dumps({"instances": [row], "timestamps": ["yesterday"]}),
+                                      "timestamps[0]: must be a number; got text"),
+        "ts = 0": (predict, json.dumps({"instances": [row], "ids": ["p-1"], "timestamps": [0]}),
+                   "timestamps[0]: must be a Unix time from 946684800"),
+        "a 1,000-character id": (predict, json.dumps({"instances": [row], "ids": ["x" * 1000]}),
+                                 "ids[0]: must be 1 to 64 printable ASCII characters without spaces; got 1,000"),
+        "ids of the wrong length": (predict, json.dumps({"instances": [row], "ids": ["a", "b"]}),
+                                    "ids must be a list of 1 ids, one per row; got 2"),
+        "v2 inputs: ['a']": (infer, json.dumps({"inputs": ["a"]}), "inputs[0]: must be an object"),
+        "v2 outputs: ['predict']": (infer, json.dumps({"inputs": inputs, "outputs": ["predict"]}),
+                                    "outputs[0]: must be an object"),
+        "v2 parameters: [1]": (infer, json.dumps({"inputs": inputs, "parameters": [1]}),
+                               "parameters: must be an object"),
+        "v2 shape of text": (infer, json.dumps({"inputs": [{**inputs[0], "shape": ["a"]}, *inputs[1:]]}),
+                             "inputs[0].shape[0]: must be a whole number"),
+        "v2 data holding objects": (infer, json.dumps({"inputs": [{**inputs[0], "data": [{"a": 1}]}, *inputs[1:]]}),
+                                    "inputs[0].data: value 0: must be a number, text, true/false or null"),
+        "v2 vantage_timestamps of text": (infer, json.dumps({"inputs": inputs,
+                                                             "parameters": {"vantage_timestamps": ["now"]}}),
+                                          "parameters.vantage_timestamps[0]: must be a number; got text"),
+        "not JSON": (predict, "{'instances': []}", "not valid JSON"),
+        "a list, not an object": (predict, "[1, 2]", "must be a JSON object"),
+        "labels in a list": ("/labels", "[]", 'the body must be {"labels"'),
+    }
+
+
+def test_every_malformed_request_is_a_400_that_says_why(demo_runtime, rows):
+    url = demo_runtime.url
+    for name, (path, body, message) in _malformed(rows).items():
+        response = requests.post(f"{url}{path}", data=body, timeout=10, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (name, response.status_code, response.text[:300])
+        assert message in response.json()["detail"], (name, response.json()["detail"])
+    assert requests.get(f"{url}/health", timeout=5).ok
+
+
+def test_rows_of_the_right_types_the_model_cannot_take_are_422(demo_runtime, rows):
+    row = _one_row(rows)
+    categorical = next(f for f, kind in FEATURES.items() if kind == "categorical")
+    response = requests.post(f"{demo_runtime.url}/predict", json={"instances": [{**row, categorical: 7}]},
+                             timeout=10)
+    assert response.status_code in (200, 422), response.text  # an encoder that ignores unknown categories answers
+    if response.status_code == 422:
+        assert response.json()["detail"].startswith("the model cannot predict these rows")

@@ -1,6 +1,7 @@
 """What-if: change a prediction's inputs and watch the prediction, its explanation and its counterfactuals move."""
 
 import math
+import re
 
 import pandas as pd
 import streamlit as st
@@ -89,8 +90,9 @@ if link and st.session_state.get("whatif_link_applied") != link:
     else:
         bad = ranges.problems({**{f: ranges.median.get(f, (ranges.categories.get(f) or (None,))[0]) for f in features},
                                **shared.changes})
-        if bad:
-            st.warning("Some of the link's values are outside the accepted ranges and were ignored: " + "; ".join(bad))
+        if bad:  # the values come from the link: escaped, so they show as typed, never as links or images
+            st.warning("Some of the link's values are outside the accepted ranges and were ignored: "
+                       + re.sub(r"([\\`*_\[\]()<>!#|~$])", r"\\\1", "; ".join(bad)))
         point_id = f"pred-{shared.source_id}" if shared.source == "prediction" else f"ref-{shared.source_id}"
         if shared.source == "prediction":
             st.session_state.update(whatif_source=SOURCES[0], whatif_find="By id", whatif_id=shared.source_id)
