@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import service_picker, status_badge, when
+from dashboard.store_banner import store_banner
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
 from monitoring.plots import health as plots
@@ -23,6 +24,7 @@ def millis(value: float) -> str:
 
 current = state.settings()
 runtime = state.runtime(current)
+store_banner(runtime)
 services = runtime.config.services
 
 st.title("Service health")
