@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -59,7 +60,8 @@ from monitoring.clients import CallResult, ServiceClient, ServiceError, make_cli
 from monitoring.config import ConfigError, ServiceConfig, VantageConfig, config_path_from, load_config
 from monitoring.health import format_duration, poll_state
 from monitoring.metrics import parse_scrape
-from monitoring.reference import ReferenceDataError, read_reference
+from monitoring.redact import Redactor, service_secrets
+from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, read_reference
 from monitoring.store import Lease, PollRecord, Probe, ProcessIdentity, Store, StoreHealth
 
 log = logging.getLogger(__name__)
@@ -372,6 +374,7 @@ class ServicePoller:
                  buffer: WriteBuffer | None = None):
         self.service = service
         self.store = store
+        self.redact = Redactor(service_secrets(service))  # a service may echo its token in an error body
         self.buffer = buffer if buffer is not None else WriteBuffer(store)
         self.client: ServiceClient = make_client(service)
         self.client.session.headers[PROBE_HEADER] = "1"
@@ -385,7 +388,9 @@ class ServicePoller:
             frame = read_reference(self.service.reference, features=self.service.features)
         except ReferenceDataError as exc:
             return None, f"canary disabled: {exc}"
-        features = list(self.service.features) or list(frame.columns)
+        # the model's inputs only: never the target or the model's own outputs the reference may hold
+        features = list(self.service.features) or [c for c in frame.columns
+                                                   if c != self.service.target and c not in MODEL_OUTPUTS]
         return frame[features].head(1000).reset_index(drop=True), None
 
     def _canary(self) -> CallResult | None:
@@ -433,6 +438,9 @@ class ServicePoller:
         if self.service.metrics is not None:
             scrape, samples = self._scrape()
             checks.append(scrape)
+        reason = self.redact(reason) if self.redact else reason
+        checks = [dataclasses.replace(c, error=self.redact(c.error)) if self.redact and c.error else c
+                  for c in checks]
         rows = [Probe(ts=ts, service=self.service.name, check=c.check, ok=c.ok, status=c.status,
                       latency_ms=round(c.latency_ms, 3), error=c.error) for c in checks]
         rows.append(Probe(ts=ts, service=self.service.name, check="poll", ok=state != "down",

@@ -66,12 +66,7 @@ def secrets_of(config, environ: Mapping[str, str] | None = None) -> tuple[str, .
     with its prefix) and the password of ``[store] url``.
     """
     environ = os.environ if environ is None else environ
-    values: list[str] = []
-    for service in config.services:
-        auth = service.auth
-        if auth is not None and environ.get(auth.env):
-            secret = environ[auth.env]
-            values += [secret, f"{auth.prefix}{secret}"]
+    values: list[str] = [value for service in config.services for value in service_secrets(service, environ)]
     try:
         password = make_url(config.store.url).password
     except Exception:  # a malformed URL is reported by the store; it holds no password to hide here
@@ -79,6 +74,17 @@ def secrets_of(config, environ: Mapping[str, str] | None = None) -> tuple[str, .
     if password:
         values.append(str(password))
     return tuple(dict.fromkeys(v for v in values if v))
+
+
+def service_secrets(service, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The secret values one :class:`monitoring.config.ServiceConfig` sends: its auth header value, alone and
+    with its prefix."""
+    environ = os.environ if environ is None else environ
+    auth = service.auth
+    if auth is None or not environ.get(auth.env):
+        return ()
+    secret = environ[auth.env]
+    return (secret, f"{auth.prefix}{secret}")
 
 
 def redactor_for(config, environ: Mapping[str, str] | None = None) -> Redactor:
