@@ -374,8 +374,22 @@ def _as_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 # -- records from an API ---------------------------------------------------------------------
 
-_SHORT = reprlib.Repr()  # short reprs of whatever a client sent, however large or deep
-_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 60, 60, 3
+class _ShortRepr(reprlib.Repr):
+    """Short reprs of whatever a client sent, however large or deep (integers of any size included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring, self.maxother, self.maxlevel = 60, 60, 3
+
+    def repr(self, x: Any) -> str:
+        text = super().repr(x)
+        return text if len(text) <= 120 else text[:100] + "…" + text[-19:]
+
+    def repr_int(self, x: int, level: int) -> str:
+        return f"<an integer of {x.bit_length():,} bits>" if x.bit_length() > 192 else super().repr_int(x, level)
+
+
+_SHORT = _ShortRepr()
 
 
 def _finite(value: Any) -> float | None:

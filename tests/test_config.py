@@ -168,3 +168,66 @@ logged_as = "credit-risk"
     with pytest.raises(ConfigError, match="logged_as"):
         parse_config(text.replace('logged_as = "credit-risk"', 'logged_as = "no spaces allowed"'),
                      source="test.toml", base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("key", ["reference", "prediction_log", "labels", "explain"])
+def test_a_nul_byte_in_any_path_is_named(key):
+    table = {"reference": 'reference = "ref\\u0000.csv"\n',
+             "prediction_log": '[services.prediction_log]\npath = "log\\u0000.csv"\n',
+             "labels": '[services.labels]\npath = "labels\\u0000.csv"\n',
+             "explain": '[services.explain]\nartifact = "model\\u0000.joblib"\n'}[key]
+    [problem] = problems(MINIMAL + table)
+    assert problem.startswith("services[0].") and "NUL byte at position" in problem, problem
+
+
+def test_a_nul_byte_in_the_config_files_own_path_is_a_config_error():
+    with pytest.raises(ConfigError, match="not a usable file path"):
+        load_config("vantage\x00.toml")
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("", "must be a SQLAlchemy URL, not empty"),
+    ("bogus://x", "must use one of the backends sqlite, postgresql"),
+    ("mysql://host/db", "this one names 'mysql'"),
+    ("postgresql+nosuchdriver://host/db", "names the driver 'nosuchdriver', which SQLAlchemy does not know"),
+    ("postgresql://host:port/db", "must be a SQLAlchemy URL"),
+    ("sqlite:///var/v\\u0000.db", "NUL byte"),
+])
+def test_unusable_store_urls_are_refused_with_the_backends(url, message):
+    [problem] = problems(f'[store]\nurl = "{url}"\n' + MINIMAL)
+    assert problem.startswith("store.url:") and message in problem, problem
+
+
+@pytest.mark.parametrize("url", ["sqlite:///var/v.db", "sqlite+pysqlite:////abs/v.db", "sqlite://",
+                                 "postgresql+psycopg://vantage@db.internal/vantage", "postgresql://h/d"])
+def test_sqlite_and_postgresql_urls_are_accepted(url):
+    assert parse_config(f'[store]\nurl = "{url}"\n' + MINIMAL).store.url.split(":")[0] == url.split(":")[0]
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://user:secret@127.0.0.1:8080", "must not carry credentials"),
+    ("http://127.0.0.1:0", "port between 1 and 65535"),
+    ("http://127.0.0.1:99999", "Port out of range"),
+    ("http://127.0.0.1:8080/?debug=1", "without ?query"),
+    ("http://127.0.0.1 :8080", "without spaces"),
+    ("ftp://127.0.0.1", "http:// or https://"),
+])
+def test_service_urls_are_checked(url, message):
+    [problem] = problems(MINIMAL.replace("http://127.0.0.1:8080/", url))
+    assert problem.startswith("services[0].url") and message in problem, problem
+
+
+def test_metrics_urls_and_rest_paths_are_checked():
+    found = problems(MINIMAL + '[services.metrics]\nurl = "http://h:99999/metrics"\n'
+                     '[services.rest]\npredict = "predict"\n')
+    assert any(p.startswith("services[0].metrics.url") and "Port out of range" in p for p in found)
+    assert any(p.startswith("services[0].rest.predict") and "starting with '/'" in p for p in found)
+    ok = parse_config(MINIMAL + '[services.metrics]\nurl = "http://h:8082/metrics?format=text"\n')
+    assert ok.service("credit").metrics.url.endswith("?format=text")
+
+
+def test_max_response_mb_has_a_default_and_a_range():
+    assert parse_config(MINIMAL).service("credit").max_response_mb == 16
+    assert parse_config(MINIMAL + "max_response_mb = 0.5\n").service("credit").max_response_mb == 0.5
+    [problem] = problems(MINIMAL + "max_response_mb = 0\n")
+    assert problem.startswith("services[0].max_response_mb")

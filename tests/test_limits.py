@@ -1,4 +1,5 @@
-"""Request limits of the template service, against real uvicorn processes on 127.0.0.1.
+"""Limits at the edges: the template service's request limits, against real uvicorn processes on
+127.0.0.1, and What-if links that anyone can write, through the page itself (AppTest).
 
 Each server runs in its own process (``python -c "from tests.test_limits import serve; ..."``), so
 the client here never competes with it for the interpreter: ``/health`` latencies measured while
@@ -178,3 +179,46 @@ def test_the_epoch_is_a_timestamp_only_where_it_is_allowed(default_server, small
     assert refused.status_code == 400
     assert refused.json()["detail"].startswith("timestamps[0]: must be a Unix time from 946684800")
     assert requests.post(f"{small_server}/predict", json=body, timeout=10).ok  # RequestLimits(min_timestamp=0)
+
+
+# -- What-if links: any text is a message on the page, never a traceback ---------------------------
+
+
+@pytest.fixture
+def whatif_page(demo_var, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import state
+
+    monkeypatch.delenv("VANTAGE_CONFIG", raising=False)
+    monkeypatch.setenv("VANTAGE_VAR", str(demo_var))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=180).run()
+    assert not at.exception, at.exception
+    yield at
+    state._start_runtime.clear()  # stop the demo and collector this app started
+
+
+BAD_LINKS = {
+    "a reference row that is text": ('{"s":"reference","i":"abc","c":{}}', "reference row must be a whole number"),
+    "1,100 nested brackets": ("[" * 1100 + "]" * 1100, "nested too deeply"),
+    "a reference row past the end": ('{"s":"reference","i":"99999999","c":{}}', "does not exist"),
+    "a change that is an object": ('{"s":"reference","i":"1","c":{"age":{"x":1}}}', "change of 'age' must be"),
+    "not JSON": ("{s:reference}", "must be JSON text"),
+    "markdown in a value": ('{"s":"reference","i":"1","c":{"colour":"[x](http://evil)"}}',
+                            "changes features ['colour'] the model does not have"),
+}
+
+
+def test_a_malformed_what_if_link_is_a_message_on_the_page(whatif_page):
+    at = whatif_page
+    for name, (link, message) in BAD_LINKS.items():
+        at.query_params["scenario"] = link
+        at.switch_page("views/whatif.py").run()
+        assert not at.exception, (name, at.exception)
+        assert any("cannot be used" in w.value for w in at.warning), name
+        assert any(message in t.value for t in at.text), (name, [t.value for t in at.text])
+    at.query_params["scenario"] = '{"s":"reference","i":"2","c":{"channel":"[x](http://evil)"}}'
+    at.run()
+    assert not at.exception, at.exception
+    shown = [w.value for w in at.warning if "outside the accepted ranges" in w.value]
+    assert shown and "\\[x\\]\\(http://evil\\)" in shown[0]  # shown as typed, not as a link
