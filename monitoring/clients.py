@@ -243,6 +243,12 @@ class _Budget:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: leaves TLS state alone
 
+    def detach(self) -> bool:
+        """Forget the connection (its answer is read; it may serve another call); return whether time ran out."""
+        with self._lock:
+            self._connection = None
+            return self.expired
+
     def finish(self) -> None:
         with self._lock:
             self.done = True
@@ -419,7 +425,7 @@ class _BoundedAdapter(HTTPAdapter):
             response = super().send(request, stream=True, timeout=(remaining, remaining), **kwargs)
             if not stream:
                 _read_body(response, budget)
-            if budget.expired:  # the socket was shut down: what was read may look whole but is cut short
+            if budget.detach():  # the socket was shut down: what was read may look whole but is cut short
                 response.close()
                 raise DeadlineExceeded(f"no complete answer within {budget.seconds:g} s", request=request)
         except (ResponseTooLarge, DeadlineExceeded):
@@ -482,7 +488,8 @@ class ServiceClient(ABC):
     config : ServiceConfig
         The service to talk to.
     session : requests.Session, optional
-        Session to use; one with retries for GETs is made when omitted.
+        Session to use; a :class:`BoundedSession` with retries for GETs is made when omitted
+        (a plain ``requests.Session`` keeps per-read timeouts only, and no size limit).
     """
 
     protocol = "base"
