@@ -16,17 +16,28 @@ BADGE_ICONS = {"up": ":material/check_circle:", "degraded": ":material/warning:"
                "down": ":material/cancel:", "unknown": ":material/help:"}
 
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()<>!|~$#])")
+_AUTOLINKS = re.compile(r"(?i)(://|www\.)")
 
 
 def plain(text: object) -> str:
     """Text from a monitored service, escaped so that ``st.markdown`` and the alert boxes show it as it is.
 
     A service's error body is not ours: ``[x](http://evil) ![t](http://evil/t.png)`` must not
-    become a live link or an image the browser fetches. Every Markdown character is
-    backslash-escaped; a colon too, so that no ``http://`` survives for the autolinker.
+    become a live link or an image the browser fetches. The characters of links, images,
+    emphasis, code and HTML are backslash-escaped, and ``://`` and ``www.`` are broken so that
+    no bare address becomes a link either; the text reads the same.
     """
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
+    return _AUTOLINKS.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", escaped)
+
+
+def service_problem(runtime, text: object, *, box=None, **kwargs) -> None:
+    """Show a problem that may quote a monitored service's answer: secrets redacted, as plain text.
+
+    ``box`` is the alert (``st.error`` by default); ``kwargs`` go to it (e.g. ``icon``).
+    """
+    (box or st.error)(plain(runtime.redact(text)), **kwargs)
 
 
 def when(ts: float | None, *, now: float | None = None) -> str:

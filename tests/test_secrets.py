@@ -1,6 +1,8 @@
-"""A planted token that a real service echoes in its error bodies never reaches the store, the pages or the logs."""
+"""A planted token that a real service echoes in its error bodies never reaches the store, the pages or the logs,
+and the Markdown in its answers is shown as text."""
 
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -15,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from demo.runtime import free_port
 
 TOKEN = "tok-planted-7f3e9c1b-secret"
+MARKDOWN_ATTACK = "[x](http://evil.example) ![t](http://evil.example/t.png) <img src=x>"
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 pytestmark = pytest.mark.integration
 
@@ -26,11 +29,13 @@ def echoing_service():
 
     @app.get("/health")
     def health(request: Request) -> JSONResponse:
-        return JSONResponse({"detail": f"internal error for {request.headers.get('authorization')}"}, 500)
+        return JSONResponse({"detail": f"internal error for {request.headers.get('authorization')} "
+                                       f"{MARKDOWN_ATTACK}"}, 500)
 
     @app.get("/ready")
     def ready(request: Request) -> JSONResponse:
-        return JSONResponse({"detail": f"not ready: {request.headers.get('authorization')}"}, 503)
+        return JSONResponse({"detail": f"not ready: {request.headers.get('authorization')} "
+                                       f"{MARKDOWN_ATTACK}"}, 503)
 
     @app.post("/predict")
     def predict(request: Request) -> JSONResponse:
@@ -46,6 +51,20 @@ def echoing_service():
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+MARKDOWN_ELEMENTS = ("markdown", "error", "warning", "info", "success", "caption")
+
+
+def rendered_as_markdown(at) -> list[str]:
+    """The values of the elements the browser renders as Markdown (text elements show text as it is)."""
+    values, stack = [], [at._tree]
+    while stack:
+        node = stack.pop()
+        if getattr(node, "type", None) in MARKDOWN_ELEMENTS and hasattr(node, "value"):
+            values.append(str(node.value))
+        stack.extend(getattr(node, "children", {}).values())
+    return values
 
 
 def sent_to_browser(at) -> str:
@@ -101,13 +120,19 @@ prefix = "Bearer "
 
     monkeypatch.setenv("VANTAGE_CONFIG", str(config_path))
     at = AppTest.from_file(APP, default_timeout=90).run()
-    seen = []
+    seen, markdown = [], []
     for page in ("views/overview.py", "views/health.py", "views/services.py"):
         at.switch_page(page).run()
         assert not at.exception, at.exception
         seen.append(sent_to_browser(at))
+        markdown += rendered_as_markdown(at)
     assert all(TOKEN not in text for text in seen)
     assert "[redacted]" in seen[1]  # the health page does show the service's answer, redacted
+    # the service's Markdown is shown as text: no live link, no image the browser would fetch
+    assert any("evil" in value for value in markdown)
+    live = re.compile(r"(?<!\\)\]\(|(?<!\\)!\[|(?<!\\)<img|https?://evil")  # unescaped link, image, tag, address
+    unsafe = [v for v in markdown if live.search(v)]
+    assert not unsafe, unsafe
     assert TOKEN not in caplog.text
     from dashboard import state
 

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, when
+from dashboard.components import feature_condition, service_problem, when
 from explain import ExplainError
 from explain import plots as explain_plots
 
@@ -22,9 +22,9 @@ def computed(label: str, function, *args):
     try:
         return state.run_with_progress(label, function, *args)
     except ExplainError as exc:
-        st.error(exc.message, icon=":material/error:")
+        service_problem(runtime, exc.message, icon=":material/error:")
     except Exception as exc:  # an explanation that fails is a message on the page, not a traceback
-        st.error(f"The explanation failed: {type(exc).__name__}: {exc}", icon=":material/error:")
+        service_problem(runtime, f"The explanation failed: {type(exc).__name__}: {exc}", icon=":material/error:")
     return None
 
 
@@ -48,7 +48,7 @@ try:
     with st.spinner("Opening the model…"):
         setup = state.explain_setup(runtime, key, service_name)
 except ExplainError as exc:
-    st.error(f"**This service cannot be explained.** {exc.message}", icon=":material/error:")
+    service_problem(runtime, f"This service cannot be explained. {exc.message}", icon=":material/error:")
     st.stop()
 
 selected = setup.selected
@@ -82,7 +82,7 @@ space = controls[1].selectbox("Scale", space_options, format_func=SPACES.get, ke
 try:
     shap_explainer = state.explainer(runtime, key, service_name, model.version, space)
 except ExplainError as exc:
-    st.error(exc.message)
+    service_problem(runtime, exc.message)
     st.stop()
 outputs = model.output_names()
 output = controls[2].selectbox("Explain the output", outputs, key="explain_output",

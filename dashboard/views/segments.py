@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, service_picker
+from dashboard.components import demo_backfill, service_picker, service_problem
 from explain import ExplainError, explains_through_service
 from explain.segments import class_column
 from monitoring.production import ProductionDataError
@@ -166,7 +166,7 @@ else:
             "Explaining a sample of each segment", state.segments_importance, runtime, current.fingerprint,
             service.name, tuple(chosen), n_bins, float(days))
     except ExplainError as exc:
-        st.info(f"Feature importance per segment is not available: {exc.message}")
+        service_problem(runtime, f"Feature importance per segment is not available: {exc.message}", box=st.info)
     else:
         top = (importance.groupby("segment", sort=False)
                .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())

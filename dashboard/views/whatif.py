@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, service_picker, when
+from dashboard.components import feature_condition, service_picker, service_problem, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
 from explain.whatif import Scenario, WhatIfInputError, class_text, decode_scenario, encode_scenario
@@ -69,7 +69,7 @@ try:
         model = state.whatif_model(runtime, key, service.name)
         ranges = state.whatif_ranges(runtime, key, service.name)
 except ExplainError as exc:
-    st.error(f"**What-if is not available for this service.** {exc.message}", icon=":material/error:")
+    service_problem(runtime, f"What-if is not available for this service. {exc.message}", icon=":material/error:")
     st.stop()
 threshold = float(service.performance.threshold) if model.task == "binary" else 0.5
 features = list(model.features)
@@ -274,7 +274,7 @@ if tabs[0].open:
                                 setup.selected.model.version, space, pd.DataFrame([values])[features],
                                 row_id if origin[0] == "prediction" else None).explanation(0, output=shown_output)
                         except ExplainError as exc:
-                            st.error(exc.message)
+                            service_problem(runtime, exc.message)
                             continue
                         figure = explain_plots.waterfall(explanation)
                         figure.update_layout(title=f"{label.capitalize()}: {figure.layout.title.text}")
@@ -289,7 +289,7 @@ if tabs[1].open:
             sensitivity = state.run_with_progress("Computing the sensitivity", state.whatif_sensitivity, runtime,
                                                   key, service.name, tuple(point.items()), int(resolution), output)
         except ExplainError as exc:
-            st.error(exc.message)
+            service_problem(runtime, exc.message)
         else:
             chart(whatif_plots.sensitivity_grid(sensitivity), "whatif_sensitivity")
             st.dataframe(sensitivity.ranking.astype({"current": str, "best_value": str, "worst_value": str}),
@@ -334,7 +334,7 @@ if tabs[2].open:
                     tuple(point.items()), tuple(allowed), tuple((k, tuple(v)) for k, v in bounds.items()),
                     int(n_answers), target, threshold, desired, output)
             except ExplainError as exc:
-                st.error(exc.message)
+                service_problem(runtime, exc.message)
             else:
                 st.markdown(f"Goal: **{found.goal}** — {len(found.counterfactuals)} answer(s) from "
                             f"{found.candidates:,} candidates, {found.requests or 'no'} request(s), "

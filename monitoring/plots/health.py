@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from monitoring.health import STATE_STYLES
+from monitoring.health import STATE_STYLES, short_reason
 from monitoring.plots import empty_figure
 
 PERCENTILE_COLORS = {"p50_ms": "#2563eb", "p95_ms": "#d97706", "p99_ms": "#dc2626"}
@@ -40,7 +42,7 @@ def heartbeat_figure(beats: pd.DataFrame, *, slots: int = 60, height: int = 90) 
     if beats.empty:
         return empty_figure("", "No polls yet", height=height)
     labels = [STATE_STYLES[s].label if s in STATE_STYLES else s for s in beats["state"]]
-    hover = [f"{t:%H:%M:%S} UTC — {label}<br>{reason or ''}"
+    hover = [f"{t:%H:%M:%S} UTC — {label}<br>{html.escape(short_reason(reason or ''))}"  # the service's words
              for t, label, reason in zip(_times(beats["ts"]), labels, beats["reason"], strict=True)]
     beats = beats.tail(slots)
     figure = go.Figure(go.Bar(
