@@ -633,7 +633,28 @@ class RemoteModel(ModelSource):
                          version=version, description=f"service {service.name} ({service.protocol}, {service.url})")
         self._task_known = False
         if X_sample is not None and len(X_sample):
+            if client is None and service.protocol == "v2" and not service.v2_outputs:
+                self._ask_for_probabilities(config, X_sample.iloc[:5])
             self.predict(X_sample.iloc[:5])
+
+    def _ask_for_probabilities(self, config: ServiceConfig, X: pd.DataFrame) -> None:
+        """A v2 server answers with labels by default (MLServer's scikit-learn runtime does): ask it once for
+        ``predict_proba``, and keep asking for it when it gives class probabilities, so a classifier is
+        explained as one with a config that names no outputs. A server that refuses keeps its default."""
+        trial = make_client(config.model_copy(update={"v2_outputs": ("predict_proba",)}))
+        trial.session.headers[PROBE_HEADER] = "explain"
+        try:
+            answer = trial.predict(self.conform(X))
+        except ServiceError:
+            trial.close()
+            return
+        with self._lock:
+            self.requests += answer.requests
+        if answer.probabilities is not None and np.ndim(answer.probabilities) == 2:
+            self.client.close()
+            self.client = trial
+        else:
+            trial.close()
 
     @property
     def call(self) -> str:

@@ -220,3 +220,18 @@ def test_mlserver_metrics_endpoint(mlserver_server):
 def test_servers_still_alive(mlflow_server, mlserver_server):
     assert mlflow_server.alive(), mlflow_server.process.log_tail()
     assert mlserver_server.alive(), mlserver_server.process.log_tail()
+
+
+def test_a_classifier_named_without_outputs_is_explained_as_one(mlserver_server):
+    """A config that names no v2 outputs: MLServer answers labels, the black box asks for predict_proba once."""
+    from explain import RemoteModel
+
+    config = _v2(mlserver_server, v2_inputs="columns")
+    assert config.v2_outputs == ()
+    kinds = {c: "categorical" if c == "region" else "numeric" for c in mlserver_server.X.columns}
+    model = RemoteModel(config, features=list(mlserver_server.X.columns), feature_kinds=kinds,
+                        X_sample=mlserver_server.X)
+    assert model.task == "binary" and model.classes == (0, 1)
+    _, proba = model.predict(mlserver_server.X)
+    np.testing.assert_allclose(proba, mlserver_server.probabilities, atol=1e-9)
+    model.client.close()
