@@ -192,15 +192,16 @@ class MetricsConfig(_Strict):
     """Names of the Prometheus series to read from the service's metrics endpoint."""
 
     url: str = Field(description="Prometheus text endpoint, e.g. http://host:8080/metrics.")
-    requests: str = Field("http_requests_total", description="Counter of handled requests.")
-    latency: str = Field(
-        "http_request_duration_seconds", description="Histogram of request durations in seconds."
-    )
-    status_label: str = Field("status", description="Label of the request counter holding the HTTP status.")
+    requests: str | None = Field(
+        None, description="Counter of handled requests; none = recognised (prometheus_client, MLServer, Triton).")
+    latency: str | None = Field(
+        None, description="Histogram of request durations in seconds; none = recognised (also KServe).")
+    status_label: str | None = Field(
+        None, description="Label of the request counter holding the HTTP status; none = the server's own.")
     path_regex: str = Field(
         ".*", description="Only series whose path/handler label matches count (e.g. '.*infer|.*predict')."
     )
-    path_label: str = Field("path", description="Label holding the request path, used with path_regex.")
+    path_label: str | None = Field(None, description="Label holding the request path, used with path_regex.")
 
     @field_validator("url")
     @classmethod

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,6 +80,97 @@ def counter_increases(ts: np.ndarray, values: np.ndarray) -> np.ndarray:
 # -- parsing a scrape -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MetricNames:
+    """The Prometheus series one kind of server exposes for its requests.
+
+    Attributes
+    ----------
+    server : str
+        Who exposes them, in words.
+    requests : str or None
+        Counter of handled requests (with or without ``_total``); None when the server has
+        none, and the latency histogram's ``_count`` counts the requests.
+    latency : str or None
+        Histogram of request durations in seconds (its base name).
+    status_label, path_label : str or None
+        Labels with the HTTP status (5xx count as errors) and the request path.
+    errors : str or None
+        A counter of failed requests, for servers that count them apart (Triton).
+    """
+
+    server: str
+    requests: str | None
+    latency: str | None
+    status_label: str | None = None
+    path_label: str | None = None
+    errors: str | None = None
+
+
+KNOWN_SERVERS = (
+    MetricNames("a prometheus_client / FastAPI service (like demo/service.py)", "http_requests_total",
+                "http_request_duration_seconds", "status", "path"),
+    MetricNames("Seldon MLServer", "rest_server_requests", "rest_server_request_duration_seconds", "status_code",
+                "path"),
+    MetricNames("KServe's Python ModelServer", None, "request_predict_seconds"),
+    MetricNames("NVIDIA Triton", "nv_inference_request_success", None, errors="nv_inference_request_failure"),
+)
+"""Servers whose metric names are recognised without configuration, tried in this order."""
+
+
+def resolve_metric_names(metrics: MetricsConfig, exposed: set[str]) -> MetricNames:
+    """The names to read: those configured, the rest recognised from the series the server ``exposed``.
+
+    Parameters
+    ----------
+    metrics : MetricsConfig
+        ``requests``, ``latency``, ``status_label`` and ``path_label`` left unset mean "recognise".
+    exposed : set of str
+        Sample names of one scrape.
+
+    Returns
+    -------
+    MetricNames
+
+    Raises
+    ------
+    ValueError
+        When a configured series is not exposed, or nothing known is: the message names what
+        was looked for and lists what the server exposes.
+    """
+    def present(name: str | None, *suffixes: str) -> bool:
+        if name is None:
+            return False
+        candidates = {name + x for x in suffixes} if suffixes else _counter_sample_names(name)
+        return bool(candidates & exposed)
+
+    missing = [f"{key} = {name!r}" for key, name, suffixes in (("requests", metrics.requests, ()),
+                                                                 ("latency", metrics.latency, ("_count",)))
+               if name and not present(name, *suffixes)]
+    if missing:
+        raise ValueError(f"metrics from {metrics.url}: {' and '.join(missing)} not found in the scrape; it exposes "
+                         f"{_listed(exposed)}")
+    for known in KNOWN_SERVERS:
+        requests = metrics.requests or (known.requests if present(known.requests) else None)
+        latency = metrics.latency or (known.latency if present(known.latency, "_count") else None)
+        if not (present(known.requests) or present(known.latency, "_count")) and not (
+                metrics.requests or metrics.latency):
+            continue
+        configured = bool(metrics.requests or metrics.latency)
+        return MetricNames("the configuration" if configured else known.server, requests, latency,
+                           metrics.status_label or known.status_label or "status",
+                           metrics.path_label or known.path_label or "path",
+                           known.errors if present(known.errors) else None)
+    raise ValueError(f"metrics from {metrics.url}: no request counter or latency histogram Vantage knows "
+                     f"(prometheus_client, MLServer, KServe, Triton) is exposed; set [services.metrics] requests "
+                     f"and latency to its names. It exposes {_listed(exposed)}")
+
+
+def _listed(names: set[str], most: int = 8) -> str:
+    shown = sorted(names)[:most]
+    return (", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")) if shown else "nothing"
+
+
 def _counter_sample_names(name: str) -> set[str]:
     """Sample names a counter configured as ``name`` can have (with or without ``_total``)."""
     base = name.removesuffix("_total")
@@ -128,35 +220,48 @@ def parse_scrape(text: str, metrics: MetricsConfig) -> list[tuple[str, float, fl
             f"metrics.path_regex must be a regular expression; got {metrics.path_regex!r} ({exc})"
         ) from None
 
-    kinds = dict.fromkeys(_counter_sample_names(metrics.requests), "requests")
-    kinds |= {metrics.latency + "_bucket": "latency_bucket", metrics.latency + "_count": "latency_count",
-              metrics.latency + "_sum": "latency_sum"}
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise ValueError(
+            f"metrics from {metrics.url}: not Prometheus text exposition, so neither the request counter nor the "
+            f"latency histogram can be read ({exc})"
+        ) from None
+    names = resolve_metric_names(metrics, {sample.name for family in families for sample in family.samples})
+    kinds: dict[str, str] = {}
+    if names.requests:
+        kinds |= dict.fromkeys(_counter_sample_names(names.requests), "requests")
+    if names.errors:
+        kinds |= dict.fromkeys(_counter_sample_names(names.errors), "errors")
+    if names.latency:
+        kinds |= {names.latency + "_bucket": "latency_bucket", names.latency + "_count": "latency_count",
+                  names.latency + "_sum": "latency_sum"}
+    counts_requests = names.requests is None  # a histogram without a counter: its _count counts the requests
+    status_label, path_label = names.status_label, names.path_label
 
     # A series the service exposes is stored even when no label set matches the path filter
     # yet (client libraries create a label set on its first request): as 0, so the first
     # matching requests count as an increase.
     totals: dict[tuple[str, float], float] = {}
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                kind = kinds.get(sample.name)
-                if kind is None:
-                    continue
-                le = float(sample.labels.get("le", "+Inf")) if kind == "latency_bucket" else NO_LE
-                totals.setdefault((kind, le), 0.0)
-                if kind == "requests":
-                    totals.setdefault(("errors", NO_LE), 0.0)
-                path = sample.labels.get(metrics.path_label)
-                if path is not None and not path_filter.fullmatch(path):
-                    continue
-                totals[(kind, le)] += float(sample.value)
-                if kind == "requests" and _STATUS_5XX.fullmatch(sample.labels.get(metrics.status_label, "")):
-                    totals[("errors", NO_LE)] += float(sample.value)
-    except ValueError as exc:
-        raise ValueError(
-            f"metrics from {metrics.url}: not Prometheus text exposition, so neither "
-            f"{metrics.requests!r} nor {metrics.latency!r} can be read ({exc})"
-        ) from None
+    for family in families:
+        for sample in family.samples:
+            kind = kinds.get(sample.name)
+            if kind is None:
+                continue
+            le = float(sample.labels.get("le", "+Inf")) if kind == "latency_bucket" else NO_LE
+            totals.setdefault((kind, le), 0.0)
+            if kind == "requests" and not names.errors:
+                totals.setdefault(("errors", NO_LE), 0.0)
+            if kind == "latency_count" and counts_requests:
+                totals.setdefault(("requests", NO_LE), 0.0)
+            path = sample.labels.get(path_label)
+            if path is not None and not path_filter.fullmatch(path):
+                continue
+            totals[(kind, le)] += float(sample.value)
+            if kind == "latency_count" and counts_requests:
+                totals[("requests", NO_LE)] += float(sample.value)
+            if kind == "requests" and _STATUS_5XX.fullmatch(sample.labels.get(status_label, "")):
+                totals[("errors", NO_LE)] += float(sample.value)
 
     return [(series, le, totals[(series, le)])
             for series, le in sorted(totals, key=lambda key: (SERIES.index(key[0]), key[1]))]

@@ -76,6 +76,9 @@ class ServiceHealth:
         Time of the oldest poll kept: windows longer than the history cover only it.
     slo_window_s, slo_covered_s : float
         The SLO period and how much of it the history covers (seconds).
+    metrics_problem : str or None
+        Why the newest scrape of the service's metrics gave nothing (the series named or
+        recognised not exposed, the endpoint down); None when it worked or none is configured.
     """
 
     service: str
@@ -89,6 +92,7 @@ class ServiceHealth:
     history_since: float | None
     slo_window_s: float = 30 * 86400.0
     slo_covered_s: float = 30 * 86400.0
+    metrics_problem: str | None = None
 
     @property
     def slo_judgeable(self) -> bool:
@@ -167,6 +171,11 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
     canaries = store.read_probes(service.name, since=since, checks=["predict"], columns=LATENCY_COLUMNS)
     history_since = store.first_poll_ts(service.name)
     window = service.slo.window_days * 86400.0
+    metrics_problem = None
+    if service.metrics is not None:
+        scrapes = store.read_probes(service.name, since=since, checks=["metrics"], columns=("ts", "ok", "error"))
+        if len(scrapes) and not bool(scrapes["ok"].iloc[-1]):
+            metrics_problem = str(scrapes["error"].iloc[-1] or "the metrics endpoint did not answer")
     return ServiceHealth(
         service=service.name,
         status=current_status(polls, now=now, poll_interval=service.poll_interval),
@@ -180,6 +189,7 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
         history_since=history_since,
         slo_window_s=window,
         slo_covered_s=min(max(now - history_since, 0.0), window) if history_since is not None else 0.0,
+        metrics_problem=metrics_problem,
     )
 
 

@@ -235,3 +235,15 @@ def test_a_classifier_named_without_outputs_is_explained_as_one(mlserver_server)
     _, proba = model.predict(mlserver_server.X)
     np.testing.assert_allclose(proba, mlserver_server.probabilities, atol=1e-9)
     model.client.close()
+
+
+def test_mlservers_metric_names_are_recognised_from_a_metrics_url_alone(mlserver_server):
+    from monitoring.config import MetricsConfig
+    from monitoring.metrics import parse_scrape
+
+    make_client(_v2(mlserver_server, v2_inputs="columns")).predict(mlserver_server.X)
+    text = requests.get(mlserver_server.metrics_url, timeout=10).text
+    series = {(name, le): value for name, le, value in parse_scrape(
+        text, MetricsConfig(url=mlserver_server.metrics_url, path_regex=".*infer"))}
+    assert series[("requests", -1.0)] >= 1 and series[("latency_count", -1.0)] >= 1
+    assert ("errors", -1.0) in series

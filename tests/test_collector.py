@@ -195,7 +195,7 @@ def test_banner_warns_of_lost_history_once_the_store_takes_writes_again():
     level, text = store_message(StoreHealth("recreated", "the store file /v/x_y.db was deleted", since=now - 120),
                                 now=now)
     assert level == "warning" and text.startswith("**The store file was deleted and created again** (")
-    assert "2 min ago" in text and r"/v/x\_y\.db" in text  # the cause is shown as text, not as Markdown
+    assert "2 min ago" in text and r"/v/x\_y.db" in text  # the cause is shown as text, not as Markdown
     level, text = store_message(StoreHealth("ok", dropped=300), now=now)
     assert level == "warning" and "**300 rows were dropped**" in text
     level, text = store_message(StoreHealth("full", "no space", buffered=50_000, dropped=1_200, since=now), now=now)

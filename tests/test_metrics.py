@@ -190,14 +190,64 @@ def test_parse_scrape_without_a_histogram_still_gives_request_counts():
     assert parse_scrape(text, config()) == [("requests", -1.0, 5.0), ("errors", -1.0, 0.0)]
 
 
-def test_parse_scrape_without_the_series_gives_nothing():
-    assert parse_scrape("# TYPE other_total counter\nother_total 5\n", config()) == []
-    assert parse_scrape("", config()) == []
+def test_a_scrape_without_the_series_is_a_message_naming_what_it_has():
+    with pytest.raises(ValueError, match=r"no request counter or latency histogram Vantage knows .* It exposes "
+                                         r"other_total"):
+        parse_scrape("# TYPE other_total counter\nother_total 5\n", config(requests=None, latency=None))
+    with pytest.raises(ValueError, match=r"requests = 'http_requests_total' not found in the scrape; it exposes "
+                                         r"other_total"):
+        parse_scrape("# TYPE other_total counter\nother_total 5\n", config(requests="http_requests_total"))
+    with pytest.raises(ValueError, match=r"(?i)it exposes nothing"):
+        parse_scrape("", config(requests=None, latency=None))
+
+
+MLSERVER_TEXT = """\
+# TYPE rest_server_requests counter
+rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{model_name}/infer",status_code="200"} 7
+rest_server_requests_total{app_name="mlserver",method="POST",path="/v2/models/{model_name}/infer",status_code="500"} 1
+rest_server_requests_total{app_name="mlserver",method="GET",path="/v2/health/live",status_code="200"} 30
+# TYPE rest_server_request_duration_seconds histogram
+rest_server_request_duration_seconds_bucket{path="/v2/models/{model_name}/infer",le="0.1"} 6
+rest_server_request_duration_seconds_bucket{path="/v2/models/{model_name}/infer",le="+Inf"} 8
+rest_server_request_duration_seconds_count{path="/v2/models/{model_name}/infer"} 8
+rest_server_request_duration_seconds_sum{path="/v2/models/{model_name}/infer"} 0.5
+"""
+
+KSERVE_TEXT = """\
+# TYPE request_predict_seconds histogram
+request_predict_seconds_bucket{model_name="iris",le="0.005"} 40
+request_predict_seconds_bucket{model_name="iris",le="+Inf"} 42
+request_predict_seconds_count{model_name="iris"} 42
+request_predict_seconds_sum{model_name="iris"} 0.12
+"""
+
+TRITON_TEXT = """\
+# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="densenet",version="1"} 90
+# TYPE nv_inference_request_failure counter
+nv_inference_request_failure{model="densenet",version="1"} 3
+"""
+
+
+def test_mlserver_kserve_and_triton_names_are_recognised_without_configuration():
+    auto = config(requests=None, latency=None, status_label=None, path_label=None, path_regex=".*infer")
+    mlserver = {(series, le): value for series, le, value in parse_scrape(MLSERVER_TEXT, auto)}
+    assert (mlserver[("requests", -1.0)], mlserver[("errors", -1.0)]) == (8.0, 1.0)  # infer only, 5xx its errors
+    assert mlserver[("latency_count", -1.0)] == 8.0 and mlserver[("latency_bucket", 0.1)] == 6.0
+    # KServe exposes only the histogram: its _count gives the request rate
+    kserve = {(series, le): value for series, le, value in parse_scrape(KSERVE_TEXT, config(
+        requests=None, latency=None, path_regex=".*"))}
+    assert kserve[("requests", -1.0)] == 42.0 and kserve[("latency_sum", -1.0)] == pytest.approx(0.12)
+    assert ("errors", -1.0) not in kserve  # not counted, not guessed
+    triton = {(series, le): value for series, le, value in parse_scrape(TRITON_TEXT, config(
+        requests=None, latency=None))}
+    assert (triton[("requests", -1.0)], triton[("errors", -1.0)]) == (90.0, 3.0)
 
 
 @pytest.mark.parametrize("text", ["<html><body>Not Found</body></html>", '{"detail": "Not Found"}'])
 def test_parse_scrape_rejects_text_that_is_not_an_exposition(text):
-    with pytest.raises(ValueError, match=r"not Prometheus text exposition.*'http_requests_total'"):
+    with pytest.raises(ValueError, match=r"not Prometheus text exposition, so neither the request counter nor the "
+                                         r"latency histogram can be read"):
         parse_scrape(text, config())
 
 

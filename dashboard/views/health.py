@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import service_picker, status_badge, when
+from dashboard.components import service_picker, service_problem, status_badge, when
 from dashboard.store_banner import store_banner
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
@@ -174,12 +174,16 @@ window = st.segmented_control("Time range", list(TIME_WINDOWS), default="1h", ke
 @st.fragment(run_every=max(service.poll_interval, 15))
 def charts() -> None:
     length, bucket = TIME_WINDOWS[window]
+    health_now = state.cached_service_health(runtime, current.fingerprint, service.name, slo,
+                                             state.tick(service.poll_interval))
     series = state.cached_time_series(runtime, current.fingerprint, service.name, window,
                                       state.tick(max(service.poll_interval, bucket / 60)))
     x_range = (series.since, series.until)
     st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=slo.latency_ms, x_range=x_range),
                     key="health_probe_latency")
     st.plotly_chart(plots.uptime_strip_figure(series.states, x_range=x_range), key="health_states")
+    if health_now.metrics_problem:  # a configured metric not found is said, not an empty chart
+        service_problem(runtime, f"Real traffic cannot be charted: {health_now.metrics_problem}", box=st.warning)
     if series.traffic is None:
         st.info("Set `metrics.url` for this service to chart its real traffic: request rate, error rate "
                 "and latency from its own Prometheus histogram.")

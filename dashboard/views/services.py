@@ -65,8 +65,10 @@ for service in runtime.config.services:
         if service.features:
             st.caption("Features: " + ", ".join(f"`{f}`" for f in service.features))
         if service.metrics:
-            st.caption(f"Metrics scraped from {service.metrics.url} (requests `{service.metrics.requests}`, "
-                       f"latency `{service.metrics.latency}`)")
+            named = ", ".join(f"{key} `{value}`" for key, value in (("requests", service.metrics.requests),
+                                                                      ("latency", service.metrics.latency)) if value)
+            st.caption(f"Metrics scraped from {service.metrics.url} ("
+                       + (named or "names recognised: prometheus_client, MLServer, KServe or Triton") + ")")
 
 st.subheader("Configuration in use")
 st.caption("Secrets never appear here: an auth header names the environment variable its value comes from.")
