@@ -218,7 +218,7 @@ def cached_metadata(_runtime: Runtime, fingerprint: str, service: str, tick_valu
         meta = poller.client.metadata()
     except ServiceError as exc:
         return {"error": _runtime.redact(str(exc))}
-    return {"name": meta.name, "version": meta.version, "platform": meta.platform,
+    return {"name": meta.name, "version": meta.version or poller.model_version, "platform": meta.platform,
             "inputs": len(meta.inputs), "server": meta.server}
 
 

@@ -693,6 +693,8 @@ class RemoteModel(ModelSource):
                 with self._lock:
                     self.requests += result.requests
                     self.rows_sent += len(chunk)
+                    if self.version is None and result.model_version:  # metadata named none; the answer does
+                        self.version = result.model_version
                 self._learn_task(result.probabilities, result.predictions)
                 answers[i].append((result.predictions, result.probabilities))
         if progress is not None:

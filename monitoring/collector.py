@@ -375,6 +375,7 @@ class ServicePoller:
         self.service = service
         self.store = store
         self.redact = Redactor(service_secrets(service))  # a service may echo its token in an error body
+        self.model_version: str | None = None  # as the newest canary answer reported it
         self.buffer = buffer if buffer is not None else WriteBuffer(store)
         self.client: ServiceClient = make_client(service)
         self.client.session.headers[PROBE_HEADER] = "1"
@@ -400,10 +401,12 @@ class ServicePoller:
                                         random_state=int(self._rng.integers(2**31)))
         started = time.perf_counter()
         try:
-            self.client.predict(rows)
+            answer = self.client.predict(rows)
         except ServiceError as exc:
             return CallResult("predict", False, (time.perf_counter() - started) * 1000.0, exc.status,
                               f"{exc.call}: {exc.message}")
+        if answer.model_version:  # servers whose metadata names no version often say it with every answer
+            self.model_version = answer.model_version
         return CallResult("predict", True, (time.perf_counter() - started) * 1000.0, 200)
 
     def _scrape(self) -> tuple[CallResult, list[tuple[str, float, float]]]:

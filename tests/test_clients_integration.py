@@ -247,3 +247,20 @@ def test_mlservers_metric_names_are_recognised_from_a_metrics_url_alone(mlserver
         text, MetricsConfig(url=mlserver_server.metrics_url, path_regex=".*infer"))}
     assert series[("requests", -1.0)] >= 1 and series[("latency_count", -1.0)] >= 1
     assert ("errors", -1.0) in series
+
+
+def test_the_version_mlserver_reports_with_each_answer_is_used_when_its_metadata_has_none(mlserver_server, store):
+    from explain import RemoteModel
+    from monitoring.collector import ServicePoller
+
+    config = _v2(mlserver_server, v2_inputs="columns")
+    assert make_client(config).metadata().version is None  # its model metadata names no version ...
+    kinds = {c: "categorical" if c == "region" else "numeric" for c in mlserver_server.X.columns}
+    model = RemoteModel(config, features=list(mlserver_server.X.columns), feature_kinds=kinds,
+                        X_sample=mlserver_server.X)
+    assert model.version == "v1"  # ... its infer answers do
+    model.client.close()
+    poller = ServicePoller(config.model_copy(update={"reference": None}), store)
+    poller._canary_pool = mlserver_server.X.head(5)
+    poller.poll()
+    assert poller.model_version == "v1"
