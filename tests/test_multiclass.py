@@ -21,6 +21,7 @@ import pytest
 
 from explain.segments import fairness_metrics, segment_metrics
 from monitoring.overview import prediction_mix
+from tests.helpers import page_text
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 DAY = 86400.0
@@ -270,12 +271,6 @@ def pages(pages_config, monkeypatch):
     from dashboard import state
 
     state._start_runtime.clear()
-
-
-def page_text(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [str(e.value) for e in at.error]
-    parts += [str(w.value) for w in at.warning] + [str(i.value) for i in at.info] + [str(s.value) for s in at.success]
-    return "\n".join(parts + [s.value for s in at.subheader] + [t.value for t in at.title])
 
 
 def decoded(value):

@@ -18,6 +18,7 @@ from monitoring.overview import (
     service_alerts,
 )
 from monitoring.performance import BaselineVerdict
+from tests.helpers import page_text
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 DAY = 86400.0
@@ -193,12 +194,6 @@ def app(overview_config, monkeypatch):
     from dashboard import state
 
     state._start_runtime.clear()
-
-
-def page_text(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [str(e.value) for e in at.error]
-    parts += [str(w.value) for w in at.warning] + [str(i.value) for i in at.info] + [str(s.value) for s in at.success]
-    return "\n".join(parts + [s.value for s in at.subheader] + [t.value for t in at.title])
 
 
 def test_overview_is_the_landing_page_and_says_what_to_do(app):

@@ -1,8 +1,6 @@
 """The store: idempotent writes, leases, downsampling, the prediction log, and outages of the file."""
 
-import contextlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from monitoring.store import (
     latency_histogram,
     process_alive,
 )
+from tests.helpers import read_only
 
 
 def probe(ts, check="live", ok=True, **kw):
@@ -312,28 +311,3 @@ def test_opening_an_unwritable_store_does_not_raise_and_the_first_good_write_cre
     store.write_polls([poll_record(10.0, "up")])
     assert len(store.read_probes("svc", since=0)) == 2
     store.dispose()
-
-
-@contextlib.contextmanager
-def read_only(folder):
-    """Make ``folder`` (and the files in it) refuse writes, even to root; yield how it was done."""
-    files = [folder, *folder.iterdir()]
-    if os.geteuid() != 0:
-        modes = {f: f.stat().st_mode for f in files}
-        for f in files:
-            f.chmod(0o555 if f.is_dir() else 0o444)
-        try:
-            yield "chmod"
-        finally:
-            for f, mode in modes.items():
-                f.chmod(mode)
-        return
-    if shutil.which("chattr") is None:
-        pytest.skip("root ignores permissions and chattr is not installed")
-    done = subprocess.run(["chattr", "+i", *map(str, files)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"root ignores permissions and this file system has no immutable flag: {done.stderr.strip()}")
-    try:
-        yield "chattr +i"
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, files)], check=True)

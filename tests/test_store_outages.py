@@ -10,9 +10,7 @@ the outage: a lock held 10 s (production: 20 s), a disk full for 15 s (30 s).
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
-import os
 import resource
 import signal
 import socket
@@ -31,6 +29,7 @@ import pandas as pd
 import pytest
 
 from monitoring.store import Store
+from tests.helpers import read_only
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -321,34 +320,6 @@ def test_a_disk_full_for_fifteen_intervals_loses_no_poll(tiny_service, store_fol
     assert_no_duplicates(polls)
     with sqlite3.connect(store_path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-
-
-@contextlib.contextmanager
-def read_only(folder: Path) -> Iterator[str]:
-    """Make ``folder`` and its files refuse every write, root's included; yield how.
-
-    Root ignores permission bits, so as root the immutable flag (``chattr +i``) is set on the
-    folder and the file: the kernel refuses to open the file for writing (EPERM) and to create the
-    ``-wal`` and ``-shm`` files next to it, to root as to anyone. Without root, ``chmod`` does it.
-    """
-    files = [folder, *folder.iterdir()]
-    if os.geteuid() != 0:
-        modes = {f: f.stat().st_mode for f in files}
-        for f in files:
-            f.chmod(0o555 if f.is_dir() else 0o444)
-        try:
-            yield "chmod a-w"
-        finally:
-            for f, mode in modes.items():
-                f.chmod(mode)
-        return
-    done = subprocess.run(["chattr", "+i", *map(str, files)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"root ignores permissions and the immutable flag is not available here: {done.stderr.strip()}")
-    try:
-        yield "chattr +i"
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
 
 
 def test_a_store_read_only_at_start_is_shown_and_its_polls_kept_until_it_is_writable(
