@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine:
-# the Python packages of requirements-dev.txt and Debian's Chromium for the browser tests.
+# the Python packages of requirements-dev.txt, Debian's Chromium for the browser tests and Debian's
+# Prometheus for tests/test_prometheus.py.
 # The real MLflow and MLServer servers get their own virtual environments (tests/servers.py),
 # built here on first use and reused afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages, each installed only when missing: Chromium for the browser tests, Prometheus (the
+# server alone, without the node exporter it recommends) for tests/test_prometheus.py.
+apt_install() {
   if [ "$(id -u)" = "0" ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
   else
     sudo apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
   fi
-fi
+}
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+command -v prometheus >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
 python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # The real MLflow and MLServer servers: one virtual environment each, built once and reused.
 python -m tests.servers mlflow mlserver
-echo "test dependencies installed: $(python --version), $(chromium --version 2>/dev/null | head -n 1)"
+echo "test dependencies installed: $(python --version), $(chromium --version 2>/dev/null | head -n 1)," \
+  "$(prometheus --version 2>&1 | head -n 1)"
