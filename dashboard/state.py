@@ -50,6 +50,7 @@ from monitoring.performance import (
 from monitoring.production import FileMirror, PredictionLogMirror, ProductionDataError, production_source
 from monitoring.redact import Redactor, install_log_redaction, redactor_for
 from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
+from monitoring.schema import ServiceSchema
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
 
@@ -112,6 +113,14 @@ class Runtime:
     def now(self) -> float:
         """The time every computation of this runtime is made for (frozen by ``VANTAGE_NOW``)."""
         return self.clock.now()
+
+    def schema(self, service: str) -> ServiceSchema:
+        """``service``'s columns (``monitoring.schema``), as its poller resolved them."""
+        return self.collector.pollers[service].schema
+
+    def schemas_digest(self) -> str:
+        """Changes when any service's schema does (the server's metadata arrived), so that caches refresh."""
+        return "".join(self.schema(s.name).digest[:4] for s in self.config.services)
 
     def preload(self) -> None:
         """Read every service's production data once, so the first page view finds it in memory."""
@@ -242,9 +251,13 @@ PERFORMANCE_TICK_SECONDS = 120.0
 """Labels arrive slowly: the Performance page recomputes at most every two minutes."""
 
 
-def _runtime_key(runtime: Runtime, fingerprint: str) -> str:
-    """Cache key of one running runtime: two demo runs share the fingerprint ``demo`` but not a start time."""
-    return f"{fingerprint}@{runtime.started_at!r}"
+def cache_key(runtime: Runtime, fingerprint: str) -> str:
+    """The one cache key of everything a running runtime computes.
+
+    Two demo runs share the fingerprint ``demo`` but not a start time, and a service's
+    schema may change once its server's metadata is known; both are in the key.
+    """
+    return f"{fingerprint}@{runtime.started_at!r}#{runtime.schemas_digest()}"
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -255,7 +268,7 @@ def _label_mirror(_runtime: Runtime, runtime_key: str, service: str) -> StoreLab
 
 def label_mirror(_runtime: Runtime, fingerprint: str, service: str) -> StoreLabelMirror | LabelFileMirror:
     """The in-memory, incrementally refreshed ground-truth labels of ``service`` (store table or label file)."""
-    return _label_mirror(_runtime, _runtime_key(_runtime, fingerprint), service)
+    return _label_mirror(_runtime, cache_key(_runtime, fingerprint), service)
 
 
 @st.cache_resource(ttl=120, max_entries=8, show_spinner=False)
@@ -264,7 +277,7 @@ def _labeled_predictions(_runtime: Runtime, runtime_key: str, service: str, tick
     production = _runtime.mirror(service).read()
     labels = _label_mirror(_runtime, runtime_key, service)
     return join_labels(production.frame, labels.read(), now=_runtime.now(),
-                       task=_runtime.config.service(service).performance.task, source=labels.source)
+                       task=_runtime.schema(service).task or "auto", source=labels.source)
 
 
 def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> LabeledPredictions:
@@ -277,7 +290,7 @@ def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> La
     ProductionDataError, LabelDataError
         When the service has no prediction log or its labels cannot be read at all.
     """
-    return _labeled_predictions(_runtime, _runtime_key(_runtime, fingerprint), service,
+    return _labeled_predictions(_runtime, cache_key(_runtime, fingerprint), service,
                                 tick(PERFORMANCE_TICK_SECONDS))
 
 
@@ -289,7 +302,8 @@ def _baseline_of(_runtime: Runtime, runtime_key: str, service: str, task: str, c
     client = make_client(config)
     client.session.headers[PROBE_HEADER] = "1"  # scoring the reference is not production traffic
     try:
-        return baseline_for(config, task=task, classes=classes, predict=client.predict, model_version=model_version,
+        return baseline_for(config, task=task, classes=classes, features=_runtime.schema(service).features,
+                            predict=client.predict, model_version=model_version,
                             cache_dir=var_dir() / "baselines")
     finally:
         client.close()
@@ -317,7 +331,7 @@ def _performance(_runtime: Runtime, runtime_key: str, service: str, window: str,
 def cached_performance(_runtime: Runtime, fingerprint: str, service: str, window: str,
                        range_days: float | None) -> PerformanceOverTime:
     """Metrics per ``window`` over the last ``range_days`` days (None = all), against the baseline."""
-    return _performance(_runtime, _runtime_key(_runtime, fingerprint), service, window, range_days,
+    return _performance(_runtime, cache_key(_runtime, fingerprint), service, window, range_days,
                         tick(PERFORMANCE_TICK_SECONDS))
 
 
@@ -334,7 +348,7 @@ def _decisions(_runtime: Runtime, runtime_key: str, service: str, window: str, r
 def cached_decisions(_runtime: Runtime, fingerprint: str, service: str, window: str, range_days: float | None,
                      threshold: float | None) -> DecisionsOverTime:
     """Confusion counts (and money) per ``window`` at ``threshold``; two-class models only."""
-    return _decisions(_runtime, _runtime_key(_runtime, fingerprint), service, window, range_days, threshold,
+    return _decisions(_runtime, cache_key(_runtime, fingerprint), service, window, range_days, threshold,
                       tick(PERFORMANCE_TICK_SECONDS))
 
 
@@ -350,7 +364,7 @@ def _performance_detail(_runtime: Runtime, runtime_key: str, service: str, since
 def cached_performance_detail(_runtime: Runtime, fingerprint: str, service: str, since: float | None,
                               until: float | None, threshold: float | None) -> PerformanceDetail:
     """Calibration, confusion matrix at ``threshold`` and residuals of predictions made in ``[since, until)``."""
-    return _performance_detail(_runtime, _runtime_key(_runtime, fingerprint), service, since, until, threshold,
+    return _performance_detail(_runtime, cache_key(_runtime, fingerprint), service, since, until, threshold,
                                tick(PERFORMANCE_TICK_SECONDS))
 
 
@@ -387,11 +401,6 @@ EXPLAIN_WINDOWS = {"reference": "Reference (training) data", "24h": "Last 24 hou
 _EXPLAIN_WINDOW_SECONDS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 
 
-def explain_key(runtime: Runtime, fingerprint: str) -> str:
-    """Cache key of the explanations of one running runtime (two demo runs share the fingerprint ``demo``)."""
-    return f"{fingerprint}@{runtime.started_at!r}"
-
-
 @dataclass(frozen=True)
 class ExplainSetup:
     """A service's model source for explanations, and the data they start from.
@@ -418,7 +427,7 @@ class ExplainSetup:
 def explain_setup(_runtime: Runtime, fingerprint: str, service: str) -> ExplainSetup:
     """Open the model source of ``service`` (see ``[services.explain]``) and read its reference data.
 
-    ``fingerprint`` is :func:`explain_key`'s value, as for every function below. Raises
+    ``fingerprint`` is :func:`cache_key`'s value, as for every function below. Raises
     ``explain.ExplainError`` (not cached) when the artifact or the service cannot be used.
     """
     del fingerprint
@@ -429,7 +438,7 @@ def explain_setup(_runtime: Runtime, fingerprint: str, service: str) -> ExplainS
     reference, problem = None, None
     if config.reference:
         try:
-            reference = read_reference(config.reference, features=config.features)
+            reference = read_reference(config.reference, features=_features(_runtime, service))
             reference = reference[[c for c in reference.columns if c != config.target]]
         except ReferenceDataError as exc:
             problem = str(exc)
@@ -591,9 +600,8 @@ def run_with_progress(label: str, function, *args, **kwargs):
 # -- drift
 
 
-@st.cache_resource(max_entries=32, show_spinner="Reading the reference data…")
 def drift_profile(_runtime: Runtime, fingerprint: str, service: str) -> ReferenceProfile:
-    """Reference statistics of ``service``, built once per reference file and kept on disk.
+    """Reference statistics of ``service``'s features, built once per reference file and kept on disk.
 
     Raises
     ------
@@ -602,7 +610,12 @@ def drift_profile(_runtime: Runtime, fingerprint: str, service: str) -> Referenc
         service's columns or has text in a numeric column (not cached: fixed files are
         picked up at the next rerun).
     """
-    del fingerprint
+    return _drift_profile(_runtime, cache_key(_runtime, fingerprint), service)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Reading the reference data…")
+def _drift_profile(_runtime: Runtime, runtime_key: str, service: str) -> ReferenceProfile:
+    del runtime_key
     config = _runtime.config.service(service)
     if not config.reference:
         raise ReferenceDataError(f"service {service!r} has no reference data: set `reference` (a CSV or Parquet "
@@ -611,9 +624,18 @@ def drift_profile(_runtime: Runtime, fingerprint: str, service: str) -> Referenc
         known = _runtime.store.prediction_features(config.log_name)
     except KeyError:
         known = {}
-    frame = read_reference(config.reference, features=config.features, kinds=known)
+    frame = read_reference(config.reference, features=_features(_runtime, service), kinds=known)
     kinds = infer_kinds(frame.drop(columns=[c for c in frame.columns if c in MODEL_OUTPUTS]), known=known)
     return load_or_build_profile(config.reference, kinds, cache_dir=var_dir() / "drift-profiles")
+
+
+def _features(_runtime: Runtime, service: str) -> tuple[str, ...]:
+    """The service's features from its schema; a reference that offers none is an error naming the columns."""
+    schema = _runtime.schema(service)
+    if not schema.features:
+        raise ReferenceDataError(f"service {service!r} has no features: " + (
+            "; ".join(schema.problems) or "set `features`, or a reference with feature columns besides the target"))
+    return schema.features
 
 
 @st.cache_data(ttl=900, max_entries=64, show_spinner=False)
@@ -675,7 +697,7 @@ def overview(_runtime: Runtime, fingerprint: str, service: str) -> ServiceOvervi
         When the service has no prediction log.
     """
     rows = len(_runtime.mirror(service).read().frame)
-    return _overview(_runtime, _runtime_key(_runtime, fingerprint), service, rows, tick(60))
+    return _overview(_runtime, cache_key(_runtime, fingerprint), service, rows, tick(60))
 
 
 SEGMENT_DAYS = (7, 30, 90)
@@ -689,7 +711,7 @@ def _segment_reference(_runtime: Runtime, runtime_key: str, service: str):
     if not config.reference:
         return None
     try:
-        return read_reference(config.reference, features=config.features)
+        return read_reference(config.reference, features=_features(_runtime, service))
     except ReferenceDataError:
         return None
 
@@ -735,7 +757,7 @@ def _segments_table(_runtime: Runtime, runtime_key: str, service: str, features:
 def segments_table(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int, days: float,
                    min_rows: int):
     """Volume, prediction rate, performance and share drift per segment of the last ``days`` days."""
-    return _segments_table(_runtime, _runtime_key(_runtime, fingerprint), service, features, n_bins, days, min_rows,
+    return _segments_table(_runtime, cache_key(_runtime, fingerprint), service, features, n_bins, days, min_rows,
                            tick(PERFORMANCE_TICK_SECONDS))
 
 
@@ -763,7 +785,7 @@ def segments_fairness(_runtime: Runtime, fingerprint: str, service: str, sensiti
     """Fairness across the groups of ``sensitive`` (fairlearn), one class against the rest when there are more
     than two: ``positive`` is the class counted as the positive decision (default, and when it is not one of the
     classes, the last class). None for a regression model."""
-    return _segments_fairness(_runtime, _runtime_key(_runtime, fingerprint), service, sensitive, n_bins, days,
+    return _segments_fairness(_runtime, cache_key(_runtime, fingerprint), service, sensitive, n_bins, days,
                               min_rows, None if positive is None else float(positive),
                               tick(PERFORMANCE_TICK_SECONDS))
 
@@ -792,7 +814,7 @@ def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, vers
 def segments_importance(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int,
                         days: float, _progress=None):
     """Top three features by mean |SHAP| per segment, on a bounded sample (raises ``ExplainError``)."""
-    key = explain_key(_runtime, fingerprint)
+    key = cache_key(_runtime, fingerprint)
     version = explain_setup(_runtime, key, service).selected.model.version
     return _segments_importance(_runtime, key, service, version, features, n_bins, days, tick(3600),
                                 _progress=_progress)
@@ -809,8 +831,8 @@ def report_segments(_runtime: Runtime, fingerprint: str, service: str) -> tuple:
     try:
         frame = _runtime.mirror(service).read().frame
         config = _runtime.config.service(service)
-        names = [c for c in (config.features or frame.columns) if c in frame.columns]
-        feature = next((c for c in names if c not in ("id", "ts", "model_version")
+        names = _runtime.schema(service).present_in(frame.columns)
+        feature = next((c for c in names if c not in config.personal  # one segment per person says nothing
                         and (frame[c].dtype == object or str(frame[c].dtype) in ("category", "str", "string"))), None)
         if feature is None:
             return None, None

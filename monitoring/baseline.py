@@ -29,7 +29,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ class Baseline:
 
 
 def baseline_for(service: ServiceConfig, *, task: str, classes: tuple[float, ...] = (0.0, 1.0),
+                 features: Sequence[str] = (),
                  predict: Callable[[pd.DataFrame], Any] | None = None, model_version: str | None = None,
                  cache_dir: str | Path | None = None, max_rows: int = BASELINE_ROWS,
                  random_state: int = 0) -> Baseline:
@@ -102,6 +103,9 @@ def baseline_for(service: ServiceConfig, *, task: str, classes: tuple[float, ...
     classes : tuple of float, default=(0.0, 1.0)
         The classes the model predicts (classification); with two, the score is the
         probability of the second.
+    features : sequence of str, default=()
+        The model's inputs in order (the service's ``monitoring.schema.ServiceSchema``);
+        empty = the configured ones, else every reference column but the target and outputs.
     predict : callable, optional
         ``predict(X) -> Predictions`` (:class:`monitoring.clients.Predictions`, or anything
         with ``predictions`` and ``probabilities`` arrays), called with at most
@@ -155,17 +159,19 @@ def baseline_for(service: ServiceConfig, *, task: str, classes: tuple[float, ...
         return Baseline(values=known, source=f"the reference data's own predictions ({n:,} rows)", n_rows=n)
     if predict is None:
         return Baseline(reason=f"No baseline: the reference file {file} has no 'prediction' column; {how}.")
-    return _scored_baseline(service, reference, predict=predict, task=task, classes=classes,
+    return _scored_baseline(service, reference, features=features, predict=predict, task=task, classes=classes,
                             model_version=model_version, cache_dir=cache_dir, max_rows=max_rows,
                             random_state=random_state)
 
 
-def _scored_baseline(service: ServiceConfig, reference: pd.DataFrame, *, predict: Callable[[pd.DataFrame], Any],
+def _scored_baseline(service: ServiceConfig, reference: pd.DataFrame, *, features: Sequence[str],
+                     predict: Callable[[pd.DataFrame], Any],
                      task: str, classes: tuple[float, ...], model_version: str | None,
                      cache_dir: str | Path | None, max_rows: int, random_state: int) -> Baseline:
     """The baseline from the service's predictions on a sample of the reference, cached on disk."""
     file, target = Path(service.reference), service.target
-    features = list(service.features) or [c for c in reference.columns if c != target and c not in OUTPUT_COLUMNS]
+    features = list(features or service.features) or [c for c in reference.columns
+                                                       if c != target and c not in OUTPUT_COLUMNS]
     missing = [c for c in features if c not in reference.columns]
     if missing or not features:
         return Baseline(reason=f"No baseline: the reference file {file} lacks the feature columns {missing} the "

@@ -61,7 +61,7 @@ from monitoring.config import ConfigError, ServiceConfig, VantageConfig, config_
 from monitoring.health import format_duration, poll_state
 from monitoring.metrics import parse_scrape
 from monitoring.redact import Redactor, service_secrets
-from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, read_reference
+from monitoring.schema import ServiceSchema, read_schema_reference, resolve_schema
 from monitoring.store import Lease, PollRecord, Probe, ProcessIdentity, Store, StoreHealth
 
 log = logging.getLogger(__name__)
@@ -380,19 +380,42 @@ class ServicePoller:
         self.client: ServiceClient = make_client(service)
         self.client.session.headers[PROBE_HEADER] = "1"
         self._rng = np.random.default_rng(random_state)
+        self._reference, self._reference_problem = read_schema_reference(service)
+        self.schema: ServiceSchema = resolve_schema(service, reference=self._reference,
+                                                    reference_problem=self._reference_problem)
+        """The service's columns (``monitoring.schema``); upgraded once the server's metadata is known."""
+        self._metadata_asked = False
         self._canary_pool, self.canary_problem = self._load_canary_pool()
 
     def _load_canary_pool(self) -> tuple[pd.DataFrame | None, str | None]:
         if not self.service.reference:
             return None, "no reference data configured, so no canary prediction is sent"
+        if self._reference is None:
+            return None, f"canary disabled: {self._reference_problem}"
+        # the model's inputs only (the schema's features): never the target or the model's own outputs
+        features = self.schema.present_in(self._reference.columns)
+        if not features or len(features) < len(self.schema.features):
+            missing = [f for f in self.schema.features if f not in features]
+            return None, (f"canary disabled: the reference {self.service.reference} lacks the feature column(s) "
+                          f"{', '.join(missing) or 'the model needs'}")
+        return self._reference[list(features)].head(1000).reset_index(drop=True), None
+
+    def _learn_schema_from_metadata(self) -> None:
+        """Ask the server once for its declared inputs, and let them decide the features when the config does not."""
+        if self._metadata_asked or self.service.protocol == "mlflow":
+            return
         try:
-            frame = read_reference(self.service.reference, features=self.service.features)
-        except ReferenceDataError as exc:
-            return None, f"canary disabled: {exc}"
-        # the model's inputs only: never the target or the model's own outputs the reference may hold
-        features = list(self.service.features) or [c for c in frame.columns
-                                                   if c != self.service.target and c not in MODEL_OUTPUTS]
-        return frame[features].head(1000).reset_index(drop=True), None
+            meta = self.client.metadata()
+        except ServiceError:
+            return  # asked again at the next poll where the service is live
+        self._metadata_asked = True
+        if not meta.inputs:
+            return
+        schema = resolve_schema(self.service, reference=self._reference, metadata_inputs=meta.inputs,
+                                reference_problem=self._reference_problem)
+        if schema != self.schema:
+            self.schema = schema
+            self._canary_pool, self.canary_problem = self._load_canary_pool()
 
     def _canary(self) -> CallResult | None:
         if self._canary_pool is None:
@@ -433,6 +456,8 @@ class ServicePoller:
         ts = now()
         report = self.client.health()
         checks: list[CallResult] = list(report.checks)
+        if report.live.ok:
+            self._learn_schema_from_metadata()
         canary = self._canary() if report.live.ok else None
         if canary is not None:
             checks.append(canary)

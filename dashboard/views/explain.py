@@ -37,7 +37,7 @@ st.caption("Why the model predicts what it predicts: Shapley values (how much ea
            "from the average one) across the data and for one logged prediction, and partial dependence (how the "
            "prediction changes when one feature changes). Computed when you open a tab, for what it shows.")
 
-key = state.explain_key(runtime, current.fingerprint)
+key = state.cache_key(runtime, current.fingerprint)
 chosen = st.query_params.get("service", names[0])
 service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
                             key="explain_service")

@@ -6,13 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, service_picker, service_problem
+from dashboard.components import demo_backfill, download_button, personal, service_picker, service_problem
 from explain import ExplainError, explains_through_service
 from explain.segments import class_column
 from monitoring.production import ProductionDataError
-from monitoring.reference import MODEL_OUTPUTS
 
-NOT_FEATURES = {"id", "ts", "seq", "model_version", "label", *MODEL_OUTPUTS}
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "mae": "MAE", "rmse": "RMSE"}
 
 current = state.settings()
@@ -37,12 +35,15 @@ if frame.empty:
     st.info(f"No predictions of {service.name} have been logged yet.")
     st.stop()
 
-features = [c for c in (service.features or frame.columns) if c in frame.columns and c not in NOT_FEATURES]
+mask = personal(runtime, service.name)  # segments and groups named after a personal value show its pseudonym
+runtime.privacy.learn(service.name, frame)
+features = list(runtime.schema(service.name).present_in(frame.columns))
 categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])
                or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+usual = mask.not_personal(categorical) or mask.not_personal(features) or features  # a default is not personal
 controls = st.columns([3, 1, 1, 1])
 chosen = controls[0].multiselect("Segment by (one or two features)", features, max_selections=2,
-                                 default=(categorical or features)[:1], key=f"segments_features_{service.name}")
+                                 default=usual[:1], key=f"segments_features_{service.name}")
 n_bins = int(controls[1].number_input("Bins of a number", min_value=2, max_value=10, value=4,
                                       key="segments_bins"))
 days = controls[2].selectbox("Period", state.SEGMENT_DAYS, index=1, format_func=lambda d: f"Last {d} days",
@@ -58,7 +59,7 @@ if not chosen:
 with st.spinner("Measuring every segment…"):
     result = state.segments_table(runtime, current.fingerprint, service.name, tuple(chosen), n_bins, float(days),
                                   min_rows)
-table = result.table
+table = mask.text_cells(result.table)
 small = int(table["too_small"].sum())
 st.markdown(f"**{len(table)} segments** over the last {days} days"
             + (f"; {small} too small to judge (marked, their numbers are shown but should not be read into)."
@@ -88,8 +89,8 @@ st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share
     "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
     **{m: st.column_config.NumberColumn(METRIC_NAMES[m], format="%.3f") for m in result.metrics},
 }, key="segments_table")
-st.download_button("Download the segments (CSV)", table.to_csv(index=False).encode(),
-                   file_name=f"segments-{service.name}.csv", mime="text/csv", key="segments_download")
+download_button(mask, "Download the segments (CSV)", table.to_csv(index=False).encode(),
+                file_name=f"segments-{service.name}.csv", mime="text/csv", key="segments_download")
 
 def number(value: float, form: str) -> str:
     return "–" if not math.isfinite(value) else format(value, form)
@@ -104,7 +105,7 @@ def fairness_section() -> None:
         return
     pickers = st.columns(2)
     sensitive = pickers[0].selectbox("Sensitive feature", features,
-                                     index=features.index((categorical or features)[0]),
+                                     index=features.index(usual[0]),
                                      key=f"segments_sensitive_{service.name}")
     positive = None
     if len(result.classes) > 2:
@@ -133,9 +134,9 @@ def fairness_section() -> None:
     elif fairness.four_fifths_ok:
         st.success(f"Four-fifths rule met for {sensitive}.")
     for sentence in fairness.sentences():
-        st.markdown(sentence)
-    groups = fairness.by_group.assign(judged=fairness.by_group["too_small"].map({True: "too small to judge",
-                                                                                 False: "yes"}))
+        st.markdown(mask.text(sentence))
+    groups = mask.text_cells(fairness.by_group)
+    groups = groups.assign(judged=groups["too_small"].map({True: "too small to judge", False: "yes"}))
     st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
         "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
         "selection_rate": st.column_config.NumberColumn(decision[0].upper() + decision[1:], format="percent"),
@@ -170,7 +171,7 @@ else:
     else:
         top = (importance.groupby("segment", sort=False)
                .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
-        st.dataframe(top, hide_index=True, column_config={
+        st.dataframe(mask.text_cells(top), hide_index=True, column_config={
             "segment": "Segment", "top_features": "Top 3 features (mean |SHAP|)",
             "explained": st.column_config.NumberColumn("Rows explained", format="%d")}, key="segments_importance")
         st.caption("Mean absolute Shapley value of each feature over a sample of the segment's predictions (at "

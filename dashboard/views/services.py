@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import state
@@ -62,8 +63,15 @@ for service in runtime.config.services:
             st.warning(poller.canary_problem)
         else:
             st.caption(f"Canary: {service.canary_rows} row(s) of `{service.reference}` sent at every poll.")
-        if service.features:
-            st.caption("Features: " + ", ".join(f"`{f}`" for f in service.features))
+        schema = runtime.schema(service.name)
+        st.markdown(f"**Columns** {plain(schema.describe())}")
+        for problem in schema.problems:
+            st.warning(plain(problem), icon=":material/table_rows:")
+        if schema.features:
+            with st.expander(f"Features in model order ({len(schema.features)})"):
+                st.dataframe(pd.DataFrame({"feature": schema.features,
+                                           "kind": [kind for _, kind in schema.kinds]}),
+                             hide_index=True, width="stretch")
         if service.metrics:
             named = ", ".join(f"{key} `{value}`" for key, value in (("requests", service.metrics.requests),
                                                                       ("latency", service.metrics.latency)) if value)

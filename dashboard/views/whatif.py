@@ -55,7 +55,7 @@ def show_prediction(prediction, label: str, column, *, score_name: str, referenc
 
 current = state.settings()
 runtime = state.runtime(current)
-key = state.explain_key(runtime, current.fingerprint)
+key = state.cache_key(runtime, current.fingerprint)
 
 st.title("What-if")
 st.caption("Take one prediction, change its inputs and see the prediction and its explanation move; find the "
