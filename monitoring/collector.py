@@ -463,7 +463,7 @@ class ServicePoller:
             checks.append(canary)
         state, reason = poll_state(report.checks, canary, slo=self.service.slo)
         samples: list[tuple[str, float, float]] = []
-        if self.service.metrics is not None:
+        if self.service.metrics is not None and self.service.metrics.url is not None:  # else Prometheus scrapes it
             scrape, samples = self._scrape()
             checks.append(scrape)
         reason = self.redact(reason) if self.redact else reason
@@ -716,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML configuration (default: $VANTAGE_CONFIG)")
     parser.add_argument("--once", action="store_true", help="poll every service once and exit")
     parser.add_argument("--health-file", help="JSON file kept up to date with the store's health")
+    parser.add_argument("--capture-port", type=int, help="also take KServe payload-logger CloudEvents on this port")
+    parser.add_argument("--capture-host", default="127.0.0.1", help="address of the capture port (default 127.0.0.1)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -744,7 +746,21 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stopped.set())
     collector.start()
     log.info("polling %d service(s) into %s", len(collector.pollers), config.store.url)
+    capture = None
+    if args.capture_port is not None:
+        from monitoring.capture import start_logger_endpoint
+        from monitoring.clock import clock_from_environment
+
+        try:
+            capture = start_logger_endpoint(config, collector.store, host=args.capture_host, port=args.capture_port,
+                                            clock=clock_from_environment())
+        except OSError as exc:
+            print(f"cannot take KServe logger events: {exc}", file=sys.stderr)
+            collector.stop()
+            return 2
     stopped.wait()
+    if capture is not None:
+        capture.stop()
     collector.stop()
     return 0
 

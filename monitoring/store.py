@@ -28,6 +28,9 @@ predictions__<service>
     and one column per feature.
 labels
     Ground truth that arrives later, joined to predictions by ``prediction_id``.
+capture_stats
+    What each capture process (the capturing proxy, the KServe logger endpoint) counted for
+    one service, as JSON, replaced on every write: ``source, service, ts, stats``.
 leases
     Who polls which service, so two collectors on one store never double-record: the
     holder's name, host, pid (with the process's start time, so a reused pid is not taken
@@ -174,6 +177,15 @@ leases = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("started", sa.String(32)),
     sa.Column("acquired_at", sa.Float),
+)
+
+capture_stats = sa.Table(
+    "capture_stats",
+    metadata,
+    sa.Column("source", sa.String(128), primary_key=True),
+    sa.Column("service", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("stats", sa.Text, nullable=False),
 )
 
 LEASE_IDENTITY_COLUMNS = ("host", "node", "pid", "started", "acquired_at")
@@ -1349,6 +1361,24 @@ class Store:
             return None
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.max(table.c.ts))).scalar()
+
+    def write_capture_stats(self, source: str, service: str, stats: Mapping, *, ts: float) -> None:
+        """Replace what capture process ``source`` counted for ``service`` (a JSON-ready mapping) at ``ts``."""
+        self._ensure_schema()
+        module = postgresql if self.dialect == "postgresql" else sqlite
+        statement = module.insert(capture_stats).values(source=source, service=service, ts=float(ts),
+                                                        stats=json.dumps(stats))
+        with self.engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(index_elements=["source", "service"],
+                                                         set_={"ts": statement.excluded.ts,
+                                                               "stats": statement.excluded.stats}))
+
+    def read_capture_stats(self, service: str) -> list[dict]:
+        """What every capture process counted for ``service``: its stored mappings, newest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(capture_stats.c.stats).where(capture_stats.c.service == service)
+                                .order_by(capture_stats.c.ts.desc())).all()
+        return [json.loads(r.stats) for r in rows]
 
     def write_labels(self, service: str, frame: pd.DataFrame) -> int:
         """Append ground-truth labels (``prediction_id, ts, label``) of ``service``."""
