@@ -107,7 +107,8 @@ class Runtime:
         """The production-data mirror of ``service``, made on first use."""
         with self._mirrors_lock:
             if service not in self.mirrors:
-                self.mirrors[service] = production_source(self.store, self.config.service(service))
+                self.mirrors[service] = production_source(self.store, self.config.service(service),
+                                                          features=self.schema(service).features)
             return self.mirrors[service]
 
     def now(self) -> float:
@@ -445,12 +446,7 @@ def explain_setup(_runtime: Runtime, fingerprint: str, service: str) -> ExplainS
     else:
         problem = f"service {service} has no reference data configured ([[services]] reference)"
     selected = open_model_source(config, reference, check=False)  # the page checks after its first chart
-    try:
-        _runtime.store.prediction_table(config.log_name)
-        has_log = True
-    except KeyError:
-        has_log = False
-    return ExplainSetup(selected, reference, problem, has_log)
+    return ExplainSetup(selected, reference, problem, _runtime.mirror(service).has_rows())
 
 
 @st.cache_data(ttl=600, max_entries=32, show_spinner=False)
@@ -510,9 +506,8 @@ def explain_window(_runtime: Runtime, fingerprint: str, service: str, window: st
     if window not in _EXPLAIN_WINDOW_SECONDS:
         raise ValueError(f"window must be one of {list(EXPLAIN_WINDOWS)}; got {window!r}")
     now = _runtime.now()
-    frame = sample_prediction_log(_runtime.store, _runtime.config.service(service).log_name,
-                                  since=now - _EXPLAIN_WINDOW_SECONDS[window], until=now,
-                                  n_rows=n_rows)
+    frame = sample_prediction_log(_runtime.mirror(service), service, since=now - _EXPLAIN_WINDOW_SECONDS[window],
+                                  until=now, n_rows=n_rows)
     if frame.empty:
         raise ExplainError(f"no predictions of {service} were logged in the {EXPLAIN_WINDOWS[window].lower()}")
     return frame
@@ -554,9 +549,8 @@ def find_logged_predictions(_runtime: Runtime, fingerprint: str, service: str, p
                             since: float | None, until: float | None, filters: tuple, limit: int, tick_value: int):
     """Logged predictions matching an id, a time range and feature conditions (index-backed, newest first)."""
     del fingerprint, tick_value
-    return _runtime.store.find_predictions(_runtime.config.service(service).log_name, prediction_id=prediction_id,
-                                           since=since, until=until,
-                                           filters=dict(filters) if filters else None, limit=limit)
+    return _runtime.mirror(service).find(prediction_id=prediction_id, since=since, until=until,
+                                         filters=dict(filters) if filters else None, limit=limit)
 
 
 def run_with_progress(label: str, function, *args, **kwargs):
@@ -932,13 +926,12 @@ def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, 
 
     from explain._data import sample_prediction_log
 
-    store = _runtime.store
-    log_name = _runtime.config.service(service).log_name  # the store's name of its prediction log
+    logged = _runtime.mirror(service)  # the store's prediction log, or the service's prediction-log file
     if kind == "recent":
-        return store.find_predictions(log_name, limit=limit)
+        return logged.find(limit=limit)
     if kind == "uncertain":
         now = _runtime.now()
-        frame = sample_prediction_log(store, log_name, since=now - 7 * 86400.0, until=now, n_rows=2000)
+        frame = sample_prediction_log(logged, service, since=now - 7 * 86400.0, until=now, n_rows=2000)
         if frame.empty or "score" not in frame.columns or frame["score"].isna().all():
             return frame.iloc[:0]
         order = (frame["score"] - 0.5).abs().sort_values(kind="stable").index[:limit]
@@ -947,11 +940,11 @@ def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, 
         labeled = labeled_predictions(_runtime, fingerprint, service).frame
         labeled = labeled[labeled["label"].notna()]
         if labeled.empty:
-            return store.find_predictions(log_name, limit=1).iloc[:0]
+            return logged.find(limit=1).iloc[:0]
         guess = labeled["score"] if labeled["score"].notna().any() else labeled["prediction"]
         error = (labeled["label"].astype(float) - guess.astype(float)).abs()
         ids = labeled.loc[error.sort_values(ascending=False, kind="stable").index[:limit], "id"]
-        rows = [store.find_predictions(log_name, prediction_id=str(i), limit=1) for i in ids]
+        rows = [logged.find(prediction_id=str(i), limit=1) for i in ids]
         rows = [r for r in rows if len(r)]
-        return pd.concat(rows, ignore_index=True) if rows else store.find_predictions(log_name, limit=1).iloc[:0]
+        return pd.concat(rows, ignore_index=True) if rows else logged.find(limit=1).iloc[:0]
     raise ValueError(f"kind must be one of {list(WHATIF_LISTS)}; got {kind!r}")

@@ -1,4 +1,4 @@
-"""Rows to explain, read from the prediction log through the store's index-backed lookups."""
+"""Rows to explain, read from a service's logged predictions (the store's log or a prediction-log file)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,37 @@ from explain._errors import ExplainError
 from monitoring.store import PREDICTION_COLUMNS, Store
 
 
-def sample_prediction_log(store: Store, service: str, *, since: float, until: float, n_rows: int = 1000,
+class _StoreLog:
+    def __init__(self, store: Store, service: str):
+        self.store, self.service = store, service
+
+    def has_rows(self) -> bool:
+        try:
+            self.store.prediction_table(self.service)
+        except KeyError:
+            return False
+        return True
+
+    def find(self, **conditions) -> pd.DataFrame:
+        return self.store.find_predictions(self.service, **conditions)
+
+
+def sample_prediction_log(log, service: str | None = None, *, since: float, until: float, n_rows: int = 1000,
                           n_slices: int = 10) -> pd.DataFrame:
     """About ``n_rows`` logged predictions spread over ``[since, until)``, cheaply.
 
     The window is cut into ``n_slices`` equal time slices and the newest
-    ``n_rows / n_slices`` predictions of each slice are read with
-    :meth:`~monitoring.store.Store.find_predictions` (an index range scan each), so the cost
-    does not grow with the size of the log.
+    ``n_rows / n_slices`` predictions of each slice are read with ``log.find`` (in the
+    store, an index range scan each), so the cost does not grow with the size of the log.
 
     Parameters
     ----------
-    store : Store
-    service : str
+    log : PredictionLogMirror, FileMirror or Store
+        The service's logged predictions (``monitoring.production.production_source``): an
+        object with ``has_rows()`` and ``find(since=, until=, limit=, newest_first=)``; or a
+        :class:`~monitoring.store.Store` with ``service``, the name of its log.
+    service : str, optional
+        With a Store only.
     since, until : float
         Time window (Unix seconds).
     n_rows : int, default=1000
@@ -38,23 +56,23 @@ def sample_prediction_log(store: Store, service: str, *, since: float, until: fl
     Raises
     ------
     ExplainError
-        When the service has no prediction log in the store.
+        When the service has no logged predictions.
     """
     if not 1 <= n_rows <= 10_000:
         raise ValueError(f"n_rows must be between 1 and 10000; got {n_rows}")
     if until <= since:
         raise ValueError(f"until must be after since; got since={since}, until={until}")
-    try:
-        store.prediction_table(service)
-    except KeyError:
-        raise ExplainError(f"service {service!r} has no prediction log in the store") from None
+    if isinstance(log, Store):
+        log = _StoreLog(log, service)
+    if not log.has_rows():
+        raise ExplainError(f"service {service or getattr(log, 'service', '')!r} has no prediction log to sample from")
     edges = np.linspace(since, until, n_slices + 1)
     per_slice = max(1, -(-n_rows // n_slices))
-    parts = [store.find_predictions(service, since=float(a), until=float(b), limit=per_slice, newest_first=True)
+    parts = [log.find(since=float(a), until=float(b), limit=per_slice, newest_first=True)
              for a, b in pairwise(edges)]
     parts = [p for p in parts if len(p)]
     if not parts:
-        return store.find_predictions(service, since=since, until=until, limit=1).iloc[:0]
+        return log.find(since=since, until=until, limit=1).iloc[:0]
     frame = pd.concat(parts, ignore_index=True).sort_values("ts", kind="stable").reset_index(drop=True)
     return frame
 

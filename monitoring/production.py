@@ -14,6 +14,7 @@ Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,24 @@ class PredictionLogMirror:
                                   else self.store.read_prediction_log(self.service, after_seq=0))
                 self._chunks = [self._combined]
             return ProductionData(self._combined, f"prediction log in the store ({len(self._combined):,} rows)")
+
+    def has_rows(self) -> bool:
+        """Whether the store holds a prediction log for the service (the row finders can be offered)."""
+        try:
+            self.store.prediction_table(self.service)
+        except KeyError:
+            return False
+        return True
+
+    def find(self, *, prediction_id: str | None = None, since: float | None = None, until: float | None = None,
+             filters: Mapping[str, tuple[str, object]] | None = None, newest_first: bool = True,
+             limit: int = 50) -> pd.DataFrame:
+        """A few logged predictions by id, time and feature conditions (the store's index-backed lookup).
+
+        Same parameters and result as :meth:`monitoring.store.Store.find_predictions`.
+        """
+        return self.store.find_predictions(self.service, prediction_id=prediction_id, since=since, until=until,
+                                           filters=filters, newest_first=newest_first, limit=limit)
 
 
 def _concat_keeping_categories(chunks: list[pd.DataFrame]) -> pd.DataFrame:
@@ -195,10 +214,18 @@ def as_unix_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 class FileMirror:
-    """A prediction-log file, read again only when its modification time or size changes."""
+    """A prediction-log file, read again only when its modification time or size changes.
 
-    def __init__(self, service: ServiceConfig):
+    Parameters
+    ----------
+    service : ServiceConfig
+    features : tuple of str, default=()
+        Feature columns the file must have (the service's schema); empty = the configured ones.
+    """
+
+    def __init__(self, service: ServiceConfig, *, features: tuple[str, ...] = ()):
         self.service = service
+        self.features = tuple(features) or tuple(service.features)
         self._stamp: tuple[float, int] | None = None
         self._frame: pd.DataFrame | None = None
         self._lock = threading.Lock()
@@ -213,13 +240,86 @@ class FileMirror:
             except OSError:
                 stamp = None
             if self._frame is None or stamp is None or stamp != self._stamp:
-                self._frame = read_prediction_log_file(config, features=self.service.features)
+                frame = read_prediction_log_file(config, features=self.features)
+                if "id" not in frame.columns:  # rows can still be picked (Explain, What-if): by rank in time
+                    frame.insert(0, "id", [f"row-{i + 1}" for i in range(len(frame))])
+                self._frame = frame
                 self._stamp = stamp
             return ProductionData(self._frame, f"prediction-log file {config.path} ({len(self._frame):,} rows)")
 
+    def has_rows(self) -> bool:
+        """Whether the file can be read and holds predictions."""
+        try:
+            return len(self.read().frame) > 0
+        except ProductionDataError:
+            return False
 
-def production_source(store: Store, service: ServiceConfig) -> PredictionLogMirror | FileMirror:
-    """The mirror that serves ``service``'s production data: its file if configured, else the store."""
+    def find(self, *, prediction_id: str | None = None, since: float | None = None, until: float | None = None,
+             filters: Mapping[str, tuple[str, object]] | None = None, newest_first: bool = True,
+             limit: int = 50) -> pd.DataFrame:
+        """A few of the file's predictions by id, time and feature conditions, as :meth:`PredictionLogMirror.find`.
+
+        Raises
+        ------
+        ProductionDataError
+            When the file cannot be read.
+        ValueError
+            For a filter on a column the file lacks or an unknown operator.
+        """
+        frame = self.read().frame
+        found = find_in_frame(frame, prediction_id=prediction_id, since=since, until=until, filters=filters,
+                              newest_first=newest_first, limit=limit, source=self.service.name)
+        for column in ("prediction", "score"):  # the store's shape, whichever columns the file names
+            if column not in found.columns:
+                found[column] = np.nan
+        return found
+
+
+_OPERATORS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
+              ">=": np.greater_equal}
+
+
+def find_in_frame(frame: pd.DataFrame, *, prediction_id: str | None = None, since: float | None = None,
+                  until: float | None = None, filters: Mapping[str, tuple[str, object]] | None = None,
+                  newest_first: bool = True, limit: int = 50, source: str = "the log") -> pd.DataFrame:
+    """The rows of a production frame matching an id, a time range and conditions, newest first, at most ``limit``.
+
+    The in-memory twin of :meth:`monitoring.store.Store.find_predictions` (same operators:
+    ``==, !=, <, <=, >, >=, in``).
+    """
+    if not 1 <= limit <= 10_000:
+        raise ValueError(f"limit must be between 1 and 10000; got {limit}")
+    keep = np.ones(len(frame), dtype=bool)
+    if prediction_id is not None:
+        if "id" not in frame.columns:
+            return frame.iloc[:0]
+        keep &= (frame["id"].astype(str) == str(prediction_id)).to_numpy()
+    ts = frame["ts"].to_numpy(dtype=float)
+    if since is not None:
+        keep &= ts >= since
+    if until is not None:
+        keep &= ts < until
+    for column, (op, value) in (filters or {}).items():
+        if column not in frame.columns:
+            raise ValueError(f"no column {column!r} in the prediction log of {source!r}")
+        if op == "in":
+            keep &= frame[column].isin(list(value)).to_numpy()
+        elif op in _OPERATORS:
+            keep &= np.asarray(_OPERATORS[op](frame[column].to_numpy(), value), dtype=bool)
+        else:
+            raise ValueError(f"filter operator must be one of {[*_OPERATORS, 'in']}; got {op!r}")
+    found = frame[keep]
+    order = np.argsort(-found["ts"].to_numpy(dtype=float) if newest_first else found["ts"].to_numpy(dtype=float),
+                       kind="stable")[:limit]
+    return found.iloc[order].reset_index(drop=True)
+
+
+def production_source(store: Store, service: ServiceConfig, *,
+                      features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror:
+    """The mirror that serves ``service``'s production data: its file if configured, else the store.
+
+    ``features`` are the service's (its schema's), which a prediction-log file must have.
+    """
     if service.prediction_log is not None:
-        return FileMirror(service)
+        return FileMirror(service, features=features)
     return PredictionLogMirror(store, service.log_name)

@@ -116,8 +116,9 @@ def test_an_unreachable_black_box_and_a_missing_artifact_are_messages(tmp_path, 
     assert "gone.skops: does not exist" in "\n".join(e.value for e in at.error)
 
 
-def test_logged_predictions_window_and_picker_by_id_and_by_feature(tmp_path, monkeypatch, fresh_runtime):
-    """A service whose predictions are in the store: production windows and the prediction picker."""
+@pytest.mark.parametrize("logged_in", ["store", "file"])
+def test_logged_predictions_window_and_picker_by_id_and_by_feature(logged_in, tmp_path, monkeypatch, fresh_runtime):
+    """Logged predictions, in the store or in a prediction-log file: production windows and the prediction picker."""
     import time
 
     import numpy as np
@@ -127,13 +128,18 @@ def test_logged_predictions_window_and_picker_by_id_and_by_feature(tmp_path, mon
 
     config = write_unreachable_config(tmp_path, explain='source = "local"\nartifact = "model.skops"')
     reference = pd.read_csv(tmp_path / "reference.csv")
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    store.prediction_table("offline", {"a": "numeric", "b": "numeric"})
     now = time.time()
     logged = reference[["a", "b"]].iloc[:200].assign(
         id=[f"p{i}" for i in range(200)], ts=np.linspace(now - 3600, now - 60, 200), prediction=0.0)
-    store.log_predictions("offline", logged)
-    store.dispose()
+    if logged_in == "store":
+        store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+        store.prediction_table("offline", {"a": "numeric", "b": "numeric"})
+        store.log_predictions("offline", logged)
+        store.dispose()
+    else:  # a service that does not log through Vantage: its own log file, no score column
+        logged.to_parquet(tmp_path / "predictions.parquet")
+        with open(config, "a", encoding="utf-8") as file:
+            file.write('\n[services.prediction_log]\npath = "predictions.parquet"\n')
     monkeypatch.setenv("VANTAGE_CONFIG", config)
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page(PAGE).run()
@@ -160,3 +166,8 @@ def test_logged_predictions_window_and_picker_by_id_and_by_feature(tmp_path, mon
     picked = at.query_params["prediction"]
     picked = picked[0] if isinstance(picked, list) else picked
     assert any(f"`{picked}` picked under One prediction" in c.value for c in at.caption)  # highlighted
+    at.switch_page("views/whatif.py").run()  # What-if finds the same logged predictions
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    listed = [d.value for d in at.dataframe if "prediction" in d.value.columns]
+    assert listed and listed[0]["id"].iloc[0] == "p199", listed  # "Most recent" first

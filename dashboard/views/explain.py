@@ -132,7 +132,8 @@ def picked_row():
     if not setup.has_log:
         if setup.reference is None:
             return None, None
-        st.info(f"{service_name}'s predictions are not logged in the store, so pick a row of the reference data.")
+        st.info(f"{service_name} has no logged predictions (in the store, a prediction-log file or captured "
+                "traffic), so pick a row of the reference data.")
         index = st.number_input("Reference row", min_value=0, max_value=len(setup.reference) - 1, value=0,
                                 key="explain_reference_row")
         return setup.reference.iloc[[int(index)]], None
