@@ -33,11 +33,24 @@ def plain(text: object) -> str:
 
 
 def service_problem(runtime, text: object, *, box=None, **kwargs) -> None:
-    """Show a problem that may quote a monitored service's answer: secrets redacted, as plain text.
+    """Show a problem that may quote a monitored service's answer: secrets redacted, personal values masked, as
+    plain text.
 
     ``box`` is the alert (``st.error`` by default); ``kwargs`` go to it (e.g. ``icon``).
     """
-    (box or st.error)(plain(runtime.redact(text)), **kwargs)
+    (box or st.error)(plain(runtime.privacy.text(runtime.redact(text))), **kwargs)
+
+
+def personal(runtime, service: str):
+    """The :class:`monitoring.privacy.PersonalMask` of ``service``: what every table, chart and download of its
+    data goes through before it is shown (a mask that changes nothing when the service has no personal column)."""
+    return runtime.privacy.for_service(service)
+
+
+def download_button(mask, label: str, data, **kwargs):
+    """``st.download_button`` whose data (text, bytes, or a callable making them on click) has the personal values
+    of ``mask`` masked: no download carries one in clear."""
+    return st.download_button(label, mask.export(data), **kwargs)
 
 
 def when(ts: float | None, *, now: float | None = None) -> str:

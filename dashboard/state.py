@@ -47,6 +47,7 @@ from monitoring.performance import (
     performance_over_time,
     range_start,
 )
+from monitoring.privacy import PersonalData, install_log_masking
 from monitoring.production import FileMirror, PredictionLogMirror, ProductionDataError, production_source
 from monitoring.redact import Redactor, install_log_redaction, redactor_for
 from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
@@ -100,6 +101,7 @@ class Runtime:
     started_at: float
     clock: SystemClock | FrozenClock = field(default_factory=SystemClock)
     redact: Redactor = field(default_factory=Redactor)
+    privacy: PersonalData = field(default_factory=lambda: PersonalData({}, b""))
     mirrors: dict[str, PredictionLogMirror | FileMirror] = field(default_factory=dict)
     _mirrors_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,9 +129,14 @@ class Runtime:
         """Read every service's production data once, so the first page view finds it in memory."""
         for service in self.config.services:
             try:
-                self.mirror(service.name).read()
+                self.privacy.learn(service.name, self.mirror(service.name).read().frame)
             except Exception:  # a page shows the problem when it asks; nothing to do here
                 log.info("no production data to preload for %s", service.name, exc_info=True)
+            if service.personal and service.reference:  # so that log lines quoting a reference value are masked too
+                try:
+                    self.privacy.learn(service.name, read_reference(service.reference))
+                except ReferenceDataError:
+                    log.info("no reference data to learn personal values from for %s", service.name)
 
     def stop(self) -> None:
         """Stop the collector and, in demo mode, the demo service and replayer."""
@@ -171,10 +178,12 @@ def _start_runtime(path: str | None, fingerprint: str, clock: SystemClock | Froz
         config = load_config(path)
     redact = redactor_for(config)
     install_log_redaction(redact)  # the process's log lines never carry a configured secret
+    privacy = PersonalData.from_config(config, var_dir())
+    install_log_masking(privacy)  # nor a personal value in clear
     store = Store(config.store.url)
     collector = Collector(config, store).start()
     runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time(),
-                      clock=clock, redact=redact)
+                      clock=clock, redact=redact, privacy=privacy)
     threading.Thread(target=runtime.preload, daemon=True, name="vantage-preload").start()
     return runtime
 

@@ -367,6 +367,9 @@ class ServiceConfig(_Strict):
     reference: str | None = Field(None, description="Reference (training) data file: CSV or Parquet.")
     target: str | None = Field(None, description="Target column in the reference data.")
     features: tuple[str, ...] = Field((), description="Feature names in the order the model expects.")
+    personal: tuple[str, ...] = Field(
+        (), description="Columns holding personal data (features, reference or log columns): masked in every table, "
+                        "chart label, download, report and log line (monitoring.privacy).")
     canary_rows: int = Field(1, ge=1, le=100, description="Rows of reference data sent as the canary prediction.")
     drift: DriftConfig = Field(default_factory=DriftConfig, description="Drift methods and thresholds.")
     prediction_log: PredictionLogConfig | None = Field(
@@ -404,10 +407,33 @@ class ServiceConfig(_Strict):
     def _check_reference(cls, value: str | None) -> str | None:
         return check_path(value)
 
+    @field_validator("personal")
+    @classmethod
+    def _check_personal(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from monitoring.privacy import RESERVED_COLUMNS
+
+        if any(not name.strip() for name in value):
+            raise ValueError("must be column names, e.g. [\"email\", \"zip\"]; an empty name was given")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"must name each column once; repeated: {', '.join(repeated)}")
+        reserved = [name for name in value if name in RESERVED_COLUMNS]
+        if reserved:
+            raise ValueError(f"must be input columns, not {', '.join(reserved)}: the log's ids, times and the model's "
+                             f"answers are shown on every page (reserved: {', '.join(RESERVED_COLUMNS)})")
+        return value
+
     @model_validator(mode="after")
     def _check_protocol_needs(self) -> ServiceConfig:
         if self.protocol == "v2" and not self.model:
             raise ValueError("protocol 'v2' needs 'model' (the model name on the server)")
+        if self.personal and self.features and not self.reference and self.prediction_log is None:
+            known = {*self.features, *([self.target] if self.target else [])}
+            unknown = [name for name in self.personal if name not in known]
+            if unknown:  # with a reference or a log file the names are checked against their columns on the page
+                raise ValueError(f"personal: {', '.join(unknown)} is not one of the features "
+                                 f"({', '.join(self.features)}); with no reference or prediction-log file, personal "
+                                 "columns must be features")
         return self
 
     def resolve(self, base_dir: Path) -> ServiceConfig:

@@ -71,7 +71,7 @@ class ServiceReport:
 def service_report(name: str, *, state: str, status_line: str, model_line: str,
                    alerts: ServiceAlerts | None = None, volume: Volume | None = None,
                    sentences: Sequence[str] = (), mix: pd.DataFrame | None = None, performance=None,
-                   decisions=None, drift=None, segments=None, fairness=None) -> ServiceReport:
+                   decisions=None, drift=None, segments=None, fairness=None, mask=None) -> ServiceReport:
     """Gather one service's computed results, with the figures and tables the report shows.
 
     Parameters
@@ -92,6 +92,9 @@ def service_report(name: str, *, state: str, status_line: str, model_line: str,
         The drifted-share chart and the newest window's feature table.
     segments : explain.segments.SegmentTable, optional
     fairness : explain.segments.FairnessReport, optional
+    mask : monitoring.privacy.PersonalMask, optional
+        The service's personal columns: every text, table cell and figure label of the report
+        is masked with it (segments and groups named after a personal value show its pseudonym).
 
     Returns
     -------
@@ -131,8 +134,25 @@ def service_report(name: str, *, state: str, status_line: str, model_line: str,
     if fairness is not None:
         sentences.extend(fairness.sentences())
         tables.append((f"Fairness across {fairness.sensitive_feature}", fairness.by_group))
-    return ServiceReport(name, state, status_line, model_line, alerts, volume, tuple(sentences), tuple(figures),
-                         tuple(tables))
+    report = ServiceReport(name, state, status_line, model_line, alerts, volume, tuple(sentences), tuple(figures),
+                           tuple(tables))
+    return _masked(report, mask) if mask else report
+
+
+def _masked(report: ServiceReport, mask) -> ServiceReport:
+    """The report with ``mask`` (a :class:`monitoring.privacy.PersonalMask`) applied to everything it shows."""
+    import dataclasses
+
+    alerts = report.alerts
+    if alerts is not None:
+        alerts = dataclasses.replace(alerts, recommendation=mask.text(alerts.recommendation),
+                                     alerts=tuple(dataclasses.replace(a, message=mask.text(a.message))
+                                                  for a in alerts.alerts))
+    return dataclasses.replace(
+        report, status_line=mask.text(report.status_line), model_line=mask.text(report.model_line), alerts=alerts,
+        sentences=tuple(mask.text(s) for s in report.sentences),
+        figures=tuple(mask.figure(f) for f in report.figures),
+        tables=tuple((mask.text(title), mask.text_cells(mask.frame(table))) for title, table in report.tables))
 
 
 def _table_html(title: str, table: pd.DataFrame) -> str:

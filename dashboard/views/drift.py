@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, service_picker
+from dashboard.components import demo_backfill, download_button, personal, service_picker
 from monitoring.drift import (
     NOISE_QUANTILE,
     SEVERITY_COLORS,
@@ -37,6 +37,7 @@ st.caption("Each feature, and the model's predictions, in production compared wi
 if demo_backfill(runtime):
     st.stop()
 service = service_picker(runtime, key="drift_service")
+mask = personal(runtime, service.name)
 
 try:
     profile = state.drift_profile(runtime, current.fingerprint, service.name)
@@ -89,7 +90,7 @@ st.caption(f"A distance counts as drift only above its threshold and above the n
            f"p-values account for the size themselves. Across the {n_judged:,} feature-windows judged here, at most "
            f"about {expected:.1f} would be flagged by chance if nothing had changed.{open_note}")
 for message in report.warnings:
-    st.warning(message)
+    st.warning(mask.text(message))
 st.caption(f"Production data: {production.source}. Reference: `{service.reference}` "
            f"({profile.n_rows:,} rows).")
 
@@ -119,7 +120,7 @@ table = pd.DataFrame({
     "Rows": rows["n"],
     "Missing": rows["n_missing"],
     "Unseen": rows["n_unseen"],
-    "Why not judged": rows["reason"],
+    "Why not judged": [mask.text(reason) for reason in rows["reason"]],
 }).reset_index(drop=True)
 st.dataframe(
     table.style.map(lambda status: f"background-color: {STATUS_COLORS.get(status, '')}; color: white",
@@ -136,13 +137,19 @@ st.dataframe(
                        help="'too small': the window's noise is above the threshold, so only larger drifts can "
                             "be told; 'cannot judge': too few values, none, or a column constant in the reference")},
 )
-st.download_button("Download all windows (CSV)", report.to_csv(table="all"), file_name=f"drift-{service.name}.csv",
-                   mime="text/csv", key="drift_download")
+download_button(mask, "Download all windows (CSV)", report.to_csv(table="all"), file_name=f"drift-{service.name}.csv",
+                mime="text/csv", key="drift_download")
 
 feature_names = list(rows["feature"])
 feature = st.selectbox("Distribution of", feature_names, key=f"drift_feature_{service.name}")
-distribution = feature_distribution(report, feature, windows=[chosen_window])
-st.plotly_chart(plots.distribution_figure(distribution, feature=feature), key="drift_distribution")
+distribution = mask.distribution(feature, feature_distribution(report, feature, windows=[chosen_window]))
+figure = plots.distribution_figure(distribution, feature=feature)
+if mask.is_personal(feature):  # categories as pseudonyms, numbers on the reference's quantile scale
+    if (distribution["bin_kind"] == "bin").any():
+        figure.layout.xaxis.title.text = "reference quantile (personal data: values are not shown)"
+    st.caption(f"{feature} is personal data: its categories are shown as pseudonyms and its numbers on the "
+               "reference's quantile scale (0 = the reference's smallest value, 1 = its largest).")
+st.plotly_chart(figure, key="drift_distribution")
 
 st.subheader("Over time")
 st.plotly_chart(plots.drift_heatmap_figure(report), key="drift_heatmap")

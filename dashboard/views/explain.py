@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, service_problem, when
+from dashboard.components import feature_condition, personal, service_problem, when
 from explain import ExplainError
 from explain import plots as explain_plots
 
@@ -43,6 +43,7 @@ service_name = st.selectbox("Service", names, index=names.index(chosen) if chose
                             key="explain_service")
 st.query_params["service"] = service_name
 service = runtime.config.service(service_name)
+mask = personal(runtime, service_name)  # the model gets the real values; the page shows personal ones masked
 
 try:
     with st.spinner("Opening the model…"):
@@ -110,12 +111,14 @@ if tabs[0].open or tabs[1].open or tabs[2].open:
                 st.caption(footer)
         if tabs[1].open:
             with tabs[1]:
-                chart(explain_plots.beeswarm(values, output=output), "explain_beeswarm")
+                chart(explain_plots.beeswarm(mask.shap_values(values), output=output), "explain_beeswarm")
                 st.caption("Each dot is one row: how far that feature moved its prediction (right = up), coloured "
                            "by the feature's value (red high, blue low, grey categorical). " + footer)
         if tabs[2].open:
             with tabs[2]:
-                ranked = list(values.importance(output)["feature"])
+                ranked = mask.not_personal(values.importance(output)["feature"])  # a row's value is its x
+                if len(ranked) < len(values.features):
+                    st.caption("Personal columns are not charted against their values here.")
                 left, right = st.columns(2)
                 feature = left.selectbox("Feature", ranked, key="explain_dep_feature")
                 colour = right.selectbox("Colour by", ["auto", "none", *[f for f in ranked if f != feature]],
@@ -152,7 +155,7 @@ def picked_row():
         since = datetime.combine(day, hour, tzinfo=UTC).timestamp()
         until = since + 86400.0 - (hour.hour * 3600 + hour.minute * 60)
     elif mode == "By feature":
-        filters = feature_condition(list(model.features), dict(model.feature_kinds), key="explain_pick")
+        filters = feature_condition(mask.not_personal(model.features), dict(model.feature_kinds), key="explain_pick")
     try:
         found = state.find_logged_predictions(runtime, key, service_name, prediction_id, since, until,
                                               filters, 50, state.tick(10))
@@ -164,8 +167,8 @@ def picked_row():
         return None, None
     shown = found[["id", "ts", "prediction", "score", *model.features]].copy()
     shown.insert(1, "time (UTC)", pd.to_datetime(shown.pop("ts"), unit="s", utc=True).dt.strftime("%d %b %H:%M:%S"))
-    event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", height=210,
-                         key="explain_pick_table")
+    event = st.dataframe(mask.frame(shown), hide_index=True, on_select="rerun", selection_mode="single-row",
+                         height=210, key="explain_pick_table")
     selection = event.selection.rows if event is not None and hasattr(event, "selection") else []
     index = selection[0] if selection else 0
     row = found.iloc[[index]]
@@ -186,7 +189,7 @@ if tabs[3].open:
             single = computed("Explaining the prediction", state.explain_row, runtime, key,
                               service_name, model.version, space, row[list(model.features)], row_id)
             if single is not None:
-                explanation = single.explanation(0, output=output)
+                explanation = mask.explanation(single.explanation(0, output=output))
                 metrics = st.columns(3)
                 metrics[0].metric("Base value", f"{explanation.base_value:.4g}",
                                   help="The average output over the background data: where every explanation starts.")
@@ -204,7 +207,7 @@ if tabs[3].open:
 if tabs[4].open:
     with tabs[4]:
         columns = st.columns([2, 2, 1, 1])
-        ranked = list(model.features)
+        ranked = mask.not_personal(model.features)  # the grid would show a personal column's values
         first = columns[0].selectbox("Feature", ranked, key="explain_pd_feature",
                                      index=ranked.index("credit_utilization") if "credit_utilization" in ranked else 0)
         second = columns[1].selectbox("Second feature (heatmap)", ["none", *[f for f in ranked if f != first]],

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import service_picker, service_problem, status_badge, when
+from dashboard.components import personal, service_picker, service_problem, status_badge, when
 from dashboard.store_banner import store_banner
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
@@ -41,7 +41,7 @@ if len(services) > 1:
         table = pd.DataFrame([{
             "Service": r.service,
             "Status": STATE_STYLES[r.state].label,
-            "Why": r.reason,
+            "Why": runtime.privacy.text(r.reason),  # a reason may quote a canary row's personal value
             "Uptime 24 h": r.uptime_24h * 100 if not math.isnan(r.uptime_24h) else None,
             "Canary p95 (1 h)": r.p95_ms,
             "Error rate (1 h)": (percent(r.error_rate_1h) if r.has_metrics else "no metrics URL"),
@@ -59,6 +59,7 @@ if len(services) > 1:
     fleet_table()
 
 service = service_picker(runtime, key="health_service")
+mask = personal(runtime, service.name)
 
 with st.expander("SLO targets", icon=":material/tune:"):
     st.caption("The objectives come from the configuration (`[services.slo]`). Change them here to see the error "
@@ -91,17 +92,17 @@ def live_panel() -> None:
         left, right = st.columns([3, 2], vertical_alignment="center")
         with left:
             status_badge(status.state)
-            st.text(status.reason)  # the service's own words: plain text, never Markdown
+            st.text(mask.text(status.reason))  # the service's own words: plain text, never Markdown
             if status.details:
                 with st.expander("The service's whole answer"):
-                    st.code(status.details, language="text", wrap_lines=True)
+                    st.code(mask.text(status.details), language="text", wrap_lines=True)
             st.caption(f"{service.protocol} · {service.url} · polled every {service.poll_interval:g} s · "
                        f"last poll {when(status.last_poll_ts, now=runtime.now())}"
                        + (f" · in this state since {when(status.since_ts, now=runtime.now())}"
                           if status.since_ts else ""))
         with right:
             st.caption(f"Last {len(health.heartbeat)} polls (oldest left; hover for details)")
-            st.plotly_chart(plots.heartbeat_figure(health.heartbeat), config={"displayModeBar": False},
+            st.plotly_chart(mask.figure(plots.heartbeat_figure(health.heartbeat)), config={"displayModeBar": False},
                             key="health_heartbeat")
 
     if health.history_since is not None and runtime.now() - health.history_since < 30 * 86400:
@@ -160,7 +161,7 @@ def live_panel() -> None:
             "State": [STATE_STYLES.get(s, STATE_STYLES["unknown"]).label for s in incidents["state"]],
             "Lasted": [format_duration(d) + (" (ongoing)" if o else "")
                        for d, o in zip(incidents["duration_s"], incidents["ongoing"], strict=True)],
-            "Reason": incidents["reason"],
+            "Reason": [mask.text(reason) for reason in incidents["reason"]],
         }), hide_index=True, column_config={"Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
 
 

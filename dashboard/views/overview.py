@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, plain, status_badge, when
+from dashboard.components import demo_backfill, download_button, personal, plain, status_badge, when
 from monitoring.health import format_duration
 from monitoring.overview import OVERVIEW_DAYS, ServiceOverview
 from monitoring.plots import overview as plots
@@ -37,6 +37,7 @@ gathered = []
 
 for service in services:
     row = fleet[service.name]
+    mask = personal(runtime, service.name)  # a reason or a sentence may quote a personal value
     with st.container(border=True):
         heading = st.columns([4, 1])
         heading[0].subheader(service.name)
@@ -44,7 +45,7 @@ for service in services:
             status_badge(row.state)
         checked = when(row.last_poll_ts, now=runtime.now())
         status_line = f"Status: {row.reason or row.state} (checked {checked})."
-        st.markdown(f"**Status:** {plain(row.reason or row.state)} \\(checked {plain(checked)}\\)\\.")
+        st.markdown(f"**Status:** {plain(mask.text(row.reason or row.state))} \\(checked {plain(checked)}\\)\\.")
 
         try:
             found_data = state.overview(runtime, current.fingerprint, service.name)
@@ -76,9 +77,9 @@ for service in services:
 
         found = found_data.alerts(state=row.state, reason=row.reason)  # for the report (HTML-escaped there)
         shown = found_data.alerts(state=row.state, reason=plain(row.reason))  # the service's words, never Markdown
-        ACTION_BOXES[shown.action](f"**{shown.recommendation}**")
+        ACTION_BOXES[shown.action](f"**{mask.text(shown.recommendation)}**")
         for alert in shown.alerts:
-            ALERT_BOXES[alert.level](alert.message)
+            ALERT_BOXES[alert.level](mask.text(alert.message))
         gathered.append((service.name, row.state, status_line, model_line, found, found_data))
         if counts is None:
             if found_data.problem:
@@ -87,9 +88,9 @@ for service in services:
 
         sentences = found_data.sentences()
         for sentence in sentences[:-1] if found_data.quality is not None else sentences:
-            st.markdown(f"**{sentence.replace(':', ':**', 1)}")
+            st.markdown(f"**{mask.text(sentence).replace(':', ':**', 1)}")
         if found_data.quality is not None:
-            st.caption(sentences[-1])
+            st.caption(mask.text(sentences[-1]))
 
         charts = st.columns(2)
         measure = counts.mix.attrs.get("measure", "mean predicted value")  # positive rate, class shares or mean
@@ -123,12 +124,13 @@ def report_html() -> bytes:
             name, state=service_state, status_line=status_line, model_line=model_line, alerts=found,
             volume=counts.volume if counts is not None else None, sentences=data.sentences() if counts else (),
             mix=counts.mix if counts is not None else None, performance=data.performance, decisions=decisions,
-            drift=data.drift, segments=segments, fairness=fairness))
+            drift=data.drift, segments=segments, fairness=fairness, mask=personal(runtime, name)))
     return render_report(parts, generated_at=runtime.now()).encode()
 
 
-report_slot.download_button("Download this overview as one HTML file", data=report_html,
-                            file_name="vantage-report.html", mime="text/html", key="overview_report",
-                            on_click="ignore", icon=":material/download:",
-                            help="A self-contained page with this overview, the drift, performance, segment and "
-                                 "fairness tables and charts; it opens in any browser without the dashboard.")
+with report_slot:  # the report masks each service's personal data itself (service_report's mask)
+    download_button(personal(runtime, ""), "Download this overview as one HTML file", data=report_html,
+                    file_name="vantage-report.html", mime="text/html", key="overview_report",
+                    on_click="ignore", icon=":material/download:",
+                    help="A self-contained page with this overview, the drift, performance, segment and "
+                         "fairness tables and charts; it opens in any browser without the dashboard.")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill
+from dashboard.components import demo_backfill, download_button, personal
 from monitoring.health import format_duration
 from monitoring.labels import LabelDataError
 from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
@@ -51,7 +51,7 @@ settings = service.performance
 try:
     labeled = state.labeled_predictions(runtime, current.fingerprint, service.name)
 except (ProductionDataError, LabelDataError) as exc:
-    st.warning(f"Performance cannot be measured for **{service.name}**: {exc}")
+    st.warning(f"Performance cannot be measured for **{service.name}**: {personal(runtime, service.name).text(exc)}")
     st.stop()
 
 controls = st.columns([3, 2, 2, 2])
@@ -184,6 +184,6 @@ st.dataframe(table[shown], hide_index=True, column_config={
     "tp": st.column_config.NumberColumn("True positives", format="%d"),
     "money": st.column_config.NumberColumn("Money", format="%.0f"),
 })
-st.download_button("Download every window as CSV (with intervals)", table.to_csv(index=False).encode(),
-                   file_name=f"performance-{service.name}-{window}.csv", mime="text/csv",
-                   key="performance_download")
+download_button(personal(runtime, service.name), "Download every window as CSV (with intervals)",
+                table.to_csv(index=False).encode(), file_name=f"performance-{service.name}-{window}.csv",
+                mime="text/csv", key="performance_download")

@@ -9,6 +9,7 @@ from dashboard import state
 from dashboard.access import sign_in_method
 from dashboard.components import plain, when
 from monitoring.health import short_reason
+from monitoring.privacy import unknown_columns
 
 current = state.settings()
 runtime = state.runtime(current)
@@ -50,7 +51,7 @@ for service in runtime.config.services:
             poller_text = "this dashboard" if mine else (f"another collector ({holder})" if holder else "nobody yet")
             st.markdown(f"**Polled by** {poller_text}  \n"
                         + (f"**Last poll** {when(poll.ts, now=runtime.now())}: {poll.state} "
-                           f"\\({plain(short_reason(poll.reason))}\\)"
+                           f"\\({plain(runtime.privacy.text(short_reason(poll.reason)))}\\)"
                            if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
         with right:
             if "error" in meta:
@@ -67,6 +68,18 @@ for service in runtime.config.services:
         st.markdown(f"**Columns** {plain(schema.describe())}")
         for problem in schema.problems:
             st.warning(plain(problem), icon=":material/table_rows:")
+        if service.personal:
+            try:
+                logged = list(runtime.mirror(service.name).read().frame.columns)
+            except Exception:  # no log yet: the features and the target are what can be checked
+                logged = []
+            unknown = unknown_columns(service.personal, [*schema.features, schema.target or "", *logged])
+            st.caption("Personal data (masked on every page, report, download and log line): "
+                       + ", ".join(f"`{c}`" for c in service.personal))
+            if unknown:
+                st.warning(f"`personal` names {', '.join(unknown)}, which is neither a feature nor a logged column "
+                           "of this service, so nothing is masked for it: check the spelling "
+                           f"(features: {', '.join(schema.features) or 'none'}).", icon=":material/lock:")
         if schema.features:
             with st.expander(f"Features in model order ({len(schema.features)})"):
                 st.dataframe(pd.DataFrame({"feature": schema.features,

@@ -1,5 +1,6 @@
 """What-if: change a prediction's inputs and watch the prediction, its explanation and its counterfactuals move."""
 
+import dataclasses
 import math
 import re
 
@@ -7,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, service_picker, service_problem, when
+from dashboard.components import feature_condition, personal, service_picker, service_problem, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
 from explain.whatif import Scenario, WhatIfInputError, class_text, decode_scenario, encode_scenario
@@ -63,6 +64,7 @@ st.caption("Take one prediction, change its inputs and see the prediction and it
            "artifact when the service is configured with source = 'local').")
 
 service = service_picker(runtime, key="whatif_service")
+mask = personal(runtime, service.name)  # personal columns are shown masked and never edited
 try:
     with st.spinner("Opening the model…"):
         setup = state.explain_setup(runtime, key, service.name)
@@ -79,6 +81,12 @@ link = st.query_params.get("scenario")
 if link and st.session_state.get("whatif_link_applied") != link:
     try:
         shared = decode_scenario(link, features=features)
+        if any(mask.is_personal(name) for name in shared.changes):  # a link never sets (or carries) a personal value
+            ignored = [name for name in shared.changes if mask.is_personal(name)]
+            st.info(f"The link changes {', '.join(ignored)}, which is personal data and cannot be edited here; "
+                    "those changes are ignored.", icon=":material/lock:")
+            shared = Scenario(shared.name, shared.source, shared.source_id,
+                              {k: v for k, v in shared.changes.items() if not mask.is_personal(k)})
         rows = len(setup.reference) if setup.reference is not None else 0
         if shared.source == "reference" and int(shared.source_id) >= rows:
             raise ValueError(f"scenario reference row {shared.source_id} does not exist; the reference data has "
@@ -122,19 +130,19 @@ if source == SOURCES[0]:
                 found = state.find_logged_predictions(runtime, key, service.name, wanted, None, None, (), 1,
                                                       state.tick(10))
         elif finder == "By feature":
-            filters = feature_condition(features, dict(ranges.kinds), key="whatif_filter")
+            filters = feature_condition(mask.not_personal(features), dict(ranges.kinds), key="whatif_filter")
             if filters:
                 found = state.find_logged_predictions(runtime, key, service.name, None, None, None, filters, 50,
                                                       state.tick(10))
         elif finder in LISTS:
             found = state.whatif_listed(runtime, key, service.name, LISTS[finder], 50, state.tick(30))
     except Exception as exc:  # an unreadable log or labels are a message, not a traceback
-        st.error(f"The predictions cannot be listed: {exc}")
+        st.error(f"The predictions cannot be listed: {mask.text(exc)}")
     if found is not None and len(found):
         shown = found[["id", "ts", "prediction", "score", *features]].copy()
         shown.insert(1, "time (UTC)", pd.to_datetime(shown.pop("ts"), unit="s", utc=True).dt.strftime("%d %b %H:%M"))
-        event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", height=180,
-                             key=f"whatif_table_{finder}")
+        event = st.dataframe(mask.frame(shown), hide_index=True, on_select="rerun", selection_mode="single-row",
+                             height=180, key=f"whatif_table_{finder}")
         picked = event.selection.rows if event is not None and hasattr(event, "selection") else []
         row = found.iloc[picked[0] if picked else 0]
         original = {f: plain(row[f]) for f in features}
@@ -166,6 +174,13 @@ for i, name in enumerate(features):
     before = original[name]
     shown_before = "missing" if missing(before) else f"{before:.6g}" if isinstance(before, float) else str(before)
     widget = f"whatif_edit_{point_id}_{name}"
+    if mask.is_personal(name):  # the model gets the real value; the page shows it masked, and it stays as it is
+        shown_before = "missing" if missing(before) else str(mask.value(name, before))
+        cell.text_input(name, value=shown_before, disabled=True, key=f"{widget}_masked",
+                        help="Personal data: shown masked, and not editable.")
+        edited[name] = before
+        cell.caption("personal data, not editable")
+        continue
     if ranges.kinds[name] == "numeric":
         whole, low, high = ranges.integer[name], ranges.low[name], ranges.high[name]
         edited[name] = cell.number_input(
@@ -204,7 +219,7 @@ except RemoteExplainError as exc:
 except ExplainError as exc:
     problem = exc.message
 if problem is not None:
-    st.error(problem, icon=":material/error:")
+    st.error(mask.text(problem), icon=":material/error:")
     result = st.session_state.get(f"whatif_last_{service.name}_{point_id}")
     stale = result is not None
 else:
@@ -256,7 +271,8 @@ if tabs[0].open:
             if result.differences.empty:
                 st.caption("No feature changed yet: edit a value above.")
             else:
-                st.dataframe(result.differences.astype({"original": str, "edited": str}), hide_index=True)
+                st.dataframe(mask.long(result.differences, values=("original", "edited"))
+                             .astype({"original": str, "edited": str}), hide_index=True)
             st.caption(f"Re-predicted in {result.seconds * 1000:.0f} ms"
                        + (f", {result.requests} request" if result.requests else " (local model)"))
             if st.toggle("Explain both (SHAP waterfalls)", value=True, key="whatif_shap"):
@@ -276,7 +292,7 @@ if tabs[0].open:
                         except ExplainError as exc:
                             service_problem(runtime, exc.message)
                             continue
-                        figure = explain_plots.waterfall(explanation)
+                        figure = explain_plots.waterfall(mask.explanation(explanation))
                         figure.update_layout(title=f"{label.capitalize()}: {figure.layout.title.text}")
                         chart(figure, f"whatif_waterfall_{label}")
 
@@ -291,6 +307,12 @@ if tabs[1].open:
         except ExplainError as exc:
             service_problem(runtime, exc.message)
         else:
+            if mask:  # a personal column's curve would show its range and the row's value: left out
+                sensitivity = dataclasses.replace(
+                    sensitivity, point=mask.record(sensitivity.point),
+                    curves={f: c for f, c in sensitivity.curves.items() if not mask.is_personal(f)},
+                    ranking=sensitivity.ranking[~sensitivity.ranking["feature"].isin(mask.columns)])
+                st.caption("Personal columns are kept as they are and not charted.")
             chart(whatif_plots.sensitivity_grid(sensitivity), "whatif_sensitivity")
             st.dataframe(sensitivity.ranking.astype({"current": str, "best_value": str, "worst_value": str}),
                          hide_index=True)
@@ -302,7 +324,8 @@ if tabs[2].open:
     with tabs[2]:
         point = result.edited if result is not None else original
         with st.form("whatif_cf_form"):
-            allowed = st.multiselect("Features that may change", features, default=features, key="whatif_cf_allowed")
+            editable = mask.not_personal(features)  # personal values are never changed, nor their ranges shown
+            allowed = st.multiselect("Features that may change", editable, default=editable, key="whatif_cf_allowed")
             n_answers = st.number_input("Answers", min_value=1, max_value=10, value=3, key="whatif_cf_n")
             target, desired = None, None
             if model.task == "regression":
@@ -348,7 +371,8 @@ if tabs[2].open:
                                    else f"{class_text(answer.prediction.label)}, ")
                         st.markdown(f"**Answer {i}** → {outcome}{found.score_name} {answer.prediction.score:.4g} "
                                     f"(was {was:.4g}; distance {answer.cost:.2f}, {answer.origin})")
-                        st.dataframe(answer.changes.astype({"original": str, "new": str}), hide_index=True)
+                        st.dataframe(mask.long(answer.changes, values=("original", "new"))
+                                     .astype({"original": str, "new": str}), hide_index=True)
         else:
             st.caption("Choose the features that may change and their bounds, then search.")
 
