@@ -10,6 +10,7 @@ prediction calls are written to the service's prediction log in the configured s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 
@@ -86,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     except (CaptureSetupError, ValueError) as exc:
         print(f"cannot start the capture proxy: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
     logging.getLogger(__name__).info("capture proxy on %s:%d → %s (service %s)", host, port, app.upstream,
                                      app.capture.service)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
-                server_header=False, date_header=False)  # the upstream's own headers go back unchanged
+    try:
+        asyncio.run(app.serve(host, port))
+    except OSError as exc:
+        print(f"cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -190,7 +190,6 @@ class CaptureWriter:
         self._store_state: tuple[str, str] = ("ok", "")
         self._tables_ready: set[str] = set()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stats_written_at = 0.0
@@ -206,7 +205,6 @@ class CaptureWriter:
                 return False
             self._queue.append(exchange)
             self._queued_bytes += size
-        self._wake.set()
         return True
 
     def count(self, service: str, counter: str, *, problem: str | None = None) -> None:
@@ -254,7 +252,6 @@ class CaptureWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued (within ``timeout`` seconds), store the counts and stop the thread."""
         self._stop.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self.write_stats()
@@ -262,8 +259,8 @@ class CaptureWriter:
     def _run(self) -> None:
         pause = self.flush_every
         while not self._stop.is_set():
-            self._wake.wait(timeout=self.flush_every)
-            self._wake.clear()
+            # a pause between writes, not a wake-up per exchange: rows are written in batches
+            self._stop.wait(self.flush_every)
             ok = self.flush()
             if time.monotonic() - self._stats_written_at >= self.stats_every:
                 self.write_stats()
