@@ -852,10 +852,6 @@ def report_segments(_runtime: Runtime, fingerprint: str, service: str) -> tuple:
 # artifact when source = 'local'), the reference ranges, and the results per point and options.
 # Rows go in as tuples of (feature, value) pairs so that they hash cheaply and exactly.
 
-WHATIF_LISTS = {"recent": "Most recent", "uncertain": "Most uncertain (last 7 days)",
-                "error": "Largest error (labelled)"}
-
-
 @st.cache_resource(ttl=900, max_entries=16, show_spinner=False)
 def whatif_model(_runtime: Runtime, fingerprint: str, service: str):
     """The model the What-if page re-predicts with: the live service as a black box, or the local
@@ -928,32 +924,11 @@ def whatif_counterfactuals(_runtime: Runtime, fingerprint: str, service: str, po
 
 @st.cache_data(ttl=60, max_entries=32, show_spinner=False)
 def whatif_listed(_runtime: Runtime, fingerprint: str, service: str, kind: str, limit: int, tick_value: int):
-    """Logged predictions to start from: the most recent, the most uncertain of a sample of the last
-    7 days, or those with the largest error among the labelled ones (whole log rows)."""
+    """Logged predictions to start from (``explain.starting_points.starting_points``), refreshed with ``tick_value``."""
     del tick_value
-    import pandas as pd
+    from explain.starting_points import starting_points
 
-    from explain._data import sample_prediction_log
-
-    logged = _runtime.mirror(service)  # the store's prediction log, or the service's prediction-log file
-    if kind == "recent":
-        return logged.find(limit=limit)
-    if kind == "uncertain":
-        now = _runtime.now()
-        frame = sample_prediction_log(logged, service, since=now - 7 * 86400.0, until=now, n_rows=2000)
-        if frame.empty or "score" not in frame.columns or frame["score"].isna().all():
-            return frame.iloc[:0]
-        order = (frame["score"] - 0.5).abs().sort_values(kind="stable").index[:limit]
-        return frame.loc[order].reset_index(drop=True)
-    if kind == "error":
-        labeled = labeled_predictions(_runtime, fingerprint, service).frame
-        labeled = labeled[labeled["label"].notna()]
-        if labeled.empty:
-            return logged.find(limit=1).iloc[:0]
-        guess = labeled["score"] if labeled["score"].notna().any() else labeled["prediction"]
-        error = (labeled["label"].astype(float) - guess.astype(float)).abs()
-        ids = labeled.loc[error.sort_values(ascending=False, kind="stable").index[:limit], "id"]
-        rows = [logged.find(prediction_id=str(i), limit=1) for i in ids]
-        rows = [r for r in rows if len(r)]
-        return pd.concat(rows, ignore_index=True) if rows else logged.find(limit=1).iloc[:0]
-    raise ValueError(f"kind must be one of {list(WHATIF_LISTS)}; got {kind!r}")
+    labeled = labeled_predictions(_runtime, fingerprint, service) if kind == "error" else None
+    task = labeled.task if labeled is not None else (_runtime.schema(service).task or "classification")
+    return starting_points(kind, logged=_runtime.mirror(service), now=_runtime.now(), limit=limit,
+                           labeled=labeled.frame if labeled is not None else None, task=task)

@@ -135,7 +135,10 @@ if source == SOURCES[0]:
                 found = state.find_logged_predictions(runtime, key, service.name, None, None, None, filters, 50,
                                                       state.tick(10))
         elif finder in LISTS:
-            found = state.whatif_listed(runtime, key, service.name, LISTS[finder], 50, state.tick(30))
+            listed = state.whatif_listed(runtime, key, service.name, LISTS[finder], 50, state.tick(30))
+            found = listed.rows
+            if listed.note:
+                st.info(listed.note)
     except Exception as exc:  # an unreadable log or labels are a message, not a traceback
         st.error(f"The predictions cannot be listed: {mask.text(exc)}")
     if found is not None and len(found):
