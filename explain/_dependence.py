@@ -4,8 +4,10 @@ A grid is built per feature: for a numeric feature, ``grid_resolution`` evenly s
 between the 5th and 95th percentiles of the non-missing values (or the unique values when
 there are fewer); for a categorical feature, its categories. For a local scikit-learn model
 the curves come from :func:`sklearn.inspection.partial_dependence` (brute method, on that
-grid); for the service as a black box every (row, grid point) combination is sent in one
-batched request and the answers are averaged, which is the same computation.
+grid); for the service as a black box every (row, grid point) combination is sent in as few
+requests as the service's budget allows (``max_rows_per_request``, paced at its rows per second;
+one grid point's rows are built at a time) and the answers are averaged, which is the same
+computation.
 """
 
 from __future__ import annotations
@@ -283,18 +285,35 @@ def _outputs(model: ModelSource, rows: pd.DataFrame) -> np.ndarray:
     return model.output(rows, space="probability" if model.task != "regression" else "value")
 
 
+def _grid_frames(frame: pd.DataFrame, names, grids):
+    """The rows of :func:`_grid_rows`, one grid point at a time (each built when the request needs it)."""
+    mesh = np.array(np.meshgrid(*grids, indexing="ij")).reshape(len(grids), -1)
+    base = _categorical_as_object(frame, names, ["categorical" if isinstance(frame[n].dtype, pd.CategoricalDtype)
+                                                 else "numeric" for n in names])
+    for point in range(mesh.shape[1]):
+        rows = base.copy()
+        for i, name in enumerate(names):
+            value = mesh[i, point]
+            rows[name] = float(value) if pd.api.types.is_float_dtype(rows[name]) else value
+        yield rows
+
+
 def _batched(model: RemoteModel, frame, names, grids, one, target, progress):
-    rows = _grid_rows(frame, names, grids)
-    parts = [rows]
-    if target is not None:
-        parts.append(_grid_rows(model.conform(target), names, grids))
-    answers = model.predict_batches([pd.concat(parts, ignore_index=True)], progress=progress)
-    labels, proba = answers[0]
-    outputs = model.outputs_from(labels, proba, space="probability" if model.task != "regression" else "value")
     n_points = int(np.prod([len(g) for g in grids]))
-    main = outputs[:len(rows)].reshape(n_points, len(frame), -1)  # grid point-major
+    counts = [len(frame)] * n_points
+    parts = [_grid_frames(frame, names, grids)]
+    if target is not None:
+        counts.append(n_points)
+        parts.append(iter([_grid_rows(model.conform(target), names, grids)]))
+    model.check_budget(sum(counts))  # refused before anything is sent or built
+    if progress is not None:
+        progress(0.0, model.estimate(sum(counts)))
+    space = "probability" if model.task != "regression" else "value"
+    outputs = [model.outputs_from(labels, proba, space=space) for labels, proba in
+               model.iter_predictions((f for part in parts for f in part), row_counts=counts, progress=progress)]
+    main = np.stack(outputs[:n_points])  # (n_points, n_rows, n_outputs): grid point-major
     average = main.mean(axis=1).T  # (n_outputs, n_points)
     individual = np.transpose(main, (2, 1, 0)) if one else None  # (n_outputs, n_rows, n_points)
-    highlight = outputs[len(rows):].reshape(n_points, -1).T if target is not None else None
-    n_requests = max(1, -(-len(rows) // model.max_rows))
-    return average, individual, highlight, len(rows) + (0 if target is None else n_points), n_requests
+    highlight = outputs[n_points].reshape(n_points, -1).T if target is not None else None
+    return (average, individual, highlight, len(frame) * n_points + (0 if target is None else n_points),
+            max(1, -(-sum(counts) // model.max_rows)))

@@ -13,6 +13,14 @@ explanation decomposes), ``task`` (``binary``, ``multiclass`` or ``regression``)
 * :class:`RemoteModel` calls the service through its monitoring client, with requests of up
   to ``max_rows`` rows, flagged with the ``X-Vantage-Probe`` header so the service leaves them
   out of its prediction log, and counts the requests it makes.
+
+Traffic budget: every request a black-box computation sends (Shapley values, partial dependence,
+What-if, counterfactuals, the baseline's scoring of the reference) is paced by the service's
+:class:`RowBudget`, a token bucket of model rows per second shared by every thread and session of
+one process (:func:`service_budget`), in requests of at most ``max_rows_per_request`` rows, and a
+computation that would send more than ``max_rows_per_computation`` rows in all is refused before
+its first request (:class:`BudgetExceededError`), with its estimate. The keys are in
+``[services.explain]``; the defaults are conservative (2,000 rows/s in requests of 500 rows).
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +58,9 @@ PROBE_HEADER = "X-Vantage-Probe"
 """Sent with every explanation request so the service does not log the synthetic rows."""
 
 DEFAULT_MAX_ROWS = 50_000
-"""Rows per request of a black-box explanation: a body of about 10 MB for a dozen features, under the
-template service's limit of 100,000 rows per request, so one request never holds a server for long."""
+"""Largest request of a black-box explanation: a body of about 10 MB for a dozen features, under the
+template service's limit of 100,000 rows per request. ``[services.explain] max_rows_per_request``
+(500 by default) decides the size actually sent; it may not exceed this."""
 
 _EPS = 1e-12
 
@@ -190,6 +200,199 @@ class ModelSource(ABC):
             raise ValueError(f"space must be 'probability' or 'log_odds' for a classifier; got {space!r}")
         chosen = proba[:, 1:2] if self.task == "binary" else proba
         return logit(chosen) if space == "log_odds" else np.asarray(chosen, dtype=float)
+
+
+# -- the traffic budget of a service ------------------------------------------------------------
+
+
+class BudgetExceededError(ExplainError):
+    """A computation that would send the service more model rows than its budget allows; nothing was sent.
+
+    Parameters
+    ----------
+    service : str
+    rows : int
+        Model rows the computation needs.
+    limit : int
+        ``[services.explain] max_rows_per_computation``.
+    rate : float
+        ``max_rows_per_second``, for the time the rows would take.
+    """
+
+    def __init__(self, service: str, rows: int, limit: int, rate: float):
+        self.service = service
+        self.rows = rows
+        self.limit = limit
+        super().__init__(
+            f"this needs about {rows:,} model rows from service {service} ({duration_text(rows / rate)} at "
+            f"{rate:,.0f} rows/s), more than the {limit:,} one computation may send "
+            "([services.explain] max_rows_per_computation). Explain fewer rows, use a smaller background "
+            "(background_rows), configure the model artifact to explain it locally, or raise the limit.")
+
+
+def duration_text(seconds: float) -> str:
+    """``"~30 s"``, ``"~4 min"`` or ``"~2.5 h"``."""
+    if seconds < 90:
+        return f"~{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class BudgetCounters:
+    """What a :class:`RowBudget` has let through since it was made.
+
+    Attributes
+    ----------
+    rows : int
+        Model rows sent.
+    requests : int
+        Requests sent.
+    waited_s : float
+        Seconds callers spent waiting for the budget, added over callers.
+    first_s, last_s : float or None
+        Monotonic times of the first and the latest request let through.
+    """
+
+    rows: int = 0
+    requests: int = 0
+    waited_s: float = 0.0
+    first_s: float | None = None
+    last_s: float | None = None
+
+
+class RowBudget:
+    """A token bucket of model rows per second: the pace of every black-box request to one service.
+
+    The bucket holds at most ``burst`` rows and refills at ``rows_per_second``; a request of ``n``
+    rows takes ``n`` tokens and waits while the bucket is in debt, so over any interval of ``T``
+    seconds at most ``burst + rows_per_second * T`` rows are let through, however many threads
+    share the budget. Callers are served in the order they ask.
+
+    Parameters
+    ----------
+    rows_per_second : float
+    burst : int
+        Bucket size; the largest request (``max_rows_per_request``) is the natural choice.
+    monotonic, sleep : callable, optional
+        The clock and the wait (tests pass a fake clock).
+    """
+
+    def __init__(self, rows_per_second: float, *, burst: int, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if not rows_per_second > 0:
+            raise ValueError(f"rows_per_second must be > 0; got {rows_per_second!r}")
+        if burst < 1:
+            raise ValueError(f"burst must be >= 1; got {burst!r}")
+        self.rows_per_second = float(rows_per_second)
+        self.burst = int(burst)
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = float(burst)
+        self._updated = monotonic()
+        self._counters = BudgetCounters()
+
+    def wait_for(self, rows: int) -> float:
+        """Seconds a request of ``rows`` rows would wait now (without taking anything)."""
+        with self._lock:
+            tokens = min(self.burst, self._tokens + (self._monotonic() - self._updated) * self.rows_per_second)
+        return max(0.0, (rows - tokens) / self.rows_per_second)
+
+    def acquire(self, rows: int) -> float:
+        """Take ``rows`` tokens, waiting as long as the bucket needs to refill; return the seconds waited.
+
+        Parameters
+        ----------
+        rows : int
+            Rows of the request about to be sent (at least 1 counts).
+        """
+        rows = max(int(rows), 1)
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rows_per_second)
+            self._updated = now
+            self._tokens -= rows
+            wait = max(0.0, -self._tokens / self.rows_per_second)
+            counters = self._counters
+            sent_at = now + wait
+            self._counters = BudgetCounters(
+                counters.rows + rows, counters.requests + 1, counters.waited_s + wait,
+                sent_at if counters.first_s is None else counters.first_s, sent_at)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    @property
+    def counters(self) -> BudgetCounters:
+        """Rows, requests and waiting let through so far."""
+        with self._lock:
+            return self._counters
+
+    def seconds_for(self, rows: int) -> float:
+        """Seconds ``rows`` model rows take at this budget's pace (from a full bucket)."""
+        return max(0.0, rows - self.burst) / self.rows_per_second
+
+
+_BUDGETS: dict[tuple, RowBudget] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def service_budget(service: ServiceConfig) -> RowBudget:
+    """The one :class:`RowBudget` of ``service`` in this process (every session and thread shares it).
+
+    Parameters
+    ----------
+    service : ServiceConfig
+        Its ``[services.explain]`` gives ``max_rows_per_second`` and ``max_rows_per_request``; a
+        service whose settings change gets a new budget.
+
+    Returns
+    -------
+    RowBudget
+    """
+    settings = service.explain
+    key = (service.name, service.url, float(settings.max_rows_per_second), int(settings.max_rows_per_request))
+    with _BUDGETS_LOCK:
+        budget = _BUDGETS.get(key)
+        if budget is None:
+            budget = _BUDGETS[key] = RowBudget(settings.max_rows_per_second, burst=settings.max_rows_per_request)
+        return budget
+
+
+def rows_estimate(service: ServiceConfig, rows: int) -> str:
+    """``"about 60,000 model rows, ~30 s at 2,000 rows/s"``: what a computation will cost the service."""
+    rate = service.explain.max_rows_per_second
+    return f"about {rows:,} model rows, {duration_text(rows / rate)} at {rate:,.0f} rows/s"
+
+
+def needs_confirmation(service: ServiceConfig, rows: int) -> bool:
+    """Whether a computation of ``rows`` model rows should wait for the user's go-ahead
+    (``[services.explain] confirm_rows_above``)."""
+    return rows > service.explain.confirm_rows_above
+
+
+def paced_predict(service: ServiceConfig, predict: Callable[[pd.DataFrame], Any]) -> Callable[[pd.DataFrame], Any]:
+    """``predict`` behind the service's budget: each call first waits for its rows (the baseline's scoring).
+
+    Parameters
+    ----------
+    service : ServiceConfig
+    predict : callable
+        ``predict(X)``, one request per call (keep ``X`` within ``max_rows_per_request`` rows).
+
+    Returns
+    -------
+    callable
+    """
+    budget = service_budget(service)
+
+    def paced(X: pd.DataFrame):
+        budget.acquire(len(X))
+        return predict(X)
+
+    return paced
 
 
 # -- local artifacts ----------------------------------------------------------------------------
@@ -586,33 +789,49 @@ def load_artifact(path: str | Path, *, features: Sequence[str] = (), trust_pickl
 
 
 class RemoteModel(ModelSource):
-    """The service itself, called through its monitoring client.
+    """The service itself, called through its monitoring client, paced by the service's budget.
 
     Parameters
     ----------
     service : ServiceConfig
-        The service; its client is made with ``max_batch_rows = max_rows``.
+        The service; ``service.explain`` gives the budget (rows per second, per request and per
+        computation).
     features : sequence of str
         Raw input columns (the service's features).
     feature_kinds : dict, optional
     X_sample : DataFrame, optional
         A few rows to ask the service once, to learn whether it gives probabilities and how
         many classes; without it the task is learnt on the first prediction.
-    max_rows : int, default=50_000
-        Rows per request.
+    max_rows : int, optional
+        Rows per request; default ``[services.explain] max_rows_per_request``, and never more
+        than :data:`DEFAULT_MAX_ROWS`.
     timeout : float, default=120
         Seconds before one request is abandoned.
     client : ServiceClient, optional
         Client to use instead of making one (tests).
+    budget : RowBudget, optional
+        Pace of the requests; default the service's shared one (:func:`service_budget`).
+
+    Attributes
+    ----------
+    requests, rows_sent : int
+        Requests and model rows sent so far.
+    waited_s : float
+        Seconds spent waiting for the budget so far.
+    max_rows_total : int
+        Model rows one call of :meth:`predict_batches` may send (``max_rows_per_computation``).
     """
 
     kind = "remote"
 
     def __init__(self, service: ServiceConfig, *, features: Sequence[str], feature_kinds: dict[str, str] | None = None,
-                 X_sample: pd.DataFrame | None = None, max_rows: int = DEFAULT_MAX_ROWS, timeout: float = 120.0,
-                 client: ServiceClient | None = None):
+                 X_sample: pd.DataFrame | None = None, max_rows: int | None = None, timeout: float = 120.0,
+                 client: ServiceClient | None = None, budget: RowBudget | None = None):
+        if max_rows is None:
+            max_rows = service.explain.max_rows_per_request
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1; got {max_rows}")
+        max_rows = min(int(max_rows), DEFAULT_MAX_ROWS)
         outputs = service.v2_outputs
         if "predict_proba" in outputs:
             outputs = ("predict_proba",)
@@ -622,9 +841,12 @@ class RemoteModel(ModelSource):
         self.client = client or make_client(config)
         self.client.session.headers[PROBE_HEADER] = "explain"
         self.max_rows = max_rows
+        self.max_rows_total = service.explain.max_rows_per_computation
+        self.budget = budget or service_budget(service)
         self._lock = threading.Lock()
         self.requests = 0
         self.rows_sent = 0
+        self.waited_s = 0.0
         try:
             version = self.client.metadata().version
         except ServiceError:
@@ -643,6 +865,7 @@ class RemoteModel(ModelSource):
         explained as one with a config that names no outputs. A server that refuses keeps its default."""
         trial = make_client(config.model_copy(update={"v2_outputs": ("predict_proba",)}))
         trial.session.headers[PROBE_HEADER] = "explain"
+        waited = self.budget.acquire(len(X))
         try:
             answer = trial.predict(self.conform(X))
         except ServiceError:
@@ -650,6 +873,8 @@ class RemoteModel(ModelSource):
             return
         with self._lock:
             self.requests += answer.requests
+            self.rows_sent += len(X)
+            self.waited_s += waited
         if answer.probabilities is not None and np.ndim(answer.probabilities) == 2:
             self.client.close()
             self.client = trial
@@ -661,50 +886,139 @@ class RemoteModel(ModelSource):
         """The HTTP call a prediction makes, e.g. ``POST /v2/models/m/infer``."""
         return str(getattr(self.client, "_predict_call", "predict"))
 
+    def estimate(self, rows: int) -> str:
+        """``"about 60,000 model rows, ~30 s at 2,000 rows/s"`` for a computation of ``rows`` model rows."""
+        return rows_estimate(self.service, rows)
+
+    def check_budget(self, rows: int) -> None:
+        """Refuse a computation of ``rows`` model rows above ``max_rows_per_computation``.
+
+        Raises
+        ------
+        BudgetExceededError
+        """
+        if rows > self.max_rows_total:
+            raise BudgetExceededError(self.service.name, rows, self.max_rows_total, self.budget.rows_per_second)
+
     def predict(self, X):
         """One request per ``max_rows`` rows; raises :class:`RemoteExplainError` naming the failed one."""
         return self.predict_batches([X])[0]
 
     def predict_batches(self, frames: Sequence[pd.DataFrame], *,
                         progress: Callable[[float, str], None] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Predict several frames, one request per frame (frames larger than ``max_rows`` are split).
+        """Predict several frames (see :meth:`iter_predictions`), all answers at once."""
+        return list(self.iter_predictions(frames, progress=progress))
+
+    def iter_predictions(self, frames: Sequence[pd.DataFrame] | Iterable[pd.DataFrame], *,
+                         row_counts: Sequence[int] | None = None,
+                         progress: Callable[[float, str], None] | None = None
+                         ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Predict frames one after the other, yielding each frame's answer as soon as it is complete.
+
+        The frames' rows are sent in requests of ``max_rows`` rows (a request may hold the end of
+        one frame and the start of the next), each when the service's budget lets it; a frame is
+        read (a lazily built one is built) only when its turn comes, so memory holds about one
+        frame and one request at a time.
+
+        Parameters
+        ----------
+        frames : sequence or iterable of DataFrame
+        row_counts : sequence of int, optional
+            Rows of each frame, when ``frames`` cannot tell (``frames.row_counts`` or ``len``
+            otherwise); used to refuse a computation above the budget before its first request
+            and for the progress ("12,000 of 60,000 model rows").
+        progress : callable, optional
+            Called with (fraction done, text) before every request.
+
+        Yields
+        ------
+        labels : ndarray of shape (n_rows,)
+        probabilities : ndarray of shape (n_rows, n_classes) or None
 
         Raises
         ------
+        BudgetExceededError
+            Before any request, when the frames hold more than ``max_rows_total`` rows.
         RemoteExplainError
             On the first failed request, naming it (k of n), the call and the reason.
         """
-        counts = getattr(frames, "row_counts", None) or [len(f) for f in frames]
-        n_requests = sum(max(1, -(-n // self.max_rows)) for n in counts)
-        answers: list[list] = [[] for _ in range(len(counts))]
-        k = 0
-        for i in range(len(counts)):
-            frame = frames[i]  # a lazily built frame is built here, once
-            for start in range(0, max(len(frame), 1), self.max_rows):
-                chunk = frame.iloc[start:start + self.max_rows]
-                k += 1
-                if progress is not None:
-                    progress((k - 1) / n_requests, f"request {k} of {n_requests} ({len(chunk):,} rows)")
-                try:
-                    result = self.client.predict(self.conform(chunk))
-                except ServiceError as exc:
-                    raise RemoteExplainError(exc.call, exc.message, request=k, n_requests=n_requests,
-                                             rows=len(chunk)) from None
-                with self._lock:
-                    self.requests += result.requests
-                    self.rows_sent += len(chunk)
-                    if self.version is None and result.model_version:  # metadata named none; the answer does
-                        self.version = result.model_version
-                self._learn_task(result.probabilities, result.predictions)
-                answers[i].append((result.predictions, result.probabilities))
+        counts = row_counts if row_counts is not None else getattr(frames, "row_counts", None)
+        if counts is None:
+            frames = list(frames)
+            counts = [len(f) for f in frames]
+        total = int(sum(counts))
+        self.check_budget(total)
+        n_requests = max(1, -(-total // self.max_rows))
+        state = {"k": 0, "sent": 0}
+        pieces: list[tuple[int, pd.DataFrame]] = []  # rows waiting for the next request, by frame
+        answers: dict[int, list] = {}
+        missing: dict[int, int] = {}
+        next_out = 0
+        for index, frame in enumerate(frames):
+            answers[index], missing[index] = [], len(frame)
+            start = 0
+            while start < len(frame):
+                room = self.max_rows - sum(len(piece) for _, piece in pieces)
+                pieces.append((index, frame.iloc[start:start + room]))
+                start += room
+                if sum(len(piece) for _, piece in pieces) >= self.max_rows:
+                    self._send(pieces, answers, missing, state, total, n_requests, progress)
+                    pieces = []
+            while next_out in missing and missing[next_out] == 0 and next_out <= index:
+                yield self._joined(answers.pop(next_out))
+                del missing[next_out]
+                next_out += 1
+        if pieces:
+            self._send(pieces, answers, missing, state, total, n_requests, progress)
+        while next_out in missing:
+            yield self._joined(answers.pop(next_out))
+            del missing[next_out]
+            next_out += 1
         if progress is not None:
-            progress(1.0, f"{n_requests} request(s) done")
-        out = []
-        for parts in answers:
-            labels = np.concatenate([p[0] for p in parts])
-            probas = [p[1] for p in parts]
-            out.append((labels, None if any(p is None for p in probas) else np.vstack(probas)))
-        return out
+            progress(1.0, f"{state['sent']:,} of {total:,} model rows, {state['k']} request(s)")
+
+    def _send(self, pieces, answers, missing, state, total, n_requests, progress) -> None:
+        """One request of ``pieces`` (rows of one or more frames), paced; its answer split back by frame."""
+        chunk = pieces[0][1] if len(pieces) == 1 else pd.concat([p for _, p in pieces], ignore_index=True)
+        state["k"] += 1
+        if progress is not None:
+            text = f"{state['sent']:,} of {total:,} model rows"
+            wait = self.budget.wait_for(len(chunk))
+            if wait >= 1:
+                text += f", waiting {wait:.0f} s for the service's budget ({self.budget.rows_per_second:,.0f} rows/s)"
+            progress(state["sent"] / max(total, 1), text)
+        waited = self.budget.acquire(len(chunk))
+        try:
+            result = self.client.predict(self.conform(chunk))
+        except ServiceError as exc:
+            raise RemoteExplainError(exc.call, exc.message, request=state["k"], n_requests=n_requests,
+                                     rows=len(chunk)) from None
+        state["sent"] += len(chunk)
+        with self._lock:
+            self.requests += result.requests
+            self.rows_sent += len(chunk)
+            self.waited_s += waited
+            if self.version is None and result.model_version:  # metadata named none; the answer does
+                self.version = result.model_version
+        self._learn_task(result.probabilities, result.predictions)
+        labels = np.asarray(result.predictions)
+        proba = None if result.probabilities is None else np.asarray(result.probabilities)
+        offset = 0
+        for index, piece in pieces:
+            stop = offset + len(piece)
+            answers[index].append((labels[offset:stop], None if proba is None else proba[offset:stop]))
+            missing[index] -= len(piece)
+            offset = stop
+
+    def _joined(self, parts: list) -> tuple[np.ndarray, np.ndarray | None]:
+        if not parts:  # a frame without rows
+            width = 0 if self.classes is None else len(self.classes)
+            return np.empty(0), (None if self.task == "regression" else np.empty((0, width)))
+        labels = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+        probas = [p[1] for p in parts]
+        if any(p is None for p in probas):
+            return labels, None
+        return labels, (probas[0] if len(probas) == 1 else np.vstack(probas))
 
     def learn_task(self, X: pd.DataFrame) -> None:
         """Ask the service about a few rows of ``X`` (one request) unless the task is already known."""
@@ -826,7 +1140,7 @@ class SelectedSource:
 
 
 def check_against_service(local: ModelSource, service: ServiceConfig, X: pd.DataFrame | None, *,
-                          max_rows: int = DEFAULT_MAX_ROWS) -> ConsistencyCheck:
+                          max_rows: int | None = None) -> ConsistencyCheck:
     """Check a local artifact against the service on the rows ``X`` (one request), never raising.
 
     Parameters
@@ -835,7 +1149,8 @@ def check_against_service(local: ModelSource, service: ServiceConfig, X: pd.Data
     service : ServiceConfig
     X : DataFrame or None
         Rows to compare (a sample of the reference data); None: nothing is checked.
-    max_rows : int, default=50_000
+    max_rows : int, optional
+        Rows per request; default ``[services.explain] max_rows_per_request``.
 
     Returns
     -------
@@ -860,7 +1175,7 @@ def explains_through_service(service: ServiceConfig) -> bool:
 
 
 def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, *, check: bool = True,
-                      check_rows: int = 200, max_rows: int = DEFAULT_MAX_ROWS,
+                      check_rows: int = 200, max_rows: int | None = None,
                       random_state: int | None = 0) -> SelectedSource:
     """Open the model source ``service.explain`` asks for.
 
@@ -878,8 +1193,8 @@ def open_model_source(service: ServiceConfig, X_reference: pd.DataFrame | None, 
         Run the consistency check now (``auto`` with an artifact); with False, call
         :func:`check_against_service` later (the page does, after its first chart).
     check_rows : int, default=200
-    max_rows : int, default=50_000
-        Rows per request of the black box.
+    max_rows : int, optional
+        Rows per request of the black box; default ``[services.explain] max_rows_per_request``.
     random_state : int or None, default=0
         Seed of the check's sample.
 

@@ -458,6 +458,22 @@ class ShapExplainer:
                           feature_kinds=dict(self.model.feature_kinds), requests=requests, model_rows=model_rows,
                           seconds=time.perf_counter() - started, row_ids=tuple(row_ids))
 
+    def model_rows_needed(self, X: pd.DataFrame) -> int:
+        """Model rows :meth:`explain` will send for the rows ``X`` (0 for the Tree and Linear explainers).
+
+        Exact for the permutation explainer (duplicates dropped, the background's rows counted only
+        until its outputs are known); cheap next to the explanation itself, and nothing is sent.
+        """
+        if self.method in ("tree", "linear"):
+            return 0
+        from explain._permutation import plan_model_rows
+
+        frame = self.model.conform(X).reset_index(drop=True)
+        with self._lock:
+            known = self._background_output is not None
+        return plan_model_rows(frame, self.background, n_permutations=self.n_permutations,
+                               random_state=self.random_state, include_background=not known)
+
     def _permutation_values(self, frame: pd.DataFrame, progress):
         model = self.model
         space = self.space
@@ -465,19 +481,20 @@ class ShapExplainer:
 
         if isinstance(model, RemoteModel):
             def predict(frames, report):
-                answers = model.predict_batches(frames, progress=report)
-                sent[0] += len(frames)  # frames are at most max_rows: one request each
-                return [model.outputs_from(labels, proba, space=space) for labels, proba in answers]
+                model.check_budget(sum(frames.row_counts))  # refused before anything is sent
+                if report is not None:
+                    report(0.0, model.estimate(sum(frames.row_counts)))
+                for labels, proba in model.iter_predictions(frames, progress=report):
+                    sent[0] += 1  # frames are at most max_rows: one request each
+                    yield model.outputs_from(labels, proba, space=space)
             max_rows = model.max_rows
         else:
             def predict(frames, report):
-                results = []
                 for k in range(len(frames)):
                     if report is not None:
                         report(k / len(frames), f"model call {k + 1} of {len(frames)}")
-                    results.append(model.output(frames[k], space=space))
-                return results
-            max_rows = 200_000
+                    yield model.output(frames[k], space=space)
+            max_rows = 50_000
 
         with self._lock:
             known = self._background_output

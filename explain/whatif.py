@@ -1,7 +1,8 @@
 """What-if analysis and counterfactuals for one prediction, through any model source.
 
 Never imports Streamlit. Every function sends its rows to the model in a few batched calls
-(one request each for a :class:`~explain.RemoteModel`):
+(for a :class:`~explain.RemoteModel`, in requests of the service's ``max_rows_per_request``
+rows, paced by its traffic budget and reported through ``progress``):
 
 * :func:`compare` re-predicts an edited row next to the original one (one request) and, with
   an explainer, gives the Shapley values of both.
@@ -27,7 +28,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -299,6 +300,20 @@ def _frame(model: ModelSource, rows: Sequence[Mapping] | pd.DataFrame) -> pd.Dat
     return model.conform(frame)
 
 
+def _predict(model: ModelSource, frame: pd.DataFrame, progress: Callable[[float, str], None] | None):
+    """``model.predict(frame)``; a black box reports its model rows through ``progress`` as it goes."""
+    if progress is not None and hasattr(model, "predict_batches"):
+        return model.predict_batches([frame], progress=progress)[0]
+    return model.predict(frame)
+
+
+def _stage(progress: Callable[[float, str], None] | None, step: int, what: str):
+    """The progress of round ``step`` (0-3) of the counterfactual search, as a share of the whole."""
+    if progress is None:
+        return None
+    return lambda fraction, text: progress((step + fraction) / 4, f"step {step + 1} of 4 ({what}): {text}")
+
+
 def _row_dict(row: Mapping | pd.Series | pd.DataFrame) -> dict:
     if isinstance(row, pd.DataFrame):
         if len(row) != 1:
@@ -556,7 +571,8 @@ def _scores(model: ModelSource, labels, proba, *, column: int | None = None) -> 
 
 
 def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: FeatureRanges, *,
-                features: Sequence[str] | None = None, grid_resolution: int = 20, output=None) -> Sensitivity:
+                features: Sequence[str] | None = None, grid_resolution: int = 20, output=None,
+                progress: Callable[[float, str], None] | None = None) -> Sensitivity:
     """ICE curves of every feature for one point, from one batched request, and their ranking.
 
     Parameters
@@ -572,6 +588,8 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
     output : optional
         Multiclass: the class whose probability the curves show; default the class predicted
         for ``point``. Binary models show their positive class, regression the value.
+    progress : callable, optional
+        Called with (fraction done, text) while a black box is asked.
 
     Returns
     -------
@@ -601,7 +619,7 @@ def sensitivity(model: ModelSource, point: Mapping | pd.DataFrame, ranges: Featu
         spans.append((name, len(rows), len(rows) + len(grid)))
         rows.extend({**base, name: (v.item() if isinstance(v, np.generic) else v)} for v in grid)
     requests_before = getattr(model, "requests", 0)
-    labels, proba = model.predict(_frame(model, rows))
+    labels, proba = _predict(model, _frame(model, rows), progress)
     column, compared = _output_column(model, proba, output)
     scores = _scores(model, labels, proba, column=column)
     curves, ranking = {}, []
@@ -752,7 +770,8 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
                     allowed: Sequence[str] | None = None, bounds: Mapping | None = None,
                     target_range: tuple[float, float] | None = None, desired_class=None, threshold: float = 0.5,
                     max_changes: int = 3, n_candidates: int = 2000, n_neighbours: int = 20,
-                    n_reference: int = 1000, random_state: int | None = 0, output=None) -> CounterfactualResult:
+                    n_reference: int = 1000, random_state: int | None = 0, output=None,
+                    progress: Callable[[float, str], None] | None = None) -> CounterfactualResult:
     """The smallest plausible changes of a point that flip its decision (or reach a target range).
 
     Parameters
@@ -790,6 +809,8 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
         answer, so they are compared on the same class; default ``desired_class`` when given,
         else the class predicted for the original. Binary models report their positive class,
         regression the value.
+    progress : callable, optional
+        Called with (fraction done, text) while a black box is asked (four rounds of requests).
 
     Returns
     -------
@@ -832,7 +853,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     sample = sample.reset_index(drop=True)
     randoms = _random_candidates(original, sample, ranges, limits, allowed, max_changes, n_candidates, rng)
     batch = pd.concat([_frame(model, [original]), _frame(model, sample), _frame(model, randoms)], ignore_index=True)
-    labels, proba = model.predict(batch)
+    labels, proba = _predict(model, batch, _stage(progress, 0, "random candidates"))
     desired_column = None
     if desired_class is not None and proba is not None:
         known = _classes(model, proba)
@@ -870,7 +891,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     pool = [good_random.assign(_origin="random")]
     candidates = len(randoms) + n_sample
     if len(seeds):
-        labels2, proba2 = model.predict(_frame(model, seeds))
+        labels2, proba2 = _predict(model, _frame(model, seeds), _stage(progress, 1, "neighbours"))
         d2, s2 = _decisions(model, labels2, proba2, threshold)
         pool.append(seeds[wanted(d2, s2)].assign(_origin="neighbour"))
         candidates += len(seeds)
@@ -886,7 +907,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     # request 3: pull each valid candidate back towards the original, one feature at a time
     refined = _refinements(original, valid, ranges, allowed)
     if len(refined):
-        labels3, proba3 = model.predict(_frame(model, refined))
+        labels3, proba3 = _predict(model, _frame(model, refined), _stage(progress, 2, "refinements"))
         d3, s3 = _decisions(model, labels3, proba3, threshold)
         valid = pd.concat([valid.drop(columns="_cost"), refined[wanted(d3, s3)]], ignore_index=True)
         candidates += len(refined)
@@ -897,7 +918,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
     answers: list[Counterfactual] = []
     if len(chosen):
         rows = chosen[list(model.features)]
-        labels4, proba4 = model.predict(_frame(model, rows))
+        labels4, proba4 = _predict(model, _frame(model, rows), _stage(progress, 3, "re-check"))
         d4, s4 = _decisions(model, labels4, proba4, threshold)
         keep = wanted(d4, s4)
         points = _points(model, labels4, proba4, threshold, column=column)

@@ -275,6 +275,17 @@ class ExplainConfig(_Strict):
     trust_pickle: bool = Field(
         False, description="Allow loading a joblib/pickle artifact (runs code from the file; trust it first).")
     background_rows: int = Field(100, ge=10, le=1000, description="Background sample for model-agnostic SHAP.")
+    max_rows_per_second: float = Field(
+        2000.0, gt=0, le=1_000_000, description="Model rows per second that explanations, What-if and baselines "
+                                                "may send the service, shared by every user of one dashboard.")
+    max_rows_per_request: int = Field(
+        500, ge=1, le=50_000, description="Rows in one request of an explanation, What-if or baseline.")
+    max_rows_per_computation: int = Field(
+        200_000, ge=1, le=100_000_000, description="Model rows one explanation may send in all; a larger one is "
+                                                   "refused with its estimate.")
+    confirm_rows_above: int = Field(
+        20_000, ge=0, le=100_000_000, description="Explanations estimated above this many model rows wait for the "
+                                                  "user's confirmation; 0 = always ask.")
 
     @field_validator("artifact")
     @classmethod

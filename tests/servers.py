@@ -1,4 +1,4 @@
-"""Real prediction servers for the integration tests: MLflow's scoring server and Seldon MLServer.
+"""Real prediction servers for the integration tests: MLflow's scoring server, Seldon MLServer and KServe.
 
 A pytest plugin (``pytest_plugins = ["tests.servers"]``, or ``-p tests.servers``). Each server runs
 from its own virtual environment, built once from the exact pins in
@@ -15,10 +15,15 @@ from its own virtual environment, built once from the exact pins in
   clients' answers with these known ones.
 
 Session-scoped fixtures ``mlflow_server`` and ``mlserver_server`` start the servers on free
-127.0.0.1 ports and yield a :class:`ModelServer`. To build the venvs and models ahead of a test
-run (in CI, to show the slow step on its own)::
+127.0.0.1 ports and yield a :class:`ModelServer`. Two more serve the shapes teams run, trained on
+scikit-learn's bundled data by ``tests/servers/train_public_models.py`` (with a reference file):
+``kserve_server``, KServe's Python ``ModelServer`` (``tests/servers/kserve_model.py``, KServe's
+sklearn runtime with ``predict_proba``) serving a RandomForest on the wine data (13 features,
+3 classes), and ``mlserver_wide_server``, MLServer serving a GradientBoosting model of the breast
+cancer data (30 numeric features, binary). To build the venvs and models ahead of a test run (in
+CI, to show the slow step on its own)::
 
-    python -m tests.servers mlflow mlserver
+    python -m tests.servers mlflow mlserver kserve
 """
 
 from __future__ import annotations
@@ -52,7 +57,11 @@ PEERS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "peers"
 """Pinned requirements of the peer libraries the benchmarks compare against (each in its own venv)."""
 REQUIREMENTS_DIRS = (SERVERS_DIR, PEERS_DIR)
 TRAIN_SCRIPT = SERVERS_DIR / "train_model.py"
-SERVER_NAMES = ("mlflow", "mlserver")
+PUBLIC_MODELS_SCRIPT = SERVERS_DIR / "train_public_models.py"
+KSERVE_SCRIPT = SERVERS_DIR / "kserve_model.py"
+SERVER_NAMES = ("mlflow", "mlserver", "kserve")
+PUBLIC_MODELS = {"mlserver": ("breast_cancer",), "kserve": ("wine",)}
+"""Models of scikit-learn's bundled data each server venv trains besides ``train_model.py``'s."""
 
 BUILD_TIMEOUT_S = 1800.0
 START_TIMEOUT_S = 120.0
@@ -342,6 +351,53 @@ def ensure_model(name: str) -> Path:
     return final
 
 
+def ensure_public_model(name: str, shape: str) -> Path:
+    """Train a model of scikit-learn's bundled ``shape`` data in server ``name``'s venv unless cached.
+
+    Parameters
+    ----------
+    name : {"mlserver", "kserve"}
+        The server whose venv trains (and later loads) the model.
+    shape : {"wine", "breast_cancer"}
+        See ``tests/servers/train_public_models.py``.
+
+    Returns
+    -------
+    Path
+        A directory with ``model.joblib``, ``reference.csv`` (features and ``target``) and ``expected.json``.
+    """
+    venv = ensure_venv(name)
+    final = venv.with_name(f"{venv.name}-{shape}-{_digest(PUBLIC_MODELS_SCRIPT, length=8)}")
+    if (final / "expected.json").is_file():
+        return final
+    with _file_lock(final.with_name(f"{final.name}.lock"), what=f"the {name} {shape} model"):
+        if (final / "expected.json").is_file():
+            return final
+        if final.exists():
+            shutil.rmtree(final)
+        _remove_leftovers(final)
+        building = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+        building.chmod(0o755)
+        log_path = final.with_name(f"{final.name}.log")
+        log_path.write_text("")
+        _report(f"training the {name} {shape} model into {final}")
+        try:
+            _run_logged([_venv_python(venv), "-W", "ignore", PUBLIC_MODELS_SCRIPT, "--shape", shape, "--server", name,
+                         "--out", building], log_path=log_path, what=f"training the {name} {shape} model",
+                        timeout=600, env=_server_env(venv))
+            os.rename(building, final)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    return final
+
+
+def prepare(name: str) -> list[Path]:
+    """Build server ``name``'s venv and train every model it serves in the tests; return the model folders."""
+    models = [] if name == "kserve" else [ensure_model(name)]
+    return models + [ensure_public_model(name, shape) for shape in PUBLIC_MODELS.get(name, ())]
+
+
 # -- server processes ------------------------------------------------------------------------
 
 
@@ -539,6 +595,8 @@ class ModelServer:
         Prometheus endpoint (MLServer: its own metrics port); names in :data:`MLSERVER_METRICS`.
     spare_model : str or None
         MLServer: a second copy of the model that tests may unload and load again.
+    reference : Path or None
+        The training rows with their ``target`` column (models of bundled data only).
     process : ServerProcess
         The running server, its log and whether it is alive.
     """
@@ -553,6 +611,7 @@ class ModelServer:
     process: ServerProcess = field(repr=False)
     metrics_url: str | None = None
     spare_model: str | None = None
+    reference: Path | None = None
 
     def alive(self) -> bool:
         """Return whether the server process is still running."""
@@ -585,6 +644,26 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelSer
     with server_process("mlflow scoring server", command, health_path="/ping", log_path=run_dir / "server.log",
                         venv=venv, cwd=run_dir) as server:
         yield ModelServer(url=server.url, model="vantage-credit", process=server, **_known_answers(model_dir))
+
+
+@pytest.fixture(scope="session")
+def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """KServe's Python ModelServer (one worker, REST only) serving the wine RandomForest as ``wine``:
+    13 numeric features, classes 0, 1 and 2, ``predict_proba`` as the one output ``output-0``, metrics
+    on the same port (``/metrics``), no inputs in its metadata."""
+    venv = ensure_venv("kserve")
+    model_dir = ensure_public_model("kserve", "wine")
+    run_dir = tmp_path_factory.mktemp("kserve-server")
+    model = "wine"
+
+    def command(port: int) -> list:
+        return [_venv_python(venv), KSERVE_SCRIPT, "--model_name", model, "--model_dir", model_dir,
+                "--http_port", port, "--enable_grpc", "false"]
+
+    with server_process("KServe ModelServer", command, health_path=f"/v2/models/{model}/ready",
+                        log_path=run_dir / "server.log", venv=venv, cwd=run_dir) as server:
+        yield ModelServer(url=server.url, model=model, process=server, metrics_url=f"{server.url}/metrics",
+                          reference=model_dir / "reference.csv", **_known_answers(model_dir))
 
 
 def _write_mlserver_repository(run_dir: Path, model_file: Path, models: Sequence[str], *, http_port: int,
@@ -630,6 +709,27 @@ def mlserver_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelS
                           metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", **_known_answers(model_dir))
 
 
+@pytest.fixture(scope="session")
+def mlserver_wide_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """Seldon MLServer with the scikit-learn runtime serving the breast cancer GradientBoosting model as
+    ``breast-cancer``: 30 numeric features, classes 0 and 1 (labels by default, ``predict_proba`` on request)."""
+    venv = ensure_venv("mlserver")
+    model_dir = ensure_public_model("mlserver", "breast_cancer")
+    run_dir = tmp_path_factory.mktemp("mlserver-wide-server")
+    model = "breast-cancer"
+    grpc_port, metrics_port = free_ports(2)
+
+    def command(port: int) -> list:
+        _write_mlserver_repository(run_dir, model_dir / "model.joblib", [model], http_port=port,
+                                   grpc_port=grpc_port, metrics_port=metrics_port)
+        return [venv / "bin" / "mlserver", "start", run_dir]
+
+    with server_process("MLServer (30 features)", command, health_path=f"/v2/models/{model}/ready",
+                        log_path=run_dir.parent / f"{run_dir.name}.log", venv=venv, cwd=run_dir) as server:
+        yield ModelServer(url=server.url, model=model, process=server, reference=model_dir / "reference.csv",
+                          metrics_url=f"http://127.0.0.1:{metrics_port}/metrics", **_known_answers(model_dir))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Build the venvs and train the models of the named servers (all when none is named).
 
@@ -653,8 +753,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(exc))
     for name in args.names or SERVER_NAMES:
         started = time.monotonic()
-        model_dir = ensure_model(name)
-        _report(f"{name}: venv {venv_path(name)}, model {model_dir} ({time.monotonic() - started:.0f} s)")
+        models = ", ".join(str(m) for m in prepare(name))
+        _report(f"{name}: venv {venv_path(name)}, models {models} ({time.monotonic() - started:.0f} s)")
     return 0
 
 

@@ -54,6 +54,12 @@ class FakeClient:
         return Predictions(proba.argmax(axis=1), proba, 1.0, 1)
 
 
+def unpaced(service: ServiceConfig) -> ServiceConfig:
+    """``service`` with a traffic budget large enough for one request per explanation (these tests count them)."""
+    explain = service.explain.model_copy(update={"max_rows_per_request": 50_000, "max_rows_per_second": 1e6})
+    return service.model_copy(update={"explain": explain})
+
+
 def service_config(**kw) -> ServiceConfig:
     return ServiceConfig(name="fake", url="http://127.0.0.1:9", protocol="rest", **kw)
 
@@ -135,7 +141,7 @@ def demo_reference(demo_model):
 
 @pytest.mark.integration
 def test_black_box_shap_through_the_demo_service_agrees_with_local_tree_explainer(demo_runtime, demo_reference):
-    service = demo_runtime.config.service("credit-risk")
+    service = unpaced(demo_runtime.config.service("credit-risk"))
     selected = open_model_source(service, demo_reference)
     remote = selected.model
     assert isinstance(remote, RemoteModel) and remote.task == "binary" and remote.version == demo_runtime.model.version
@@ -172,7 +178,7 @@ def test_explanation_requests_are_not_logged_as_predictions(demo_runtime, demo_r
 def test_remote_partial_dependence_equals_sklearn_brute_force_in_one_request(demo_runtime, demo_reference):
     from sklearn.inspection import partial_dependence as sklearn_partial_dependence
 
-    remote = open_model_source(demo_runtime.config.service("credit-risk"), demo_reference).model
+    remote = open_model_source(unpaced(demo_runtime.config.service("credit-risk")), demo_reference).model
     X = demo_reference.iloc[:300]
     before = remote.requests
     result = partial_dependence(remote, X, "credit_utilization", grid_resolution=20, ice_lines=300,

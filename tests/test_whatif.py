@@ -92,7 +92,7 @@ def test_every_counterfactual_flips_the_prediction_of_the_real_service(service_m
     row = typical_row(reference, service_model)
     result = counterfactuals(service_model, row, reference, ranges=ranges, n_counterfactuals=3, random_state=1)
     assert len(result.counterfactuals) == 3
-    assert result.requests <= 5
+    assert result.requests <= 4 + result.candidates // service_model.max_rows  # four rounds, in budget-sized requests
     original = service_model.predict_proba(row)[0, 1] >= 0.5
     rows = pd.DataFrame([c.row for c in result.counterfactuals])
     for name, kind in service_model.feature_kinds.items():
