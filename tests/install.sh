@@ -2,7 +2,7 @@
 # Installs everything the test suite needs on a fresh Debian machine:
 # the Python packages of requirements-dev.txt, Debian's Chromium for the browser tests and Debian's
 # Prometheus for tests/test_prometheus.py.
-# The real MLflow and MLServer servers get their own virtual environments (tests/servers.py),
+# The real MLflow, MLServer and KServe servers get their own virtual environments (tests/servers.py),
 # built here on first use and reused afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ apt_install() {
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v prometheus >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
 python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-# The real MLflow and MLServer servers: one virtual environment each, built once and reused.
-python -m tests.servers mlflow mlserver
+# The real MLflow, MLServer and KServe servers: one virtual environment each, built once and reused.
+python -m tests.servers mlflow mlserver kserve
 echo "test dependencies installed: $(python --version), $(chromium --version 2>/dev/null | head -n 1)," \
   "$(prometheus --version 2>&1 | head -n 1)"
