@@ -1,0 +1,616 @@
+"""Capture for servers that do not log through Vantage, with real processes on 127.0.0.1.
+
+- The capturing proxy (``python -m monitoring.capture``) in front of the template service
+  (the demo model, logging nothing itself) over v2 and REST, and in front of MLflow's scoring
+  server: answers unchanged, rows in the prediction log with the id the proxy names.
+- The KServe payload-logger endpoint (``python -m monitoring.collector --capture-port``) fed
+  binary-mode CloudEvents shaped as KServe's logger posts them (the response may come first).
+- Every bad input: a CloudEvent without an id, a response without its request, a body that is
+  not JSON, a 50 MB body, an upstream that is down, a store that is locked; each counted.
+- The data pages (AppTest) of a service whose only data is what the proxy captured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from monitoring.clock import parse_time
+from monitoring.store import Store
+from tests.helpers import page_text
+from tests.servers import free_port, server_process
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+NOW = parse_time("2026-11-20T08:00:00Z")
+"""The proxies' clock (``VANTAGE_NOW``): every captured row has this time."""
+DEADLINE_S = 30.0
+ID_HEADER = "X-Vantage-Prediction-Id"
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+FIFTY_MB = 50 * 1024 * 1024
+
+
+# -- servers (subprocess entry points) ---------------------------------------------------------
+
+
+def serve_template(port: int, model_dir: str) -> None:
+    """The template service on the demo model, logging nothing (the proxy does)."""
+    import uvicorn
+
+    from demo.model import load_or_train
+    from demo.service import ServedModel, create_app
+
+    model = load_or_train(model_dir)
+    app = create_app(ServedModel(model.pipeline, model.version, model.features, name="credit-risk"), store=None)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_odd(port: int) -> None:
+    """A v2 server that answers 200 with text that is not JSON, and counts what it receives."""
+    import uvicorn
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/v2/health/live":
+            body = b'{"live": true}'
+        elif scope["path"] == "/v2/models/odd/infer" and size < 1024 * 1024:
+            body = b"<html>this is not JSON</html>"
+        else:
+            body = json.dumps({"received_bytes": size}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables while a server process is started (it copies the environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def started(name: str, command, health_path: str, log_dir: Path, **env: str):
+    with environment(**env), server_process(name, command, health_path=health_path,
+                                            log_path=log_dir / f"{name}.log", cwd=ROOT) as server:
+        yield server
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("capture")
+
+
+@pytest.fixture(scope="module")
+def template(demo_model, work):
+    model_dir = str(demo_model.artifact_path.parent)
+    with started("template", lambda port: [sys.executable, "-c",
+                                           f"from tests.test_capture import serve_template; "
+                                           f"serve_template({port}, {model_dir!r})"],
+                 "/health", work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def odd(work):
+    with started("odd", lambda port: [sys.executable, "-c",
+                                      f"from tests.test_capture import serve_odd; serve_odd({port})"],
+                 "/v2/health/live", work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def config(demo_model, template, odd, work) -> Path:
+    """One store; the template service over v2 and REST, the odd server, and one whose upstream is down."""
+    features = ", ".join(f'"{f}"' for f in demo_model.features)
+    common = f'reference = "{demo_model.reference_path}"\ntarget = "default"\nfeatures = [{features}]\n'
+    path = work / "vantage.toml"
+    path.write_text(f"""
+[store]
+url = "sqlite:///{work / 'store.db'}"
+
+[[services]]
+name = "credit"
+url = "{template.url}"
+protocol = "v2"
+model = "credit-risk"
+{common}
+[[services]]
+name = "credit-rest"
+url = "{template.url}"
+protocol = "rest"
+{common}
+[[services]]
+name = "odd"
+url = "{odd.url}"
+protocol = "v2"
+model = "odd"
+{common}
+[[services]]
+name = "gone"
+url = "http://127.0.0.1:{free_port()}"
+protocol = "v2"
+model = "credit-risk"
+{common}""")
+    return path
+
+
+def proxy_for(service: str, config: Path, work: Path, upstream: str | None = None):
+    def command(port: int) -> list:
+        args = [sys.executable, "-m", "monitoring.capture", "--config", str(config), "--service", service,
+                "--listen", f"127.0.0.1:{port}"]
+        return args + (["--upstream", upstream] if upstream else [])
+
+    return started(f"proxy-{service}", command, "/capture/stats", work, VANTAGE_NOW=str(NOW))
+
+
+@pytest.fixture(scope="module")
+def v2_proxy(config, work):
+    with proxy_for("credit", config, work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def rest_proxy(config, work):
+    with proxy_for("credit-rest", config, work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def odd_proxy(config, work):
+    with proxy_for("odd", config, work) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def store(work) -> Iterator[Store]:
+    store = Store(f"sqlite:///{work / 'store.db'}")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(scope="module")
+def rows(demo_model) -> pd.DataFrame:
+    """Reference rows to send, missing values included."""
+    reference = pd.read_parquet(demo_model.reference_path)
+    return reference[list(demo_model.features)].iloc[:40].reset_index(drop=True)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def cell(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def v2_columns(frame: pd.DataFrame, features: dict[str, str], **extra) -> dict:
+    inputs = [{"name": name, "shape": [len(frame)], "datatype": "FP64" if kind == "numeric" else "BYTES",
+               "data": [cell(v) for v in frame[name]]} for name, kind in features.items()]
+    return {"inputs": inputs, "outputs": [{"name": "predict"}, {"name": "predict_proba"}], **extra}
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    return [{k: cell(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def wait_for(condition, what: str, deadline_s: float = DEADLINE_S):
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = condition()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {deadline_s:g} s")
+        time.sleep(0.1)
+
+
+def logged(store: Store, service: str, ids: list[str]) -> pd.DataFrame:
+    """The rows of ``ids``, once all are in the prediction log."""
+    def found():
+        try:
+            frame = store.read_prediction_log(service)
+        except KeyError:
+            return None
+        frame = frame[frame["id"].isin(ids)]
+        return frame if len(frame) == len(ids) else None
+
+    return wait_for(found, f"{len(ids)} rows {ids[:3]}... in the prediction log of {service}").set_index("id")
+
+
+def stats(server) -> dict:
+    return requests.get(f"{server.url}/capture/stats", timeout=5).json()
+
+
+def counts(server, service: str) -> dict:
+    return stats(server)["counts"].get(service, {})
+
+
+def infer_path(model: str = "credit-risk") -> str:
+    return f"/v2/models/{model}/infer"
+
+
+# -- the proxy ---------------------------------------------------------------------------------
+
+
+def test_proxy_forwards_v2_unchanged_and_logs_each_row_under_the_request_id(template, v2_proxy, store, rows,
+                                                                           demo_model):
+    body = v2_columns(rows.iloc[:3], demo_model.features, id="loan-7")
+    direct = requests.post(template.url + infer_path(), json=body, timeout=10)
+    proxied = requests.post(v2_proxy.url + infer_path(), json=body, timeout=10)
+    assert proxied.status_code == direct.status_code == 200
+    assert proxied.headers[ID_HEADER] == "loan-7"
+    assert proxied.headers["content-type"] == direct.headers["content-type"]
+    assert proxied.json()["outputs"] == direct.json()["outputs"]
+    for path in ("/v2/models/credit-risk", "/v2/health/ready", "/model"):  # not predictions: forwarded only
+        assert requests.get(v2_proxy.url + path, timeout=5).content == requests.get(template.url + path,
+                                                                                    timeout=5).content
+    outputs = {o["name"]: o["data"] for o in proxied.json()["outputs"]}
+    frame = logged(store, "credit", ["loan-7-0", "loan-7-1", "loan-7-2"])
+    assert frame.loc[["loan-7-0", "loan-7-1", "loan-7-2"], "prediction"].tolist() == outputs["predict"]
+    proba = np.asarray(outputs["predict_proba"]).reshape(3, 2)
+    np.testing.assert_allclose(frame.loc[["loan-7-0", "loan-7-1", "loan-7-2"], "score"], proba[:, 1])
+    assert (frame["ts"] == NOW).all()
+    assert frame["model_version"].astype(str).eq(demo_model.version).all()
+    for name, kind in demo_model.features.items():
+        sent = rows[name].iloc[:3].tolist()
+        got = frame.loc[["loan-7-0", "loan-7-1", "loan-7-2"], name].tolist()
+        if kind == "numeric":
+            np.testing.assert_allclose(np.asarray(got, float), np.asarray(sent, float))
+        else:
+            assert [None if pd.isna(v) else str(v) for v in got] == [None if pd.isna(v) else str(v) for v in sent]
+
+
+def test_proxy_names_a_generated_id_or_the_callers_and_takes_a_2d_tensor(v2_proxy, store, rows, demo_model):
+    features = demo_model.features
+    one = v2_columns(rows.iloc[3:4], features)
+    answer = requests.post(v2_proxy.url + infer_path(), json=one, timeout=10)
+    generated = answer.headers[ID_HEADER]
+    assert answer.status_code == 200 and len(generated) == 32
+    chosen = requests.post(v2_proxy.url + infer_path(), json=one, headers={ID_HEADER: "chosen-1"}, timeout=10)
+    assert chosen.headers[ID_HEADER] == "chosen-1"
+    table = rows.iloc[4:6][list(features)]
+    tensor = {"inputs": [{"name": "input-0", "shape": [2, len(features)], "datatype": "BYTES",
+                          "data": [[cell(v) for v in row] for row in table.itertuples(index=False)]}]}
+    answer_2d = requests.post(v2_proxy.url + infer_path(), json=tensor, timeout=10)
+    assert answer_2d.status_code == 200, answer_2d.text
+    frame = logged(store, "credit", [generated, "chosen-1"])
+    assert frame.loc[generated, "prediction"] == answer.json()["outputs"][0]["data"][0]
+    base = answer_2d.headers[ID_HEADER]
+    from_2d = logged(store, "credit", [f"{base}-0", f"{base}-1"])
+    np.testing.assert_allclose(from_2d.loc[[f"{base}-0", f"{base}-1"], "income"], table["income"])
+    assert from_2d.loc[[f"{base}-0", f"{base}-1"], "prediction"].tolist() == answer_2d.json()["outputs"][0]["data"]
+
+
+def test_proxy_logs_rest_records_with_probabilities(template, rest_proxy, store, rows):
+    body = {"instances": records(rows.iloc[10:14])}
+    direct = requests.post(template.url + "/predict", json=body, timeout=10).json()
+    answer = requests.post(rest_proxy.url + "/predict", json=body, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["predictions"] == direct["predictions"]
+    base = answer.headers[ID_HEADER]
+    ids = [f"{base}-{i}" for i in range(4)]
+    frame = logged(store, "credit-rest", ids)
+    assert frame.loc[ids, "prediction"].tolist() == answer.json()["predictions"]
+    np.testing.assert_allclose(frame.loc[ids, "score"], np.asarray(answer.json()["probabilities"])[:, 1])
+    np.testing.assert_allclose([json.loads(p) for p in frame.loc[ids, "probabilities"]],
+                               answer.json()["probabilities"])
+
+
+def test_proxy_in_front_of_mlflow_logs_dataframe_split_and_records(mlflow_server, work):
+    reference = work / "mlflow-reference.parquet"
+    mlflow_server.X.to_parquet(reference)
+    config = work / "mlflow.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{work / 'mlflow.db'}"
+
+[[services]]
+name = "churn"
+url = "{mlflow_server.url}"
+protocol = "mlflow"
+reference = "{reference}"
+features = {json.dumps(list(mlflow_server.X.columns))}
+""")
+    X = mlflow_server.X
+    split = {"dataframe_split": {"columns": list(X.columns), "data": [[cell(v) for v in r] for r in X.iloc[:5].values]}}
+    as_records = {"dataframe_records": records(X.iloc[5:8])}
+    with proxy_for("churn", config, work) as proxy:
+        first = requests.post(proxy.url + "/invocations", json=split, timeout=20)
+        second = requests.post(proxy.url + "/invocations", json=as_records, timeout=20)
+        assert first.status_code == second.status_code == 200
+        assert first.json() == requests.post(mlflow_server.url + "/invocations", json=split, timeout=20).json()
+        store = Store(f"sqlite:///{work / 'mlflow.db'}")
+        try:
+            ids = [f"{first.headers[ID_HEADER]}-{i}" for i in range(5)] + \
+                  [f"{second.headers[ID_HEADER]}-{i}" for i in range(3)]
+            frame = logged(store, "churn", ids)
+        finally:
+            store.dispose()
+    np.testing.assert_allclose(frame.loc[ids, "prediction"].to_numpy(float),
+                               np.asarray(mlflow_server.predictions[:8], float))
+    assert frame.loc[ids, "region"].astype(str).tolist() == X["region"].iloc[:8].astype(str).tolist()
+
+
+def test_proxy_counts_what_it_cannot_log_and_still_forwards_it(odd, odd_proxy, store, rows, demo_model):
+    body = v2_columns(rows.iloc[:1], demo_model.features)
+    garbled = requests.post(odd_proxy.url + infer_path("odd"), json=body, timeout=10)
+    assert garbled.status_code == 200 and garbled.text == "<html>this is not JSON</html>"
+    not_json = wait_for(lambda: counts(odd_proxy, "odd").get("not_json", 0) >= 1 and counts(odd_proxy, "odd"),
+                        "the answer that is not JSON to be counted")
+    assert not_json["rows_logged"] == 0
+    assert "not JSON" in stats(odd_proxy)["last_problem"]["odd"]
+
+    big = b'{"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["' + b"a" * FIFTY_MB + b'"]}]}'
+
+    def chunks():  # streamed: the proxy forwards it as it comes, without a length
+        for start in range(0, len(big), 1024 * 1024):
+            yield big[start:start + 1024 * 1024]
+
+    for data in (big, chunks()):
+        answer = requests.post(odd_proxy.url + infer_path("odd"), data=data, timeout=60,
+                               headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200
+        assert answer.json() == {"received_bytes": len(big)}  # forwarded whole
+    wait_for(lambda: counts(odd_proxy, "odd")["oversized"] == 2, "both 50 MB bodies to be counted as oversized")
+    assert counts(odd_proxy, "odd")["rows_logged"] == 0
+    with pytest.raises(KeyError):
+        store.read_prediction_log("odd")
+
+
+def test_proxy_answers_502_with_a_reason_when_the_upstream_is_down(config, work, rows, demo_model):
+    with proxy_for("gone", config, work) as proxy:
+        answer = requests.post(proxy.url + infer_path(), json=v2_columns(rows.iloc[:1], demo_model.features),
+                               timeout=30)
+        assert answer.status_code == 502
+        assert answer.headers["content-type"].startswith("text/plain")
+        assert "cannot be reached" in answer.text and "127.0.0.1" in answer.text
+        assert requests.get(proxy.url + "/v2/health/live", timeout=30).status_code == 502
+        assert counts(proxy, "gone")["upstream_down"] == 2
+
+
+def test_a_locked_store_neither_fails_nor_loses_requests(v2_proxy, store, rows, demo_model, work):
+    body = v2_columns(rows.iloc[20:21], demo_model.features)
+    lock = sqlite3.connect(work / "store.db", timeout=30, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        ids = []
+        for i in range(20):
+            answer = requests.post(v2_proxy.url + infer_path(), json=body, headers={ID_HEADER: f"locked-{i}"},
+                                   timeout=10)
+            assert answer.status_code == 200
+            ids.append(answer.headers[ID_HEADER])
+        wait_for(lambda: stats(v2_proxy)["store_state"] == "locked", "the proxy to see the store locked")
+        assert counts(v2_proxy, "credit")["rows_pending"] >= 1
+    finally:
+        lock.rollback()
+        lock.close()
+    logged(store, "credit", ids)
+    wait_for(lambda: stats(v2_proxy)["store_state"] == "ok", "the proxy to see the store back")
+    assert counts(v2_proxy, "credit")["rows_dropped"] == 0
+
+
+def test_probe_calls_and_error_answers_are_forwarded_not_logged(v2_proxy, store, rows, demo_model):
+    before = counts(v2_proxy, "credit")
+    probe = requests.post(v2_proxy.url + infer_path(), json=v2_columns(rows.iloc[:1], demo_model.features),
+                          headers={"X-Vantage-Probe": "1"}, timeout=10)
+    assert probe.status_code == 200 and ID_HEADER not in probe.headers
+    wrong = requests.post(v2_proxy.url + infer_path(), json={"inputs": "no"}, timeout=10)
+    assert wrong.status_code == 400
+    wait_for(lambda: counts(v2_proxy, "credit")["error_answers"] == before["error_answers"] + 1,
+             "the error answer to be counted")
+    assert counts(v2_proxy, "credit")["exchanges"] == before["exchanges"]
+
+
+# -- the KServe payload logger -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def collector(config, work):
+    """``python -m monitoring.collector --capture-port``: the logger endpoint in the collector's process."""
+    def command(port: int) -> list:
+        return [sys.executable, "-m", "monitoring.collector", "--config", str(config), "--capture-port", str(port)]
+
+    with started("collector", command, "/health", work) as server:
+        yield server
+
+
+def cloud_event(kind: str, event_id: str | None, body: bytes, *, service: str = "credit") -> dict:
+    """Headers as KServe's logger sends them (CloudEvents 1.0, binary mode, Go's header casing)."""
+    headers = {
+        "Ce-Specversion": "1.0", "Ce-Type": kind, "Ce-Source": "http://localhost:9081/",
+        "Ce-Time": "2026-11-20T07:59:30.123456789Z", "Ce-Inferenceservicename": service,
+        "Ce-Namespace": "default", "Ce-Component": "predictor", "Ce-Endpoint": "default", "Ce-Metadata": "{}",
+        "Content-Type": "application/json", "Content-Length": str(len(body)),
+    }
+    if event_id is not None:
+        headers["Ce-Id"] = event_id
+    return headers
+
+
+def post_event(collector, kind: str, event_id: str | None, payload, *, service: str = "credit", path: str = "/"):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return requests.post(collector.url + path, data=body, headers=cloud_event(kind, event_id, body, service=service),
+                         timeout=30)
+
+
+def test_logger_joins_v1_and_v2_events_by_id_in_either_order(collector, store, rows, demo_model):
+    v1_id, v2_id = str(uuid.uuid4()), str(uuid.uuid4())
+    instances = [[cell(v) for v in r] for r in rows.iloc[30:33][list(demo_model.features)].itertuples(index=False)]
+    assert post_event(collector, RESPONSE_TYPE, v1_id, {"predictions": [1, 0, 1]}).status_code == 200  # first
+    assert post_event(collector, REQUEST_TYPE, v1_id, {"instances": instances}).status_code == 200
+    request = v2_columns(rows.iloc[33:35], demo_model.features)
+    response = {"model_name": "credit-risk", "model_version": "7", "id": v2_id, "outputs": [
+        {"name": "predict", "datatype": "INT64", "shape": [2], "data": [0, 1]},
+        {"name": "predict_proba", "datatype": "FP64", "shape": [2, 2], "data": [0.8, 0.2, 0.3, 0.7]}]}
+    assert post_event(collector, REQUEST_TYPE, v2_id, request).status_code == 200
+    assert post_event(collector, RESPONSE_TYPE, v2_id, response, path="/services/credit").status_code == 200
+    v1 = logged(store, "credit", [f"{v1_id}-{i}" for i in range(3)])
+    assert v1.loc[[f"{v1_id}-{i}" for i in range(3)], "prediction"].tolist() == [1.0, 0.0, 1.0]
+    assert (v1["ts"] == parse_time("2026-11-20T07:59:30.123456Z")).all()
+    v2 = logged(store, "credit", [f"{v2_id}-0", f"{v2_id}-1"])
+    assert v2.loc[f"{v2_id}-1", "score"] == pytest.approx(0.7)
+    assert v2["model_version"].astype(str).eq("7").all()
+    np.testing.assert_allclose(v2.loc[[f"{v2_id}-0", f"{v2_id}-1"], "age"], rows["age"].iloc[33:35])
+
+
+def test_logger_refuses_bad_events_with_a_reason_and_counts_them(collector):
+    before = counts(collector, "credit")
+    no_id = post_event(collector, REQUEST_TYPE, None, {"instances": [[1]]})
+    assert no_id.status_code == 400 and "ce-id" in no_id.text
+    garbled = post_event(collector, REQUEST_TYPE, str(uuid.uuid4()), b"this is not JSON")
+    assert garbled.status_code == 400 and "JSON" in garbled.text
+    huge = post_event(collector, REQUEST_TYPE, str(uuid.uuid4()), b"[" + b"1," * (FIFTY_MB // 2) + b"1]")
+    assert huge.status_code == 413 and "MB" in huge.text
+    unknown = post_event(collector, REQUEST_TYPE, str(uuid.uuid4()), {"instances": []}, service="nobody")
+    assert unknown.status_code == 404 and "nobody" in unknown.text
+    lonely = post_event(collector, RESPONSE_TYPE, str(uuid.uuid4()), {"predictions": [1]})
+    assert lonely.status_code == 200
+    after = counts(collector, "credit")
+    assert after["without_id"] == before["without_id"] + 1
+    assert after["not_json"] == before["not_json"] + 1
+    assert after["oversized"] == before["oversized"] + 1
+    assert stats(collector)["unpaired"] >= 1  # counted once its pairing time has passed (see the next test)
+    assert requests.get(collector.url + "/health", timeout=5).status_code == 200
+
+
+def test_logger_counts_halves_whose_other_half_never_comes(store, demo_model, tmp_path):
+    """In-process, with a pairing time of 0.3 s: the endpoint is the same app, served by uvicorn."""
+    from monitoring.capture import CaptureWriter, KServeLoggerEndpoint, service_capture
+    from monitoring.capture import serve_in_thread as serve
+    from monitoring.clock import FrozenClock
+    from monitoring.config import parse_config
+
+    features = ", ".join(f'"{f}"' for f in demo_model.features)
+    config = parse_config(f"""
+[store]
+url = "sqlite:///{tmp_path / 'pairs.db'}"
+[[services]]
+name = "credit"
+url = "http://127.0.0.1:9"
+protocol = "v2"
+model = "credit-risk"
+reference = "{demo_model.reference_path}"
+target = "default"
+features = [{features}]
+""")
+    local = Store(config.store.url)
+    capture = service_capture(config.services[0], local)
+    writer = CaptureWriter(local, {"credit": capture}, source="test", clock=FrozenClock(NOW))
+    app = KServeLoggerEndpoint({"credit": capture}, writer, clock=FrozenClock(NOW), pair_timeout=0.3)
+    port = free_port()
+    server = serve(app, "127.0.0.1", port, name="test-logger")
+    try:
+        class Endpoint:
+            url = server.url
+
+        assert post_event(Endpoint, RESPONSE_TYPE, "r-1", {"predictions": [1]}).status_code == 200
+        assert post_event(Endpoint, REQUEST_TYPE, "q-1", {"instances": [[1] * len(demo_model.features)]}).ok
+        found = wait_for(lambda: (c := writer.stats().service("credit"))["responses_without_request"] == 1
+                         and c["requests_without_response"] == 1 and c, "both halves to be counted")
+        assert found["rows_logged"] == 0
+    finally:
+        server.stop()
+        local.dispose()
+
+
+# -- the data pages of a captured service ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def captured(v2_proxy, store, demo_model):
+    """300 predictions captured through the proxy, and labels for half of them sent by their ids."""
+    reference = pd.read_parquet(demo_model.reference_path)
+    sample = reference[list(demo_model.features)].sample(300, random_state=0).reset_index(drop=True)
+    ids = []
+    for start in range(0, 300, 50):
+        answer = requests.post(v2_proxy.url + infer_path(), json=v2_columns(sample.iloc[start:start + 50],
+                                                                               demo_model.features), timeout=30)
+        assert answer.status_code == 200
+        ids += [f"{answer.headers[ID_HEADER]}-{i}" for i in range(50)]
+    frame = logged(store, "credit", ids)
+    truth = reference["default"].sample(300, random_state=0).to_numpy()
+    store.write_labels("credit", pd.DataFrame({"prediction_id": ids[:150], "ts": NOW + 30.0,
+                                               "label": truth[:150].astype(float)}))
+    return frame
+
+
+@pytest.fixture
+def pages(captured, demo_model, work, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    features = ", ".join(f'"{f}"' for f in demo_model.features)
+    explain = (f'artifact = "{demo_model.skops_path}"' if demo_model.skops_path is not None else
+               f'artifact = "{demo_model.artifact_path}"\ntrust_pickle = true')
+    config = work / "pages.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{work / 'store.db'}"
+
+[[services]]
+name = "credit"
+url = "http://127.0.0.1:9"
+protocol = "v2"
+model = "credit-risk"
+reference = "{demo_model.reference_path}"
+target = "default"
+features = [{features}]
+
+[services.explain]
+source = "local"
+{explain}
+""")
+    monkeypatch.setenv("VANTAGE_CONFIG", str(config))
+    monkeypatch.setenv("VANTAGE_NOW", str(NOW + 3600.0))
+    yield AppTest.from_file(APP, default_timeout=180)
+    from dashboard import state
+
+    state._start_runtime.clear()
+
+
+@pytest.mark.parametrize("page", ["overview", "drift", "performance", "segments", "explain", "whatif"])
+def test_data_pages_open_for_a_captured_service(pages, page, captured):
+    at = pages.run()
+    if page != "overview":
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = page_text(at)
+    assert "no prediction" not in text.lower(), text[:2000]
+    if page == "overview":
+        assert "300" in text, text[:2000]
