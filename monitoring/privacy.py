@@ -53,8 +53,10 @@ MAX_KNOWN_VALUES = 200_000
 """At most this many distinct personal values are remembered for masking free text (memory stays bounded)."""
 MIN_TEXT_CHARS = 2
 """Shorter text values are not searched for in free text (one letter would mangle every sentence)."""
-MIN_NUMBER_CHARS = 4
-"""Numbers written with fewer characters (``35``, ``1.5``) are not searched for in free text, for the same reason."""
+MIN_NUMBER_CHARS = 6
+"""Numbers written with fewer characters (``35``, ``2026``, ``1,200``) are not searched for in free text: they would
+mask counts and years that merely equal someone's value. A row's number is always masked in tables; this is about
+sentences and log lines, which quote values at full precision (``9876.54321``, ``52000.0``)."""
 RESERVED_COLUMNS = ("id", "ts", "seq", "model_version", "prediction", "score", "label")
 """Log columns that cannot be personal: every page needs them (they hold no input of a person)."""
 _SPECIAL_LABELS = ("(missing)", "(unseen)", "missing", "(all)")

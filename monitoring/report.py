@@ -128,12 +128,13 @@ def service_report(name: str, *, state: str, status_line: str, model_line: str,
         tables.append(("Incoming data against the training data, newest day",
                        table.rename(columns={"n": "rows"})))
     if segments is not None:
-        table = segments.table.copy()
+        table = segments.table.copy() if not mask else mask.text_cells(segments.table)  # labels quote values
         table["too_small"] = table["too_small"].map({True: "too small to judge", False: ""})
         tables.append((f"Segments by {' and '.join(segments.features)}", table))
     if fairness is not None:
         sentences.extend(fairness.sentences())
-        tables.append((f"Fairness across {fairness.sensitive_feature}", fairness.by_group))
+        tables.append((f"Fairness across {fairness.sensitive_feature}",
+                       mask.text_cells(fairness.by_group) if mask else fairness.by_group))
     report = ServiceReport(name, state, status_line, model_line, alerts, volume, tuple(sentences), tuple(figures),
                            tuple(tables))
     return _masked(report, mask) if mask else report
@@ -152,7 +153,7 @@ def _masked(report: ServiceReport, mask) -> ServiceReport:
         report, status_line=mask.text(report.status_line), model_line=mask.text(report.model_line), alerts=alerts,
         sentences=tuple(mask.text(s) for s in report.sentences),
         figures=tuple(mask.figure(f) for f in report.figures),
-        tables=tuple((mask.text(title), mask.text_cells(mask.frame(table))) for title, table in report.tables))
+        tables=tuple((mask.text(title), mask.frame(table)) for title, table in report.tables))
 
 
 def _table_html(title: str, table: pd.DataFrame) -> str:

@@ -71,9 +71,10 @@ def test_free_text_has_every_learned_value_masked_as_a_whole_word():
             f"'{PLANTED_EMAIL}'. email = {PLANTED_EMAIL} & channel = web; in New York office; lab; 35 rows")
     masked = data.text(text)
     assert PLANTED_EMAIL not in masked and "9876.54321" not in masked and "9,876.54321" not in masked
-    assert masked.count(pseudonym) == 3 and "balance=masked" in masked and "or masked" in masked
+    assert masked.count(pseudonym) == 3 and "balance=masked" in masked and "masked or 1,200" in masked
     assert "New York office" not in masked and data.pseudonym("email", "New York office") in masked
     assert "lab" in masked and "35 rows" in masked  # short values are not hunted in text (they would mangle it)
+    assert data.text("1200.0 and 1200.00") == "masked and masked"  # at full precision, a number is hunted
     assert "zorblax.quimby@example.org.uk" in data.text("zorblax.quimby@example.org.uk")  # another word
 
 
