@@ -364,6 +364,34 @@ class PersonalMask:
             return list(labels)
         return [label if label in _SPECIAL_LABELS else self.policy.shown(column, label) for label in labels]
 
+    def segment_labels(self, labels: Iterable[object], features: Sequence[str]) -> list:
+        """Segment labels (``explain.segments.assign_segments``: ``"email = x & channel = web"``) whose
+        personal ``email = x`` parts show the pseudonym of ``x``; bins of a personal number
+        (``balance < 1,234``, the reference's inner quantiles) stay as they are."""
+        personal = [f for f in features if f in self.columns]
+        if not personal:
+            return list(labels)
+        parts = re.compile("|".join(rf"(?:(?<=^)|(?<= & )){re.escape(f)} = (?P<v{i}>.*?)(?= & |$)"
+                                    for i, f in enumerate(personal)))
+
+        def one(match: re.Match) -> str:
+            for i, feature in enumerate(personal):
+                value = match.group(f"v{i}")
+                if value is not None:
+                    shown = value if value in _SPECIAL_LABELS else self.policy.shown(feature, value)
+                    return f"{feature} = {shown}"
+            return match.group()
+
+        return [parts.sub(one, label) if isinstance(label, str) else label for label in labels]
+
+    def groups(self, feature: str, groups: Iterable[object]) -> list:
+        """Fairness groups of ``feature`` (its values, or bins such as ``balance < 1,234``): a personal value shows
+        its pseudonym, a bin of the reference's quantiles stays."""
+        if feature not in self.columns:
+            return list(groups)
+        return [g if not isinstance(g, str) or g in _SPECIAL_LABELS or g.startswith(f"{feature} ")
+                else self.policy.shown(feature, g) for g in groups]
+
     def long(self, frame: pd.DataFrame, *, feature: str = "feature",
              values: Sequence[str] = ("value",)) -> pd.DataFrame:
         """A table with one row per feature (explanations, differences, rankings): the ``values`` cells of the

@@ -128,13 +128,16 @@ def service_report(name: str, *, state: str, status_line: str, model_line: str,
         tables.append(("Incoming data against the training data, newest day",
                        table.rename(columns={"n": "rows"})))
     if segments is not None:
-        table = segments.table.copy() if not mask else mask.text_cells(segments.table)  # labels quote values
+        table = segments.table.copy()
+        if mask:  # its labels quote values
+            table = mask.text_cells(table.assign(segment=mask.segment_labels(table["segment"], segments.features)))
         table["too_small"] = table["too_small"].map({True: "too small to judge", False: ""})
         tables.append((f"Segments by {' and '.join(segments.features)}", table))
     if fairness is not None:
         sentences.extend(fairness.sentences())
         tables.append((f"Fairness across {fairness.sensitive_feature}",
-                       mask.text_cells(fairness.by_group) if mask else fairness.by_group))
+                       mask.text_cells(fairness.by_group.assign(group=mask.groups(
+                           fairness.sensitive_feature, fairness.by_group["group"]))) if mask else fairness.by_group))
     report = ServiceReport(name, state, status_line, model_line, alerts, volume, tuple(sentences), tuple(figures),
                            tuple(tables))
     return _masked(report, mask) if mask else report

@@ -92,6 +92,12 @@ def test_labels_long_tables_and_text_cells():
     segments = pd.DataFrame({"segment": [f"email = {PLANTED_EMAIL} & channel = web"], "n": [3]})
     expected = f"email = {data.pseudonym('email', PLANTED_EMAIL)} & channel = web"
     assert mask.text_cells(segments)["segment"][0] == expected
+    labels = ["channel = web & email = a@b.org", "balance = 1200.0", "balance < 1,234", "email = (missing)"]
+    assert mask.segment_labels(labels, ["channel", "email", "balance"]) == [  # values masked, quantile bins kept
+        f"channel = web & email = {data.pseudonym('email', 'a@b.org')}",
+        f"balance = {data.pseudonym('balance', '1200.0')}", "balance < 1,234", "email = (missing)"]
+    assert mask.groups("email", ["a@b.org", "(missing)"]) == [data.pseudonym("email", "a@b.org"), "(missing)"]
+    assert mask.groups("balance", ["balance < 1,234"]) == ["balance < 1,234"]
 
 
 def test_a_numeric_distribution_is_shown_on_the_reference_quantile_scale():

@@ -59,7 +59,7 @@ if not chosen:
 with st.spinner("Measuring every segment…"):
     result = state.segments_table(runtime, current.fingerprint, service.name, tuple(chosen), n_bins, float(days),
                                   min_rows)
-table = mask.text_cells(result.table)
+table = mask.text_cells(result.table.assign(segment=mask.segment_labels(result.table["segment"], chosen)))
 small = int(table["too_small"].sum())
 st.markdown(f"**{len(table)} segments** over the last {days} days"
             + (f"; {small} too small to judge (marked, their numbers are shown but should not be read into)."
@@ -135,7 +135,7 @@ def fairness_section() -> None:
         st.success(f"Four-fifths rule met for {sensitive}.")
     for sentence in fairness.sentences():
         st.markdown(mask.text(sentence))
-    groups = mask.text_cells(fairness.by_group)
+    groups = mask.text_cells(fairness.by_group.assign(group=mask.groups(sensitive, fairness.by_group["group"])))
     groups = groups.assign(judged=groups["too_small"].map({True: "too small to judge", False: "yes"}))
     st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
         "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
@@ -171,7 +171,8 @@ else:
     else:
         top = (importance.groupby("segment", sort=False)
                .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
-        st.dataframe(mask.text_cells(top), hide_index=True, column_config={
+        top = mask.text_cells(top.assign(segment=mask.segment_labels(top["segment"], chosen)))
+        st.dataframe(top, hide_index=True, column_config={
             "segment": "Segment", "top_features": "Top 3 features (mean |SHAP|)",
             "explained": st.column_config.NumberColumn("Rows explained", format="%d")}, key="segments_importance")
         st.caption("Mean absolute Shapley value of each feature over a sample of the segment's predictions (at "
