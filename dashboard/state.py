@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -720,41 +719,27 @@ def _segment_reference(_runtime: Runtime, runtime_key: str, service: str):
 
 
 def _segment_rows(_runtime: Runtime, runtime_key: str, service: str, days: float, tick_value: int):
-    """Logged predictions of the last ``days`` days with their labels (NaN while unknown), and the task."""
-    import pandas as pd
-
+    """``explain.segments.segment_rows`` of the last ``days`` days (labels when the service has them)."""
+    from explain.segments import segment_rows
     from monitoring.labels import LabelDataError
 
     frame = _runtime.mirror(service).read().frame
-    since = _runtime.now() - days * 86400.0
-    frame = frame[frame["ts"].to_numpy() >= since]
     try:
         labeled = _labeled_predictions(_runtime, runtime_key, service, tick_value)
-        labels = pd.Series(labeled.frame["label"].to_numpy(), index=labeled.frame["id"].astype(str))
-        labels = labels[~labels.index.duplicated()]
-        frame = frame.assign(label=frame["id"].astype(str).map(labels).to_numpy(dtype=float))
-        return frame, labeled.task, labeled.classes
     except LabelDataError:
-        from monitoring.labels import infer_task, predicted_classes
-
-        task = infer_task(frame)
-        return frame.assign(label=np.nan), task, predicted_classes(frame) if task == "classification" else ()
+        labeled = None
+    return segment_rows(frame, now=_runtime.now(), days=days, labeled=labeled,
+                        task=_runtime.schema(service).task or "auto")
 
 
 @st.cache_data(ttl=300, max_entries=64, show_spinner=False)
 def _segments_table(_runtime: Runtime, runtime_key: str, service: str, features: tuple, n_bins: int, days: float,
                     min_rows: int, tick_value: int):
-    from explain.segments import segment_drift, segment_metrics
+    from explain.segments import segments_report
 
-    frame, task, classes = _segment_rows(_runtime, runtime_key, service, days, tick_value)
-    reference = _segment_reference(_runtime, runtime_key, service)
-    result = segment_metrics(frame, features, task=task, classes=classes, n_bins=n_bins, min_rows=min_rows,
-                             reference=reference)
-    if reference is None:
-        return result
-    kinds = infer_kinds(reference.drop(columns=[c for c in reference.columns if c in MODEL_OUTPUTS]))
-    drift = segment_drift(frame, reference, features, kinds, n_bins=n_bins, min_rows=min_rows)
-    return dataclasses.replace(result, table=result.table.merge(drift, on="segment", how="left"))
+    rows = _segment_rows(_runtime, runtime_key, service, days, tick_value)
+    return segments_report(rows, features, reference=_segment_reference(_runtime, runtime_key, service),
+                           kinds=_runtime.schema(service).feature_kinds, n_bins=n_bins, min_rows=min_rows)
 
 
 def segments_table(_runtime: Runtime, fingerprint: str, service: str, features: tuple, n_bins: int, days: float,
@@ -767,20 +752,10 @@ def segments_table(_runtime: Runtime, fingerprint: str, service: str, features: 
 @st.cache_data(ttl=300, max_entries=64, show_spinner=False)
 def _segments_fairness(_runtime: Runtime, runtime_key: str, service: str, sensitive: str, n_bins: int, days: float,
                        min_rows: int, positive: float | None, tick_value: int):
-    import pandas as pd
+    from explain.segments import segments_fairness as fairness
 
-    from explain.segments import assign_segments, fairness_metrics
-
-    frame, task, classes = _segment_rows(_runtime, runtime_key, service, days, tick_value)
-    if task != "classification":
-        return None
-    predicted = pd.to_numeric(frame["prediction"], errors="coerce").dropna().to_numpy(dtype=float)
-    classes = tuple(sorted({float(c) for c in classes} | set(np.unique(predicted).tolist())))
-    if positive is None or float(positive) not in classes:
-        positive = classes[-1] if classes else None
-    groups = assign_segments(frame, [sensitive], n_bins=n_bins).str.removeprefix(f"{sensitive} = ")
-    return fairness_metrics(frame["prediction"].to_numpy(dtype=float), groups, y_true=frame["label"],
-                            positive_label=positive, classes=classes, min_rows=min_rows, sensitive_feature=sensitive)
+    rows = _segment_rows(_runtime, runtime_key, service, days, tick_value)
+    return fairness(rows, sensitive, n_bins=n_bins, min_rows=min_rows, positive=positive)
 
 
 def segments_fairness(_runtime: Runtime, fingerprint: str, service: str, sensitive: str, n_bins: int, days: float,
@@ -802,7 +777,7 @@ def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, vers
                          n_bins: int, days: float, tick_value: int, _progress=None):
     from explain.segments import assign_segments, segment_edges, segment_importance
 
-    frame, _, _ = _segment_rows(_runtime, runtime_key, service, days, tick_value)
+    frame = _segment_rows(_runtime, runtime_key, service, days, tick_value).frame
     setup = explain_setup(_runtime, runtime_key, service)
     model_features = list(setup.selected.model.features)
     reference = _segment_reference(_runtime, runtime_key, service)
@@ -834,9 +809,11 @@ def report_segments(_runtime: Runtime, fingerprint: str, service: str) -> tuple:
     try:
         frame = _runtime.mirror(service).read().frame
         config = _runtime.config.service(service)
-        names = _runtime.schema(service).present_in(frame.columns)
-        feature = next((c for c in names if c not in config.personal  # one segment per person says nothing
-                        and (frame[c].dtype == object or str(frame[c].dtype) in ("category", "str", "string"))), None)
+        from explain.segments import first_categorical
+
+        names = [c for c in _runtime.schema(service).present_in(frame.columns)
+                 if c not in config.personal]  # one segment per person says nothing
+        feature = first_categorical(frame, names)
         if feature is None:
             return None, None
         min_rows = config.performance.min_labels
@@ -903,7 +880,7 @@ def whatif_sensitivity(_runtime: Runtime, fingerprint: str, service: str, point:
 
     model = whatif_model(_runtime, fingerprint, service)
     return sensitivity(model, dict(point), whatif_ranges(_runtime, fingerprint, service),
-                       grid_resolution=grid_resolution, output=output)
+                       grid_resolution=grid_resolution, output=output, progress=_progress)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
@@ -919,7 +896,7 @@ def whatif_counterfactuals(_runtime: Runtime, fingerprint: str, service: str, po
     return counterfactuals(model, dict(point), setup.reference, ranges=whatif_ranges(_runtime, fingerprint, service),
                            n_counterfactuals=n_counterfactuals, allowed=allowed, bounds=dict(bounds),
                            target_range=target_range, threshold=threshold, random_state=0,
-                           desired_class=desired_class, output=output)
+                           desired_class=desired_class, output=output, progress=_progress)
 
 
 @st.cache_data(ttl=60, max_entries=32, show_spinner=False)

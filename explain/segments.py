@@ -3,8 +3,8 @@
 * :func:`assign_segments` cuts rows into segments by one or two features (categories as they
   are, numbers in quantile bins whose edges come from the reference when given).
 * :func:`segment_metrics` gives per segment the volume, the prediction rate, the performance
-  once labels exist (scikit-learn's metrics) and how the segment's share moved from the
-  reference; segments with too few rows are marked, not hidden.
+  once labels exist, with intervals (the Performance page's ``monitoring.statistics``), and how
+  the segment's share moved from the reference; segments with too few rows are marked, not hidden.
 * :func:`segment_importance` gives the top features by mean |SHAP| per segment, on a bounded
   sample of each segment, with any explainer that has ``explain(X)`` (``ShapExplainer``).
 * :func:`fairness_metrics` computes demographic parity difference and ratio and equalised odds
@@ -161,10 +161,11 @@ def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     return np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)))
 
 
-def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndarray | None) -> pd.Series:
+def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndarray | None,
+                    with_name: bool = True) -> pd.Series:
     if not _is_numeric(values) or values.nunique(dropna=True) <= n_bins:
         text = values.astype(object).where(values.notna(), MISSING).astype(str)
-        return f"{name} = " + text
+        return f"{name} = " + text if with_name else text
     numbers = values.to_numpy(dtype=float)
     edges = _bin_edges(numbers, n_bins) if edges is None else edges
     inner = edges[1:-1]
@@ -177,8 +178,10 @@ def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndar
             names.append(f"{name} ≥ {_number(inner[-1])}")
         else:
             names.append(f"{name} {_number(inner[i - 1])}–{_number(inner[i])}")
+    if not with_name:
+        names = [n.removeprefix(f"{name} ").strip() for n in names]
     labels = np.asarray(names, dtype=object)[index]
-    labels[~np.isfinite(numbers)] = f"{name} {MISSING}"
+    labels[~np.isfinite(numbers)] = f"{name} {MISSING}" if with_name else MISSING
     return pd.Series(labels, index=values.index, dtype=object)
 
 
@@ -189,7 +192,7 @@ def segment_edges(reference: pd.DataFrame, features: Sequence[str], *, n_bins: i
 
 
 def assign_segments(X: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4,
-                    edges: dict[str, np.ndarray] | None = None) -> pd.Series:
+                    edges: dict[str, np.ndarray] | None = None, with_names: bool = True) -> pd.Series:
     """The segment of each row, e.g. ``"channel = web & income 2,000–3,500"``.
 
     Parameters
@@ -202,6 +205,9 @@ def assign_segments(X: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4
     edges : dict of str to ndarray, optional
         Bin edges per numeric feature (:func:`segment_edges` of the reference); otherwise
         the quantiles of ``X``.
+    with_names : bool, default=True
+        Whether labels name their feature (``"channel = web"``) or give the group only
+        (``"web"``, ``"2,000–3,500"``), as fairness tables show the groups of one feature.
 
     Returns
     -------
@@ -216,13 +222,14 @@ def assign_segments(X: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4
     if n_bins < 2:
         raise ValueError(f"n_bins must be >= 2; got {n_bins}")
     edges = edges or {}
-    parts = [_feature_labels(X[f], f, n_bins=n_bins, edges=edges.get(f)) for f in features]
+    parts = [_feature_labels(X[f], f, n_bins=n_bins, edges=edges.get(f), with_name=with_names) for f in features]
     return parts[0] if len(parts) == 1 else parts[0] + " & " + parts[1]
 
 
 def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
                     classes: tuple[float, ...] = (), n_bins: int = 4, min_rows: int = 30,
-                    reference: pd.DataFrame | None = None) -> SegmentTable:
+                    reference: pd.DataFrame | None = None, confidence: float = 0.95, n_resamples: int = 200,
+                    random_state: int = 0) -> SegmentTable:
     """Volume, prediction rate, performance and share drift per segment.
 
     Parameters
@@ -241,12 +248,20 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
     reference : DataFrame, optional
         Training data: bin edges come from it and each segment's share is compared with its
         share there.
+    confidence : float, default=0.95
+        Coverage of each metric's interval (``<metric>_low``, ``<metric>_high``): Wilson for
+        accuracy, the bootstrap for F1 and the regression errors, as on the Performance page
+        (``monitoring.statistics.group_metrics``).
+    n_resamples : int, default=200
+        Bootstrap resamples per segment.
+    random_state : int, default=0
+        Seed of the bootstrap.
 
     Returns
     -------
     SegmentTable
     """
-    from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, root_mean_squared_error
+    from monitoring.statistics import group_metrics
 
     edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
     segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
@@ -265,6 +280,9 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
     ref_share = pd.Series(dtype=float)
     if reference is not None and all(f in reference for f in features):
         ref_share = assign_segments(reference, features, n_bins=n_bins, edges=edges).value_counts(normalize=True)
+    score = (pd.to_numeric(frame["score"], errors="coerce").to_numpy(dtype=float) if "score" in frame
+             else np.full(len(frame), np.nan))
+    rng = np.random.default_rng(random_state)
     rows = []
     codes, uniques = pd.factorize(segments, sort=True)
     for code, name in enumerate(uniques):
@@ -280,16 +298,14 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
             row["prediction_rate"] = float(np.mean(y_pred[decided] == classes[-1])) if decided.any() else math.nan
         for column, value in class_columns.items():
             row[column] = float(np.mean(y_pred[decided] == value)) if decided.any() else math.nan
+        # the Performance page's metrics and intervals (monitoring.statistics), one path for both pages
+        values = group_metrics(y_true[known], y_pred[known], score[member][known], task=task, classes=classes,
+                               metrics=metrics, confidence=confidence, n_resamples=n_resamples,
+                               rng=rng if known.any() else None)
         for metric in metrics:
-            row[metric] = math.nan
-        if known.any():
-            t, p = y_true[known], y_pred[known]
-            if task == "regression":
-                row["mae"], row["rmse"] = mean_absolute_error(t, p), root_mean_squared_error(t, p)
-            else:
-                row["accuracy"] = accuracy_score(t, p)
-                if binary:
-                    row["f1"] = f1_score(t, p, pos_label=classes[-1], zero_division=0.0)
+            row[metric] = values.get(metric, math.nan)
+            row[f"{metric}_low"] = values.get(f"{metric}_low", math.nan)
+            row[f"{metric}_high"] = values.get(f"{metric}_high", math.nan)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["share"] = table["n"] / max(len(frame), 1)
@@ -300,7 +316,9 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
     labelled = table["n_labelled"].sum() > 0
     table["too_small"] = (table["n"] < min_rows) | ((table["n_labelled"] < min_rows) if labelled else False)
     rate = list(class_columns) if class_columns else ["prediction_rate"] if binary else ["mean_prediction"]
-    order = ["segment", "n", "share", "reference_share", "share_change", *rate, "n_labelled", *metrics, "too_small"]
+    bounds = [f"{m}_{b}" for m in metrics for b in ("low", "high")]
+    order = ["segment", "n", "share", "reference_share", "share_change", *rate, "n_labelled", *metrics, *bounds,
+             "too_small"]
     table = table[order].sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
     return SegmentTable(table, tuple(features), task, metrics, min_rows, classes, class_columns)
 
@@ -511,3 +529,121 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float | 
                "too_small"]
     return FairnessReport(sensitive_feature, by_group[columns], dp_difference, dp_ratio, eo_difference, ok,
                           min_rows, positive_label, classes)
+
+
+# -- one period's logged predictions, as the Segments page and the report read them ----------------
+
+
+@dataclass(frozen=True)
+class SegmentRows:
+    """Logged predictions of one period with their labels, and what the model decides.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        Production rows of the period (``ts``, the features, ``id``, ``prediction``,
+        ``score``) with ``label`` (NaN while unknown).
+    task : {"classification", "regression"}
+    classes : tuple of float
+        Classes of a classifier (sorted), else empty.
+    """
+
+    frame: pd.DataFrame
+    task: str
+    classes: tuple = ()
+
+
+def segment_rows(frame: pd.DataFrame, *, now: float, days: float, labeled=None, task: str = "auto") -> SegmentRows:
+    """The predictions of the ``days`` before ``now``, each with its label where one arrived.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The service's logged predictions (``ts``, ``id``, ``prediction``, the features).
+    now : float
+        End of the period (Unix seconds).
+    days : float
+    labeled : monitoring.labels.LabeledPredictions, optional
+        The predictions joined to their labels; None when the service has no labels (then
+        the task is inferred from the predictions, or taken from ``task``).
+    task : {"auto", "classification", "regression"}, default="auto"
+        Used when ``labeled`` is None.
+    """
+    from monitoring.labels import infer_task, predicted_classes
+
+    period = frame[frame["ts"].to_numpy() >= now - days * 86400.0]
+    if labeled is None:
+        task = infer_task(period) if task == "auto" else task
+        classes = predicted_classes(period) if task == "classification" else ()
+        return SegmentRows(period.assign(label=np.nan), task, classes)
+    labels = pd.Series(labeled.frame["label"].to_numpy(), index=labeled.frame["id"].astype(str))
+    labels = labels[~labels.index.duplicated()]
+    ids = period["id"].astype(str) if "id" in period else pd.Series("", index=period.index)
+    label = pd.to_numeric(ids.map(labels), errors="coerce").to_numpy(dtype=float)
+    return SegmentRows(period.assign(label=label), labeled.task, tuple(labeled.classes))
+
+
+def segments_report(rows: SegmentRows, features: Sequence[str], *, reference: pd.DataFrame | None = None,
+                    kinds: Mapping[str, str] | None = None, n_bins: int = 4, min_rows: int = 30) -> SegmentTable:
+    """:func:`segment_metrics` of ``rows`` with, when a reference is given, the drift inside each segment.
+
+    Parameters
+    ----------
+    rows : SegmentRows
+    features : sequence of str
+        One or two segmenting features.
+    reference : DataFrame, optional
+        Training rows (their features); bin edges, training shares and in-segment drift come from it.
+    kinds : mapping of str to {"numeric", "categorical"}, optional
+        Kind of each feature for the drift (the service's schema); inferred from the reference otherwise.
+    n_bins, min_rows : int
+
+    Returns
+    -------
+    SegmentTable
+        With ``n_drifted`` and ``drifted_features`` columns when a reference is given.
+    """
+    import dataclasses
+
+    from monitoring.reference import MODEL_OUTPUTS, infer_kinds
+
+    result = segment_metrics(rows.frame, features, task=rows.task, classes=rows.classes, n_bins=n_bins,
+                             min_rows=min_rows, reference=reference)
+    if reference is None:
+        return result
+    kinds = dict(kinds) if kinds else infer_kinds(reference.drop(columns=[c for c in reference.columns
+                                                                          if c in MODEL_OUTPUTS]))
+    drift = segment_drift(rows.frame, reference, features, kinds, n_bins=n_bins, min_rows=min_rows)
+    return dataclasses.replace(result, table=result.table.merge(drift, on="segment", how="left"))
+
+
+def segments_fairness(rows: SegmentRows, sensitive: str, *, n_bins: int = 4, min_rows: int = 30,
+                      positive: float | None = None) -> FairnessReport | None:
+    """Fairness of the decisions across the groups of ``sensitive`` (:func:`fairness_metrics`).
+
+    With more than two classes, one class against the rest: ``positive`` is the class counted as
+    the positive decision (by default, and when it is not one of the classes, the last class).
+
+    Returns
+    -------
+    FairnessReport or None
+        None for a regression model (it makes no decisions to compare).
+    """
+    if rows.task != "classification":
+        return None
+    frame = rows.frame
+    predicted = pd.to_numeric(frame["prediction"], errors="coerce").dropna().to_numpy(dtype=float)
+    classes = tuple(sorted({float(c) for c in rows.classes} | set(np.unique(predicted).tolist())))
+    if positive is None or float(positive) not in classes:
+        positive = classes[-1] if classes else None
+    groups = assign_segments(frame, [sensitive], n_bins=n_bins, with_names=False)
+    return fairness_metrics(frame["prediction"].to_numpy(dtype=float), groups, y_true=frame["label"],
+                            positive_label=positive, classes=classes, min_rows=min_rows, sensitive_feature=sensitive)
+
+
+def first_categorical(frame: pd.DataFrame, features: Sequence[str]) -> str | None:
+    """The first of ``features`` that holds categories in ``frame`` (the report's segmenting feature), or None."""
+    for name in features:
+        if name in frame.columns and not _is_numeric(frame[name]):
+            return name
+    return None

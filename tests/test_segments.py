@@ -75,6 +75,40 @@ def test_segment_metrics_equal_scikit_learns_per_segment():
     assert list(result.table["n"]) == sorted(result.table["n"], reverse=True)
 
 
+def test_segment_metrics_carry_the_performance_pages_intervals():
+    from monitoring.statistics import group_metrics
+
+    frame = rows()
+    table = segment_metrics(frame, ["group"], task="classification", classes=(0.0, 1.0)).table.set_index("segment")
+    part = frame[(frame["group"] == "a") & frame["label"].notna()]
+    same = group_metrics(part["label"].to_numpy(), part["prediction"].to_numpy(), np.full(len(part), np.nan),
+                         task="classification", classes=(0.0, 1.0), metrics=("accuracy", "f1"),
+                         rng=np.random.default_rng(0))
+    row = table.loc["group = a"]
+    assert row["accuracy_low"] == pytest.approx(same["accuracy_low"])  # Wilson: the same interval, exactly
+    assert row["accuracy_low"] < row["accuracy"] < row["accuracy_high"]
+    assert row["f1_low"] < row["f1"] < row["f1_high"]
+
+
+def test_segment_rows_join_labels_of_the_period_and_fairness_groups_carry_no_feature_name():
+    from explain.segments import SegmentRows, segment_rows, segments_fairness
+
+    frame = rows(n=1000).drop(columns="label")
+    frame = frame.assign(id=[f"p{i}" for i in range(len(frame))], ts=np.linspace(0.0, 10 * 86400.0, len(frame)))
+    labeled = SimpleNamespace(frame=pd.DataFrame({"id": ["p999", "p0"], "label": [1.0, 0.0]}), task="classification",
+                              classes=(0.0, 1.0))
+    period = segment_rows(frame, now=10 * 86400.0, days=1.0, labeled=labeled)
+    assert period.frame["ts"].min() >= 9 * 86400.0 and len(period.frame) == 100
+    assert period.frame["label"].notna().sum() == 1  # p0 is older than the period
+    unlabeled = segment_rows(frame, now=10 * 86400.0, days=30.0)
+    assert unlabeled.task == "classification" and unlabeled.classes == (0.0, 1.0)
+    report = segments_fairness(unlabeled, "group", min_rows=10)
+    assert set(report.by_group["group"]) == {"a", "b", "c"}
+    assert segments_fairness(SegmentRows(frame.assign(label=np.nan), "regression"), "group") is None
+    bins = set(assign_segments(frame, ["income"], with_names=False))
+    assert len(bins) == 4 and not any(label.startswith("income") for label in bins), bins
+
+
 def test_numeric_bins_from_the_reference_and_two_features_and_regression():
     frame = rows()
     reference = frame.sample(1000, random_state=0)
