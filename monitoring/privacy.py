@@ -154,6 +154,11 @@ class PersonalData:
     key : bytes
         The HMAC key of the pseudonyms (:func:`personal_key`).
 
+    Attributes
+    ----------
+    key_problem : str or None
+        Why the key could be neither read nor made (the pseudonyms then last one process).
+
     Notes
     -----
     It remembers the personal values it has seen (at most :data:`MAX_KNOWN_VALUES`) so that
@@ -170,6 +175,7 @@ class PersonalData:
         self._spaced_order: tuple[str, ...] = ()
         self._known_numbers: set[float] = set()
         self._learned: dict[tuple[str, str], int] = {}
+        self.key_problem: str | None = None
 
     @classmethod
     def from_config(cls, config, folder: str | os.PathLike | None,
@@ -178,7 +184,12 @@ class PersonalData:
         columns = {service.name: tuple(service.personal) for service in config.services}
         if not any(columns.values()):
             return cls(columns, b"")
-        return cls(columns, personal_key(folder, environ))
+        try:
+            return cls(columns, personal_key(folder, environ))
+        except PersonalKeyError as exc:  # still masked, with pseudonyms of this process only; the page says why
+            policy = cls(columns, personal_key(None, {}))
+            policy.key_problem = f"{exc}; until then pseudonyms change whenever the dashboard restarts"
+            return policy
 
     def __bool__(self) -> bool:
         return any(self.columns.values())

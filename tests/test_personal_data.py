@@ -159,6 +159,15 @@ def test_the_key_comes_from_the_environment_or_a_private_file_made_once(tmp_path
     assert personal_key(tmp_path / "var", {}) == first and len(first) == 64
     assert stat.S_IMODE((tmp_path / "var" / "personal.key").stat().st_mode) == 0o600
     assert KEY not in repr(policy())  # the repr never shows the key
+    from monitoring.config import parse_config
+
+    config = parse_config('[[services]]\nname = "a"\nurl = "http://127.0.0.1:1"\nprotocol = "rest"\n'
+                          'personal = ["email"]')
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    fallback = PersonalData.from_config(config, blocked / "var", {})
+    assert fallback.key_problem and "cannot be used" in fallback.key_problem and fallback.for_service("a")
+    assert PersonalData.from_config(config, tmp_path / "var", {}).key_problem is None
 
 
 def test_personal_columns_are_validated_in_the_config():

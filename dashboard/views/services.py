@@ -76,6 +76,8 @@ for service in runtime.config.services:
             unknown = unknown_columns(service.personal, [*schema.features, schema.target or "", *logged])
             st.caption("Personal data (masked on every page, report, download and log line): "
                        + ", ".join(f"`{c}`" for c in service.personal))
+            if runtime.privacy.key_problem:
+                st.warning(plain(runtime.privacy.key_problem), icon=":material/key:")
             if unknown:
                 st.warning(f"`personal` names {', '.join(unknown)}, which is neither a feature nor a logged column "
                            "of this service, so nothing is masked for it: check the spelling "
