@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import streamlit as st
 
 from monitoring.clients import ServiceError, make_client
@@ -47,7 +46,13 @@ from monitoring.performance import (
     range_start,
 )
 from monitoring.privacy import PersonalData, install_log_masking
-from monitoring.production import FileMirror, PredictionLogMirror, ProductionDataError, production_source
+from monitoring.production import (
+    FileMirror,
+    PredictionLogMirror,
+    ProductionDataError,
+    production_source,
+    rows_between,
+)
 from monitoring.redact import Redactor, install_log_redaction, redactor_for
 from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
 from monitoring.schema import ServiceSchema
@@ -184,6 +189,7 @@ def _start_runtime(path: str | None, fingerprint: str, clock: SystemClock | Froz
     runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time(),
                       clock=clock, redact=redact, privacy=privacy)
     threading.Thread(target=runtime.preload, daemon=True, name="vantage-preload").start()
+    preload_explain()
     return runtime
 
 
@@ -403,8 +409,6 @@ def preload_explain() -> None:
         threading.Thread(target=_import_explain, daemon=True, name="vantage-explain-import").start()
 
 
-preload_explain()
-
 EXPLAIN_WINDOWS = {"reference": "Reference (training) data", "24h": "Last 24 hours of predictions",
                    "7d": "Last 7 days of predictions", "30d": "Last 30 days of predictions"}
 _EXPLAIN_WINDOW_SECONDS = {"24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
@@ -485,12 +489,12 @@ def explainer(_runtime: Runtime, fingerprint: str, service: str, version: str | 
     from explain import ExplainError, ShapExplainer
 
     setup = explain_setup(_runtime, fingerprint, service)
+    rows = _runtime.config.service(service).explain.background_rows  # as configured: the budget bounds the cost
     background = setup.reference
-    if background is None and setup.has_log:
-        background = explain_window(_runtime, fingerprint, service, "30d", 200, tick(3600))
+    if background is None and setup.has_log:  # no training data: the last 30 days' predictions stand in
+        background = explain_window(_runtime, fingerprint, service, "30d", rows, tick(3600))
     if background is None or len(background) == 0:
         raise ExplainError(f"no background data for the explainer: {setup.reference_problem}")
-    rows = min(_runtime.config.service(service).explain.background_rows, 100)
     shap_explainer = ShapExplainer(setup.selected.model, background, space=space, background_rows=rows)
     threading.Thread(target=_explain_warm_up, args=(shap_explainer,), daemon=True,
                      name=f"vantage-explain-warm-{service}").start()
@@ -651,11 +655,7 @@ def cached_drift(_runtime: Runtime, fingerprint: str, service: str, window: str 
     del rows_seen
     config = _runtime.config.service(service)
     profile = drift_profile(_runtime, fingerprint, service)
-    frame = _runtime.mirror(service).read().frame
-    if since is not None or until is not None:
-        ts = frame["ts"].to_numpy()
-        keep = (ts >= (since if since is not None else -np.inf)) & (ts < (until if until is not None else np.inf))
-        frame = frame[keep]
+    frame = rows_between(_runtime.mirror(service).read().frame, since, until)
     return compute_drift(profile, frame, window=window, methods=config.drift.methods,
                          thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service,
                          now=_runtime.now())

@@ -275,6 +275,15 @@ class FileMirror:
         return found
 
 
+def rows_between(frame: pd.DataFrame, since: float | None = None, until: float | None = None) -> pd.DataFrame:
+    """The rows of a production frame made in ``[since, until)`` (Unix seconds; None = no bound)."""
+    if since is None and until is None:
+        return frame
+    ts = frame["ts"].to_numpy(dtype=float)
+    keep = (ts >= (since if since is not None else -np.inf)) & (ts < (until if until is not None else np.inf))
+    return frame[keep]
+
+
 _OPERATORS = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
               ">=": np.greater_equal}
 
