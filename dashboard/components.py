@@ -25,11 +25,13 @@ def plain(text: object) -> str:
 
     A service's error body is not ours: ``[x](http://evil) ![t](http://evil/t.png)`` must not
     become a live link or an image the browser fetches. The characters of links, images,
-    emphasis, code and HTML are backslash-escaped, and ``://`` and ``www.`` are broken so that
-    no bare address becomes a link either; the text reads the same.
+    emphasis, code and HTML are backslash-escaped, and ``://`` and ``www.`` are broken by an
+    invisible word joiner (U+2060) so that no bare address becomes a link either: the browser's
+    GFM autolinking runs on the text after backslash escapes are undone, so escapes cannot stop
+    it. The text reads the same.
     """
     escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
-    return _AUTOLINKS.sub(lambda m: ":\\/\\/" if m.group(1) == "://" else m.group(1)[:3] + "\\.", escaped)
+    return _AUTOLINKS.sub(lambda m: ":\u2060//" if m.group(1) == "://" else m.group(1)[:3] + "\u2060.", escaped)
 
 
 def service_problem(runtime, text: object, *, box=None, **kwargs) -> None:
