@@ -1,5 +1,8 @@
 """The store's health above the Service-health page: nothing when all is well, else what is wrong.
 
+Below it, one line per service whose traffic a capture process (the capturing proxy, the KServe
+logger endpoint) logs: rows logged and what could not be (:func:`capture_message`).
+
 A store that is locked, full, read-only or unreachable does not stop polling: the collector
 keeps what it polls in memory and writes it once the store is back
 (:class:`monitoring.store.StoreHealth`). The banner says so, with the cause and how many rows
@@ -14,6 +17,7 @@ import time
 import streamlit as st
 
 from dashboard.components import plain, when
+from monitoring.capture import capture_summary
 from monitoring.store import StoreHealth
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,54 @@ def store_message(health: StoreHealth, *, now: float) -> tuple[str, str] | None:
     return "error", " ".join(parts)
 
 
+CAPTURE_PROBLEMS = (
+    ("not_json", "not JSON"),
+    ("unparsed", "not of the protocol's shape"),
+    ("oversized", "over the size cap (forwarded, not logged)"),
+    ("error_answers", "error answers (forwarded, not logged)"),
+    ("upstream_down", "upstream down (answered 502/504)"),
+    ("without_id", "CloudEvents without an id"),
+    ("responses_without_request", "responses without their request"),
+    ("requests_without_response", "requests without a response"),
+    ("exchanges_dropped", "dropped: the capture queue was full"),
+    ("rows_dropped", "rows dropped: the store refused writes too long"),
+)
+"""Counters of :data:`monitoring.capture.COUNTERS` that mean something was not logged, and their words."""
+
+
+def capture_message(service: str, summary: dict) -> tuple[str, str]:
+    """What the capture line of ``service`` says: ``(level, markdown)``.
+
+    ``level`` is ``"warning"`` when rows were lost (dropped, or the store refuses them),
+    ``"info"`` when some exchanges were not logged for a reason of their own, ``"caption"``
+    when everything was logged.
+    """
+    counts = summary["counts"]
+    text = (f"**Capture of {plain(service)}** ({plain(', '.join(summary['sources']))}): "
+            f"{counts['exchanges']:,} calls captured, {counts['rows_logged']:,} rows logged")
+    if counts.get("rows_pending"):
+        text += f", {counts['rows_pending']:,} waiting for the store"
+    problems = [f"{counts[key]:,} {words}" for key, words in CAPTURE_PROBLEMS if counts.get(key)]
+    if problems:
+        text += ". Not logged: " + "; ".join(problems)
+    if summary["problems"]:
+        text += f". Last: {plain(summary['problems'][0])}"
+    if summary["store_problems"]:
+        text += f". The store: {plain(summary['store_problems'][0])}"
+    lost = counts.get("rows_dropped") or counts.get("exchanges_dropped") or summary["store_problems"]
+    return ("warning" if lost else "info" if problems else "caption"), text + "."
+
+
+def capture_banner(runtime) -> None:
+    """One line per service whose traffic is captured; nothing for the others."""
+    for service in runtime.config.services:
+        summary = capture_summary(runtime.store, service.name)
+        if summary is None:
+            continue
+        level, text = capture_message(service.name, summary)
+        {"warning": st.warning, "info": st.info}.get(level, st.caption)(text)
+
+
 def store_banner(runtime) -> None:
     """Show the store's health for ``runtime`` (a :class:`dashboard.state.Runtime`); nothing when it is fine."""
     try:
@@ -69,10 +121,13 @@ def store_banner(runtime) -> None:
         log.exception("could not read the store's health")
         return
     message = store_message(health, now=time.time())
-    if message is None:
-        return
-    level, text = message
-    if level == "error":
-        st.error(text, icon=":material/database:")
-    else:
-        st.warning(text, icon=":material/database:")
+    if message is not None:
+        level, text = message
+        if level == "error":
+            st.error(text, icon=":material/database:")
+        else:
+            st.warning(text, icon=":material/database:")
+    try:
+        capture_banner(runtime)
+    except Exception:
+        log.exception("could not read what capture counted")

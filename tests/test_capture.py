@@ -627,3 +627,20 @@ def test_data_pages_open_for_a_captured_service(pages, page, captured, store):
     elif page == "whatif":  # the prediction it starts from is a captured one, named by its id
         shown = [i for i in captured.index if f"Prediction `{i}`" in text]
         assert shown, text
+
+
+def test_service_health_shows_what_capture_counted(pages, captured, store):
+    from monitoring.capture import capture_summary
+
+    def stored():
+        summary = capture_summary(store, "credit")
+        return summary if summary and summary["counts"]["rows_logged"] >= len(captured) else None
+
+    summary = wait_for(stored, "the proxy's counts to be stored")
+    at = pages.run()
+    at.switch_page("views/health.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    lines = [str(e.value) for e in [*at.info, *at.warning, *at.caption] if "Capture of credit" in str(e.value)]
+    assert len(lines) == 1, page_text(at)
+    assert f"{summary['counts']['rows_logged']:,} rows logged" in lines[0] or "rows logged" in lines[0]
+    assert "proxy 127.0.0.1:" in lines[0]
