@@ -1,10 +1,11 @@
-"""Latency the capturing proxy adds: the template service called directly and through the proxy.
+"""Latency the capturing proxy adds: a v2 server called directly and through the proxy, side by side.
 
 Usage::
 
     python benchmarks/capture.py [--quick] [--rate 200] [--seconds 40] [--block 2]
 
-The template service (the demo model, logging nothing itself) runs in one process and
+A v2 server that costs almost nothing (a raw ASGI app on uvicorn answering ``predict`` and
+``predict_proba``, so that what is measured is the proxy, not a model) runs in one process and
 ``python -m monitoring.capture`` in another, in front of it, logging into a SQLite store. This
 process sends one-row v2 ``infer`` requests at a fixed rate (open loop: request *i* leaves at
 *i* / rate, whatever the earlier ones do) over keep-alive connections, alternating blocks of
@@ -153,6 +154,7 @@ class Connections:
         """Close the idle connections."""
         for _, writer in self.idle:
             writer.close()
+        self.idle.clear()
 
 
 def encode(body: bytes) -> bytes:
@@ -189,6 +191,7 @@ async def run_blocks(blocks: list[tuple[str, str]], body: bytes, rate: float, bl
     errors.pop("warm-up", None)
     n = max(1, int(rate * block_s))
     for kind, url in blocks:
+        pools[url].close()  # uvicorn drops keep-alive connections idle for 5 s: start each block on fresh ones
         if on_block is not None:
             on_block(kind, True)
         tasks = []
@@ -289,7 +292,8 @@ def main() -> None:
                f"Target (+2 ms p50, +5 ms p99 at 200 requests per second): {verdict} at {args.rate:g} per second.")
     print(summary)
     write_section("capture", "Capture proxy: latency added", "\n".join([
-        f"One-row v2 `infer` requests to the template service (demo model), {args.rate:g} per second, open loop, "
+        f"One-row v2 `infer` requests (12 features, the demo's) to a v2 server that costs almost nothing (a raw ASGI "
+        "app on uvicorn: what is measured is the proxy, not a model), {args.rate:g} per second, open loop, "
         f"in alternating blocks of {args.block:g} s sent directly, through `python -m monitoring.capture`, and "
         "through it while another connection holds the SQLite store's write lock (released after each block). "
         "Latency from sending to the last byte of the answer; 'added' is the proxy's percentile minus the direct "
