@@ -43,7 +43,6 @@ from monitoring.performance import (
     decisions_over_time,
     performance_detail,
     performance_over_time,
-    range_start,
 )
 from monitoring.privacy import PersonalData, install_log_masking
 from monitoring.production import (
@@ -58,6 +57,7 @@ from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds,
 from monitoring.schema import ServiceSchema
 from monitoring.service_health import FleetRow, ServiceHealth, TimeSeries, fleet_overview, service_health, time_series
 from monitoring.store import Store
+from monitoring.windows import range_start
 
 if TYPE_CHECKING:
     from demo.runtime import DemoRuntime

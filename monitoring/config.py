@@ -246,9 +246,12 @@ class DriftConfig(_Strict):
 
 
 def _check_window_value(value: str) -> str:
-    if value not in ("hour", "day", "week") and not (value.isdigit() and int(value) > 0):
-        raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'")
-    return value
+    from monitoring.windows import parse_window
+
+    try:
+        return str(parse_window(value))
+    except ValueError:
+        raise ValueError("must be 'hour', 'day', 'week' or a positive number of rows such as '10000'") from None
 
 
 class PredictionLogConfig(_Strict):

@@ -28,8 +28,8 @@ from monitoring.performance import (
     PerformanceOverTime,
     judged_verdict,
     performance_over_time,
-    range_start,
 )
+from monitoring.windows import range_start
 
 DAY = 86400.0
 OVERVIEW_DAYS = 7

@@ -43,6 +43,7 @@ from monitoring.statistics import (
     wilson_interval,
 )
 from monitoring.verdict import BaselineVerdict, baseline_verdict, change_point, judged_verdict
+from monitoring.windows import WINDOW_SECONDS, parse_window, window_start
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -50,7 +51,6 @@ __all__ = [
     "METRIC_LABELS",
     "REGRESSION_METRICS",
     "SCORE_METRICS",
-    "WINDOWS",
     "Baseline",
     "BaselineVerdict",
     "BusinessValues",
@@ -63,21 +63,17 @@ __all__ = [
     "bootstrap_weights",
     "calibration_table",
     "change_point",
-    "check_window",
     "decisions_over_time",
     "judged_verdict",
     "metrics_for",
     "performance_detail",
     "performance_over_time",
-    "range_start",
     "reference_metrics",
     "wilson_interval",
 ]
 
-WINDOWS = {"hour": 3600.0, "day": 86400.0, "week": 7 * 86400.0}
 """Time windows and their width in seconds; a window may also be a number of predictions."""
 
-_MONDAY_OFFSET = 4 * 86400.0  # 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC
 
 
 # -- small results ---------------------------------------------------------------------------
@@ -266,46 +262,15 @@ class PerformanceDetail:
 
 
 def check_window(window: str | int) -> str:
-    """Validate a window: ``"hour"``, ``"day"``, ``"week"`` or a positive number of predictions."""
-    text = str(window)
-    if text in WINDOWS or (text.isdigit() and int(text) > 0):
-        return text
-    raise ValueError(f"window must be 'hour', 'day', 'week' or a positive number of predictions such as '1000'; "
-                     f"got {window!r}")
-
-
-def range_start(now: float, days: float | None, *, window: str | int = "day") -> float | None:
-    """Start of the last ``days`` days before ``now``, moved back to a window boundary (None = no limit).
-
-    Parameters
-    ----------
-    now : float
-        Unix seconds.
-    days : float or None
-        Length of the range; None means everything.
-    window : {"hour", "day", "week"} or int, default="day"
-        Time windows align the start to their boundary, so the first window is whole.
-    """
-    if days is None:
-        return None
-    if days <= 0:
-        raise ValueError(f"days must be > 0, or None for everything; got {days!r}")
-    since = now - days * 86400.0
-    window = check_window(window)
-    if window in WINDOWS:
-        offset = _MONDAY_OFFSET if window == "week" else 0.0
-        since = math.floor((since - offset) / WINDOWS[window]) * WINDOWS[window] + offset
-    return since
+    """A window's text (``"day"``, ``"1000"``), checked by :func:`monitoring.windows.parse_window`."""
+    return str(parse_window(window))
 
 
 def _assign_windows(ts: np.ndarray, window: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window index of each row (``ts`` sorted) and each window's start and end."""
-    if window in WINDOWS:
-        width = WINDOWS[window]
-        offset = _MONDAY_OFFSET if window == "week" else 0.0
-        starts_per_row = np.floor((ts - offset) / width) * width + offset
-        starts, index = np.unique(starts_per_row, return_inverse=True)
-        return index, starts, starts + width
+    if window in WINDOW_SECONDS:
+        starts, index = np.unique(window_start(ts, window), return_inverse=True)
+        return index, starts, starts + WINDOW_SECONDS[window]
     size = int(window)
     index = np.arange(len(ts)) // size
     n_windows = int(index[-1]) + 1 if len(ts) else 0
@@ -474,7 +439,7 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
 
 def _partial(windows: pd.DataFrame, window: str, *, now: float) -> np.ndarray:
     """Whether each window is still open at ``now``."""
-    if window in WINDOWS:
+    if window in WINDOW_SECONDS:
         return windows["window_end"].to_numpy(dtype=float) > now
     partial = np.zeros(len(windows), dtype=bool)
     if len(windows):

@@ -36,11 +36,11 @@ from monitoring.performance import (
     decisions_over_time,
     performance_detail,
     performance_over_time,
-    range_start,
     wilson_interval,
 )
 from monitoring.plots import performance as plots
 from monitoring.statistics import _weighted_auc, _weighted_f1_binary, _weighted_macro
+from monitoring.windows import range_start
 
 DAY = SECONDS_PER_DAY
 START = DEFAULT_HISTORY_START  # a Wednesday, 00:00 UTC

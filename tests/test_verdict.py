@@ -17,10 +17,10 @@ from monitoring.performance import (
     change_point,
     judged_verdict,
     performance_over_time,
-    range_start,
     wilson_interval,
 )
 from monitoring.verdict import VERDICT_STATES, tolerance_for
+from monitoring.windows import range_start
 
 DAY = SECONDS_PER_DAY
 START = DEFAULT_HISTORY_START  # 1 Jan 2025, 00:00 UTC

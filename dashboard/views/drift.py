@@ -18,6 +18,7 @@ from monitoring.drift import (
 from monitoring.plots import drift as plots
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
+from monitoring.windows import row_count
 
 STATUS_ORDER = {"drifted": 0, "close": 1, "stable": 2, "too small": 3, "cannot judge": 4}
 STATUS_COLORS = {"drifted": SEVERITY_COLORS["red"], "close": SEVERITY_COLORS["amber"],
@@ -66,7 +67,7 @@ window: str | int = window_kind
 if window_kind == "rows":
     window = int(controls[1].number_input(
         "Rows per window", min_value=100, max_value=1_000_000, step=1000, key=f"drift_rows_{service.name}",
-        value=int(service.drift.window) if service.drift.window.isdigit() else 10_000))
+        value=row_count(service.drift.window) or 10_000))
 picked = controls[2].date_input("Date range (UTC)", value=(first_day, last_day), min_value=first_day,
                                 max_value=last_day, key=f"drift_dates_{service.name}")
 start_day, end_day = (picked if isinstance(picked, tuple) and len(picked) == 2 else (first_day, last_day))

@@ -12,6 +12,7 @@ from monitoring.labels import LabelDataError
 from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
 from monitoring.plots import performance as plots
 from monitoring.production import ProductionDataError
+from monitoring.windows import row_count
 
 WINDOWS = {"Hour": "hour", "Day": "day", "Week": "week", "N predictions": "rows"}
 RANGES = {"Last 7 days": 7.0, "Last 30 days": 30.0, "Last 90 days": 90.0, "Everything": None}
@@ -55,7 +56,7 @@ except (ProductionDataError, LabelDataError) as exc:
     st.stop()
 
 controls = st.columns([3, 2, 2, 2])
-configured_window = "rows" if settings.window.isdigit() else settings.window
+configured_window = "rows" if row_count(settings.window) else settings.window
 window_name = controls[0].segmented_control(
     "Window", list(WINDOWS), default=next(k for k, v in WINDOWS.items() if v == configured_window),
     key="performance_window", required=True)
@@ -63,7 +64,7 @@ window = WINDOWS[window_name]
 if window == "rows":
     window = str(controls[1].number_input(
         "Predictions per window", min_value=100, max_value=1_000_000, step=100,
-        value=int(settings.window) if settings.window.isdigit() else 1000, key="performance_rows"))
+        value=row_count(settings.window) or 1000, key="performance_rows"))
 range_name = controls[2].selectbox("Range", list(RANGES), index=1, key="performance_range")
 range_days = RANGES[range_name]
 if window == "hour" and (range_days is None or range_days > HOURLY_RANGE_DAYS):

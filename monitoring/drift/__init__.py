@@ -138,7 +138,7 @@ from monitoring.drift._profile import (
     file_sha256,
     load_or_build_profile,
 )
-from monitoring.drift._windows import WINDOW_SECONDS, Windows, assign_windows, parse_window
+from monitoring.windows import WINDOW_SECONDS, Windows, assign_windows, parse_window
 
 __all__ = [
     "AUTO",

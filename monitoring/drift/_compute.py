@@ -24,7 +24,7 @@ from monitoring.drift._methods import (
 )
 from monitoring.drift._noise import NOISE_QUANTILE, noise_levels
 from monitoring.drift._profile import ColumnProfile, DriftWarning, ReferenceProfile, numeric_values, step_positions
-from monitoring.drift._windows import Windows, assign_windows, parse_window, timestamps_as_seconds
+from monitoring.windows import Windows, assign_windows, parse_window, timestamps_as_seconds
 
 SEVERITIES = ("green", "amber", "red", "grey")
 """red: drifted; amber: within the margin of the threshold (p-value < 2 × threshold, distance ≥ ½ × threshold

@@ -17,6 +17,7 @@ from monitoring.performance import (
     PerformanceOverTime,
 )
 from monitoring.plots import empty_figure
+from monitoring.windows import describe_window
 
 METRIC_COLOR = "#2563eb"
 BAND_COLOR = "rgba(37, 99, 235, 0.15)"
@@ -48,7 +49,7 @@ def _partial(windows: pd.DataFrame) -> np.ndarray:
 
 
 def _window_text(result: PerformanceOverTime) -> str:
-    return f"per {result.window}" if not result.window.isdigit() else f"per {int(result.window):,} predictions"
+    return describe_window(result.window)
 
 
 def metric_figure(result: PerformanceOverTime, metric: str, *, height: int = 340) -> go.Figure:

@@ -1,4 +1,10 @@
-"""Assigning rows to windows: hour, day or week by timestamp (UTC), or blocks of N rows."""
+"""Windows and time units, for the configuration, drift, performance and the pages: hour, day or week by
+timestamp (UTC, weeks from Monday), or blocks of N rows.
+
+:func:`parse_window` is the one check of a window's text; :func:`assign_windows` puts rows in
+windows; :func:`window_start` and :func:`range_start` align times to window boundaries;
+:func:`row_count` and :func:`describe_window` are what the pages need to show one.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 WINDOW_SECONDS = {"hour": 3600.0, "day": 86_400.0, "week": 604_800.0}
-_WEEK_ORIGIN = 4 * 86_400.0
+WEEK_ORIGIN = 4 * 86_400.0
 """1970-01-05T00:00Z, a Monday: weeks run Monday to Monday (UTC)."""
+_WEEK_ORIGIN = WEEK_ORIGIN
 
 
 @dataclass(frozen=True)
@@ -141,3 +148,54 @@ def assign_windows(n_rows: int, spec: str | int, *, ts: np.ndarray | None) -> Wi
     start = origin + (first + present) * width
     return Windows(spec=spec, index=index, start=start, end=start + width, n_rows=occupied[present].astype(np.int64),
                    n_unassigned=n_unassigned)
+
+
+def row_count(window: object) -> int | None:
+    """The number of rows of a row window (``"10000"`` or 10000), None for a time window.
+
+    Raises
+    ------
+    ValueError
+        As :func:`parse_window`.
+    """
+    spec = parse_window(window)
+    return spec if isinstance(spec, int) else None
+
+
+def describe_window(window: object, *, rows: str = "predictions") -> str:
+    """``"per day"``, or ``"per 10,000 predictions"`` for a row window."""
+    spec = parse_window(window)
+    return f"per {spec:,} {rows}" if isinstance(spec, int) else f"per {spec}"
+
+
+def window_start(ts: np.ndarray | float, spec: str) -> np.ndarray | float:
+    """Start of the ``"hour"``, ``"day"`` or ``"week"`` that holds each time (Unix seconds, UTC)."""
+    width = WINDOW_SECONDS[spec]
+    origin = WEEK_ORIGIN if spec == "week" else 0.0
+    return np.floor((np.asarray(ts, dtype=float) - origin) / width) * width + origin
+
+
+def range_start(now: float, days: float | None, *, window: str | int = "day") -> float | None:
+    """Start of the last ``days`` days before ``now``, moved back to a window boundary (None = no limit).
+
+    Parameters
+    ----------
+    now : float
+        Unix seconds.
+    days : float or None
+        Length of the range; None means everything.
+    window : {"hour", "day", "week"} or int, default="day"
+        Time windows align the start to their boundary, so the first window is whole.
+
+    Raises
+    ------
+    ValueError
+        For ``days`` <= 0 or a window :func:`parse_window` refuses.
+    """
+    if days is None:
+        return None
+    if days <= 0:
+        raise ValueError(f"days must be > 0, or None for everything; got {days!r}")
+    since = now - days * 86400.0
+    spec = parse_window(window)
+    return since if isinstance(spec, int) else float(window_start(since, spec))
