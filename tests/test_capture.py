@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -32,7 +33,7 @@ from monitoring.store import Store
 from tests.helpers import page_text
 from tests.servers import free_port, server_process
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -269,6 +270,7 @@ def infer_path(model: str = "credit-risk") -> str:
 # -- the proxy ---------------------------------------------------------------------------------
 
 
+@integration
 def test_proxy_forwards_v2_unchanged_and_logs_each_row_under_the_request_id(template, v2_proxy, store, rows,
                                                                            demo_model):
     body = v2_columns(rows.iloc[:3], demo_model.features, id="loan-7")
@@ -297,6 +299,7 @@ def test_proxy_forwards_v2_unchanged_and_logs_each_row_under_the_request_id(temp
             assert [None if pd.isna(v) else str(v) for v in got] == [None if pd.isna(v) else str(v) for v in sent]
 
 
+@integration
 def test_proxy_names_a_generated_id_or_the_callers_and_takes_a_2d_tensor(v2_proxy, store, rows, demo_model):
     features = demo_model.features
     one = v2_columns(rows.iloc[3:4], features)
@@ -318,6 +321,7 @@ def test_proxy_names_a_generated_id_or_the_callers_and_takes_a_2d_tensor(v2_prox
     assert from_2d.loc[[f"{base}-0", f"{base}-1"], "prediction"].tolist() == answer_2d.json()["outputs"][0]["data"]
 
 
+@integration
 def test_proxy_logs_rest_records_with_probabilities(template, rest_proxy, store, rows):
     body = {"instances": records(rows.iloc[10:14])}
     direct = requests.post(template.url + "/predict", json=body, timeout=10).json()
@@ -333,6 +337,7 @@ def test_proxy_logs_rest_records_with_probabilities(template, rest_proxy, store,
                                answer.json()["probabilities"])
 
 
+@integration
 def test_proxy_in_front_of_mlflow_logs_dataframe_split_and_records(mlflow_server, work):
     reference = work / "mlflow-reference.parquet"
     mlflow_server.X.to_parquet(reference)
@@ -368,6 +373,7 @@ features = {json.dumps(list(mlflow_server.X.columns))}
     assert frame.loc[ids, "region"].astype(str).tolist() == X["region"].iloc[:8].astype(str).tolist()
 
 
+@integration
 def test_proxy_counts_what_it_cannot_log_and_still_forwards_it(odd, odd_proxy, store, rows, demo_model):
     body = v2_columns(rows.iloc[:1], demo_model.features)
     garbled = requests.post(odd_proxy.url + infer_path("odd"), json=body, timeout=10)
@@ -394,6 +400,7 @@ def test_proxy_counts_what_it_cannot_log_and_still_forwards_it(odd, odd_proxy, s
         store.read_prediction_log("odd")
 
 
+@integration
 def test_proxy_answers_502_with_a_reason_when_the_upstream_is_down(config, work, rows, demo_model):
     with proxy_for("gone", config, work) as proxy:
         answer = requests.post(proxy.url + infer_path(), json=v2_columns(rows.iloc[:1], demo_model.features),
@@ -405,6 +412,7 @@ def test_proxy_answers_502_with_a_reason_when_the_upstream_is_down(config, work,
         assert counts(proxy, "gone")["upstream_down"] == 2
 
 
+@integration
 def test_a_locked_store_neither_fails_nor_loses_requests(v2_proxy, store, rows, demo_model, work):
     body = v2_columns(rows.iloc[20:21], demo_model.features)
     lock = sqlite3.connect(work / "store.db", timeout=30, isolation_level=None)
@@ -426,6 +434,7 @@ def test_a_locked_store_neither_fails_nor_loses_requests(v2_proxy, store, rows, 
     assert counts(v2_proxy, "credit")["rows_dropped"] == 0
 
 
+@integration
 def test_probe_calls_and_error_answers_are_forwarded_not_logged(v2_proxy, store, rows, demo_model):
     before = counts(v2_proxy, "credit")
     probe = requests.post(v2_proxy.url + infer_path(), json=v2_columns(rows.iloc[:1], demo_model.features),
@@ -470,6 +479,7 @@ def post_event(collector, kind: str, event_id: str | None, payload, *, service: 
                          timeout=30)
 
 
+@integration
 def test_logger_joins_v1_and_v2_events_by_id_in_either_order(collector, store, rows, demo_model):
     v1_id, v2_id = str(uuid.uuid4()), str(uuid.uuid4())
     instances = [[cell(v) for v in r] for r in rows.iloc[30:33][list(demo_model.features)].itertuples(index=False)]
@@ -490,6 +500,7 @@ def test_logger_joins_v1_and_v2_events_by_id_in_either_order(collector, store, r
     np.testing.assert_allclose(v2.loc[[f"{v2_id}-0", f"{v2_id}-1"], "age"], rows["age"].iloc[33:35])
 
 
+@integration
 def test_logger_refuses_bad_events_with_a_reason_and_counts_them(collector):
     before = counts(collector, "credit")
     no_id = post_event(collector, REQUEST_TYPE, None, {"instances": [[1]]})
@@ -510,6 +521,7 @@ def test_logger_refuses_bad_events_with_a_reason_and_counts_them(collector):
     assert requests.get(collector.url + "/health", timeout=5).status_code == 200
 
 
+@integration
 def test_logger_counts_halves_whose_other_half_never_comes(store, demo_model, tmp_path):
     """In-process, with a pairing time of 0.3 s: the endpoint is the same app, served by uvicorn."""
     from monitoring.capture import CaptureWriter, KServeLoggerEndpoint, service_capture
@@ -604,6 +616,7 @@ source = "local"
     state._start_runtime.clear()
 
 
+@integration
 @pytest.mark.parametrize("page", ["overview", "drift", "performance", "segments", "explain", "whatif"])
 def test_data_pages_open_for_a_captured_service(pages, page, captured, store):
     at = pages.run()
@@ -629,6 +642,7 @@ def test_data_pages_open_for_a_captured_service(pages, page, captured, store):
         assert shown, text
 
 
+@integration
 def test_service_health_shows_what_capture_counted(pages, captured, store):
     from monitoring.capture import capture_summary
 
@@ -644,3 +658,89 @@ def test_service_health_shows_what_capture_counted(pages, captured, store):
     assert len(lines) == 1, page_text(at)
     assert f"{summary['counts']['rows_logged']:,} rows logged" in lines[0] or "rows logged" in lines[0]
     assert "proxy 127.0.0.1:" in lines[0]
+
+
+# -- parsing, with known answers (no servers) --------------------------------------------------
+
+
+def context(protocol: str, **kwargs):
+    from monitoring.capture import ParseContext
+
+    return ParseContext(protocol=protocol, features=("age", "channel"), categorical=frozenset({"channel"}), **kwargs)
+
+
+def parse(protocol: str, request, response, **kwargs):
+    from monitoring.capture import parse_exchange
+
+    return parse_exchange(context(protocol, **kwargs), request, response, exchange_id="e", ts=5.0)
+
+
+def test_v2_columns_nested_data_and_an_output_named_by_kserve():
+    request = {"inputs": [{"name": "age", "shape": [2, 1], "datatype": "FP64", "data": [[30], [40.5]]},
+                          {"name": "channel", "shape": [2], "datatype": "BYTES", "data": ["web", "branch"]},
+                          {"name": "ignored", "shape": [2], "datatype": "FP64", "data": [1, 2]}]}
+    response = {"model_name": "m", "outputs": [{"name": "output-0", "shape": [2], "datatype": "INT64",
+                                                "data": [1, 0]}]}
+    rows = parse("v2", request, response, model_version="9")
+    assert [(r["id"], r["age"], r["channel"], r["prediction"], r["score"], r["model_version"]) for r in rows] == [
+        ("e-0", 30.0, "web", 1.0, None, "9"), ("e-1", 40.5, "branch", 0.0, None, "9")]
+
+
+def test_v2_probabilities_alone_give_the_most_likely_class_and_the_score():
+    request = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "BYTES", "data": [[41, "web"]]}]}
+    response = {"model_version": "3", "outputs": [{"name": "predict_proba", "shape": [1, 3], "datatype": "FP64",
+                                                   "data": [0.2, 0.5, 0.3]}]}
+    (row,) = parse("v2", request, response)
+    assert (row["id"], row["prediction"], row["score"], row["probabilities"], row["model_version"]) == (
+        "e", 1.0, None, [0.2, 0.5, 0.3], "3")  # multiclass: no single positive-class score
+    assert (row["age"], row["channel"]) == (41.0, "web")
+
+
+def test_mlflow_inputs_instances_and_answers_as_records_or_probabilities():
+    columns = {"inputs": {"age": [30, 31], "channel": ["web", None]}}
+    as_records = {"predictions": [{"predict": 1, "predict_proba": [0.3, 0.7]}, {"predict": 0,
+                                                                                "predict_proba": [0.9, 0.1]}]}
+    rows = parse("mlflow", columns, as_records)
+    assert [(r["age"], r["channel"], r["prediction"], r["score"]) for r in rows] == [
+        (30.0, "web", 1.0, 0.7), (31.0, None, 0.0, 0.1)]
+    rows = parse("mlflow", {"instances": [{"age": 5, "channel": "x"}]}, {"predictions": [[0.6, 0.4]]})
+    assert (rows[0]["prediction"], rows[0]["score"]) == (0.0, 0.4)
+    split = {"dataframe_split": {"columns": ["channel", "age"], "data": [["web", 7]]}}
+    assert parse("mlflow", split, {"predictions": {"predict": [1]}})[0]["age"] == 7.0
+
+
+def test_rest_reads_the_configured_keys():
+    rows = parse("rest", {"rows": [[20, "web"]]}, {"out": [1], "p": [[0.25, 0.75]]}, records_key="rows",
+                 predictions_key="out", probabilities_key="p")
+    assert (rows[0]["age"], rows[0]["prediction"], rows[0]["score"]) == (20.0, 1.0, 0.75)
+
+
+@pytest.mark.parametrize(("request_body", "response_body", "message"), [
+    ({"instances": [[1, "a"], [2, "b"]]}, {"predictions": [1]}, "2 records but the response 1 predictions"),
+    ({"instances": [{"age": 1}]}, {"predictions": [1]}, "lacks features ['channel']"),
+    ({"instances": [["old", "a"]]}, {"predictions": [1]}, "feature 'age' must be a number; got 'old'"),
+    ({"instances": [[1, "a", 3]]}, {"predictions": [1]}, "a record has 3 values but the service has 2 features"),
+    ({"rows": []}, {"predictions": []}, "has none of 'dataframe_split', 'dataframe_records', 'instances'"),
+    ({"instances": [[1, "a"]]}, {"answer": 1}, "the response has no 'predictions'"),
+])
+def test_a_shape_the_protocol_does_not_have_is_named(request_body, response_body, message):
+    from monitoring.capture import CaptureParseError
+
+    with pytest.raises(CaptureParseError, match=re.escape(message)) as raised:
+        parse("mlflow", request_body, response_body)
+    assert raised.value.reason == "unparsed"
+
+
+def test_bodies_that_are_not_json_and_ids_that_do_not_fit():
+    import gzip
+
+    from monitoring.capture import CaptureParseError, decode_json, row_ids
+
+    assert decode_json(gzip.compress(b'{"a": 1}'), encoding="gzip") == {"a": 1}
+    with pytest.raises(CaptureParseError, match="is not JSON") as raised:
+        decode_json(b"<html>", what="response body")
+    assert raised.value.reason == "not_json"
+    assert row_ids("abc", 2) == ["abc-0", "abc-1"]
+    long = row_ids("x" * 70, 3)
+    assert len({len(i) for i in long}) == 1 and all(len(i) <= 64 for i in long)
+    assert long == row_ids("x" * 70, 3)  # stable: labels sent for the same id join
