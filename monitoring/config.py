@@ -188,10 +188,90 @@ class RestPaths(_Strict):
         return value
 
 
-class MetricsConfig(_Strict):
-    """Names of the Prometheus series to read from the service's metrics endpoint."""
+_LABEL_MATCHER = re.compile(
+    r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*(,|$)""")
+_PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 
-    url: str = Field(description="Prometheus text endpoint, e.g. http://host:8080/metrics.")
+
+def _matcher_value(quoted: str) -> str:
+    """The text of a PromQL string literal (double, single or back quotes)."""
+    if quoted[0] == "`":
+        return quoted[1:-1]
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), quoted[1:-1])
+
+
+def _matches_empty(operator: str, value: str) -> bool:
+    """Whether a matcher selects series that lack the label (the empty value), as Prometheus judges it."""
+    if operator in ("=", "!="):
+        return (value == "") == (operator == "=")
+    try:
+        matched = re.fullmatch(value, "") is not None
+    except re.error:
+        return True  # cannot tell: Prometheus says so if it minds
+    return matched if operator == "=~" else not matched
+
+
+def check_selector(value: str) -> str:
+    """A PromQL label selector such as ``{job="mlserver", instance="10.0.0.7:8082"}``, braces optional.
+
+    Returns
+    -------
+    str
+        The matchers in braces, each as written, joined by ``", "``.
+
+    Raises
+    ------
+    ValueError
+        Naming the part that is not a matcher, a metric name given in it, or a selector that every
+        series would match (Prometheus refuses those).
+    """
+    text = value.strip()
+    if text.startswith("{") != text.endswith("}"):
+        raise ValueError("must be label matchers in braces, e.g. {job=\"mlserver\"}; the braces do not pair up")
+    inner = text[1:-1].strip() if text.startswith("{") else text
+    control = _control_message(inner)
+    if control:
+        raise ValueError(f"must be label matchers without control characters; it has {control}")
+    matchers, position = [], 0
+    while position < len(inner):
+        found = _LABEL_MATCHER.match(inner, position)
+        if found is None:
+            raise ValueError(f"must be label matchers such as job=\"mlserver\" (a label, one of = != =~ !~ and a "
+                             f"quoted value), separated by commas; cannot read {inner[position:position + 40]!r}")
+        label, operator, quoted = found.group(1), found.group(2), found.group(3)
+        if label == "__name__":
+            raise ValueError("must not name the metric (__name__): Vantage adds the names it reads")
+        matchers.append((label, operator, quoted))
+        position = found.end()
+        if found.group(4) == "," and position >= len(inner):
+            break
+    if not matchers:
+        raise ValueError("must name at least one label matcher, e.g. {job=\"mlserver\"}")
+    if all(_matches_empty(operator, _matcher_value(quoted)) for _, operator, quoted in matchers):
+        raise ValueError("must have at least one matcher that does not match every series (such as "
+                         "job=\"mlserver\"): Prometheus refuses a selector that matches the empty label")
+    return "{" + ", ".join(f"{label}{operator}{quoted}" for label, operator, quoted in matchers) + "}"
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Prometheus duration such as ``5m`` or ``1h30m``."""
+    return sum(int(number) * _DURATION_SECONDS[unit] for number, unit in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", value))
+
+
+class MetricsConfig(_Strict):
+    """Where the service's Prometheus metrics come from: its own endpoint, scraped, or a Prometheus server."""
+
+    url: str | None = Field(
+        None, description="Prometheus text endpoint Vantage scrapes, e.g. http://host:8080/metrics.")
+    prometheus: str | None = Field(
+        None, description="Base URL of a Prometheus server that scrapes the service, e.g. http://prometheus:9090; "
+                          "read through its HTTP API instead of scraping.")
+    selector: str | None = Field(
+        None, description='Label matchers of the service\'s series in that Prometheus, e.g. {job="mlserver"}.')
+    rate_window: str = Field(
+        "5m", description="Shortest range rate() looks over (a Prometheus duration); at least 4 scrape intervals.")
+    query_timeout: float = Field(10.0, gt=0, le=300, description="Seconds a Prometheus query may take in all.")
     requests: str | None = Field(
         None, description="Counter of handled requests; none = recognised (prometheus_client, MLServer, Triton).")
     latency: str | None = Field(
@@ -203,10 +283,48 @@ class MetricsConfig(_Strict):
     )
     path_label: str | None = Field(None, description="Label holding the request path, used with path_regex.")
 
+    @property
+    def source(self) -> str:
+        """Where the series are read, in words: the scraped URL, or the Prometheus server and the selector."""
+        return f"{self.url}" if self.prometheus is None else f"Prometheus at {self.prometheus} for {self.selector}"
+
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        return check_http_url(value, allow_query=True)
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value, allow_query=True)
+
+    @field_validator("prometheus")
+    @classmethod
+    def _check_prometheus(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(value).rstrip("/")
+
+    @field_validator("selector")
+    @classmethod
+    def _check_selector(cls, value: str | None) -> str | None:
+        return None if value is None else check_selector(value)
+
+    @field_validator("rate_window")
+    @classmethod
+    def _check_rate_window(cls, value: str) -> str:
+        if not _PROM_DURATION.match(value) or duration_seconds(value) < 1:
+            raise ValueError("must be a Prometheus duration of at least 1 s, such as 30s, 5m or 1h30m")
+        return value
+
+    @model_validator(mode="after")
+    def _check_source(self) -> MetricsConfig:
+        if self.selector is not None and self.prometheus is None:
+            raise ValueError("selector is read with prometheus (the Prometheus server's URL); set it, or "
+                             "leave selector out to scrape url")
+        if self.url is None and self.prometheus is None:
+            raise ValueError("set url (an endpoint Vantage scrapes, e.g. http://host:8082/metrics) or "
+                             "prometheus and selector (a Prometheus server that scrapes the service)")
+        if self.url is not None and self.prometheus is not None:
+            raise ValueError("set url (Vantage scrapes the service) or prometheus (Vantage reads your "
+                             "Prometheus instead of scraping), not both")
+        if self.prometheus is not None and self.selector is None:
+            raise ValueError('prometheus needs selector, the labels of the service\'s series there, e.g. '
+                             'selector = \'{job="mlserver"}\'')
+        return self
 
 
 class SloConfig(_Strict):

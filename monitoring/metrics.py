@@ -96,7 +96,8 @@ class MetricNames:
     status_label, path_label : str or None
         Labels with the HTTP status (5xx count as errors) and the request path.
     errors : str or None
-        A counter of failed requests, for servers that count them apart (Triton).
+        A counter of failed requests, for servers that count them apart from the successful
+        ones (Triton): the requests are then ``requests`` + ``errors``.
     """
 
     server: str
@@ -118,7 +119,7 @@ KNOWN_SERVERS = (
 """Servers whose metric names are recognised without configuration, tried in this order."""
 
 
-def resolve_metric_names(metrics: MetricsConfig, exposed: set[str]) -> MetricNames:
+def resolve_metric_names(metrics: MetricsConfig, exposed: set[str], *, found_in: str = "the scrape") -> MetricNames:
     """The names to read: those configured, the rest recognised from the series the server ``exposed``.
 
     Parameters
@@ -126,7 +127,10 @@ def resolve_metric_names(metrics: MetricsConfig, exposed: set[str]) -> MetricNam
     metrics : MetricsConfig
         ``requests``, ``latency``, ``status_label`` and ``path_label`` left unset mean "recognise".
     exposed : set of str
-        Sample names of one scrape.
+        Sample names of one scrape, or the metric names a Prometheus server holds for the
+        service's selector.
+    found_in : str, default="the scrape"
+        Where the names were looked for, in the messages.
 
     Returns
     -------
@@ -141,15 +145,15 @@ def resolve_metric_names(metrics: MetricsConfig, exposed: set[str]) -> MetricNam
     def present(name: str | None, *suffixes: str) -> bool:
         if name is None:
             return False
-        candidates = {name + x for x in suffixes} if suffixes else _counter_sample_names(name)
+        candidates = {name + x for x in suffixes} if suffixes else counter_sample_names(name)
         return bool(candidates & exposed)
 
     missing = [f"{key} = {name!r}" for key, name, suffixes in (("requests", metrics.requests, ()),
                                                                  ("latency", metrics.latency, ("_count",)))
                if name and not present(name, *suffixes)]
     if missing:
-        raise ValueError(f"metrics from {metrics.url}: {' and '.join(missing)} not found in the scrape; it exposes "
-                         f"{_listed(exposed)}")
+        raise ValueError(f"metrics from {metrics.source}: {' and '.join(missing)} not found in {found_in}; it "
+                         f"exposes {_listed(exposed)}")
     for known in KNOWN_SERVERS:
         requests = metrics.requests or (known.requests if present(known.requests) else None)
         latency = metrics.latency or (known.latency if present(known.latency, "_count") else None)
@@ -161,9 +165,9 @@ def resolve_metric_names(metrics: MetricsConfig, exposed: set[str]) -> MetricNam
                            metrics.status_label or known.status_label or "status",
                            metrics.path_label or known.path_label or "path",
                            known.errors if present(known.errors) else None)
-    raise ValueError(f"metrics from {metrics.url}: no request counter or latency histogram Vantage knows "
-                     f"(prometheus_client, MLServer, KServe, Triton) is exposed; set [services.metrics] requests "
-                     f"and latency to its names. It exposes {_listed(exposed)}")
+    raise ValueError(f"metrics from {metrics.source}: no request counter or latency histogram Vantage knows "
+                     f"(prometheus_client, MLServer, KServe, Triton) is in {found_in}; set [services.metrics] "
+                     f"requests and latency to its names. It exposes {_listed(exposed)}")
 
 
 def _listed(names: set[str], most: int = 8) -> str:
@@ -171,8 +175,19 @@ def _listed(names: set[str], most: int = 8) -> str:
     return (", ".join(shown) + (f" and {len(names) - most} more" if len(names) > most else "")) if shown else "nothing"
 
 
-def _counter_sample_names(name: str) -> set[str]:
-    """Sample names a counter configured as ``name`` can have (with or without ``_total``)."""
+def counter_sample_names(name: str) -> set[str]:
+    """Sample names a counter configured as ``name`` can have (with or without ``_total``).
+
+    Parameters
+    ----------
+    name : str
+        The counter's name as configured or known, e.g. ``rest_server_requests``.
+
+    Returns
+    -------
+    set of str
+        ``{name, base + "_total"}`` where ``base`` is ``name`` without a ``_total`` suffix.
+    """
     base = name.removesuffix("_total")
     return {name, base + "_total"}
 
@@ -230,9 +245,9 @@ def parse_scrape(text: str, metrics: MetricsConfig) -> list[tuple[str, float, fl
     names = resolve_metric_names(metrics, {sample.name for family in families for sample in family.samples})
     kinds: dict[str, str] = {}
     if names.requests:
-        kinds |= dict.fromkeys(_counter_sample_names(names.requests), "requests")
+        kinds |= dict.fromkeys(counter_sample_names(names.requests), "requests")
     if names.errors:
-        kinds |= dict.fromkeys(_counter_sample_names(names.errors), "errors")
+        kinds |= dict.fromkeys(counter_sample_names(names.errors), "errors")
     if names.latency:
         kinds |= {names.latency + "_bucket": "latency_bucket", names.latency + "_count": "latency_count",
                   names.latency + "_sum": "latency_sum"}
@@ -258,6 +273,8 @@ def parse_scrape(text: str, metrics: MetricsConfig) -> list[tuple[str, float, fl
             if path is not None and not path_filter.fullmatch(path):
                 continue
             totals[(kind, le)] += float(sample.value)
+            if kind == "errors":  # failures counted apart (Triton): the requests are successes + failures
+                totals[("requests", NO_LE)] = totals.get(("requests", NO_LE), 0.0) + float(sample.value)
             if kind == "latency_count" and counts_requests:
                 totals[("requests", NO_LE)] += float(sample.value)
             if kind == "requests" and _STATUS_5XX.fullmatch(sample.labels.get(status_label, "")):

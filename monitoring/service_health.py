@@ -33,6 +33,7 @@ from monitoring.health import (
     uptime_windows,
 )
 from monitoring.metrics import traffic_over_time
+from monitoring.prometheus import PrometheusClient, error_rate_from_prometheus, traffic_from_prometheus
 from monitoring.store import Store
 
 TIME_WINDOWS: Mapping[str, tuple[float, float]] = MappingProxyType({
@@ -124,8 +125,17 @@ class TimeSeries:
     states : DataFrame
         Polls per state per bucket: ``bucket_ts, up, degraded, down``.
     traffic : DataFrame or None
-        Real traffic from the scraped metrics (``bucket_ts, requests, errors, request_rate,
-        error_rate, p50_ms, p95_ms, p99_ms``); None when no metrics URL is configured.
+        Real traffic from the scraped metrics or from Prometheus (``bucket_ts, requests, errors,
+        request_rate, error_rate, p50_ms, p95_ms, p99_ms``); None when no metrics are configured
+        or Prometheus could not be read.
+    traffic_source : str or None
+        Where the traffic comes from, in words (``"scraped from http://…/metrics"``,
+        ``"Prometheus at http://…:9090 for {job="…"}"``); None without metrics.
+    traffic_problem : str or None
+        Why Prometheus gave nothing to chart (down, a query refused, no series for the selector);
+        scrape problems are :attr:`ServiceHealth.metrics_problem`.
+    traffic_queries : tuple of str
+        The PromQL sent, when the traffic comes from Prometheus.
     """
 
     window: str
@@ -135,6 +145,9 @@ class TimeSeries:
     probe_latency: pd.DataFrame
     states: pd.DataFrame
     traffic: pd.DataFrame | None
+    traffic_source: str | None = None
+    traffic_problem: str | None = None
+    traffic_queries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,7 +185,7 @@ def service_health(store: Store, service: ServiceConfig, *, now: float) -> Servi
     history_since = store.first_poll_ts(service.name)
     window = service.slo.window_days * 86400.0
     metrics_problem = None
-    if service.metrics is not None:
+    if service.metrics is not None and service.metrics.url is not None:  # scraped by the collector
         scrapes = store.read_probes(service.name, since=since, checks=["metrics"], columns=("ts", "ok", "error"))
         if len(scrapes) and not bool(scrapes["ok"].iloc[-1]):
             metrics_problem = str(scrapes["error"].iloc[-1] or "the metrics endpoint did not answer")
@@ -213,11 +226,20 @@ def time_series(store: Store, service: ServiceConfig, *, window: str, now: float
     since = now - length
     probes = store.read_probes(service.name, since=since, checks=["predict"], columns=LATENCY_COLUMNS)
     rollups = store.read_rollups(service.name, since=since, checks=["predict"])
-    traffic = None
-    if service.metrics is not None:
+    traffic, source, problem, queries = None, None, None, ()
+    metrics = service.metrics
+    if metrics is not None and metrics.prometheus is not None:
+        with PrometheusClient.for_metrics(metrics, max_response_mb=service.max_response_mb) as client:
+            read = traffic_from_prometheus(client, metrics, since=since, until=now, bucket_seconds=bucket)
+        traffic, source, problem, queries = read.traffic, metrics.source, read.problem, read.queries
+        if read.names is not None:
+            source += f" (names of {read.names.server})"
+    elif metrics is not None:
         traffic = traffic_over_time(store.read_metric_samples(service.name, since=since - bucket),
                                     store.read_metric_rollups(service.name, since=since),
                                     bucket_seconds=bucket)
+        source = f"scraped from {metrics.url}"
+    if traffic is not None:
         traffic = traffic[traffic["bucket_ts"] >= np.floor(since / bucket) * bucket]
     return TimeSeries(
         window=window,
@@ -227,11 +249,17 @@ def time_series(store: Store, service: ServiceConfig, *, window: str, now: float
         probe_latency=latency_over_time(probes, rollups, bucket_seconds=bucket),
         states=store.poll_states_over_time(service.name, since=since, bucket_seconds=bucket),
         traffic=traffic,
+        traffic_source=source,
+        traffic_problem=problem,
+        traffic_queries=queries,
     )
 
 
 def fleet_overview(store: Store, services: Sequence[ServiceConfig], *, now: float) -> list[FleetRow]:
-    """One row per service: state, uptime over 24 h, canary p95 and scraped error rate over 1 h."""
+    """One row per service: state, uptime over 24 h, canary p95 and the error rate of its real traffic over 1 h.
+
+    The error rate comes from the scraped metrics, or from Prometheus (NaN when it cannot be read).
+    """
     rows = []
     for service in services:
         polls = store.last_polls(service.name, limit=HEARTBEAT_POLLS)
@@ -240,7 +268,10 @@ def fleet_overview(store: Store, services: Sequence[ServiceConfig], *, now: floa
         canaries = store.read_probes(service.name, since=now - 3600.0, checks=["predict"], columns=LATENCY_COLUMNS)
         p95 = latency_percentiles(canaries["latency_ms"].dropna().to_numpy())["p95_ms"]
         error_rate = math.nan
-        if service.metrics is not None:
+        if service.metrics is not None and service.metrics.prometheus is not None:
+            with PrometheusClient.for_metrics(service.metrics, max_response_mb=service.max_response_mb) as client:
+                error_rate, _ = error_rate_from_prometheus(client, service.metrics, now=now)
+        elif service.metrics is not None:
             traffic = traffic_over_time(store.read_metric_samples(service.name, since=now - 3600.0),
                                         store.read_metric_rollups(service.name, since=now - 3600.0),
                                         bucket_seconds=3600.0)

@@ -241,7 +241,7 @@ def test_mlserver_kserve_and_triton_names_are_recognised_without_configuration()
     assert ("errors", -1.0) not in kserve  # not counted, not guessed
     triton = {(series, le): value for series, le, value in parse_scrape(TRITON_TEXT, config(
         requests=None, latency=None))}
-    assert (triton[("requests", -1.0)], triton[("errors", -1.0)]) == (90.0, 3.0)
+    assert (triton[("requests", -1.0)], triton[("errors", -1.0)]) == (93.0, 3.0)  # successes + failures
 
 
 @pytest.mark.parametrize("text", ["<html><body>Not Found</body></html>", '{"detail": "Not Found"}'])

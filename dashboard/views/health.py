@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import personal, service_picker, service_problem, status_badge, when
+from dashboard.components import personal, plain, service_picker, service_problem, status_badge, when
 from dashboard.store_banner import store_banner
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
@@ -183,16 +183,23 @@ def charts() -> None:
     st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=slo.latency_ms, x_range=x_range),
                     key="health_probe_latency")
     st.plotly_chart(plots.uptime_strip_figure(series.states, x_range=x_range), key="health_states")
-    if health_now.metrics_problem:  # a configured metric not found is said, not an empty chart
-        service_problem(runtime, f"Real traffic cannot be charted: {health_now.metrics_problem}", box=st.warning)
-    if series.traffic is None:
-        st.info("Set `metrics.url` for this service to chart its real traffic: request rate, error rate "
-                "and latency from its own Prometheus histogram.")
-    else:
+    problem = health_now.metrics_problem or series.traffic_problem
+    if problem:  # a configured metric not found, or Prometheus not answering, is said, not an empty chart
+        service_problem(runtime, f"Real traffic cannot be charted: {problem}", box=st.warning)
+    if series.traffic is None and not problem:
+        st.info("Set `[services.metrics]` for this service to chart its real traffic (request rate, error rate "
+                "and latency from its own Prometheus histogram): `url` for an endpoint Vantage scrapes, or "
+                "`prometheus` and `selector` to read them from your Prometheus.")
+    elif series.traffic is not None:
         st.plotly_chart(plots.traffic_figure(series.traffic, x_range=x_range), key="health_traffic")
         st.plotly_chart(plots.latency_figure(series.traffic, title="Request latency (real traffic, from metrics)",
                                              slo_ms=slo.latency_ms, x_range=x_range),
                         key="health_traffic_latency")
+    if series.traffic_source:
+        st.caption(plain(f"Real traffic {series.traffic_source}."))
+    if series.traffic_queries:
+        with st.expander("PromQL behind these charts"):
+            st.code("\n".join(series.traffic_queries), language="text", wrap_lines=True)
     st.caption(f"Buckets of {format_duration(series.bucket_seconds)}; "
                f"the window covers {format_duration(length)}. Older than the raw retention, latencies "
                "come from downsampled histograms and are accurate to one histogram bucket.")

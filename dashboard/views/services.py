@@ -90,7 +90,7 @@ for service in runtime.config.services:
         if service.metrics:
             named = ", ".join(f"{key} `{value}`" for key, value in (("requests", service.metrics.requests),
                                                                       ("latency", service.metrics.latency)) if value)
-            st.caption(f"Metrics scraped from {service.metrics.url} ("
+            st.caption(f"Metrics {'scraped from ' if service.metrics.url else 'read from '}{service.metrics.source} ("
                        + (named or "names recognised: prometheus_client, MLServer, KServe or Triton") + ")")
 
 st.subheader("Configuration in use")
