@@ -313,12 +313,14 @@ def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> La
 def _baseline_of(_runtime: Runtime, runtime_key: str, service: str, task: str, classes: tuple[float, ...],
                  model_version: str | None) -> Baseline:
     del runtime_key
+    from explain._model import paced_predict
+
     config = _runtime.config.service(service)
     client = make_client(config)
     client.session.headers[PROBE_HEADER] = "1"  # scoring the reference is not production traffic
     try:
         return baseline_for(config, task=task, classes=classes, features=_runtime.schema(service).features,
-                            predict=client.predict, model_version=model_version,
+                            predict=paced_predict(config, client.predict), model_version=model_version,
                             cache_dir=var_dir() / "baselines")
     finally:
         client.close()
@@ -523,6 +525,14 @@ def explain_window(_runtime: Runtime, fingerprint: str, service: str, window: st
     if frame.empty:
         raise ExplainError(f"no predictions of {service} were logged in the {EXPLAIN_WINDOWS[window].lower()}")
     return frame
+
+
+@st.cache_data(ttl=600, max_entries=256, show_spinner=False)
+def explain_model_rows(_runtime: Runtime, fingerprint: str, service: str, version: str | None, space: str,
+                       rows) -> int:
+    """Model rows explaining ``rows`` would send the service (0 for the Tree and Linear explainers), for the
+    estimate shown before a black-box explanation starts; nothing is sent."""
+    return explainer(_runtime, fingerprint, service, version, space).model_rows_needed(rows)
 
 
 @st.cache_data(ttl=3600, max_entries=64, show_spinner=False)

@@ -117,6 +117,12 @@ baseline = {{accuracy = {metrics["accuracy"]}, roc_auc = {metrics["roc_auc"]}, l
 
 [services.explain]
 source = "remote"                          # explained as a black box, through its v2 endpoint
+# The demo service runs next to the dashboard and takes 100,000 rows per request, so its explanation
+# traffic budget is far above the conservative default (2,000 model rows/s in requests of 500).
+max_rows_per_second = 200000
+max_rows_per_request = 50000
+max_rows_per_computation = 2000000
+confirm_rows_above = 500000
 
 [[services]]
 name = "{SERVICE_NAME}-rest"                # the same model's plain REST endpoint, on the same server

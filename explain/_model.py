@@ -224,7 +224,7 @@ class BudgetExceededError(ExplainError):
         self.rows = rows
         self.limit = limit
         super().__init__(
-            f"this needs about {rows:,} model rows from service {service} ({duration_text(rows / rate)} at "
+            f"This needs about {rows:,} model rows from service {service} ({duration_text(rows / rate)} at "
             f"{rate:,.0f} rows/s), more than the {limit:,} one computation may send "
             "([services.explain] max_rows_per_computation). Explain fewer rows, use a smaller background "
             "(background_rows), configure the model artifact to explain it locally, or raise the limit.")

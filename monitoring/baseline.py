@@ -8,11 +8,13 @@ Three sources, in this order (:func:`baseline_for`):
 3. the service itself: a bounded sample of the reference (at most :data:`BASELINE_ROWS`
    rows, stratified by the target for a classifier, drawn with ``random_state``) is sent
    through a ``predict`` callable the caller passes in (the dashboard passes its client's
-   :meth:`monitoring.clients.ServiceClient.predict`), in batches of the service's
-   ``max_batch_rows``, and scored against the target. The result is kept as a small JSON
-   file under a cache folder the caller names, keyed by the reference file's SHA-256, the
-   feature list, the target, the model version, the task and classes and the sample
-   settings, so the service is asked once per reference and model version.
+   :meth:`monitoring.clients.ServiceClient.predict`, behind the service's traffic budget:
+   ``explain._model.paced_predict``), in batches of at most ``[services.explain]
+   max_rows_per_request`` rows (and ``max_batch_rows``), and scored against the target. The
+   result is kept as a small JSON file under a cache folder the caller names, keyed by the
+   reference file's SHA-256, the feature list, the target, the model version, the task and
+   classes and the sample settings, so the service is asked once per reference and model
+   version.
 
 The reference is usually the training data, so a baseline computed on it may be
 optimistic; :attr:`Baseline.source` says so. Nothing here raises for data or service
@@ -109,7 +111,7 @@ def baseline_for(service: ServiceConfig, *, task: str, classes: tuple[float, ...
     predict : callable, optional
         ``predict(X) -> Predictions`` (:class:`monitoring.clients.Predictions`, or anything
         with ``predictions`` and ``probabilities`` arrays), called with at most
-        ``service.max_batch_rows`` reference rows at a time when neither the configuration
+        :func:`scoring_batch_rows` reference rows at a time when neither the configuration
         nor the reference file gives a baseline. None = never score the reference.
     model_version : str, optional
         Version of the model behind ``predict``: part of the cache key, so a new model is
@@ -193,7 +195,7 @@ def _scored_baseline(service: ServiceConfig, reference: pd.DataFrame, *, feature
             return Baseline(reason=f"No baseline: no row of the reference file {file} has a value in {target!r}.")
         try:
             scored, reported = score_reference(sample, predict, features=features, target=target, task=task,
-                                               batch_rows=service.max_batch_rows)
+                                               batch_rows=scoring_batch_rows(service))
         except Exception as exc:  # the callable is the caller's: a service error, a garbled answer, anything
             named = isinstance(exc, ServiceError | BaselineScoringError) and str(exc)
             detail = str(exc) if named else f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -218,6 +220,13 @@ def _scored_baseline(service: ServiceConfig, reference: pd.DataFrame, *, feature
 
 
 # -- scoring the reference -------------------------------------------------------------------
+
+
+def scoring_batch_rows(service: ServiceConfig) -> int:
+    """Rows per call of the baseline's ``predict``: the service's batch size, within its explanation traffic
+    budget's request size (``[services.explain] max_rows_per_request``)."""
+    return min(service.max_batch_rows, service.explain.max_rows_per_request)
+
 
 
 def reference_sample(reference: pd.DataFrame, *, target: str, task: str, max_rows: int = BASELINE_ROWS,

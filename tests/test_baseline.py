@@ -16,7 +16,8 @@ from monitoring.config import PerformanceConfig, parse_config
 
 def service_config(tmp_path, reference, *, extra=""):
     return parse_config(f'[[services]]\nname = "s"\nurl = "http://127.0.0.1:9"\nprotocol = "rest"\n'
-                        f'max_batch_rows = 700\nreference = "{reference}"\ntarget = "{TARGET}"\n{extra}',
+                        f'max_batch_rows = 700\nreference = "{reference}"\ntarget = "{TARGET}"\n{extra}'
+                        '[services.explain]\nmax_rows_per_request = 1000\n',  # batches of max_batch_rows
                         base_dir=tmp_path).service("s")
 
 

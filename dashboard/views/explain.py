@@ -28,6 +28,33 @@ def computed(label: str, function, *args):
     return None
 
 
+def go_ahead(what: str, model_rows: int) -> bool:
+    """Whether a black-box explanation may start: at once when it is small, else after the user's go-ahead,
+    with its estimate; above ``max_rows_per_computation`` it runs only to say why it is refused."""
+    from explain._model import needs_confirmation, rows_estimate
+
+    if model_rows <= 0 or model_rows > service.explain.max_rows_per_computation:
+        return True
+    if not needs_confirmation(service, model_rows) or st.session_state.get(f"explain_go_{what}_{model_rows}"):
+        return True
+    st.info(f"{what.capitalize()} through the service needs {rows_estimate(service, model_rows)} "
+            "(`[services.explain]` budget); other users of the service share it.", icon=":material/speed:")
+    if st.button(f"Go ahead: {what}", key=f"explain_go_button_{what}"):
+        st.session_state[f"explain_go_{what}_{model_rows}"] = True
+        st.rerun()
+    return False
+
+
+def global_model_rows() -> int:
+    """Model rows of the importance, beeswarm and dependence tabs' explanation (0 when its rows cannot be read:
+    the explanation then says why)."""
+    try:
+        sample = state.explain_window(runtime, key, service_name, window, int(rows), tick)
+        return state.explain_model_rows(runtime, key, service_name, model.version, space, sample)
+    except Exception:  # the explanation itself shows the problem
+        return 0
+
+
 current = state.settings()
 runtime = state.runtime(current)
 names = [s.name for s in runtime.config.services]
@@ -100,8 +127,10 @@ tabs = st.tabs(TABS, key="explain_tab", bind="query-params")
 tick = state.tick(600)
 
 if tabs[0].open or tabs[1].open or tabs[2].open:
-    values = computed(f"Explaining {int(rows):,} rows", state.explain_global, runtime, key, service_name,
-                      model.version, space, window, int(rows), tick)
+    values = None
+    if model.kind != "remote" or go_ahead(f"explaining {int(rows):,} rows", global_model_rows()):
+        values = computed(f"Explaining {int(rows):,} rows", state.explain_global, runtime, key, service_name,
+                          model.version, space, window, int(rows), tick)
     if values is not None:
         footer = (f"{values.n_rows:,} rows of the {windows[window].lower()} · {values.seconds:.2f} s"
                   + (f" · {values.requests} request(s), {values.model_rows:,} model rows" if values.requests else ""))
@@ -185,7 +214,10 @@ def picked_row():
 if tabs[3].open:
     with tabs[3]:
         row, row_id = picked_row()
-        if row is not None:
+        single = None
+        if row is not None and (model.kind != "remote" or go_ahead(
+                "explaining the prediction", state.explain_model_rows(runtime, key, service_name, model.version,
+                                                                      space, row[list(model.features)]))):
             single = computed("Explaining the prediction", state.explain_row, runtime, key,
                               service_name, model.version, space, row[list(model.features)], row_id)
             if single is not None:
@@ -224,8 +256,11 @@ if tabs[4].open:
                                                     None, (), 1, state.tick(10))
             highlight = matches[list(model.features)] if len(matches) else None
         n_rows = 500 if len(features) == 1 else 200
-        result = computed("Computing partial dependence", state.explain_dependence, runtime, key,
-                          service_name, model.version, features, window, n_rows, int(resolution), highlight, tick)
+        result = None
+        if model.kind != "remote" or go_ahead("partial dependence", n_rows * int(resolution) ** len(features)):
+            result = computed("Computing partial dependence", state.explain_dependence, runtime, key,
+                              service_name, model.version, features, window, n_rows, int(resolution), highlight,
+                              tick)
         if result is not None:
             if len(features) == 1:
                 chart(explain_plots.pd_curve(result, output=output, centered=centred), "explain_pd")
