@@ -417,7 +417,9 @@ class WhatIfComparison:
                                    score_name=f"probability of {class_text(self.classes[column])}")
 
 
-def _changed(a, b) -> bool:
+def value_changed(a, b) -> bool:
+    """Whether an edited value differs from the original: missing (None, NaN) only equals missing, numbers
+    within 1e-12 are equal (a value read back from a widget or a link is not an edit), text by equality."""
     a_missing = a is None or (isinstance(a, float) and math.isnan(a))
     b_missing = b is None or (isinstance(b, float) and math.isnan(b))
     if a_missing or b_missing:
@@ -479,7 +481,7 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
         raise WhatIfInputError([f"{k} is not a feature of the model; its features are {list(model.features)}"
                                 for k in unknown])
     if ranges is not None:
-        missing_before = [f for f, v in before.items() if not _changed(v, None)]
+        missing_before = [f for f, v in before.items() if not value_changed(v, None)]
         ranges.check(after, allow_missing=missing_before)
     _check_output(model, output)
     frame = _frame(model, [before, after])
@@ -491,7 +493,7 @@ def compare(model: ModelSource, original: Mapping | pd.DataFrame, edited: Mappin
     k = column if proba is not None and proba.shape[1] > 2 else 0  # the compared output of the Shapley values
     rows = []
     for j, name in enumerate(model.features):
-        if not _changed(before[name], after[name]):
+        if not value_changed(before[name], after[name]):
             continue
         change = float("nan")
         if model.feature_kinds.get(name) == "numeric" and before[name] is not None and after[name] is not None:
@@ -761,7 +763,7 @@ def _n_changed(original: dict, rows: pd.DataFrame, allowed: Sequence[str]) -> np
     count = np.zeros(len(rows), dtype=int)
     for name in allowed:
         old = original[name]
-        count += np.asarray([_changed(old, v) for v in rows[name].to_numpy()], dtype=int)
+        count += np.asarray([value_changed(old, v) for v in rows[name].to_numpy()], dtype=int)
     return count
 
 
@@ -928,7 +930,7 @@ def counterfactuals(model: ModelSource, point: Mapping | pd.DataFrame, reference
                 continue
             row = {f: _plain(chosen[f].iloc[i]) for f in model.features}
             changes = pd.DataFrame([{"feature": f, "original": original[f], "new": row[f]}
-                                    for f in model.features if _changed(original[f], row[f])],
+                                    for f in model.features if value_changed(original[f], row[f])],
                                    columns=["feature", "original", "new"])
             answers.append(Counterfactual(changes, row, points[i], float(chosen["_cost"].iloc[i]),
                                           str(chosen["_origin"].iloc[i])))
@@ -1000,7 +1002,7 @@ def _neighbour_candidates(original, others, ranges, limits, allowed, n_neighbour
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     continue
                 value = float(np.clip(value, *limits[name]))
-            if _changed(original[name], value):
+            if value_changed(original[name], value):
                 full[name] = _plain(value)
                 differing.append(name)
         if not differing:
@@ -1019,7 +1021,7 @@ def _refinements(original, valid, ranges, allowed) -> pd.DataFrame:
     for _, row in valid.iterrows():
         base = row.to_dict()
         for name in allowed:
-            if not _changed(original[name], base[name]):
+            if not value_changed(original[name], base[name]):
                 continue
             rows.append({**base, name: original[name]})
             old = original[name]
@@ -1038,7 +1040,7 @@ def _diverse(original, valid: pd.DataFrame, allowed, n: int) -> pd.DataFrame:
     """Cheapest first, skipping a candidate that changes the same features as one already chosen
     (unless too few differ)."""
     valid = valid.sort_values("_cost", kind="stable").reset_index(drop=True)
-    sets = [frozenset(f for f in allowed if _changed(original[f], valid[f].iloc[i])) for i in range(len(valid))]
+    sets = [frozenset(f for f in allowed if value_changed(original[f], valid[f].iloc[i])) for i in range(len(valid))]
     chosen, seen_sets, seen_rows = [], [], set()
     for i, changed in enumerate(sets):
         key = tuple(str(valid[f].iloc[i]) for f in sorted(changed))

@@ -174,3 +174,12 @@ def test_scenario_survives_the_url_round_trip():
         decode_scenario("not json")
     with pytest.raises(ValueError, match=r"features \['colour'\]"):
         decode_scenario(encode_scenario(Scenario("x", "reference", "3", {"colour": 1})), features=["a"])
+
+
+def test_an_edit_is_a_change_only_beyond_float_noise_and_missing_equals_only_missing():
+    from explain.whatif import value_changed
+
+    assert not value_changed(0.1 + 0.2, 0.3)  # read back from a widget or a link: not an edit
+    assert value_changed(1.0, 1.001) and value_changed("web", "shop") and not value_changed("web", "web")
+    assert not value_changed(None, float("nan")) and value_changed(None, 0.0) and value_changed(float("nan"), "x")
+    assert not value_changed(3, 3.0)

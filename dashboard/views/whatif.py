@@ -11,7 +11,14 @@ from dashboard import state
 from dashboard.components import feature_condition, personal, service_picker, service_problem, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
-from explain.whatif import Scenario, WhatIfInputError, class_text, decode_scenario, encode_scenario
+from explain.whatif import (
+    Scenario,
+    WhatIfInputError,
+    class_text,
+    decode_scenario,
+    encode_scenario,
+    value_changed,
+)
 
 TABS = ["Prediction", "Sensitivity", "Counterfactuals", "Scenarios"]
 SOURCES = ["Logged prediction", "Reference row"]
@@ -29,15 +36,6 @@ def missing(value) -> bool:
 
 def plain(value):
     return value.item() if hasattr(value, "item") else value
-
-
-def differs(a, b) -> bool:
-    if missing(a) or missing(b):
-        return missing(a) != missing(b)
-    try:
-        return float(a) != float(b)
-    except (TypeError, ValueError):
-        return a != b
 
 
 def initial(widget: str, value) -> dict:
@@ -196,7 +194,7 @@ for i, name in enumerate(features):
         chosen = st.session_state.get(widget, before)
         edited[name] = cell.selectbox(name, options, index=options.index(chosen) if chosen in options else None,
                                       key=widget, help=f"Categories seen in the reference: {', '.join(options)}")
-    changed = differs(edited[name], before)
+    changed = value_changed(edited[name], before)
     cell.caption(f"{'**changed** · ' if changed else ''}original: {shown_before}")
 if st.button("Reset to the original", key="whatif_reset"):
     for name in features:
@@ -204,7 +202,7 @@ if st.button("Reset to the original", key="whatif_reset"):
     st.rerun()
 
 edited = {f: plain(v) for f, v in edited.items()}
-changes = {f: v for f, v in edited.items() if differs(v, original[f])}
+changes = {f: v for f, v in edited.items() if value_changed(v, original[f])}
 scenario = Scenario(st.session_state.get("whatif_scenario_name", ""), origin[0], origin[1], changes)
 encoded = encode_scenario(scenario)
 st.query_params["scenario"] = encoded
