@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring.config import LabelsConfig, ServiceConfig, check_path
+from monitoring.config import LabelsConfig, ServiceConfig
+from monitoring.files import ChangedFile, read_table_file
 from monitoring.production import as_unix_seconds
 from monitoring.store import Store
 from monitoring.store import labels as labels_table
@@ -541,26 +542,10 @@ def read_label_file(config: LabelsConfig) -> pd.DataFrame:
     LabelDataError
         Unsupported type, missing or unreadable file, missing columns.
     """
-    try:
-        check_path(config.path)
-    except ValueError as exc:
-        raise LabelDataError(f"label file {config.path!r} {exc}") from None
+    readers = {suffix: (lambda file: pd.read_csv(file, dtype={config.id: str}, keep_default_na=True))
+               if kind == "csv" else pd.read_parquet for suffix, kind in LABEL_FILE_READERS.items()}
+    raw = read_table_file(config.path, what="label file", readers=readers, error=LabelDataError)
     file = Path(config.path)
-    kind = LABEL_FILE_READERS.get(file.suffix.lower())
-    if kind is None:
-        raise LabelDataError(
-            f"label file {file}: unsupported type {file.suffix!r}; accepted: {', '.join(LABEL_FILE_READERS)}")
-    try:
-        found = file.exists()
-    except OSError as exc:  # a name too long for the file system, a loop of links...
-        raise LabelDataError(f"label file {file} cannot be read: {exc}") from None
-    if not found:
-        raise LabelDataError(f"label file {file} does not exist")
-    try:
-        raw = (pd.read_csv(file, dtype={config.id: str}, keep_default_na=True) if kind == "csv"
-               else pd.read_parquet(file))
-    except Exception as exc:  # each reader raises its own family of errors
-        raise LabelDataError(f"label file {file} cannot be read: {exc}") from None
     wanted = [config.id, config.label] + ([config.ts] if config.ts else [])
     missing = [c for c in wanted if c not in raw.columns]
     if missing:
@@ -584,9 +569,7 @@ class LabelFileMirror:
 
     def __init__(self, config: LabelsConfig):
         self.config = config
-        self._stamp: tuple[float, int] | None = None
-        self._frame: pd.DataFrame | None = None
-        self._lock = threading.Lock()
+        self._file = ChangedFile(config.path, lambda: read_label_file(config))
 
     @property
     def source(self) -> str:
@@ -595,16 +578,7 @@ class LabelFileMirror:
 
     def read(self) -> pd.DataFrame:
         """The file's raw label rows."""
-        with self._lock:
-            try:
-                stat = Path(self.config.path).stat()
-                stamp = (stat.st_mtime, stat.st_size)
-            except OSError:
-                stamp = None
-            if self._frame is None or stamp is None or stamp != self._stamp:
-                self._frame = read_label_file(self.config)
-                self._stamp = stamp
-            return self._frame
+        return self._file.get()
 
 
 def label_source(store: Store, service: ServiceConfig) -> StoreLabelMirror | LabelFileMirror:

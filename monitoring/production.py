@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.config import PredictionLogConfig, ServiceConfig, check_path
+from monitoring.config import PredictionLogConfig, ServiceConfig
+from monitoring.files import ChangedFile, read_table_file
 from monitoring.store import Store
 
 
@@ -149,25 +150,8 @@ def read_prediction_log_file(config: PredictionLogConfig, *, features: tuple[str
     ProductionDataError
         Missing or unreadable file, missing columns, unparseable timestamps.
     """
-    try:
-        check_path(config.path)
-    except ValueError as exc:
-        raise ProductionDataError(f"prediction-log file {config.path!r} {exc}") from None
+    raw = read_table_file(config.path, what="prediction-log file", readers=LOG_READERS, error=ProductionDataError)
     file = Path(config.path)
-    reader = LOG_READERS.get(file.suffix.lower())
-    if reader is None:
-        raise ProductionDataError(
-            f"prediction-log file {file}: unsupported type {file.suffix!r}; accepted: {', '.join(LOG_READERS)}")
-    try:
-        found = file.exists()
-    except OSError as exc:  # a name too long for the file system, a loop of links...
-        raise ProductionDataError(f"prediction-log file {file} cannot be read: {exc}") from None
-    if not found:
-        raise ProductionDataError(f"prediction-log file {file} does not exist")
-    try:
-        raw = reader(file)
-    except Exception as exc:  # each reader raises its own family of errors
-        raise ProductionDataError(f"prediction-log file {file} cannot be read: {exc}") from None
     wanted = {"ts": config.timestamp, "id": config.id, "prediction": config.prediction, "score": config.score}
     missing = [c for c in [config.timestamp, *features] if c not in raw.columns]
     if missing:
@@ -226,26 +210,18 @@ class FileMirror:
     def __init__(self, service: ServiceConfig, *, features: tuple[str, ...] = ()):
         self.service = service
         self.features = tuple(features) or tuple(service.features)
-        self._stamp: tuple[float, int] | None = None
-        self._frame: pd.DataFrame | None = None
-        self._lock = threading.Lock()
+        self._file = ChangedFile(service.prediction_log.path, self._load)
+
+    def _load(self) -> pd.DataFrame:
+        frame = read_prediction_log_file(self.service.prediction_log, features=self.features)
+        if "id" not in frame.columns:  # rows can still be picked (Explain, What-if): by rank in time
+            frame.insert(0, "id", [f"row-{i + 1}" for i in range(len(frame))])
+        return frame
 
     def read(self) -> ProductionData:
         """The file's rows in the production shape."""
-        config = self.service.prediction_log
-        with self._lock:
-            try:
-                stat = Path(config.path).stat()
-                stamp = (stat.st_mtime, stat.st_size)
-            except OSError:
-                stamp = None
-            if self._frame is None or stamp is None or stamp != self._stamp:
-                frame = read_prediction_log_file(config, features=self.features)
-                if "id" not in frame.columns:  # rows can still be picked (Explain, What-if): by rank in time
-                    frame.insert(0, "id", [f"row-{i + 1}" for i in range(len(frame))])
-                self._frame = frame
-                self._stamp = stamp
-            return ProductionData(self._frame, f"prediction-log file {config.path} ({len(self._frame):,} rows)")
+        frame = self._file.get()
+        return ProductionData(frame, f"prediction-log file {self.service.prediction_log.path} ({len(frame):,} rows)")
 
     def has_rows(self) -> bool:
         """Whether the file can be read and holds predictions."""

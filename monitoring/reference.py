@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitoring.config import check_path
+from monitoring.files import read_table_file
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 
@@ -53,17 +53,8 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
         When the file is missing, unreadable or empty, lacks columns, or has text in a
         numeric column.
     """
-    file = _file(path)
-    reader = READERS.get(file.suffix.lower())
-    if reader is None:
-        raise ReferenceDataError(
-            f"reference file {file}: unsupported type {file.suffix!r}; accepted: {', '.join(READERS)}")
-    if not _exists(file):
-        raise ReferenceDataError(f"reference file {file} does not exist")
-    try:
-        frame = reader(file)
-    except Exception as exc:  # each reader raises its own family of errors
-        raise ReferenceDataError(f"reference file {file} cannot be read: {exc}") from None
+    frame = read_table_file(path, what="reference file", readers=READERS, error=ReferenceDataError)
+    file = Path(path)
     if frame.empty:
         raise ReferenceDataError(f"reference file {file} has no rows")
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
@@ -84,24 +75,6 @@ def read_reference(path: str | Path, *, features: tuple[str, ...] = (), target: 
     frame = frame[wanted + ([target] if target else []) + outputs]
     _check_numeric_columns(frame[wanted], file, kinds or {})
     return frame
-
-
-def _file(path: str | Path) -> Path:
-    """``path`` as a Path, refused with a message when it cannot be a file's path (empty, NUL bytes...)."""
-    if not isinstance(path, str | Path):
-        raise ReferenceDataError(f"reference file must be a path; got {type(path).__name__}")
-    try:
-        check_path(str(path))
-    except ValueError as exc:
-        raise ReferenceDataError(f"reference file {str(path)!r} {exc}") from None
-    return Path(path)
-
-
-def _exists(file: Path) -> bool:
-    try:
-        return file.exists()
-    except OSError as exc:  # a name too long for the file system, a loop of links...
-        raise ReferenceDataError(f"reference file {file} cannot be read: {exc}") from None
 
 
 def _check_numeric_columns(frame: pd.DataFrame, file: Path, kinds: Mapping[str, str]) -> None:

@@ -105,3 +105,26 @@ def test_reference_checks_name_the_file_and_columns(tmp_path):
         read_reference(empty)
     with pytest.raises(ReferenceDataError, match=r"unsupported type '\.xlsx'"):
         read_reference(tmp_path / "ref.xlsx")
+
+
+def test_a_changed_file_is_read_again_and_an_unchanged_one_is_not(tmp_path):
+    import os
+
+    from monitoring.files import ChangedFile, read_table_file
+
+    path = tmp_path / "rows.csv"
+    path.write_text("a\n1\n")
+    reads = []
+
+    def load():
+        reads.append(1)
+        return read_table_file(path, what="test file", readers={".csv": pd.read_csv})
+
+    cached = ChangedFile(path, load)
+    assert cached.get()["a"].tolist() == [1] and cached.get()["a"].tolist() == [1]
+    assert len(reads) == 1
+    path.write_text("a\n1\n2\n")
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    assert cached.get()["a"].tolist() == [1, 2] and len(reads) == 2
+    with pytest.raises(ValueError, match=r"test file .*rows\.json: unsupported type '\.json'; accepted: \.csv"):
+        read_table_file(tmp_path / "rows.json", what="test file", readers={".csv": pd.read_csv})
