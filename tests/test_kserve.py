@@ -163,6 +163,13 @@ def test_partial_dependence_and_what_if_through_kserve_keep_to_the_budget(app, w
     at.selectbox(key="explain_output").select("class 2").run()  # the same answers, another class
     assert not at.exception, at.exception
     assert "class 2" in next(c for c in at.get("plotly_chart") if "explain_pd" in c.proto.id).proto.spec
+    # a heatmap of two features is 200 rows x 20 x 20 grid points: above confirm_rows_above, so it waits
+    at.selectbox(key="explain_pd_second").select("proline").run()
+    assert not at.exception, at.exception
+    assert not [c for c in at.get("plotly_chart") if "explain_pd_heatmap" in c.proto.id]
+    asked = [i.value for i in at.info if "Partial dependence through the service needs" in i.value]
+    assert asked and "about 80,000 model rows, ~40 s at 2,000 rows/s" in asked[0], [i.value for i in at.info]
+    assert "Go ahead: partial dependence" in [b.label for b in at.button]
 
     at = opened(at, "views/whatif.py")
     assert not at.exception, at.exception
