@@ -409,7 +409,7 @@ def test_proxy_answers_502_with_a_reason_when_the_upstream_is_down(config, work,
         assert answer.headers["content-type"].startswith("text/plain")
         assert "cannot be reached" in answer.text and "127.0.0.1" in answer.text
         assert requests.get(proxy.url + "/v2/health/live", timeout=30).status_code == 502
-        assert counts(proxy, "gone")["upstream_down"] == 2
+        wait_for(lambda: counts(proxy, "gone")["upstream_down"] == 2, "both 502s to be counted")
 
 
 @integration

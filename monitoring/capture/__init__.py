@@ -34,7 +34,7 @@ from monitoring.capture._parsing import (
     row_ids,
 )
 from monitoring.capture._proxy import ID_HEADER, STATS_PATH, CaptureProxy, prediction_path
-from monitoring.capture._writer import COUNTERS, CaptureStats, CaptureWriter, Exchange, ServiceCapture
+from monitoring.capture._writer import COUNTERS, CaptureStats, CaptureWriter, Exchange, ServiceCapture, WriterProcess
 from monitoring.config import ServiceConfig, VantageConfig
 from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
 from monitoring.store import Store
@@ -55,6 +55,7 @@ __all__ = [
     "KServeLoggerEndpoint",
     "ParseContext",
     "ServiceCapture",
+    "WriterProcess",
     "capture_summary",
     "decode_json",
     "parse_exchange",

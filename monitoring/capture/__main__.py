@@ -16,7 +16,7 @@ import sys
 
 from monitoring.capture import CaptureSetupError, service_capture
 from monitoring.capture._proxy import CaptureProxy, prediction_path
-from monitoring.capture._writer import CaptureWriter
+from monitoring.capture._writer import WriterProcess
 from monitoring.clock import clock_from_environment
 from monitoring.config import ConfigError, check_http_url, config_path_from, load_config
 from monitoring.store import Store
@@ -53,7 +53,8 @@ def build_proxy(config_path: str, service_name: str | None, upstream: str | None
     store = Store(config.store.url)
     capture = service_capture(service, store)
     clock = clock_from_environment()
-    writer = CaptureWriter(store, {service.name: capture}, source=source, clock=clock)
+    store.dispose()  # the writer process opens its own connections
+    writer = WriterProcess(config.store.url, {service.name: capture}, source=source, clock=clock)
     pattern = prediction_path(service.protocol, model=service.model, rest_predict=service.rest.predict)
     return CaptureProxy(upstream, capture, writer, predict_path=pattern, clock=clock,
                         max_capture_bytes=int(max_capture_mb * 1024 * 1024), timeout=timeout)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import re
@@ -35,7 +36,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from monitoring.capture._writer import CaptureWriter, Exchange, ServiceCapture
+from monitoring.capture._writer import CaptureWriter, Exchange, ServiceCapture, WriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ class CaptureProxy:
         Base URL of the server, ``http(s)://host:port`` (a path prefix is kept).
     capture : ServiceCapture
         The service the traffic belongs to.
-    writer : CaptureWriter
-        Receives the captured exchanges (started and closed by :meth:`serve`).
+    writer : WriterProcess or CaptureWriter
+        Receives the captured exchanges (started and closed by :meth:`serve`); the command line
+        gives it a :class:`~monitoring.capture._writer.WriterProcess`, so that parsing and store
+        writes never hold this process's interpreter.
     predict_path : re.Pattern
         Paths whose POSTs are captured (:func:`prediction_path`).
     clock : object with ``now()``
@@ -89,8 +92,8 @@ class CaptureProxy:
         Connections kept open to the upstream.
     """
 
-    def __init__(self, upstream: str, capture: ServiceCapture, writer: CaptureWriter, *, predict_path: re.Pattern,
-                 clock, max_capture_bytes: int = 8 * 1024 * 1024, timeout: float = 60.0,
+    def __init__(self, upstream: str, capture: ServiceCapture, writer: WriterProcess | CaptureWriter, *,
+                 predict_path: re.Pattern, clock, max_capture_bytes: int = 8 * 1024 * 1024, timeout: float = 60.0,
                  max_connections: int = 256):
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -132,6 +135,7 @@ class CaptureProxy:
     async def serve(self, host: str, port: int) -> None:
         """Serve until SIGINT or SIGTERM."""
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        gc.freeze()  # what importing left is never garbage: keep it out of every later collection
         stopped = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
