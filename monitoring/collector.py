@@ -33,6 +33,9 @@ recorded in the store, so a take-over or a delayed write never invents a state c
 Run it alone with::
 
     python -m monitoring.collector --config my.toml
+
+``--capture-port N`` also takes the CloudEvents of KServe's payload logger on that port
+(:mod:`monitoring.capture`).
 """
 
 from __future__ import annotations
