@@ -171,7 +171,7 @@ def leaks(data: bytes | str) -> bool:
 
 
 @pytest.fixture
-def echo_dashboard(echoing_service, tmp_path, demo_model):
+def echo_dashboard(echoing_service, tmp_path, demo_model, monkeypatch):
     """The dashboard (``streamlit run``, its own collector polling every 2 s) watching the echoing service, whose
     prediction log holds four weeks of demo traffic with labels, so every page and download has content."""
     import pandas as pd
@@ -220,16 +220,13 @@ url = "{echoing_service}/metrics"
 env = "CREDIT_TOKEN"
 prefix = "Bearer "
 """)
-    env = dict(os.environ, CREDIT_TOKEN=TOKEN, VANTAGE_CONFIG=str(config_path))
+    monkeypatch.setenv("CREDIT_TOKEN", TOKEN)
+    poller = ServicePoller(load_config(config_path).services[0], store)
+    assert all(poller.poll().state == "down" for _ in range(2))  # history: down, with the echoed reasons
+    store.dispose()
+    env = dict(os.environ, VANTAGE_CONFIG=str(config_path))
     env.pop("VANTAGE_NOW", None)
     env.pop("VANTAGE_PASSWORD", None)
-    os.environ["CREDIT_TOKEN"] = TOKEN  # the polls below, as the dashboard's collector makes them
-    try:
-        poller = ServicePoller(load_config(config_path).services[0], store)
-        assert all(poller.poll().state == "down" for _ in range(2))  # history: down, with the echoed reasons
-    finally:
-        del os.environ["CREDIT_TOKEN"]
-    store.dispose()
     port = free_port()
     log_path = tmp_path / "streamlit.log"
     with open(log_path, "w") as log:
@@ -272,7 +269,9 @@ class Frames:
     def wait_for_run(self, page, after: int, seconds: float = 120) -> None:
         """Wait until a page run that started after ``after`` finished runs has finished too, and is drawn."""
         deadline = time.monotonic() + seconds
-        while self.runs_finished <= after and time.monotonic() < deadline:
+        while self.runs_finished <= after:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the page's script did not finish within {seconds:g} s")
             page.wait_for_timeout(200)
         page.wait_for_timeout(300)
 
@@ -323,7 +322,7 @@ def test_the_token_is_in_no_websocket_frame_download_or_report(echo_dashboard):
     leaking = [i for i, frame in enumerate(received) if leaks(frame)]
     assert not leaking, f"{len(leaking)} of {len(received)} websocket frames hold the token"
     pages_with_downloads = {name.split(":")[0] for name in downloads}
-    assert {"Overview", "Drift", "Performance"} <= pages_with_downloads, sorted(downloads)
+    assert {"Overview", "Drift", "Performance", "Segments"} <= pages_with_downloads, sorted(downloads)
     report = next(data for name, data in downloads.items() if name.startswith("Overview"))
     assert b"<html" in report.lower() and b"echo" in report  # the HTML report of monitoring/report.py
     assert all(len(data) > 100 for data in downloads.values()), {k: len(v) for k, v in downloads.items()}
