@@ -374,6 +374,45 @@ features = {json.dumps(list(mlflow_server.X.columns))}
 
 
 @integration
+def test_proxy_in_front_of_mlserver_logs_its_probabilities(mlserver_server, work):
+    X = mlserver_server.X
+    reference = work / "mlserver-reference.parquet"
+    X.to_parquet(reference)
+    config = work / "mlserver.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{work / 'mlserver.db'}"
+
+[[services]]
+name = "credit-mlserver"
+url = "{mlserver_server.url}"
+protocol = "v2"
+model = "{mlserver_server.model}"
+reference = "{reference}"
+features = {json.dumps(list(X.columns))}
+""")
+    inputs = [{"name": c, "shape": [5], "datatype": "BYTES" if X[c].dtype == object else "FP64",
+               "data": [cell(v) for v in X[c].iloc[:5]]} for c in X.columns]
+    body = {"id": "mls-1", "inputs": inputs, "parameters": {"content_type": "pd"},
+            "outputs": [{"name": "predict_proba"}]}
+    path = f"/v2/models/{mlserver_server.model}/infer"
+    with proxy_for("credit-mlserver", config, work) as proxy:
+        answer = requests.post(proxy.url + path, json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers[ID_HEADER] == "mls-1"
+        assert answer.json()["outputs"] == requests.post(mlserver_server.url + path, json=body,
+                                                         timeout=30).json()["outputs"]
+        store = Store(f"sqlite:///{work / 'mlserver.db'}")
+        try:
+            ids = [f"mls-1-{i}" for i in range(5)]
+            frame = logged(store, "credit-mlserver", ids)
+        finally:
+            store.dispose()
+    np.testing.assert_allclose(frame.loc[ids, "score"], mlserver_server.probabilities[:5, 1])
+    np.testing.assert_allclose(frame.loc[ids, "prediction"], mlserver_server.probabilities[:5].argmax(axis=1))
+
+
+@integration
 def test_proxy_counts_what_it_cannot_log_and_still_forwards_it(odd, odd_proxy, store, rows, demo_model):
     body = v2_columns(rows.iloc[:1], demo_model.features)
     garbled = requests.post(odd_proxy.url + infer_path("odd"), json=body, timeout=10)
