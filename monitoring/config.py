@@ -189,7 +189,7 @@ class RestPaths(_Strict):
 
 
 _LABEL_MATCHER = re.compile(
-    r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*(,|$)""")
+    r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)\s*""")
 _PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 
@@ -244,8 +244,11 @@ def check_selector(value: str) -> str:
             raise ValueError("must not name the metric (__name__): Vantage adds the names it reads")
         matchers.append((label, operator, quoted))
         position = found.end()
-        if found.group(4) == "," and position >= len(inner):
-            break
+        if position < len(inner):
+            if inner[position] != ",":
+                raise ValueError(f"must separate label matchers with commas; after {label}{operator}{quoted} "
+                                 f"comes {inner[position:position + 40]!r}")
+            position += 1
     if not matchers:
         raise ValueError("must name at least one label matcher, e.g. {job=\"mlserver\"}")
     if all(_matches_empty(operator, _matcher_value(quoted)) for _, operator, quoted in matchers):
@@ -271,7 +274,8 @@ class MetricsConfig(_Strict):
         None, description='Label matchers of the service\'s series in that Prometheus, e.g. {job="mlserver"}.')
     rate_window: str = Field(
         "5m", description="Shortest range rate() looks over (a Prometheus duration); at least 4 scrape intervals.")
-    query_timeout: float = Field(10.0, gt=0, le=300, description="Seconds a Prometheus query may take in all.")
+    query_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds the Prometheus calls of one chart may take together.")
     requests: str | None = Field(
         None, description="Counter of handled requests; none = recognised (prometheus_client, MLServer, Triton).")
     latency: str | None = Field(

@@ -28,8 +28,9 @@ values are strings (``"NaN"``, ``"+Inf"`` included).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from monitoring.clients import MB, BoundedSession, DeadlineExceeded, ResponseTooLarge
+from monitoring.clients import MB, BoundedSession, DeadlineExceeded, ResponseTooLarge, call_budget
 from monitoring.config import MetricsConfig, duration_seconds
 from monitoring.metrics import (
     DEFAULT_QUANTILES,
@@ -371,8 +372,9 @@ class PrometheusClient:
     base_url : str
         E.g. ``http://prometheus:9090`` (a path prefix such as ``/prometheus`` is kept).
     timeout : float
-        Budget of each call in all (connecting, waiting, reading, retries); also sent as the
-        query's own ``timeout`` so Prometheus gives up as well.
+        Budget of each call in all (connecting, waiting, reading, retries), or of every call
+        made inside :meth:`budget` together; also sent as the query's own ``timeout`` so
+        Prometheus gives up as well.
     max_bytes : int
         Largest answer read.
     retries : int, default=1
@@ -385,6 +387,7 @@ class PrometheusClient:
                  session: requests.Session | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
+        self.max_bytes = int(max_bytes)
         self.session = session or BoundedSession(retries=retries, timeout=timeout, max_bytes=max_bytes)
 
     @classmethod
@@ -397,6 +400,12 @@ class PrometheusClient:
     def close(self) -> None:
         """Close pooled connections."""
         self.session.close()
+
+    @contextlib.contextmanager
+    def budget(self) -> Iterator[None]:
+        """Give every call inside the block one deadline together, ``timeout`` (a chart's queries)."""
+        with call_budget(self.timeout, max_bytes=self.max_bytes):
+            yield
 
     def __enter__(self) -> PrometheusClient:
         return self
@@ -413,7 +422,8 @@ class PrometheusClient:
             raise PrometheusError(f"{call}: answer larger than {exc.limit / MB:g} MB, not read (raise "
                                   "max_response_mb or choose a shorter time range)") from None
         except (DeadlineExceeded, requests.exceptions.Timeout):
-            raise PrometheusError(f"{call}: no answer within {self.timeout:g} s (query_timeout)") from None
+            raise PrometheusError(f"{call}: no complete answer within query_timeout = {self.timeout:g} s (for "
+                                  "all the queries of one chart together)") from None
         except requests.exceptions.ConnectionError as exc:
             text = str(exc.args[0] if exc.args else exc)
             reason = ("connection refused (is Prometheus running at this address?)" if "refused" in text.lower()
@@ -538,21 +548,22 @@ def traffic_from_prometheus(client: PrometheusClient, metrics: MetricsConfig, *,
     step = query_step(since, until, bucket_seconds)
     start = math.floor(since / step) * step + step
     end = math.floor(until / step) * step + step
-    try:
-        names, exposed = _names(client, metrics, since=since, until=until)
-    except PrometheusError as exc:
-        return PrometheusTraffic(None, str(exc), step=step)
-    queries = traffic_queries(names, metrics, exposed=exposed, window=rate_range(step, metrics.rate_window),
-                              quantiles=quantiles)
-    try:
-        def ask(query: str | None) -> list[Series] | None:
-            return None if query is None else client.query_range(query, start=start, end=end, step=step)
+    with client.budget():  # one deadline for the chart's calls together: a slow Prometheus is one wait, not six
+        try:
+            names, exposed = _names(client, metrics, since=since, until=until)
+        except PrometheusError as exc:
+            return PrometheusTraffic(None, str(exc), step=step)
+        queries = traffic_queries(names, metrics, exposed=exposed, window=rate_range(step, metrics.rate_window),
+                                  quantiles=quantiles)
+        try:
+            def ask(query: str | None) -> list[Series] | None:
+                return None if query is None else client.query_range(query, start=start, end=end, step=step)
 
-        requests_ = ask(queries.request_rate) or []
-        errors = ask(queries.error_rate)
-        latency = [(q, ask(query) or []) for q, query in queries.quantiles]
-    except PrometheusError as exc:
-        return PrometheusTraffic(None, str(exc), names, queries.all(), step)
+            requests_ = ask(queries.request_rate) or []
+            errors = ask(queries.error_rate)
+            latency = [(q, ask(query) or []) for q, query in queries.quantiles]
+        except PrometheusError as exc:
+            return PrometheusTraffic(None, str(exc), names, queries.all(), step)
     frame = traffic_frame(step, requests_, errors, latency)
     problem = None
     if frame.empty:
@@ -577,12 +588,14 @@ def error_rate_from_prometheus(client: PrometheusClient, metrics: MetricsConfig,
         Why it could not be read.
     """
     try:
-        names, exposed = _names(client, metrics, since=now - window_s, until=now)
-        queries = traffic_queries(names, metrics, exposed=exposed, window=f"{math.ceil(window_s)}s", quantiles=())
-        if queries.request_rate is None or queries.error_rate is None:
-            return math.nan, None
-        requests_ = sum(v for _, v in client.query(queries.request_rate, at=now))
-        errors = sum(v for _, v in client.query(queries.error_rate, at=now))
+        with client.budget():
+            names, exposed = _names(client, metrics, since=now - window_s, until=now)
+            queries = traffic_queries(names, metrics, exposed=exposed, window=f"{math.ceil(window_s)}s",
+                                      quantiles=())
+            if queries.request_rate is None or queries.error_rate is None:
+                return math.nan, None
+            requests_ = sum(v for _, v in client.query(queries.request_rate, at=now))
+            errors = sum(v for _, v in client.query(queries.error_rate, at=now))
     except PrometheusError as exc:
         return math.nan, str(exc)
     return (errors / requests_ if requests_ > 0 else math.nan), None

@@ -130,7 +130,7 @@ class TimeSeries:
         or Prometheus could not be read.
     traffic_source : str or None
         Where the traffic comes from, in words (``"scraped from http://…/metrics"``,
-        ``"Prometheus at http://…:9090 for {job="…"}"``); None without metrics.
+        ``"from Prometheus at http://…:9090 for {job="…"}"``); None without metrics.
     traffic_problem : str or None
         Why Prometheus gave nothing to chart (down, a query refused, no series for the selector);
         scrape problems are :attr:`ServiceHealth.metrics_problem`.
@@ -231,7 +231,7 @@ def time_series(store: Store, service: ServiceConfig, *, window: str, now: float
     if metrics is not None and metrics.prometheus is not None:
         with PrometheusClient.for_metrics(metrics, max_response_mb=service.max_response_mb) as client:
             read = traffic_from_prometheus(client, metrics, since=since, until=now, bucket_seconds=bucket)
-        traffic, source, problem, queries = read.traffic, metrics.source, read.problem, read.queries
+        traffic, source, problem, queries = read.traffic, f"from {metrics.source}", read.problem, read.queries
         if read.names is not None:
             source += f" (names of {read.names.server})"
     elif metrics is not None:

@@ -10,9 +10,11 @@ Prometheus URL and a selector, and on one whose Prometheus is down.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -77,7 +79,7 @@ def test_a_prometheus_url_and_a_selector_are_enough():
     ('prometheus = "http://p:9090"\nurl = "http://h/metrics"\nselector = \'{job="a"}\'\n', "not both"),
     ('requests = "http_requests_total"\n', "set url (an endpoint Vantage scrapes"),
     ('prometheus = "http://p:9090"\nselector = \'{job=~".*"}\'\n', "does not match every series"),
-    ('prometheus = "http://p:9090"\nselector = \'{job="a" instance="b"}\'\n', "cannot read"),
+    ('prometheus = "http://p:9090"\nselector = \'{job="a" instance="b"}\'\n', "with commas; after job=\"a\" comes"),
     ('prometheus = "http://p:9090"\nselector = \'{__name__="up"}\'\n', "must not name the metric"),
     ('prometheus = "http://p:9090"\nselector = \'{job="a"\'\n', "braces do not pair up"),
     ('prometheus = "http://p:9090/?x=1"\nselector = \'{job="a"}\'\n', "without ?query"),
@@ -159,6 +161,21 @@ def test_a_prometheus_that_is_down_is_a_message_not_an_exception():
         rate, problem = error_rate_from_prometheus(client, config, now=3600.0)
     assert read.traffic is None and "connection refused (is Prometheus running at this address?)" in read.problem
     assert math.isnan(rate) and "connection refused" in problem
+
+
+def test_a_prometheus_that_never_answers_is_one_wait_of_query_timeout_and_a_message():
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # accepts connections (backlog), never answers
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        config = MetricsConfig(prometheus=f"http://127.0.0.1:{listener.getsockname()[1]}", selector='{job="demo"}',
+                               query_timeout=0.5)
+        with PrometheusClient.for_metrics(config) as client:
+            read = traffic_from_prometheus(client, config, since=0.0, until=3600.0, bucket_seconds=60)
+    finally:
+        listener.close()
+    assert read.traffic is None
+    assert "no complete answer within query_timeout = 0.5 s (for all the queries of one chart together)" in read.problem
 
 
 # -- against Debian's prometheus --------------------------------------------------------------
@@ -427,11 +444,17 @@ query_timeout = 2
     assert not at.exception, at.exception
     text = page_text(at).replace("\\", "")  # plain text: Markdown's characters come escaped
     host = prometheus.url.split("//")[1]  # plain() breaks "://" so that no address becomes a link
-    assert "Real traffic Prometheus at http:" in text and f'{host} for {{job="demo"}}' in text, text
+    assert "Real traffic from Prometheus at http:" in text and f'{host} for {{job="demo"}}' in text, text
     assert "names of a prometheus_client / FastAPI service" in text
     assert "Real traffic cannot be charted" not in text
-    charts = [chart.proto.id for chart in at.get("plotly_chart")]
-    assert len(charts) >= 5, charts  # heartbeat, canary latency, availability, traffic, traffic latency
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    titles = [chart["layout"].get("title", {}).get("text") for chart in charts]
+    assert {"Real traffic (from Prometheus)", "Request latency (real traffic, from Prometheus)"} <= set(titles), titles
+    traffic = next(c for c in charts if c["layout"].get("title", {}).get("text") == "Real traffic (from Prometheus)")
+    rates = traffic["data"][0]["y"]  # plotly sends arrays as base64 typed arrays
+    if isinstance(rates, dict):
+        rates = np.frombuffer(base64.b64decode(rates["bdata"]), dtype=np.dtype(rates["dtype"]))
+    assert np.nanmax(np.asarray(rates, dtype=float)) > 0, rates  # a rate was charted
     assert any("histogram_quantile" in code.value for code in at.code)
 
     at.selectbox(key="health_service").select("prometheus-down").run()

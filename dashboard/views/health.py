@@ -191,8 +191,10 @@ def charts() -> None:
                 "and latency from its own Prometheus histogram): `url` for an endpoint Vantage scrapes, or "
                 "`prometheus` and `selector` to read them from your Prometheus.")
     elif series.traffic is not None:
-        st.plotly_chart(plots.traffic_figure(series.traffic, x_range=x_range), key="health_traffic")
-        st.plotly_chart(plots.latency_figure(series.traffic, title="Request latency (real traffic, from metrics)",
+        origin = "from Prometheus" if series.traffic_queries else "from the service's metrics"
+        st.plotly_chart(plots.traffic_figure(series.traffic, title=f"Real traffic ({origin})", x_range=x_range),
+                        key="health_traffic")
+        st.plotly_chart(plots.latency_figure(series.traffic, title=f"Request latency (real traffic, {origin})",
                                              slo_ms=slo.latency_ms, x_range=x_range),
                         key="health_traffic_latency")
     if series.traffic_source:
