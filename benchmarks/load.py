@@ -31,7 +31,8 @@ once for every service, one session after the other (the warm-up: first views, c
 the first session's views are timed and shown apart). Then the same server
 runs one session alone, then ``--sessions`` at once: p50/p95 render time per page for both,
 their ratio, the Streamlit process's CPU (CPU seconds per wall second from
-``/proc/<pid>/stat``: 1.0 is one core busy) and its resident memory (sampled ``VmRSS`` every
+``/proc/<pid>/stat``: 1.0 is one core busy; beside it, how busy the whole machine was, from
+``/proc/stat``) and its resident memory (sampled ``VmRSS`` every
 0.25 s, and the kernel's peak ``VmHWM``).
 
 ``--quick``: 3 sessions, 2 services, 6 s per phase, 20,000 logged predictions (as ``.ci/run``
@@ -262,6 +263,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15 of stat(5))
 
 
+def machine_cpu() -> tuple[float, float]:
+    """This machine's CPU time so far, all cores: (busy, total) seconds from ``/proc/stat``.
+
+    Returns
+    -------
+    tuple of (float, float)
+        Seconds not idle (nor waiting for I/O), and all seconds.
+    """
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return (total - values[3] - values[4]) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
 def memory_mb(pid: int, key: str) -> float:
     """A memory figure of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``) in MB.
 
@@ -294,6 +308,7 @@ class Render:
     seconds: float
     failure: str = ""
     nbytes: int = 0
+    """Bytes of the ``ForwardMsg`` frames received meanwhile (after the websocket's own decompression)."""
 
 
 @dataclass
@@ -489,6 +504,9 @@ class Phase:
     renders: list[Render]
     fragment_runs: list[float]
     cpu_s: float
+    machine_busy: float
+    """Share of all the machine's cores busy meanwhile (this server, the services, the collector, the
+    sessions' client and everybody else's work)."""
     rss_start_mb: float
     rss_peak_mb: float
     hwm_mb: float
@@ -496,6 +514,11 @@ class Phase:
     def times(self, page: str) -> np.ndarray:
         """Render seconds of the successful views of ``page``."""
         return np.array([r.seconds for r in self.renders if r.page == page and not r.failure])
+
+    def kilobytes(self, page: str) -> float:
+        """Median kilobytes received per successful view of ``page``."""
+        sizes = [r.nbytes for r in self.renders if r.page == page and not r.failure]
+        return float(np.median(sizes)) / 1000 if sizes else float("nan")
 
     @property
     def failures(self) -> list[Render]:
@@ -539,14 +562,15 @@ async def run_phase(base: str, pid: int, sessions: int, n_services: int, seconds
                 await asyncio.wait_for(stop.wait(), 0.25)
 
     sampler = asyncio.create_task(sample())
-    cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+    cpu0, wall0, machine0 = cpu_seconds(pid), time.perf_counter(), machine_cpu()
     results = await asyncio.gather(*(browse(base, i, n_services, seconds, think, rounds=rounds)
                                      for i in range(sessions)))
-    cpu, wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
+    cpu, wall, machine = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0, machine_cpu()
     stop.set()
     await sampler
+    busy = (machine[0] - machine0[0]) / max(machine[1] - machine0[1], 1e-9)
     return Phase(sessions, wall, [r for renders, _ in results for r in renders],
-                 [f for _, runs in results for f in runs], cpu, rss[0], max(rss), memory_mb(pid, "VmHWM"))
+                 [f for _, runs in results for f in runs], cpu, busy, rss[0], max(rss), memory_mb(pid, "VmHWM"))
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -647,9 +671,10 @@ def main() -> None:
         rows.append((page, f"{warm.times(page)[0] * 1000:,.0f} ms" if len(warm.times(page)) else "–",
                      len(one), quantile_ms(one, 0.5), quantile_ms(one, 0.95),
                      len(all_), quantile_ms(all_, 0.5), quantile_ms(all_, 0.95),
-                     ratio(all_, one, 0.5), ratio(all_, one, 0.95)))
+                     ratio(all_, one, 0.5), ratio(all_, one, 0.95),
+                     f"{many.kilobytes(page):,.0f} kB" if len(all_) else "–"))
     header = ("page", "first view", "views (1)", "p50 (1)", "p95 (1)", f"views ({args.sessions})",
-              f"p50 ({args.sessions})", f"p95 ({args.sessions})", "p50 ratio", "p95 ratio")
+              f"p50 ({args.sessions})", f"p95 ({args.sessions})", "p50 ratio", "p95 ratio", "sent per view")
     print_table(rows, header)
     server = [
         ("sessions", 1, args.sessions),
@@ -659,6 +684,10 @@ def main() -> None:
          f"{len(many.fragment_runs)}, {quantile_ms(np.array(many.fragment_runs), .5)}"),
         ("server CPU, CPU s per s (1.0 = one core)", f"{single.cpu_s / single.wall_s:.2f}",
          f"{many.cpu_s / many.wall_s:.2f}"),
+        ("server CPU per page view (fragment reruns included)",
+         f"{single.cpu_s / max(len(single.renders), 1):.2f} s", f"{many.cpu_s / max(len(many.renders), 1):.2f} s"),
+        (f"whole machine busy ({os.cpu_count()} cores, everybody's work)", f"{single.machine_busy * 100:.0f} %",
+         f"{many.machine_busy * 100:.0f} %"),
         ("server resident memory at start → peak (sampled)",
          f"{single.rss_start_mb:,.0f} → {single.rss_peak_mb:,.0f} MB",
          f"{many.rss_start_mb:,.0f} → {many.rss_peak_mb:,.0f} MB"),
@@ -682,7 +711,9 @@ def main() -> None:
         "visits each page once for every service (first view: caches filled; the file watcher is off, as in "
         "production); then one session alone, then "
         f"{args.sessions} at once, in the same server. The machine has {cores} cores shared with other work, so "
-        "the ratio between the two phases, measured in the same run, is the figure to compare.", "",
+        "the ratio between the two phases, measured in the same run, is the figure to compare; 'whole machine "
+        "busy' is the share of all cores in use during a phase, everybody's work included (near 100 %, the "
+        "server was waiting for a core).", "",
         markdown_table(rows, header), "",
         markdown_table(server, server_header), "",
         (f"Failed page views: {len(failures)}." if failures else "No page view failed (no exception element, "
