@@ -550,6 +550,8 @@ def test_logger_refuses_bad_events_with_a_reason_and_counts_them(collector):
     assert huge.status_code == 413 and "MB" in huge.text
     unknown = post_event(collector, REQUEST_TYPE, str(uuid.uuid4()), {"instances": []}, service="nobody")
     assert unknown.status_code == 404 and "nobody" in unknown.text
+    named = post_event(collector, REQUEST_TYPE, str(uuid.uuid4()), {"instances": []}, path="/services/nobody")
+    assert named.status_code == 404 and "nobody" in named.text
     lonely = post_event(collector, RESPONSE_TYPE, str(uuid.uuid4()), {"predictions": [1]})
     assert lonely.status_code == 200
     after = counts(collector, "credit")

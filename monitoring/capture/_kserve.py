@@ -150,7 +150,12 @@ class KServeLoggerEndpoint:
 
     async def _take(self, scope, receive) -> tuple[int, str]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        named = self._service_from_path(scope["path"])
+        in_path = self._named_in_path(scope["path"])
+        named = self.aliases.get(in_path) if in_path else None
+        if in_path and named is None:
+            self.writer.count(UNKNOWN_SERVICE, "unparsed", problem=f"an event posted for {in_path[:64]!r}, which is "
+                                                                  "no configured service")
+            return 404, f"no configured service is named {in_path[:64]!r}; configured: {sorted(self.services)}"
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
             service = named or self._service_of(headers.get("ce-inferenceservicename")) or UNKNOWN_SERVICE
@@ -217,11 +222,10 @@ class KServeLoggerEndpoint:
                                                         f"the cap is {cap:g} MB")
         return 413, f"an event body may hold at most {cap:g} MB; this one has more"
 
-    def _service_from_path(self, path: str) -> str | None:
+    def _named_in_path(self, path: str) -> str | None:
+        """The name after ``/services/`` in ``path``, if the path has that form."""
         parts = [p for p in path.split("/") if p]
-        if len(parts) == 2 and parts[0] == "services":
-            return self.aliases.get(parts[1], parts[1]) if parts[1] in self.aliases else None
-        return None
+        return parts[1] if len(parts) == 2 and parts[0] == "services" else None
 
     def _service_of(self, name: str | None) -> str | None:
         return self.aliases.get(name) if name else None

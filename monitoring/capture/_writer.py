@@ -386,6 +386,7 @@ class WriterProcess:
         self._queue: collections.deque[tuple] = collections.deque()
         self._queued_bytes = 0
         self._lost: dict[str, int] = {}
+        self._counts: dict[tuple[str, str], list] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._closing = threading.Event()
@@ -430,8 +431,10 @@ class WriterProcess:
 
     def count(self, service: str, counter: str, *, problem: str | None = None, n: int = 1) -> None:
         """Add ``n`` to ``counter`` of ``service`` (in the child, which stores the counts)."""
-        with self._lock:
-            self._queue.append(("count", (service, counter, problem, n), 0))
+        with self._lock:  # summed until sent: a flood of failures takes no more memory than one
+            pending = self._counts.setdefault((service, counter), [0, None])
+            pending[0] += n
+            pending[1] = problem or pending[1]
         self._ready.set()
 
     def stats(self) -> CaptureStats:
@@ -469,15 +472,18 @@ class WriterProcess:
                 batch = list(self._queue)
                 self._queue.clear()
                 lost, self._lost = self._lost, {}
+                counts, self._counts = self._counts, {}
             try:
                 for service, n in lost.items():  # tell the child, which stores the counts
                     self._inbox.send(("count", (service, "exchanges_dropped", "the capture queue was full", n)))
+                for (service, counter), (n, problem) in counts.items():
+                    self._inbox.send(("count", (service, counter, problem, n)))
                 for kind, payload, size in batch:
                     self._inbox.send((kind, payload))
                     if size:
                         with self._lock:
                             self._queued_bytes -= size
-                if self._closing.is_set() and not self._queue:
+                if self._closing.is_set() and not self._queue and not self._counts:
                     self._inbox.send(("close", None))
                     return
             except (OSError, ValueError) as exc:  # the child is gone: nothing more can be kept
