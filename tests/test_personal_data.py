@@ -435,3 +435,21 @@ def test_no_page_download_report_or_log_line_shows_a_planted_personal_value(priv
     from dashboard import state
 
     state._start_runtime.clear()
+
+
+def test_the_report_masks_segments_groups_and_sentences_named_after_a_personal_value():
+    from explain.segments import fairness_metrics, segment_metrics
+    from monitoring.report import render_report, service_report
+
+    rows = 40
+    frame = pd.DataFrame({"email": [PLANTED_EMAIL] * rows + ["other@example.org"] * rows,
+                          "prediction": [1.0, 0.0] * rows, "label": [1.0, 1.0, 0.0, 0.0] * (rows // 2)})
+    segments = segment_metrics(frame, ["email"], task="classification", classes=(0.0, 1.0), min_rows=5)
+    fairness = fairness_metrics(frame["prediction"], frame["email"], y_true=frame["label"], min_rows=5,
+                                sensitive_feature="email")
+    data = policy()
+    html = render_report([service_report(
+        "private", state="down", status_line=f"Status: the service refused {PLANTED_EMAIL}.", model_line="Model: m.",
+        segments=segments, fairness=fairness, mask=data.for_service("private"))], generated_at=0.0)
+    assert "@example.org" not in html
+    assert html.count(data.pseudonym("email", PLANTED_EMAIL)) >= 3  # segment, group and the status line
