@@ -563,6 +563,52 @@ def test_logger_refuses_bad_events_with_a_reason_and_counts_them(collector):
 
 
 @integration
+def test_logger_takes_the_bodies_a_real_kserve_model_server_sees_and_sends(kserve_server, work):
+    """KServe's ModelServer answers V1 and v2; its real bodies are posted as its logger posts them."""
+    X = kserve_server.X.iloc[:4]
+    config = work / "kserve.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{work / 'kserve.db'}"
+
+[[services]]
+name = "wine"
+url = "{kserve_server.url}"
+protocol = "v2"
+model = "{kserve_server.model}"
+reference = "{kserve_server.reference}"
+target = "target"
+""")
+    v1_request = {"instances": X.to_numpy().tolist()}
+    v1_answer = requests.post(f"{kserve_server.url}/v1/models/{kserve_server.model}:predict", json=v1_request,
+                              timeout=30)
+    v2_request = {"inputs": [{"name": "input-0", "shape": list(X.shape), "datatype": "FP64",
+                              "data": X.to_numpy().ravel().tolist()}]}
+    v2_answer = requests.post(f"{kserve_server.url}/v2/models/{kserve_server.model}/infer", json=v2_request,
+                              timeout=30)
+    assert v1_answer.status_code == v2_answer.status_code == 200
+
+    def command(port: int) -> list:
+        return [sys.executable, "-m", "monitoring.collector", "--config", str(config), "--capture-port", str(port)]
+
+    with started("collector-kserve", command, "/health", work) as collector:
+        for event_id, request, answer in (("v1-event", v1_request, v1_answer), ("v2-event", v2_request, v2_answer)):
+            assert post_event(collector, REQUEST_TYPE, event_id, request, service="wine").status_code == 200
+            assert post_event(collector, RESPONSE_TYPE, event_id, answer.content, service="wine").status_code == 200
+        store = Store(f"sqlite:///{work / 'kserve.db'}")
+        try:
+            v1 = logged(store, "wine", [f"v1-event-{i}" for i in range(4)])
+            v2 = logged(store, "wine", [f"v2-event-{i}" for i in range(4)])
+        finally:
+            store.dispose()
+    ids = [f"v2-event-{i}" for i in range(4)]
+    np.testing.assert_allclose([json.loads(p) for p in v2.loc[ids, "probabilities"]], kserve_server.probabilities[:4])
+    np.testing.assert_allclose(v2.loc[ids, "prediction"], kserve_server.probabilities[:4].argmax(axis=1))
+    np.testing.assert_allclose(v2.loc[ids, "alcohol"], X["alcohol"])
+    assert len(v1) == 4 and v1["prediction"].notna().all()
+
+
+@integration
 def test_logger_counts_halves_whose_other_half_never_comes(store, demo_model, tmp_path):
     """In-process, with a pairing time of 0.3 s: the endpoint is the same app, served by uvicorn."""
     from monitoring.capture import CaptureWriter, KServeLoggerEndpoint, service_capture
