@@ -3,6 +3,8 @@ page, table, chart, download, report or log line, and their pseudonyms are (so n
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import stat
 import threading
@@ -332,8 +334,20 @@ class _Downloads:
         return Recording
 
 
+def _decoded(node):
+    """A plotly spec with its typed arrays (``{"dtype": "f8", "bdata": base64}``) read back as numbers."""
+    if isinstance(node, dict):
+        if "bdata" in node and "dtype" in node:
+            return np.frombuffer(base64.b64decode(node["bdata"]), dtype=np.dtype(node["dtype"])).tolist()
+        return {k: _decoded(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_decoded(v) for v in node]
+    return node
+
+
 def _everything_shown(at) -> str:
-    """What a page sends to the browser: every element's message, the tables' cells, the link's query."""
+    """What a page sends to the browser: every element's message, the tables' cells, the charts' numbers, the
+    link's query."""
     parts, stack = [], [at._tree]
     while stack:
         node = stack.pop()
@@ -342,6 +356,7 @@ def _everything_shown(at) -> str:
             parts.append(str(proto))
         stack.extend(getattr(node, "children", {}).values())
     parts += [d.value.to_csv() for d in at.dataframe]  # Arrow bytes hold numbers in binary: read them back
+    parts += [json.dumps(_decoded(json.loads(chart.proto.spec))) for chart in at.get("plotly_chart")]  # base64 too
     parts += [str(value) for value in at.query_params.values()]
     return "\n".join(parts)
 

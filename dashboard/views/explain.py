@@ -45,6 +45,15 @@ def go_ahead(what: str, model_rows: int) -> bool:
     return False
 
 
+def one_row_model_rows() -> int:
+    """Model rows of explaining one row of the data window through the service (0 when it cannot be told)."""
+    try:
+        sample = state.explain_window(runtime, key, service_name, window, 1, state.tick(600))
+        return state.explain_model_rows(runtime, key, service_name, model.version, space, sample)
+    except Exception:  # the explanation itself shows the problem
+        return 0
+
+
 def global_model_rows() -> int:
     """Model rows of the importance, beeswarm and dependence tabs' explanation (0 when its rows cannot be read:
     the explanation then says why)."""
@@ -117,11 +126,19 @@ output = controls[2].selectbox("Explain the output", outputs, key="explain_outpu
                                disabled=len(outputs) == 1, help="For a multiclass model, pick the class.")
 fast = shap_explainer.method in ("tree", "linear")
 default_rows, most_rows = (1000, 5000) if fast else ((20, 200) if model.kind == "remote" else (100, 1000))
-rows = controls[3].number_input("Rows", min_value=10, max_value=most_rows, value=default_rows, step=10,
+fewest, per_row = 10, 0
+if model.kind == "remote":  # by default as many rows as one explanation may send the service, at most 20
+    per_row = one_row_model_rows()
+    fewest = 1
+    if per_row:
+        default_rows = int(min(20, max(1, 0.8 * service.explain.max_rows_per_computation // per_row)))
+rows = controls[3].number_input("Rows", min_value=fewest, max_value=most_rows, value=default_rows, step=fewest,
                                 key=f"explain_rows_{shap_explainer.method}",
                                 help="Rows of the data window explained for the importance, beeswarm and dependence "
                                      "tabs. The model-agnostic explainer asks the model about ~15,000 rows per "
-                                     "explained row, so it explains fewer.")
+                                     "explained row, so it explains fewer"
+                                     + (f"; through this service about {per_row:,} model rows per row, within "
+                                        "its budget ([services.explain])." if per_row else "."))
 st.caption(f"Method: {shap_explainer.note}.")
 tabs = st.tabs(TABS, key="explain_tab", bind="query-params")
 tick = state.tick(600)
@@ -153,10 +170,13 @@ if tabs[0].open or tabs[1].open or tabs[2].open:
                 colour = right.selectbox("Colour by", ["auto", "none", *[f for f in ranked if f != feature]],
                                          key="explain_dep_color",
                                          help="auto: the most important other feature")
-                data = values.dependence(feature, output=output,
-                                         color_by=None if colour == "none" else colour)
-                chart(explain_plots.dependence_scatter(data), "explain_dependence")
-                st.caption(footer)
+                if colour == "auto":  # chosen here, among the columns that may be shown
+                    colour = next((f for f in ranked if f != feature), "none")
+                if feature is not None:
+                    data = mask.shap_values(values).dependence(feature, output=output,
+                                                               color_by=None if colour == "none" else colour)
+                    chart(explain_plots.dependence_scatter(data), "explain_dependence")
+                    st.caption(footer)
 
 
 def picked_row():
