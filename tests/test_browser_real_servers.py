@@ -1,0 +1,62 @@
+"""Every page in headless Chromium for servers Vantage did not write, with shapes the demo does not have.
+
+MLServer (scikit-learn runtime, a pipeline with a categorical column, labels only by default, so no
+score column), watched with a config naming only what the README requires, its predictions read from a
+prediction-log file (data from a file, not the store).
+"""
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.browser import chromium_page, running_dashboard, visit_every_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+def test_mlserver_with_a_readme_config_and_a_log_file_opens_every_page(mlserver_server, tmp_path):
+    rng = np.random.default_rng(0)
+    X = pd.concat([mlserver_server.X] * 25, ignore_index=True)  # 500 rows like the server's known ones
+    reference = X.assign(default=np.tile(mlserver_server.predictions, 25))
+    reference.to_csv(tmp_path / "reference.csv", index=False)
+    now = time.time()
+    logged = X.sample(400, random_state=0).reset_index(drop=True)
+    logged["income"] = logged["income"] * rng.uniform(1.0, 1.6, len(logged))  # drift for the Drift page to find
+    logged = logged.assign(request_id=[f"r{i}" for i in range(len(logged))],
+                           ts=np.linspace(now - 3 * 86400.0, now - 60.0, len(logged)),
+                           predicted=rng.integers(0, 2, len(logged)))
+    logged.to_csv(tmp_path / "predictions.csv", index=False)
+    pd.DataFrame({"prediction_id": logged["request_id"][:300], "label": rng.integers(0, 2, 300)}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    config = tmp_path / "vantage.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{tmp_path / 'vantage.db'}"
+
+[[services]]
+name = "credit"
+url = "{mlserver_server.url}"
+protocol = "v2"
+model = "{mlserver_server.model}"
+reference = "reference.csv"
+target = "default"
+
+[services.prediction_log]
+path = "predictions.csv"
+id = "request_id"
+prediction = "predicted"
+
+[services.labels]
+path = "labels.csv"
+""")
+    with running_dashboard(tmp_path / "streamlit.log", config=config,
+                           env={"VANTAGE_VAR": str(tmp_path / "var")}) as url, chromium_page() as page:
+        texts = visit_every_page(page, url)
+    assert "credit" in texts["Services"] and "4 features" in texts["Services"], texts["Services"]
+    assert "1 of 4 features drifted" in texts["Drift"] and "income" in texts["Drift"], texts["Drift"]
+    assert "prediction-log file" in texts["Drift"] and "predictions with a known outcome" in texts["Overview"].lower()
+    for title, text in texts.items():
+        assert "Traceback" not in text and "unseen at fit time" not in text, (title, text[:3000])
+        assert "lacks feature column" not in text, (title, text[:3000])  # the target is never a feature
