@@ -31,7 +31,8 @@ def test_window_starts_are_utc_hours_days_and_monday_weeks():
     assert window_start(ts, "hour") == MONDAY + 3 * 86400.0 + 5 * 3600.0
     assert window_start(ts, "day") == MONDAY + 3 * 86400.0
     assert window_start(ts, "week") == MONDAY
-    np.testing.assert_array_equal(window_start(np.array([MONDAY - 1.0, MONDAY]), "week"), [MONDAY - 7 * 86400.0, MONDAY])
+    np.testing.assert_array_equal(window_start(np.array([MONDAY - 1.0, MONDAY]), "week"),
+                                  [MONDAY - 7 * 86400.0, MONDAY])
     assert range_start(MONDAY + 10.5 * 86400.0, 3, window="day") == MONDAY + 7 * 86400.0
     assert range_start(MONDAY + 10.5 * 86400.0, 3, window=500) == MONDAY + 7.5 * 86400.0
     assert range_start(MONDAY, None) is None
