@@ -428,6 +428,16 @@ def test_no_page_download_report_or_log_line_shows_a_planted_personal_value(priv
     assert masked_editor and masked_editor[0].value == pseudonym and masked_editor[0].disabled
     assert [w.value for w in at.text_input if w.key and w.key.endswith("_balance_masked")] == [MASKED]
 
+    from explain.whatif import Scenario, decode_scenario, encode_scenario
+
+    at.query_params["scenario"] = encode_scenario(Scenario("crafted", "reference", "0",
+                                                           {"email": "someone.else@example.net", "age": 30.0}))
+    at.run()  # a link cannot set a personal value: reference row 0 keeps its own, shown masked
+    visit("whatif crafted link")
+    assert any("personal data and cannot be edited" in i.value for i in at.info)
+    assert [w.value for w in at.text_input if w.key and w.key.endswith("_email_masked")] == [pseudonym]
+    assert decode_scenario(at.query_params["scenario"]).changes == {"age": 30.0}  # the link the page writes back
+
     at.switch_page("views/overview.py").run()  # the report, built on click from what the page gathered
     visit("overview again")
     files = [data() if callable(data) else data for data in downloads.deferred] + downloads.static
