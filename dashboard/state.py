@@ -183,7 +183,8 @@ def _start_runtime(path: str | None, fingerprint: str, clock: SystemClock | Froz
     redact = redactor_for(config)
     install_log_redaction(redact)  # the process's log lines never carry a configured secret
     privacy = PersonalData.from_config(config, var_dir())
-    install_log_masking(privacy)  # nor a personal value in clear
+    install_log_masking(privacy, (logging.getLogger(), logging.getLogger("streamlit")))  # nor a personal value
+    # in clear, Streamlit's own lines (a page's uncaught exception) included
     store = Store(config.store.url)
     collector = Collector(config, store).start()
     runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time(),
