@@ -11,6 +11,7 @@ Prometheus URL and a selector, and on one whose Prometheus is down.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import shutil
@@ -25,6 +26,7 @@ import pandas as pd
 import pytest
 import requests
 
+from monitoring.clients import ServiceError
 from monitoring.config import ConfigError, MetricsConfig, ServiceConfig, parse_config
 from monitoring.metrics import KNOWN_SERVERS, histogram_quantile, parse_scrape
 from monitoring.prometheus import (
@@ -349,19 +351,26 @@ def test_the_demo_services_rates_errors_and_quantiles_from_prometheus(prometheus
 def test_mlservers_infer_traffic_from_prometheus(prometheus, mlserver_server):
     from monitoring.clients import make_client
 
-    client = make_client(ServiceConfig(name="mls", url=mlserver_server.url, protocol="v2",
-                                       model=mlserver_server.model, v2_inputs="columns"))
+    mls_config = ServiceConfig(name="mls", url=mlserver_server.url, protocol="v2", model=mlserver_server.model,
+                               v2_inputs="columns")
+    client = make_client(mls_config)
+
+    unseen = mlserver_server.X.head(3).drop(columns=["age"])  # a column the model needs is missing: 500
 
     def send(n: int) -> None:
-        for _ in range(n):
+        for i in range(n):
             client.predict(mlserver_server.X.head(3))
+            if i % 5 == 0:  # on a connection of its own: MLServer drops the connection of a 500
+                with pytest.raises(ServiceError) as failed, contextlib.closing(make_client(mls_config)) as one_off:
+                    one_off.predict(unseen)
+                assert failed.value.status == 500, failed.value
 
     config = MetricsConfig(prometheus=prometheus.url, selector='{job="mlserver"}', path_regex=".*infer",
                            rate_window="5s")
     measured = measure(prometheus, config, mlserver_server.metrics_url, send)
     client.close()
     assert measured["read"].names.server == "Seldon MLServer"
-    assert measured["delta"][("requests", -1.0)] == 30
+    assert measured["delta"][("requests", -1.0)] == 36 and measured["delta"][("errors", -1.0)] == 6
     check_against_own_counters(measured)
     assert any("rest_server_request_duration_seconds_bucket" in q for q in measured["read"].queries)
 
