@@ -140,9 +140,14 @@ def test_every_page_opens_for_kserve_with_multiclass_content(app, watched):
         elif page.endswith("explain.py"):
             assert "black box" in text and "multiclass" in text, text
             assert at.selectbox(key="explain_output").options == ["class 0", "class 1", "class 2"]
-            # 20 rows of 13 features through the service are more than the default budget lets one explanation
-            # send: it is refused before any request, with its estimate
-            assert "model rows from service wine" in text and "more than the 200,000 one computation" in text, text
+            # as many rows as one explanation may send (at most 20): above confirm_rows_above, so the page shows
+            # the estimate and waits for a go-ahead; nothing is refused or sent yet
+            rows = at.number_input(key="explain_rows_permutation").value
+            assert 1 <= rows < 20
+            asked = [i.value for i in at.info if "through the service needs about" in i.value]
+            assert asked and f"Explaining {rows:,} rows" in asked[0] and "at 2,000 rows/s" in asked[0], asked
+            assert f"Go ahead: explaining {rows:,} rows" in [b.label for b in at.button]
+            assert "more than the 200,000 one computation" not in text
         elif page.endswith("segments.py"):
             segments = [d.value for d in at.dataframe if "segment" in d.value.columns]
             assert segments and {"class 0", "class 1", "class 2"} <= set(segments[0].columns), page
