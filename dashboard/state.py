@@ -138,7 +138,7 @@ class Runtime:
                 log.info("no production data to preload for %s", service.name, exc_info=True)
             if service.personal and service.reference:  # so that log lines quoting a reference value are masked too
                 try:
-                    self.privacy.learn(service.name, read_reference(service.reference))
+                    self.privacy.learn(service.name, read_reference(service.reference), source="reference")
                 except ReferenceDataError:
                     log.info("no reference data to learn personal values from for %s", service.name)
 

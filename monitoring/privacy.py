@@ -174,7 +174,7 @@ class PersonalData:
         self._known_spaced: dict[str, str] = {}
         self._spaced_order: tuple[str, ...] = ()
         self._known_numbers: set[float] = set()
-        self._learned: dict[tuple[str, str], int] = {}
+        self._learned: dict[tuple[str, str, str], int] = {}
         self.key_problem: str | None = None
 
     @classmethod
@@ -223,24 +223,34 @@ class PersonalData:
         self._remember_text(str(value), pseudonym)
         return pseudonym
 
-    def learn(self, service: str, frame: pd.DataFrame | None) -> None:
-        """Remember the personal values of ``frame`` (reference, production log) so free text can be searched for them.
+    def learn(self, service: str, frame: pd.DataFrame | None, *, source: str = "log") -> None:
+        """Remember the personal values of ``frame`` so free text can be searched for them.
 
-        Cheap to call on every read: a column is read again only when it has more rows than last time.
+        Parameters
+        ----------
+        service : str
+        frame : DataFrame or None
+            Rows of the service: its prediction log, or its reference.
+        source : str, default="log"
+            What ``frame`` is. A source's frame only grows (the log's mirror appends), so a
+            later call reads only the rows added since the last one: cheap on every page run.
         """
         if frame is None:
             return
         for column in self.columns.get(service, ()):
-            if column not in frame.columns or self._learned.get((service, column)) == len(frame):
+            if column not in frame.columns:
                 continue
-            values = frame[column]
+            seen = self._learned.get((service, source, column), 0)
+            if seen == len(frame):
+                continue
+            values = frame[column].iloc[seen:] if seen < len(frame) else frame[column]
             if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
                 for number in pd.unique(values.dropna().to_numpy(dtype=float)):
                     self._remember_number(float(number))
             else:
                 for value in pd.unique(values.dropna().astype(object)):
                     self.shown(column, value)
-            self._learned[(service, column)] = len(frame)
+            self._learned[(service, source, column)] = len(frame)
 
     def _remember_text(self, value: str, pseudonym: str) -> None:
         if len(value) < MIN_TEXT_CHARS or value in self._known_text or value in self._known_spaced:
