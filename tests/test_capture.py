@@ -74,7 +74,16 @@ def serve_odd(port: int) -> None:
             size += len(message.get("body", b""))
             if not message.get("more_body"):
                 break
-        if scope["path"] == "/v2/health/live":
+        if scope["path"] == "/stream":  # an answer of unknown length, in parts (chunked)
+            await send({"type": "http.response.start", "status": 207, "headers": [(b"content-type", b"text/plain"),
+                                                                                  (b"x-odd", b"1")]})
+            for part in (b"first ", b"second ", b"third"):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if scope["path"] == "/big":
+            body = bytes(range(256)) * 8192  # 2 MB with a length: streamed through, not read whole
+        elif scope["path"] == "/v2/health/live":
             body = b'{"live": true}'
         elif scope["path"] == "/v2/models/odd/infer" and size < 1024 * 1024:
             body = b"<html>this is not JSON</html>"
@@ -437,6 +446,18 @@ def test_proxy_counts_what_it_cannot_log_and_still_forwards_it(odd, odd_proxy, s
     assert counts(odd_proxy, "odd")["rows_logged"] == 0
     with pytest.raises(KeyError):
         store.read_prediction_log("odd")
+
+
+@integration
+def test_proxy_streams_answers_of_unknown_or_large_length_unchanged(odd, odd_proxy):
+    for path in ("/stream", "/big?x=1&y=%20"):
+        direct = requests.get(odd.url + path, timeout=30)
+        proxied = requests.get(odd_proxy.url + path, timeout=30)
+        assert proxied.status_code == direct.status_code
+        assert proxied.content == direct.content
+        for header in ("content-type", "x-odd", "content-length", "transfer-encoding"):
+            assert proxied.headers.get(header) == direct.headers.get(header), header
+    assert requests.get(odd_proxy.url + "/stream", timeout=30).status_code == 207
 
 
 @integration

@@ -207,24 +207,34 @@ class CaptureProxy:
             return _text(502, f"Vantage capture proxy: {problem}.\n")
         answer = bytearray() if capturing else None
         answer_oversized = False
+        length = upstream.content_length
+        whole = (length is not None and length <= WHOLE_BODY_BYTES and request.method != "HEAD"
+                 and upstream.status not in (204, 304))
         try:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            response = web.Response(status=upstream.status, reason=upstream.reason) if whole else \
+                web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for key, value in upstream.raw_headers:
                 name = key.decode("latin-1")
-                if name.lower() not in HOP_BY_HOP:
+                if name.lower() not in HOP_BY_HOP and not (whole and name.lower() == "content-length"):
                     response.headers.add(name, value.decode("latin-1"))
             if capturing:
                 response.headers[ID_HEADER] = exchange_id
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                if answer is not None and not answer_oversized:
-                    if len(answer) + len(chunk) > self.max_capture_bytes:
-                        answer_oversized = True
-                        answer.clear()
-                    else:
-                        answer.extend(chunk)
-                await response.write(chunk)
-            await response.write_eof()
+            if whole:  # a short answer of known length goes back in one write, headers and body together
+                response.body = await upstream.read()
+                if answer is not None:
+                    answer_oversized = len(response.body) > self.max_capture_bytes
+                    answer = b"" if answer_oversized else response.body
+            else:
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    if answer is not None and not answer_oversized:
+                        if len(answer) + len(chunk) > self.max_capture_bytes:
+                            answer_oversized = True
+                            answer.clear()
+                        else:
+                            answer.extend(chunk)
+                    await response.write(chunk)
+                await response.write_eof()
         except ConnectionResetError:  # the caller went away
             return response
         except (aiohttp.ClientError, TimeoutError) as exc:  # the upstream broke off: the caller gets a cut answer
@@ -253,7 +263,7 @@ class CaptureProxy:
             return
         self.writer.submit(Exchange(
             service=service, ts=ts, exchange_id=exchange_id, id_given=True,  # the id the caller was told
-            request=request_body, response=bytes(answer),
+            request=request_body, response=bytes(answer) if isinstance(answer, bytearray) else answer,
             request_encoding=_encoding(request_headers.get("Content-Encoding")),
             response_encoding=_encoding(upstream.headers.get("Content-Encoding"))))
 

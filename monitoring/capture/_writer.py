@@ -53,6 +53,9 @@ MAX_PENDING_ROWS = 100_000
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 """Raw bodies waiting to be parsed; past this the newest exchange is dropped (and counted)."""
 
+SEND_EVERY_S = 0.02
+"""How often the proxy hands what it captured to its writer process."""
+
 
 @dataclass(frozen=True)
 class ServiceCapture:
@@ -362,7 +365,8 @@ class WriterProcess:
     The capturing proxy must not share its interpreter with the parsing and the store writes:
     measured in one process, they held it long enough to add milliseconds to the proxy's p99.
     :meth:`submit` and :meth:`count` only append to a bounded queue; a sender thread pickles what
-    is queued into the pipe (blocking in the write, not holding the interpreter), and a receiver
+    is queued into the pipe every :data:`SEND_EVERY_S` (blocking in the write, not holding the
+    interpreter), and a receiver
     thread keeps the counts the child reports every half second. Same interface as
     :class:`CaptureWriter`: ``submit``, ``count``, ``stats``, ``start``, ``close``.
 
@@ -426,7 +430,6 @@ class WriterProcess:
                 return False
             self._queue.append(("exchange", exchange, size))
             self._queued_bytes += size
-        self._ready.set()
         return True
 
     def count(self, service: str, counter: str, *, problem: str | None = None, n: int = 1) -> None:
@@ -435,7 +438,6 @@ class WriterProcess:
             pending = self._counts.setdefault((service, counter), [0, None])
             pending[0] += n
             pending[1] = problem or pending[1]
-        self._ready.set()
 
     def stats(self) -> CaptureStats:
         """The counts the child reported last, with what was lost before reaching it."""
@@ -466,8 +468,8 @@ class WriterProcess:
 
     def _send_forever(self) -> None:
         while True:
-            self._ready.wait(timeout=0.5)
-            self._ready.clear()
+            # every SEND_EVERY_S, not woken per exchange: a few per write, fewer switches of the interpreter
+            self._ready.wait(timeout=SEND_EVERY_S)
             with self._lock:
                 batch = list(self._queue)
                 self._queue.clear()
