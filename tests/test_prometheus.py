@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import math
+import os
 import shutil
 import socket
 import threading
@@ -25,9 +26,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitoring.clients import ServiceError
-from monitoring.config import ConfigError, MetricsConfig, ServiceConfig, parse_config
+from monitoring.config import ConfigError, MetricsConfig, ServiceConfig, check_selector, parse_config
 from monitoring.metrics import KNOWN_SERVERS, histogram_quantile, parse_scrape
 from monitoring.prometheus import (
     PrometheusClient,
@@ -35,7 +38,9 @@ from monitoring.prometheus import (
     Series,
     error_rate_from_prometheus,
     parse_api_answer,
+    parse_label_values,
     parse_matrix,
+    parse_vector,
     query_step,
     rate_range,
     traffic_frame,
@@ -111,6 +116,39 @@ def test_api_answers_errors_and_garbage_are_messages():
         parse_matrix({"resultType": "vector", "result": []}, call="q")
     with pytest.raises(PrometheusError, match="a sample that is not numbers"):
         parse_matrix({"resultType": "matrix", "result": [{"metric": {}, "values": [[1, "x"]]}]}, call="q")
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+PROPERTY = settings(max_examples=int(os.environ.get("VANTAGE_PROPERTY_EXAMPLES", "60")), deadline=None,
+                    database=None, derandomize=bool(os.environ.get("CI")))
+
+
+@PROPERTY
+@given(body=JSON | st.fixed_dictionaries({"status": st.sampled_from(["success", "error"]), "data": JSON}))
+def test_any_answer_is_data_or_a_prometheus_error(body):
+    try:
+        data = parse_api_answer(body, call="q")
+    except PrometheusError:
+        return
+    for parse in (parse_matrix, parse_vector, parse_label_values):
+        with contextlib.suppress(PrometheusError):
+            parse(data, call="q")
+
+
+@PROPERTY
+@given(text=st.text(max_size=60) | st.builds(lambda label, op, value: f"{{{label}{op}{json.dumps(value)}}}",
+                                             st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+                                             st.sampled_from(["=", "!=", "=~", "!~"]), st.text(max_size=10)))
+def test_any_selector_is_accepted_as_matchers_or_refused_with_a_message(text):
+    try:
+        selector = check_selector(text)
+    except ValueError as exc:
+        assert str(exc).startswith("must "), exc
+        return
+    assert selector.startswith("{") and selector.endswith("}")
+    assert check_selector(selector) == selector  # what it gives back reads the same again
 
 
 # -- building PromQL --------------------------------------------------------------------------
