@@ -11,8 +11,9 @@ store), so every data page works for a captured service as for one that logs its
   request to its response.
 
 Both hand what they capture to a :class:`CaptureWriter`, which parses it per protocol
-(:func:`parse_exchange`) and writes it to the store from its own thread, so neither a slow
-store nor a large body ever slows the traffic. What could not be kept is counted
+(:func:`parse_exchange`) and writes it to the store from its own thread (in the proxy, from a
+process of its own: :class:`WriterProcess`), so neither a slow store nor a large body ever
+slows the traffic. What could not be kept is counted
 (:class:`CaptureStats`, stored for the Service-health page and answered at
 ``GET /capture/stats``).
 """
@@ -49,6 +50,7 @@ __all__ = [
     "CaptureParseError",
     "CaptureProxy",
     "CaptureServer",
+    "CaptureSetupError",
     "CaptureStats",
     "CaptureWriter",
     "Exchange",
@@ -61,6 +63,7 @@ __all__ = [
     "parse_exchange",
     "prediction_path",
     "row_ids",
+    "serve_in_thread",
     "service_capture",
     "start_logger_endpoint",
 ]
