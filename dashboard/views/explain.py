@@ -99,7 +99,10 @@ with st.container(border=True):
     left.caption(selected.reason)
     check_box = right.empty()  # filled at the end: the check waits for the service, the charts do not
     if model.kind == "remote":
-        check_box.caption("Every explanation here is computed from the service's own answers, in batched requests.")
+        check_box.caption("Every explanation here is computed from the service's own answers, in requests of at most "
+                          f"{service.explain.max_rows_per_request:,} rows paced at "
+                          f"{service.explain.max_rows_per_second:,.0f} model rows/s, a budget every user of this "
+                          "dashboard shares ([services.explain]).")
     elif service.explain.source == "local":
         check_box.caption("The artifact is not checked against the service (source = 'local').")
     else:
