@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.collector_processes import TINY_SERVICE, free_port, stop_process
+from tests.helpers import wait_for
 
 pytest_plugins = ["tests.servers"]
 
@@ -56,3 +63,29 @@ def store(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     yield store
     store.dispose()
+
+
+@pytest.fixture(scope="module")
+def tiny_service(tmp_path_factory) -> Iterator[str]:
+    """The tiny service under uvicorn in its own process; yields its base URL."""
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny_service.py").write_text(TINY_SERVICE)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tiny_service:app", "--app-dir", str(folder), "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the tiny service exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, timeout=60, what="the tiny service to answer")
+    yield url
+    stop_process(process)

@@ -6,9 +6,11 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 
@@ -48,3 +50,19 @@ def page_text(at) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [str(e.value) for e in at.error]
     parts += [str(w.value) for w in at.warning] + [str(i.value) for i in at.info] + [str(s.value) for s in at.success]
     return "\n".join(parts + [s.value for s in at.subheader] + [t.value for t in at.title])
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str, every: float = 0.1,
+             details: Callable[[], str] | None = None):
+    """Return the first truthy value (a non-empty frame) of ``condition()``, failing after ``timeout`` seconds.
+
+    ``details`` gives text for the failure message (a collector's last log lines).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if (not value.empty) if isinstance(value, pd.DataFrame) else value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}" + (f"\n{details()}" if details else ""))
+        time.sleep(every)

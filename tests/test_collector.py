@@ -16,6 +16,7 @@ from dashboard.store_banner import store_message
 from monitoring.collector import Collector, ServicePoller
 from monitoring.config import parse_config
 from monitoring.store import StoreHealth
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -114,11 +115,17 @@ poll_interval = 1
 """
     config = make_config(demo_runtime, tmp_path / "s.db", extra)
     collector = Collector(config).start()
-    time.sleep(4.5)
-    collector.stop()
     store = collector.store
+    try:  # the demo service is polled every second despite the hanging one: four polls while it hangs twice
+        wait_for(lambda: len(store.read_probes("demo", since=0, checks=["poll"])) >= 4
+                 and len(store.read_probes("hangs", since=0, checks=["poll"])) >= 1
+                 and len(store.read_probes("refuses", since=0, checks=["poll"])) >= 1,
+                 timeout=20, what="four polls of the demo service and one of each other")
+        started = store.read_probes("hangs", since=0, checks=["poll"])["ts"].min()
+    finally:
+        collector.stop()
     demo_polls = store.read_probes("demo", since=0, checks=["poll"])
-    assert len(demo_polls) >= 4, "the demo service must be polled every second despite the hanging one"
+    assert (demo_polls["ts"] >= started).sum() >= 3, "the hanging service held up the demo service's polls"
     assert set(demo_polls["state"]) == {"up"}
     hang = store.read_probes("hangs", since=0, checks=["poll"])
     assert len(hang) >= 1 and set(hang["state"]) == {"down"}
@@ -140,14 +147,16 @@ def test_two_collectors_on_one_store_do_not_double_record(demo_runtime, tmp_path
     first, second = Collector(config, holder="first"), Collector(config, holder="second")
     first.start()
     second.start()
-    time.sleep(3.5)
-    holder = first.store.lease_holder(Collector.lease_name("demo"))
-    standby, active = (second, first) if holder == "first" else (first, second)
-    standby.stop()  # the standby first, so that it cannot take over while the holder stops
-    active.stop()
+    try:
+        wait_for(lambda: len(first.store.read_probes("demo", since=0, checks=["poll"])) >= 4, timeout=20,
+                 what="four polls of the demo service")
+    finally:
+        holder = first.store.lease_holder(Collector.lease_name("demo"))
+        standby, active = (second, first) if holder == "first" else (first, second)
+        standby.stop()  # the standby first, so that it cannot take over while the holder stops
+        active.stop()
     polls = first.store.read_probes("demo", since=0, checks=["poll"])
-    assert 3 <= len(polls) <= 5  # one poll per second, not two
-    assert poll_gaps(polls).min() >= 0.5
+    assert polls["ts"].is_unique and poll_gaps(polls).min() >= 0.5  # one poll per second, not two
     assert active.last_outcomes and not standby.last_outcomes  # only the holder polled
 
 

@@ -15,14 +15,8 @@ import numpy as np
 import pytest
 
 from monitoring.store import Store
-from tests.test_store_outages import (
-    CollectorProcess,
-    assert_no_duplicates,
-    recorded_polls,
-    tiny_service,  # noqa: F401 - the fixture
-    wait_for,
-    write_config,
-)
+from tests.collector_processes import CollectorProcess, assert_no_duplicates, recorded_polls, write_config
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,7 +39,7 @@ def incidents(store_path):
         store.dispose()
 
 
-def test_a_collector_restarted_after_sigkill_takes_over_at_once(tiny_service, tmp_path):  # noqa: F811
+def test_a_collector_restarted_after_sigkill_takes_over_at_once(tiny_service, tmp_path):
     """Poll interval 5 s, so the killed collector's lease has 5.8 to 7.5 s left at each kill: the
     restarted one polls long before it would have expired."""
     store_path = tmp_path / "vantage.db"
@@ -82,7 +76,7 @@ def test_a_collector_restarted_after_sigkill_takes_over_at_once(tiny_service, tm
     assert list(incidents(store_path)["state"]) == ["up"]  # no "up (from none)" at any take-over
 
 
-def test_a_frozen_holder_loses_its_lease_within_two_poll_intervals(tiny_service, tmp_path):  # noqa: F811
+def test_a_frozen_holder_loses_its_lease_within_two_poll_intervals(tiny_service, tmp_path):
     """A holder that is alive but stuck (SIGSTOP) cannot be told from a dead one on another machine:
     the standby takes over once the lease expires, within two poll intervals; once thawed, the old
     holder finds it lost the lease and polls no more."""
@@ -126,7 +120,7 @@ def test_a_frozen_holder_loses_its_lease_within_two_poll_intervals(tiny_service,
     assert list(incidents(store_path)["state"]) == ["up"]
 
 
-def test_ten_sigkills_in_forty_seconds_keep_ninety_percent_of_the_polls(tiny_service, tmp_path):  # noqa: F811
+def test_ten_sigkills_in_forty_seconds_keep_ninety_percent_of_the_polls(tiny_service, tmp_path):
     """Two collectors on one host, as a deployment that must not miss polls runs them: every 4 s the
     lease holder is killed (SIGKILL) and restarted at once; the other takes over without waiting.
 
