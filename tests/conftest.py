@@ -14,7 +14,7 @@ import pytest
 from tests.collector_processes import TINY_SERVICE, free_port, stop_process
 from tests.helpers import wait_for
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.fixtures_multiclass", "tests.fixtures_overview"]
 
 os.environ.setdefault("VANTAGE_DEMO_FAULTS", "0")
 
@@ -53,6 +53,15 @@ def demo_var(tmp_path, demo_model) -> Path:
     for name in ("model.joblib", "model.json", "reference.parquet"):
         shutil.copy2(demo_model.artifact_path.parent / name, target / name)
     return target.parent
+
+
+@pytest.fixture
+def fresh_runtime():
+    """Stop the collector (and demo) the app started, after the test."""
+    yield
+    from dashboard import state
+
+    state._start_runtime.clear()
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+"""The dashboard's entry point, for ``AppTest.from_file``."""
+
 
 @contextlib.contextmanager
 def read_only(folder: Path) -> Iterator[str]:

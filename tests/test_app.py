@@ -1,20 +1,10 @@
 """Every view through Streamlit's AppTest: the demo, a configured service, an invalid file."""
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
-
-@pytest.fixture
-def fresh_runtime():
-    """Stop the collector (and demo) the app started, after the test."""
-    yield
-    from dashboard import state
-
-    state._start_runtime.clear()
+from tests.helpers import APP
 
 
 def texts(at) -> str:

@@ -1,21 +1,12 @@
 """The Explain page through Streamlit's AppTest, on the embedded demo."""
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+from tests.helpers import APP
+
 PAGE = "views/explain.py"
-
-
-@pytest.fixture
-def fresh_runtime():
-    """Stop the collector (and demo) the app started, after the test."""
-    yield
-    from dashboard import state
-
-    state._start_runtime.clear()
 
 
 def charts(at) -> list:

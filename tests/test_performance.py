@@ -3,7 +3,6 @@
 import dataclasses
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +40,7 @@ from monitoring.performance import (
 from monitoring.plots import performance as plots
 from monitoring.statistics import _weighted_auc, _weighted_f1_binary, _weighted_macro
 from monitoring.windows import range_start
+from tests.helpers import APP, page_text
 
 DAY = SECONDS_PER_DAY
 START = DEFAULT_HISTORY_START  # a Wednesday, 00:00 UTC
@@ -346,22 +346,6 @@ def test_verdicts_and_figures_without_labels_or_baseline():
 
 # -- the page --------------------------------------------------------------------------------
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
-
-@pytest.fixture
-def fresh_runtime():
-    """Stop the collector (and demo) the app started, after the test."""
-    yield
-    from dashboard import state
-
-    state._start_runtime.clear()
-
-
-def page_text(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [str(e.value) for e in at.error]
-    parts += [str(w.value) for w in at.warning] + [str(i.value) for i in at.info] + [str(s.value) for s in at.success]
-    return "\n".join(parts)
 
 
 @pytest.mark.integration

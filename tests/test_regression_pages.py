@@ -1,6 +1,6 @@
 """A regression service on Overview, Segments and What-if: the pages speak of values, never of classes.
 
-The service is the regression forest of ``tests/test_multiclass.py`` (13 synthetic features, saved
+The service is the regression forest of ``tests/fixtures_multiclass.py`` (13 synthetic features, saved
 with skops and used as a local artifact), with three weeks of predictions and labels in a store.
 """
 
@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_multiclass import (  # noqa: F401  (fixtures)
-    DAY,
-    FEATURES,
-    NOW,
-    REGRESSOR,
-    chart,
-    dataframe,
-    logged,
-    models,
-    page_text,
-    pages,
-    pages_config,
-    whatif_page,
-)
+from tests.fixtures_multiclass import DAY, FEATURES, NOW, REGRESSOR, chart, dataframe, whatif_page
+from tests.helpers import page_text
 
 
-def test_overview_gives_the_mean_predicted_value_per_day(pages, logged):  # noqa: F811
+def test_overview_gives_the_mean_predicted_value_per_day(pages, logged):
     _, history = logged
     at = pages.run()
     assert not at.exception, at.exception
@@ -38,7 +26,7 @@ def test_overview_gives_the_mean_predicted_value_per_day(pages, logged):  # noqa
     assert not [t for t in figure["data"] if str(t.get("name", "")).startswith("class ")]
 
 
-def test_segments_give_the_mean_predicted_value_and_no_fairness_of_classes(pages, logged):  # noqa: F811
+def test_segments_give_the_mean_predicted_value_and_no_fairness_of_classes(pages, logged):
     _, history = logged
     at = pages.run()
     at.switch_page("views/segments.py").run()
@@ -58,7 +46,7 @@ def test_segments_give_the_mean_predicted_value_and_no_fairness_of_classes(pages
     assert not [w for w in at.selectbox if w.key and w.key.startswith("segments_positive_")]
 
 
-def test_whatif_compares_predicted_values_in_the_metrics_and_the_chart(pages, models):  # noqa: F811
+def test_whatif_compares_predicted_values_in_the_metrics_and_the_chart(pages, models):
     at = whatif_page(pages.run(), REGRESSOR)
     assert not at.error, [e.value for e in at.error]
     edit = next(w for w in at.number_input if w.key and w.key.startswith("whatif_edit_") and w.key.endswith("x01"))
@@ -89,7 +77,7 @@ def dataframe_columns(element) -> list:
     return list((value.data if hasattr(value, "data") else value).columns)
 
 
-def test_regression_sensitivity_and_counterfactuals_speak_of_values(pages):  # noqa: F811
+def test_regression_sensitivity_and_counterfactuals_speak_of_values(pages):
     at = whatif_page(pages.run(), REGRESSOR)
     value = float(next(m for m in at.metric if m.label.startswith("Original")).value)
     at.query_params["whatif_tab"] = "Sensitivity"

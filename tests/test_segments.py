@@ -151,10 +151,10 @@ def test_segment_importance_explains_a_bounded_sample_per_segment():
 
 # -- the page ---------------------------------------------------------------------------------
 
-from tests.test_overview import app, overview_config, page_text  # noqa: E402, F401  (fixtures)
+from tests.helpers import page_text  # noqa: E402
 
 
-def test_segments_view_shows_segments_importance_and_fairness(app):  # noqa: F811
+def test_segments_view_shows_segments_importance_and_fairness(app):
     at = app.run()
     at.switch_page("views/segments.py").run()
     assert not at.exception, at.exception
@@ -197,7 +197,7 @@ def test_segment_drift_compares_each_segment_with_its_own_training_rows():
     assert tiny["n_drifted"].isna().all()  # too few rows per segment: not checked, not hidden
 
 
-def test_black_box_importance_waits_to_be_asked_and_the_rest_of_the_page_does_not(app, overview_config):  # noqa: F811
+def test_black_box_importance_waits_to_be_asked_and_the_rest_of_the_page_does_not(app, overview_config):
     overview_config.write_text(overview_config.read_text().replace('source = "local"', 'source = "remote"'))
     at = app.run()
     at.switch_page("views/segments.py").run()

@@ -1,23 +1,13 @@
 """The What-if page through Streamlit's AppTest, on the embedded demo."""
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from explain.whatif import Scenario, decode_scenario, encode_scenario
+from tests.helpers import APP
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGE = "views/whatif.py"
-
-
-@pytest.fixture
-def fresh_runtime():
-    """Stop the collector (and demo) the app started, after the test."""
-    yield
-    from dashboard import state
-
-    state._start_runtime.clear()
 
 
 @pytest.fixture
