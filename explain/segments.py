@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from monitoring.validation import InstanceOf, Interval, Options, check_argument, validate_params
+
 MISSING = "missing"
 FOUR_FIFTHS = 0.8
 
@@ -191,6 +193,7 @@ def segment_edges(reference: pd.DataFrame, features: Sequence[str], *, n_bins: i
             if f in reference and _is_numeric(reference[f]) and reference[f].nunique(dropna=True) > n_bins}
 
 
+@validate_params(X=InstanceOf(pd.DataFrame), n_bins=Interval(int, 2))
 def assign_segments(X: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4,
                     edges: dict[str, np.ndarray] | None = None, with_names: bool = True) -> pd.Series:
     """The segment of each row, e.g. ``"channel = web & income 2,000–3,500"``.
@@ -219,13 +222,14 @@ def assign_segments(X: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4
     missing = [f for f in features if f not in X]
     if missing:
         raise ValueError(f"features must be columns of X; {missing} are not (columns: {list(X.columns)})")
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be >= 2; got {n_bins}")
     edges = edges or {}
     parts = [_feature_labels(X[f], f, n_bins=n_bins, edges=edges.get(f), with_name=with_names) for f in features]
     return parts[0] if len(parts) == 1 else parts[0] + " & " + parts[1]
 
 
+@validate_params(frame=InstanceOf(pd.DataFrame), task=Options("classification", "regression"),
+                 n_bins=Interval(int, 2), min_rows=Interval(int, 1), confidence=Interval(float, 0, 1, "neither"),
+                 n_resamples=Interval(int, 0))
 def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
                     classes: tuple[float, ...] = (), n_bins: int = 4, min_rows: int = 30,
                     reference: pd.DataFrame | None = None, confidence: float = 0.95, n_resamples: int = 200,
@@ -405,8 +409,7 @@ def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_row
         ``segment``, ``rank`` (1 = most important), ``feature``, ``mean_abs_shap``,
         ``n_explained``.
     """
-    if n_rows < 1:
-        raise ValueError(f"n_rows must be >= 1; got {n_rows}")
+    check_argument("n_rows", n_rows, Interval(int, 1))
     segments = pd.Series(np.asarray(segments, dtype=object), index=X.index)
     sample = (segments.groupby(segments, sort=True, group_keys=False)
               .apply(lambda g: g.sample(min(len(g), n_rows), random_state=random_state)))

@@ -42,6 +42,7 @@ from monitoring.statistics import (
     metrics_for,
     wilson_interval,
 )
+from monitoring.validation import Interval, Nullable, validate_params
 from monitoring.verdict import BaselineVerdict, baseline_verdict, change_point, judged_verdict
 from monitoring.windows import WINDOW_SECONDS, parse_window, window_start
 
@@ -291,6 +292,7 @@ def _decisions(frame: pd.DataFrame, *, classes: tuple[float, ...], threshold: fl
 # -- performance over time -------------------------------------------------------------------
 
 
+@validate_params(min_labels=Interval(int, 1), n_bootstrap=Interval(int, 0), max_bootstrap_rows=Interval(int, 2))
 def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "day",
                           baseline: Baseline | None = None, min_labels: int = 30, confidence: float = 0.95,
                           n_bootstrap: int = 200, max_bootstrap_rows: int = 2000, random_state: int = 0,
@@ -326,10 +328,6 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     PerformanceOverTime
     """
     window = check_window(window)
-    if isinstance(min_labels, bool) or not isinstance(min_labels, int | np.integer) or min_labels < 1:
-        raise ValueError(f"min_labels must be an integer >= 1; got {min_labels!r}")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int | np.integer) or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be an integer >= 0; got {n_bootstrap!r}")
     wilson_interval(0, 1, confidence=confidence)  # validates confidence
     frame = _in_range(labeled.frame, since, until)
     task, classes = labeled.task, labeled.classes
@@ -341,9 +339,6 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     index, starts, ends = _assign_windows(ts, window)
     labelled = _labelled(frame)
     n_predictions = np.bincount(index, minlength=len(starts))
-    if isinstance(max_bootstrap_rows, bool) or not isinstance(max_bootstrap_rows, int | np.integer) \
-            or max_bootstrap_rows < 2:
-        raise ValueError(f"max_bootstrap_rows must be an integer >= 2; got {max_bootstrap_rows!r}")
     options = {"task": task, "classes": classes, "metrics": metrics, "confidence": confidence,
                "n_resamples": n_bootstrap, "max_bootstrap_rows": max_bootstrap_rows}
     # Rows are in prediction-time order, so the labelled rows of each window are one slice.
@@ -380,6 +375,7 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
         min_labels=min_labels, now=labeled.now, baseline=baseline or Baseline())
 
 
+@validate_params(threshold=Nullable(Interval(float, 0, 1)))
 def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day", threshold: float | None = 0.5,
                         business: BusinessValues | None = None, since: float | None = None,
                         until: float | None = None) -> DecisionsOverTime:
@@ -412,8 +408,6 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
     if labeled.task != "classification" or len(labeled.classes) != 2:
         raise ValueError(f"decision counts need a two-class model; this one is {labeled.task} with classes "
                          f"{list(labeled.classes)}")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be between 0 and 1, or None for the logged decisions; got {threshold!r}")
     frame = _in_range(labeled.frame, since, until)
     classes = labeled.classes
     decided = _decisions(frame, classes=classes, threshold=threshold)
@@ -474,6 +468,7 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
 # -- detail of one period --------------------------------------------------------------------
 
 
+@validate_params(n_bins=Interval(int, 2), max_residuals=Interval(int, 1), threshold=Nullable(Interval(float, 0, 1)))
 def performance_detail(labeled: LabeledPredictions, *, since: float | None = None, until: float | None = None,
                        threshold: float | None = 0.5, n_bins: int = 10, business: BusinessValues | None = None,
                        max_residuals: int = 5000, random_state: int = 0) -> PerformanceDetail:
@@ -500,8 +495,6 @@ def performance_detail(labeled: LabeledPredictions, *, since: float | None = Non
     -------
     PerformanceDetail
     """
-    if n_bins < 2:
-        raise ValueError(f"n_bins must be >= 2; got {n_bins!r}")
     frame = _in_range(labeled.frame, since, until)
     frame = frame[frame["label"].notna() & frame["prediction"].notna()]
     detail = {"task": labeled.task, "n_labelled": len(frame), "since": since, "until": until}

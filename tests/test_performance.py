@@ -231,7 +231,7 @@ def test_decisions_and_money_at_a_threshold():
     assert detail.confusion.matrix.ravel().tolist() == decisions.windows[["tn", "fp", "fn", "tp"]].sum().tolist()
     assert detail.money == decisions.total_money
     assert detail.confusion.to_frame().loc["true 1", "predicted 0"] == detail.confusion.matrix[1, 0]
-    with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
+    with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\] or None; got 1.5"):
         decisions_over_time(labeled, threshold=1.5)
     config = parse_config('[[services]]\nname = "s"\nurl = "http://x"\nprotocol = "rest"\n'
                           '[services.performance]\ncost_false_negative = 100\n').service("s")

@@ -24,6 +24,7 @@ from monitoring.drift._methods import (
 )
 from monitoring.drift._noise import NOISE_QUANTILE, noise_levels
 from monitoring.drift._profile import ColumnProfile, DriftWarning, ReferenceProfile, numeric_values, step_positions
+from monitoring.validation import InstanceOf, Interval, Nullable, validate_params
 from monitoring.windows import Windows, assign_windows, parse_window, timestamps_as_seconds
 
 SEVERITIES = ("green", "amber", "red", "grey")
@@ -213,6 +214,9 @@ class DriftReport:
         return frame.to_csv(path_or_buffer, index=False)
 
 
+@validate_params(profile=InstanceOf(ReferenceProfile), current=InstanceOf(pd.DataFrame),
+                 drift_share=Interval(float, 0, 1, "right"), noise_quantile=Interval(float, 0.5, 1, "neither"),
+                 min_rows=Interval(int, 1), now=Nullable(Interval(float)))
 def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: str | int = "day",
                   methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
                   drift_share: float = 0.5, timestamp_column: str = "ts", service: str = "",
@@ -275,20 +279,8 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
         For columns with no value in some windows (NaN scores), and for rows without a
         timestamp (left out). The same messages are in ``DriftReport.warnings``.
     """
-    if not isinstance(profile, ReferenceProfile):
-        raise ValueError(f"profile must be a ReferenceProfile (from build_profile); got {type(profile).__name__}")
-    if not isinstance(current, pd.DataFrame):
-        raise ValueError(f"current must be a pandas DataFrame; got {type(current).__name__}")
     spec = parse_window(window)
-    if isinstance(drift_share, bool) or not isinstance(drift_share, int | float) or not 0 < drift_share <= 1:
-        raise ValueError(f"drift_share must be a number in (0, 1]; got {drift_share!r}")
     threshold_of = _thresholds(thresholds)
-    if noise and not (isinstance(noise_quantile, float | int) and 0.5 < noise_quantile < 1):
-        raise ValueError(f"noise_quantile must be a number in (0.5, 1); got {noise_quantile!r}")
-    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
-        raise ValueError(f"min_rows must be an integer >= 1; got {min_rows!r}")
-    if now is not None and not (isinstance(now, int | float) and math.isfinite(now)):
-        raise ValueError(f"now must be Unix seconds (a finite number) or None; got {now!r}")
     absent = [name for name in profile.features if name not in current.columns]
     if absent:
         raise ValueError(f"current data lacks feature column(s) {absent}; it has {list(current.columns)}")
