@@ -162,6 +162,9 @@ def test_segments_view_shows_segments_importance_and_fairness(app):
     assert "segments" in text and "over the last 30 days" in text
     table = at.dataframe[0].value
     assert len(table) >= 2 and table["n"].sum() > 1000
+    judged = table[table["judged"] == "yes"].iloc[0]
+    low, high = (float(x) for x in judged["accuracy_interval"].split("–"))
+    assert low < judged["accuracy"] < high  # each metric with its interval, as on the Performance page
     tables = [d.value.data if hasattr(d.value, "data") else d.value for d in at.dataframe]
     importance = next(t for t in tables if "top_features" in t.columns)  # from the local model file, at once
     assert "group" in tables[1].columns  # fairness comes first: it never waits for the explanations

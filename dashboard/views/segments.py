@@ -66,9 +66,17 @@ st.markdown(f"**{len(table)} segments** over the last {days} days"
                if small else "."))
 decisions = list(result.decision_columns)  # the positive rate, one share per class, or the mean predicted value
 shown = table.assign(judged=table["too_small"].map({True: "too small to judge", False: "yes"}))
+intervals = []  # each metric's 95 % interval as the Performance page computes it, e.g. "0.83–0.86"
+for metric in result.metrics:
+    if f"{metric}_low" in shown:
+        shown[f"{metric}_interval"] = [f"{low:.3f}–{high:.3f}" if math.isfinite(low) and math.isfinite(high) else "–"
+                                       for low, high in zip(shown[f"{metric}_low"], shown[f"{metric}_high"],
+                                                            strict=True)]
+        intervals.append(f"{metric}_interval")
 drift_columns = ["n_drifted", "drifted_features"] if "n_drifted" in table else []
 st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", *decisions, "n_labelled",
-                    *result.metrics, *drift_columns]], hide_index=True, column_config={
+                    *(c for m in result.metrics for c in (m, f"{m}_interval") if c in shown), *drift_columns]],
+             hide_index=True, column_config={
     "n_drifted": st.column_config.NumberColumn(
         "Drifted features", format="%d",
         help="Features whose distribution in this segment moved away from the same segment in training"),
@@ -88,6 +96,9 @@ st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share
        for c in result.class_columns},
     "n_labelled": st.column_config.NumberColumn("With known outcome", format="%d"),
     **{m: st.column_config.NumberColumn(METRIC_NAMES[m], format="%.3f") for m in result.metrics},
+    **{c: st.column_config.TextColumn("95 % interval", help="Where the segment's true value lies with 95 % "
+                                      "confidence, given how few outcomes it has (as on the Performance page)")
+       for c in intervals},
 }, key="segments_table")
 download_button(mask, "Download the segments (CSV)", table.to_csv(index=False).encode(),
                 file_name=f"segments-{service.name}.csv", mime="text/csv", key="segments_download")
