@@ -313,16 +313,24 @@ def write_section(name: str, title: str, body: str, *, args: argparse.Namespace,
     Path
         The file written.
     """
+    import fcntl
+
     path = RESULTS if full_run(args) else QUICK_RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text() if path.exists() else HEADER
-    if not text.startswith("# Benchmark results"):
-        text = HEADER
     start, end = f"<!-- section: {name} -->", f"<!-- end: {name} -->"
     block = f"{start}\n## {title}\n\n{provenance(args, peers)}\n\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    # Two benchmarks finishing at once must not drop each other's section: read, replace and
+    # write under one lock, and write through a temporary file so a reader never sees half a file.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.exists() else HEADER
+        if not text.startswith("# Benchmark results"):
+            text = HEADER
+        text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text)
+        temporary.replace(path)
     print(f"wrote the {name} section of {path.relative_to(ROOT)}", flush=True)
     return path
 
