@@ -643,7 +643,9 @@ def _drift_profile(_runtime: Runtime, runtime_key: str, service: str) -> Referen
         known = {}
     frame = read_reference(config.reference, features=_features(_runtime, service), kinds=known)
     kinds = infer_kinds(frame.drop(columns=[c for c in frame.columns if c in MODEL_OUTPUTS]), known=known)
-    return load_or_build_profile(config.reference, kinds, cache_dir=var_dir() / "drift-profiles")
+    # A profile lists a categorical column's values: one with personal columns stays in memory, never on disk.
+    cache_dir = None if config.personal else var_dir() / "drift-profiles"
+    return load_or_build_profile(config.reference, kinds, cache_dir=cache_dir)
 
 
 def _features(_runtime: Runtime, service: str) -> tuple[str, ...]:

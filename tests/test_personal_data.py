@@ -456,6 +456,8 @@ def test_no_page_download_report_or_log_line_shows_a_planted_personal_value(priv
     assert pseudonym in everything  # shown, masked: the test cannot pass by showing nothing
     assert pseudonym in caplog.text  # the log line was written, masked
     assert "@example.org" not in everything  # no other e-mail either
+    written = [f for f in (tmp_path / "var").rglob("*") if f.is_file() and f.name != "personal.key"]
+    assert written and not [str(f) for f in written if PLANTED_EMAIL.encode() in f.read_bytes()]  # caches included
 
     from dashboard import state
 

@@ -467,7 +467,8 @@ def file_sha256(path: str | Path) -> str:
 
 def load_or_build_profile(path: str | Path, features: Mapping[str, str], *,
                           prediction_columns: Sequence[str] | Mapping[str, str] = PREDICTION_COLUMNS,
-                          n_bins: int = DEFAULT_BINS, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> ReferenceProfile:
+                          n_bins: int = DEFAULT_BINS,
+                          cache_dir: str | Path | None = DEFAULT_CACHE_DIR) -> ReferenceProfile:
     """The profile of a reference file: from the cache when the file has not changed, else built and cached.
 
     The cache key is the sha256 of the file's bytes, the features and their kinds, the
@@ -484,8 +485,9 @@ def load_or_build_profile(path: str | Path, features: Mapping[str, str], *,
     prediction_columns : sequence of str or mapping, default=("prediction", "score")
         As for :func:`build_profile`.
     n_bins : int, default=20
-    cache_dir : str or Path, default="var/drift-profiles"
-        Created when missing. Keep it under the git-ignored ``var/``.
+    cache_dir : str or Path or None, default="var/drift-profiles"
+        Created when missing. Keep it under the git-ignored ``var/``. None = remembered in
+        this process only, never written (a profile lists the values of categorical columns).
 
     Returns
     -------
@@ -516,9 +518,8 @@ def load_or_build_profile(path: str | Path, features: Mapping[str, str], *,
         if key in _MEMORY:
             _MEMORY.move_to_end(key)
             return _MEMORY[key]
-    cache = Path(cache_dir)
-    cached = cache / f"profile-{key[:40]}.pkl"
-    profile = _read_cached(cached, key)
+    cached = Path(cache_dir) / f"profile-{key[:40]}.pkl" if cache_dir is not None else None
+    profile = _read_cached(cached, key) if cached is not None else None
     if profile is None:
         frame = read_reference(file, kinds=features)
         absent = [name for name in features if name not in frame.columns]
@@ -536,7 +537,8 @@ def load_or_build_profile(path: str | Path, features: Mapping[str, str], *,
             columns=built.columns, features=built.features, prediction_columns=built.prediction_columns,
             n_rows=built.n_rows, n_bins=built.n_bins, source=str(file), fingerprint=key, built_at=built.built_at,
             warnings=tuple(f"reference file {file}: {message}" for message in built.warnings))
-        _write_cached(cached, profile)
+        if cached is not None:
+            _write_cached(cached, profile)
     with _LOCK:
         _MEMORY[key] = profile
         while len(_MEMORY) > _MEMORY_SIZE:
