@@ -185,7 +185,7 @@ def _start_runtime(path: str | None, fingerprint: str, clock: SystemClock | Froz
     privacy = PersonalData.from_config(config, var_dir())
     install_log_masking(privacy, (logging.getLogger(), logging.getLogger("streamlit")))  # nor a personal value
     # in clear, Streamlit's own lines (a page's uncaught exception) included
-    store = Store(config.store.url)
+    store = Store.from_config(config)
     collector = Collector(config, store).start()
     runtime = Runtime(config=config, store=store, collector=collector, demo=demo, started_at=time.time(),
                       clock=clock, redact=redact, privacy=privacy)

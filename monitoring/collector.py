@@ -610,7 +610,7 @@ class Collector:
                  maintenance_every: float = 60.0, max_buffered_rows: int = MAX_PENDING_ROWS,
                  health_file: str | os.PathLike | None = None):
         self.config = config
-        self.store = store or Store(config.store.url)
+        self.store = store or Store.from_config(config)
         self.identity = ProcessIdentity.current()
         self.holder = holder or f"{self.identity.host}:{self.identity.pid}:{uuid.uuid4().hex[:6]}"
         self.maintenance_every = maintenance_every

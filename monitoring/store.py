@@ -66,6 +66,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from monitoring.metrics import counter_increases
+from monitoring.sealing import Sealer
 
 try:  # POSIX only: the file-size limit is one way a disk can be "full" for this process
     import resource
@@ -477,8 +478,10 @@ class Store:
     the first write that succeeds, and writes raise until then (:meth:`diagnose` says why).
     """
 
-    def __init__(self, url: str, *, busy_timeout: float = 10.0):
+    def __init__(self, url: str, *, busy_timeout: float = 10.0, sealer: Sealer | None = None):
         self.url = url
+        self.sealer = sealer if sealer is not None else Sealer({}, None)
+        """Seals the personal columns of each prediction log (``monitoring.sealing``); none by default."""
         self.busy_timeout = float(busy_timeout)
         self.path: Path | None = None
         kwargs: dict = {"future": True}
@@ -507,6 +510,12 @@ class Store:
         except Exception as exc:  # read-only, full, locked or unreachable: retried by every write
             log.warning("store %s not writable yet (%s); the schema is created on the first write that works",
                         self._where(), exc)
+
+    @classmethod
+    def from_config(cls, config, **options) -> Store:
+        """The store of a :class:`~monitoring.config.VantageConfig`, sealing each service's ``personal`` columns
+        with ``VANTAGE_PERSONAL_KEY`` (``monitoring.sealing``)."""
+        return cls(config.store.url, sealer=Sealer.from_config(config), **options)
 
     @property
     def dialect(self) -> str:
@@ -1227,7 +1236,8 @@ class Store:
                 sa.Column("prediction", sa.Float),
                 sa.Column("score", sa.Float),
                 sa.Column("probabilities", sa.Text),
-                *[sa.Column(f, sa.Float if kind == "numeric" else sa.String(128))
+                *[sa.Column(f, sa.Text if f in self.sealer.columns(service)  # sealed: text, whatever the kind
+                            else sa.Float if kind == "numeric" else sa.String(128))
                   for f, kind in features.items()],
             )
             table.create(self.engine, checkfirst=True)
@@ -1237,8 +1247,9 @@ class Store:
     def prediction_features(self, service: str) -> dict[str, str]:
         """Feature columns of the prediction log of ``service`` and their kinds (numeric / categorical)."""
         table = self.prediction_table(service)
+        sealed = self.sealer.columns(service)  # their kind is the reference's: the table only holds text
         return {c.name: "numeric" if isinstance(c.type, sa.Float) else "categorical"
-                for c in table.columns if c.name not in PREDICTION_COLUMNS}
+                for c in table.columns if c.name not in PREDICTION_COLUMNS and c.name not in sealed}
 
     def read_prediction_log(self, service: str, *, after_seq: int = 0, since: float | None = None,
                             until: float | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -1272,6 +1283,7 @@ class Store:
             query = query.where(table.c.ts < until)
         with self.engine.connect() as conn:
             frame = _frame(conn.execute(query.order_by(table.c.seq)), names)
+        frame = self.sealer.open_frame(service, frame)
         kinds = self.prediction_features(service)
         for name in names:
             if kinds.get(name) == "categorical" or name == "model_version":
@@ -1320,10 +1332,16 @@ class Store:
                 raise ValueError(f"no column {column!r} in the prediction log of {service!r}")
             if op not in operators:
                 raise ValueError(f"filter operator must be one of {list(operators)}; got {op!r}")
+            if column in self.sealer.columns(service):  # sealed values compare as equal or not, nothing else
+                if op not in ("==", "!=", "in"):
+                    raise ValueError(f"column {column!r} is personal and sealed: only ==, != and in can be asked")
+                value = ([self.sealer.seal(column, v) for v in value] if op == "in"
+                         else self.sealer.seal(column, value))
             query = query.where(getattr(table.c[column], operators[op])(list(value) if op == "in" else value))
         order = table.c.ts.desc() if newest_first else table.c.ts.asc()
         with self.engine.connect() as conn:
-            return _frame(conn.execute(query.order_by(order).limit(limit)), list(table.c.keys()))
+            found = _frame(conn.execute(query.order_by(order).limit(limit)), list(table.c.keys()))
+        return self.sealer.open_frame(service, found)
 
     def log_predictions(self, service: str, frame: pd.DataFrame) -> int:
         """Append rows to the prediction log of ``service``; rows whose id exists are skipped.
@@ -1334,7 +1352,7 @@ class Store:
         if frame.empty:
             return 0
         table = self.prediction_table(service)
-        records = frame.copy()
+        records = self.sealer.seal_frame(service, frame.copy())  # personal columns never stored in clear
         if "probabilities" in records:
             records["probabilities"] = [None if p is None else json.dumps(list(map(float, p)))
                                         for p in records["probabilities"]]

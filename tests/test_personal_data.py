@@ -236,6 +236,7 @@ def private_service(tmp_path_factory):
 
     from demo.runtime import free_port
     from demo.service import ServedModel, create_app
+    from monitoring.sealing import Sealer
     from monitoring.store import Store
 
     folder = tmp_path_factory.mktemp("personal")
@@ -244,7 +245,7 @@ def private_service(tmp_path_factory):
     pipeline = _train(reference)
     joblib.dump(pipeline, folder / "model.joblib")
     store_url = f"sqlite:///{folder / 'store.db'}"
-    store = Store(store_url)
+    store = Store(store_url, sealer=Sealer({"private": ("email", "balance")}, KEY.encode()))  # as from_config
     app = create_app(ServedModel(pipeline, "v1", FEATURES), store=store, service_name="private")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -458,6 +459,9 @@ def test_no_page_download_report_or_log_line_shows_a_planted_personal_value(priv
     assert "@example.org" not in everything  # no other e-mail either
     written = [f for f in (tmp_path / "var").rglob("*") if f.is_file() and f.name != "personal.key"]
     assert written and not [str(f) for f in written if PLANTED_EMAIL.encode() in f.read_bytes()]  # caches included
+    stored = [f for f in private_service.parent.glob("store.db*") if f.is_file()]  # the database and its WAL
+    assert stored and not [str(f) for f in stored if PLANTED_EMAIL.encode() in f.read_bytes()
+                           or b"9876.54321" in f.read_bytes()]  # sealed at rest
 
     from dashboard import state
 

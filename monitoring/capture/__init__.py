@@ -111,7 +111,8 @@ def service_capture(service: ServiceConfig, store: Store) -> ServiceCapture:
         categorical=frozenset(f for f, kind in features.items() if kind == "categorical"),
         records_key=service.rest.records_key, predictions_key=service.rest.predictions_key,
         probabilities_key=service.rest.probabilities_key, model_version=service.model_version)
-    return ServiceCapture(service=service.name, log_name=service.log_name, features=dict(features), context=context)
+    return ServiceCapture(service=service.name, log_name=service.log_name, features=dict(features), context=context,
+                          personal=tuple(service.personal))
 
 
 def capture_summary(store: Store, service: str) -> dict | None:

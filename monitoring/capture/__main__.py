@@ -50,7 +50,7 @@ def build_proxy(config_path: str, service_name: str | None, upstream: str | None
         raise ValueError(f"--service {service_name!r} is not in the configuration; it has "
                          f"{', '.join(s.name for s in config.services)}") from None
     upstream = check_http_url(upstream) if upstream else service.url
-    store = Store(config.store.url)
+    store = Store.from_config(config)
     capture = service_capture(service, store)
     clock = clock_from_environment()
     store.dispose()  # the writer process opens its own connections

@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.capture._parsing import CaptureParseError, ParseContext, decode_json, parse_exchange, request_id_of
+from monitoring.sealing import Sealer
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,15 @@ class ServiceCapture:
         Feature columns of the prediction log, in model order.
     context : ParseContext
         How its bodies are read.
+    personal : tuple of str
+        Its personal columns, sealed before they are stored (``monitoring.sealing``).
     """
 
     service: str
     log_name: str
     features: dict[str, str]
     context: ParseContext
+    personal: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -510,7 +514,8 @@ def _child(store_url: str, services: dict, source: str, clock, inbox, outbox) ->
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop, and says so
-    writer = CaptureWriter(Store(store_url), services, source=source, clock=clock).start()
+    sealer = Sealer.from_environment({c.log_name: c.personal for c in services.values()})
+    writer = CaptureWriter(Store(store_url, sealer=sealer), services, source=source, clock=clock).start()
     reported = 0.0
     try:
         while True:
