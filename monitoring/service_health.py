@@ -18,8 +18,6 @@ import pandas as pd
 from monitoring.config import ServiceConfig
 from monitoring.health import (
     LATENCY_COLUMNS,
-    BurnRateAlerts,
-    ErrorBudget,
     ServiceStatus,
     UptimeResult,
     current_status,
@@ -28,12 +26,11 @@ from monitoring.health import (
     incident_table,
     latency_over_time,
     latency_percentiles,
-    slo_burn_alerts,
-    slo_error_budgets,
     uptime_windows,
 )
 from monitoring.metrics import traffic_over_time
 from monitoring.prometheus import PrometheusClient, error_rate_from_prometheus, traffic_from_prometheus
+from monitoring.slo import BurnRateAlerts, ErrorBudget, slo_burn_alerts, slo_error_budgets
 from monitoring.store import Store
 
 TIME_WINDOWS: Mapping[str, tuple[float, float]] = MappingProxyType({

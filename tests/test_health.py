@@ -1,4 +1,4 @@
-"""Known-answer tests of monitoring.health: poll verdicts, status, uptime, latency, SLOs."""
+"""Known-answer tests of monitoring.health and monitoring.slo: poll verdicts, status, uptime, latency, SLOs."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ import pytest
 from monitoring.clients import CallResult
 from monitoring.config import SloConfig
 from monitoring.health import (
-    BURN_RATE_WINDOWS,
     STATE_STYLES,
-    BurnRateRule,
-    burn_rate,
-    burn_rate_alerts,
     current_status,
-    error_budget,
     format_duration,
     heartbeat,
     incident_table,
@@ -25,10 +20,17 @@ from monitoring.health import (
     latency_over_time,
     latency_percentiles,
     poll_state,
-    slo_burn_alerts,
-    slo_error_budgets,
     uptime,
     uptime_windows,
+)
+from monitoring.slo import (
+    BURN_RATE_WINDOWS,
+    BurnRateRule,
+    burn_rate,
+    burn_rate_alerts,
+    error_budget,
+    slo_burn_alerts,
+    slo_error_budgets,
     window_counts,
 )
 from monitoring.store import LATENCY_BUCKETS_MS, Probe, Store
