@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from monitoring.clients import ServiceError, make_client
+from monitoring.clients import PROBE_HEADER, ServiceError, make_client
 from monitoring.clock import FrozenClock, SystemClock, clock_from_environment
-from monitoring.collector import PROBE_HEADER, Collector
+from monitoring.collector import Collector
 from monitoring.config import ConfigError, SloConfig, VantageConfig, config_path_from, load_config
 from monitoring.drift import DriftReport, ReferenceProfile, compute_drift, load_or_build_profile
 from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source

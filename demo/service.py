@@ -72,12 +72,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from monitoring.clients import PROBE_HEADER as CLIENT_PROBE_HEADER
 from monitoring.labels import ID_PATTERN, MAX_ID_LENGTH, label_records
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
 
-PROBE_HEADER = "x-vantage-probe"
+PROBE_HEADER = CLIENT_PROBE_HEADER.lower()  # request headers are read lower-case
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from explain._errors import ArtifactError, ExplainError, RemoteExplainError
-from monitoring.clients import ServiceClient, ServiceError, make_client
+from monitoring.clients import PROBE_HEADER, ServiceClient, ServiceError, make_client
 from monitoring.config import ServiceConfig
 
 TASKS = ("binary", "multiclass", "regression")
@@ -54,8 +54,6 @@ TRUSTED_SKOPS_TYPES: tuple[str, ...] = (
 (tree structures and dtypes); any other untrusted type in a skops file must be trusted
 explicitly (``trust_pickle = true`` or ``trusted_types=``)."""
 
-PROBE_HEADER = "X-Vantage-Probe"
-"""Sent with every explanation request so the service does not log the synthetic rows."""
 
 DEFAULT_MAX_ROWS = 50_000
 """Largest request of a black-box explanation: a body of about 10 MB for a dozen features, under the

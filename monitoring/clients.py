@@ -58,6 +58,9 @@ _VERSION_TEXT = re.compile(r"^[0-9][0-9A-Za-z.+!_-]{0,63}$")
 _TEXT_FIELD = 200  # longest name, version or platform kept from a server's metadata
 
 MB = 1024 * 1024
+PROBE_HEADER = "X-Vantage-Probe"
+"""Sent with every call Vantage itself makes (health checks, canaries, explanations, baseline scoring), so a
+service and the capture proxy can leave that traffic out of the prediction log."""
 """Bytes in one MB of ``max_response_mb``."""
 HEALTH_BODY_BYTES = 64 * 1024
 """Health checks read at most this much of an answer; the status decides, the rest is not read."""

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring.clients import CallResult, ServiceClient, ServiceError, make_client
+from monitoring.clients import PROBE_HEADER, CallResult, ServiceClient, ServiceError, make_client
 from monitoring.config import ConfigError, ServiceConfig, VantageConfig, config_path_from, load_config
 from monitoring.health import format_duration, poll_state
 from monitoring.metrics import parse_scrape
@@ -69,9 +69,6 @@ from monitoring.store import Lease, PollRecord, Probe, ProcessIdentity, Store, S
 
 log = logging.getLogger(__name__)
 
-PROBE_HEADER = "X-Vantage-Probe"
-"""Header sent with every call of the collector, so a service can leave its canary
-predictions out of its own prediction log."""
 
 MAX_PENDING_ROWS = 50_000
 """Unwritten rows (probes and metric samples) kept in memory while the store is unavailable."""

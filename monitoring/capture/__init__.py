@@ -37,7 +37,7 @@ from monitoring.capture._parsing import (
 from monitoring.capture._proxy import ID_HEADER, STATS_PATH, CaptureProxy, prediction_path
 from monitoring.capture._writer import COUNTERS, CaptureStats, CaptureWriter, Exchange, ServiceCapture, WriterProcess
 from monitoring.config import ServiceConfig, VantageConfig
-from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
+from monitoring.schema import load_schema
 from monitoring.store import Store
 
 __all__ = [
@@ -78,34 +78,30 @@ class CaptureSetupError(ValueError):
 def service_capture(service: ServiceConfig, store: Store) -> ServiceCapture:
     """How the traffic of ``service`` is logged: its prediction log's name, features and body keys.
 
-    The features are those of its prediction log when the store has one already, else the
-    configured ``features`` (kinds from the reference), else the reference's columns but the
-    target and the model's outputs.
+    The features are the service's schema's (``monitoring.schema``: the configured ``features``,
+    else the reference's columns but the target and the model's outputs), else those of the
+    prediction log the store already has.
 
     Raises
     ------
     CaptureSetupError
         When neither the store, the configuration nor the reference names the features.
     """
-    try:
-        features = store.prediction_features(service.log_name)
-    except KeyError:
-        features = {}
-    except Exception as exc:  # an unreachable store: the features come from the configuration
-        log.warning("capture: could not read the prediction log of %s (%s)", service.log_name, exc)
-        features = {}
-    if not features and service.reference:
+    schema = load_schema(service)  # the one decision of which columns are features, in model order
+    features = schema.feature_kinds
+    if not features:  # no configuration or reference: the columns of the prediction log the store already has
         try:
-            reference = read_reference(service.reference, features=service.features, target=service.target)
-        except ReferenceDataError as exc:
-            raise CaptureSetupError(f"service {service.name!r}: {exc}") from None
-        columns = [c for c in reference.columns if c != service.target and c not in MODEL_OUTPUTS]
-        features = infer_kinds(reference[columns])
-    if not features and service.features:
-        features = dict.fromkeys(service.features, "numeric")
+            features = store.prediction_features(service.log_name)
+        except KeyError:
+            features = {}
+        except Exception as exc:  # an unreachable store: nothing more to learn the features from
+            log.warning("capture: could not read the prediction log of %s (%s)", service.log_name, exc)
+            features = {}
     if not features:
+        why = "; ".join(schema.problems)
         raise CaptureSetupError(f"service {service.name!r} names no features: set `features` (in model order) or "
-                                "`reference` in its [[services]] table, so captured rows have their columns")
+                                "`reference` in its [[services]] table, so captured rows have their columns"
+                                + (f" ({why})" if why else ""))
     context = ParseContext(
         protocol=service.protocol, features=tuple(features),
         categorical=frozenset(f for f, kind in features.items() if kind == "categorical"),

@@ -37,12 +37,12 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from monitoring.capture._writer import CaptureWriter, Exchange, ServiceCapture, WriterProcess
+from monitoring.clients import PROBE_HEADER
 
 log = logging.getLogger(__name__)
 
 ID_HEADER = "X-Vantage-Prediction-Id"
 """Header naming the prediction id: sent by a caller to choose it, answered by the proxy with the one it used."""
-PROBE_HEADER = "X-Vantage-Probe"
 STATS_PATH = "/capture/stats"
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "host"})
