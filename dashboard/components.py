@@ -55,6 +55,23 @@ def download_button(mask, label: str, data, **kwargs):
     return st.download_button(label, mask.export(data), **kwargs)
 
 
+def go_ahead(service, what: str, model_rows: int) -> bool:
+    """Whether a black-box computation may start: at once when it is small, else after the user's go-ahead,
+    with its estimate; above ``max_rows_per_computation`` it runs only to say why it is refused."""
+    from explain._model import needs_confirmation, rows_estimate
+
+    if model_rows <= 0 or model_rows > service.explain.max_rows_per_computation:
+        return True
+    if not needs_confirmation(service, model_rows) or st.session_state.get(f"explain_go_{what}_{model_rows}"):
+        return True
+    st.info(f"{what.capitalize()} through the service needs {rows_estimate(service, model_rows)} "
+            "(`[services.explain]` budget); other users of the service share it.", icon=":material/speed:")
+    if st.button(f"Go ahead: {what}", key=f"explain_go_button_{what}"):
+        st.session_state[f"explain_go_{what}_{model_rows}"] = True
+        st.rerun()
+    return False
+
+
 def when(ts: float | None, *, now: float | None = None) -> str:
     """A timestamp as local-free UTC text plus how long before ``now`` (the runtime's clock), e.g.
     ``14:02:10 UTC (3 min ago)``."""

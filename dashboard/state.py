@@ -788,7 +788,7 @@ SEGMENT_EXPLAIN_ROWS = 400
 @st.cache_data(ttl=3600, max_entries=32, show_spinner=False)
 def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, version: str | None, features: tuple,
                          n_bins: int, days: float, tick_value: int, _progress=None):
-    from explain.segments import assign_segments, segment_edges, segment_importance
+    from explain.segments import assign_segments, rows_per_segment, segment_edges, segment_importance
 
     frame = _segment_rows(_runtime, runtime_key, service, days, tick_value).frame
     setup = explain_setup(_runtime, runtime_key, service)
@@ -796,8 +796,11 @@ def _segments_importance(_runtime: Runtime, runtime_key: str, service: str, vers
     reference = _segment_reference(_runtime, runtime_key, service)
     edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
     segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
-    per_segment = max(10, SEGMENT_EXPLAIN_ROWS // max(segments.nunique(), 1))
     shap_explainer = explainer(_runtime, runtime_key, service, version, "auto")
+    per_segment = rows_per_segment(  # sized to the service's budget when explained through it
+        segments.nunique(), at_most=SEGMENT_EXPLAIN_ROWS,
+        model_rows_per_row=shap_explainer.model_rows_needed(frame[model_features].head(1)) if len(frame) else 0,
+        model_rows_budget=_runtime.config.service(service).explain.max_rows_per_computation)
     return segment_importance(shap_explainer, frame[model_features], segments, n_rows=per_segment, top=3,
                               progress=_progress)
 

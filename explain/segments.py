@@ -650,3 +650,33 @@ def first_categorical(frame: pd.DataFrame, features: Sequence[str]) -> str | Non
         if name in frame.columns and not _is_numeric(frame[name]):
             return name
     return None
+
+
+def rows_per_segment(n_segments: int, *, at_most: int, model_rows_per_row: int, model_rows_budget: int | None,
+                     at_least: int = 10) -> int:
+    """How many predictions of each segment to explain: ``at_most`` in all, fewer when the service's budget says so.
+
+    Parameters
+    ----------
+    n_segments : int
+    at_most : int
+        Rows to explain in all, at most.
+    model_rows_per_row : int
+        Model rows one explained row costs the service (0 for a local model: no limit but ``at_most``).
+    model_rows_budget : int or None
+        Model rows one computation may send (``[services.explain] max_rows_per_computation``).
+    at_least : int, default=10
+        Rows per segment wanted when the budget allows them.
+
+    Returns
+    -------
+    int
+        At least 1: a budget too small even for one row per segment is refused by the model source,
+        with its message.
+    """
+    n_segments = max(int(n_segments), 1)
+    wanted = max(at_least, at_most // n_segments)
+    if model_rows_per_row <= 0 or model_rows_budget is None:
+        return wanted
+    affordable = model_rows_budget // (model_rows_per_row * n_segments)
+    return max(1, min(wanted, affordable))

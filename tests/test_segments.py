@@ -211,3 +211,12 @@ def test_black_box_importance_waits_to_be_asked_and_the_rest_of_the_page_does_no
     at.button(key="segments_explain_credit").click().run()
     assert not at.exception, at.exception  # the service is down here: a message, not a traceback
     assert "Feature importance per segment is not available" in "\n".join(i.value for i in at.info)
+
+
+def test_rows_per_segment_fit_the_services_budget():
+    from explain.segments import rows_per_segment
+
+    assert rows_per_segment(4, at_most=400, model_rows_per_row=0, model_rows_budget=200_000) == 100  # local
+    assert rows_per_segment(4, at_most=400, model_rows_per_row=1000, model_rows_budget=200_000) == 50  # 200k / 4k
+    assert rows_per_segment(40, at_most=400, model_rows_per_row=10_000, model_rows_budget=200_000) == 1
+    assert rows_per_segment(2, at_most=400, model_rows_per_row=10, model_rows_budget=None) == 200

@@ -50,6 +50,11 @@ def test_whatif_page_edits_a_value_and_shows_every_tab(demo_app):
     assert float(after["Edited"].value) > float(after["Original"].value)
     assert "credit_utilization" in at.query_params["scenario"]
     assert len(at.get("plotly_chart")) >= 1
+    waterfalls = [c for c in at.get("plotly_chart") if "whatif_waterfall" in c.proto.id]
+    assert not waterfalls and at.toggle(key="whatif_shap").value is False  # a black box: only when asked
+    at.toggle(key="whatif_shap").set_value(True).run()
+    assert not at.exception, at.exception
+    assert len([c for c in at.get("plotly_chart") if "whatif_waterfall" in c.proto.id]) == 2
 
     for label in ("Sensitivity", "Counterfactuals", "Scenarios"):
         at.query_params["whatif_tab"] = label

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, personal, service_problem, when
+from dashboard.components import feature_condition, go_ahead, personal, service_problem, when
 from explain import ExplainError
 from explain import plots as explain_plots
 
@@ -26,23 +26,6 @@ def computed(label: str, function, *args):
     except Exception as exc:  # an explanation that fails is a message on the page, not a traceback
         service_problem(runtime, f"The explanation failed: {type(exc).__name__}: {exc}", icon=":material/error:")
     return None
-
-
-def go_ahead(what: str, model_rows: int) -> bool:
-    """Whether a black-box explanation may start: at once when it is small, else after the user's go-ahead,
-    with its estimate; above ``max_rows_per_computation`` it runs only to say why it is refused."""
-    from explain._model import needs_confirmation, rows_estimate
-
-    if model_rows <= 0 or model_rows > service.explain.max_rows_per_computation:
-        return True
-    if not needs_confirmation(service, model_rows) or st.session_state.get(f"explain_go_{what}_{model_rows}"):
-        return True
-    st.info(f"{what.capitalize()} through the service needs {rows_estimate(service, model_rows)} "
-            "(`[services.explain]` budget); other users of the service share it.", icon=":material/speed:")
-    if st.button(f"Go ahead: {what}", key=f"explain_go_button_{what}"):
-        st.session_state[f"explain_go_{what}_{model_rows}"] = True
-        st.rerun()
-    return False
 
 
 def one_row_model_rows() -> int:
@@ -148,7 +131,7 @@ tick = state.tick(600)
 
 if tabs[0].open or tabs[1].open or tabs[2].open:
     values = None
-    if model.kind != "remote" or go_ahead(f"explaining {int(rows):,} rows", global_model_rows()):
+    if model.kind != "remote" or go_ahead(service, f"explaining {int(rows):,} rows", global_model_rows()):
         values = computed(f"Explaining {int(rows):,} rows", state.explain_global, runtime, key, service_name,
                           model.version, space, window, int(rows), tick)
     if values is not None:
@@ -239,8 +222,8 @@ if tabs[3].open:
         row, row_id = picked_row()
         single = None
         if row is not None and (model.kind != "remote" or go_ahead(
-                "explaining the prediction", state.explain_model_rows(runtime, key, service_name, model.version,
-                                                                      space, row[list(model.features)]))):
+                service, "explaining the prediction",
+                state.explain_model_rows(runtime, key, service_name, model.version, space, row[list(model.features)]))):
             single = computed("Explaining the prediction", state.explain_row, runtime, key,
                               service_name, model.version, space, row[list(model.features)], row_id)
             if single is not None:
@@ -280,7 +263,7 @@ if tabs[4].open:
             highlight = matches[list(model.features)] if len(matches) else None
         n_rows = 500 if len(features) == 1 else 200
         result = None
-        if model.kind != "remote" or go_ahead("partial dependence", n_rows * int(resolution) ** len(features)):
+        if model.kind != "remote" or go_ahead(service, "partial dependence", n_rows * int(resolution) ** len(features)):
             result = computed("Computing partial dependence", state.explain_dependence, runtime, key,
                               service_name, model.version, features, window, n_rows, int(resolution), highlight,
                               tick)

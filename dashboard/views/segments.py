@@ -165,7 +165,8 @@ fairness_section()
 st.subheader("What drives the decisions in each segment")
 if explains_through_service(service) and not st.session_state.get(f"segments_explain_{service.name}_asked"):
     st.caption(f"This model is explained through the service as a black box: a sample of at most "
-               f"{state.SEGMENT_EXPLAIN_ROWS} predictions, each sent again with features masked, costs the service "
+               f"{state.SEGMENT_EXPLAIN_ROWS} predictions (fewer when the service's budget, `[services.explain] "
+               "max_rows_per_computation`, allows fewer), each sent again with features masked, costs the service "
                "many model rows, so it runs only when asked (with the model file configured in "
                "`[services.explain] artifact`, it runs locally at once).")
     if st.button("Explain a sample of each segment through the service", key=f"segments_explain_{service.name}",

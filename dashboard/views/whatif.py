@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, personal, service_picker, service_problem, when
+from dashboard.components import feature_condition, go_ahead, personal, service_picker, service_problem, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
 from explain.whatif import (
@@ -276,8 +276,14 @@ if tabs[0].open:
                              .astype({"original": str, "edited": str}), hide_index=True)
             st.caption(f"Re-predicted in {result.seconds * 1000:.0f} ms"
                        + (f", {result.requests} request" if result.requests else " (local model)"))
-            if st.toggle("Explain both (SHAP waterfalls)", value=True, key="whatif_shap"):
-                space = "probability" if model.task != "regression" else "auto"
+            space = "probability" if model.task != "regression" else "auto"
+            black_box = setup.selected.model.kind == "remote"
+            if st.toggle("Explain both (SHAP waterfalls)", value=not black_box, key="whatif_shap",
+                         help="Through the service this sends it many model rows per row; the estimate is shown "
+                              "first") and (not black_box or go_ahead(
+                    service, "explaining both rows", 2 * state.explain_model_rows(
+                        runtime, key, service.name, setup.selected.model.version, space,
+                        pd.DataFrame([result.original])[features]))):
                 shown_output = (next(i for i, c in enumerate(result.classes) if c == result.output)
                                 if len(result.classes) > 2 else 0)  # the compared class's Shapley values
                 waterfalls = st.columns(2)
