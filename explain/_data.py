@@ -11,21 +11,6 @@ from explain._errors import ExplainError
 from monitoring.store import PREDICTION_COLUMNS, Store
 
 
-class _StoreLog:
-    def __init__(self, store: Store, service: str):
-        self.store, self.service = store, service
-
-    def has_rows(self) -> bool:
-        try:
-            self.store.prediction_table(self.service)
-        except KeyError:
-            return False
-        return True
-
-    def find(self, **conditions) -> pd.DataFrame:
-        return self.store.find_predictions(self.service, **conditions)
-
-
 def sample_prediction_log(log, service: str | None = None, *, since: float, until: float, n_rows: int = 1000,
                           n_slices: int = 10) -> pd.DataFrame:
     """About ``n_rows`` logged predictions spread over ``[since, until)``, cheaply.
@@ -63,7 +48,9 @@ def sample_prediction_log(log, service: str | None = None, *, since: float, unti
     if until <= since:
         raise ValueError(f"until must be after since; got since={since}, until={until}")
     if isinstance(log, Store):
-        log = _StoreLog(log, service)
+        from monitoring.production import PredictionLogMirror
+
+        log = PredictionLogMirror(log, service)
     if not log.has_rows():
         raise ExplainError(f"service {service or getattr(log, 'service', '')!r} has no prediction log to sample from")
     edges = np.linspace(since, until, n_slices + 1)
