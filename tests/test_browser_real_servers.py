@@ -60,3 +60,60 @@ path = "labels.csv"
     for title, text in texts.items():
         assert "Traceback" not in text and "unseen at fit time" not in text, (title, text[:3000])
         assert "lacks feature column" not in text, (title, text[:3000])  # the target is never a feature
+
+
+def test_mlserver_with_30_features_and_its_traffic_from_the_capture_proxy_opens_every_page(
+        mlserver_wide_server, tmp_path):
+    """A 30-feature model on MLServer, labels only (no score column), whose predictions Vantage knows only
+    from the capture proxy in front of it; the config names only what the README requires."""
+    import sys
+
+    import requests
+
+    from monitoring.store import Store
+    from tests.browser import ROOT
+    from tests.helpers import wait_for
+    from tests.servers import server_process
+
+    reference = pd.read_csv(mlserver_wide_server.reference)
+    features = [c for c in reference.columns if c != "target"]
+    assert len(features) == 30
+    config = tmp_path / "vantage.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///{tmp_path / 'vantage.db'}"
+
+[[services]]
+name = "cancer"
+url = "{mlserver_wide_server.url}"
+protocol = "v2"
+model = "{mlserver_wide_server.model}"
+reference = "{mlserver_wide_server.reference}"
+target = "target"
+""")
+
+    def proxy(port: int) -> list:
+        return [sys.executable, "-m", "monitoring.capture", "--config", str(config), "--service", "cancer",
+                "--listen", f"127.0.0.1:{port}"]
+
+    rows = reference[features].sample(240, random_state=1).reset_index(drop=True)
+    with server_process("capture proxy", proxy, health_path="/capture/stats", log_path=tmp_path / "proxy.log",
+                        cwd=ROOT) as capture:
+        for start in range(0, len(rows), 8):  # the service's own traffic, through the proxy
+            batch = rows.iloc[start:start + 8]
+            answer = requests.post(f"{capture.url}/v2/models/{mlserver_wide_server.model}/infer", timeout=30, json={
+                "inputs": [{"name": "input-0", "shape": [len(batch), 30], "datatype": "FP64",  # as clients send it
+                            "data": batch.to_numpy().ravel().tolist()}]})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers.get("X-Vantage-Prediction-Id")
+        store = Store(f"sqlite:///{tmp_path / 'vantage.db'}")
+        wait_for(lambda: store.count_predictions("cancer") >= len(rows), timeout=30, what="the captured rows")
+        store.dispose()
+    with running_dashboard(tmp_path / "streamlit.log", config=config,
+                           env={"VANTAGE_VAR": str(tmp_path / "var")}) as url, chromium_page() as page:
+        texts = visit_every_page(page, url)
+    assert "30 features" in texts["Services"], texts["Services"]
+    assert "prediction log in the store (240 rows)" in texts["Drift"], texts["Drift"]
+    assert "240" in texts["Overview"], texts["Overview"]
+    for title, text in texts.items():
+        assert "Traceback" not in text and "lacks feature column" not in text, (title, text[:3000])
