@@ -24,7 +24,7 @@ def _fmt(value: float) -> str:
     return f"{value:+.3g}"
 
 
-def importance_bar(shap_values: ShapValues, *, output: int | str = 0, max_features: int = 20) -> go.Figure:
+def importance_figure(shap_values: ShapValues, *, output: int | str = 0, max_features: int = 20) -> go.Figure:
     """Mean |SHAP| per feature as a horizontal bar chart, most important on top.
 
     Parameters
@@ -49,7 +49,7 @@ def importance_bar(shap_values: ShapValues, *, output: int | str = 0, max_featur
     return figure
 
 
-def beeswarm(shap_values: ShapValues, *, output: int | str = 0, max_features: int = 15,
+def beeswarm_figure(shap_values: ShapValues, *, output: int | str = 0, max_features: int = 15,
              random_state: int = 0) -> go.Figure:
     """One dot per row and feature: SHAP value across, features down, colour = the feature's value.
 
@@ -95,7 +95,7 @@ def beeswarm(shap_values: ShapValues, *, output: int | str = 0, max_features: in
     return figure
 
 
-def dependence_scatter(data: DependenceData) -> go.Figure:
+def dependence_figure(data: DependenceData) -> go.Figure:
     """A feature's value against its SHAP value, coloured by a second feature.
 
     Parameters
@@ -133,7 +133,7 @@ def dependence_scatter(data: DependenceData) -> go.Figure:
     return figure
 
 
-def waterfall(explanation: LocalExplanation, *, max_features: int = 12) -> go.Figure:
+def waterfall_figure(explanation: LocalExplanation, *, max_features: int = 12) -> go.Figure:
     """From the base value to the prediction, one step per feature (largest effects on top).
 
     Parameters
@@ -172,7 +172,7 @@ def waterfall(explanation: LocalExplanation, *, max_features: int = 12) -> go.Fi
     return figure
 
 
-def pd_curve(result: PartialDependence, *, output: int | str = 0, centered: bool = False) -> go.Figure:
+def partial_dependence_figure(result: PartialDependence, *, output: int | str = 0, centered: bool = False) -> go.Figure:
     """Partial dependence (thick), ICE lines (thin) and the selected row's curve (highlighted).
 
     Parameters
@@ -225,7 +225,7 @@ def pd_curve(result: PartialDependence, *, output: int | str = 0, centered: bool
     return figure
 
 
-def pd_heatmap(result: PartialDependence, *, output: int | str = 0) -> go.Figure:
+def partial_dependence_heatmap_figure(result: PartialDependence, *, output: int | str = 0) -> go.Figure:
     """Two-feature partial dependence as a heatmap.
 
     Parameters
@@ -239,7 +239,7 @@ def pd_heatmap(result: PartialDependence, *, output: int | str = 0) -> go.Figure
     plotly.graph_objects.Figure
     """
     if len(result.features) != 2:
-        raise ValueError("pd_heatmap needs a two-feature result")
+        raise ValueError("partial_dependence_heatmap_figure needs a two-feature result")
     k = result.output_index(output)
     first, second = result.features
     x = result.grid[1].astype(str) if result.kinds[1] == "categorical" else result.grid[1]

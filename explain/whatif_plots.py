@@ -12,7 +12,7 @@ from explain.whatif import Sensitivity, WhatIfComparison, class_text
 _MARGIN = {"l": 10, "r": 10, "t": 60, "b": 10}
 
 
-def sensitivity_grid(result: Sensitivity, *, max_features: int = 12, columns: int = 4) -> go.Figure:
+def sensitivity_figure(result: Sensitivity, *, max_features: int = 12, columns: int = 4) -> go.Figure:
     """One ICE curve per feature (most influential first), the point's current value marked.
 
     Parameters
@@ -51,7 +51,7 @@ def sensitivity_grid(result: Sensitivity, *, max_features: int = 12, columns: in
     return figure
 
 
-def prediction_bars(comparison: WhatIfComparison, *, score_name: str | None = None) -> go.Figure:
+def prediction_comparison_figure(comparison: WhatIfComparison, *, score_name: str | None = None) -> go.Figure:
     """Original and edited predictions side by side, drawn from the numbers the page's table shows.
 
     Binary and regression models: the score of each row (the positive-class probability with

@@ -324,11 +324,12 @@ def test_plots_draw_every_result():
     values = ShapExplainer(model, X).explain(X.iloc[:50], row_ids=tuple(f"id{i}" for i in range(50)))
     one = partial_dependence(model, X.iloc[:50], "size", grid_resolution=6, highlight=X.iloc[[3]])
     two = partial_dependence(model, X.iloc[:50], ["size", "color"], grid_resolution=4)
-    figures = [explain_plots.importance_bar(values), explain_plots.beeswarm(values),
-               explain_plots.dependence_scatter(values.dependence("size")),
-               explain_plots.dependence_scatter(values.dependence("color", color_by="size")),
-               explain_plots.waterfall(values.explanation(3)), explain_plots.pd_curve(one, centered=True),
-               explain_plots.pd_heatmap(two)]
+    figures = [explain_plots.importance_figure(values), explain_plots.beeswarm_figure(values),
+               explain_plots.dependence_figure(values.dependence("size")),
+               explain_plots.dependence_figure(values.dependence("color", color_by="size")),
+               explain_plots.waterfall_figure(values.explanation(3)),
+               explain_plots.partial_dependence_figure(one, centered=True),
+               explain_plots.partial_dependence_heatmap_figure(two)]
     assert all(f.data for f in figures)
     assert "id3" in figures[4].layout.title.text
     assert values.explanation(3).prediction == pytest.approx(values.outputs()[3])

@@ -139,11 +139,11 @@ if tabs[0].open or tabs[1].open or tabs[2].open:
                   + (f" · {values.requests} request(s), {values.model_rows:,} model rows" if values.requests else ""))
         if tabs[0].open:
             with tabs[0]:
-                chart(explain_plots.importance_bar(values, output=output), "explain_importance")
+                chart(explain_plots.importance_figure(values, output=output), "explain_importance")
                 st.caption(footer)
         if tabs[1].open:
             with tabs[1]:
-                chart(explain_plots.beeswarm(mask.shap_values(values), output=output), "explain_beeswarm")
+                chart(explain_plots.beeswarm_figure(mask.shap_values(values), output=output), "explain_beeswarm")
                 st.caption("Each dot is one row: how far that feature moved its prediction (right = up), coloured "
                            "by the feature's value (red high, blue low, grey categorical). " + footer)
         if tabs[2].open:
@@ -161,7 +161,7 @@ if tabs[0].open or tabs[1].open or tabs[2].open:
                 if feature is not None:
                     data = mask.shap_values(values).dependence(feature, output=output,
                                                                color_by=None if colour == "none" else colour)
-                    chart(explain_plots.dependence_scatter(data), "explain_dependence")
+                    chart(explain_plots.dependence_figure(data), "explain_dependence")
                     st.caption(footer)
 
 
@@ -236,7 +236,7 @@ if tabs[3].open:
                                   delta_color="off")
                 metrics[2].metric("Scale", {"log_odds": "log-odds"}.get(explanation.space, explanation.space),
                                   help=single.note)
-                chart(explain_plots.waterfall(explanation), "explain_waterfall")
+                chart(explain_plots.waterfall_figure(explanation), "explain_waterfall")
                 st.caption(f"{single.note}. " + (f"{single.requests} request(s), {single.model_rows:,} model rows, "
                                                  if single.requests else "") + f"{single.seconds:.2f} s.")
                 with st.expander("Values"):
@@ -269,11 +269,11 @@ if tabs[4].open:
                               tick)
         if result is not None:
             if len(features) == 1:
-                chart(explain_plots.pd_curve(result, output=output, centered=centred), "explain_pd")
+                chart(explain_plots.partial_dependence_figure(result, output=output, centered=centred), "explain_pd")
                 if highlight is not None:
                     st.caption(f"Dashed: the prediction `{highlight_id}` picked under One prediction.")
             else:
-                chart(explain_plots.pd_heatmap(result, output=output), "explain_pd_heatmap")
+                chart(explain_plots.partial_dependence_heatmap_figure(result, output=output), "explain_pd_heatmap")
             points = len(result.grid[0]) * (len(result.grid[1]) if len(result.grid) > 1 else 1)
             requests = f", {result.requests} request(s)" if result.requests else ""
             st.caption(f"{result.method}: {result.n_rows} rows × {points} grid points, "

@@ -260,7 +260,7 @@ if tabs[0].open:
                 middle.caption(f"**The decision changes** from {class_text(result.original_prediction.label)} to "
                                f"{class_text(result.edited_prediction.label)}.")
             with right:
-                chart(whatif_plots.prediction_bars(result), "whatif_bars")
+                chart(whatif_plots.prediction_comparison_figure(result), "whatif_bars")
             probabilities = result.probabilities()  # the chart's numbers
             if len(probabilities):
                 st.dataframe(probabilities.assign(**{"class": probabilities["class"].map(class_text)}),
@@ -299,7 +299,7 @@ if tabs[0].open:
                         except ExplainError as exc:
                             service_problem(runtime, exc.message)
                             continue
-                        figure = explain_plots.waterfall(mask.explanation(explanation))
+                        figure = explain_plots.waterfall_figure(mask.explanation(explanation))
                         figure.update_layout(title=f"{label.capitalize()}: {figure.layout.title.text}")
                         chart(figure, f"whatif_waterfall_{label}")
 
@@ -320,7 +320,7 @@ if tabs[1].open:
                     curves={f: c for f, c in sensitivity.curves.items() if not mask.is_personal(f)},
                     ranking=sensitivity.ranking[~sensitivity.ranking["feature"].isin(mask.columns)])
                 st.caption("Personal columns are kept as they are and not charted.")
-            chart(whatif_plots.sensitivity_grid(sensitivity), "whatif_sensitivity")
+            chart(whatif_plots.sensitivity_figure(sensitivity), "whatif_sensitivity")
             st.dataframe(sensitivity.ranking.astype({"current": str, "best_value": str, "worst_value": str}),
                          hide_index=True)
             st.caption(f"{sensitivity.model_rows:,} rows in {sensitivity.requests or 'no'} request(s), "
