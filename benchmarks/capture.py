@@ -297,7 +297,7 @@ def main() -> None:
     print(summary)
     write_section("capture", "Capture proxy: latency added", "\n".join([
         f"One-row v2 `infer` requests (12 features, the demo's) to a v2 server that costs almost nothing (a raw ASGI "
-        "app on uvicorn: what is measured is the proxy, not a model), {args.rate:g} per second, open loop, "
+        f"app on uvicorn: what is measured is the proxy, not a model), {args.rate:g} per second, open loop, "
         f"in alternating blocks of {args.block:g} s sent directly, through `python -m monitoring.capture`, and "
         "through it while another connection holds the SQLite store's write lock (released after each block). "
         "Latency from sending to the last byte of the answer; 'added' is the proxy's percentile minus the direct "
