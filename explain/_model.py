@@ -41,8 +41,8 @@ import pandas as pd
 from explain._errors import ArtifactError, ExplainError, RemoteExplainError
 from monitoring.clients import PROBE_HEADER, ServiceClient, ServiceError, make_client
 from monitoring.config import ServiceConfig
+from monitoring.labels import TASKS  # "classification" or "regression", the one vocabulary
 
-TASKS = ("binary", "multiclass", "regression")
 SPACES = ("probability", "log_odds", "value")
 
 TRUSTED_SKOPS_TYPES: tuple[str, ...] = (
@@ -88,9 +88,10 @@ class ModelSource(ABC):
     features : tuple of str
         Raw input columns, in the order the model takes them.
     feature_kinds : dict of str to {"numeric", "categorical"}
-    task : {"binary", "multiclass", "regression"}
+    task : {"classification", "regression"}
     classes : tuple or None
-        Class labels in the order of the probability columns (None for regression).
+        Class labels in the order of the probability columns (None for regression); two make
+        the model :attr:`binary`.
     version : str or None
         Artifact hash (local) or the version the service reports (remote).
     description : str
@@ -109,6 +110,17 @@ class ModelSource(ABC):
         self.classes = None if classes is None else tuple(classes)
         self.version = version
         self.description = description
+
+    @property
+    def binary(self) -> bool:
+        """Whether the model decides between two classes (its outputs are the second class's probability)."""
+        return self.task == "classification" and self.classes is not None and len(self.classes) == 2
+
+    def task_text(self) -> str:
+        """The task in words: "binary classification", "classification into 3 classes" or "regression"."""
+        if self.task == "regression":
+            return "regression"
+        return "binary classification" if self.binary else f"classification into {len(self.classes or ())} classes"
 
     @property
     def has_probabilities(self) -> bool:
@@ -170,7 +182,7 @@ class ModelSource(ABC):
         """Names of the outputs :meth:`output` returns, e.g. ``("class 1",)`` for a binary model."""
         if self.task == "regression":
             return ("predicted value",)
-        if self.task == "binary":
+        if self.binary:
             return (f"class {self.classes[1]}",)
         return tuple(f"class {c}" for c in self.classes)
 
@@ -196,7 +208,7 @@ class ModelSource(ABC):
             return np.asarray(labels, dtype=float).reshape(-1, 1)
         if space not in ("probability", "log_odds"):
             raise ValueError(f"space must be 'probability' or 'log_odds' for a classifier; got {space!r}")
-        chosen = proba[:, 1:2] if self.task == "binary" else proba
+        chosen = proba[:, 1:2] if self.binary else proba
         return logit(chosen) if space == "log_odds" else np.asarray(chosen, dtype=float)
 
 
@@ -445,7 +457,7 @@ class LocalModel(ModelSource):
         self.estimator = estimator
         classes = getattr(estimator, "classes_", None)
         if classes is not None and hasattr(estimator, "predict_proba"):
-            task = "binary" if len(classes) == 2 else "multiclass"
+            task = "classification"
         else:
             task, classes = "regression", None
         kinds = dict(feature_kinds or {})
@@ -1027,7 +1039,7 @@ class RemoteModel(ModelSource):
         if self._task_known:
             return
         if proba is not None and proba.ndim == 2 and proba.shape[1] >= 2:
-            self.task = "binary" if proba.shape[1] == 2 else "multiclass"
+            self.task = "classification"
             self.classes = tuple(range(proba.shape[1]))
         self._task_known = True
 

@@ -449,7 +449,7 @@ class ShapExplainer:
                 raw = raw[:, :, None]
             base = np.atleast_1d(np.asarray(self._explainer.expected_value, dtype=float)).reshape(-1)
             values = np.einsum("ntk,tf->nfk", raw, self._groups)
-            if self.model.task == "binary" and values.shape[2] == 2:
+            if self.model.binary and values.shape[2] == 2:
                 values, base = values[:, :, 1:], base[1:]
         else:
             values, base, requests, model_rows = self._permutation_values(frame, progress)

@@ -270,7 +270,7 @@ def _check_output(model: ModelSource, output) -> None:
 def _score_name(model: ModelSource, output=None) -> str:
     if model.task == "regression":
         return "predicted value"
-    if model.task == "binary":
+    if model.binary:
         return f"probability of {class_text(model.classes[1] if model.classes else 1)}"
     return f"probability of {class_text(output)}" if output is not None else "probability of the predicted class"
 

@@ -231,7 +231,7 @@ def test_a_classifier_named_without_outputs_is_explained_as_one(mlserver_server)
     kinds = {c: "categorical" if c == "region" else "numeric" for c in mlserver_server.X.columns}
     model = RemoteModel(config, features=list(mlserver_server.X.columns), feature_kinds=kinds,
                         X_sample=mlserver_server.X)
-    assert model.task == "binary" and model.classes == (0, 1)
+    assert model.task == "classification" and model.binary and model.classes == (0, 1)
     _, proba = model.predict(mlserver_server.X)
     np.testing.assert_allclose(proba, mlserver_server.probabilities, atol=1e-9)
     model.client.close()

@@ -212,7 +212,8 @@ def test_multiclass_shap_has_one_output_per_class_and_each_is_additive(estimator
     X, y = mixed_data(classes=3)
     fitted = pipeline(estimator).fit(X[FEATURES], y)
     model = LocalModel(fitted, features=FEATURES)
-    assert model.task == "multiclass" and model.output_names() == ("class 0", "class 1", "class 2")
+    assert model.task == "classification" and not model.binary
+    assert model.output_names() == ("class 0", "class 1", "class 2")
     explainer = ShapExplainer(model, X)
     values = explainer.explain(X.iloc[:25])
     assert values.values.shape == (25, 4, 3)

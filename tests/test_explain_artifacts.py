@@ -57,7 +57,7 @@ def test_skops_file_loads_without_trusting_pickles(fitted, tmp_path):
     model, X = fitted
     skops.io.dump(model, tmp_path / "model.skops")
     loaded = load_artifact(tmp_path / "model.skops", features=FEATURES)
-    assert isinstance(loaded, LocalModel) and loaded.task == "binary" and loaded.classes == (0, 1)
+    assert isinstance(loaded, LocalModel) and loaded.binary and loaded.classes == (0, 1)
     np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
     assert loaded.feature_kinds["region"] == "categorical" and loaded.version
 

@@ -297,7 +297,7 @@ def test_a_remote_explanation_leaves_the_servers_health_checks_and_canary_within
                            features=tuple(features), explain=ExplainConfig(
                                source="remote", max_rows_per_second=1000, max_rows_per_request=250))
     remote = open_model_source(config, reference[features]).model
-    assert isinstance(remote, RemoteModel) and remote.task == "binary"
+    assert isinstance(remote, RemoteModel) and remote.binary
     explainer = ShapExplainer(remote, reference[features], background_rows=20, n_permutations=2)
     explainer.warm_up()
     rows = reference[features].iloc[[3, 50, 120]]

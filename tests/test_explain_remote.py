@@ -79,7 +79,8 @@ def test_multiclass_black_box_learns_the_task_and_explains_every_class():
     estimator = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, y)
     client = FakeClient(estimator)
     remote = RemoteModel(service_config(), features=list(X.columns), X_sample=X, client=client)
-    assert remote.task == "multiclass" and remote.output_names() == ("class 0", "class 1", "class 2")
+    assert remote.task_text() == "classification into 3 classes"
+    assert remote.output_names() == ("class 0", "class 1", "class 2")
     explainer = ShapExplainer(remote, X, background_rows=30)
     values = explainer.explain(X.iloc[:2])
     assert values.values.shape == (2, 3, 3) and values.requests == 1  # background and rows in one request
@@ -144,7 +145,7 @@ def test_black_box_shap_through_the_demo_service_agrees_with_local_tree_explaine
     service = unpaced(demo_runtime.config.service("credit-risk"))
     selected = open_model_source(service, demo_reference)
     remote = selected.model
-    assert isinstance(remote, RemoteModel) and remote.task == "binary" and remote.version == demo_runtime.model.version
+    assert isinstance(remote, RemoteModel) and remote.binary and remote.version == demo_runtime.model.version
     explainer = ShapExplainer(remote, demo_reference, space="log_odds", background_rows=100)
     explainer.warm_up()
     before = remote.requests

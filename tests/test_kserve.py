@@ -138,7 +138,7 @@ def test_every_page_opens_for_kserve_with_multiclass_content(app, watched):
         elif page.endswith("drift.py"):
             assert set(at.selectbox(key=f"drift_feature_{SERVICE}").options) == set(watched["features"])
         elif page.endswith("explain.py"):
-            assert "black box" in text and "multiclass" in text, text
+            assert "black box" in text and "classification into 3 classes" in text, text
             assert at.selectbox(key="explain_output").options == ["class 0", "class 1", "class 2"]
             # as many rows as one explanation may send (at most 20): above confirm_rows_above, so the page shows
             # the estimate and waits for a go-ahead; nothing is refused or sent yet

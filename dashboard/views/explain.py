@@ -77,7 +77,7 @@ with st.container(border=True):
     left, right = st.columns([3, 2])
     kind = "Local artifact" if model.kind == "local" else "The service as a black box"
     left.markdown(f"**Model source:** {kind} · {model.description}  \n"
-                  f"**Version:** `{model.version or 'not reported'}` · **task:** {model.task}"
+                  f"**Version:** `{model.version or 'not reported'}` · **task:** {model.task_text()}"
                   + (f" · **classes:** {', '.join(map(str, model.classes))}" if model.classes else ""))
     left.caption(selected.reason)
     check_box = right.empty()  # filled at the end: the check waits for the service, the charts do not

@@ -71,7 +71,7 @@ try:
 except ExplainError as exc:
     service_problem(runtime, f"What-if is not available for this service. {exc.message}", icon=":material/error:")
     st.stop()
-threshold = float(service.performance.threshold) if model.task == "binary" else 0.5
+threshold = float(service.performance.threshold) if model.binary else 0.5
 features = list(model.features)
 
 # -- a scenario in the link: applied once, before the widgets are drawn
