@@ -205,8 +205,7 @@ def partial_dependence(model: ModelSource, X: pd.DataFrame, features: str | Sequ
     frame = model.conform(X).reset_index(drop=True)
     if frame.empty:
         raise ExplainError("X has no rows to average over")
-    if isinstance(model, RemoteModel):
-        model.learn_task(frame)
+    model.learn_task(frame)
     kinds = tuple(model.feature_kinds.get(f, "numeric") for f in names)
     grids = tuple(feature_grid(frame, f, kind=k, grid_resolution=grid_resolution, percentiles=percentiles)
                   for f, k in zip(names, kinds, strict=True))
@@ -217,7 +216,7 @@ def partial_dependence(model: ModelSource, X: pd.DataFrame, features: str | Sequ
     target = highlight if (one and highlight is not None and len(highlight)) else None
     space = "value" if model.task == "regression" else "probability"
     requests = 0
-    if isinstance(model, LocalModel):
+    if model.estimator is not None:  # a local model: scikit-learn's brute method on it
         average, individual, highlight_curve, model_rows = _local(model, frame, names, kinds, grids, one, target)
         method = "sklearn brute"
     else:

@@ -111,6 +111,38 @@ class ModelSource(ABC):
         self.version = version
         self.description = description
 
+    max_rows = 50_000
+    """Rows of one call of :meth:`frame_outputs` (a remote model: those of one request)."""
+    sends_requests = False
+    """Whether each frame of :meth:`frame_outputs` is a request to the service."""
+    black_box_reason = ""
+    """Why explanations are model-agnostic whatever the model is ("" when its estimator can be looked into)."""
+    estimator = None
+    """The fitted model object (scikit-learn's partial dependence runs on it); None for a black box."""
+    final_estimator = None
+    """The fitted estimator after any preprocessing, for the Tree and Linear explainers; None for a black box."""
+
+    def learn_task(self, X: pd.DataFrame) -> None:
+        """Make sure the task and classes are known before an explanation plans its outputs (known here)."""
+        del X
+
+    def prepare_fast_transform(self, X: pd.DataFrame) -> bool:
+        """Get ready to transform rows like ``X`` quickly; False when there is nothing to prepare."""
+        del X
+        return False
+
+    def frame_outputs(self, frames, *, space: str, report=None):
+        """:meth:`output` of each frame of ``frames`` (a sequence of DataFrames) in turn, as a generator.
+
+        ``report(share, text)``, when given, is told the progress before each frame. A remote model
+        sends one request per frame within its traffic budget (refused before anything is sent when
+        the whole exceeds it).
+        """
+        for k in range(len(frames)):
+            if report is not None:
+                report(k / len(frames), f"model call {k + 1} of {len(frames)}")
+            yield self.output(frames[k], space=space)
+
     @property
     def binary(self) -> bool:
         """Whether the model decides between two classes (its outputs are the second class's probability)."""
@@ -899,6 +931,18 @@ class RemoteModel(ModelSource):
     def estimate(self, rows: int) -> str:
         """``"about 60,000 model rows, ~30 s at 2,000 rows/s"`` for a computation of ``rows`` model rows."""
         return rows_estimate(self.service, rows)
+
+    sends_requests = True
+    black_box_reason = "the service is a black box"
+
+    def frame_outputs(self, frames, *, space: str, report=None):
+        """:meth:`output` of each frame, one request per frame within the budget, refused whole when above it."""
+        total = sum(getattr(frames, "row_counts", None) or (len(f) for f in frames))
+        self.check_budget(total)  # refused before anything is sent
+        if report is not None:
+            report(0.0, self.estimate(total))
+        for labels, proba in self.iter_predictions(frames, progress=report):
+            yield self.outputs_from(labels, proba, space=space)
 
     def check_budget(self, rows: int) -> None:
         """Refuse a computation of ``rows`` model rows above ``max_rows_per_computation``.

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from explain._errors import ExplainError
-from explain._model import LocalModel, ModelSource, RemoteModel
+from explain._model import ModelSource
 from explain._permutation import permutation_shap
 
 METHODS = ("auto", "tree", "linear", "permutation")
@@ -317,8 +317,7 @@ class ShapExplainer:
             raise ValueError(f"n_permutations must be >= 1; got {n_permutations}")
         if background is None or len(background) == 0:
             raise ExplainError("the explainer needs background rows (reference data); none were given")
-        if isinstance(model, RemoteModel):
-            model.learn_task(background)
+        model.learn_task(background)  # a black box is asked about a few rows; a local model knows
         self.model = model
         self.random_state = random_state
         self.n_permutations = n_permutations
@@ -326,8 +325,7 @@ class ShapExplainer:
         if len(frame) > background_rows:
             frame = frame.sample(background_rows, random_state=random_state)
         self.background = frame.reset_index(drop=True)
-        if isinstance(model, LocalModel):
-            model.prepare_fast_transform(self.background)
+        model.prepare_fast_transform(self.background)
         self._lock = threading.Lock()
         self._background_output: np.ndarray | None = None
         self._explainer = None
@@ -340,7 +338,7 @@ class ShapExplainer:
         model = self.model
         classifier = model.task != "regression"
         wanted = space if classifier and space != "raw" else ("auto" if classifier else "value")
-        if isinstance(model, LocalModel) and method in ("auto", "tree", "linear"):
+        if model.final_estimator is not None and method in ("auto", "tree", "linear"):
             final = model.final_estimator
             mapping = model.column_map
             reason = ""
@@ -367,8 +365,7 @@ class ShapExplainer:
             elif method in ("tree", "linear"):
                 reason = f"{method} was asked for but {type(final).__name__} is not such a model"
             return self._permutation(wanted, reason)
-        reason = ("the service is a black box" if isinstance(model, RemoteModel) else "")
-        return self._permutation(wanted, reason)
+        return self._permutation(wanted, model.black_box_reason)
 
     def _permutation(self, wanted: str, reason: str) -> tuple[str, str, str]:
         model = self.model
@@ -479,22 +476,11 @@ class ShapExplainer:
         space = self.space
         sent = [0]
 
-        if isinstance(model, RemoteModel):
-            def predict(frames, report):
-                model.check_budget(sum(frames.row_counts))  # refused before anything is sent
-                if report is not None:
-                    report(0.0, model.estimate(sum(frames.row_counts)))
-                for labels, proba in model.iter_predictions(frames, progress=report):
-                    sent[0] += 1  # frames are at most max_rows: one request each
-                    yield model.outputs_from(labels, proba, space=space)
-            max_rows = model.max_rows
-        else:
-            def predict(frames, report):
-                for k in range(len(frames)):
-                    if report is not None:
-                        report(k / len(frames), f"model call {k + 1} of {len(frames)}")
-                    yield model.output(frames[k], space=space)
-            max_rows = 50_000
+        def predict(frames, report):
+            for outputs in model.frame_outputs(frames, space=space, report=report):
+                sent[0] += model.sends_requests  # frames are at most max_rows: one request each
+                yield outputs
+        max_rows = model.max_rows
 
         with self._lock:
             known = self._background_output
