@@ -4,7 +4,7 @@ import urllib.parse
 
 import pytest
 
-from explain.whatif import Scenario, encode_scenario
+from explain.scenarios import Scenario, encode_scenario
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url  # noqa: F401  (dashboard_url is a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]

@@ -429,7 +429,7 @@ def test_no_page_download_report_or_log_line_shows_a_planted_personal_value(priv
     assert masked_editor and masked_editor[0].value == pseudonym and masked_editor[0].disabled
     assert [w.value for w in at.text_input if w.key and w.key.endswith("_balance_masked")] == [MASKED]
 
-    from explain.whatif import Scenario, decode_scenario, encode_scenario
+    from explain.scenarios import Scenario, decode_scenario, encode_scenario
 
     at.query_params["scenario"] = encode_scenario(Scenario("crafted", "reference", "0",
                                                            {"email": "someone.else@example.net", "age": 30.0}))

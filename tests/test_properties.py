@@ -393,7 +393,7 @@ SCENARIOS = st.one_of(
 @PROPERTY
 @given(text=SCENARIOS, features=st.none() | st.lists(TEXT, max_size=3))
 def test_any_scenario_text_is_a_scenario_or_a_value_error(text, features):
-    from explain.whatif import Scenario, decode_scenario, encode_scenario
+    from explain.scenarios import Scenario, decode_scenario, encode_scenario
 
     try:
         scenario = decode_scenario(text, features=features)
@@ -405,7 +405,7 @@ def test_any_scenario_text_is_a_scenario_or_a_value_error(text, features):
 
 
 def test_a_scenario_that_is_not_text_is_a_value_error():
-    from explain.whatif import decode_scenario
+    from explain.scenarios import decode_scenario
 
     for value in (None, 5, b"{}", ["s"], _deep(5)):
         with pytest.raises(ValueError, match="scenario must be JSON text"):

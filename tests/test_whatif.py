@@ -6,13 +6,11 @@ import pytest
 
 from demo.data import FEATURES, IGNORED_FEATURES, STRONGEST_FEATURE, STRONGEST_FEATURE_DIRECTION
 from explain import RemoteModel, load_artifact
+from explain.scenarios import Scenario, decode_scenario, encode_scenario
 from explain.whatif import (
-    Scenario,
     WhatIfInputError,
     compare,
     counterfactuals,
-    decode_scenario,
-    encode_scenario,
     feature_ranges,
     sensitivity,
 )

@@ -4,7 +4,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explain.whatif import Scenario, decode_scenario, encode_scenario
+from explain.scenarios import Scenario, decode_scenario, encode_scenario
 from tests.helpers import APP
 
 PAGE = "views/whatif.py"

@@ -11,12 +11,10 @@ from dashboard import state
 from dashboard.components import feature_condition, go_ahead, personal, service_picker, service_problem, when
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
+from explain.scenarios import Scenario, decode_scenario, encode_scenario
 from explain.whatif import (
-    Scenario,
     WhatIfInputError,
     class_text,
-    decode_scenario,
-    encode_scenario,
     value_changed,
 )
 
