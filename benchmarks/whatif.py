@@ -43,7 +43,8 @@ def main() -> None:
     from demo.model import load_reference
     from demo.runtime import start_demo
     from explain import RemoteModel
-    from explain.whatif import compare, counterfactuals, feature_ranges, sensitivity
+    from explain.ranges import feature_ranges
+    from explain.whatif import compare, counterfactuals, sensitivity
 
     workdir = Path(tempfile.mkdtemp(prefix="vantage-bench-whatif-"))
     runtime = start_demo(workdir, faults=False, replay=False)

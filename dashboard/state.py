@@ -864,7 +864,7 @@ def whatif_model(_runtime: Runtime, fingerprint: str, service: str):
 def whatif_ranges(_runtime: Runtime, fingerprint: str, service: str):
     """The reference's observed range and seen categories of every feature (``explain.whatif.FeatureRanges``)."""
     from explain import ExplainError
-    from explain.whatif import feature_ranges
+    from explain.ranges import feature_ranges
 
     setup = explain_setup(_runtime, fingerprint, service)
     if setup.reference is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ExplainError(Exception):
     """An explanation that cannot be given; ``message`` says why and what to do.
@@ -61,3 +63,11 @@ class RemoteExplainError(ExplainError):
         super().__init__(
             f"request {request} of {n_requests} ({call}, {rows:,} rows) failed: {reason}. "
             "The explanation was abandoned; no partial result is shown.")
+
+
+class WhatIfInputError(ExplainError):
+    """Edited values that cannot be sent to the model; ``problems`` has one message per feature."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
