@@ -17,6 +17,7 @@ inputs the reference does not have, a server that takes 13 columns when the refe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class ServiceSchema:
         """Columns that are never features: the target, the outputs and the log's own columns."""
         return frozenset({*LOG_COLUMNS, *OUTPUT_COLUMNS, *self.outputs, *([self.target] if self.target else [])})
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """A short text that changes when the features, their order, kinds, target or task change (a cache key)."""
         text = repr((self.features, self.kinds, self.target, self.outputs, self.task, self.classes))

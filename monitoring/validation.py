@@ -17,6 +17,7 @@ import functools
 import inspect
 import math
 import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,14 +25,16 @@ from typing import Any
 import numpy as np
 
 
-class Constraint:
+class Constraint(ABC):
     """One rule an argument must follow; :meth:`holds` tests a value, :meth:`describe` says the rule."""
 
+    @abstractmethod
     def holds(self, value: Any) -> bool:
-        raise NotImplementedError
+        """Whether ``value`` follows the rule."""
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """The rule in words, to follow "must be" in a message."""
 
 
 def _is_integer(value: Any) -> bool:

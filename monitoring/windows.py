@@ -16,7 +16,6 @@ import pandas as pd
 WINDOW_SECONDS = {"hour": 3600.0, "day": 86_400.0, "week": 604_800.0}
 WEEK_ORIGIN = 4 * 86_400.0
 """1970-01-05T00:00Z, a Monday: weeks run Monday to Monday (UTC)."""
-_WEEK_ORIGIN = WEEK_ORIGIN
 
 
 @dataclass(frozen=True)
@@ -130,7 +129,7 @@ def assign_windows(n_rows: int, spec: str | int, *, ts: np.ndarray | None) -> Wi
     if ts is None:
         raise ValueError(f"window {spec!r} needs a timestamp column; use a number of rows instead")
     width = WINDOW_SECONDS[spec]
-    origin = _WEEK_ORIGIN if spec == "week" else 0.0
+    origin = WEEK_ORIGIN if spec == "week" else 0.0
     finite = np.isfinite(ts)
     n_unassigned = int(n_rows - finite.sum())
     if n_unassigned == n_rows:
