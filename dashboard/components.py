@@ -58,7 +58,7 @@ def download_button(mask, label: str, data, **kwargs):
 def go_ahead(service, what: str, model_rows: int) -> bool:
     """Whether a black-box computation may start: at once when it is small, else after the user's go-ahead,
     with its estimate; above ``max_rows_per_computation`` it runs only to say why it is refused."""
-    from explain._model import needs_confirmation, rows_estimate
+    from explain._budget import needs_confirmation, rows_estimate
 
     if model_rows <= 0 or model_rows > service.explain.max_rows_per_computation:
         return True

@@ -314,7 +314,7 @@ def labeled_predictions(_runtime: Runtime, fingerprint: str, service: str) -> La
 def _baseline_of(_runtime: Runtime, runtime_key: str, service: str, task: str, classes: tuple[float, ...],
                  model_version: str | None) -> Baseline:
     del runtime_key
-    from explain._model import paced_predict
+    from explain._budget import paced_predict
 
     config = _runtime.config.service(service)
     client = make_client(config)

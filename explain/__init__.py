@@ -14,26 +14,25 @@ Shapley values: :class:`ShapExplainer` → :class:`ShapValues` (global: ``import
 Partial dependence and ICE: :func:`partial_dependence` → :class:`PartialDependence`.
 """
 
+from explain._artifacts import TRUSTED_SKOPS_TYPES, load_artifact
 from explain._dependence import PartialDependence, feature_grid, partial_dependence
 from explain._errors import ArtifactError, ExplainError, RemoteExplainError
-from explain._model import (
-    PROBE_HEADER,
-    TASKS,
-    TRUSTED_SKOPS_TYPES,
-    ColumnMap,
+from explain._local import LocalModel
+from explain._permutation import permutation_shap
+from explain._pipeline_columns import ColumnMap
+from explain._remote import RemoteModel
+from explain._selection import (
     ConsistencyCheck,
-    LocalModel,
-    ModelSource,
-    RemoteModel,
     SelectedSource,
     check_against_service,
     check_consistency,
     explains_through_service,
-    load_artifact,
     open_model_source,
 )
-from explain._permutation import permutation_shap
 from explain._shap import DependenceData, LocalExplanation, ShapExplainer, ShapValues
+from explain._source import ModelSource
+from monitoring.clients import PROBE_HEADER
+from monitoring.labels import TASKS
 
 __all__ = [
     "PROBE_HEADER",

@@ -21,7 +21,9 @@ import pandas as pd
 from scipy.stats.mstats import mquantiles
 
 from explain._errors import ExplainError
-from explain._model import LocalModel, ModelSource, RemoteModel
+from explain._local import LocalModel
+from explain._remote import RemoteModel
+from explain._source import ModelSource
 
 
 @dataclass(frozen=True)

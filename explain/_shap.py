@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from explain._errors import ExplainError
-from explain._model import ModelSource
 from explain._permutation import permutation_shap
+from explain._source import ModelSource
 
 METHODS = ("auto", "tree", "linear", "permutation")
 SPACE_CHOICES = ("auto", "probability", "log_odds", "raw")

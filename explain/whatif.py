@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from explain._errors import WhatIfInputError
-from explain._model import ModelSource
+from explain._source import ModelSource
 from explain.ranges import FeatureRanges, feature_ranges, number_text
 
 # -- one prediction ----------------------------------------------------------------------------

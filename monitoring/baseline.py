@@ -9,7 +9,7 @@ Three sources, in this order (:func:`baseline_for`):
    rows, stratified by the target for a classifier, drawn with ``random_state``) is sent
    through a ``predict`` callable the caller passes in (the dashboard passes its client's
    :meth:`monitoring.clients.ServiceClient.predict`, behind the service's traffic budget:
-   ``explain._model.paced_predict``), in batches of at most ``[services.explain]
+   ``explain._budget.paced_predict``), in batches of at most ``[services.explain]
    max_rows_per_request`` rows (and ``max_batch_rows``), and scored against the target. The
    result is kept as a small JSON file under a cache folder the caller names, keyed by the
    reference file's SHA-256, the feature list, the target, the model version, the task and

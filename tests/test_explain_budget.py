@@ -15,7 +15,7 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
 from explain import RemoteModel, ShapExplainer, open_model_source, partial_dependence, permutation_shap
-from explain._model import BudgetExceededError, RowBudget, paced_predict, rows_estimate, service_budget
+from explain._budget import BudgetExceededError, RowBudget, paced_predict, rows_estimate, service_budget
 from explain._permutation import plan_model_rows
 from monitoring.clients import Predictions, ServiceError, make_client
 from monitoring.config import ExplainConfig, ServiceConfig
