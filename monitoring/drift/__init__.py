@@ -104,6 +104,7 @@ from monitoring.drift._compute import (
     WindowedCounts,
     check_drift_settings,
     compute_drift,
+    compute_drift_from_counts,
     drifted_features,
     feature_distribution,
     judge,
@@ -138,6 +139,7 @@ from monitoring.drift._profile import (
     file_sha256,
     load_or_build_profile,
 )
+from monitoring.drift._tallies import CategoryTally, NumericTally, WindowTallies, counts_from_tally
 from monitoring.windows import WINDOW_SECONDS, Windows, assign_windows, parse_window
 
 __all__ = [
@@ -161,13 +163,16 @@ __all__ = [
     "SEVERITY_COLORS",
     "STATUSES",
     "WINDOW_SECONDS",
+    "CategoryTally",
     "ColumnCounts",
     "ColumnProfile",
     "DriftMethod",
     "DriftReport",
     "DriftWarning",
     "EdgeIndex",
+    "NumericTally",
     "ReferenceProfile",
+    "WindowTallies",
     "WindowedCounts",
     "Windows",
     "assign_windows",
@@ -177,6 +182,8 @@ __all__ = [
     "choose_method",
     "clear_noise_cache",
     "compute_drift",
+    "compute_drift_from_counts",
+    "counts_from_tally",
     "drifted_features",
     "feature_distribution",
     "file_sha256",

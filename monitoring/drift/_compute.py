@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +24,7 @@ from monitoring.drift._methods import (
 )
 from monitoring.drift._noise import NOISE_QUANTILE, noise_levels
 from monitoring.drift._profile import ColumnProfile, DriftWarning, ReferenceProfile, numeric_values, step_positions
+from monitoring.drift._tallies import WindowTallies, counts_from_tally
 from monitoring.validation import InstanceOf, Interval, Nullable, validate_params
 from monitoring.windows import Windows, assign_windows, parse_window, timestamps_as_seconds
 
@@ -295,13 +296,28 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
     if len(current) == 0:
         messages.append("current data has no rows: nothing to compare")
 
+    workspace = Workspace(len(current))
+
+    def count(name: str, column: ColumnProfile, method: DriftMethod) -> tuple[ColumnCounts, np.ndarray]:
+        return _count(column, current[name], windows, method.needs, workspace)
+
+    return _report(profile, names, method_of, threshold_of, windows, count, messages, window=spec,
+                   drift_share=drift_share, service=service, now=now, noise=noise, noise_quantile=noise_quantile,
+                   min_rows=min_rows)
+
+
+def _report(profile: ReferenceProfile, names: list[str], method_of: Mapping[str, DriftMethod],
+            threshold_of: Mapping[str, float], windows: Windows,
+            count: Callable[[str, ColumnProfile, DriftMethod], tuple[ColumnCounts, np.ndarray]], messages: list[str],
+            *, window: str | int, drift_share: float, service: str, now: float | None, noise: bool,
+            noise_quantile: float, min_rows: int) -> DriftReport:
+    """Score and judge every column from its counts; shared by row data and counts pushed down to an engine."""
     results: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, WindowedCounts] = {}
-    workspace = Workspace(len(current))
     for name in names:
         column = profile.columns[name]
         method = method_of[name]
-        column_counts, missing = _count(column, current[name], windows, method.needs, workspace)
+        column_counts, missing = count(name, column, method)
         threshold = threshold_of.get(method.name, method.default_threshold)
         if column.n_values == 0 or windows.n_windows == 0:
             scores = np.full(windows.n_windows, np.nan)
@@ -330,7 +346,7 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
             current=column_counts.current, current_missing=missing)
 
     for message in messages:
-        warnings.warn(message, DriftWarning, stacklevel=2)
+        warnings.warn(message, DriftWarning, stacklevel=3)
     starts = pd.to_datetime(windows.start, unit="s", utc=True)
     ends = pd.to_datetime(windows.end, unit="s", utc=True)
     partial = partial_windows(windows, now=now)
@@ -339,9 +355,63 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
                               ends, partial, service)
     dataset = _dataset(feature_table, windows, starts, ends, partial, service, drift_share)
     return DriftReport(features=feature_table, prediction=prediction_table, dataset=dataset, counts=counts,
-                       window=spec, drift_share=float(drift_share), service=service,
+                       window=window, drift_share=float(drift_share), service=service,
                        noise_quantile=float(noise_quantile) if noise else math.nan, now=now,
                        warnings=tuple(messages))
+
+
+@validate_params(profile=InstanceOf(ReferenceProfile), drift_share=Interval(float, 0, 1, "right"),
+                 noise_quantile=Interval(float, 0.5, 1, "neither"), min_rows=Interval(int, 1),
+                 now=Nullable(Interval(float)))
+def compute_drift_from_counts(profile: ReferenceProfile, tallies: WindowTallies, *,
+                              methods: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+                              drift_share: float = 0.5, service: str = "", now: float | None = None,
+                              noise: bool = True, noise_quantile: float = NOISE_QUANTILE,
+                              min_rows: int = MIN_WINDOW_ROWS) -> DriftReport:
+    """Drift from counts an engine computed where the rows live (see :mod:`monitoring.logdata`).
+
+    The same report as :func:`compute_drift` on the rows those counts came from: every
+    method reads the same :class:`ColumnCounts`, derived here from step counts (numeric
+    columns) and category counts instead of from the rows.
+
+    Parameters
+    ----------
+    profile : ReferenceProfile
+    tallies : WindowTallies
+        Per window: rows, and per column the counts against ``profile``'s fine edges or the
+        category counts. Must hold every feature of the profile; prediction columns are used
+        when present.
+    methods, thresholds, drift_share, service, now, noise, noise_quantile, min_rows
+        As in :func:`compute_drift`.
+
+    Returns
+    -------
+    DriftReport
+
+    Raises
+    ------
+    ValueError
+        Tallies lacking a feature, step counts of the wrong shape, or bad settings.
+    """
+    threshold_of = _thresholds(thresholds)
+    absent = [name for name in profile.features if name not in tallies.columns]
+    if absent:
+        raise ValueError(f"the counts lack feature column(s) {absent}; they have {sorted(tallies.columns)}")
+    names = [*profile.features, *(c for c in profile.prediction_columns if c in tallies.columns)]
+    method_of = _methods(profile, names, methods)
+    windows = tallies.windows
+    messages: list[str] = []
+    if windows.n_unassigned:
+        messages.append(f"{windows.n_unassigned} row(s) have no 'ts' timestamp and are in no window")
+    if windows.n_windows == 0:
+        messages.append("current data has no rows: nothing to compare")
+
+    def count(name: str, column: ColumnProfile, method: DriftMethod) -> tuple[ColumnCounts, np.ndarray]:
+        return counts_from_tally(column, tallies.columns[name], method.needs)
+
+    return _report(profile, names, method_of, threshold_of, windows, count, messages, window=windows.spec,
+                   drift_share=drift_share, service=service, now=now, noise=noise, noise_quantile=noise_quantile,
+                   min_rows=min_rows)
 
 
 def partial_windows(windows: Windows, *, now: float | None) -> np.ndarray:

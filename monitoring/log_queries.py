@@ -1,0 +1,301 @@
+"""The pages' questions about a prediction log, written once as Ibis expressions and run by any engine.
+
+Ibis compiles each expression to the engine's SQL (DuckDB, PostgreSQL, Spark SQL), so the
+rows stay where they are and only counts come back:
+
+* :func:`window_rows` — rows, first and last timestamp per window;
+* :func:`tally_windows` — per window and column, the counts :func:`monitoring.drift.compute_drift_from_counts`
+  needs: numeric values per *step position* of the reference's fine edges (with their sums),
+  category values per category, missing values;
+* :func:`value_counts` — the prediction mix, or any column's values, per window.
+
+Numeric binning is exact and needs no per-engine function: the range of the fine edges is cut
+into equal cells; a small table gives, per cell, how many edges lie below it and the few
+edges inside it; one join and a handful of comparisons give ``searchsorted(edges, x, "right")``
+and whether ``x`` equals an edge — what :func:`monitoring.drift.step_positions` computes in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from monitoring.drift import CategoryTally, NumericTally, ReferenceProfile, WindowTallies
+from monitoring.windows import WEEK_ORIGIN, WINDOW_SECONDS, Windows, parse_window
+
+MAX_GRID_CELLS = 1 << 18
+"""Largest cell table of one column (rows joined against)."""
+_TARGET_CANDIDATES = 4
+_SLACK = 1e-9
+"""Cells' bounds are widened by this share of the edges' range when listing their candidate edges, so
+rounding in the engine's arithmetic can only add a candidate, never drop one."""
+
+
+@dataclass(frozen=True)
+class EdgeGrid:
+    """Cells over a column's fine edges, for exact binning by a join.
+
+    Attributes
+    ----------
+    low, scale : float
+        The cell of ``x`` is ``floor((x - low) * scale) + 1`` clipped to ``0 .. n_cells + 1``: cell 0
+        holds values below the first edge, cell ``n_cells + 1`` values at or above the last.
+    n_cells : int
+    table : DataFrame
+        ``cell``, ``below`` (edges certainly <= every value of the cell) and ``e1 .. eP``, the
+        edges that may fall inside it (NULL where a cell has fewer).
+    n_candidates : int
+        ``P``.
+    """
+
+    low: float
+    scale: float
+    n_cells: int
+    table: pd.DataFrame
+    n_candidates: int
+
+
+def edge_grid(edges: np.ndarray) -> EdgeGrid:
+    """The cell table of strictly increasing finite ``edges`` (at least one).
+
+    Parameters
+    ----------
+    edges : ndarray
+
+    Returns
+    -------
+    EdgeGrid
+    """
+    edges = np.asarray(edges, dtype=float)
+    m = len(edges)
+    low, high = float(edges[0]), float(edges[-1])
+    n_cells = int(min(MAX_GRID_CELLS, max(64, 8 * m))) if high > low else 1
+    while True:
+        width = (high - low) / n_cells if high > low else 1.0
+        scale = 1.0 / width
+        slack = _SLACK * max(high - low, 1.0)
+        starts = low + np.arange(n_cells) * width
+        below = np.searchsorted(edges, starts - slack, side="right")
+        top = np.searchsorted(edges, starts + width + slack, side="right")
+        n_candidates = int((top - below).max()) if n_cells else 0
+        if n_candidates <= _TARGET_CANDIDATES or n_cells >= MAX_GRID_CELLS or high == low:
+            break
+        n_cells = min(MAX_GRID_CELLS, n_cells * 4)
+    n_candidates = max(n_candidates, 1)
+    padded = np.append(edges, np.full(n_candidates, np.nan))
+    inner = {f"e{k + 1}": padded[np.minimum(below + k, m + k)] for k in range(n_candidates)}
+    for k in range(n_candidates):
+        inner[f"e{k + 1}"] = np.where(below + k < top, inner[f"e{k + 1}"], np.nan)
+    table = pd.DataFrame({"cell": np.arange(1, n_cells + 1, dtype=np.int64), "below": below.astype(np.int64), **inner})
+    # cell 0: below the first edge, or at it after rounding; cell n_cells + 1: at or above the last
+    first = {"cell": [0], "below": [0], "e1": [low], **{f"e{k + 1}": [np.nan] for k in range(1, n_candidates)}}
+    last = {"cell": [n_cells + 1], "below": [m - 1], "e1": [high],
+            **{f"e{k + 1}": [np.nan] for k in range(1, n_candidates)}}
+    table = pd.concat([pd.DataFrame(first), table, pd.DataFrame(last)], ignore_index=True)
+    for k in range(n_candidates):  # NULL, not NaN: a comparison with NULL is NULL, then 0
+        table[f"e{k + 1}"] = table[f"e{k + 1}"].astype("Float64").mask(table[f"e{k + 1}"].isna())
+    return EdgeGrid(low=low, scale=scale, n_cells=n_cells, table=table, n_candidates=n_candidates)
+
+
+def window_slot(table: ir.Table, window: str | int) -> ir.IntegerValue:
+    """The window number of each row: UTC-aligned hours, days or Monday weeks, or blocks of rows in time order."""
+    spec = parse_window(window)
+    if isinstance(spec, int):
+        return (ibis.row_number().over(order_by=[table.ts]) // spec).cast("int64")
+    origin = WEEK_ORIGIN if spec == "week" else 0.0
+    return ((table.ts - origin) / WINDOW_SECONDS[spec]).floor().cast("int64")
+
+
+def _in_range(table: ir.Table, since: float | None, until: float | None) -> ir.Table:
+    if since is not None:
+        table = table.filter(table.ts >= since)
+    if until is not None:
+        table = table.filter(table.ts < until)
+    return table
+
+
+def window_rows(backend, table: ir.Table, *, window: str | int, since: float | None = None,
+                until: float | None = None) -> Windows:
+    """Rows, start and end of every non-empty window.
+
+    Parameters
+    ----------
+    backend
+        An Ibis backend (``ibis.duckdb.connect()``, ``ibis.postgres.connect(...)``, ``ibis.pyspark.connect(...)``).
+    table : ibis Table
+        The log, with a float ``ts`` column (Unix seconds).
+    window : str or int
+        As :func:`monitoring.windows.parse_window` accepts.
+    since, until : float, optional
+        Unix seconds, ``until`` excluded.
+
+    Returns
+    -------
+    Windows
+        ``index`` empty (no rows were read); rows without a timestamp are ``n_unassigned``.
+    """
+    spec = parse_window(window)
+    rows = _in_range(table, since, until)
+    rows = rows.mutate(slot=window_slot(rows, spec))
+    grouped = backend.execute(rows.group_by("slot").agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max()))
+    return _windows(spec, grouped)
+
+
+def _windows(spec: str | int, grouped: pd.DataFrame) -> Windows:
+    unassigned = grouped["slot"].isna()
+    n_unassigned = int(grouped.loc[unassigned, "n"].sum())
+    present = grouped[~unassigned].sort_values("slot")
+    slots = present["slot"].to_numpy(dtype=np.int64)
+    if isinstance(spec, int):
+        start = present["first"].to_numpy(dtype=float)
+        end = present["last"].to_numpy(dtype=float)
+    else:
+        origin = WEEK_ORIGIN if spec == "week" else 0.0
+        start = origin + slots * WINDOW_SECONDS[spec]
+        end = start + WINDOW_SECONDS[spec]
+    return Windows(spec=spec, index=np.empty(0, dtype=np.intp), start=np.asarray(start, dtype=float),
+                   end=np.asarray(end, dtype=float), n_rows=present["n"].to_numpy(dtype=np.int64),
+                   n_unassigned=n_unassigned)
+
+
+def tally_windows(backend, table: ir.Table, profile: ReferenceProfile, *, window: str | int,
+                  since: float | None = None, until: float | None = None,
+                  columns: Sequence[str] | None = None) -> WindowTallies:
+    """Count every profiled column per window where the log lives, for :func:`compute_drift_from_counts`.
+
+    Parameters
+    ----------
+    backend
+        An Ibis backend.
+    table : ibis Table
+        The log: ``ts`` and the profile's features (prediction columns used when present).
+    profile : ReferenceProfile
+    window : str or int
+    since, until : float, optional
+        Unix seconds, ``until`` excluded.
+    columns : sequence of str, optional
+        Count only these; default every feature of the profile and the prediction columns
+        the log has.
+
+    Returns
+    -------
+    WindowTallies
+
+    Raises
+    ------
+    ValueError
+        The log lacks a feature of the profile.
+    """
+    spec = parse_window(window)
+    present = set(table.columns)
+    wanted = list(columns) if columns is not None else [
+        *profile.features, *(c for c in profile.prediction_columns if c in present)]
+    absent = [name for name in wanted if name not in present]
+    if absent:
+        raise ValueError(f"the prediction log lacks column(s) {absent}; it has {sorted(present)}")
+    rows = _in_range(table, since, until)
+    rows = rows.mutate(slot=window_slot(rows, spec))
+    grouped = backend.execute(rows.group_by("slot").agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max()))
+    windows = _windows(spec, grouped)
+    slots = np.sort(grouped["slot"].dropna().to_numpy(dtype=np.int64))
+    position = {int(slot): i for i, slot in enumerate(slots)}
+    tallies = {}
+    for name in wanted:
+        column = profile.columns[name]
+        if column.kind == "categorical":
+            tallies[name] = _category_tally(backend, rows, name, position)
+        else:
+            tallies[name] = _numeric_tally(backend, rows, name, column.fine_edges, len(column.step_counts),
+                                           position)
+    return WindowTallies(windows=windows, columns=tallies)
+
+
+def _finite(x: ir.FloatingValue) -> ir.BooleanValue:
+    return x.notnull() & ~x.isnan() & ~x.isinf()
+
+
+def _numeric_tally(backend, rows: ir.Table, name: str, edges: np.ndarray, n_positions: int,
+                   position: dict[int, int]) -> NumericTally:
+    x = rows[name].cast("float64")
+    finite = _finite(x)
+    if len(edges) == 0:
+        counted = rows.select("slot", x=x, finite=finite, step=finite.ifelse(ibis.literal(0, type="int64"), -1))
+    else:
+        grid = edge_grid(edges)
+        # floor((x - low) * scale) + 1, clipped as a float first so that huge values cannot overflow the cast
+        cell = ibis.greatest(ibis.least((x - grid.low) * grid.scale + 1, grid.n_cells + 1.0), 0.0).floor()
+        prepared = rows.select("slot", x=x, finite=finite, cell=finite.ifelse(cell, 0))
+        cells = ibis.memtable(grid.table)
+        joined = prepared.inner_join(cells, prepared.cell == cells.cell)
+        candidates = [joined[f"e{k + 1}"] for k in range(grid.n_candidates)]
+        above = sum((joined.x >= edge).ifelse(1, 0).fill_null(0) for edge in candidates)
+        at_edge = sum((joined.x == edge).ifelse(1, 0).fill_null(0) for edge in candidates)
+        step = 2 * (joined.below + above) - at_edge
+        counted = joined.select("slot", "x", "finite", step=joined.finite.ifelse(step, -1))
+    grouped = backend.execute(counted.group_by(["slot", "step"]).agg(
+        n=counted.count(), s=counted.finite.ifelse(counted.x, 0.0).sum()))
+    steps = np.zeros((len(position), n_positions), dtype=np.int64)
+    sums = np.zeros((len(position), n_positions), dtype=float)
+    missing = np.zeros(len(position), dtype=np.int64)
+    grouped = grouped[grouped["slot"].notna()]
+    window = grouped["slot"].map(position).to_numpy(dtype=np.int64)
+    step_of = grouped["step"].to_numpy(dtype=np.int64)
+    counts = grouped["n"].to_numpy(dtype=np.int64)
+    is_missing = step_of < 0
+    np.add.at(missing, window[is_missing], counts[is_missing])
+    kept = ~is_missing
+    np.add.at(steps, (window[kept], step_of[kept]), counts[kept])
+    np.add.at(sums, (window[kept], step_of[kept]), grouped["s"].to_numpy(dtype=float)[kept])
+    return NumericTally(steps=steps, sums=sums, missing=missing)
+
+
+def _category_tally(backend, rows: ir.Table, name: str, position: dict[int, int]) -> CategoryTally:
+    value = rows[name]
+    grouped = backend.execute(rows.group_by(["slot", value.name(name)]).agg(n=rows.count()))
+    grouped = grouped[grouped["slot"].notna()]
+    is_missing = grouped[name].isna()
+    missing = np.zeros(len(position), dtype=np.int64)
+    np.add.at(missing, grouped.loc[is_missing, "slot"].map(position).to_numpy(dtype=np.int64),
+              grouped.loc[is_missing, "n"].to_numpy(dtype=np.int64))
+    present = grouped[~is_missing]
+    values, codes = np.unique(present[name].astype(object).to_numpy(), return_inverse=True) if len(present) else (
+        np.array([], dtype=object), np.array([], dtype=np.intp))
+    counts = np.zeros((len(position), len(values)), dtype=np.int64)
+    np.add.at(counts, (present["slot"].map(position).to_numpy(dtype=np.int64), codes),
+              present["n"].to_numpy(dtype=np.int64))
+    return CategoryTally(values=tuple(_plain(v) for v in values), counts=counts, missing=missing)
+
+
+def value_counts(backend, table: ir.Table, column: str, *, window: str | int, since: float | None = None,
+                 until: float | None = None) -> pd.DataFrame:
+    """Rows per window and value of one column (the prediction mix when ``column`` is ``prediction``).
+
+    Returns
+    -------
+    DataFrame
+        ``window_start`` (Unix seconds), ``value`` and ``n``, sorted by both; missing values
+        are a NaN ``value``.
+    """
+    spec = parse_window(window)
+    rows = _in_range(table, since, until)
+    rows = rows.mutate(slot=window_slot(rows, spec))
+    grouped = backend.execute(rows.group_by(["slot", rows[column].name("value")]).agg(
+        n=rows.count(), first=rows.ts.min()))
+    grouped = grouped[grouped["slot"].notna()]
+    if isinstance(spec, int):
+        starts = grouped.groupby("slot")["first"].transform("min")
+    else:
+        origin = WEEK_ORIGIN if spec == "week" else 0.0
+        starts = origin + grouped["slot"].astype(float) * WINDOW_SECONDS[spec]
+    out = pd.DataFrame({"window_start": starts.astype(float), "value": grouped["value"],
+                        "n": grouped["n"].astype(np.int64)})
+    return out.sort_values(["window_start", "value"], na_position="last").reset_index(drop=True)
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
