@@ -2,30 +2,28 @@
 
 import datetime as dt
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, download_button, personal, service_picker
+from dashboard.state import data
+from dashboard.state import drift as cache
 from monitoring.drift import (
     NOISE_QUANTILE,
     SEVERITY_COLORS,
     drifted_features,
     feature_distribution,
-    get_method,
     summary,
 )
+from monitoring.drift_tables import feature_table, newest_closed_window, window_features, window_labels
 from monitoring.plots import drift as plots
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
 from monitoring.windows import row_count
 
-STATUS_ORDER = {"drifted": 0, "close": 1, "stable": 2, "too small": 3, "cannot judge": 4}
 STATUS_COLORS = {"drifted": SEVERITY_COLORS["red"], "close": SEVERITY_COLORS["amber"],
                  "stable": SEVERITY_COLORS["green"], "too small": SEVERITY_COLORS["grey"],
                  "cannot judge": SEVERITY_COLORS["grey"]}
-DRIFTED_WHEN = {"p_value": "p-value below threshold",
-                "distance": "distance at or above threshold and above noise"}
 WINDOWS = {"hour": "Hourly", "day": "Daily", "week": "Weekly", "rows": "Every N rows"}
 
 current = state.settings()
@@ -41,12 +39,12 @@ service = service_picker(runtime, key="drift_service")
 mask = personal(runtime, service.name)
 
 try:
-    profile = state.drift_profile(runtime, current.fingerprint, service.name)
+    profile = cache.drift_profile(runtime, service=service.name)
 except (ReferenceDataError, ValueError) as exc:
     st.error(f"**The reference data of {service.name} cannot be used.** {exc}")
     st.stop()
 try:
-    production = state.prediction_log_mirror(runtime, current.fingerprint, service.name).read()
+    production = data.prediction_log_mirror(runtime, service=service.name).read()
 except ProductionDataError as exc:
     st.warning(str(exc))
     st.stop()
@@ -75,8 +73,8 @@ since = dt.datetime.combine(start_day, dt.time(), tzinfo=dt.UTC).timestamp()
 until = dt.datetime.combine(end_day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC).timestamp()
 
 with st.spinner(f"Comparing {len(production.frame):,} production rows with the reference…"):
-    report = state.cached_drift(runtime, current.fingerprint, service.name, window, since, until,
-                                len(production.frame))
+    report = cache.cached_drift(runtime, service=service.name, window=window, since=since, until=until,
+                                rows_seen=len(production.frame))
 
 if report.features.empty:
     st.info("No production rows in this date range.")
@@ -98,31 +96,13 @@ st.caption(f"Production data: {production.source}. Reference: `{service.referenc
 st.plotly_chart(plots.drifted_share_figure(report), key="drift_share")
 
 st.subheader("Features")
-labels = {int(w): (f"{s:%d %b %Y %H:%M}" if pd.notna(s) else f"window {int(w)}") + (" (so far)" if p else "")
-          for w, s, p in zip(report.dataset["window"], report.dataset["window_start"], report.dataset["partial"],
-                             strict=True)}
-closed = report.dataset.loc[~report.dataset["partial"], "window"]
-newest_closed = int(closed.iloc[-1]) if len(closed) else list(labels)[-1]  # the open window is one click away
-chosen_window = st.select_slider("Window", options=list(labels), value=newest_closed, format_func=labels.get,
-                                 key=f"drift_table_window_{service.name}")
-rows = report.features[report.features["window"] == chosen_window].copy()
-rows["order"] = rows["status"].map(STATUS_ORDER)
-rows = rows.sort_values(["order", "feature"])
+labels = window_labels(report)
+chosen_window = st.select_slider("Window", options=list(labels), value=newest_closed_window(report),
+                                 format_func=labels.get, key=f"drift_table_window_{service.name}")
+rows = window_features(report, chosen_window)
 if rows["partial"].any():
     st.info("This window is still open: its figures are so far, and it does not decide the verdicts above.")
-table = pd.DataFrame({
-    "Feature": rows["feature"],
-    "Status": rows["status"],
-    "Method": rows["method"],
-    "Score": rows["score"],
-    "Threshold": rows["threshold"],
-    "Noise level": rows["noise"],
-    "Drifted when": [DRIFTED_WHEN[get_method(m).score_kind] for m in rows["method"]],
-    "Rows": rows["n"],
-    "Missing": rows["n_missing"],
-    "Unseen": rows["n_unseen"],
-    "Why not judged": [mask.text(reason) for reason in rows["reason"]],
-}).reset_index(drop=True)
+table = feature_table(rows, text=mask.text)
 st.dataframe(
     table.style.map(lambda status: f"background-color: {STATUS_COLORS.get(status, '')}; color: white",
                     subset=["Status"])

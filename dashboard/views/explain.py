@@ -8,8 +8,10 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import feature_condition, go_ahead, personal, service_problem, when
+from dashboard.state import explain as cache
 from explain import ExplainError
 from explain import plots as explain_plots
+from explain.windows import available_windows
 
 TABS = ["Feature importance", "Beeswarm", "Dependence", "One prediction", "Partial dependence"]
 SPACES = {"auto": "Explainer's native scale", "probability": "Probability", "log_odds": "Log-odds"}
@@ -17,10 +19,10 @@ def chart(figure, key: str) -> None:
     st.plotly_chart(figure, key=key, config={"displayModeBar": False})
 
 
-def computed(label: str, function, *args):
-    """Run a cached explanation with a progress bar; show why it failed instead of raising."""
+def computed(label: str, function, **options):
+    """Run a cached explanation of this service with a progress bar; show why it failed instead of raising."""
     try:
-        return state.run_with_progress(label, function, *args)
+        return state.run_with_progress(label, function, runtime, service=service_name, **options)
     except ExplainError as exc:
         service_problem(runtime, exc.message, icon=":material/error:")
     except Exception as exc:  # an explanation that fails is a message on the page, not a traceback
@@ -31,8 +33,8 @@ def computed(label: str, function, *args):
 def one_row_model_rows() -> int:
     """Model rows of explaining one row of the data window through the service (0 when it cannot be told)."""
     try:
-        sample = state.explain_window(runtime, key, service_name, window, 1, state.tick(600))
-        return state.explain_model_rows(runtime, key, service_name, model.version, space, sample)
+        sample = cache.explain_window(runtime, service=service_name, window=window, n_rows=1, tick=state.tick(600))
+        return cache.explain_model_rows(runtime, service=service_name, version=model.version, space=space, rows=sample)
     except Exception:  # the explanation itself shows the problem
         return 0
 
@@ -41,8 +43,8 @@ def global_model_rows() -> int:
     """Model rows of the importance, beeswarm and dependence tabs' explanation (0 when its rows cannot be read:
     the explanation then says why)."""
     try:
-        sample = state.explain_window(runtime, key, service_name, window, int(rows), tick)
-        return state.explain_model_rows(runtime, key, service_name, model.version, space, sample)
+        sample = cache.explain_window(runtime, service=service_name, window=window, n_rows=int(rows), tick=tick)
+        return cache.explain_model_rows(runtime, service=service_name, version=model.version, space=space, rows=sample)
     except Exception:  # the explanation itself shows the problem
         return 0
 
@@ -56,7 +58,6 @@ st.caption("Why the model predicts what it predicts: Shapley values (how much ea
            "from the average one) across the data and for one logged prediction, and partial dependence (how the "
            "prediction changes when one feature changes). Computed when you open a tab, for what it shows.")
 
-key = state.cache_key(runtime, current.fingerprint)
 chosen = st.query_params.get("service", names[0])
 service_name = st.selectbox("Service", names, index=names.index(chosen) if chosen in names else 0,
                             key="explain_service")
@@ -66,7 +67,7 @@ mask = personal(runtime, service_name)  # the model gets the real values; the pa
 
 try:
     with st.spinner("Opening the model…"):
-        setup = state.explain_setup(runtime, key, service_name)
+        setup = cache.explain_setup(runtime, service=service_name)
 except ExplainError as exc:
     service_problem(runtime, f"This service cannot be explained. {exc.message}", icon=":material/error:")
     st.stop()
@@ -91,8 +92,7 @@ with st.container(border=True):
     else:
         check_box.caption("Checking the artifact against the service…")
 
-windows = {k: v for k, v in state.EXPLAIN_WINDOWS.items()
-           if (k == "reference" and setup.reference is not None) or (k != "reference" and setup.has_log)}
+windows = available_windows(has_reference=setup.reference is not None, has_log=setup.has_log)
 if not windows:
     st.error(f"No data to explain: {setup.reference_problem}, and the service's predictions are not logged.")
     st.stop()
@@ -103,7 +103,7 @@ space = controls[1].selectbox("Scale", space_options, format_func=SPACES.get, ke
                               help="Tree and linear explainers work natively on the raw score (log-odds); "
                                    "probability uses a slower exact method or the model-agnostic one.")
 try:
-    shap_explainer = state.explainer(runtime, key, service_name, model.version, space)
+    shap_explainer = cache.explainer(runtime, service=service_name, version=model.version, space=space)
 except ExplainError as exc:
     service_problem(runtime, exc.message)
     st.stop()
@@ -132,8 +132,8 @@ tick = state.tick(600)
 if tabs[0].open or tabs[1].open or tabs[2].open:
     values = None
     if model.kind != "remote" or go_ahead(service, f"explaining {int(rows):,} rows", global_model_rows()):
-        values = computed(f"Explaining {int(rows):,} rows", state.explain_global, runtime, key, service_name,
-                          model.version, space, window, int(rows), tick)
+        values = computed(f"Explaining {int(rows):,} rows", cache.explain_global, version=model.version,
+                          space=space, window=window, n_rows=int(rows), tick=tick)
     if values is not None:
         footer = (f"{values.n_rows:,} rows of the {windows[window].lower()} · {values.seconds:.2f} s"
                   + (f" · {values.requests} request(s), {values.model_rows:,} model rows" if values.requests else ""))
@@ -192,8 +192,9 @@ def picked_row():
     elif mode == "By feature":
         filters = feature_condition(mask.not_personal(model.features), dict(model.feature_kinds), key="explain_pick")
     try:
-        found = state.find_logged_predictions(runtime, key, service_name, prediction_id, since, until,
-                                              filters, 50, state.tick(10))
+        found = cache.find_logged_predictions(runtime, service=service_name, prediction_id=prediction_id,
+                                              since=since, until=until, filters=filters, limit=50,
+                                              tick=state.tick(10))
     except ValueError as exc:
         st.error(str(exc))
         return None, None
@@ -223,9 +224,10 @@ if tabs[3].open:
         single = None
         if row is not None and (model.kind != "remote" or go_ahead(
                 service, "explaining the prediction",
-                state.explain_model_rows(runtime, key, service_name, model.version, space, row[list(model.features)]))):
-            single = computed("Explaining the prediction", state.explain_row, runtime, key,
-                              service_name, model.version, space, row[list(model.features)], row_id)
+                cache.explain_model_rows(runtime, service=service_name, version=model.version, space=space,
+                                         rows=row[list(model.features)]))):
+            single = computed("Explaining the prediction", cache.explain_row, version=model.version, space=space,
+                              row=row[list(model.features)], row_id=row_id)
             if single is not None:
                 explanation = mask.explanation(single.explanation(0, output=output))
                 metrics = st.columns(3)
@@ -258,15 +260,16 @@ if tabs[4].open:
         highlight = None
         highlight_id = st.query_params.get("prediction")
         if highlight_id and setup.has_log and len(features) == 1:
-            matches = state.find_logged_predictions(runtime, key, service_name, highlight_id, None,
-                                                    None, (), 1, state.tick(10))
+            matches = cache.find_logged_predictions(runtime, service=service_name, prediction_id=highlight_id,
+                                                    since=None, until=None, filters=(), limit=1,
+                                                    tick=state.tick(10))
             highlight = matches[list(model.features)] if len(matches) else None
         n_rows = 500 if len(features) == 1 else 200
         result = None
         if model.kind != "remote" or go_ahead(service, "partial dependence", n_rows * int(resolution) ** len(features)):
-            result = computed("Computing partial dependence", state.explain_dependence, runtime, key,
-                              service_name, model.version, features, window, n_rows, int(resolution), highlight,
-                              tick)
+            result = computed("Computing partial dependence", cache.explain_dependence, version=model.version,
+                              features=features, window=window, n_rows=n_rows, grid_resolution=int(resolution),
+                              highlight=highlight, tick=tick)
         if result is not None:
             if len(features) == 1:
                 chart(explain_plots.partial_dependence_figure(result, output=output, centered=centred), "explain_pd")
@@ -283,7 +286,7 @@ st.caption("Results are cached per service, model version and data window; logge
            "every 10 minutes.")
 
 if model.kind == "local" and service.explain.source == "auto":
-    check = state.explain_consistency(runtime, key, service_name, model.version)
+    check = cache.explain_consistency(runtime, service=service_name, version=model.version)
     with check_box.container():
         if check.agrees:
             st.success(f"Consistency check: {check.message}.", icon=":material/verified:")

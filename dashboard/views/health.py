@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import personal, plain, service_picker, service_problem, status_badge, when
+from dashboard.state import health as cache
 from dashboard.store_banner import store_banner
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
@@ -37,7 +38,7 @@ if len(services) > 1:
 
     @st.fragment(run_every=fastest)
     def fleet_table() -> None:
-        rows = state.cached_fleet(runtime, current.fingerprint, state.tick(fastest))
+        rows = cache.cached_fleet(runtime, tick=state.tick(fastest))
         table = pd.DataFrame([{
             "Service": r.service,
             "Status": STATE_STYLES[r.state].label,
@@ -85,8 +86,8 @@ with st.expander("SLO targets", icon=":material/tune:"):
 
 @st.fragment(run_every=service.poll_interval)
 def live_panel() -> None:
-    health = state.cached_service_health(runtime, current.fingerprint, service.name, slo,
-                                         state.tick(service.poll_interval))
+    health = cache.cached_service_health(runtime, service=service.name, slo=slo,
+                                         tick=state.tick(service.poll_interval))
     status = health.status
     with st.container(border=True):
         left, right = st.columns([3, 2], vertical_alignment="center")
@@ -175,10 +176,10 @@ window = st.segmented_control("Time range", list(TIME_WINDOWS), default="1h", ke
 @st.fragment(run_every=max(service.poll_interval, 15))
 def charts() -> None:
     length, bucket = TIME_WINDOWS[window]
-    health_now = state.cached_service_health(runtime, current.fingerprint, service.name, slo,
-                                             state.tick(service.poll_interval))
-    series = state.cached_time_series(runtime, current.fingerprint, service.name, window,
-                                      state.tick(max(service.poll_interval, bucket / 60)))
+    health_now = cache.cached_service_health(runtime, service=service.name, slo=slo,
+                                             tick=state.tick(service.poll_interval))
+    series = cache.cached_time_series(runtime, service=service.name, window=window,
+                                      tick=state.tick(max(service.poll_interval, bucket / 60)))
     x_range = (series.since, series.until)
     st.plotly_chart(plots.latency_figure(series.probe_latency, slo_ms=slo.latency_ms, x_range=x_range),
                     key="health_probe_latency")

@@ -6,8 +6,12 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, download_button, personal, plain, status_badge, when
-from monitoring.health import format_duration
+from dashboard.state import data, health, performance, segments
+from dashboard.state import overview as cache
 from monitoring.overview import OVERVIEW_DAYS, ServiceOverview
+from monitoring.overview_lines import model_line as model_line_of
+from monitoring.overview_lines import shows_money
+from monitoring.overview_lines import status_line as status_line_of
 from monitoring.plots import overview as plots
 from monitoring.plots import performance as performance_plots
 from monitoring.production import ProductionDataError
@@ -31,7 +35,7 @@ if demo_backfill(runtime):
     st.stop()
 
 fastest = min(s.poll_interval for s in services)
-fleet = {row.service: row for row in state.cached_fleet(runtime, current.fingerprint, state.tick(fastest))}
+fleet = {row.service: row for row in health.cached_fleet(runtime, tick=state.tick(fastest))}
 report_slot = st.empty()
 gathered = []
 
@@ -44,21 +48,22 @@ for service in services:
         with heading[1]:
             status_badge(row.state)
         checked = when(row.last_poll_ts, now=runtime.now())
-        status_line = f"Status: {row.reason or row.state} (checked {checked})."
+        status_line = status_line_of(state=row.state, reason=row.reason, checked=checked)
         st.markdown(f"**Status:** {plain(mask.text(row.reason or row.state))} \\(checked {plain(checked)}\\)\\.")
 
         try:
-            found_data = state.overview(runtime, current.fingerprint, service.name)
+            found_data = cache.overview(runtime, service=service.name,
+                                        rows_seen=data.rows_seen(runtime, service=service.name),
+                                        tick=state.tick(cache.OVERVIEW_TICK_SECONDS))
         except ProductionDataError as exc:
             found_data = ServiceOverview(service.name, runtime.now(), problem=str(exc), performance_problem=str(exc))
         counts = found_data.counts
 
-        meta = state.cached_metadata(runtime, current.fingerprint, service.name, state.tick(60))
-        model_name = meta.get("name") or service.model or service.name
-        version = (counts.model_version if counts is not None and counts.model_version else None) or meta.get("version")
-        age = (f", serving for {format_duration(counts.model_age_seconds)}"
-               if counts is not None and math.isfinite(counts.model_age_seconds) else "")
-        model_line = f"Model: {model_name}" + (f", version {version}" if version else "") + age + "."
+        meta = health.cached_metadata(runtime, service=service.name, tick=state.tick(60))
+        model_line = model_line_of(
+            name=meta.get("name") or service.model or service.name,
+            version=(counts.model_version if counts is not None else None) or meta.get("version"),
+            age_seconds=counts.model_age_seconds if counts is not None else None)
         st.markdown(f"**{model_line.replace(':', ':**', 1)}")
 
         if counts is not None:
@@ -96,35 +101,35 @@ for service in services:
         measure = counts.mix.attrs.get("measure", "mean predicted value")  # positive rate, class shares or mean
         charts[0].plotly_chart(plots.prediction_mix_figure(
             counts.mix, title=f"Predictions and {measure} per day, last 30 days"), key=f"overview_mix_{service.name}")
-        settings = service.performance
-        performance = found_data.performance
-        if (settings.has_business_values and performance is not None and performance.task == "classification"
-                and len(performance.classes) == 2):
-            decisions = state.cached_decisions(runtime, current.fingerprint, service.name, "day", 30.0,
-                                               settings.threshold)
+        measured = found_data.performance
+        if shows_money(service.performance, measured):
+            decisions = performance.cached_decisions(
+                runtime, service=service.name, window="day", range_days=30.0, threshold=service.performance.threshold,
+                tick=state.tick(data.LABELS_TICK_SECONDS))
             charts[1].plotly_chart(performance_plots.money_figure(decisions), key=f"overview_money_{service.name}")
-        elif performance is not None:
-            charts[1].plotly_chart(performance_plots.metric_figure(performance, performance.metrics[0]),
+        elif measured is not None:
+            charts[1].plotly_chart(performance_plots.metric_figure(measured, measured.metrics[0]),
                                    key=f"overview_metric_{service.name}")
 
 
 def report_html() -> bytes:
     """The overview and key tables and charts of the other pages, as one HTML file (built on click)."""
     parts = []
-    for name, service_state, status_line, model_line, found, data in gathered:
-        segments, fairness = state.report_segments(runtime, current.fingerprint, name)
+    for name, service_state, status_line, model_line, found, found_data in gathered:
+        segment_table, fairness = segments.report_segments(runtime, service=name)
         service = runtime.config.service(name)
         decisions = None
-        if (service.performance.has_business_values and data.performance is not None
-                and data.performance.task == "classification" and len(data.performance.classes) == 2):
-            decisions = state.cached_decisions(runtime, current.fingerprint, name, "day", 30.0,
-                                               service.performance.threshold)
-        counts = data.counts
+        if shows_money(service.performance, found_data.performance):
+            decisions = performance.cached_decisions(
+                runtime, service=name, window="day", range_days=30.0, threshold=service.performance.threshold,
+                tick=state.tick(data.LABELS_TICK_SECONDS))
+        counts = found_data.counts
         parts.append(service_report(
             name, state=service_state, status_line=status_line, model_line=model_line, alerts=found,
-            volume=counts.volume if counts is not None else None, sentences=data.sentences() if counts else (),
-            mix=counts.mix if counts is not None else None, performance=data.performance, decisions=decisions,
-            drift=data.drift, segments=segments, fairness=fairness, mask=personal(runtime, name)))
+            volume=counts.volume if counts is not None else None, sentences=found_data.sentences() if counts else (),
+            mix=counts.mix if counts is not None else None, performance=found_data.performance,
+            decisions=decisions, drift=found_data.drift, segments=segment_table, fairness=fairness,
+            mask=personal(runtime, name)))
     return render_report(parts, generated_at=runtime.now()).encode()
 
 

@@ -1,15 +1,18 @@
 """Performance: is the model still right, now that the ground truth has arrived?"""
 
 import math
-from datetime import UTC, datetime
 
 import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, download_button, personal
+from dashboard.state import data
+from dashboard.state import performance as cache
 from monitoring.health import format_duration
 from monitoring.labels import LabelDataError
 from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
+from monitoring.performance_tables import day_text as day
+from monitoring.performance_tables import has_decision_threshold, window_periods, window_status
 from monitoring.plots import performance as plots
 from monitoring.production import ProductionDataError
 from monitoring.windows import row_count
@@ -25,14 +28,10 @@ def number(value: float, digits: int = 3) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def day(ts: float) -> str:
-    moment = datetime.fromtimestamp(ts, tz=UTC)
-    return moment.strftime("%d %b %Y") if moment.hour == moment.minute == 0 else moment.strftime("%d %b %Y %H:%M")
-
-
 current = state.settings()
 runtime = state.runtime(current)
 names = [s.name for s in runtime.config.services]
+tick = state.tick(data.LABELS_TICK_SECONDS)
 
 st.title("Performance")
 st.caption("How often the model is right, measured against the ground truth as it arrives. Each window holds the "
@@ -50,7 +49,7 @@ service = runtime.config.service(service_name)
 settings = service.performance
 
 try:
-    labeled = state.labeled_predictions(runtime, current.fingerprint, service.name)
+    labeled = data.labeled_predictions(runtime, service=service.name, tick=tick)
 except (ProductionDataError, LabelDataError) as exc:
     st.warning(f"Performance cannot be measured for **{service.name}**: {personal(runtime, service.name).text(exc)}")
     st.stop()
@@ -72,7 +71,7 @@ if window == "hour" and (range_days is None or range_days > HOURLY_RANGE_DAYS):
     st.caption(f"Hourly windows cover the last {HOURLY_RANGE_DAYS:g} days.")
 
 with st.spinner("Scoring every window…"):
-    result = state.cached_performance(runtime, current.fingerprint, service.name, window, range_days)
+    result = cache.cached_performance(runtime, service=service.name, window=window, range_days=range_days, tick=tick)
 metric = controls[3].selectbox("Metric", result.metrics, format_func=METRIC_LABELS.get, key="performance_metric")
 name = METRIC_LABELS[metric]
 
@@ -123,23 +122,18 @@ if (result.windows["partial"] & result.windows[metric].notna()).any():  # drawn 
 st.plotly_chart(plots.labelled_count_figure(result), key="performance_count_chart")
 
 st.subheader("Decisions" if result.task == "classification" else "Residuals")
-windows = result.windows
-periods = {"The whole range": (float(windows["window_start"].iloc[0]) if len(windows) else None, None)}
-for i in range(len(windows) - 1, -1, -1):
-    start = float(windows["window_start"].iloc[i])
-    until = float(windows["window_start"].iloc[i + 1]) if i + 1 < len(windows) else None
-    so_far = ", so far" if windows["partial"].iloc[i] else ""
-    periods[f"Window from {day(start)} ({windows['n_labelled'].iloc[i]:,} labels{so_far})"] = (start, until)
+periods = window_periods(result.windows)
 left, right = st.columns(2)
 period = left.selectbox("Period", list(periods), key="performance_period")
-scored = result.task == "classification" and len(result.classes) == 2 and labeled.frame["score"].notna().any()
+scored = has_decision_threshold(result, labeled)
 threshold = (right.slider("Decision threshold", min_value=0.0, max_value=1.0, value=settings.threshold, step=0.01,
                           key="performance_threshold",
                           help="A prediction counts as positive from this score on. The metrics above score the "
                                "service's own decisions; the confusion matrix and the money follow this threshold.")
              if scored else None)
 since, until = periods[period]
-detail = state.cached_performance_detail(runtime, current.fingerprint, service.name, since, until, threshold)
+detail = cache.cached_performance_detail(runtime, service=service.name, since=since, until=until,
+                                         threshold=threshold, tick=tick)
 if result.task == "classification":
     charts = st.columns(2)
     charts[0].plotly_chart(plots.confusion_matrix_figure(detail), key="performance_confusion")
@@ -153,7 +147,8 @@ else:
 
 decisions = None
 if result.task == "classification" and len(result.classes) == 2:
-    decisions = state.cached_decisions(runtime, current.fingerprint, service.name, window, range_days, threshold)
+    decisions = cache.cached_decisions(runtime, service=service.name, window=window, range_days=range_days,
+                                       threshold=threshold, tick=tick)
     if decisions.business is not None:
         st.plotly_chart(plots.money_figure(decisions), key="performance_money")
         business = decisions.business
@@ -166,9 +161,7 @@ if result.task == "classification" and len(result.classes) == 2:
 
 st.subheader("Every window")
 table = result.to_frame(decisions)
-table["status"] = [("so far" if partial else "") + (", " if partial and not enough else "")
-                   + ("too few labels" if not enough else "")
-                   for partial, enough in zip(table["partial"], table["enough_labels"], strict=True)]
+table["status"] = window_status(table)
 shown = ["window_start", "status", "n_predictions", "n_labelled", "coverage", *result.metrics]
 shown += [c for c in ("tn", "fp", "fn", "tp", "money") if c in table]
 st.dataframe(table[shown], hide_index=True, column_config={

@@ -2,12 +2,22 @@
 
 import math
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, download_button, personal, service_picker, service_problem
+from dashboard.state import data
+from dashboard.state import segments as cache
+from dashboard.state.explain import explain_setup
 from explain import ExplainError, explains_through_service
+from explain.segment_tables import (
+    SEGMENT_DAYS,
+    SEGMENT_EXPLAIN_ROWS,
+    categorical_features,
+    interval_texts,
+    judged_text,
+    top_features,
+)
 from explain.segments import class_column
 from monitoring.production import ProductionDataError
 
@@ -15,6 +25,7 @@ METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "mae": "MAE", "rmse": "RMSE"
 
 current = state.settings()
 runtime = state.runtime(current)
+tick = state.tick(data.LABELS_TICK_SECONDS)
 
 st.title("Segments")
 st.caption("The logged predictions cut into segments by one or two features (categories as they are, numbers in "
@@ -27,7 +38,7 @@ if demo_backfill(runtime):
     st.stop()
 service = service_picker(runtime, key="segments_service")
 try:
-    frame = state.prediction_log_mirror(runtime, current.fingerprint, service.name).read().frame
+    frame = data.prediction_log_mirror(runtime, service=service.name).read().frame
 except ProductionDataError as exc:
     st.warning(f"Segments need logged predictions: {exc}")
     st.stop()
@@ -38,15 +49,14 @@ if frame.empty:
 mask = personal(runtime, service.name)  # segments and groups named after a personal value show its pseudonym
 runtime.privacy.learn(service.name, frame)
 features = list(runtime.schema(service.name).present_in(frame.columns))
-categorical = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])
-               or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+categorical = categorical_features(frame, features)
 usual = mask.not_personal(categorical) or mask.not_personal(features) or features  # a default is not personal
 controls = st.columns([3, 1, 1, 1])
 chosen = controls[0].multiselect("Segment by (one or two features)", features, max_selections=2,
                                  default=usual[:1], key=f"segments_features_{service.name}")
 n_bins = int(controls[1].number_input("Bins of a number", min_value=2, max_value=10, value=4,
                                       key="segments_bins"))
-days = controls[2].selectbox("Period", state.SEGMENT_DAYS, index=1, format_func=lambda d: f"Last {d} days",
+days = controls[2].selectbox("Period", SEGMENT_DAYS, index=1, format_func=lambda d: f"Last {d} days",
                              key="segments_days")
 min_rows = int(controls[3].number_input("Smallest judged segment", min_value=1, max_value=10_000,
                                         value=service.performance.min_labels, key="segments_min_rows",
@@ -57,22 +67,16 @@ if not chosen:
     st.stop()
 
 with st.spinner("Measuring every segment…"):
-    result = state.segments_table(runtime, current.fingerprint, service.name, tuple(chosen), n_bins, float(days),
-                                  min_rows)
+    result = cache.segments_table(runtime, service=service.name, features=tuple(chosen), n_bins=n_bins,
+                                  days=float(days), min_rows=min_rows, tick=tick)
 table = mask.text_cells(result.table.assign(segment=mask.segment_labels(result.table["segment"], chosen)))
 small = int(table["too_small"].sum())
 st.markdown(f"**{len(table)} segments** over the last {days} days"
             + (f"; {small} too small to judge (marked, their numbers are shown but should not be read into)."
                if small else "."))
 decisions = list(result.decision_columns)  # the positive rate, one share per class, or the mean predicted value
-shown = table.assign(judged=table["too_small"].map({True: "too small to judge", False: "yes"}))
-intervals = []  # each metric's 95 % interval as the Performance page computes it, e.g. "0.83–0.86"
-for metric in result.metrics:
-    if f"{metric}_low" in shown:
-        shown[f"{metric}_interval"] = [f"{low:.3f}–{high:.3f}" if math.isfinite(low) and math.isfinite(high) else "–"
-                                       for low, high in zip(shown[f"{metric}_low"], shown[f"{metric}_high"],
-                                                            strict=True)]
-        intervals.append(f"{metric}_interval")
+shown = interval_texts(table, result.metrics).assign(judged=judged_text(table["too_small"]))
+intervals = [c for c in (f"{m}_interval" for m in result.metrics) if c in shown]  # e.g. "0.830–0.860"
 drift_columns = ["n_drifted", "drifted_features"] if "n_drifted" in table else []
 st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", *decisions, "n_labelled",
                     *(c for m in result.metrics for c in (m, f"{m}_interval") if c in shown), *drift_columns]],
@@ -125,8 +129,8 @@ def fairness_section() -> None:
             key=f"segments_positive_{service.name}",
             help="The decision the fairness metrics count as positive; every other class counts as negative "
                  "(one against the rest).")
-    fairness = state.segments_fairness(runtime, current.fingerprint, service.name, sensitive, n_bins,
-                                       float(days), min_rows, positive)
+    fairness = cache.segments_fairness(runtime, service=service.name, sensitive=sensitive, n_bins=n_bins,
+                                       days=float(days), min_rows=min_rows, positive=positive, tick=tick)
     if fairness is None:
         st.info("Fairness metrics need a model that decides between classes.")
         return
@@ -147,7 +151,7 @@ def fairness_section() -> None:
     for sentence in fairness.sentences():
         st.markdown(mask.text(sentence))
     groups = mask.text_cells(fairness.by_group.assign(group=mask.groups(sensitive, fairness.by_group["group"])))
-    groups = groups.assign(judged=groups["too_small"].map({True: "too small to judge", False: "yes"}))
+    groups = groups.assign(judged=judged_text(groups["too_small"]))
     st.dataframe(groups.drop(columns="too_small"), hide_index=True, column_config={
         "group": "Group", "judged": "Enough data", "n": st.column_config.NumberColumn("Predictions", format="%d"),
         "selection_rate": st.column_config.NumberColumn(decision[0].upper() + decision[1:], format="percent"),
@@ -165,7 +169,7 @@ fairness_section()
 st.subheader("What drives the decisions in each segment")
 if explains_through_service(service) and not st.session_state.get(f"segments_explain_{service.name}_asked"):
     st.caption(f"This model is explained through the service as a black box: a sample of at most "
-               f"{state.SEGMENT_EXPLAIN_ROWS} predictions (fewer when the service's budget, `[services.explain] "
+               f"{SEGMENT_EXPLAIN_ROWS} predictions (fewer when the service's budget, `[services.explain] "
                "max_rows_per_computation`, allows fewer), each sent again with features masked, costs the service "
                "many model rows, so it runs only when asked (with the model file configured in "
                "`[services.explain] artifact`, it runs locally at once).")
@@ -175,17 +179,17 @@ if explains_through_service(service) and not st.session_state.get(f"segments_exp
         st.rerun()
 else:
     try:
+        version = explain_setup(runtime, service=service.name).selected.model.version
         importance = state.run_with_progress(
-            "Explaining a sample of each segment", state.segments_importance, runtime, current.fingerprint,
-            service.name, tuple(chosen), n_bins, float(days))
+            "Explaining a sample of each segment", cache.segments_importance, runtime, service=service.name,
+            version=version, features=tuple(chosen), n_bins=n_bins, days=float(days), tick=state.tick(3600))
     except ExplainError as exc:
         service_problem(runtime, f"Feature importance per segment is not available: {exc.message}", box=st.info)
     else:
-        top = (importance.groupby("segment", sort=False)
-               .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
+        top = top_features(importance)
         top = mask.text_cells(top.assign(segment=mask.segment_labels(top["segment"], chosen)))
         st.dataframe(top, hide_index=True, column_config={
             "segment": "Segment", "top_features": "Top 3 features (mean |SHAP|)",
             "explained": st.column_config.NumberColumn("Rows explained", format="%d")}, key="segments_importance")
         st.caption("Mean absolute Shapley value of each feature over a sample of the segment's predictions (at "
-                   f"most {state.SEGMENT_EXPLAIN_ROWS} rows in all), with the Explain page's explainer.")
+                   f"most {SEGMENT_EXPLAIN_ROWS} rows in all), with the Explain page's explainer.")

@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.access import sign_in_method
 from dashboard.components import plain, when
+from dashboard.state import health
 from monitoring.health import short_reason
 from monitoring.privacy import unknown_columns
 
@@ -40,7 +41,7 @@ for service in runtime.config.services:
     poller = runtime.collector.pollers[service.name]
     with st.container(border=True):
         st.subheader(service.name)
-        meta = state.cached_metadata(runtime, current.fingerprint, service.name, state.tick(60))
+        meta = health.cached_metadata(runtime, service=service.name, tick=state.tick(60))
         left, right = st.columns(2)
         with left:
             st.markdown(f"**Protocol** `{service.protocol}`  \n**URL** {service.url}  \n"

@@ -9,6 +9,8 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import feature_condition, go_ahead, personal, service_picker, service_problem, when
+from dashboard.state import explain as explain_cache
+from dashboard.state import whatif as cache
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
 from explain.scenarios import Scenario, decode_scenario, encode_scenario
@@ -52,7 +54,6 @@ def show_prediction(prediction, label: str, column, *, score_name: str, referenc
 
 current = state.settings()
 runtime = state.runtime(current)
-key = state.cache_key(runtime, current.fingerprint)
 
 st.title("What-if")
 st.caption("Take one prediction, change its inputs and see the prediction and its explanation move; find the "
@@ -63,9 +64,9 @@ service = service_picker(runtime, key="whatif_service")
 mask = personal(runtime, service.name)  # personal columns are shown masked and never edited
 try:
     with st.spinner("Opening the model…"):
-        setup = state.explain_setup(runtime, key, service.name)
-        model = state.whatif_model(runtime, key, service.name)
-        ranges = state.whatif_ranges(runtime, key, service.name)
+        setup = explain_cache.explain_setup(runtime, service=service.name)
+        model = cache.whatif_model(runtime, service=service.name)
+        ranges = cache.whatif_ranges(runtime, service=service.name)
 except ExplainError as exc:
     service_problem(runtime, f"What-if is not available for this service. {exc.message}", icon=":material/error:")
     st.stop()
@@ -123,15 +124,18 @@ if source == SOURCES[0]:
         if finder == "By id":
             wanted = st.text_input("Prediction id", key="whatif_id").strip()
             if wanted:
-                found = state.find_logged_predictions(runtime, key, service.name, wanted, None, None, (), 1,
-                                                      state.tick(10))
+                found = explain_cache.find_logged_predictions(
+                    runtime, service=service.name, prediction_id=wanted, since=None, until=None, filters=(),
+                    limit=1, tick=state.tick(10))
         elif finder == "By feature":
             filters = feature_condition(mask.not_personal(features), dict(ranges.kinds), key="whatif_filter")
             if filters:
-                found = state.find_logged_predictions(runtime, key, service.name, None, None, None, filters, 50,
-                                                      state.tick(10))
+                found = explain_cache.find_logged_predictions(
+                    runtime, service=service.name, prediction_id=None, since=None, until=None, filters=filters,
+                    limit=50, tick=state.tick(10))
         elif finder in LISTS:
-            listed = state.whatif_listed(runtime, key, service.name, LISTS[finder], 50, state.tick(30))
+            listed = cache.whatif_listed(runtime, service=service.name, kind=LISTS[finder], limit=50,
+                                         tick=state.tick(30))
             found = listed.rows
             if listed.note:
                 st.info(listed.note)
@@ -209,8 +213,8 @@ st.session_state["whatif_link_applied"] = encoded
 # -- re-predict: the service's answer, or its message next to the editor and the last good result marked stale
 result, problem = None, None
 try:
-    result = state.whatif_compare(runtime, key, service.name, tuple(original.items()), tuple(edited.items()),
-                                  threshold)
+    result = cache.whatif_compare(runtime, service=service.name, original=tuple(original.items()),
+                                  edited=tuple(edited.items()), threshold=threshold)
 except WhatIfInputError as exc:
     problem = "**These values cannot be predicted:**\n\n" + "\n".join(f"- {p}" for p in exc.problems)
 except RemoteExplainError as exc:
@@ -279,9 +283,9 @@ if tabs[0].open:
             if st.toggle("Explain both (SHAP waterfalls)", value=not black_box, key="whatif_shap",
                          help="Through the service this sends it many model rows per row; the estimate is shown "
                               "first") and (not black_box or go_ahead(
-                    service, "explaining both rows", 2 * state.explain_model_rows(
-                        runtime, key, service.name, setup.selected.model.version, space,
-                        pd.DataFrame([result.original])[features]))):
+                    service, "explaining both rows", 2 * explain_cache.explain_model_rows(
+                        runtime, service=service.name, version=setup.selected.model.version, space=space,
+                        rows=pd.DataFrame([result.original])[features]))):
                 shown_output = (next(i for i, c in enumerate(result.classes) if c == result.output)
                                 if len(result.classes) > 2 else 0)  # the compared class's Shapley values
                 waterfalls = st.columns(2)
@@ -291,9 +295,11 @@ if tabs[0].open:
                     with column:
                         try:
                             explanation = state.run_with_progress(
-                                f"Explaining the {label} row", state.explain_row, runtime, key, service.name,
-                                setup.selected.model.version, space, pd.DataFrame([values])[features],
-                                row_id if origin[0] == "prediction" else None).explanation(0, output=shown_output)
+                                f"Explaining the {label} row", explain_cache.explain_row, runtime,
+                                service=service.name, version=setup.selected.model.version, space=space,
+                                row=pd.DataFrame([values])[features],
+                                row_id=row_id if origin[0] == "prediction" else None,
+                            ).explanation(0, output=shown_output)
                         except ExplainError as exc:
                             service_problem(runtime, exc.message)
                             continue
@@ -307,8 +313,9 @@ if tabs[1].open:
                                      key="whatif_grid")
         point = result.edited if result is not None else original
         try:
-            sensitivity = state.run_with_progress("Computing the sensitivity", state.whatif_sensitivity, runtime,
-                                                  key, service.name, tuple(point.items()), int(resolution), output)
+            sensitivity = state.run_with_progress(
+                "Computing the sensitivity", cache.whatif_sensitivity, runtime, service=service.name,
+                point=tuple(point.items()), grid_resolution=int(resolution), output=output)
         except ExplainError as exc:
             service_problem(runtime, exc.message)
         else:
@@ -358,9 +365,10 @@ if tabs[2].open:
             st.session_state["whatif_cf_asked"] = True
             try:
                 found = state.run_with_progress(
-                    "Searching counterfactuals", state.whatif_counterfactuals, runtime, key, service.name,
-                    tuple(point.items()), tuple(allowed), tuple((k, tuple(v)) for k, v in bounds.items()),
-                    int(n_answers), target, threshold, desired, output)
+                    "Searching counterfactuals", cache.whatif_counterfactuals, runtime, service=service.name,
+                    point=tuple(point.items()), allowed=tuple(allowed),
+                    bounds=tuple((k, tuple(v)) for k, v in bounds.items()), n_counterfactuals=int(n_answers),
+                    target_range=target, threshold=threshold, desired_class=desired, output=output)
             except ExplainError as exc:
                 service_problem(runtime, exc.message)
             else:
@@ -396,8 +404,8 @@ if tabs[3].open:
                 entry = {"scenario": label, "from": f"{saved.source} {saved.source_id}",
                          "changes": ", ".join(f"{k} = {v}" for k, v in saved.changes.items()) or "none"}
                 try:
-                    compared = state.whatif_compare(runtime, key, service.name, tuple(before.items()),
-                                                    tuple(after.items()), threshold)
+                    compared = cache.whatif_compare(runtime, service=service.name, original=tuple(before.items()),
+                                                    edited=tuple(after.items()), threshold=threshold)
                     if output is not None:
                         compared = compared.for_output(output)  # the class the page compares
                     entry |= {"compared": compared.score_name, "original": compared.original_prediction.score,

@@ -1,0 +1,85 @@
+"""Production data, labels and baselines, the caches several pages share (Drift, Performance, Overview, ...)."""
+
+from __future__ import annotations
+
+from dashboard.state.caching import cache_data, cache_resource
+from dashboard.state.health import cached_metadata
+from dashboard.state.lifecycle import Runtime, tick, var_dir
+from monitoring.clients import PROBE_HEADER, make_client
+from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source
+from monitoring.performance import Baseline, baseline_for
+from monitoring.production import FileMirror, PredictionLogMirror
+
+LABELS_TICK_SECONDS = 120.0
+"""Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
+
+
+def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror:
+    """The in-memory, incrementally refreshed production data of ``service`` (store log or file).
+
+    Call ``.read()`` on it for a :class:`~monitoring.production.ProductionData`; it fetches only
+    the rows appended since the previous call. The runtime owns one per service (not a cache
+    of this package) and loads them in the background when it starts.
+    """
+    return runtime.mirror(service)
+
+
+@cache_resource(max_entries=32)
+def label_mirror(runtime: Runtime, *, service: str) -> StoreLabelMirror | LabelFileMirror:
+    """The in-memory, incrementally refreshed ground-truth labels of ``service`` (store table or label file)."""
+    return label_source(runtime.store, runtime.config.service(service))
+
+
+@cache_resource(ttl=120, max_entries=8)
+def labeled_predictions(runtime: Runtime, *, service: str, tick: int) -> LabeledPredictions:
+    """Predictions of ``service`` joined to the labels that have arrived (``monitoring.labels.join_labels``).
+
+    Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions without copying: read it,
+    never change it.
+
+    Raises
+    ------
+    ProductionDataError, LabelDataError
+        When the service has no prediction log or its labels cannot be read at all.
+    """
+    del tick
+    production = runtime.mirror(service).read()
+    labels = label_mirror(runtime, service=service)
+    return join_labels(production.frame, labels.read(), now=runtime.now(),
+                       task=runtime.schema(service).task or "auto", source=labels.source)
+
+
+def model_version(runtime: Runtime, *, service: str) -> str | None:
+    """The model version ``service`` reports (its metadata, cached a minute), else the configured one."""
+    version = cached_metadata(runtime, service=service, tick=tick(60)).get("version")
+    return version or runtime.config.service(service).model_version
+
+
+@cache_data(ttl=600, max_entries=32)
+def baseline(runtime: Runtime, *, service: str, task: str, classes: tuple[float, ...],
+             model_version: str | None) -> Baseline:
+    """The baseline of ``service`` (``monitoring.baseline.baseline_for``) for ``model_version``
+    (:func:`model_version`): configured, from the reference's own predictions, or the service's
+    predictions on a bounded reference sample (kept on disk per model version)."""
+    from explain._budget import paced_predict
+
+    config = runtime.config.service(service)
+    client = make_client(config)
+    client.session.headers[PROBE_HEADER] = "1"  # scoring the reference is not production traffic
+    try:
+        return baseline_for(config, task=task, classes=classes, features=runtime.schema(service).features,
+                            predict=paced_predict(config, client.predict), model_version=model_version,
+                            cache_dir=var_dir() / "baselines")
+    finally:
+        client.close()
+
+
+def rows_seen(runtime: Runtime, *, service: str) -> int:
+    """How many production rows ``service`` has, for the ``rows_seen=`` key of caches that follow new rows.
+
+    Raises
+    ------
+    ProductionDataError
+        When the service has no prediction log.
+    """
+    return len(runtime.mirror(service).read().frame)

@@ -1,0 +1,48 @@
+"""The Drift page's caches: the reference profile of a service and its drift report."""
+
+from __future__ import annotations
+
+from dashboard.state.caching import cache_data, cache_resource
+from dashboard.state.lifecycle import Runtime, var_dir
+from monitoring.drift import DriftReport, ReferenceProfile, compute_drift
+from monitoring.production import rows_between
+from monitoring.service_reference import service_features, service_profile
+
+
+@cache_resource(max_entries=32, show_spinner="Reading the reference data…")
+def drift_profile(runtime: Runtime, *, service: str) -> ReferenceProfile:
+    """Reference statistics of ``service``'s features (``monitoring.service_reference.service_profile``),
+    built once per reference file and kept on disk (in memory only for a service with personal columns).
+
+    Raises
+    ------
+    ReferenceDataError
+        No reference configured, or a file that is missing, unreadable, empty, lacks the
+        service's columns or has text in a numeric column (not cached: fixed files are
+        picked up at the next rerun).
+    """
+    config = runtime.config.service(service)
+    try:
+        known = runtime.store.prediction_features(config.log_name)
+    except KeyError:  # nothing logged yet: the reference's dtypes decide
+        known = {}
+    return service_profile(config.reference, service=service,
+                           features=service_features(runtime.schema(service), service=service),
+                           known_kinds=known, personal=bool(config.personal), cache_dir=var_dir() / "drift-profiles")
+
+
+@cache_data(ttl=900, max_entries=64)
+def cached_drift(runtime: Runtime, *, service: str, window: str | int, since: float | None, until: float | None,
+                 rows_seen: int) -> DriftReport:
+    """Drift of every feature and window of ``service`` between ``since`` and ``until``
+    (``monitoring.drift.compute_drift``).
+
+    ``rows_seen`` (the number of production rows) is part of the key only: new rows give a
+    new report.
+    """
+    del rows_seen
+    config = runtime.config.service(service)
+    frame = rows_between(runtime.mirror(service).read().frame, since, until)
+    return compute_drift(drift_profile(runtime, service=service), frame, window=window, methods=config.drift.methods,
+                         thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service,
+                         now=runtime.now())

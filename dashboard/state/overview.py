@@ -1,0 +1,51 @@
+"""The Overview page's cache: what it says about one service's data (``monitoring.overview``)."""
+
+from __future__ import annotations
+
+from dashboard.state import lifecycle
+from dashboard.state.caching import cache_data
+from dashboard.state.data import LABELS_TICK_SECONDS, baseline, labeled_predictions, model_version
+from dashboard.state.drift import drift_profile
+from dashboard.state.lifecycle import Runtime
+from monitoring.labels import LabelDataError
+from monitoring.overview import ServiceOverview, service_overview
+from monitoring.production import ProductionDataError
+from monitoring.reference import ReferenceDataError
+
+OVERVIEW_TICK_SECONDS = 60.0
+"""The Overview is recomputed at least once a minute (and whenever rows arrive)."""
+
+
+@cache_data(ttl=300, max_entries=32)
+def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> ServiceOverview:
+    """``monitoring.overview.service_overview`` of ``service`` at the runtime's clock, from its production
+    rows, its drift profile and its labelled predictions; a part that cannot be read is a problem in the
+    result, not an exception.
+
+    Pass ``rows_seen=rows_seen(runtime, service=...)`` and ``tick=tick(OVERVIEW_TICK_SECONDS)``.
+
+    Raises
+    ------
+    ProductionDataError
+        When the service has no prediction log.
+    """
+    del rows_seen, tick
+    config = runtime.config.service(service)
+    frame = runtime.mirror(service).read().frame
+    profile, profile_problem = None, None
+    try:
+        profile = drift_profile(runtime, service=service)
+    except (ReferenceDataError, ValueError) as exc:
+        profile_problem = str(exc)
+    labeled, label_problem, found_baseline = None, None, None
+    try:
+        labeled = labeled_predictions(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS))
+        found_baseline = baseline(runtime, service=service, task=labeled.task, classes=labeled.classes,
+                                  model_version=model_version(runtime, service=service))
+    except (ProductionDataError, LabelDataError) as exc:
+        label_problem = str(exc)
+    return service_overview(service, frame=frame, now=runtime.now(), task=config.performance.task, profile=profile,
+                            profile_problem=profile_problem, drift_methods=config.drift.methods,
+                            drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
+                            labeled=labeled, label_problem=label_problem, baseline=found_baseline,
+                            judged_days=config.performance.judged_days, min_labels=config.performance.min_labels)

@@ -1,0 +1,144 @@
+"""The Segments page's and the report's choices and tables, from ``explain.segments``' results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+
+import pandas as pd
+
+from explain.segments import assign_segments, first_categorical, rows_per_segment, segment_edges, segment_importance
+
+SEGMENT_DAYS = (7, 30, 90)
+"""Periods of logged predictions the Segments page can look at."""
+
+SEGMENT_EXPLAIN_ROWS = 400
+"""At most this many rows are explained for the per-segment importance, spread over the segments."""
+
+
+def categorical_features(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
+    """The ``features`` that hold categories in ``frame`` (text or categorical columns), in order.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Logged predictions.
+    features : sequence of str
+        Feature columns of ``frame``.
+
+    Returns
+    -------
+    list of str
+    """
+    return [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])
+            or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+
+
+def report_feature(frame: pd.DataFrame, features: Sequence[str], *, personal: Collection[str] = ()) -> str | None:
+    """The feature the report segments by: the first categorical one that is not personal (one segment per
+    person says nothing), or None.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Logged predictions.
+    features : sequence of str
+        The service's features present in ``frame``, in model order.
+    personal : collection of str, default=()
+        The service's personal columns.
+
+    Returns
+    -------
+    str or None
+    """
+    return first_categorical(frame, [c for c in features if c not in personal])
+
+
+def interval_texts(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """``table`` with a ``{metric}_interval`` text column ("0.830–0.860", "–" when unknown) for every metric
+    that has ``{metric}_low`` and ``{metric}_high`` columns.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A segment table (``explain.segments.SegmentTable.table``).
+    metrics : sequence of str
+        Its metrics.
+
+    Returns
+    -------
+    DataFrame
+        A copy with the interval columns added.
+    """
+    shown = table.copy()
+    for metric in metrics:
+        if f"{metric}_low" in shown:
+            shown[f"{metric}_interval"] = [
+                f"{low:.3f}–{high:.3f}" if math.isfinite(low) and math.isfinite(high) else "–"
+                for low, high in zip(shown[f"{metric}_low"], shown[f"{metric}_high"], strict=True)]
+    return shown
+
+
+def judged_text(too_small: pd.Series) -> pd.Series:
+    """"too small to judge" or "yes" for each segment or group, from its ``too_small`` flag."""
+    return too_small.map({True: "too small to judge", False: "yes"})
+
+
+def top_features(importance: pd.DataFrame) -> pd.DataFrame:
+    """One row per segment of ``explain.segments.segment_importance``'s result, features joined by rank.
+
+    Parameters
+    ----------
+    importance : DataFrame
+        ``segment``, ``rank``, ``feature``, ``mean_abs_shap``, ``n_explained``, in rank order per segment.
+
+    Returns
+    -------
+    DataFrame
+        ``segment``, ``top_features`` ("income, age, city"), ``explained`` (rows explained), segments in
+        their order of appearance.
+    """
+    return (importance.groupby("segment", sort=False)
+            .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
+
+
+def explained_segments(explainer, frame: pd.DataFrame, features: Sequence[str], *, model_features: Sequence[str],
+                       reference: pd.DataFrame | None, n_bins: int, model_rows_budget: int | None,
+                       at_most: int = SEGMENT_EXPLAIN_ROWS, progress=None) -> pd.DataFrame:
+    """Top three features by mean |SHAP| per segment (``explain.segments.segment_importance``), on a sample
+    sized to ``at_most`` rows in all and to the service's budget when explained through it.
+
+    Parameters
+    ----------
+    explainer : ShapExplainer
+        The service's explainer.
+    frame : DataFrame
+        The period's logged predictions (``explain.segments.segment_rows``' frame).
+    features : sequence of str
+        One or two features to segment by.
+    model_features : sequence of str
+        The model's features, in its order.
+    reference : DataFrame or None
+        The reference, whose quantiles bin numbers (else the frame's own).
+    n_bins : int
+        Bins of a number.
+    model_rows_budget : int or None
+        ``[services.explain] max_rows_per_computation``.
+    at_most : int, default=SEGMENT_EXPLAIN_ROWS
+        Rows explained in all, at most.
+    progress : callable, optional
+        ``progress(fraction, text)``.
+
+    Returns
+    -------
+    DataFrame
+        As ``explain.segments.segment_importance``.
+    """
+    edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
+    segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
+    X = frame[list(model_features)]
+    per_segment = rows_per_segment(
+        segments.nunique(), at_most=at_most,
+        model_rows_per_row=explainer.model_rows_needed(X.head(1)) if len(frame) else 0,
+        model_rows_budget=model_rows_budget)
+    return segment_importance(explainer, X, segments, n_rows=per_segment, top=3, progress=progress)

@@ -1,0 +1,108 @@
+"""A service's reference data as the pages need it: its features, its drift profile, its rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from monitoring.drift import ReferenceProfile, load_or_build_profile
+from monitoring.reference import MODEL_OUTPUTS, ReferenceDataError, infer_kinds, read_reference
+from monitoring.schema import ServiceSchema
+
+
+def service_features(schema: ServiceSchema, *, service: str) -> tuple[str, ...]:
+    """The features of ``service``'s schema; a schema without any is an error that says why.
+
+    Parameters
+    ----------
+    schema : ServiceSchema
+        The service's resolved schema.
+    service : str
+        Its name, for the message.
+
+    Returns
+    -------
+    tuple of str
+        The features, in model order.
+
+    Raises
+    ------
+    ReferenceDataError
+        When the schema has no features: the message gives the schema's problems, or how to
+        name the features.
+    """
+    if not schema.features:
+        raise ReferenceDataError(f"service {service!r} has no features: " + (
+            "; ".join(schema.problems) or "set `features`, or a reference with feature columns besides the target"))
+    return schema.features
+
+
+def service_profile(reference: str | None, *, service: str, features: tuple[str, ...],
+                    known_kinds: Mapping[str, str], personal: bool,
+                    cache_dir: str | Path | None) -> ReferenceProfile:
+    """The drift profile of ``service``'s reference file (``monitoring.drift.load_or_build_profile``).
+
+    Parameters
+    ----------
+    reference : str or None
+        The reference file (CSV or Parquet), as configured.
+    service : str
+        The service's name, for messages.
+    features : tuple of str
+        Its features (:func:`service_features`).
+    known_kinds : mapping of str to str
+        Column kinds the prediction log already knows; they win over the reference's dtypes.
+    personal : bool
+        Whether the service has personal columns: a profile lists a categorical column's values,
+        so it then stays in memory and is never written to ``cache_dir``.
+    cache_dir : str, Path or None
+        Where profiles are kept on disk.
+
+    Returns
+    -------
+    ReferenceProfile
+
+    Raises
+    ------
+    ReferenceDataError
+        No reference configured, or a file that is missing, unreadable, empty, lacks the
+        service's columns or has text in a numeric column.
+    """
+    if not reference:
+        raise ReferenceDataError(f"service {service!r} has no reference data: set `reference` (a CSV or Parquet "
+                                 "file of the training data) in its [[services]] table")
+    frame = read_reference(reference, features=features, kinds=known_kinds)
+    kinds = infer_kinds(frame.drop(columns=[c for c in frame.columns if c in MODEL_OUTPUTS]), known=known_kinds)
+    return load_or_build_profile(reference, kinds, cache_dir=None if personal else cache_dir)
+
+
+def service_reference_rows(reference: str | None, *, schema: ServiceSchema,
+                           drop: tuple[str, ...] = ()) -> tuple[pd.DataFrame | None, str | None]:
+    """A service's reference rows, or why there are none (a state to show, not an exception).
+
+    Parameters
+    ----------
+    reference : str or None
+        The reference file, as configured.
+    schema : ServiceSchema
+        The service's schema: the file must have its features (:func:`service_features`).
+    drop : tuple of str, default=()
+        Columns left out of the rows (the target, for explanations).
+
+    Returns
+    -------
+    rows : DataFrame or None
+        The reference's columns but ``drop``; None when there is no usable reference.
+    problem : str or None
+        Why ``rows`` is None: none configured, a schema without features, or a file that
+        cannot be used.
+    """
+    if not reference:
+        return None, f"service {schema.service} has no reference data configured ([[services]] reference)"
+    try:
+        rows = read_reference(reference, features=service_features(schema, service=schema.service))
+    except ReferenceDataError as exc:
+        return None, str(exc)
+    return rows[[c for c in rows.columns if c not in drop]], None
