@@ -1,6 +1,8 @@
 """Every view through Streamlit's AppTest: the demo, a configured service, an invalid file."""
 
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -57,7 +59,8 @@ def test_health_and_services_views_with_a_configured_fleet(demo_runtime, tmp_pat
     assert "all checks passed" in page
     assert at.selectbox(key="health_service").options == ["scoring", "scoring-rest"]
     assert any("Fleet" in s.value for s in at.subheader)
-    assert len(at.metric) >= 4
+    uptime = {m.label: m.value for m in at.metric if m.label.startswith("Uptime ")}
+    assert uptime and all(re.fullmatch(r"\d{1,3}\.\d{2} %", v) for v in uptime.values()), uptime
     at.selectbox(key="health_service").select("scoring-rest").run()
     assert not at.exception
     assert at.query_params["service"] == ["scoring-rest"] or at.query_params["service"] == "scoring-rest"

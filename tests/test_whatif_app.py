@@ -1,6 +1,8 @@
 """The What-if page through Streamlit's AppTest, on the embedded demo."""
 
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -49,7 +51,10 @@ def test_whatif_page_edits_a_value_and_shows_every_tab(demo_app):
     after = metrics(at)
     assert float(after["Edited"].value) > float(after["Original"].value)
     assert "credit_utilization" in at.query_params["scenario"]
-    assert len(at.get("plotly_chart")) >= 1
+    bars = [c for c in at.get("plotly_chart") if "whatif_bars" in c.proto.id]  # the two predictions side by side
+    assert len(bars) == 1
+    bar = json.loads(bars[0].proto.spec)["data"][0]  # the chart shows the edit raising the score, as the metrics do
+    assert [x.split()[0] for x in bar["x"]] == ["original", "edited"] and float(bar["text"][1]) > float(bar["text"][0])
     waterfalls = [c for c in at.get("plotly_chart") if "whatif_waterfall" in c.proto.id]
     assert not waterfalls and at.toggle(key="whatif_shap").value is False  # a black box: only when asked
     at.toggle(key="whatif_shap").set_value(True).run()
