@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine:
 # the Python packages of requirements-dev.txt, Debian's Chromium for the browser tests and Debian's
-# Prometheus for tests/test_prometheus.py.
+# Prometheus for tests/test_prometheus.py,
+# Debian's Java for Spark local mode.
 # The real MLflow, MLServer and KServe servers get their own virtual environments (tests/servers.py),
 # built here on first use and reused afterwards.
 set -euo pipefail
@@ -20,6 +21,8 @@ apt_install() {
 }
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v prometheus >/dev/null 2>&1 || apt_install --no-install-recommends prometheus
+# Java for Spark local mode (tests/test_log_engine_spark.py).
+command -v java >/dev/null 2>&1 || apt_install --no-install-recommends openjdk-17-jre-headless
 python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # The real MLflow, MLServer and KServe servers: one virtual environment each, built once and reused.
 python -m tests.servers mlflow mlserver kserve

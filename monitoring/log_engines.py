@@ -1,0 +1,130 @@
+"""Which engine holds the prediction log, chosen by URL, as an Ibis backend and a table per service.
+
+=====================================  =========================================================
+URL                                    engine
+=====================================  =========================================================
+``duckdb:///abs/dir`` or               DuckDB, embedded, over the Parquet partitions of
+``duckdb:relative/dir``                :class:`monitoring.partitions.PartitionedLog` under the
+                                       directory (the default: ``duckdb:var/log``)
+``spark://host:7077?path=s3a://b/log`` Apache Spark: the same partitions under ``path`` (a local
+``spark:local[2]?path=/data/log``      directory, HDFS or an object store the cluster can read)
+=====================================  =========================================================
+
+The queries themselves are in :mod:`monitoring.log_queries`; nothing here knows a page.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import ibis
+import ibis.expr.types as ir
+
+from monitoring.partitions import PartitionedLog, Snapshot
+
+DEFAULT_LOG_URL = "duckdb:var/log"
+SCHEMES = ("duckdb", "spark")
+
+
+class LogEngineError(ValueError):
+    """A log URL that names no engine, or an engine that cannot be reached; the message says which."""
+
+
+@dataclass(frozen=True)
+class LogTable:
+    """One service's table as the engine sees it now.
+
+    Attributes
+    ----------
+    table : ibis Table or None
+        None when the service has no readable file yet.
+    problems : tuple of str
+        Files left out, each named (see :class:`monitoring.partitions.Snapshot`).
+    """
+
+    table: ir.Table | None
+    problems: tuple[str, ...]
+
+
+class LogEngine:
+    """An Ibis backend over a partitioned prediction log.
+
+    Parameters
+    ----------
+    url : str
+        See the module's table.
+    base : Path, optional
+        What relative directories are relative to (default: the working directory).
+    """
+
+    def __init__(self, url: str = DEFAULT_LOG_URL, *, base: Path | None = None):
+        self.url = url
+        parts = urlsplit(url)
+        self.scheme = parts.scheme
+        if self.scheme not in SCHEMES:
+            raise LogEngineError(f"the prediction log URL {url!r} names no engine Vantage knows; use one of "
+                                 "'duckdb:<directory>' or 'spark://<master>?path=<directory or object-store path>'")
+        if self.scheme == "duckdb":
+            path = Path(parts.path if parts.netloc == "" else parts.netloc + parts.path)
+            self.location = str(path if path.is_absolute() or base is None else base / path)
+            self.log = PartitionedLog(self.location)
+            self.backend = ibis.duckdb.connect()
+        else:
+            query = parse_qs(parts.query)
+            if "path" not in query:
+                raise LogEngineError(f"the Spark log URL {url!r} needs ?path=<where the partitions are>")
+            self.location = query["path"][0]
+            self.log = PartitionedLog(self.location) if "://" not in self.location else None
+            self.master = (parts.netloc and f"spark://{parts.netloc}") or parts.path or "local[2]"
+            self.backend = None
+        self.session = None
+        self._lock = threading.Lock()
+        self._views = 0
+
+    def connect(self):
+        """The Ibis backend, started on first use (a Spark session takes seconds).
+
+        Raises
+        ------
+        LogEngineError
+            Spark could not start or reach its master.
+        """
+        with self._lock:
+            if self.backend is None:
+                try:
+                    from pyspark.sql import SparkSession
+                    builder = (SparkSession.builder.master(self.master).appName("vantage")
+                               .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC"))
+                    if self.master.startswith("local"):  # a local session listens on the loopback only
+                        builder = (builder.config("spark.driver.host", "127.0.0.1")
+                                   .config("spark.driver.bindAddress", "127.0.0.1"))
+                    self.session = builder.getOrCreate()
+                except Exception as exc:  # a JVM that cannot start is a state to show, whatever it raised
+                    raise LogEngineError(f"Spark at {self.master} could not be reached: {exc}") from exc
+                self.backend = ibis.pyspark.connect(self.session)
+            return self.backend
+
+    def table(self, service: str, table: str = "predictions", *, since: float | None = None,
+              until: float | None = None) -> LogTable:
+        """One service's table, reading only the day partitions that overlap ``[since, until)``."""
+        backend = self.connect()
+        if self.log is not None:
+            snapshot = self.log.snapshot(service, table, since=since, until=until)
+        else:  # an object store: Spark lists it itself
+            snapshot = Snapshot(files=(f"{self.location.rstrip('/')}/{service}/{table}",), problems=(), schema=None)
+        if snapshot.empty:
+            return LogTable(table=None, problems=snapshot.problems)
+        with self._lock:
+            if self.scheme == "duckdb":
+                expression = backend.read_parquet(list(snapshot.files), union_by_name=True,
+                                                  hive_partitioning=False)
+            else:
+                self._views += 1
+                name = f"vantage_log_{self._views}"
+                (self.session.read.option("mergeSchema", "true").parquet(*snapshot.files)
+                 .createOrReplaceTempView(name))
+                expression = backend.table(name)
+        return LogTable(table=expression, problems=snapshot.problems)

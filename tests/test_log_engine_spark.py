@@ -1,0 +1,73 @@
+"""Spark local mode runs the log's aggregations and gets the embedded engine's answers on the same partitions."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring.drift import build_profile, compute_drift_from_counts
+from monitoring.log_engines import LogEngine, LogEngineError
+from monitoring.log_queries import tally_windows, value_counts, window_rows
+from monitoring.partitions import DAY_SECONDS, PartitionedLog
+
+START = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java (tests/install.sh installs it)")
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    pytest.importorskip("pyspark")
+    root = tmp_path_factory.mktemp("lake")
+    rng = np.random.default_rng(11)
+    reference = pd.DataFrame({"amount": rng.gamma(2.0, 50.0, 6_000), "segment": rng.choice(["a", "b", "c"], 6_000),
+                              "prediction": rng.integers(0, 3, 6_000)})
+    profile = build_profile(reference, {"amount": "numeric", "segment": "categorical"})
+    n = 40_000
+    current = pd.DataFrame({"ts": START + np.sort(rng.uniform(0, 3 * DAY_SECONDS, n)),
+                            "amount": rng.gamma(2.2, 55.0, n), "segment": rng.choice(["a", "b", "c", "d", None], n),
+                            "prediction": rng.integers(0, 3, n)})
+    current.loc[::41, "amount"] = np.nan
+    log = PartitionedLog(root)
+    for rows in np.array_split(np.arange(n), 5):
+        log.append("shop", "predictions", current.iloc[rows])
+    spark = LogEngine(f"spark:local[2]?path={root}")
+    yield profile, LogEngine(f"duckdb:{root}"), spark
+    if spark.session is not None:
+        spark.session.stop()
+
+
+@pytest.mark.parametrize("window", ["day", "hour", 7_000])
+def test_spark_and_duckdb_give_the_same_drift(engines, window):
+    profile, embedded, spark = engines
+    reports = []
+    for engine in (embedded, spark):
+        table = engine.table("shop").table
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reports.append(compute_drift_from_counts(profile, tally_windows(engine.connect(), table, profile,
+                                                                            window=window)))
+    for name in ("features", "prediction", "dataset"):
+        pd.testing.assert_frame_equal(getattr(reports[0], name), getattr(reports[1], name), check_exact=False,
+                                      rtol=1e-9)
+    assert reports[0].features["n"].sum() > 0
+
+
+def test_spark_and_duckdb_count_the_same_windows_and_mix(engines):
+    _, embedded, spark = engines
+    counts = [window_rows(e.connect(), e.table("shop").table, window="day", since=START + DAY_SECONDS)
+              for e in (embedded, spark)]
+    assert counts[0].n_rows.tolist() == counts[1].n_rows.tolist() and counts[0].n_rows.sum() > 0
+    mixes = [value_counts(e.connect(), e.table("shop").table, "prediction", window="day") for e in (embedded, spark)]
+    pd.testing.assert_frame_equal(mixes[0], mixes[1], check_dtype=False)
+
+
+def test_a_log_url_without_an_engine_names_the_accepted_ones():
+    with pytest.raises(LogEngineError, match="duckdb:<directory>"):
+        LogEngine("mysql://somewhere/log")
+    with pytest.raises(LogEngineError, match=r"\?path="):
+        LogEngine("spark://127.0.0.1:7077")
