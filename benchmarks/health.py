@@ -40,7 +40,8 @@ from demo.runtime import free_port  # noqa: E402
 from monitoring.collector import Collector  # noqa: E402
 from monitoring.config import parse_config  # noqa: E402
 from monitoring.service_health import fleet_overview, service_health, time_series  # noqa: E402
-from monitoring.store import Store, latency_histogram, probe_rollups, probes  # noqa: E402
+from monitoring.store import Store, latency_histogram  # noqa: E402
+from monitoring.store_schema import probe_rollups, probes  # noqa: E402
 
 DAY = 86400.0
 CHECKS = ("live", "ready", "model_ready", "predict", "metrics")

@@ -37,7 +37,8 @@ from demo.data import FEATURES  # noqa: E402
 from demo.model import load_or_train  # noqa: E402
 from demo.replayer import scored_history  # noqa: E402
 from demo.runtime import offline_config_text  # noqa: E402
-from monitoring.store import Store, labels  # noqa: E402
+from monitoring.store import Store  # noqa: E402
+from monitoring.store_schema import labels  # noqa: E402
 
 DAY = 86400.0
 BENCH_DIR = ROOT / "var" / "bench"

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from explain._errors import ExplainError
-from monitoring.store import PREDICTION_COLUMNS, Store
+from monitoring.store import Store
+from monitoring.store_schema import PREDICTION_COLUMNS
 
 
 def sample_prediction_log(log, service: str | None = None, *, since: float, until: float, n_rows: int = 1000,

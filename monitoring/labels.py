@@ -39,7 +39,7 @@ from monitoring.config import LabelsConfig, ServiceConfig
 from monitoring.files import ChangedFile, read_table_file
 from monitoring.production import as_unix_seconds
 from monitoring.store import Store
-from monitoring.store import labels as labels_table
+from monitoring.store_schema import labels as labels_table
 
 LABEL_COLUMNS = ("prediction_id", "ts", "label")
 """Columns of a raw label frame: the prediction's id, the arrival time, the true class or value."""

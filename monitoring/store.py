@@ -1,41 +1,10 @@
-"""The store: probes, scraped metrics, incidents, the prediction log and labels.
+"""The store: the SQL store of probes, scraped metrics, incidents, rollups and leases (the health store).
 
-SQLAlchemy Core over SQLite (a file in WAL mode, the default) or PostgreSQL. Timestamps are
-Unix seconds (float, UTC) everywhere: cheap to index, compare and bucket in SQL on both
-databases.
-
-Tables
-------
-probes
-    One row per check of one poll: ``ts, service, check, ok, status, latency_ms, error``.
-    ``check`` is ``live``, ``ready``, ``model_ready``, ``metadata`` or ``predict``; the row
-    with check ``poll`` is the verdict of the whole poll and carries ``state``
-    (``up``/``degraded``/``down``) with the reason in ``error``. Unique on
-    ``(service, check, ts)`` so a retried write never doubles a row.
-probe_rollups
-    Raw probes older than ``raw_retention_hours`` are folded into buckets of
-    ``rollup_minutes``: counts, degraded count, latency sum/max and a latency histogram over
-    :data:`LATENCY_BUCKETS_MS`.
-incidents
-    One row per change of a service's state, with the reason.
-metric_samples / metric_rollups
-    Cumulative Prometheus values per scrape (``series`` is ``requests``, ``errors``,
-    ``latency_count``, ``latency_sum`` or ``latency_bucket`` with its ``le``); older ones
-    folded into per-bucket increases with counter resets accounted for.
-predictions__<service>
-    The prediction log of one service: ``seq`` (insertion order, so readers can fetch only
-    what is new), ``id`` (unique), ``ts, model_version, prediction, score, probabilities``
-    and one column per feature.
-labels
-    Ground truth that arrives later, joined to predictions by ``prediction_id``.
-capture_stats
-    What each capture process (the capturing proxy, the KServe logger endpoint) counted for
-    one service, as JSON, replaced on every write: ``source, service, ts, stats``.
-leases
-    Who polls which service, so two collectors on one store never double-record: the
-    holder's name, host, pid (with the process's start time, so a reused pid is not taken
-    for the holder) and when the lease expires. A holder on the same machine whose process
-    is gone loses its lease at once; any other holder when it stops renewing.
+SQLAlchemy Core over SQLite (a file in WAL mode, the default) or PostgreSQL. The tables and the
+migration of an older store are in :mod:`monitoring.store_schema`; the prediction log, its labels
+and the capture statistics in :mod:`monitoring.prediction_log_sql`, which :class:`Store` delegates
+to (``store.log_predictions(...)``, ``store.read_prediction_log(...)``; ``store.predictions`` is
+the :class:`~monitoring.prediction_log_sql.SqlPredictionLog` itself).
 
 Outages
 -------
@@ -49,7 +18,6 @@ means for the operator (locked, full, read-only) for :class:`StoreHealth`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -62,11 +30,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from monitoring.metrics import counter_increases
+from monitoring.prediction_log_sql import SqlPredictionLog
 from monitoring.sealing import Sealer
+from monitoring.store_schema import (
+    dialect_insert,
+    incidents,
+    insert_ignoring_duplicates,
+    leases,
+    metadata,
+    metric_rollups,
+    metric_samples,
+    migrate,
+    probe_rollups,
+    probes,
+    read_frame,
+)
 
 try:  # POSIX only: the file-size limit is one way a disk can be "full" for this process
     import resource
@@ -83,114 +64,6 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
 
 PROBE_COLUMNS = ("ts", "check", "ok", "state", "status", "latency_ms", "error")
 """Columns :meth:`Store.read_probes` can return."""
-
-PREDICTION_COLUMNS = ("seq", "id", "ts", "model_version", "prediction", "score", "probabilities")
-"""Columns every prediction table has; feature names may not use these."""
-
-metadata = sa.MetaData()
-
-probes = sa.Table(
-    "probes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("service", sa.String(64), nullable=False),
-    sa.Column("check", sa.String(32), nullable=False),
-    sa.Column("ok", sa.Boolean, nullable=False),
-    sa.Column("state", sa.String(16)),
-    sa.Column("status", sa.Integer),
-    sa.Column("latency_ms", sa.Float),
-    sa.Column("error", sa.Text),
-    sa.UniqueConstraint("service", "check", "ts", name="uq_probes_service_check_ts"),
-    sa.Index("ix_probes_ts", "ts"),  # downsampling selects by age across services
-)
-
-probe_rollups = sa.Table(
-    "probe_rollups",
-    metadata,
-    sa.Column("service", sa.String(64), primary_key=True),
-    sa.Column("check", sa.String(32), primary_key=True),
-    sa.Column("bucket_ts", sa.Float, primary_key=True),
-    sa.Column("n", sa.Integer, nullable=False),
-    sa.Column("n_ok", sa.Integer, nullable=False),
-    sa.Column("n_degraded", sa.Integer, nullable=False),
-    sa.Column("latency_sum_ms", sa.Float, nullable=False),
-    sa.Column("latency_max_ms", sa.Float),
-    sa.Column("latency_hist", sa.Text, nullable=False),
-)
-
-incidents = sa.Table(
-    "incidents",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("service", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("previous_state", sa.String(16)),
-    sa.Column("reason", sa.Text),
-    sa.UniqueConstraint("service", "ts", name="uq_incidents_service_ts"),
-    sa.Index("ix_incidents_service_ts", "service", "ts"),
-)
-
-metric_samples = sa.Table(
-    "metric_samples",
-    metadata,
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("service", sa.String(64), nullable=False),
-    sa.Column("series", sa.String(32), nullable=False),
-    sa.Column("le", sa.Float, nullable=False, default=-1.0),
-    sa.Column("value", sa.Float, nullable=False),
-    sa.PrimaryKeyConstraint("service", "series", "le", "ts", name="pk_metric_samples"),
-    sa.Index("ix_metric_samples_service_ts", "service", "ts"),
-)
-
-metric_rollups = sa.Table(
-    "metric_rollups",
-    metadata,
-    sa.Column("service", sa.String(64), primary_key=True),
-    sa.Column("series", sa.String(32), primary_key=True),
-    sa.Column("le", sa.Float, primary_key=True),
-    sa.Column("bucket_ts", sa.Float, primary_key=True),
-    sa.Column("increase", sa.Float, nullable=False),
-)
-
-labels = sa.Table(
-    "labels",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("service", sa.String(64), nullable=False),
-    sa.Column("prediction_id", sa.String(64), nullable=False),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("label", sa.Float),
-    sa.Index("ix_labels_service_prediction", "service", "prediction_id"),
-    sa.Index("ix_labels_service_ts", "service", "ts"),
-)
-
-leases = sa.Table(
-    "leases",
-    metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("holder", sa.String(128), nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-    # who the holder is, so a dead holder on the same machine can be told from a live one
-    sa.Column("host", sa.String(255)),
-    sa.Column("node", sa.String(255)),
-    sa.Column("pid", sa.Integer),
-    sa.Column("started", sa.String(32)),
-    sa.Column("acquired_at", sa.Float),
-)
-
-capture_stats = sa.Table(
-    "capture_stats",
-    metadata,
-    sa.Column("source", sa.String(128), primary_key=True),
-    sa.Column("service", sa.String(64), primary_key=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("stats", sa.Text, nullable=False),
-)
-
-LEASE_IDENTITY_COLUMNS = ("host", "node", "pid", "started", "acquired_at")
-"""Lease columns added after the first release; an older store gets them on open."""
 
 
 @dataclass(frozen=True)
@@ -434,17 +307,6 @@ class StoreHealth:
                 "since": self.since}
 
 
-def _frame(result: sa.CursorResult, columns: list[str]) -> pd.DataFrame:
-    """A query result as a DataFrame, built from the driver's own tuples.
-
-    SQLAlchemy's row-by-row iteration and pandas' probing of Row objects each cost more than
-    the query itself on large reads; the DBAPI cursor's ``fetchall`` gives plain tuples at C
-    speed. Every column read this way is a plain number or text, so no type processing is lost.
-    """
-    rows = result.cursor.fetchall() if result.cursor is not None else []
-    return pd.DataFrame(rows, columns=columns)
-
-
 def _parse_histograms(texts: Sequence[str]) -> np.ndarray:
     """Comma-separated histogram counts → an int array of shape (len(texts), n_buckets)."""
     if len(texts) == 0:
@@ -499,14 +361,15 @@ class Store:
             sa.event.listen(self.engine, "connect", self._on_connect)
             if self.path is not None:
                 sa.event.listen(self.engine, "checkout", self._on_checkout)
-        self._prediction_tables: dict[str, sa.Table] = {}
+        self.predictions = SqlPredictionLog(self)
+        """The prediction log of every service, its labels and the capture statistics (delegated to below)."""
         self._schema_lock = threading.RLock()
         self._schema_file: tuple[int, int] | None = None
         self._schema_ready = False
         self.recreated: tuple[float, str] | None = None
         """``(when, why)`` of the last time the SQLite file was found deleted or replaced, or None."""
         try:
-            self._ensure_schema()
+            self.ensure_schema()
         except Exception as exc:  # read-only, full, locked or unreachable: retried by every write
             log.warning("store %s not writable yet (%s); the schema is created on the first write that works",
                         self._where(), exc)
@@ -557,10 +420,15 @@ class Store:
         if record.info.get("vantage_file") != self._file_id():
             raise sa.exc.DisconnectionError(f"store file {self.path} was deleted or replaced")
 
-    def _ensure_schema(self) -> tuple[int, int] | None:
+    def ensure_schema(self) -> tuple[int, int] | None:
         """Create the schema if needed, and again if the SQLite file was deleted or replaced.
 
-        Called before every write. Returns the file's identity the write goes to.
+        Called before every write (the prediction log's too).
+
+        Returns
+        -------
+        tuple of (int, int) or None
+            ``(device, inode)`` of the SQLite file the write goes to; None for another database.
         """
         current = self._file_id()
         if self._schema_ready and (self.path is None or current == self._schema_file):
@@ -585,23 +453,11 @@ class Store:
                 self.recreated = (time.time(), why)
                 log.error("%s", why)
             metadata.create_all(self.engine)
-            self._migrate()
-            for table in self._prediction_tables.values():
-                table.create(self.engine, checkfirst=True)
+            migrate(self.engine)
+            self.predictions.create_tables()
             self._schema_file = self._file_id()
             self._schema_ready = True
             return self._schema_file
-
-    def _migrate(self) -> None:
-        """Add columns that newer versions introduced to tables an older version created."""
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns("leases")}
-        missing = [leases.c[name] for name in LEASE_IDENTITY_COLUMNS if name not in have]
-        if not missing:
-            return
-        with self.engine.begin() as conn:
-            for column in missing:
-                kind = column.type.compile(dialect=self.engine.dialect)
-                conn.exec_driver_sql(f"ALTER TABLE leases ADD COLUMN {column.name} {kind}")
 
     # -- what an error means ------------------------------------------------------------------
 
@@ -712,11 +568,8 @@ class Store:
     def _insert_ignoring_duplicates(self, table: sa.Table, rows: list[dict]) -> None:
         if not rows:
             return
-        self._ensure_schema()
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        statement = module.insert(table).on_conflict_do_nothing()
-        with self.engine.begin() as conn:
-            conn.execute(statement, rows)
+        self.ensure_schema()
+        insert_ignoring_duplicates(self.engine, table, rows)
 
     def write_probes(self, rows: Iterable[Probe]) -> None:
         """Write probes; a probe already stored (same service, check and ts) is skipped."""
@@ -765,7 +618,7 @@ class Store:
             return PollWriteResult(0, 0, 0)
         result = PollWriteResult(0, 0, 0)
         for _attempt in range(3):
-            target = self._ensure_schema()
+            target = self.ensure_schema()
             with self._write_transaction(timeout, serialize=True) as conn:
                 result = self._write_polls(conn, records)
             if self._file_id() == target:
@@ -775,7 +628,6 @@ class Store:
         return result
 
     def _write_polls(self, conn: sa.Connection, records: Sequence[PollRecord]) -> PollWriteResult:
-        module = postgresql if self.dialect == "postgresql" else sqlite
         written = duplicates = changes = 0
         for record in records:
             verdict = record.verdict
@@ -790,20 +642,21 @@ class Store:
                     duplicates += 1
                     continue
             previous = self._state_before(conn, record.service, record.ts)
-            inserted = conn.execute(module.insert(probes).values(**verdict.as_row()).on_conflict_do_nothing()).rowcount
+            inserted = conn.execute(dialect_insert(self.dialect, probes).values(**verdict.as_row())
+                                    .on_conflict_do_nothing()).rowcount
             if not inserted:  # already stored by an earlier attempt of this write
                 duplicates += 1
                 continue
             others = [p.as_row() for p in record.probes if p.check != "poll"]
             if others:
-                conn.execute(module.insert(probes).on_conflict_do_nothing(), others)
+                conn.execute(dialect_insert(self.dialect, probes).on_conflict_do_nothing(), others)
             if record.metric_samples:
-                conn.execute(module.insert(metric_samples).on_conflict_do_nothing(), [
+                conn.execute(dialect_insert(self.dialect, metric_samples).on_conflict_do_nothing(), [
                     {"ts": record.ts, "service": record.service, "series": series, "le": le, "value": value}
                     for series, le, value in record.metric_samples
                 ])
             if verdict.state != previous:
-                conn.execute(module.insert(incidents).values(
+                conn.execute(dialect_insert(self.dialect, incidents).values(
                     ts=record.ts, service=record.service, state=verdict.state, previous_state=previous,
                     reason=verdict.error).on_conflict_do_nothing())
                 changes += 1
@@ -864,13 +717,12 @@ class Store:
         now = time.time() if now is None else now
         mine = {"holder": holder, "expires_at": now + ttl_seconds, "host": identity.host, "node": identity.node,
                 "pid": identity.pid, "started": identity.started}
-        self._ensure_schema()
-        module = postgresql if self.dialect == "postgresql" else sqlite
+        self.ensure_schema()
         replaced = None
         with self._write_transaction(timeout) as conn:
             row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
             if row is None:
-                conn.execute(module.insert(leases).values(name=name, acquired_at=now, **mine)
+                conn.execute(dialect_insert(self.dialect, leases).values(name=name, acquired_at=now, **mine)
                              .on_conflict_do_nothing())
             else:
                 current = self._lease(row)
@@ -892,7 +744,7 @@ class Store:
 
     def release_lease(self, name: str, holder: str, *, timeout: float | None = None) -> None:
         """Give up ``name`` if ``holder`` has it."""
-        self._ensure_schema()
+        self.ensure_schema()
         with self._write_transaction(timeout) as conn:
             conn.execute(leases.delete().where(leases.c.name == name).where(leases.c.holder == holder))
 
@@ -930,7 +782,7 @@ class Store:
         if checks:
             query = query.where(probes.c.check.in_(list(checks)))
         with self.engine.connect() as conn:
-            frame = _frame(conn.execute(query.order_by(probes.c.ts)), list(columns))
+            frame = read_frame(conn.execute(query.order_by(probes.c.ts)), list(columns))
         if "ok" in frame:
             frame["ok"] = frame["ok"].astype(bool)
         return frame
@@ -944,7 +796,7 @@ class Store:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            frame = _frame(conn.execute(query), ["ts", "state", "error"])
+            frame = read_frame(conn.execute(query), ["ts", "state", "error"])
         return frame.iloc[::-1].reset_index(drop=True)
 
     def read_rollups(self, service: str, *, since: float, until: float | None = None,
@@ -963,7 +815,7 @@ class Store:
         if checks:
             query = query.where(t.c.check.in_(list(checks)))
         with self.engine.connect() as conn:
-            frame = _frame(conn.execute(query.order_by(t.c.bucket_ts)),
+            frame = read_frame(conn.execute(query.order_by(t.c.bucket_ts)),
                            ["bucket_ts", "check", "n", "n_ok", "n_degraded", "latency_sum_ms", "latency_max_ms",
                             "latency_hist"])
         frame["latency_hist"] = list(_parse_histograms(frame["latency_hist"]))
@@ -1060,7 +912,7 @@ class Store:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return _frame(conn.execute(query), ["ts", "state", "previous_state", "reason"])
+            return read_frame(conn.execute(query), ["ts", "state", "previous_state", "reason"])
 
     def last_state(self, service: str) -> str | None:
         """Return the state recorded by the newest incident row of ``service``."""
@@ -1079,7 +931,7 @@ class Store:
         if until is not None:
             query = query.where(t.c.ts < until)
         with self.engine.connect() as conn:
-            return _frame(conn.execute(query.order_by(t.c.ts)), ["ts", "series", "le", "value"])
+            return read_frame(conn.execute(query.order_by(t.c.ts)), ["ts", "series", "le", "value"])
 
     def read_metric_rollups(self, service: str, *, since: float, until: float | None = None) -> pd.DataFrame:
         """Return downsampled metric increases (``bucket_ts, series, le, increase``)."""
@@ -1089,7 +941,7 @@ class Store:
         if until is not None:
             query = query.where(t.c.bucket_ts < until)
         with self.engine.connect() as conn:
-            return _frame(conn.execute(query.order_by(t.c.bucket_ts)), ["bucket_ts", "series", "le", "increase"])
+            return read_frame(conn.execute(query.order_by(t.c.bucket_ts)), ["bucket_ts", "series", "le", "increase"])
 
     def services_with_data(self) -> list[str]:
         """Names of services that have probes stored."""
@@ -1114,9 +966,9 @@ class Store:
         width = rollup_minutes * 60.0
         cutoff = np.floor((now - raw_retention_hours * 3600.0) / width) * width
         folded = 0
-        self._ensure_schema()
+        self.ensure_schema()
         with self.engine.begin() as conn:
-            raw = _frame(
+            raw = read_frame(
                 conn.execute(sa.select(probes.c.service, probes.c.check, probes.c.ts, probes.c.ok,
                                        probes.c.state, probes.c.latency_ms).where(probes.c.ts < cutoff)),
                 ["service", "check", "ts", "ok", "state", "latency_ms"],
@@ -1172,7 +1024,7 @@ class Store:
 
     def _downsample_metrics(self, conn, cutoff: float, width: float) -> int:
         t = metric_samples
-        raw = _frame(
+        raw = read_frame(
             conn.execute(sa.select(t.c.service, t.c.series, t.c.le, t.c.ts, t.c.value)
                          .where(t.c.ts < cutoff).order_by(t.c.ts)),
             ["service", "series", "le", "ts", "value"],
@@ -1188,9 +1040,8 @@ class Store:
             for bucket, total in pd.Series(increases).groupby(buckets).sum().items():
                 rows.append({"service": service, "series": series, "le": float(le),
                              "bucket_ts": float(bucket), "increase": float(total)})
-        module = postgresql if self.dialect == "postgresql" else sqlite
         for row in rows:
-            statement = module.insert(metric_rollups).values(**row)
+            statement = dialect_insert(self.dialect, metric_rollups).values(**row)
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["service", "series", "le", "bucket_ts"],
                 set_={"increase": metric_rollups.c.increase + statement.excluded.increase},
@@ -1202,210 +1053,49 @@ class Store:
             conn.execute(t.insert(), keep[["service", "series", "le", "ts", "value"]].to_dict("records"))
         return len(raw) - len(keep)
 
-    # -- prediction log ----------------------------------------------------------------------
+    # -- the prediction log, its labels and capture statistics (monitoring.prediction_log_sql) ---------
 
     def prediction_table(self, service: str, features: Mapping[str, str] | None = None) -> sa.Table:
-        """Return (creating if needed) the prediction log table of ``service``.
-
-        Parameters
-        ----------
-        service : str
-            Service name.
-        features : mapping of str to {"numeric", "categorical"}, optional
-            Feature columns; needed the first time, read back from the database afterwards.
-        """
-        if service in self._prediction_tables:
-            return self._prediction_tables[service]
-        name = f"predictions__{service}"
-        inspector = sa.inspect(self.engine)
-        if inspector.has_table(name):
-            table = sa.Table(name, sa.MetaData(), autoload_with=self.engine)
-        else:
-            if not features:
-                raise KeyError(f"service {service!r} has no prediction log yet and no features were given")
-            clashes = sorted(set(features) & set(PREDICTION_COLUMNS))
-            if clashes:
-                raise ValueError(f"feature names {clashes} clash with prediction log columns {PREDICTION_COLUMNS}")
-            table = sa.Table(
-                name,
-                sa.MetaData(),
-                sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-                sa.Column("id", sa.String(64), nullable=False, unique=True),
-                sa.Column("ts", sa.Float, nullable=False, index=True),
-                sa.Column("model_version", sa.String(64)),
-                sa.Column("prediction", sa.Float),
-                sa.Column("score", sa.Float),
-                sa.Column("probabilities", sa.Text),
-                *[sa.Column(f, sa.Text if f in self.sealer.columns(service)  # sealed: text, whatever the kind
-                            else sa.Float if kind == "numeric" else sa.String(128))
-                  for f, kind in features.items()],
-            )
-            table.create(self.engine, checkfirst=True)
-        self._prediction_tables[service] = table
-        return table
+        """The prediction log table of ``service``: :meth:`SqlPredictionLog.prediction_table`."""
+        return self.predictions.prediction_table(service, features)
 
     def prediction_features(self, service: str) -> dict[str, str]:
-        """Feature columns of the prediction log of ``service`` and their kinds (numeric / categorical)."""
-        table = self.prediction_table(service)
-        sealed = self.sealer.columns(service)  # their kind is the reference's: the table only holds text
-        return {c.name: "numeric" if isinstance(c.type, sa.Float) else "categorical"
-                for c in table.columns if c.name not in PREDICTION_COLUMNS and c.name not in sealed}
+        """Feature columns of the prediction log of ``service``: :meth:`SqlPredictionLog.prediction_features`."""
+        return self.predictions.prediction_features(service)
 
     def read_prediction_log(self, service: str, *, after_seq: int = 0, since: float | None = None,
                             until: float | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Read logged predictions of ``service`` in insertion order.
-
-        Parameters
-        ----------
-        service : str
-        after_seq : int, default=0
-            Only rows appended after this ``seq`` (pass the largest ``seq`` read so far to get
-            what is new).
-        since, until : float, optional
-            Only predictions made in ``[since, until)`` (Unix seconds).
-        columns : sequence of str, optional
-            Columns to read besides ``seq``; all when omitted.
-
-        Returns
-        -------
-        DataFrame
-            ``seq`` and the requested columns; categorical features as pandas categoricals.
-        """
-        table = self.prediction_table(service)
-        names = [c.name for c in table.columns] if columns is None else ["seq", *[c for c in columns if c != "seq"]]
-        unknown = [c for c in names if c not in table.c]
-        if unknown:
-            raise ValueError(f"prediction log of {service!r} has no columns {unknown}; it has {list(table.c.keys())}")
-        query = sa.select(*(table.c[c] for c in names)).where(table.c.seq > after_seq)
-        if since is not None:
-            query = query.where(table.c.ts >= since)
-        if until is not None:
-            query = query.where(table.c.ts < until)
-        with self.engine.connect() as conn:
-            frame = _frame(conn.execute(query.order_by(table.c.seq)), names)
-        frame = self.sealer.open_frame(service, frame)
-        kinds = self.prediction_features(service)
-        for name in names:
-            if kinds.get(name) == "categorical" or name == "model_version":
-                frame[name] = frame[name].astype("category")
-            elif kinds.get(name) == "numeric" or name in ("ts", "prediction", "score"):
-                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-        return frame
+        """Logged predictions of ``service`` in insertion order: :meth:`SqlPredictionLog.read_prediction_log`."""
+        return self.predictions.read_prediction_log(service, after_seq=after_seq, since=since, until=until,
+                                                    columns=columns)
 
     def find_predictions(self, service: str, *, prediction_id: str | None = None, since: float | None = None,
                          until: float | None = None, filters: Mapping[str, tuple[str, object]] | None = None,
                          newest_first: bool = True, limit: int = 50) -> pd.DataFrame:
-        """Look up a few logged predictions by id, time and feature conditions (index-backed).
-
-        Parameters
-        ----------
-        service : str
-        prediction_id : str, optional
-            Exact id.
-        since, until : float, optional
-            Time range (Unix seconds).
-        filters : mapping of str to (op, value), optional
-            Conditions on columns, ``op`` among ``==, !=, <, <=, >, >=, in``.
-        newest_first : bool, default=True
-        limit : int, default=50
-            At most this many rows (1-10,000).
-
-        Returns
-        -------
-        DataFrame
-            Whole rows of the prediction log.
-        """
-        if not 1 <= limit <= 10_000:
-            raise ValueError(f"limit must be between 1 and 10000; got {limit}")
-        table = self.prediction_table(service)
-        query = sa.select(table)
-        if prediction_id is not None:
-            query = query.where(table.c.id == str(prediction_id))
-        if since is not None:
-            query = query.where(table.c.ts >= since)
-        if until is not None:
-            query = query.where(table.c.ts < until)
-        operators = {"==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__",
-                     "in": "in_"}
-        for column, (op, value) in (filters or {}).items():
-            if column not in table.c:
-                raise ValueError(f"no column {column!r} in the prediction log of {service!r}")
-            if op not in operators:
-                raise ValueError(f"filter operator must be one of {list(operators)}; got {op!r}")
-            if column in self.sealer.columns(service):  # sealed values compare as equal or not, nothing else
-                if op not in ("==", "!=", "in"):
-                    raise ValueError(f"column {column!r} is personal and sealed: only ==, != and in can be asked")
-                value = ([self.sealer.seal(column, v) for v in value] if op == "in"
-                         else self.sealer.seal(column, value))
-            query = query.where(getattr(table.c[column], operators[op])(list(value) if op == "in" else value))
-        order = table.c.ts.desc() if newest_first else table.c.ts.asc()
-        with self.engine.connect() as conn:
-            found = _frame(conn.execute(query.order_by(order).limit(limit)), list(table.c.keys()))
-        return self.sealer.open_frame(service, found)
+        """A few logged predictions by id, time and feature conditions: :meth:`SqlPredictionLog.find_predictions`."""
+        return self.predictions.find_predictions(service, prediction_id=prediction_id, since=since, until=until,
+                                                 filters=filters, newest_first=newest_first, limit=limit)
 
     def log_predictions(self, service: str, frame: pd.DataFrame) -> int:
-        """Append rows to the prediction log of ``service``; rows whose id exists are skipped.
-
-        ``frame`` has ``id``, ``ts``, ``prediction`` and optionally ``model_version``,
-        ``score``, ``probabilities`` (lists, stored as JSON) and feature columns.
-        """
-        if frame.empty:
-            return 0
-        table = self.prediction_table(service)
-        records = self.sealer.seal_frame(service, frame.copy())  # personal columns never stored in clear
-        if "probabilities" in records:
-            records["probabilities"] = [None if p is None else json.dumps(list(map(float, p)))
-                                        for p in records["probabilities"]]
-        known = [c for c in records.columns if c in table.c and c != "seq"]
-        rows = records[known].astype(object).where(records[known].notna(), None).to_dict("records")
-        self._insert_ignoring_duplicates(table, rows)
-        return len(rows)
+        """Append rows to the prediction log of ``service``: :meth:`SqlPredictionLog.log_predictions`."""
+        return self.predictions.log_predictions(service, frame)
 
     def count_predictions(self, service: str, *, since: float = 0.0) -> int:
-        """Number of logged predictions of ``service`` since ``since``."""
-        try:
-            table = self.prediction_table(service)
-        except KeyError:
-            return 0
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(table)
-                                    .where(table.c.ts >= since)).scalar())
+        """Number of logged predictions of ``service`` since ``since``: :meth:`SqlPredictionLog.count_predictions`."""
+        return self.predictions.count_predictions(service, since=since)
 
     def newest_prediction_ts(self, service: str) -> float | None:
-        """Time of the newest logged prediction of ``service``, or None when there is none."""
-        try:
-            table = self.prediction_table(service)
-        except KeyError:
-            return None
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.max(table.c.ts))).scalar()
+        """Time of the newest logged prediction of ``service``: :meth:`SqlPredictionLog.newest_prediction_ts`."""
+        return self.predictions.newest_prediction_ts(service)
 
     def write_capture_stats(self, source: str, service: str, stats: Mapping, *, ts: float) -> None:
-        """Replace what capture process ``source`` counted for ``service`` (a JSON-ready mapping) at ``ts``."""
-        self._ensure_schema()
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        statement = module.insert(capture_stats).values(source=source, service=service, ts=float(ts),
-                                                        stats=json.dumps(stats))
-        with self.engine.begin() as conn:
-            conn.execute(statement.on_conflict_do_update(index_elements=["source", "service"],
-                                                         set_={"ts": statement.excluded.ts,
-                                                               "stats": statement.excluded.stats}))
+        """Replace what ``source`` counted for ``service``: :meth:`SqlPredictionLog.write_capture_stats`."""
+        self.predictions.write_capture_stats(source, service, stats, ts=ts)
 
     def read_capture_stats(self, service: str) -> list[dict]:
-        """What every capture process counted for ``service``: its stored mappings, newest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(capture_stats.c.stats).where(capture_stats.c.service == service)
-                                .order_by(capture_stats.c.ts.desc())).all()
-        return [json.loads(r.stats) for r in rows]
+        """What every capture process counted for ``service``: :meth:`SqlPredictionLog.read_capture_stats`."""
+        return self.predictions.read_capture_stats(service)
 
     def write_labels(self, service: str, frame: pd.DataFrame) -> int:
-        """Append ground-truth labels (``prediction_id, ts, label``) of ``service``."""
-        if frame.empty:
-            return 0
-        rows = [{"service": service, "prediction_id": str(r.prediction_id), "ts": float(r.ts),
-                 "label": None if pd.isna(r.label) else float(r.label)}
-                for r in frame.itertuples(index=False)]
-        self._ensure_schema()
-        with self.engine.begin() as conn:
-            conn.execute(labels.insert(), rows)
-        return len(rows)
+        """Append ground-truth labels (``prediction_id, ts, label``): :meth:`SqlPredictionLog.write_labels`."""
+        return self.predictions.write_labels(service, frame)
