@@ -60,7 +60,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.clients import PROBE_HEADER, CallResult, ServiceClient, ServiceError, make_client
-from monitoring.config import ConfigError, ServiceConfig, VantageConfig, config_path_from, load_config
+from monitoring.config import ConfigError, ServiceConfig, VantageConfig, load_config, parse_command_line
 from monitoring.health import format_duration, poll_state
 from monitoring.metrics import parse_scrape
 from monitoring.redact import Redactor, service_secrets
@@ -719,12 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capture-port", type=int, help="also take KServe payload-logger CloudEvents on this port")
     parser.add_argument("--capture-host", default="127.0.0.1", help="address of the capture port (default 127.0.0.1)")
     parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = args.config or config_path_from([], None)
-    if not path:
-        parser.error("give --config PATH or set VANTAGE_CONFIG")
+    args, path = parse_command_line(parser, argv)
     try:
         config = load_config(path)
     except ConfigError as exc:

@@ -19,14 +19,16 @@ Example::
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_ENV_VAR = "VANTAGE_CONFIG"
 PROTOCOLS = ("v2", "mlflow", "rest")
@@ -65,6 +67,10 @@ def check_path(value: str | None) -> str | None:
     if control:
         raise ValueError(f"must be a file path without NUL bytes or control characters; it has {control}")
     return value
+
+
+ConfigPath = Annotated[str, AfterValidator(check_path)]
+"""A file path key of the configuration (reference, artifact, prediction-log or label file): :func:`check_path`."""
 
 
 def check_http_url(value: str, *, allow_query: bool = False) -> str:
@@ -379,16 +385,11 @@ def _check_window_value(value: str) -> str:
 class PredictionLogConfig(_Strict):
     """A prediction-log file, for services that do not log through Vantage."""
 
-    path: str = Field(description="CSV, Parquet or JSON Lines file, one row per prediction.")
+    path: ConfigPath = Field(description="CSV, Parquet or JSON Lines file, one row per prediction.")
     timestamp: str = Field("ts", description="Column with the prediction time (Unix seconds or ISO text).")
     id: str | None = Field("id", description="Column with the prediction id (joins ground-truth labels).")
     prediction: str | None = Field("prediction", description="Column with the predicted class or value.")
     score: str | None = Field(None, description="Column with the positive-class probability, if any.")
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str) -> str:
-        return check_path(value)
 
 
 class ExplainConfig(_Strict):
@@ -396,7 +397,7 @@ class ExplainConfig(_Strict):
 
     source: Literal["auto", "local", "remote"] = Field(
         "auto", description="auto = the local artifact when one is configured, else the service as a black box.")
-    artifact: str | None = Field(None, description="joblib or skops file, or MLflow model directory.")
+    artifact: ConfigPath | None = Field(None, description="joblib or skops file, or MLflow model directory.")
     trust_pickle: bool = Field(
         False, description="Allow loading a joblib/pickle artifact (runs code from the file; trust it first).")
     background_rows: int = Field(100, ge=10, le=1000, description="Background sample for model-agnostic SHAP.")
@@ -412,11 +413,6 @@ class ExplainConfig(_Strict):
         20_000, ge=0, le=100_000_000, description="Explanations estimated above this many model rows wait for the "
                                                   "user's confirmation; 0 = always ask.")
 
-    @field_validator("artifact")
-    @classmethod
-    def _check_path(cls, value: str | None) -> str | None:
-        return check_path(value)
-
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2")
 """Metrics a performance baseline may name."""
@@ -425,16 +421,11 @@ PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_
 class LabelsConfig(_Strict):
     """A ground-truth label file, for labels that do not reach the store."""
 
-    path: str = Field(description="CSV or Parquet file, one row per label.")
+    path: ConfigPath = Field(description="CSV or Parquet file, one row per label.")
     id: str = Field("prediction_id", description="Column with the id of the prediction the label belongs to.")
     label: str = Field("label", description="Column with the true class or value.")
     ts: str | None = Field(
         None, description="Column with the time the label arrived (Unix seconds or ISO text); none = all arrived.")
-
-    @field_validator("path")
-    @classmethod
-    def _check_path(cls, value: str) -> str:
-        return check_path(value)
 
 
 class PerformanceConfig(_Strict):
@@ -500,7 +491,7 @@ class ServiceConfig(_Strict):
     metrics: MetricsConfig | None = Field(None, description="Prometheus metrics to scrape (optional).")
     auth: AuthConfig | None = Field(None, description="Header sent with every call (optional).")
     slo: SloConfig = Field(default_factory=SloConfig, description="Objectives for the health page.")
-    reference: str | None = Field(None, description="Reference (training) data file: CSV or Parquet.")
+    reference: ConfigPath | None = Field(None, description="Reference (training) data file: CSV or Parquet.")
     target: str | None = Field(None, description="Target column in the reference data.")
     features: tuple[str, ...] = Field((), description="Feature names in the order the model expects.")
     personal: tuple[str, ...] = Field(
@@ -537,11 +528,6 @@ class ServiceConfig(_Strict):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return check_http_url(value).rstrip("/")
-
-    @field_validator("reference")
-    @classmethod
-    def _check_reference(cls, value: str | None) -> str | None:
-        return check_path(value)
 
     @field_validator("personal")
     @classmethod
@@ -753,6 +739,37 @@ def config_path_from(argv: list[str], environ: dict[str, str] | None = None) -> 
             return arg.split("=", 1)[1]
     value = (environ if environ is not None else os.environ).get(CONFIG_ENV_VAR)
     return value or None
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None = None
+                       ) -> tuple[argparse.Namespace, str]:
+    """Parse a Vantage command line, set up logging and find the configuration (the collector's, the proxy's).
+
+    Parameters
+    ----------
+    parser : ArgumentParser
+        Has ``--config`` and ``-v``/``--verbose`` among its arguments.
+    argv : list of str, optional
+        The arguments; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    args : Namespace
+    path : str
+        ``--config``, else ``VANTAGE_CONFIG``.
+
+    Notes
+    -----
+    Logs at DEBUG with ``--verbose``, INFO otherwise. Exits with the parser's usage error when
+    neither ``--config`` nor ``VANTAGE_CONFIG`` names a configuration.
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = args.config or config_path_from([], None)
+    if not path:
+        parser.error("give --config PATH or set VANTAGE_CONFIG")
+    return args, path
 
 
 def documented_keys() -> dict[str, list[str]]:

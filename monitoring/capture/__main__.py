@@ -18,7 +18,7 @@ from monitoring.capture import CaptureSetupError, service_capture
 from monitoring.capture._proxy import CaptureProxy, prediction_path
 from monitoring.capture._writer import WriterProcess
 from monitoring.clock import clock_from_environment
-from monitoring.config import ConfigError, check_http_url, config_path_from, load_config
+from monitoring.config import ConfigError, check_http_url, load_config, parse_command_line
 from monitoring.store import Store
 
 
@@ -72,12 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to connect to the upstream and between two reads of its answer (default 60)")
     parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = args.config or config_path_from([], None)
-    if not path:
-        parser.error("give --config PATH or set VANTAGE_CONFIG")
+    args, path = parse_command_line(parser, argv)
     host, port = args.listen
     try:
         app = build_proxy(path, args.service, args.upstream, max_capture_mb=args.max_capture_mb,
