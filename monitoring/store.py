@@ -758,6 +758,22 @@ class Store:
 
     # -- reading probes ----------------------------------------------------------------------
 
+    def _read_time_range(self, table: sa.Table, time_column: str, columns: Sequence[str], service: str, *,
+                         since: float, until: float | None, checks: Sequence[str] | None = None) -> pd.DataFrame:
+        """``columns`` of the rows of ``service`` whose ``time_column`` is in ``[since, until)``, by time.
+
+        The one range read of the raw and downsampled tables; ``checks`` (probe tables only) keeps
+        only those checks.
+        """
+        ts = table.c[time_column]
+        query = sa.select(*(table.c[c] for c in columns)).where(table.c.service == service, ts >= since)
+        if until is not None:
+            query = query.where(ts < until)
+        if checks:
+            query = query.where(table.c.check.in_(list(checks)))
+        with self.engine.connect() as conn:
+            return read_frame(conn.execute(query.order_by(ts)), list(columns))
+
     def read_probes(self, service: str, *, since: float, until: float | None = None,
                     checks: Sequence[str] | None = None, columns: Sequence[str] = PROBE_COLUMNS) -> pd.DataFrame:
         """Return raw probes of ``service`` in ``[since, until)`` ordered by time.
@@ -776,13 +792,7 @@ class Store:
         unknown = sorted(set(columns) - set(PROBE_COLUMNS))
         if unknown:
             raise ValueError(f"columns must be among {PROBE_COLUMNS}; got {unknown}")
-        query = sa.select(*(probes.c[c] for c in columns)).where(probes.c.service == service, probes.c.ts >= since)
-        if until is not None:
-            query = query.where(probes.c.ts < until)
-        if checks:
-            query = query.where(probes.c.check.in_(list(checks)))
-        with self.engine.connect() as conn:
-            frame = read_frame(conn.execute(query.order_by(probes.c.ts)), list(columns))
+        frame = self._read_time_range(probes, "ts", columns, service, since=since, until=until, checks=checks)
         if "ok" in frame:
             frame["ok"] = frame["ok"].astype(bool)
         return frame
@@ -806,18 +816,10 @@ class Store:
         Columns: ``bucket_ts, check, n, n_ok, n_degraded, latency_sum_ms, latency_max_ms`` and
         ``latency_hist`` (a list of counts per :data:`LATENCY_BUCKETS_MS`).
         """
-        t = probe_rollups
-        query = sa.select(t.c.bucket_ts, t.c.check, t.c.n, t.c.n_ok, t.c.n_degraded,
-                          t.c.latency_sum_ms, t.c.latency_max_ms, t.c.latency_hist).where(
-            t.c.service == service, t.c.bucket_ts >= since)
-        if until is not None:
-            query = query.where(t.c.bucket_ts < until)
-        if checks:
-            query = query.where(t.c.check.in_(list(checks)))
-        with self.engine.connect() as conn:
-            frame = read_frame(conn.execute(query.order_by(t.c.bucket_ts)),
-                           ["bucket_ts", "check", "n", "n_ok", "n_degraded", "latency_sum_ms", "latency_max_ms",
-                            "latency_hist"])
+        frame = self._read_time_range(
+            probe_rollups, "bucket_ts",
+            ["bucket_ts", "check", "n", "n_ok", "n_degraded", "latency_sum_ms", "latency_max_ms", "latency_hist"],
+            service, since=since, until=until, checks=checks)
         frame["latency_hist"] = list(_parse_histograms(frame["latency_hist"]))
         return frame
 
@@ -925,23 +927,13 @@ class Store:
 
     def read_metric_samples(self, service: str, *, since: float, until: float | None = None) -> pd.DataFrame:
         """Return raw scraped values (``ts, series, le, value``) ordered by time."""
-        t = metric_samples
-        query = sa.select(t.c.ts, t.c.series, t.c.le, t.c.value).where(
-            t.c.service == service, t.c.ts >= since)
-        if until is not None:
-            query = query.where(t.c.ts < until)
-        with self.engine.connect() as conn:
-            return read_frame(conn.execute(query.order_by(t.c.ts)), ["ts", "series", "le", "value"])
+        return self._read_time_range(metric_samples, "ts", ["ts", "series", "le", "value"], service, since=since,
+                                     until=until)
 
     def read_metric_rollups(self, service: str, *, since: float, until: float | None = None) -> pd.DataFrame:
         """Return downsampled metric increases (``bucket_ts, series, le, increase``)."""
-        t = metric_rollups
-        query = sa.select(t.c.bucket_ts, t.c.series, t.c.le, t.c.increase).where(
-            t.c.service == service, t.c.bucket_ts >= since)
-        if until is not None:
-            query = query.where(t.c.bucket_ts < until)
-        with self.engine.connect() as conn:
-            return read_frame(conn.execute(query.order_by(t.c.bucket_ts)), ["bucket_ts", "series", "le", "increase"])
+        return self._read_time_range(metric_rollups, "bucket_ts", ["bucket_ts", "series", "le", "increase"], service,
+                                     since=since, until=until)
 
     def services_with_data(self) -> list[str]:
         """Names of services that have probes stored."""
