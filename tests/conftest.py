@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import copy_demo_model
 from tests.collector_processes import TINY_SERVICE, free_port, stop_process
 from tests.helpers import wait_for
 
-pytest_plugins = ["tests.servers", "tests.fixtures_multiclass", "tests.fixtures_overview"]
+pytest_plugins = ["tests.servers", "tests.fixtures_multiclass", "tests.fixtures_overview", "tests.fixtures_browser"]
 
 os.environ.setdefault("VANTAGE_DEMO_FAULTS", "0")
 
@@ -46,13 +47,7 @@ def demo_runtime(var_dir, demo_model):
 @pytest.fixture
 def demo_var(tmp_path, demo_model) -> Path:
     """A fresh ``var/`` holding a copy of the trained demo model (so no retraining), no store."""
-    import shutil
-
-    target = tmp_path / "var" / "demo"
-    target.mkdir(parents=True)
-    for name in ("model.joblib", "model.json", "reference.parquet"):
-        shutil.copy2(demo_model.artifact_path.parent / name, target / name)
-    return target.parent
+    return copy_demo_model(demo_model, tmp_path / "var" / "demo").parent
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.browser import chromium_page, running_dashboard, visit_every_page
+from tests.browser import running_dashboard, visit_every_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def test_mlserver_with_a_readme_config_and_a_log_file_opens_every_page(mlserver_server, tmp_path):
+def test_mlserver_with_a_readme_config_and_a_log_file_opens_every_page(mlserver_server, open_page, tmp_path):
     rng = np.random.default_rng(0)
     X = pd.concat([mlserver_server.X] * 25, ignore_index=True)  # 500 rows like the server's known ones
     reference = X.assign(default=np.tile(mlserver_server.predictions, 25))
@@ -52,8 +52,8 @@ prediction = "predicted"
 path = "labels.csv"
 """)
     with running_dashboard(tmp_path / "streamlit.log", config=config,
-                           env={"VANTAGE_VAR": str(tmp_path / "var")}) as url, chromium_page() as page:
-        texts = visit_every_page(page, url)
+                           env={"VANTAGE_VAR": str(tmp_path / "var")}) as dashboard:
+        texts = visit_every_page(open_page(), dashboard.url)
     assert "credit" in texts["Services"] and "4 features" in texts["Services"], texts["Services"]
     assert "1 of 4 features drifted" in texts["Drift"] and "income" in texts["Drift"], texts["Drift"]
     assert "prediction-log file" in texts["Drift"] and "predictions with a known outcome" in texts["Overview"].lower()
@@ -63,7 +63,7 @@ path = "labels.csv"
 
 
 def test_mlserver_with_30_features_and_its_traffic_from_the_capture_proxy_opens_every_page(
-        mlserver_wide_server, tmp_path):
+        mlserver_wide_server, open_page, tmp_path):
     """A 30-feature model on MLServer, labels only (no score column), whose predictions Vantage knows only
     from the capture proxy in front of it; the config names only what the README requires."""
     import sys
@@ -110,8 +110,8 @@ target = "target"
         wait_for(lambda: store.count_predictions("cancer") >= len(rows), timeout=30, what="the captured rows")
         store.dispose()
     with running_dashboard(tmp_path / "streamlit.log", config=config,
-                           env={"VANTAGE_VAR": str(tmp_path / "var")}) as url, chromium_page() as page:
-        texts = visit_every_page(page, url)
+                           env={"VANTAGE_VAR": str(tmp_path / "var")}) as dashboard:
+        texts = visit_every_page(open_page(), dashboard.url)
     assert "30 features" in texts["Services"], texts["Services"]
     assert "prediction log in the store (240 rows)" in texts["Drift"], texts["Drift"]
     assert "240" in texts["Overview"], texts["Overview"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, wait_http
+from tests.browser import ROOT, wait_http
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -51,24 +51,19 @@ server_metadata_url = "http://127.0.0.1:{provider_port}/.well-known/openid-confi
         log.close()
 
 
-def test_sign_in_with_the_provider_gives_the_analyst_pages_and_refuses_services(oidc_dashboard):
-    from playwright.sync_api import expect, sync_playwright
+def test_sign_in_with_the_provider_gives_the_analyst_pages_and_refuses_services(oidc_dashboard, open_page):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(oidc_dashboard, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="Sign in to Vantage")).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("link", name="Drift")).to_have_count(0)  # nothing before signing in
-            page.get_by_role("button", name="Sign in with your organisation's account").click()
-            expect(page.get_by_text("Signed in as bob@example.com (analyst)")).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=60_000)
-            navigation = page.get_by_test_id("stSidebarNav")
-            expect(navigation.get_by_role("link", name="Drift")).to_be_visible()
-            expect(navigation.get_by_role("link", name="Services")).to_have_count(0)
-            page.goto(f"{oidc_dashboard}/services", wait_until="domcontentloaded")
-            expect(page.get_by_text("This page needs the admin role; bob@example.com is signed in as analyst.")
-                   ).to_be_visible(timeout=60_000)
-        finally:
-            browser.close()
+    page = open_page()
+    page.goto(oidc_dashboard, wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="Sign in to Vantage")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("link", name="Drift")).to_have_count(0)  # nothing before signing in
+    page.get_by_role("button", name="Sign in with your organisation's account").click()
+    expect(page.get_by_text("Signed in as bob@example.com (analyst)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=60_000)
+    navigation = page.get_by_test_id("stSidebarNav")
+    expect(navigation.get_by_role("link", name="Drift")).to_be_visible()
+    expect(navigation.get_by_role("link", name="Services")).to_have_count(0)
+    page.goto(f"{oidc_dashboard}/services", wait_until="domcontentloaded")
+    expect(page.get_by_text("This page needs the admin role; bob@example.com is signed in as analyst.")
+           ).to_be_visible(timeout=60_000)

@@ -5,32 +5,28 @@ import urllib.parse
 import pytest
 
 from explain.scenarios import Scenario, encode_scenario
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url  # noqa: F401  (dashboard_url is a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 
-def test_editing_a_value_shows_the_new_prediction(dashboard_url, tmp_path):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+def test_editing_a_value_shows_the_new_prediction(dashboard_url, open_page, tmp_path):
+    from playwright.sync_api import expect
 
     start = urllib.parse.quote(encode_scenario(Scenario("", "reference", "0", {})))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(f"{dashboard_url}/whatif?service=credit-risk&scenario={start}", wait_until="domcontentloaded")
-        expect(page.get_by_role("heading", name="What-if")).to_be_visible(timeout=120_000)
-        values = page.locator('[data-testid="stMetricValue"]')
-        expect(values.nth(1)).to_be_visible(timeout=60_000)
-        before = values.nth(1).inner_text()
-        assert values.nth(0).inner_text() == before
+    page = open_page(height=1400)
+    page.goto(f"{dashboard_url}/whatif?service=credit-risk&scenario={start}", wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="What-if")).to_be_visible(timeout=120_000)
+    values = page.locator('[data-testid="stMetricValue"]')
+    expect(values.nth(1)).to_be_visible(timeout=60_000)
+    before = values.nth(1).inner_text()
+    assert values.nth(0).inner_text() == before
 
-        field = page.get_by_label("credit_utilization", exact=True)
-        field.fill("0.99")
-        field.press("Enter")
-        expect(values.nth(1)).not_to_have_text(before, timeout=60_000)
-        assert float(values.nth(1).inner_text()) > float(before)
-        expect(page.get_by_text("changed", exact=False).first).to_be_visible()
-        assert "credit_utilization" in urllib.parse.unquote(page.url)
-        page.screenshot(path=str(tmp_path / "whatif.png"), full_page=True)
-        assert page.locator('[data-testid="stException"]').count() == 0
-        browser.close()
+    field = page.get_by_label("credit_utilization", exact=True)
+    field.fill("0.99")
+    field.press("Enter")
+    expect(values.nth(1)).not_to_have_text(before, timeout=60_000)
+    assert float(values.nth(1).inner_text()) > float(before)
+    expect(page.get_by_text("changed", exact=False).first).to_be_visible()
+    assert "credit_utilization" in urllib.parse.unquote(page.url)
+    page.screenshot(path=str(tmp_path / "whatif.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -12,9 +12,6 @@ class shares, never a mean class id.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -187,46 +184,13 @@ def test_partial_dependence_and_what_if_through_kserve_keep_to_the_budget(app, w
 
 
 @pytest.mark.browser
-def test_every_page_opens_for_kserve_in_chromium(watched, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_every_page_opens_for_kserve_in_chromium(watched, open_page, tmp_path):
+    from tests.browser import running_dashboard, visit_every_page
 
-    from demo.runtime import free_port
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS, wait_http
-
-    port = free_port()
-    env = dict(os.environ, VANTAGE_CONFIG=str(watched["config"]), VANTAGE_NOW=str(watched["now"]),
-               VANTAGE_VAR=str(tmp_path / "var"))
-    log_path = tmp_path / "streamlit.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true", "--server.port", str(port),
-             "--browser.gatherUsageStats", "false"], stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
-    try:
-        if not wait_http(f"http://127.0.0.1:{port}/_stcore/health", 60):
-            pytest.fail("the dashboard did not start: " + log_path.read_text()[-2000:])
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}", wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)
-            links = page.locator('[data-testid="stSidebarNavLink"]')
-            titles = [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(links.count())]
-            assert {"Overview", "Service health", "Drift", "Performance", "Explain", "What-if", "Segments",
-                    "Services"} <= set(titles), titles
-            for title in titles:
-                page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
-                expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=60_000)
-                main = page.locator('[data-testid="stMain"]')
-                deadline = time.monotonic() + 60
-                while len(main.inner_text()) < 400 and time.monotonic() < deadline:
-                    page.wait_for_timeout(500)
-                page.wait_for_timeout(1000)
-                assert page.locator('[data-testid="stException"]').count() == 0, f"{title} shows an exception"
-                text = main.inner_text()
-                assert len(text) >= 400, f"{title} is nearly empty: {text!r}"
-                assert "Mean prediction" not in text, title
-            browser.close()
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=20)
+    with running_dashboard(tmp_path / "streamlit.log", config=watched["config"],
+                           env={"VANTAGE_NOW": str(watched["now"]), "VANTAGE_VAR": str(tmp_path / "var")}) as dashboard:
+        texts = visit_every_page(open_page(), dashboard.url)
+    assert {"Overview", "Service health", "Drift", "Performance", "Explain", "What-if", "Segments",
+            "Services"} <= set(texts), sorted(texts)
+    for title, text in texts.items():
+        assert "Mean prediction" not in text, title

@@ -277,45 +277,37 @@ class Frames:
 
 
 @pytest.mark.browser
-def test_the_token_is_in_no_websocket_frame_download_or_report(echo_dashboard):
-    from playwright.sync_api import expect, sync_playwright
-
-    from tests.browser import CHROMIUM, CHROMIUM_ARGS
+def test_the_token_is_in_no_websocket_frame_download_or_report(echo_dashboard, open_page):
+    from playwright.sync_api import expect
 
     url, log_path = echo_dashboard
     frames = Frames()
     downloads: dict[str, bytes] = {}
     live_elements: list[str] = []  # links and images made of the service's Markdown and HTML
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.add(payload)))
-            page.goto(url, wait_until="domcontentloaded")
-            expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)
-            frames.wait_for_run(page, 0)
-            links = page.locator('[data-testid="stSidebarNavLink"]')
-            titles = [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(links.count())]
-            assert {"Overview", "Service health", "Drift", "Performance", "Explain", "Services"} <= set(titles)
-            for title in titles:
-                runs = frames.runs_finished
-                frames.download_buttons.clear()
-                page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
-                expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=60_000)
-                frames.wait_for_run(page, runs)
-                live = page.locator('a[href*="evil"], img[src*="evil"], img[src="x"]')
-                live_elements += [f"{title}: {live.nth(i).evaluate('e => e.outerHTML')}" for i in range(live.count())]
-                for button in list(frames.download_buttons.values()):  # in expanders and tabs too
-                    if button.url:  # the data is a file the server holds for the page: what a click fetches
-                        with urllib.request.urlopen(url + button.url, timeout=30) as answer:
-                            downloads[f"{title}: {button.label}"] = answer.read()
-                    else:  # made on click (on_click="ignore" with a callable): click it
-                        with page.expect_download(timeout=120_000) as download:
-                            page.get_by_role("button", name=button.label).click()
-                        downloads[f"{title}: {button.label}"] = Path(download.value.path()).read_bytes()
-            page.wait_for_timeout(2_500)  # a poll or two more of the 2-second collector reach the open page
-        finally:
-            browser.close()
+    page = open_page(accept_downloads=True)
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.add(payload)))
+    page.goto(url, wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)
+    frames.wait_for_run(page, 0)
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    titles = [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(links.count())]
+    assert {"Overview", "Service health", "Drift", "Performance", "Explain", "Services"} <= set(titles)
+    for title in titles:
+        runs = frames.runs_finished
+        frames.download_buttons.clear()
+        page.locator('[data-testid="stSidebarNavLink"]', has_text=title).click()
+        expect(page.get_by_role("heading", name=title).first).to_be_visible(timeout=60_000)
+        frames.wait_for_run(page, runs)
+        live = page.locator('a[href*="evil"], img[src*="evil"], img[src="x"]')
+        live_elements += [f"{title}: {live.nth(i).evaluate('e => e.outerHTML')}" for i in range(live.count())]
+        for button in list(frames.download_buttons.values()):  # in expanders and tabs too
+            if button.url:  # the data is a file the server holds for the page: what a click fetches
+                with urllib.request.urlopen(url + button.url, timeout=30) as answer:
+                    downloads[f"{title}: {button.label}"] = answer.read()
+            else:  # made on click (on_click="ignore" with a callable): click it
+                with page.expect_download(timeout=120_000) as download:
+                    page.get_by_role("button", name=button.label).click()
+                downloads[f"{title}: {button.label}"] = Path(download.value.path()).read_bytes()
     received = frames.received
     assert len(received) > 50 and frames.runs_finished >= 8
     assert any(b"[redacted]" in (f if isinstance(f, bytes) else f.encode()) for f in received)  # the echo got there
