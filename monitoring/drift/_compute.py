@@ -282,11 +282,7 @@ def compute_drift(profile: ReferenceProfile, current: pd.DataFrame, *, window: s
     """
     spec = parse_window(window)
     threshold_of = _thresholds(thresholds)
-    absent = [name for name in profile.features if name not in current.columns]
-    if absent:
-        raise ValueError(f"current data lacks feature column(s) {absent}; it has {list(current.columns)}")
-    names = [*profile.features, *(c for c in profile.prediction_columns if c in current.columns)]
-    method_of = _methods(profile, names, methods)
+    names, method_of = _columns(profile, list(current.columns), methods, source="current data")
 
     ts = timestamps_as_seconds(current[timestamp_column]) if timestamp_column in current.columns else None
     windows = assign_windows(len(current), spec, ts=ts)
@@ -394,11 +390,7 @@ def compute_drift_from_counts(profile: ReferenceProfile, tallies: WindowTallies,
         Tallies lacking a feature, step counts of the wrong shape, or bad settings.
     """
     threshold_of = _thresholds(thresholds)
-    absent = [name for name in profile.features if name not in tallies.columns]
-    if absent:
-        raise ValueError(f"the counts lack feature column(s) {absent}; they have {sorted(tallies.columns)}")
-    names = [*profile.features, *(c for c in profile.prediction_columns if c in tallies.columns)]
-    method_of = _methods(profile, names, methods)
+    names, method_of = _columns(profile, sorted(tallies.columns), methods, source="the counts")
     windows = tallies.windows
     messages: list[str] = []
     if windows.n_unassigned:
@@ -524,6 +516,16 @@ def check_drift_settings(*, methods: Mapping[str, str] | None = None, thresholds
     if drift_share is not None and (isinstance(drift_share, bool) or not isinstance(drift_share, int | float)
                                     or not 0 < drift_share <= 1):
         raise ValueError(f"drift_share must be a number in (0, 1]; got {drift_share!r}")
+
+
+def _columns(profile: ReferenceProfile, available: list[str], methods: Mapping[str, str] | None, *,
+             source: str) -> tuple[list[str], dict[str, DriftMethod]]:
+    """The columns to judge (every feature, then the prediction columns ``available`` has) and their methods."""
+    absent = [name for name in profile.features if name not in available]
+    if absent:
+        raise ValueError(f"{source} lacks feature column(s) {absent}; it has {available}")
+    names = [*profile.features, *(c for c in profile.prediction_columns if c in available)]
+    return names, _methods(profile, names, methods)
 
 
 def _thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
