@@ -18,7 +18,6 @@ from monitoring.performance import (
     performance_over_time,
 )
 from monitoring.report import render_report, service_report
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url  # noqa: F401  (dashboard_url is a fixture)
 
 DAY = 86400.0
 
@@ -76,52 +75,42 @@ def test_report_is_one_self_contained_page(report_html):
 
 
 @pytest.mark.browser
-def test_report_opens_offline_in_headless_chromium_and_shows_its_charts(report_html, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_report_opens_offline_in_headless_chromium_and_shows_its_charts(report_html, tmp_path, open_page):
     page_text, _ = report_html
     path = tmp_path / "report.html"
     path.write_text(page_text, encoding="utf-8")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(offline=True)
-        requested = []
-        context.route("**/*", lambda route: (requested.append(route.request.url), route.abort())
-                      if not route.request.url.startswith("file:") else route.continue_())
-        page = context.new_page()
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(path.as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000)
-        assert page.locator(".js-plotly-plot").count() == 4
-        assert page.locator("table").count() == 4  # performance, drift, segments, fairness
-        assert not errors, errors
-        assert not requested, requested
-        browser.close()
+    page = open_page(offline=True)
+    requested = []
+    page.context.route("**/*", lambda route: (requested.append(route.request.url), route.abort())
+                       if not route.request.url.startswith("file:") else route.continue_())
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri(), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4", timeout=30_000)
+    assert page.locator(".js-plotly-plot").count() == 4
+    assert page.locator("table").count() == 4  # performance, drift, segments, fairness
+    assert not errors, errors
+    assert not requested, requested
 
 
 @pytest.mark.browser
 @pytest.mark.integration
-def test_the_overview_download_button_gives_the_report(dashboard_url, tmp_path):  # noqa: F811
-    from playwright.sync_api import expect, sync_playwright
+def test_the_overview_download_button_gives_the_report(dashboard_url, tmp_path, open_page):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.goto(dashboard_url, wait_until="domcontentloaded")
-        expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)
-        button = page.get_by_role("button", name="Download this overview as one HTML file")
-        expect(button).to_be_visible(timeout=60_000)
-        with page.expect_download(timeout=120_000) as download:
-            button.click()
-        saved = tmp_path / "vantage-report.html"
-        download.value.save_as(saved)
-        offline = browser.new_context(offline=True)
-        report = offline.new_page()
-        report.goto(saved.as_uri(), wait_until="load")
-        expect(report.locator("h2", has_text="credit-risk").first).to_be_visible()
-        expect(report.get_by_text("Fairness across").first).to_be_visible()
-        report.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1",
-                                 timeout=30_000)
-        assert report.locator(".js-plotly-plot").count() >= 1
-        browser.close()
+    page = open_page(accept_downloads=True)
+    page.goto(dashboard_url, wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=90_000)
+    button = page.get_by_role("button", name="Download this overview as one HTML file")
+    expect(button).to_be_visible(timeout=60_000)
+    with page.expect_download(timeout=120_000) as download:
+        button.click()
+    saved = tmp_path / "vantage-report.html"
+    download.value.save_as(saved)
+    report = open_page(offline=True)
+    report.goto(saved.as_uri(), wait_until="load")
+    expect(report.locator("h2", has_text="credit-risk").first).to_be_visible()
+    expect(report.get_by_text("Fairness across").first).to_be_visible()
+    report.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 1",
+                             timeout=30_000)
+    assert report.locator(".js-plotly-plot").count() >= 1
