@@ -108,9 +108,9 @@ def settled_text(page, *, min_text: int = 400, seconds: float = 60, unless: tupl
     main = page.locator('[data-testid="stMain"]')
     deadline = time.monotonic() + seconds
     seen, same = "", 0
-    while time.monotonic() < deadline and (len(seen) < min_text or same < 3  # filled in, then settled
+    while time.monotonic() < deadline and (len(seen) < min_text or same < 6  # filled in, then 1.5 s unchanged
                                            or any(text in seen for text in unless)):
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(250)
         text = main.inner_text()
         same, seen = (same + 1 if text == seen else 0), text
     return main.inner_text()

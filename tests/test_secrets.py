@@ -273,7 +273,7 @@ class Frames:
             if time.monotonic() > deadline:
                 pytest.fail(f"the page's script did not finish within {seconds:g} s")
             page.wait_for_timeout(200)
-        page.wait_for_timeout(300)
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=30_000)  # drawn
 
 
 @pytest.mark.browser
