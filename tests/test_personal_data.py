@@ -23,6 +23,7 @@ from monitoring.privacy import (
     personal_key,
     unknown_columns,
 )
+from tests.helpers import wait_for
 
 PLANTED_EMAIL = "zorblax.quimby@example.org"
 PLANTED_NUMBER = 9876.54321
@@ -251,9 +252,7 @@ def private_service(tmp_path_factory):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: server.started, timeout=20, what="the private service to start", every=0.05)
     url = f"http://127.0.0.1:{port}"
 
     now = time.time()
@@ -270,9 +269,7 @@ def private_service(tmp_path_factory):
                                                                      strict=True)]
     labels[-2]["label"] = 1 - int(predicted[-2])  # the planted row is wrong: it tops "largest error"
     requests.post(f"{url}/labels", json={"labels": labels}, timeout=30).raise_for_status()
-    deadline = time.monotonic() + 30
-    while store.count_predictions("private") < len(rows) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: store.count_predictions("private") >= len(rows), timeout=30, what="the 120 logged predictions")
     assert store.count_predictions("private") == len(rows)
 
     config = folder / "vantage.toml"

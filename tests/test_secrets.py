@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from streamlit.testing.v1 import AppTest
 
 from demo.runtime import free_port
+from tests.helpers import wait_for
 
 TOKEN = "tok-planted-7f3e9c1b-secret"
 MARKDOWN_ATTACK = "[x](http://evil.example) ![t](http://evil.example/t.png) <img src=x>"
@@ -59,9 +60,7 @@ def echoing_service():
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: server.started, timeout=20, what="the echoing service to start", every=0.05)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
