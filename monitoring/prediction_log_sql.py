@@ -2,7 +2,10 @@
 
 One table per service (``predictions__<service>``, :func:`monitoring.store_schema.new_prediction_table`),
 created on the first write with the service's features and read back from the database after
-that; personal columns are sealed on the way in and opened on the way out by the store's
+that. These tables are not in the migrations (:mod:`monitoring.migrations`): their columns are
+data. Their creation holds the store's schema lock (:func:`monitoring.migrations.schema_lock`)
+and looks again under it, so two processes creating one table at the same moment both go on
+with the one table. Personal columns are sealed on the way in and opened on the way out by the store's
 :class:`~monitoring.sealing.Sealer`. :class:`SqlPredictionLog` works over a
 :class:`~monitoring.store.Store` (its engine, its sealer, its schema that survives a replaced
 SQLite file); the store delegates its prediction-log methods to it.
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring.migrations import schema_lock
 from monitoring.store_schema import (
     PREDICTION_COLUMNS,
     capture_stats,
@@ -49,8 +53,11 @@ class SqlPredictionLog:
 
     def create_tables(self) -> None:
         """Create again every table opened so far that the database lacks (the store's file was recreated)."""
-        for table in self.tables.values():
-            table.create(self.store.engine, checkfirst=True)
+        if not self.tables:
+            return
+        with schema_lock(self.store.engine) as conn:
+            for table in self.tables.values():
+                table.create(conn, checkfirst=True)
 
     def prediction_table(self, service: str, features: Mapping[str, str] | None = None) -> sa.Table:
         """Return (creating if needed) the prediction log table of ``service``.
@@ -72,7 +79,11 @@ class SqlPredictionLog:
             if not features:
                 raise KeyError(f"service {service!r} has no prediction log yet and no features were given")
             table = new_prediction_table(service, features, sealed=self.store.sealer.columns(service))
-            table.create(engine, checkfirst=True)
+            with schema_lock(engine) as conn:  # another process may be creating it right now: one of them does
+                if sa.inspect(conn).has_table(name):
+                    table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                else:
+                    table.create(conn)
         self.tables[service] = table
         return table
 

@@ -1,7 +1,8 @@
 """The store: the SQL store of probes, scraped metrics, incidents, rollups and leases (the health store).
 
-SQLAlchemy Core over SQLite (a file in WAL mode, the default) or PostgreSQL. The tables and the
-migration of an older store are in :mod:`monitoring.store_schema`; the prediction log, its labels
+SQLAlchemy Core over SQLite (a file in WAL mode, the default) or PostgreSQL. The tables are in
+:mod:`monitoring.store_schema`, created and upgraded by the Alembic migrations of
+:mod:`monitoring.migrations` whenever a store opens a database; the prediction log, its labels
 and the capture statistics in :mod:`monitoring.prediction_log_sql`, which :class:`Store` delegates
 to (``store.log_predictions(...)``, ``store.read_prediction_log(...)``; ``store.predictions`` is
 the :class:`~monitoring.prediction_log_sql.SqlPredictionLog` itself).
@@ -12,15 +13,21 @@ A SQLite file that is deleted (or replaced) under a running store is noticed bef
 write (its inode is compared with the one the connections opened): pooled connections to
 the old file are closed and the schema is created again in a new file
 (:attr:`Store.recreated` says when and why). :meth:`Store.diagnose` names what an error
-means for the operator (locked, full, read-only) for :class:`StoreHealth`.
+means for the operator (locked, full, read-only, unreachable) for :class:`StoreHealth`; a
+PostgreSQL server that is down or refuses the connection is named by host and port.
+
+Run as ``python -m monitoring.store upgrade`` (``--url`` or ``--config``), it migrates a store by
+hand; ``current`` prints its revision.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +39,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from monitoring import migrations
 from monitoring.metrics import counter_increases
 from monitoring.prediction_log_sql import SqlPredictionLog
 from monitoring.sealing import Sealer
@@ -40,10 +48,8 @@ from monitoring.store_schema import (
     incidents,
     insert_ignoring_duplicates,
     leases,
-    metadata,
     metric_rollups,
     metric_samples,
-    migrate,
     probe_rollups,
     probes,
     read_frame,
@@ -264,7 +270,7 @@ class LeaseClaim:
     taken_from: Lease | None = None
 
 
-STORE_STATES = ("ok", "locked", "full", "read_only", "recreated", "unavailable")
+STORE_STATES = ("ok", "locked", "full", "read_only", "recreated", "unreachable", "unavailable")
 """States :class:`StoreHealth` can report."""
 
 
@@ -274,11 +280,13 @@ class StoreHealth:
 
     Attributes
     ----------
-    state : {"ok", "locked", "full", "read_only", "recreated", "unavailable"}
+    state : {"ok", "locked", "full", "read_only", "recreated", "unreachable", "unavailable"}
         ``locked``: another connection holds the write lock for longer than the write
         timeout; ``full``: no space left (or the process's file-size limit); ``read_only``:
         the file, its folder or its file system refuses writes; ``recreated``: the SQLite
         file was deleted (or replaced) and created again, so older history is gone;
+        ``unreachable``: the PostgreSQL server cannot be connected to (down, refusing, wrong
+        host, port, database or credentials: the cause names host and port);
         ``unavailable``: any other error (the cause says which).
     cause : str
         Plain language: what is wrong and the database's own message; empty when ok.
@@ -336,7 +344,8 @@ class Store:
 
     Notes
     -----
-    Opening never fails for an unwritable or unreachable database: the schema is created by
+    Opening a database brings its schema to the newest migration (:mod:`monitoring.migrations`).
+    Opening never fails for an unwritable or unreachable database: the migrations run before
     the first write that succeeds, and writes raise until then (:meth:`diagnose` says why).
     """
 
@@ -355,7 +364,9 @@ class Store:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": self.busy_timeout}
         else:
-            kwargs["pool_pre_ping"] = True
+            kwargs["pool_pre_ping"] = True  # a connection the server closed (restart) is replaced, not used
+            # a server that does not answer fails the connection within the busy timeout, not the OS's minutes
+            kwargs["connect_args"] = {"connect_timeout": max(1, round(self.busy_timeout))}
         self.engine: Engine = sa.create_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", self._on_connect)
@@ -368,11 +379,14 @@ class Store:
         self._schema_ready = False
         self.recreated: tuple[float, str] | None = None
         """``(when, why)`` of the last time the SQLite file was found deleted or replaced, or None."""
+        self.migrated: migrations.UpgradeResult | None = None
+        """What the migrations did when the schema was last made ready, or None before then."""
         try:
             self.ensure_schema()
         except Exception as exc:  # read-only, full, locked or unreachable: retried by every write
-            log.warning("store %s not writable yet (%s); the schema is created on the first write that works",
-                        self._where(), exc)
+            logging.getLogger(__name__).warning(
+                "store %s not writable yet (%s); the schema is migrated on the first write that works",
+                self._where(), exc)
 
     @classmethod
     def from_config(cls, config, **options) -> Store:
@@ -421,7 +435,7 @@ class Store:
             raise sa.exc.DisconnectionError(f"store file {self.path} was deleted or replaced")
 
     def ensure_schema(self) -> tuple[int, int] | None:
-        """Create the schema if needed, and again if the SQLite file was deleted or replaced.
+        """Bring the schema to the newest migration if needed, and again if the SQLite file was deleted or replaced.
 
         Called before every write (the prediction log's too).
 
@@ -452,8 +466,10 @@ class Store:
                         why += ", which had no Vantage tables: they were created, empty"
                 self.recreated = (time.time(), why)
                 log.error("%s", why)
-            metadata.create_all(self.engine)
-            migrate(self.engine)
+            self.migrated = migrations.upgrade(self.engine)
+            if self.migrated.changed:
+                log.info("store %s migrated from revision %s to %s%s", self._where(), self.migrated.before,
+                         self.migrated.after, f" (adopted as {self.migrated.adopted})" if self.migrated.adopted else "")
             self.predictions.create_tables()
             self._schema_file = self._file_id()
             self._schema_ready = True
@@ -471,9 +487,11 @@ class Store:
 
         Returns
         -------
-        state : {"locked", "full", "read_only", "unavailable"}
+        state : {"locked", "full", "read_only", "unreachable", "unavailable"}
         cause : str
-            Plain language, ending with the database's own message.
+            Plain language, ending with the database's own message; for PostgreSQL, the
+            server's host and port and what failed (refused, no answer, shutting down, no such
+            database, credentials refused).
         """
         original = getattr(exc, "orig", None) or exc
         message = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
@@ -488,6 +506,9 @@ class Store:
             return "full", f"{self._space_problem() or f'no space left for the store {where}'} ({message})"
         if code.startswith("SQLITE_READONLY") or "readonly database" in lowered or sqlstate == "25006":
             return "read_only", f"{self._access_problem() or f'the store {where} is read-only'} ({message})"
+        unreachable = self._connection_problem(lowered, sqlstate)
+        if unreachable:
+            return "unreachable", f"{unreachable} ({message})"
         if code.startswith(("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")) or "unable to open" in lowered \
                 or "disk i/o error" in lowered:
             access = self._access_problem()
@@ -497,6 +518,33 @@ class Store:
             if space:
                 return "full", f"{space} ({message})"
         return "unavailable", f"the store {where} refused the write: {type(original).__name__}: {message}"
+
+    def _connection_problem(self, lowered: str, sqlstate: str) -> str | None:
+        """Why this process cannot talk to the PostgreSQL server, in words naming its host and port, or None."""
+        if self.dialect != "postgresql":
+            return None
+        url = self.engine.url
+        server = f"the PostgreSQL server at {url.host or 'localhost'}:{url.port or 5432}"
+        if sqlstate.startswith("28") or "password authentication failed" in lowered:
+            return (f"{server} refused the credentials of user {url.username!r} (wrong password, or not allowed by "
+                    "its pg_hba.conf)")
+        if sqlstate == "3D000" or ("database" in lowered and "does not exist" in lowered):
+            return f"{server} has no database {url.database!r} (create it, or fix [store] url)"
+        if sqlstate in ("57P01", "57P02", "57P03") or "shutting down" in lowered or "starting up" in lowered \
+                or "terminating connection" in lowered:
+            return f"{server} is shutting down, restarting or starting up"
+        if "refused" in lowered:
+            return (f"{server} refuses connections: is it running, and listening on that address and port? "
+                    "The store is unreachable")
+        if "timeout expired" in lowered or "timed out" in lowered:
+            return f"{server} did not answer within {round(self.busy_timeout)} s: the store is unreachable"
+        if "resolve host" in lowered or "translate host name" in lowered or "name or service not known" in lowered:
+            return f"the host name of {server} cannot be resolved"
+        if sqlstate.startswith("08") or "server closed the connection" in lowered or "connection failed" in lowered \
+                or "could not connect" in lowered or "consuming input failed" in lowered \
+                or "the connection is closed" in lowered or "connection to server" in lowered:
+            return f"{server} cannot be connected to, or dropped the connection"
+        return None
 
     def _access_problem(self) -> str | None:
         """Why this process cannot write the SQLite file or its folder, or None."""
@@ -642,9 +690,10 @@ class Store:
                     duplicates += 1
                     continue
             previous = self._state_before(conn, record.service, record.ts)
+            # RETURNING says whether the row went in (psycopg's rowcount is -1 with it, so not that)
             inserted = conn.execute(dialect_insert(self.dialect, probes).values(**verdict.as_row())
-                                    .on_conflict_do_nothing()).rowcount
-            if not inserted:  # already stored by an earlier attempt of this write
+                                    .on_conflict_do_nothing().returning(probes.c.id)).first()
+            if inserted is None:  # already stored by an earlier attempt of this write
                 duplicates += 1
                 continue
             others = [p.as_row() for p in record.probes if p.check != "poll"]
@@ -1091,3 +1140,69 @@ class Store:
     def write_labels(self, service: str, frame: pd.DataFrame) -> int:
         """Append ground-truth labels (``prediction_id, ts, label``): :meth:`SqlPredictionLog.write_labels`."""
         return self.predictions.write_labels(service, frame)
+
+
+# -- by hand: python -m monitoring.store upgrade ----------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m monitoring.store {upgrade,current} [--url URL | --config FILE]``: migrate a store by hand.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (``sys.argv[1:]`` by default).
+
+    Returns
+    -------
+    int
+        The exit status: 0 when done, 1 when the store cannot be reached or migrated.
+    """
+    parser = argparse.ArgumentParser(prog="python -m monitoring.store",
+                                     description="Bring the Vantage store to the newest schema revision "
+                                                 "(the dashboard and the collector also do it when they start).")
+    parser.add_argument("action", choices=("upgrade", "current"),
+                        help="upgrade: run the migrations the store lacks; current: print its revision")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", help="SQLAlchemy URL of the store, e.g. postgresql+psycopg://user@host/vantage")
+    where.add_argument("--config", help="a Vantage TOML file whose [store] url is used "
+                                        "(default: $VANTAGE_CONFIG, else the default store)")
+    args = parser.parse_args(argv)
+    from monitoring.config import CONFIG_ENV_VAR, DEFAULT_STORE_URL, load_config
+
+    config_path = args.config or os.environ.get(CONFIG_ENV_VAR)
+    url = args.url or (load_config(config_path).store.url if config_path else DEFAULT_STORE_URL)
+    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    if args.action == "current":
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                revision = migrations.current_revision(conn) or migrations.legacy_revision(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            print(f"{shown}: {Store(url).diagnose(exc)[1]}", file=sys.stderr)
+            return 1
+        finally:
+            engine.dispose()
+        print(f"{shown}: revision {revision or 'none (empty)'}; newest {migrations.head()}")
+        return 0
+    logging.basicConfig(level=logging.ERROR)
+    store = Store(url)  # opening migrates; an error is kept for the message below
+    try:
+        store.ensure_schema()
+    except sa.exc.SQLAlchemyError as exc:
+        state, cause = store.diagnose(exc)
+        print(f"{shown}: not migrated, the store is {state.replace('_', ' ')}: {cause}", file=sys.stderr)
+        return 1
+    finally:
+        store.dispose()
+    result = store.migrated
+    if not result.changed:
+        print(f"{shown}: at revision {result.after} already")
+    else:
+        adopted = f" (a store from before the migrations, recognised as {result.adopted})" if result.adopted else ""
+        print(f"{shown}: migrated from {result.before or 'nothing'} to {result.after}{adopted}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,10 @@
-"""The store's schema: the tables and their metadata, a service's prediction-log table, the migration of an older store.
+"""The store's schema: the tables and their metadata, and a service's prediction-log table.
+
+The database gets these tables through the versioned Alembic migrations of
+:mod:`monitoring.migrations` (never ``create_all``); a test checks that the migrated schema and
+:data:`metadata` agree. A change here needs a new revision in ``monitoring/migrations/versions/``.
+The per-service prediction tables are data-dependent and created by the log code
+(:mod:`monitoring.prediction_log_sql`).
 
 Timestamps are Unix seconds (float, UTC) everywhere: cheap to index, compare and bucket in SQL
 on SQLite and PostgreSQL alike. The helpers at the end (:func:`dialect_insert`,
@@ -152,28 +158,6 @@ capture_stats = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("stats", sa.Text, nullable=False),
 )
-
-LEASE_IDENTITY_COLUMNS = ("host", "node", "pid", "started", "acquired_at")
-"""Lease columns added after the first release; an older store gets them on open."""
-
-
-def migrate(engine: Engine) -> None:
-    """Add the columns that newer versions introduced to tables an older version created.
-
-    Parameters
-    ----------
-    engine : Engine
-        The store's engine; its tables exist (``metadata.create_all`` ran).
-    """
-    have = {c["name"] for c in sa.inspect(engine).get_columns("leases")}
-    missing = [leases.c[name] for name in LEASE_IDENTITY_COLUMNS if name not in have]
-    if not missing:
-        return
-    with engine.begin() as conn:
-        for column in missing:
-            kind = column.type.compile(dialect=engine.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE leases ADD COLUMN {column.name} {kind}")
-
 
 def prediction_table_name(service: str) -> str:
     """Name of the prediction-log table of ``service``: ``predictions__<service>``."""

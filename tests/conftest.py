@@ -15,7 +15,8 @@ from tests.browser import copy_demo_model
 from tests.collector_processes import TINY_SERVICE, free_port, stop_process
 from tests.helpers import wait_for
 
-pytest_plugins = ["tests.servers", "tests.fixtures_multiclass", "tests.fixtures_overview", "tests.fixtures_browser"]
+pytest_plugins = ["tests.servers", "tests.fixtures_multiclass", "tests.fixtures_overview", "tests.fixtures_browser",
+                  "tests.fixtures_postgres"]
 
 os.environ.setdefault("VANTAGE_DEMO_FAULTS", "0")
 

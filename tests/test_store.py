@@ -1,4 +1,10 @@
-"""The store: idempotent writes, leases, downsampling, the prediction log, and outages of the file."""
+"""The store: idempotent writes, leases, downsampling, the prediction log, and outages of the file.
+
+Every test taking ``store`` runs twice: on a SQLite file and on a fresh database of the session's
+real PostgreSQL server (``tests/fixtures_postgres.py``). The outage tests at the end are about the
+SQLite file itself (deleted, locked, in a read-only folder) and stay SQLite; PostgreSQL's outages
+are in ``tests/test_postgres.py``.
+"""
 
 import os
 import sqlite3
@@ -26,6 +32,14 @@ from monitoring.store import (
 from tests.helpers import read_only
 
 
+@pytest.fixture
+def store(store_url):
+    """An empty store, on SQLite and on PostgreSQL (``store_url``)."""
+    store = Store(store_url)
+    yield store
+    store.dispose()
+
+
 def probe(ts, check="live", ok=True, **kw):
     return Probe(ts=ts, service="svc", check=check, ok=ok, **kw)
 
@@ -37,7 +51,9 @@ def test_probe_written_twice_is_stored_once(store):
     assert len(store.read_probes("svc", since=0)) == 3
 
 
-def test_sqlite_store_runs_in_wal_mode(store):
+def test_sqlite_store_runs_in_wal_mode(tmp_path):
+    """SQLite only: WAL is SQLite's journal mode."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
@@ -243,6 +259,8 @@ def test_a_reused_pid_or_another_machine_does_not_end_a_lease_early(store):
 
 
 def test_an_older_leases_table_gains_the_identity_columns(tmp_path):
+    """A leases table of the first release (no holder identity) is migrated by revision 0002 (SQLite; the
+    store-from-the-previous-code tests in tests/test_store_migrations.py run on both)."""
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE leases (name VARCHAR(128) PRIMARY KEY, holder VARCHAR(128) NOT NULL, "
@@ -260,6 +278,7 @@ def test_an_older_leases_table_gains_the_identity_columns(tmp_path):
 
 
 def test_a_deleted_sqlite_file_is_created_again_with_its_schema(tmp_path):
+    """SQLite only: the file itself is deleted under the store."""
     path = tmp_path / "store.db"
     store = Store(f"sqlite:///{path}")
     try:
@@ -283,6 +302,7 @@ def test_a_deleted_sqlite_file_is_created_again_with_its_schema(tmp_path):
 
 
 def test_diagnose_names_a_locked_store(tmp_path):
+    """SQLite only: the lock is SQLite's file lock (``BEGIN EXCLUSIVE`` from another connection)."""
     path = tmp_path / "store.db"
     store = Store(f"sqlite:///{path}")
     lock = sqlite3.connect(path, isolation_level=None)
@@ -299,6 +319,7 @@ def test_diagnose_names_a_locked_store(tmp_path):
 
 
 def test_opening_an_unwritable_store_does_not_raise_and_the_first_good_write_creates_the_schema(tmp_path):
+    """SQLite only: a read-only folder; PostgreSQL's equivalent (the server down at open) is in test_postgres.py."""
     folder = tmp_path / "ro"
     folder.mkdir()
     with read_only(folder) as how:
