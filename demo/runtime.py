@@ -35,7 +35,7 @@ from demo.replayer import DAY, TrafficReplayer
 from demo.service import FaultSchedule, ServedModel, create_app
 from monitoring.clients import V2Client, make_client
 from monitoring.clock import Clock, SystemClock
-from monitoring.config import VantageConfig, parse_config
+from monitoring.config import DEFAULT_LOG_URL, VantageConfig, parse_config
 from monitoring.store import Store
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def demo_config_text(*, url: str, store_url: str, model: DemoModel, poll_interval: float = 5.0) -> str:
+def demo_config_text(*, url: str, store_url: str, model: DemoModel, poll_interval: float = 5.0,
+                     log_url: str = DEFAULT_LOG_URL) -> str:
     """The Vantage configuration that watches the demo service (TOML text)."""
     features = ", ".join(f'"{f}"' for f in model.features)
     metrics = model.metrics
@@ -90,6 +91,7 @@ def demo_config_text(*, url: str, store_url: str, model: DemoModel, poll_interva
 # Written by the embedded demo; an example of a real configuration.
 [store]
 url = "{store_url}"
+log = "{log_url}"                   # the prediction log: Parquet partitions read by DuckDB
 
 [[services]]
 name = "{SERVICE_NAME}"
@@ -201,7 +203,8 @@ def start_demo(var_dir: Path | str = "var", *, port: int = 0, faults: bool = Tru
     started = time.perf_counter()
     model = load_or_train(directory)
     store_url = f"sqlite:///{var / 'vantage.db'}"
-    store = Store(store_url)
+    log_url = f"duckdb:{var / 'log'}"
+    store = Store(store_url, log=log_url)
     served = ServedModel(model.pipeline, model.version, dict(model.features), name=MODEL_NAME)
     app = create_app(served, store=store, service_name=SERVICE_NAME,
                      faults=FaultSchedule() if faults else None)
@@ -216,7 +219,8 @@ def start_demo(var_dir: Path | str = "var", *, port: int = 0, faults: bool = Tru
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the demo service did not start on {url}")
         time.sleep(0.05)
-    text = demo_config_text(url=url, store_url=store_url, model=model, poll_interval=poll_interval)
+    text = demo_config_text(url=url, store_url=store_url, model=model, poll_interval=poll_interval,
+                            log_url=log_url)
     (directory / "vantage.toml").write_text(text)
     config = parse_config(text, source=str(directory / "vantage.toml"), base_dir=directory)
     replayer = None

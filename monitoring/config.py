@@ -33,6 +33,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 CONFIG_ENV_VAR = "VANTAGE_CONFIG"
 PROTOCOLS = ("v2", "mlflow", "rest")
 DEFAULT_STORE_URL = "sqlite:///var/vantage.db"
+DEFAULT_LOG_URL = "duckdb:var/log"
+"""The prediction log's default engine: DuckDB over Parquet partitions under ``var/log`` (next to the store)."""
+STORE_LOG = "store"
+"""``[store] log`` value that keeps the prediction log in the SQL store's own tables."""
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -100,6 +104,29 @@ def check_http_url(value: str, *, allow_query: bool = False) -> str:
     if not allow_query and (parts.query or parts.fragment or value.endswith(("?", "#"))):
         raise ValueError("must be a base URL without ?query or #fragment (paths are added to it)")
     return value
+
+
+def check_log_url(value: str) -> str:
+    """Where the prediction log is kept: ``"store"``, ``duckdb:<directory>`` or ``spark://<master>?path=<path>``.
+
+    Raises
+    ------
+    ValueError
+    """
+    text = value.strip()
+    control = _control_message(text)
+    if control:
+        raise ValueError(f"must be a log URL without NUL bytes or control characters; it has {control}")
+    scheme = urlsplit(text).scheme
+    if text == STORE_LOG:
+        return text
+    if scheme == "duckdb" and text.removeprefix("duckdb:").strip("/"):
+        return text
+    if scheme == "spark" and "path=" in urlsplit(text).query:
+        return text
+    raise ValueError(f"must be 'store' (the prediction log in the SQL store), 'duckdb:<directory>' (Parquet "
+                     f"partitions read by DuckDB, the default {DEFAULT_LOG_URL!r}) or "
+                     f"'spark://<master>?path=<directory or object-store path>'; got {value!r}")
 
 
 def check_store_url(value: str) -> str:
@@ -578,6 +605,9 @@ class StoreConfig(_Strict):
     """Where probes, metrics, predictions and labels are kept."""
 
     url: str = Field(DEFAULT_STORE_URL, description="SQLAlchemy URL; sqlite:/// paths are relative to the config file.")
+    log: str = Field(DEFAULT_LOG_URL, description="Where the prediction log is kept: 'store' (the SQL store's tables), "
+                     "'duckdb:<directory>' (Parquet partitions, relative to the config file) or "
+                     "'spark://<master>?path=<path>'.")
     raw_retention_hours: float = Field(48.0, ge=1, description="Raw probes older than this are downsampled.")
     retention_days: float = Field(30.0, ge=1, description="Downsampled history older than this is deleted.")
     rollup_minutes: int = Field(5, ge=1, le=60, description="Bucket size of downsampled probe history.")
@@ -586,6 +616,11 @@ class StoreConfig(_Strict):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return check_store_url(value)
+
+    @field_validator("log")
+    @classmethod
+    def _check_log(cls, value: str) -> str:
+        return check_log_url(value)
 
 
 class AccessConfig(_Strict):
@@ -704,6 +739,8 @@ def parse_config(text: str, *, source: str = "<text>", base_dir: Path | None = N
     if store.url.startswith("sqlite:///") and not store.url.startswith("sqlite:////"):
         relative = store.url.removeprefix("sqlite:///")
         store = store.model_copy(update={"url": f"sqlite:///{(base / relative).resolve()}"})
+    if store.log.startswith("duckdb:") and not Path(store.log.removeprefix("duckdb:")).is_absolute():
+        store = store.model_copy(update={"log": f"duckdb:{(base / store.log.removeprefix('duckdb:')).resolve()}"})
     return config.model_copy(update={"services": services, "store": store})
 
 

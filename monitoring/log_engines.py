@@ -81,7 +81,8 @@ class LogEngine:
             self.master = (parts.netloc and f"spark://{parts.netloc}") or parts.path or "local[2]"
             self.backend = None
         self.session = None
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
+        """Held around every use of the backend (a DuckDB connection serves one thread at a time)."""
         self._views = 0
 
     def connect(self):
@@ -92,7 +93,7 @@ class LogEngine:
         LogEngineError
             Spark could not start or reach its master.
         """
-        with self._lock:
+        with self.lock:
             if self.backend is None:
                 try:
                     from pyspark.sql import SparkSession
@@ -117,7 +118,7 @@ class LogEngine:
             snapshot = Snapshot(files=(f"{self.location.rstrip('/')}/{service}/{table}",), problems=(), schema=None)
         if snapshot.empty:
             return LogTable(table=None, problems=snapshot.problems)
-        with self._lock:
+        with self.lock:
             if self.scheme == "duckdb":
                 expression = backend.read_parquet(list(snapshot.files), union_by_name=True,
                                                   hive_partitioning=False)
@@ -128,3 +129,9 @@ class LogEngine:
                  .createOrReplaceTempView(name))
                 expression = backend.table(name)
         return LogTable(table=expression, problems=snapshot.problems)
+
+    def execute(self, expression):
+        """Run an Ibis expression on the backend (one at a time) and return its pandas result."""
+        backend = self.connect()
+        with self.lock:
+            return backend.execute(expression)

@@ -299,3 +299,57 @@ def value_counts(backend, table: ir.Table, column: str, *, window: str | int, si
 
 def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def tally_frame(frame: pd.DataFrame, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
+                until: float | None = None, columns: Sequence[str] | None = None) -> WindowTallies:
+    """:func:`tally_windows` over rows already in memory (a file's, or the SQL store's mirror), run by DuckDB.
+
+    The same aggregation as for a log in an engine, so a service reads the same drift whichever
+    source holds its rows.
+    """
+    backend = ibis.duckdb.connect()
+    try:
+        return tally_windows(backend, ibis.memtable(_plain_columns(frame)), profile, window=window, since=since,
+                             until=until, columns=columns)
+    finally:
+        backend.disconnect()
+
+
+def _plain_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals as text and ``ts`` as float: what every engine's tables hold."""
+    out = frame.copy(deep=False)
+    for name in out.columns:
+        if isinstance(out[name].dtype, pd.CategoricalDtype):
+            out[name] = out[name].astype(object).where(out[name].notna(), None)
+    if "ts" in out.columns:
+        out["ts"] = pd.to_numeric(out["ts"], errors="coerce").astype(float)
+    return out
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """How many rows a production source holds and the time they span.
+
+    Attributes
+    ----------
+    rows : int
+    first_ts, last_ts : float
+        Unix seconds; NaN when there is no row with a time.
+    source : str
+        Plain description, e.g. ``"prediction log (Parquet, 1,234,567 rows)"``.
+    """
+
+    rows: int
+    first_ts: float
+    last_ts: float
+    source: str
+
+
+def summarize(backend, table: ir.Table, *, source: str) -> LogSummary:
+    """Rows and time span of a log table, in one query."""
+    row = backend.execute(table.aggregate(n=table.count(), first=table.ts.min(), last=table.ts.max()))
+    n = int(row["n"].iloc[0]) if len(row) else 0
+    first = float(row["first"].iloc[0]) if n and pd.notna(row["first"].iloc[0]) else float("nan")
+    last = float(row["last"].iloc[0]) if n and pd.notna(row["last"].iloc[0]) else float("nan")
+    return LogSummary(rows=n, first_ts=first, last_ts=last, source=source.format(rows=n))

@@ -22,7 +22,10 @@ import numpy as np
 import pandas as pd
 
 from monitoring.config import PredictionLogConfig, ServiceConfig
+from monitoring.drift import ReferenceProfile, WindowTallies, merge_tallies
 from monitoring.files import ChangedFile, read_table_file
+from monitoring.log_queries import LogSummary, summarize, tally_frame, tally_windows
+from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.store import Store
 
 
@@ -55,12 +58,37 @@ class ProductionData:
     source: str
 
 
-class PredictionLogMirror:
-    """An in-memory copy of one service's prediction log, refreshed incrementally.
+class _FrameQuestions:
+    """Aggregates over a mirror's rows in memory: the same queries the engines answer where the rows live."""
+
+    def read(self) -> ProductionData:  # pragma: no cover - each mirror has its own
+        raise NotImplementedError
+
+    def problems(self) -> tuple[str, ...]:
+        """Parts of the source left out, each named (none: a mirror reads its rows whole or fails)."""
+        return ()
+
+    def summary(self) -> LogSummary:
+        """Rows and time span (see :class:`monitoring.log_queries.LogSummary`)."""
+        data = self.read()
+        ts = data.frame["ts"].to_numpy(dtype=float) if len(data.frame) else np.array([])
+        finite = ts[np.isfinite(ts)]
+        return LogSummary(rows=len(data.frame), first_ts=float(finite.min()) if len(finite) else np.nan,
+                          last_ts=float(finite.max()) if len(finite) else np.nan, source=data.source)
+
+    def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
+                until: float | None = None) -> WindowTallies:
+        """Counts per window for :func:`monitoring.drift.compute_drift_from_counts` (:func:`tally_frame`)."""
+        return tally_frame(self.read().frame, profile, window=window, since=since, until=until)
+
+
+class PredictionLogMirror(_FrameQuestions):
+    """An in-memory copy of one service's prediction log in SQL, refreshed incrementally.
 
     Parameters
     ----------
-    store : Store
+    store : Store or SqlPredictionLog
+        Whatever answers ``read_prediction_log``, ``prediction_table`` and ``find_predictions``.
     service : str
     """
 
@@ -197,7 +225,7 @@ def as_unix_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.where(present, seconds, np.nan), readable
 
 
-class FileMirror:
+class FileMirror(_FrameQuestions):
     """A prediction-log file, read again only when its modification time or size changes.
 
     Parameters
@@ -299,12 +327,135 @@ def find_in_frame(frame: pd.DataFrame, *, prediction_id: str | None = None, sinc
     return found.iloc[order].reset_index(drop=True)
 
 
+class ParquetMirror:
+    """One service's prediction log in Parquet partitions: aggregates asked of DuckDB, rows read per file.
+
+    :meth:`summary` and :meth:`tallies` never bring rows into this process (but for personal
+    columns, which are sealed in the files and opened here one column at a time);
+    :meth:`read` still gives every row for the pages that need them, reading only the files
+    that are new since its last call (files never change once written).
+
+    Parameters
+    ----------
+    log : ParquetPredictionLog
+    service : str
+        The log's name (``ServiceConfig.log_name``).
+    """
+
+    def __init__(self, log: ParquetPredictionLog, service: str):
+        self.log = log
+        self.service = service
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._combined: tuple[tuple[str, ...], pd.DataFrame] | None = None
+        self._lock = threading.Lock()
+
+    def _missing(self) -> ProductionDataError:
+        return ProductionDataError(
+            f"service {self.service!r} has no prediction log in the store yet ({self.log.engine.location}): log its "
+            "predictions through Vantage (see demo/service.py), capture them, or name a prediction-log file in "
+            "[services.prediction_log]")
+
+    def _snapshot(self):
+        try:
+            self.log.prediction_table(self.service)
+        except KeyError:
+            raise self._missing() from None
+        return self.log.log.snapshot(self.service, "predictions")
+
+    def problems(self) -> tuple[str, ...]:
+        """Files of the log left out (truncated, or a column of the wrong type), each named."""
+        try:
+            return self._snapshot().problems
+        except ProductionDataError:
+            return ()
+
+    def has_rows(self) -> bool:
+        """Whether the log holds at least one readable file."""
+        try:
+            return not self._snapshot().empty
+        except ProductionDataError:
+            return False
+
+    def summary(self) -> LogSummary:
+        """Rows and time span, counted by DuckDB."""
+        snapshot = self._snapshot()
+        source = "prediction log in Parquet ({rows:,} rows)"
+        if snapshot.empty:
+            return LogSummary(rows=0, first_ts=np.nan, last_ts=np.nan, source=source.format(rows=0))
+        table = self.log.engine.table(self.service).table
+        with self.log.engine.lock:
+            return summarize(self.log.engine.connect(), table, source=source)
+
+    def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
+                until: float | None = None) -> WindowTallies:
+        """Counts per window computed by DuckDB over the partitions that overlap ``[since, until)``."""
+        self._snapshot()
+        table = self.log.engine.table(self.service, since=since, until=until).table
+        if table is None:
+            return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **{c: pd.Series(dtype=float)
+                                             for c in profile.features}}), profile, window=window)
+        sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns]
+        plain = [c for c in [*profile.features, *profile.prediction_columns]
+                 if c in table.columns and c not in sealed]
+        with self.log.engine.lock:
+            counted = tally_windows(self.log.engine.connect(), table, profile, window=window, since=since,
+                                    until=until, columns=plain)
+        if not sealed:
+            return counted
+        opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
+        return merge_tallies(counted, tally_frame(opened, profile, window=window, columns=sealed))
+
+    def read(self) -> ProductionData:
+        """Every logged row, in time order (files read since the last call are the only ones read)."""
+        snapshot = self._snapshot()
+        with self._lock:
+            files = snapshot.files
+            if self._combined is None or self._combined[0] != files:
+                for path in files:
+                    if path not in self._frames:
+                        self._frames[path] = self._read_file(path)
+                for path in [p for p in self._frames if p not in files]:
+                    del self._frames[path]
+                frames = [self._frames[p] for p in files]
+                combined = (_concat_keeping_categories(frames) if frames
+                            else pd.DataFrame({"ts": pd.Series(dtype=float)}))
+                combined = combined.sort_values("ts", kind="stable").reset_index(drop=True)
+                self._combined = (files, combined)
+            frame = self._combined[1]
+        return ProductionData(frame, f"prediction log in Parquet ({len(frame):,} rows)")
+
+    def _read_file(self, path: str) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        return self.log.shape(self.service, pq.read_table(path).to_pandas())
+
+    def find(self, *, prediction_id: str | None = None, since: float | None = None, until: float | None = None,
+             filters: Mapping[str, tuple[str, object]] | None = None, newest_first: bool = True,
+             limit: int = 50) -> pd.DataFrame:
+        """A few logged predictions by id, time and feature conditions (a bounded DuckDB query)."""
+        return self.log.find_predictions(self.service, prediction_id=prediction_id, since=since, until=until,
+                                         filters=filters, newest_first=newest_first, limit=limit)
+
+
 def production_source(store: Store, service: ServiceConfig, *,
-                      features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror:
-    """The mirror that serves ``service``'s production data: its file if configured, else the store.
+                      features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror | ParquetMirror:
+    """The mirror that serves ``service``'s production data: its file if configured, else the store's log.
 
     ``features`` are the service's (its schema's), which a prediction-log file must have.
     """
     if service.prediction_log is not None:
         return FileMirror(service, features=features)
-    return PredictionLogMirror(store, service.log_name)
+    log = store.predictions
+    if isinstance(log, ParquetPredictionLog):
+        if log.has_log(service.log_name) or not _has_sql_log(log.sql, service.log_name):
+            return ParquetMirror(log, service.log_name)
+        log = log.sql  # a log written to the store's tables before the Parquet log was the default
+    return PredictionLogMirror(log, service.log_name)
+
+
+def _has_sql_log(log, service: str) -> bool:
+    try:
+        log.prediction_table(service)
+    except KeyError:
+        return False
+    return True

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from monitoring import migrations
+from monitoring.config import STORE_LOG
 from monitoring.metrics import counter_increases
 from monitoring.prediction_log_sql import SqlPredictionLog
 from monitoring.sealing import Sealer
@@ -341,6 +342,12 @@ class Store:
     busy_timeout : float, default=10
         Seconds a SQLite statement waits for another connection's write lock before it fails
         with "database is locked".
+    sealer : Sealer, optional
+        Seals each prediction log's personal columns; none by default.
+    log : str, optional
+        Where the prediction log is kept: ``"store"`` (or None) in this database, else a log URL
+        of :mod:`monitoring.log_engines` such as ``duckdb:/abs/var/log`` (the config's default);
+        labels and capture statistics stay in this database either way.
 
     Notes
     -----
@@ -349,7 +356,8 @@ class Store:
     the first write that succeeds, and writes raise until then (:meth:`diagnose` says why).
     """
 
-    def __init__(self, url: str, *, busy_timeout: float = 10.0, sealer: Sealer | None = None):
+    def __init__(self, url: str, *, busy_timeout: float = 10.0, sealer: Sealer | None = None,
+                 log: str | None = None):
         self.url = url
         self.sealer = sealer if sealer is not None else Sealer({}, None)
         """Seals the personal columns of each prediction log (``monitoring.sealing``); none by default."""
@@ -373,6 +381,11 @@ class Store:
             if self.path is not None:
                 sa.event.listen(self.engine, "checkout", self._on_checkout)
         self.predictions = SqlPredictionLog(self)
+        if log is not None and log != STORE_LOG:  # the prediction log in an engine of its own (monitoring.log_engines)
+            from monitoring.log_engines import LogEngine
+            from monitoring.parquet_log import ParquetPredictionLog
+
+            self.predictions = ParquetPredictionLog(self, LogEngine(log))
         """The prediction log of every service, its labels and the capture statistics (delegated to below)."""
         self._schema_lock = threading.RLock()
         self._schema_file: tuple[int, int] | None = None
@@ -384,6 +397,7 @@ class Store:
         try:
             self.ensure_schema()
         except Exception as exc:  # read-only, full, locked or unreachable: retried by every write
+            # (``log`` is the parameter here, not the module's logger)
             logging.getLogger(__name__).warning(
                 "store %s not writable yet (%s); the schema is migrated on the first write that works",
                 self._where(), exc)
@@ -392,7 +406,7 @@ class Store:
     def from_config(cls, config, **options) -> Store:
         """The store of a :class:`~monitoring.config.VantageConfig`, sealing each service's ``personal`` columns
         with ``VANTAGE_PERSONAL_KEY`` (``monitoring.sealing``)."""
-        return cls(config.store.url, sealer=Sealer.from_config(config), **options)
+        return cls(config.store.url, sealer=Sealer.from_config(config), log=config.store.log, **options)
 
     @property
     def dialect(self) -> str:

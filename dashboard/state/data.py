@@ -7,14 +7,15 @@ from dashboard.state.health import cached_metadata
 from dashboard.state.lifecycle import Runtime, tick, var_dir
 from monitoring.clients import PROBE_HEADER, make_client
 from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source
+from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
-from monitoring.production import FileMirror, PredictionLogMirror
+from monitoring.production import FileMirror, ParquetMirror, PredictionLogMirror
 
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
 
 
-def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror:
+def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror | ParquetMirror:
     """The in-memory, incrementally refreshed production data of ``service`` (store log or file).
 
     Call ``.read()`` on it for a :class:`~monitoring.production.ProductionData`; it fetches only
@@ -74,6 +75,18 @@ def baseline(runtime: Runtime, *, service: str, task: str, classes: tuple[float,
         client.close()
 
 
+@cache_data(ttl=5, max_entries=64)
+def production_summary(runtime: Runtime, *, service: str) -> LogSummary:
+    """Rows and time span of ``service``'s production data, counted where it lives (cached 5 s).
+
+    Raises
+    ------
+    ProductionDataError
+        When the service has no prediction log.
+    """
+    return runtime.mirror(service).summary()
+
+
 def rows_seen(runtime: Runtime, *, service: str) -> int:
     """How many production rows ``service`` has, for the ``rows_seen=`` key of caches that follow new rows.
 
@@ -82,4 +95,4 @@ def rows_seen(runtime: Runtime, *, service: str) -> int:
     ProductionDataError
         When the service has no prediction log.
     """
-    return len(runtime.mirror(service).read().frame)
+    return production_summary(runtime, service=service).rows

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.lifecycle import Runtime, var_dir
-from monitoring.drift import DriftReport, ReferenceProfile, compute_drift
-from monitoring.production import rows_between
+from monitoring.drift import DriftReport, ReferenceProfile, compute_drift_from_counts
 from monitoring.service_reference import service_features, service_profile
 
 
@@ -35,14 +34,16 @@ def drift_profile(runtime: Runtime, *, service: str) -> ReferenceProfile:
 def cached_drift(runtime: Runtime, *, service: str, window: str | int, since: float | None, until: float | None,
                  rows_seen: int) -> DriftReport:
     """Drift of every feature and window of ``service`` between ``since`` and ``until``
-    (``monitoring.drift.compute_drift``).
+    (``monitoring.drift.compute_drift_from_counts`` over the counts its production source computes where
+    the rows are: ``tallies``).
 
     ``rows_seen`` (the number of production rows) is part of the key only: new rows give a
     new report.
     """
     del rows_seen
     config = runtime.config.service(service)
-    frame = rows_between(runtime.mirror(service).read().frame, since, until)
-    return compute_drift(drift_profile(runtime, service=service), frame, window=window, methods=config.drift.methods,
-                         thresholds=config.drift.thresholds, drift_share=config.drift.drift_share, service=service,
-                         now=runtime.now())
+    profile = drift_profile(runtime, service=service)
+    tallies = runtime.mirror(service).tallies(profile, window=window, since=since, until=until)
+    return compute_drift_from_counts(profile, tallies, methods=config.drift.methods,
+                                     thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
+                                     service=service, now=runtime.now())

@@ -1,6 +1,7 @@
 """Drift: which production inputs moved away from the training data, when, and by how much."""
 
 import datetime as dt
+import math
 
 import streamlit as st
 
@@ -44,18 +45,17 @@ except (ReferenceDataError, ValueError) as exc:
     st.error(f"**The reference data of {service.name} cannot be used.** {exc}")
     st.stop()
 try:
-    production = data.prediction_log_mirror(runtime, service=service.name).read()
+    production = data.production_summary(runtime, service=service.name)
 except ProductionDataError as exc:
     st.warning(str(exc))
     st.stop()
-if production.frame.empty:
+if production.rows == 0 or not math.isfinite(production.first_ts):
     st.info(f"No production data yet for {service.name} ({production.source}). Drift appears once it has "
             "logged predictions.")
     st.stop()
 
-ts = production.frame["ts"]
-first_day = dt.datetime.fromtimestamp(ts.min(), tz=dt.UTC).date()
-last_day = dt.datetime.fromtimestamp(ts.max(), tz=dt.UTC).date()
+first_day = dt.datetime.fromtimestamp(production.first_ts, tz=dt.UTC).date()
+last_day = dt.datetime.fromtimestamp(production.last_ts, tz=dt.UTC).date()
 
 controls = st.columns([2, 1, 2])
 default_window = service.drift.window if service.drift.window in WINDOWS else "rows"
@@ -72,9 +72,9 @@ start_day, end_day = (picked if isinstance(picked, tuple) and len(picked) == 2 e
 since = dt.datetime.combine(start_day, dt.time(), tzinfo=dt.UTC).timestamp()
 until = dt.datetime.combine(end_day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC).timestamp()
 
-with st.spinner(f"Comparing {len(production.frame):,} production rows with the reference…"):
+with st.spinner(f"Comparing {production.rows:,} production rows with the reference…"):
     report = cache.cached_drift(runtime, service=service.name, window=window, since=since, until=until,
-                                rows_seen=len(production.frame))
+                                rows_seen=production.rows)
 
 if report.features.empty:
     st.info("No production rows in this date range.")
@@ -90,6 +90,8 @@ st.caption(f"A distance counts as drift only above its threshold and above the n
            f"about {expected:.1f} would be flagged by chance if nothing had changed.{open_note}")
 for message in report.warnings:
     st.warning(mask.text(message))
+for problem in data.prediction_log_mirror(runtime, service=service.name).problems():
+    st.warning(f"Part of the prediction log is not counted: {problem}")
 st.caption(f"Production data: {production.source}. Reference: `{service.reference}` "
            f"({profile.n_rows:,} rows).")
 

@@ -54,7 +54,8 @@ def build_proxy(config_path: str, service_name: str | None, upstream: str | None
     capture = service_capture(service, store)
     clock = clock_from_environment()
     store.dispose()  # the writer process opens its own connections
-    writer = WriterProcess(config.store.url, {service.name: capture}, source=source, clock=clock)
+    writer = WriterProcess(config.store.url, {service.name: capture}, source=source, clock=clock,
+                           log_url=config.store.log)
     pattern = prediction_path(service.protocol, model=service.model, rest_predict=service.rest.predict)
     return CaptureProxy(upstream, capture, writer, predict_path=pattern, clock=clock,
                         max_capture_bytes=int(max_capture_mb * 1024 * 1024), timeout=timeout)

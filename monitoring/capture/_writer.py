@@ -378,6 +378,8 @@ class WriterProcess:
     ----------
     store_url : str
         The child opens its own :class:`~monitoring.store.Store` on it.
+    log_url : str, optional
+        Where that store keeps the prediction log (``[store] log``); the store's own tables by default.
     services, source, clock
         As for :class:`CaptureWriter` (they are pickled to the child).
     max_queued_bytes : int, default=MAX_QUEUED_BYTES
@@ -385,8 +387,9 @@ class WriterProcess:
     """
 
     def __init__(self, store_url: str, services: Mapping[str, ServiceCapture], *, source: str, clock,
-                 max_queued_bytes: int = MAX_QUEUED_BYTES):
+                 max_queued_bytes: int = MAX_QUEUED_BYTES, log_url: str | None = None):
         self.store_url = store_url
+        self.log_url = log_url
         self.services = dict(services)
         self.source = source
         self.clock = clock
@@ -414,7 +417,8 @@ class WriterProcess:
         inbox_read, self._inbox = context.Pipe(duplex=False)
         self._outbox, outbox_write = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, name="vantage-capture-writer", daemon=True,
-                                        args=(self.store_url, self.services, self.source, self.clock,
+                                        args=(self.store_url, self.log_url, self.services, self.source,
+                                              self.clock,
                                               inbox_read, outbox_write))
         self._process.start()
         inbox_read.close()
@@ -509,13 +513,14 @@ class WriterProcess:
             self._latest = message
 
 
-def _child(store_url: str, services: dict, source: str, clock, inbox, outbox) -> None:
+def _child(store_url: str, log_url: str | None, services: dict, source: str, clock, inbox, outbox) -> None:
     """The writer process: a :class:`CaptureWriter` fed from ``inbox``, its counts sent to ``outbox``."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop, and says so
     sealer = Sealer.from_environment({c.log_name: c.personal for c in services.values()})
-    writer = CaptureWriter(Store(store_url, sealer=sealer), services, source=source, clock=clock).start()
+    writer = CaptureWriter(Store(store_url, sealer=sealer, log=log_url), services, source=source,
+                           clock=clock).start()
     reported = 0.0
     try:
         while True:

@@ -139,7 +139,7 @@ from monitoring.drift._profile import (
     file_sha256,
     load_or_build_profile,
 )
-from monitoring.drift._tallies import CategoryTally, NumericTally, WindowTallies, counts_from_tally
+from monitoring.drift._tallies import CategoryTally, NumericTally, WindowTallies, counts_from_tally, merge_tallies
 from monitoring.windows import WINDOW_SECONDS, Windows, assign_windows, parse_window
 
 __all__ = [
@@ -192,6 +192,7 @@ __all__ = [
     "ks_p_value",
     "ks_p_value_asymptotic",
     "load_or_build_profile",
+    "merge_tallies",
     "method_names",
     "noise_level",
     "noise_levels",

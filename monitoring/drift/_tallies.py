@@ -141,3 +141,17 @@ def _category_counts(column: ColumnProfile, tally: CategoryTally) -> ColumnCount
 
 def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def merge_tallies(first: WindowTallies, second: WindowTallies) -> WindowTallies:
+    """The columns of two tallies of the same rows and windows, counted apart (e.g. by an engine and in memory).
+
+    Raises
+    ------
+    ValueError
+        When the two were counted over different windows.
+    """
+    if (first.windows.spec != second.windows.spec
+            or not np.array_equal(first.windows.start, second.windows.start, equal_nan=True)):
+        raise ValueError("tallies counted over different windows cannot be merged; count both over the same rows")
+    return WindowTallies(windows=first.windows, columns={**first.columns, **second.columns})

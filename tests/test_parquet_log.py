@@ -1,0 +1,127 @@
+"""The store's prediction log in Parquet partitions: the writers' interface, sealing at rest, the readers' answers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from monitoring.config import parse_config
+from monitoring.drift import build_profile, compute_drift, compute_drift_from_counts
+from monitoring.parquet_log import ParquetPredictionLog
+from monitoring.production import ParquetMirror, PredictionLogMirror, ProductionDataError, production_source
+from monitoring.sealing import Sealer
+from monitoring.store import Store
+
+START = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+KEY = "k" * 64
+FEATURES = {"email": "categorical", "channel": "categorical", "balance": "numeric", "age": "numeric"}
+
+
+def _rows(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "id": [f"p-{seed}-{i}" for i in range(n)], "ts": START + np.sort(rng.uniform(0, 2 * 86_400, n)),
+        "prediction": rng.integers(0, 2, n).astype(float), "score": rng.uniform(size=n),
+        "model_version": "v1", "email": rng.choice(["ann@example.org", "bob@example.org", None], n),
+        "channel": rng.choice(["web", "store"], n), "balance": rng.normal(1000, 200, n),
+        "age": rng.integers(18, 90, n).astype(float)})
+
+
+@pytest.fixture
+def store(tmp_path):
+    sealer = Sealer({"svc": ("email", "balance")}, KEY.encode())
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", sealer=sealer, log=f"duckdb:{tmp_path / 'log'}")
+    store.prediction_table("svc", FEATURES)
+    yield store
+    store.dispose()
+
+
+def _service(tmp_path):
+    config = parse_config(f"""
+[store]
+url = "sqlite:///{tmp_path / 'store.db'}"
+log = "duckdb:{tmp_path / 'log'}"
+
+[[services]]
+name = "svc"
+url = "http://127.0.0.1:9"
+protocol = "rest"
+features = ["email", "channel", "balance", "age"]
+personal = ["email", "balance"]
+""")
+    return config.services[0]
+
+
+def test_the_store_writes_its_log_to_parquet_with_personal_columns_sealed(store, tmp_path):
+    rows = _rows(300)
+    assert isinstance(store.predictions, ParquetPredictionLog)
+    assert store.log_predictions("svc", rows) == 300
+    assert store.count_predictions("svc") == 300
+    assert store.newest_prediction_ts("svc") == pytest.approx(rows["ts"].max())
+    files = list((tmp_path / "log").rglob("*.parquet"))
+    assert files
+    for path in files:  # decoded, not only as bytes: the files are compressed
+        table = pq.read_table(path).to_pandas()
+        assert not table["email"].astype(str).str.contains("@example.org").any()
+        assert not table["balance"].astype(str).str.contains(r"^\d+\.\d+$").any()
+    read = store.read_prediction_log("svc")
+    assert sorted(read["email"].dropna().unique()) == ["ann@example.org", "bob@example.org"]
+    np.testing.assert_allclose(np.sort(read["balance"].to_numpy()), np.sort(rows["balance"].to_numpy()))
+    found = store.find_predictions("svc", filters={"email": ("==", "ann@example.org")}, limit=1000)
+    assert len(found) == int((rows["email"] == "ann@example.org").sum()) and set(found["email"]) == {"ann@example.org"}
+    with pytest.raises(ValueError, match="personal and sealed"):
+        store.find_predictions("svc", filters={"balance": (">", 5.0)})
+    assert store.prediction_features("svc") == {"channel": "categorical", "age": "numeric"}
+
+
+def test_the_mirror_counts_drift_where_the_rows_are_and_equals_drift_from_rows(store, tmp_path):
+    rows = _rows(4_000, seed=1)
+    for part in np.array_split(np.arange(len(rows)), 4):
+        store.log_predictions("svc", rows.iloc[part])
+    mirror = production_source(store, _service(tmp_path))
+    assert isinstance(mirror, ParquetMirror)
+    reference = _rows(2_000, seed=2)
+    profile = build_profile(reference, FEATURES)
+    summary = mirror.summary()
+    assert summary.rows == 4_000 and summary.first_ts == pytest.approx(rows["ts"].min())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pushed = compute_drift_from_counts(profile, mirror.tallies(profile, window="hour"))
+        direct = compute_drift(profile, rows, window="hour")
+    pd.testing.assert_frame_equal(pushed.features, direct.features, check_exact=False, rtol=1e-9)
+    assert len(mirror.read().frame) == 4_000
+    assert mirror.find(prediction_id="p-1-7")["id"].tolist() == ["p-1-7"]
+
+
+def test_a_log_in_the_stores_tables_is_still_read_until_the_parquet_log_has_one(tmp_path):
+    old = Store(f"sqlite:///{tmp_path / 'store.db'}")  # written before the Parquet log was the default
+    old.prediction_table("svc", FEATURES)
+    old.log_predictions("svc", _rows(50).drop(columns=["email", "balance"]))
+    new = Store(f"sqlite:///{tmp_path / 'store.db'}", log=f"duckdb:{tmp_path / 'log'}")
+    service = _service(tmp_path)
+    mirror = production_source(new, service)
+    assert isinstance(mirror, PredictionLogMirror) and len(mirror.read().frame) == 50
+    new.log_predictions("svc", _rows(5, seed=9).drop(columns=["email", "balance"]))
+    assert isinstance(production_source(new, service), ParquetMirror)
+
+
+def test_a_service_without_a_log_says_what_to_do(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", log=f"duckdb:{tmp_path / 'log'}")
+    mirror = production_source(store, _service(tmp_path))
+    with pytest.raises(ProductionDataError, match="no prediction log in the store yet"):
+        mirror.summary()
+    assert not mirror.has_rows()
+
+
+def test_a_damaged_file_is_named_and_the_rest_still_counts(store, tmp_path):
+    store.log_predictions("svc", _rows(100, seed=3))
+    store.log_predictions("svc", _rows(100, seed=4))
+    victim = sorted((tmp_path / "log").rglob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:64])
+    mirror = production_source(store, _service(tmp_path))
+    assert any(victim.name in problem for problem in mirror.problems())
+    assert 0 < mirror.summary().rows < 200
