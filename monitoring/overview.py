@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from monitoring.drift import DriftReport, ReferenceProfile, compute_drift, drifted_features
+from monitoring.drift import (
+    DriftReport,
+    ReferenceProfile,
+    WindowTallies,
+    compute_drift,
+    compute_drift_from_counts,
+    drifted_features,
+)
 from monitoring.labels import LabeledPredictions, LabelQuality, infer_task, predicted_classes
 from monitoring.performance import (
     LOWER_IS_BETTER,
@@ -547,14 +554,16 @@ def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str
                      drift_methods: dict | None = None, drift_thresholds: dict | None = None,
                      drift_share: float = 0.5, labeled: LabeledPredictions | None = None,
                      label_problem: str | None = None, baseline: Baseline | None = None,
-                     judged_days: float = 7.0, min_labels: int = 30) -> ServiceOverview:
+                     judged_days: float = 7.0, min_labels: int = 30,
+                     drift_counts: WindowTallies | None = None) -> ServiceOverview:
     """What the Overview says about one service's data at ``now``.
 
     Parameters
     ----------
     service : str
     frame : DataFrame
-        The prediction log (features, ``ts``, ``prediction``, ...); rows after ``now`` are ignored.
+        The prediction log (``ts``, ``prediction``, optionally ``model_version``, ``score`` and the
+        features); rows after ``now`` are ignored.
     now : float
         Unix seconds: the moment the overview is made for. Nothing reads the clock.
     task : {"auto", "classification", "regression"}, default="auto"
@@ -571,6 +580,9 @@ def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str
     judged_days : float, default=7
         The period the results verdict pools.
     min_labels : int, default=30
+    drift_counts : WindowTallies, optional
+        Day windows since :func:`overview_since` up to ``now``, counted where the log lives
+        (``tally_windows``); without them drift is computed from ``frame``'s features.
 
     Returns
     -------
@@ -584,11 +596,14 @@ def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str
     counts = prediction_counts(frame, now=now, task=task)
     drift, drift_problem = None, profile_problem
     if profile is not None:
-        recent = frame[frame["ts"].to_numpy(dtype=float) >= overview_since(now)]
+        settings = {"methods": drift_methods or None, "thresholds": drift_thresholds or None,
+                    "drift_share": drift_share, "service": service, "now": now}
         try:
-            drift = compute_drift(profile, recent, window="day", methods=drift_methods or None,
-                                  thresholds=drift_thresholds or None, drift_share=drift_share, service=service,
-                                  now=now)
+            if drift_counts is not None:
+                drift = compute_drift_from_counts(profile, drift_counts, **settings)
+            else:
+                recent = frame[frame["ts"].to_numpy(dtype=float) >= overview_since(now)]
+                drift = compute_drift(profile, recent, window="day", **settings)
         except ValueError as exc:
             drift, drift_problem = None, str(exc)
     performance, verdict, performance_problem, quality, n_labelled = None, None, label_problem, None, 0

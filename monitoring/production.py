@@ -14,7 +14,7 @@ Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,7 @@ class ProductionData:
 class _FrameQuestions:
     """Aggregates over a mirror's rows in memory: the same queries the engines answer where the rows live."""
 
-    def read(self) -> ProductionData:  # pragma: no cover - each mirror has its own
+    def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:  # pragma: no cover - each has its own
         raise NotImplementedError
 
     def problems(self) -> tuple[str, ...]:
@@ -100,8 +100,8 @@ class PredictionLogMirror(_FrameQuestions):
         self._last_seq = 0
         self._lock = threading.Lock()
 
-    def read(self) -> ProductionData:
-        """All logged rows, after fetching those appended since the last call.
+    def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
+        """All logged rows (only ``columns`` and ``ts`` when given), after fetching those appended since the last call.
 
         Raises
         ------
@@ -124,7 +124,8 @@ class PredictionLogMirror(_FrameQuestions):
                 self._combined = (_concat_keeping_categories(self._chunks) if self._chunks
                                   else self.store.read_prediction_log(self.service, after_seq=0))
                 self._chunks = [self._combined]
-            return ProductionData(self._combined, f"prediction log in the store ({len(self._combined):,} rows)")
+            return ProductionData(_columns(self._combined, columns),
+                                  f"prediction log in the store ({len(self._combined):,} rows)")
 
     def has_rows(self) -> bool:
         """Whether the store holds a prediction log for the service (the row finders can be offered)."""
@@ -143,6 +144,13 @@ class PredictionLogMirror(_FrameQuestions):
         """
         return self.store.find_predictions(self.service, prediction_id=prediction_id, since=since, until=until,
                                            filters=filters, newest_first=newest_first, limit=limit)
+
+
+def _columns(frame: pd.DataFrame, columns: Sequence[str] | None) -> pd.DataFrame:
+    """``ts`` and the asked columns the frame has (all of them when none are asked)."""
+    if columns is None:
+        return frame
+    return frame[[c for c in dict.fromkeys(["ts", *columns]) if c in frame.columns]]
 
 
 def _concat_keeping_categories(chunks: list[pd.DataFrame]) -> pd.DataFrame:
@@ -246,10 +254,11 @@ class FileMirror(_FrameQuestions):
             frame.insert(0, "id", [f"row-{i + 1}" for i in range(len(frame))])
         return frame
 
-    def read(self) -> ProductionData:
-        """The file's rows in the production shape."""
+    def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
+        """The file's rows in the production shape (only ``columns`` and ``ts`` when given)."""
         frame = self._file.get()
-        return ProductionData(frame, f"prediction-log file {self.service.prediction_log.path} ({len(frame):,} rows)")
+        return ProductionData(_columns(frame, columns),
+                              f"prediction-log file {self.service.prediction_log.path} ({len(frame):,} rows)")
 
     def has_rows(self) -> bool:
         """Whether the file can be read and holds predictions."""
@@ -345,8 +354,8 @@ class ParquetMirror:
     def __init__(self, log: ParquetPredictionLog, service: str):
         self.log = log
         self.service = service
-        self._frames: dict[str, pd.DataFrame] = {}
-        self._combined: tuple[tuple[str, ...], pd.DataFrame] | None = None
+        self._frames: dict[tuple[str, tuple[str, ...] | None], pd.DataFrame] = {}
+        self._combined: dict[tuple[str, ...] | None, tuple[tuple[str, ...], pd.DataFrame]] = {}
         self._lock = threading.Lock()
 
     def _missing(self) -> ProductionDataError:
@@ -405,29 +414,43 @@ class ParquetMirror:
         opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
         return merge_tallies(counted, tally_frame(opened, profile, window=window, columns=sealed))
 
-    def read(self) -> ProductionData:
-        """Every logged row, in time order (files read since the last call are the only ones read)."""
+    def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
+        """Every logged row, in time order; only the files new since the last call are read.
+
+        Parameters
+        ----------
+        columns : sequence of str, optional
+            Read only these (``ts`` always) — e.g. the label join needs ``id``, ``ts``,
+            ``prediction`` and ``score``, not the features. Columns the log lacks are left out.
+        """
         snapshot = self._snapshot()
+        wanted = None if columns is None else tuple(dict.fromkeys(["ts", *columns]))
         with self._lock:
             files = snapshot.files
-            if self._combined is None or self._combined[0] != files:
+            cached = self._combined.get(wanted)
+            if cached is None or cached[0] != files:
+                frames = []
                 for path in files:
-                    if path not in self._frames:
-                        self._frames[path] = self._read_file(path)
-                for path in [p for p in self._frames if p not in files]:
-                    del self._frames[path]
-                frames = [self._frames[p] for p in files]
+                    key = (path, wanted)
+                    if key not in self._frames:
+                        self._frames[key] = self._read_file(path, wanted)
+                    frames.append(self._frames[key])
+                for key in [k for k in self._frames if k[0] not in files]:
+                    del self._frames[key]
                 combined = (_concat_keeping_categories(frames) if frames
                             else pd.DataFrame({"ts": pd.Series(dtype=float)}))
                 combined = combined.sort_values("ts", kind="stable").reset_index(drop=True)
-                self._combined = (files, combined)
-            frame = self._combined[1]
+                self._combined[wanted] = cached = (files, combined)
+            frame = cached[1]
         return ProductionData(frame, f"prediction log in Parquet ({len(frame):,} rows)")
 
-    def _read_file(self, path: str) -> pd.DataFrame:
+    def _read_file(self, path: str, columns: tuple[str, ...] | None) -> pd.DataFrame:
         import pyarrow.parquet as pq
 
-        return self.log.shape(self.service, pq.read_table(path).to_pandas())
+        if columns is not None:
+            present = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in present]
+        return self.log.shape(self.service, pq.read_table(path, columns=columns).to_pandas())
 
     def find(self, *, prediction_id: str | None = None, since: float | None = None, until: float | None = None,
              filters: Mapping[str, tuple[str, object]] | None = None, newest_first: bool = True,

@@ -11,6 +11,8 @@ from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
 from monitoring.production import FileMirror, ParquetMirror, PredictionLogMirror
 
+LABEL_JOIN_COLUMNS = ("id", "ts", "prediction", "score")
+"""What the label join reads of each logged row (never the features)."""
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
 
@@ -44,7 +46,7 @@ def labeled_predictions(runtime: Runtime, *, service: str, tick: int) -> Labeled
         When the service has no prediction log or its labels cannot be read at all.
     """
     del tick
-    production = runtime.mirror(service).read()
+    production = runtime.mirror(service).read(columns=LABEL_JOIN_COLUMNS)
     labels = label_mirror(runtime, service=service)
     return join_labels(production.frame, labels.read(), now=runtime.now(),
                        task=runtime.schema(service).task or "auto", source=labels.source)

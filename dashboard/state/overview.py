@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 from dashboard.state import lifecycle
 from dashboard.state.caching import cache_data
 from dashboard.state.data import LABELS_TICK_SECONDS, baseline, labeled_predictions, model_version
 from dashboard.state.drift import drift_profile
 from dashboard.state.lifecycle import Runtime
 from monitoring.labels import LabelDataError
-from monitoring.overview import ServiceOverview, service_overview
+from monitoring.overview import ServiceOverview, overview_since, service_overview
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
 
+OVERVIEW_COLUMNS = ("id", "ts", "prediction", "score", "model_version")
+"""What the Overview reads of each logged row (the features stay where they are: drift is counted there)."""
 OVERVIEW_TICK_SECONDS = 60.0
 """The Overview is recomputed at least once a minute (and whenever rows arrive)."""
 
@@ -31,10 +35,14 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
     """
     del rows_seen, tick
     config = runtime.config.service(service)
-    frame = runtime.mirror(service).read().frame
-    profile, profile_problem = None, None
+    source = runtime.mirror(service)
+    now = runtime.now()
+    frame = source.read(columns=OVERVIEW_COLUMNS).frame  # counts and versions; drift is counted where the rows are
+    profile, profile_problem, drift_counts = None, None, None
     try:
         profile = drift_profile(runtime, service=service)
+        drift_counts = source.tallies(profile, window="day", since=overview_since(now),
+                                      until=math.nextafter(now, math.inf))
     except (ReferenceDataError, ValueError) as exc:
         profile_problem = str(exc)
     labeled, label_problem, found_baseline = None, None, None
@@ -44,8 +52,9 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
                                   model_version=model_version(runtime, service=service))
     except (ProductionDataError, LabelDataError) as exc:
         label_problem = str(exc)
-    return service_overview(service, frame=frame, now=runtime.now(), task=config.performance.task, profile=profile,
+    return service_overview(service, frame=frame, now=now, task=config.performance.task, profile=profile,
                             profile_problem=profile_problem, drift_methods=config.drift.methods,
                             drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
                             labeled=labeled, label_problem=label_problem, baseline=found_baseline,
-                            judged_days=config.performance.judged_days, min_labels=config.performance.min_labels)
+                            judged_days=config.performance.judged_days, min_labels=config.performance.min_labels,
+                            drift_counts=drift_counts)
