@@ -3,7 +3,8 @@
 Below it, one line per service whose traffic a capture process (the capturing proxy, the KServe
 logger endpoint) logs: rows logged and what could not be (:func:`capture_message`).
 
-A store that is locked, full, read-only or unreachable does not stop polling: the collector
+A store that is locked, full, read-only or unreachable (a PostgreSQL server that is down: the
+cause names its host and port) does not stop polling: the collector
 keeps what it polls in memory and writes it once the store is back
 (:class:`monitoring.store.StoreHealth`). The banner says so, with the cause and how many rows
 wait in memory or were dropped.
@@ -26,6 +27,7 @@ TITLES = {
     "locked": "The store is locked",
     "full": "The store's disk is full",
     "read_only": "The store is read-only",
+    "unreachable": "The store cannot be reached",
     "unavailable": "The store does not take writes",
     "recreated": "The store file was deleted and created again",
 }
@@ -111,6 +113,32 @@ def capture_banner(runtime) -> None:
             continue
         level, text = capture_message(service.name, summary)
         {"warning": st.warning, "info": st.info}.get(level, st.caption)(text)
+
+
+def store_read_message(store, exc: BaseException) -> str:
+    """What a page says instead of its content when ``store`` could not be read: markdown, no traceback.
+
+    Parameters
+    ----------
+    store : monitoring.store.Store
+        The store whose read failed; :meth:`~monitoring.store.Store.diagnose` names the cause (for
+        PostgreSQL, the server's host and port and what failed).
+    exc : exception
+        What the read raised.
+
+    Returns
+    -------
+    str
+    """
+    state, cause = store.diagnose(exc)
+    title = TITLES.get(state, "The store cannot be read")
+    return (f"**{title}**: {plain(cause)}. This page shows the store's data and cannot be drawn until the store "
+            "answers again; the collector keeps polling and holds its rows in memory meanwhile.")
+
+
+def show_store_read_failure(runtime, exc: BaseException) -> None:
+    """Show :func:`store_read_message` for ``runtime``'s store (the router calls it when a page's read fails)."""
+    st.error(store_read_message(runtime.store, exc), icon=":material/database:")
 
 
 def store_banner(runtime) -> None:
