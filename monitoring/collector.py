@@ -669,8 +669,14 @@ class Collector:
                     self.store.downsample(raw_retention_hours=settings.raw_retention_hours,
                                           retention_days=settings.retention_days,
                                           rollup_minutes=settings.rollup_minutes)
+                    maintain = getattr(self.store.predictions, "maintain", None)  # a log in files of its own
+                    if maintain is not None:
+                        done = maintain(now=time.time(), keep_days=settings.log_retention_days)
+                        if done["deleted"]:
+                            log.info("prediction log: deleted %s (older than %g days)", ", ".join(done["deleted"]),
+                                     settings.log_retention_days)
             except Exception:
-                log.exception("downsampling failed")
+                log.exception("downsampling or prediction-log upkeep failed")
 
     def start(self) -> Collector:
         """Start the writer, the lease thread, one thread per service and one for downsampling; return self."""

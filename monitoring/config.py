@@ -611,6 +611,8 @@ class StoreConfig(_Strict):
     raw_retention_hours: float = Field(48.0, ge=1, description="Raw probes older than this are downsampled.")
     retention_days: float = Field(30.0, ge=1, description="Downsampled history older than this is deleted.")
     rollup_minutes: int = Field(5, ge=1, le=60, description="Bucket size of downsampled probe history.")
+    log_retention_days: float | None = Field(
+        None, ge=1, description="Days of the prediction log kept in files (whole UTC days); unset keeps all.")
 
     @field_validator("url")
     @classmethod

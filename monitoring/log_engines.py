@@ -130,6 +130,12 @@ class LogEngine:
                 expression = backend.table(name)
         return LogTable(table=expression, problems=snapshot.problems)
 
+    def table_of(self, files: list[str]) -> ir.Table:
+        """A table over exactly these Parquet files (a DuckDB log's own)."""
+        backend = self.connect()
+        with self.lock:
+            return backend.read_parquet(list(files), union_by_name=True, hive_partitioning=False)
+
     def execute(self, expression):
         """Run an Ibis expression on the backend (one at a time) and return its pandas result."""
         backend = self.connect()

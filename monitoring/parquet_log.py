@@ -236,3 +236,31 @@ class ParquetPredictionLog:
             return None
         newest = self.engine.execute(table.ts.max())
         return None if newest is None or pd.isna(newest) else float(newest)
+
+    # -- upkeep ---------------------------------------------------------------------------------------
+
+    def maintain(self, *, now: float, keep_days: float | None = None) -> dict[str, list[str]]:
+        """Compact every service's partitions and delete those older than ``keep_days`` (None keeps all).
+
+        Run by the collector that holds the maintenance lease; safe with writers and readers at work
+        (see :mod:`monitoring.partitions`).
+
+        Parameters
+        ----------
+        now : float
+            Unix seconds, the caller's clock.
+        keep_days : float, optional
+
+        Returns
+        -------
+        dict
+            ``{"compacted": [...], "deleted": [...]}``, each ``service/table/date=…``.
+        """
+        done: dict[str, list[str]] = {"compacted": [], "deleted": []}
+        for service in self.log.services():
+            if keep_days is not None:
+                done["deleted"] += [f"{service}/{name}" for name in
+                                    self.log.apply_retention(service, keep_days=keep_days, now=now)]
+            done["compacted"] += [f"{service}/predictions/{name}" for name in
+                                  self.log.compact(service, "predictions")]
+        return done

@@ -13,6 +13,8 @@ Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,11 +24,19 @@ import numpy as np
 import pandas as pd
 
 from monitoring.config import PredictionLogConfig, ServiceConfig
-from monitoring.drift import ReferenceProfile, WindowTallies, merge_tallies
+from monitoring.drift import (
+    ReferenceProfile,
+    WindowTallies,
+    add_tallies,
+    merge_tallies,
+    tallies_from_arrays,
+    tallies_to_arrays,
+)
 from monitoring.files import ChangedFile, read_table_file
 from monitoring.log_queries import LogSummary, summarize, tally_frame, tally_windows
 from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.store import Store
+from monitoring.windows import parse_window
 
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
@@ -35,6 +45,9 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 
 LOG_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet,
                ".jsonl": _read_json_lines, ".ndjson": _read_json_lines}
+
+
+DAY = 86_400.0
 
 
 class ProductionDataError(ValueError):
@@ -336,6 +349,40 @@ def find_in_frame(frame: pd.DataFrame, *, prediction_id: str | None = None, sinc
     return found.iloc[order].reset_index(drop=True)
 
 
+CACHED_WINDOWS = ("day", "week")
+"""Windows counted once per Parquet file and kept: a file lies in one UTC day, so in one day and one week."""
+_TALLY_CACHE: dict[tuple, WindowTallies] = {}
+_TALLY_CACHE_SIZE = 4096
+_TALLY_LOCK = threading.Lock()
+
+
+def _profile_key(profile: ReferenceProfile) -> str:
+    """A short digest of what a tally is counted against: each column's fine edges or categories."""
+    digest = hashlib.sha256()
+    for name, column in profile.columns.items():
+        digest.update(f"{name}|{column.kind}|{column.categories!r}|".encode())
+        digest.update(np.asarray(column.fine_edges, dtype=float).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _files_within(files: Sequence[str], since: float | None, until: float | None) -> tuple[list[str], list[str]]:
+    """Files whose whole UTC day lies in ``[since, until)``, and the others (cut by the range, or undated)."""
+    whole, cut = [], []
+    for path in files:
+        day = _partition_day(path)
+        inside = day is not None and (since is None or day >= since) and (until is None or day + DAY <= until)
+        (whole if inside else cut).append(path)
+    return whole, cut
+
+
+def _partition_day(path: str) -> float | None:
+    name = Path(path).parent.name.removeprefix("date=")
+    try:
+        return pd.Timestamp(name, tz="UTC").timestamp()
+    except ValueError:
+        return None
+
+
 class ParquetMirror:
     """One service's prediction log in Parquet partitions: aggregates asked of DuckDB, rows read per file.
 
@@ -397,22 +444,62 @@ class ParquetMirror:
 
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
                 until: float | None = None) -> WindowTallies:
-        """Counts per window computed by DuckDB over the partitions that overlap ``[since, until)``."""
-        self._snapshot()
-        table = self.log.engine.table(self.service, since=since, until=until).table
-        if table is None:
-            return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **{c: pd.Series(dtype=float)
-                                             for c in profile.features}}), profile, window=window)
+        """Counts per window computed by DuckDB over the partitions that overlap ``[since, until)``.
+
+        Day and week windows are counted once per file and kept (in memory and beside the log,
+        per reference profile): a file never changes, so a view recounts only the files it has
+        not seen and those the range cuts through (today's, usually).
+        """
+        snapshot = self._snapshot()
+        spec = parse_window(window)
         sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns]
-        plain = [c for c in [*profile.features, *profile.prediction_columns]
-                 if c in table.columns and c not in sealed]
-        with self.log.engine.lock:
-            counted = tally_windows(self.log.engine.connect(), table, profile, window=window, since=since,
-                                    until=until, columns=plain)
+        present = set(snapshot.schema.names) if snapshot.schema is not None else set()
+        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        if snapshot.empty:
+            return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **{c: pd.Series(dtype=float)
+                                             for c in profile.features}}), profile, window=spec)
+        whole, cut = _files_within(snapshot.files, since, until)
+        if spec not in CACHED_WINDOWS:
+            whole, cut = [], list(snapshot.files)
+        parts = [self._file_tallies(path, profile, spec, plain) for path in whole]
+        if cut:
+            with self.log.engine.lock:
+                parts.append(tally_windows(self.log.engine.connect(), self.log.engine.table_of(cut), profile,
+                                           window=spec, since=since, until=until, columns=plain))
+        counted = parts[0] if len(parts) == 1 else add_tallies([p for p in parts if p.windows.n_windows] or parts[:1])
         if not sealed:
             return counted
         opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
-        return merge_tallies(counted, tally_frame(opened, profile, window=window, columns=sealed))
+        return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
+
+    def _file_tallies(self, path: str, profile: ReferenceProfile, spec: str, columns: list[str]) -> WindowTallies:
+        key = (path, _profile_key(profile), spec, tuple(columns))
+        cached = _TALLY_CACHE.get(key)
+        if cached is not None:
+            return cached
+        saved = Path(self.log.log.root) / self.service / "tallies" / key[1] / f"{Path(path).stem}.{spec}.npz"
+        tallies = None
+        if saved.exists():
+            try:
+                with np.load(saved, allow_pickle=False) as arrays:
+                    tallies = tallies_from_arrays(arrays)
+                if list(tallies.columns) != columns:
+                    tallies = None
+            except (OSError, ValueError, KeyError):
+                tallies = None
+        if tallies is None:
+            with self.log.engine.lock:
+                tallies = tally_windows(self.log.engine.connect(), self.log.engine.table_of([path]), profile,
+                                        window=spec, columns=columns)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            temporary = saved.with_name(f".{saved.name}.{os.getpid()}.tmp.npz")
+            np.savez(temporary, **tallies_to_arrays(tallies))
+            os.replace(temporary, saved)
+        with _TALLY_LOCK:
+            if len(_TALLY_CACHE) >= _TALLY_CACHE_SIZE:
+                _TALLY_CACHE.pop(next(iter(_TALLY_CACHE)))
+            _TALLY_CACHE[key] = tallies
+        return tallies
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row, in time order; only the files new since the last call are read.

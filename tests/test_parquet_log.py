@@ -125,3 +125,37 @@ def test_a_damaged_file_is_named_and_the_rest_still_counts(store, tmp_path):
     mirror = production_source(store, _service(tmp_path))
     assert any(victim.name in problem for problem in mirror.problems())
     assert 0 < mirror.summary().rows < 200
+
+
+@pytest.mark.parametrize("window", ["day", "week"])
+def test_day_and_week_counts_kept_per_file_give_the_same_drift_on_any_range(store, tmp_path, window):
+    rows = _rows(3_000, seed=5)
+    for part in np.array_split(np.arange(len(rows)), 6):
+        store.log_predictions("svc", rows.iloc[part])
+    mirror = production_source(store, _service(tmp_path))
+    profile = build_profile(_rows(2_000, seed=6), FEATURES)
+    mid_second_day = START + 1.5 * 86_400  # cuts the second day's files: counted again, with the range
+    for since, until in [(None, None), (START, START + 2 * 86_400), (START, mid_second_day)]:
+        expected_rows = rows[(rows["ts"] >= (since or -np.inf)) & (rows["ts"] < (until or np.inf))]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            first = compute_drift_from_counts(profile, mirror.tallies(profile, window=window, since=since,
+                                                                      until=until))
+            again = compute_drift_from_counts(profile, mirror.tallies(profile, window=window, since=since,
+                                                                      until=until))
+            direct = compute_drift(profile, expected_rows, window=window)
+        pd.testing.assert_frame_equal(first.features, direct.features, check_exact=False, rtol=1e-9)
+        pd.testing.assert_frame_equal(again.features, first.features)
+    kept = list((tmp_path / "log" / "svc" / "tallies").rglob(f"*.{window}.npz"))
+    assert kept  # counted once per whole-day file, beside the log
+
+
+def test_upkeep_merges_each_days_files_and_deletes_old_days(store, tmp_path):
+    for seed in range(10):
+        store.log_predictions("svc", _rows(20, seed=seed))
+    before = store.count_predictions("svc")
+    done = store.predictions.maintain(now=START + 10 * 86_400, keep_days=None)
+    assert done["compacted"] and store.count_predictions("svc") == before
+    assert all(len(list(p.glob("*.parquet"))) == 1 for p in store.predictions.log.partitions("svc", "predictions"))
+    done = store.predictions.maintain(now=START + 10 * 86_400, keep_days=1)
+    assert done["deleted"] and store.count_predictions("svc") == 0

@@ -139,7 +139,16 @@ from monitoring.drift._profile import (
     file_sha256,
     load_or_build_profile,
 )
-from monitoring.drift._tallies import CategoryTally, NumericTally, WindowTallies, counts_from_tally, merge_tallies
+from monitoring.drift._tallies import (
+    CategoryTally,
+    NumericTally,
+    WindowTallies,
+    add_tallies,
+    counts_from_tally,
+    merge_tallies,
+    tallies_from_arrays,
+    tallies_to_arrays,
+)
 from monitoring.windows import WINDOW_SECONDS, Windows, assign_windows, parse_window
 
 __all__ = [
@@ -175,6 +184,7 @@ __all__ = [
     "WindowTallies",
     "WindowedCounts",
     "Windows",
+    "add_tallies",
     "assign_windows",
     "build_edge_index",
     "build_profile",
@@ -200,4 +210,6 @@ __all__ = [
     "partial_windows",
     "register_method",
     "summary",
+    "tallies_from_arrays",
+    "tallies_to_arrays",
 ]

@@ -155,3 +155,100 @@ def merge_tallies(first: WindowTallies, second: WindowTallies) -> WindowTallies:
             or not np.array_equal(first.windows.start, second.windows.start, equal_nan=True)):
         raise ValueError("tallies counted over different windows cannot be merged; count both over the same rows")
     return WindowTallies(windows=first.windows, columns={**first.columns, **second.columns})
+
+
+def add_tallies(parts: list[WindowTallies]) -> WindowTallies:
+    """Counts of disjoint sets of rows added up, window by window (time windows: matched by their start).
+
+    Parameters
+    ----------
+    parts : list of WindowTallies
+        Counted over the same time window kind and columns (e.g. one per Parquet file).
+
+    Returns
+    -------
+    WindowTallies
+
+    Raises
+    ------
+    ValueError
+        Row windows (their blocks depend on every row, they cannot be added) or no part.
+    """
+    if not parts:
+        raise ValueError("there are no counts to add")
+    spec = parts[0].windows.spec
+    if isinstance(spec, int) or any(part.windows.spec != spec for part in parts):
+        raise ValueError("only counts over the same time windows can be added; row windows are counted at once")
+    starts = np.unique(np.concatenate([part.windows.start for part in parts]))
+    width = {part.windows.start[i]: part.windows.end[i] - part.windows.start[i]
+             for part in parts for i in range(part.windows.n_windows)}
+    n_rows = np.zeros(len(starts), dtype=np.int64)
+    rows_of = [np.searchsorted(starts, part.windows.start) for part in parts]
+    for part, rows in zip(parts, rows_of, strict=True):
+        np.add.at(n_rows, rows, part.windows.n_rows)
+    windows = Windows(spec=spec, index=np.empty(0, dtype=np.intp), start=starts,
+                      end=starts + np.array([width[s] for s in starts]), n_rows=n_rows,
+                      n_unassigned=sum(part.windows.n_unassigned for part in parts))
+    columns: dict[str, NumericTally | CategoryTally] = {}
+    for name in parts[0].columns:
+        tallies = [(part.columns[name], rows) for part, rows in zip(parts, rows_of, strict=True)]
+        if isinstance(tallies[0][0], NumericTally):
+            width_steps = tallies[0][0].steps.shape[1]
+            steps = np.zeros((len(starts), width_steps), dtype=np.int64)
+            sums = np.zeros((len(starts), width_steps), dtype=float)
+            missing = np.zeros(len(starts), dtype=np.int64)
+            for tally, rows in tallies:
+                np.add.at(steps, rows, tally.steps)
+                np.add.at(sums, rows, tally.sums)
+                np.add.at(missing, rows, tally.missing)
+            columns[name] = NumericTally(steps=steps, sums=sums, missing=missing)
+        else:
+            values = list(dict.fromkeys(v for tally, _ in tallies for v in tally.values))
+            position = {value: i for i, value in enumerate(values)}
+            counts = np.zeros((len(starts), len(values)), dtype=np.int64)
+            missing = np.zeros(len(starts), dtype=np.int64)
+            for tally, rows in tallies:
+                if len(tally.values):
+                    codes = np.array([position[v] for v in tally.values], dtype=np.intp)
+                    np.add.at(counts, (rows[:, None], codes[None, :]), tally.counts)
+                np.add.at(missing, rows, tally.missing)
+            columns[name] = CategoryTally(values=tuple(values), counts=counts, missing=missing)
+    return WindowTallies(windows=windows, columns=columns)
+
+
+def tallies_to_arrays(tallies: WindowTallies) -> dict[str, np.ndarray]:
+    """The tallies as plain arrays (for ``np.savez``; no pickled objects), read back by :func:`tallies_from_arrays`."""
+    import json
+
+    header = {"spec": tallies.windows.spec, "n_unassigned": tallies.windows.n_unassigned,
+              "columns": {name: ("numeric" if isinstance(t, NumericTally) else list(t.values))
+                          for name, t in tallies.columns.items()}}
+    arrays = {"header": np.array(json.dumps(header)), "start": tallies.windows.start, "end": tallies.windows.end,
+              "n_rows": tallies.windows.n_rows}
+    for i, tally in enumerate(tallies.columns.values()):
+        arrays[f"c{i}_missing"] = tally.missing
+        if isinstance(tally, NumericTally):
+            arrays[f"c{i}_steps"], arrays[f"c{i}_sums"] = tally.steps, tally.sums
+        else:
+            arrays[f"c{i}_counts"] = tally.counts
+    return arrays
+
+
+def tallies_from_arrays(arrays: Mapping[str, np.ndarray]) -> WindowTallies:
+    """Tallies saved by :func:`tallies_to_arrays`."""
+    import json
+
+    header = json.loads(str(arrays["header"]))
+    windows = Windows(spec=header["spec"], index=np.empty(0, dtype=np.intp), start=np.asarray(arrays["start"]),
+                      end=np.asarray(arrays["end"]), n_rows=np.asarray(arrays["n_rows"]),
+                      n_unassigned=int(header["n_unassigned"]))
+    columns: dict[str, NumericTally | CategoryTally] = {}
+    for i, (name, kind) in enumerate(header["columns"].items()):
+        missing = np.asarray(arrays[f"c{i}_missing"])
+        if kind == "numeric":
+            columns[name] = NumericTally(steps=np.asarray(arrays[f"c{i}_steps"]),
+                                         sums=np.asarray(arrays[f"c{i}_sums"]), missing=missing)
+        else:
+            columns[name] = CategoryTally(values=tuple(kind), counts=np.asarray(arrays[f"c{i}_counts"]),
+                                          missing=missing)
+    return WindowTallies(windows=windows, columns=columns)
