@@ -56,12 +56,14 @@ def refused_url():
     return f"http://127.0.0.1:{port}"
 
 
-def make_config(demo_runtime, store_path, extra=""):
+def make_config(demo_runtime, store, extra=""):
+    """``store``: a SQLite file's path, or a store URL (``store_url``: SQLite or PostgreSQL)."""
     demo = demo_runtime.config.service("credit-risk")
     features = ", ".join(f'"{f}"' for f in demo.features)
+    url = store if isinstance(store, str) else f"sqlite:///{store}"
     return parse_config(f"""
 [store]
-url = "sqlite:///{store_path}"
+url = "{url}"
 
 [[services]]
 name = "demo"
@@ -78,8 +80,8 @@ path_regex = ".*infer|.*predict"
 {extra}""")
 
 
-def test_poll_records_every_check_the_verdict_and_metrics(demo_runtime, tmp_path):
-    config = make_config(demo_runtime, tmp_path / "s.db")
+def test_poll_records_every_check_the_verdict_and_metrics(demo_runtime, store_url):
+    config = make_config(demo_runtime, store_url)
     collector = Collector(config)
     poller = collector.pollers["demo"]
     demo_runtime.flush_predictions()
@@ -142,8 +144,8 @@ def poll_gaps(polls):
     return np.diff(np.sort(polls["ts"].to_numpy()))
 
 
-def test_two_collectors_on_one_store_do_not_double_record(demo_runtime, tmp_path):
-    config = make_config(demo_runtime, tmp_path / "s.db")
+def test_two_collectors_on_one_store_do_not_double_record(demo_runtime, store_url):
+    config = make_config(demo_runtime, store_url)
     first, second = Collector(config, holder="first"), Collector(config, holder="second")
     first.start()
     second.start()

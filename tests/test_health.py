@@ -370,8 +370,8 @@ def bucket_width(latency_ms: float) -> float:
     return bounds[i] - (bounds[i - 1] if i else 0.0)
 
 
-def test_raw_and_rollups_combined_match_raw_only(tmp_path):
-    store = Store("sqlite:///" + str(tmp_path / "vantage.db"))
+def test_raw_and_rollups_combined_match_raw_only(store_url):
+    store = Store(store_url)  # SQLite and PostgreSQL (tests/fixtures_postgres.py)
     start = 1_700_000_000.0 - 1_700_000_000.0 % 3600
     hours = 8
     fill_store(store, start=start, hours=hours, step=30)
@@ -408,8 +408,8 @@ def test_raw_and_rollups_combined_match_raw_only(tmp_path):
                                   latency_before.tail(2).reset_index(drop=True))
 
 
-def test_slo_burn_alerts_from_a_store(tmp_path):
-    store = Store("sqlite:///" + str(tmp_path / "vantage.db"))
+def test_slo_burn_alerts_from_a_store(store_url):
+    store = Store(store_url)  # SQLite and PostgreSQL (tests/fixtures_postgres.py)
     now = 2_000_100.0  # a multiple of the 5-min rollup width
     rows = []
     for i, ts in enumerate(np.arange(now - 6 * 3600 + 10, now + 1, 10.0)):

@@ -32,8 +32,8 @@ def test_a_traceback_is_cut_to_its_last_line_and_kept_whole_in_details():
     assert short.reason == "timed out" and short.details == ""
 
 
-def test_a_budget_is_not_judged_on_35_minutes_of_a_30_day_period(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+def test_a_budget_is_not_judged_on_35_minutes_of_a_30_day_period(store_url):
+    store = Store(store_url)  # SQLite and PostgreSQL (tests/fixtures_postgres.py)
     now = 2_000_000.0
     rows = []
     for ts in range(int(now - 35 * 60), int(now), 10):  # 35 minutes of polls, a third of them down

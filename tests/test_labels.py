@@ -22,6 +22,16 @@ from monitoring.labels import (
 NOW = 1_000_000.0
 
 
+@pytest.fixture
+def store(store_url):
+    """An empty store, on SQLite and on PostgreSQL (``store_url``, tests/fixtures_postgres.py)."""
+    from monitoring.store import Store
+
+    store = Store(store_url)
+    yield store
+    store.dispose()
+
+
 def predictions(n=10, *, score=True):
     frame = pd.DataFrame({"id": [f"p{i}" for i in range(n)], "ts": np.arange(n, dtype=float) * 100.0,
                           "prediction": np.arange(n) % 2 * 1.0})

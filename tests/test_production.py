@@ -16,6 +16,16 @@ from monitoring.reference import ReferenceDataError, infer_kinds, read_reference
 FEATURES = {"age": "numeric", "channel": "categorical"}
 
 
+@pytest.fixture
+def store(store_url):
+    """An empty store, on SQLite and on PostgreSQL (``store_url``, tests/fixtures_postgres.py)."""
+    from monitoring.store import Store
+
+    store = Store(store_url)
+    yield store
+    store.dispose()
+
+
 def rows(ids, ts, ages, channels):
     return pd.DataFrame({"id": ids, "ts": ts, "prediction": 0.0, "age": ages, "channel": channels})
 

@@ -1,10 +1,15 @@
-"""Personal columns sealed at rest (monitoring.sealing): what the store holds, and what a reader with the key gets."""
+"""Personal columns sealed at rest (monitoring.sealing): what the store holds, and what a reader with the key gets.
+
+The store tests run on SQLite and on a real PostgreSQL (``store_url``); on SQLite the database and
+WAL files themselves are searched too.
+"""
 
 import logging
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from monitoring.sealing import SEAL_PREFIX, Sealer, SealError
 from monitoring.store import Store
@@ -28,18 +33,20 @@ def test_a_value_is_sealed_deterministically_and_only_the_key_opens_it():
     assert "a-shared-secret" not in repr(sealer)
 
 
-def test_the_store_holds_sealed_text_and_gives_a_keyed_reader_the_values(tmp_path):
-    path = tmp_path / "store.db"
-    store = Store(f"sqlite:///{path}", sealer=Sealer({"svc": ("email", "balance")}, KEY))
+def test_the_store_holds_sealed_text_and_gives_a_keyed_reader_the_values(tmp_path, store_url):
+    store = Store(store_url, sealer=Sealer({"svc": ("email", "balance")}, KEY))
     store.prediction_table("svc", {"email": "categorical", "balance": "numeric", "age": "numeric"})
     frame = pd.DataFrame({"id": ["a", "b", "c"], "ts": [1.0, 2.0, 3.0], "prediction": [0.0, 1.0, 0.0],
                           "email": [EMAIL, "x@example.org", None], "balance": [9876.54321, 10.0, np.nan],
                           "age": [30.0, 40.0, 50.0]})
     store.log_predictions("svc", frame)
+    with store.engine.connect() as conn:  # what the database holds, read without the store
+        stored = conn.execute(sa.text('SELECT * FROM "predictions__svc"')).all()
+    assert len(stored) == 3 and EMAIL not in repr(stored) and "9876.54321" not in repr(stored)
     store.dispose()
-    assert not [f for f in tmp_path.glob("store.db*") if EMAIL.encode() in f.read_bytes()]
+    assert not [f for f in tmp_path.glob("store.db*") if EMAIL.encode() in f.read_bytes()]  # SQLite's files
 
-    reader = Store(f"sqlite:///{path}", sealer=Sealer({"svc": ("email", "balance")}, KEY))
+    reader = Store(store_url, sealer=Sealer({"svc": ("email", "balance")}, KEY))
     logged = reader.read_prediction_log("svc")
     assert logged["email"].tolist()[:2] == [EMAIL, "x@example.org"] and pd.isna(logged["email"].iloc[2])
     assert logged["balance"].dtype == float and logged["balance"].iloc[0] == 9876.54321
@@ -49,14 +56,16 @@ def test_the_store_holds_sealed_text_and_gives_a_keyed_reader_the_values(tmp_pat
     with pytest.raises(ValueError, match="only ==, != and in"):
         reader.find_predictions("svc", filters={"balance": (">", 100.0)})
 
-    unkeyed = Store(f"sqlite:///{path}").read_prediction_log("svc")  # no sealer: the sealed text, never the value
+    unkeyed_store = Store(store_url)
+    unkeyed = unkeyed_store.read_prediction_log("svc")  # no sealer: the sealed text, never the value
     assert unkeyed["email"].astype(str).str.startswith(SEAL_PREFIX).sum() == 2
+    unkeyed_store.dispose()
     reader.dispose()
 
 
-def test_a_writer_without_the_key_stores_nothing_rather_than_the_value(tmp_path, caplog):
+def test_a_writer_without_the_key_stores_nothing_rather_than_the_value(store_url, caplog):
     sealer = Sealer({"svc": ("email",)}, None)
-    store = Store(f"sqlite:///{tmp_path / 'store.db'}", sealer=sealer)
+    store = Store(store_url, sealer=sealer)
     store.prediction_table("svc", {"email": "categorical"})
     with caplog.at_level(logging.WARNING):
         store.log_predictions("svc", pd.DataFrame({"id": ["a"], "ts": [1.0], "prediction": [0.0], "email": [EMAIL]}))
