@@ -4,6 +4,11 @@ The collector runs as ``python -m monitoring.collector --config …`` polling a 
 service under uvicorn (both from :mod:`tests.test_store_outages`); the tests kill it with
 SIGKILL or freeze it with SIGSTOP. Scaled from production's 10 kills in 130 s at a poll interval
 of 2 s to 10 kills in 40 s at 1 s.
+
+These stay on SQLite: they take minutes each, and what they test is the lease rule and the
+processes, not the database. The lease SQL itself (take-over of a dead, reaped or zombie holder,
+expiry, renewal) runs on SQLite and PostgreSQL in ``tests/test_store.py``, and two collectors
+sharing a store in ``tests/test_collector.py``.
 """
 
 from __future__ import annotations

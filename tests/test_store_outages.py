@@ -4,6 +4,10 @@ A tiny FastAPI service runs under uvicorn in its own process; the collector runs
 ``python -m monitoring.collector --config …`` in another; a third process (or the kernel)
 makes the store unwritable for a while. The lock and the full disk are the outages seen in
 production, at their durations and poll interval (2 s): a lock held 20 s, a disk full for 30 s.
+
+SQLite only, by nature: each outage is one of the SQLite file's (its write lock held by another
+process, the file-size limit of the writer, a read-only folder, the file deleted). PostgreSQL's
+outage, the server stopped and restarted, is in ``tests/test_postgres.py``.
 """
 
 from __future__ import annotations
