@@ -130,11 +130,12 @@ class LogEngine:
                 expression = backend.table(name)
         return LogTable(table=expression, problems=snapshot.problems)
 
-    def table_of(self, files: list[str]) -> ir.Table:
-        """A table over exactly these Parquet files (a DuckDB log's own)."""
+    def table_of(self, files: list[str], *, with_file: bool = False) -> ir.Table:
+        """A table over exactly these Parquet files (a DuckDB log's own); ``with_file`` adds a ``filename`` column."""
         backend = self.connect()
         with self.lock:
-            return backend.read_parquet(list(files), union_by_name=True, hive_partitioning=False)
+            return backend.read_parquet(list(files), union_by_name=True, hive_partitioning=False,
+                                        filename=with_file)
 
     def execute(self, expression):
         """Run an Ibis expression on the backend (one at a time) and return its pandas result."""

@@ -165,7 +165,7 @@ def _windows(spec: str | int, grouped: pd.DataFrame) -> Windows:
 
 def tally_windows(backend, table: ir.Table, profile: ReferenceProfile, *, window: str | int,
                   since: float | None = None, until: float | None = None,
-                  columns: Sequence[str] | None = None) -> WindowTallies:
+                  columns: Sequence[str] | None = None, by: str | None = None):
     """Count every profiled column per window where the log lives, for :func:`compute_drift_from_counts`.
 
     Parameters
@@ -181,10 +181,13 @@ def tally_windows(backend, table: ir.Table, profile: ReferenceProfile, *, window
     columns : sequence of str, optional
         Count only these; default every feature of the profile and the prediction columns
         the log has.
+    by : str, optional
+        A column to count apart by (e.g. the file each row is in): one query per column
+        still, split afterwards.
 
     Returns
     -------
-    WindowTallies
+    WindowTallies, or dict of value to WindowTallies when ``by`` is given
 
     Raises
     ------
@@ -200,45 +203,59 @@ def tally_windows(backend, table: ir.Table, profile: ReferenceProfile, *, window
         raise ValueError(f"the prediction log lacks column(s) {absent}; it has {sorted(present)}")
     rows = _in_range(table, since, until)
     rows = rows.mutate(slot=window_slot(rows, spec))
-    grouped = backend.execute(rows.group_by("slot").agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max()))
-    windows = _windows(spec, grouped)
-    slots = np.sort(grouped["slot"].dropna().to_numpy(dtype=np.int64))
-    position = {int(slot): i for i, slot in enumerate(slots)}
-    tallies = {}
+    keys = ["slot"] if by is None else [by, "slot"]
+    windows = backend.execute(rows.group_by(keys).agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max()))
+    counted = {}
     for name in wanted:
         column = profile.columns[name]
-        if column.kind == "categorical":
-            tallies[name] = _category_tally(backend, rows, name, position)
-        else:
-            tallies[name] = _numeric_tally(backend, rows, name, column.fine_edges, len(column.step_counts),
-                                           position)
-    return WindowTallies(windows=windows, columns=tallies)
+        counted[name] = (_category_counts(backend, rows, name, keys) if column.kind == "categorical"
+                         else _step_counts(backend, rows, name, column.fine_edges, keys))
+    if by is None:
+        return _tallies(spec, windows, counted, profile)
+    groups = windows[by].dropna().unique()
+    return {group: _tallies(spec, windows[windows[by] == group],
+                            {name: frame[frame[by] == group] for name, frame in counted.items()}, profile)
+            for group in groups}
+
+
+def _tallies(spec, windows: pd.DataFrame, counted: dict[str, pd.DataFrame], profile: ReferenceProfile
+             ) -> WindowTallies:
+    slots = np.sort(windows["slot"].dropna().to_numpy(dtype=np.int64))
+    position = {int(slot): i for i, slot in enumerate(slots)}
+    tallies = {}
+    for name, grouped in counted.items():
+        column = profile.columns[name]
+        tallies[name] = (_category_tally(grouped, name, position) if column.kind == "categorical"
+                         else _numeric_tally(grouped, len(column.step_counts), position))
+    return WindowTallies(windows=_windows(spec, windows), columns=tallies)
 
 
 def _finite(x: ir.FloatingValue) -> ir.BooleanValue:
     return x.notnull() & ~x.isnan() & ~x.isinf()
 
 
-def _numeric_tally(backend, rows: ir.Table, name: str, edges: np.ndarray, n_positions: int,
-                   position: dict[int, int]) -> NumericTally:
+def _step_counts(backend, rows: ir.Table, name: str, edges: np.ndarray, keys: list[str]) -> pd.DataFrame:
     x = rows[name].cast("float64")
     finite = _finite(x)
     if len(edges) == 0:
-        counted = rows.select("slot", x=x, finite=finite, step=finite.ifelse(ibis.literal(0, type="int64"), -1))
+        counted = rows.select(*keys, x=x, finite=finite, step=finite.ifelse(ibis.literal(0, type="int64"), -1))
     else:
         grid = edge_grid(edges)
         # floor((x - low) * scale) + 1, clipped as a float first so that huge values cannot overflow the cast
         cell = ibis.greatest(ibis.least((x - grid.low) * grid.scale + 1, grid.n_cells + 1.0), 0.0).floor()
-        prepared = rows.select("slot", x=x, finite=finite, cell=finite.ifelse(cell, 0))
+        prepared = rows.select(*keys, x=x, finite=finite, cell=finite.ifelse(cell, 0))
         cells = ibis.memtable(grid.table)
         joined = prepared.inner_join(cells, prepared.cell == cells.cell)
         candidates = [joined[f"e{k + 1}"] for k in range(grid.n_candidates)]
         above = sum((joined.x >= edge).ifelse(1, 0).fill_null(0) for edge in candidates)
         at_edge = sum((joined.x == edge).ifelse(1, 0).fill_null(0) for edge in candidates)
         step = 2 * (joined.below + above) - at_edge
-        counted = joined.select("slot", "x", "finite", step=joined.finite.ifelse(step, -1))
-    grouped = backend.execute(counted.group_by(["slot", "step"]).agg(
+        counted = joined.select(*keys, "x", "finite", step=joined.finite.ifelse(step, -1))
+    return backend.execute(counted.group_by([*keys, "step"]).agg(
         n=counted.count(), s=counted.finite.ifelse(counted.x, 0.0).sum()))
+
+
+def _numeric_tally(grouped: pd.DataFrame, n_positions: int, position: dict[int, int]) -> NumericTally:
     steps = np.zeros((len(position), n_positions), dtype=np.int64)
     sums = np.zeros((len(position), n_positions), dtype=float)
     missing = np.zeros(len(position), dtype=np.int64)
@@ -254,9 +271,11 @@ def _numeric_tally(backend, rows: ir.Table, name: str, edges: np.ndarray, n_posi
     return NumericTally(steps=steps, sums=sums, missing=missing)
 
 
-def _category_tally(backend, rows: ir.Table, name: str, position: dict[int, int]) -> CategoryTally:
-    value = rows[name]
-    grouped = backend.execute(rows.group_by(["slot", value.name(name)]).agg(n=rows.count()))
+def _category_counts(backend, rows: ir.Table, name: str, keys: list[str]) -> pd.DataFrame:
+    return backend.execute(rows.group_by([*keys, rows[name].name(name)]).agg(n=rows.count()))
+
+
+def _category_tally(grouped: pd.DataFrame, name: str, position: dict[int, int]) -> CategoryTally:
     grouped = grouped[grouped["slot"].notna()]
     is_missing = grouped[name].isna()
     missing = np.zeros(len(position), dtype=np.int64)

@@ -365,6 +365,25 @@ def _profile_key(profile: ReferenceProfile) -> str:
     return digest.hexdigest()[:16]
 
 
+def _load_tallies(path: Path, columns: list[str]) -> WindowTallies | None:
+    """Counts kept beside the log, or None when absent, unreadable or of other columns."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            tallies = tallies_from_arrays(arrays)
+    except (OSError, ValueError, KeyError):
+        return None
+    return tallies if list(tallies.columns) == columns else None
+
+
+def _save_tallies(path: Path, tallies: WindowTallies) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(temporary, **tallies_to_arrays(tallies))
+    os.replace(temporary, path)
+
+
 def _files_within(files: Sequence[str], since: float | None, until: float | None) -> tuple[list[str], list[str]]:
     """Files whose whole UTC day lies in ``[since, until)``, and the others (cut by the range, or undated)."""
     whole, cut = [], []
@@ -456,50 +475,57 @@ class ParquetMirror:
         present = set(snapshot.schema.names) if snapshot.schema is not None else set()
         plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
         if snapshot.empty:
-            return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **{c: pd.Series(dtype=float)
-                                             for c in profile.features}}), profile, window=spec)
+            return self._no_rows(profile, spec)
         whole, cut = _files_within(snapshot.files, since, until)
         if spec not in CACHED_WINDOWS:
             whole, cut = [], list(snapshot.files)
-        parts = [self._file_tallies(path, profile, spec, plain) for path in whole]
+        parts = self._files_tallies(whole, profile, spec, plain)
         if cut:
             with self.log.engine.lock:
                 parts.append(tally_windows(self.log.engine.connect(), self.log.engine.table_of(cut), profile,
                                            window=spec, since=since, until=until, columns=plain))
-        counted = parts[0] if len(parts) == 1 else add_tallies([p for p in parts if p.windows.n_windows] or parts[:1])
+        if not parts:
+            return self._no_rows(profile, spec)
+        counted = parts[0] if len(parts) == 1 else add_tallies(parts)
         if not sealed:
             return counted
         opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
         return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
 
-    def _file_tallies(self, path: str, profile: ReferenceProfile, spec: str, columns: list[str]) -> WindowTallies:
-        key = (path, _profile_key(profile), spec, tuple(columns))
-        cached = _TALLY_CACHE.get(key)
-        if cached is not None:
-            return cached
-        saved = Path(self.log.log.root) / self.service / "tallies" / key[1] / f"{Path(path).stem}.{spec}.npz"
-        tallies = None
-        if saved.exists():
-            try:
-                with np.load(saved, allow_pickle=False) as arrays:
-                    tallies = tallies_from_arrays(arrays)
-                if list(tallies.columns) != columns:
-                    tallies = None
-            except (OSError, ValueError, KeyError):
-                tallies = None
-        if tallies is None:
+    @staticmethod
+    def _no_rows(profile: ReferenceProfile, spec) -> WindowTallies:
+        empty = {c: pd.Series(dtype=object if profile.columns[c].kind == "categorical" else float)
+                 for c in profile.features}
+        return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **empty}), profile, window=spec)
+
+    def _files_tallies(self, files: list[str], profile: ReferenceProfile, spec: str,
+                       columns: list[str]) -> list[WindowTallies]:
+        """Each file's counts: kept ones from memory or disk, the others counted in one pass over all of them."""
+        profile_key = _profile_key(profile)
+        folder = Path(self.log.log.root) / self.service / "tallies" / profile_key
+        found: dict[str, WindowTallies] = {}
+        for path in files:
+            key = (path, profile_key, spec, tuple(columns))
+            tallies = _TALLY_CACHE.get(key) or _load_tallies(folder / f"{Path(path).stem}.{spec}.npz", columns)
+            if tallies is not None:
+                found[path] = tallies
+        unseen = [path for path in files if path not in found]
+        if unseen:
             with self.log.engine.lock:
-                tallies = tally_windows(self.log.engine.connect(), self.log.engine.table_of([path]), profile,
-                                        window=spec, columns=columns)
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            temporary = saved.with_name(f".{saved.name}.{os.getpid()}.tmp.npz")
-            np.savez(temporary, **tallies_to_arrays(tallies))
-            os.replace(temporary, saved)
+                counted = tally_windows(self.log.engine.connect(), self.log.engine.table_of(unseen, with_file=True),
+                                        profile, window=spec, columns=columns, by="filename")
+            for path in unseen:
+                tallies = counted.get(path)
+                if tallies is None:  # a file without a row in the range: nothing to keep
+                    continue
+                found[path] = tallies
+                _save_tallies(folder / f"{Path(path).stem}.{spec}.npz", tallies)
         with _TALLY_LOCK:
-            if len(_TALLY_CACHE) >= _TALLY_CACHE_SIZE:
-                _TALLY_CACHE.pop(next(iter(_TALLY_CACHE)))
-            _TALLY_CACHE[key] = tallies
-        return tallies
+            for path, tallies in found.items():
+                if len(_TALLY_CACHE) >= _TALLY_CACHE_SIZE:
+                    _TALLY_CACHE.pop(next(iter(_TALLY_CACHE)))
+                _TALLY_CACHE[(path, profile_key, spec, tuple(columns))] = tallies
+        return [found[path] for path in files if path in found]
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row, in time order; only the files new since the last call are read.

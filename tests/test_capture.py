@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from monitoring.clock import parse_time
+from monitoring.config import load_config
 from monitoring.store import Store
 from tests.helpers import page_text
 from tests.servers import free_port, server_process
@@ -208,8 +209,8 @@ def odd_proxy(config, work):
 
 
 @pytest.fixture(scope="module")
-def store(work) -> Iterator[Store]:
-    store = Store(f"sqlite:///{work / 'store.db'}")
+def store(config) -> Iterator[Store]:
+    store = Store.from_config(load_config(config))  # as the proxy opens it: the log where the config says
     yield store
     store.dispose()
 
@@ -370,7 +371,7 @@ features = {json.dumps(list(mlflow_server.X.columns))}
         second = requests.post(proxy.url + "/invocations", json=as_records, timeout=20)
         assert first.status_code == second.status_code == 200
         assert first.json() == requests.post(mlflow_server.url + "/invocations", json=split, timeout=20).json()
-        store = Store(f"sqlite:///{work / 'mlflow.db'}")
+        store = Store.from_config(load_config(config))
         try:
             ids = [f"{first.headers[ID_HEADER]}-{i}" for i in range(5)] + \
                   [f"{second.headers[ID_HEADER]}-{i}" for i in range(3)]
@@ -411,7 +412,7 @@ features = {json.dumps(list(X.columns))}
         assert answer.headers[ID_HEADER] == "mls-1"
         assert answer.json()["outputs"] == requests.post(mlserver_server.url + path, json=body,
                                                          timeout=30).json()["outputs"]
-        store = Store(f"sqlite:///{work / 'mlserver.db'}")
+        store = Store.from_config(load_config(config))
         try:
             ids = [f"mls-1-{i}" for i in range(5)]
             frame = logged(store, "credit-mlserver", ids)
@@ -616,7 +617,7 @@ target = "target"
         for event_id, request, answer in (("v1-event", v1_request, v1_answer), ("v2-event", v2_request, v2_answer)):
             assert post_event(collector, REQUEST_TYPE, event_id, request, service="wine").status_code == 200
             assert post_event(collector, RESPONSE_TYPE, event_id, answer.content, service="wine").status_code == 200
-        store = Store(f"sqlite:///{work / 'kserve.db'}")
+        store = Store.from_config(load_config(config))
         try:
             v1 = logged(store, "wine", [f"v1-event-{i}" for i in range(4)])
             v2 = logged(store, "wine", [f"v2-event-{i}" for i in range(4)])
