@@ -7,12 +7,14 @@ Run ``streamlit run dashboard/app.py`` for the embedded demo, or
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` puts only dashboard/ on the path
 
 from dashboard import sign_in, state
 from dashboard.components import show_config_error, sidebar_status
+from dashboard.store_banner import show_store_read_failure
 
 st.set_page_config(page_title="Vantage", page_icon=":material/monitor_heart:", layout="wide")
 
@@ -47,6 +49,7 @@ def pages_for(visitor) -> dict:
 
 
 current = state.settings()
+runtime = None
 address = sign_in.unsafe_address()
 visitor = None if address is not None else sign_in.current_visitor(current)
 if address is not None:
@@ -67,4 +70,9 @@ else:
         st.sidebar.caption(f"Signed in as {visitor.name} ({visitor.role})")
         if st.sidebar.button("Sign out", key="access_sign_out"):
             sign_in.sign_out(visitor)
-page.run()
+try:
+    page.run()
+except sa.exc.OperationalError as exc:  # the store went away under the page: a state to show, not a traceback
+    if runtime is None:
+        raise
+    show_store_read_failure(runtime, exc)

@@ -12,6 +12,8 @@ wait in memory or were dropped.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 
@@ -134,6 +136,28 @@ def store_read_message(store, exc: BaseException) -> str:
     title = TITLES.get(state, "The store cannot be read")
     return (f"**{title}**: {plain(cause)}. This page shows the store's data and cannot be drawn until the store "
             "answers again; the collector keeps polling and holds its rows in memory meanwhile.")
+
+
+@contextlib.contextmanager
+def store_reads(runtime):
+    """Inside a fragment (which the router's own handler does not reach): a store that fails a read is a message."""
+    import sqlalchemy as sa
+
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        show_store_read_failure(runtime, exc)
+
+
+def store_fragment(runtime, **options):
+    """``st.fragment(**options)`` whose body shows a store that fails a read as a message (:func:`store_reads`)."""
+    def decorate(function):
+        @functools.wraps(function)
+        def body(*args, **kwargs):
+            with store_reads(runtime):
+                return function(*args, **kwargs)
+        return st.fragment(body, **options)
+    return decorate
 
 
 def show_store_read_failure(runtime, exc: BaseException) -> None:

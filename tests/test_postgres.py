@@ -210,9 +210,6 @@ def test_a_failed_read_of_a_stopped_server_is_said_in_words(private_postgres):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the Service-health page reads the store (fleet_overview → Store.last_polls) "
-                   "outside any handler: dashboard/app.py's page.run() (or the page) should catch the store's "
-                   "OperationalError and call dashboard.store_banner.show_store_read_failure; not this change's files")
 def test_the_health_page_with_the_server_stopped_shows_the_state_not_a_traceback(dashboard_on_postgres,
                                                                                  private_postgres):
     at = dashboard_on_postgres

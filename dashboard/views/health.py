@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.components import personal, plain, service_picker, service_problem, status_badge, when
 from dashboard.state import health as cache
-from dashboard.store_banner import store_banner
+from dashboard.store_banner import store_banner, store_fragment
 from monitoring.config import SloConfig
 from monitoring.health import STATE_STYLES, format_duration
 from monitoring.plots import health as plots
@@ -36,7 +36,7 @@ st.caption("Liveness, readiness and a small canary prediction are checked at eve
 if len(services) > 1:
     fastest = min(s.poll_interval for s in services)
 
-    @st.fragment(run_every=fastest)
+    @store_fragment(runtime, run_every=fastest)
     def fleet_table() -> None:
         rows = cache.cached_fleet(runtime, tick=state.tick(fastest))
         table = pd.DataFrame([{
@@ -84,7 +84,7 @@ with st.expander("SLO targets", icon=":material/tune:"):
     )
 
 
-@st.fragment(run_every=service.poll_interval)
+@store_fragment(runtime, run_every=service.poll_interval)
 def live_panel() -> None:
     health = cache.cached_service_health(runtime, service=service.name, slo=slo,
                                          tick=state.tick(service.poll_interval))
@@ -173,7 +173,7 @@ window = st.segmented_control("Time range", list(TIME_WINDOWS), default="1h", ke
                               required=True)
 
 
-@st.fragment(run_every=max(service.poll_interval, 15))
+@store_fragment(runtime, run_every=max(service.poll_interval, 15))
 def charts() -> None:
     length, bucket = TIME_WINDOWS[window]
     health_now = cache.cached_service_health(runtime, service=service.name, slo=slo,
