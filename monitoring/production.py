@@ -476,14 +476,17 @@ class ParquetMirror:
         plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
         if snapshot.empty:
             return self._no_rows(profile, spec)
+        engine = self.log.engine
         whole, cut = _files_within(snapshot.files, since, until)
-        if spec not in CACHED_WINDOWS:
+        if spec not in CACHED_WINDOWS or engine.scheme != "duckdb":
             whole, cut = [], list(snapshot.files)
         parts = self._files_tallies(whole, profile, spec, plain)
         if cut:
-            with self.log.engine.lock:
-                parts.append(tally_windows(self.log.engine.connect(), self.log.engine.table_of(cut), profile,
-                                           window=spec, since=since, until=until, columns=plain))
+            table = (engine.table_of(cut) if engine.scheme == "duckdb"  # Spark lists the partitions itself
+                     else engine.table(self.service, since=since, until=until).table)
+            with engine.lock:
+                parts.append(tally_windows(engine.connect(), table, profile, window=spec, since=since, until=until,
+                                           columns=plain))
         if not parts:
             return self._no_rows(profile, spec)
         counted = parts[0] if len(parts) == 1 else add_tallies(parts)

@@ -71,3 +71,35 @@ def test_a_log_url_without_an_engine_names_the_accepted_ones():
         LogEngine("mysql://somewhere/log")
     with pytest.raises(LogEngineError, match=r"\?path="):
         LogEngine("spark://127.0.0.1:7077")
+
+
+def test_the_pages_source_on_a_spark_log_answers_as_on_duckdb(engines, tmp_path):
+    from monitoring.config import parse_config
+    from monitoring.production import production_source
+    from monitoring.store import Store
+
+    profile, embedded, _ = engines  # Spark started by the fixture: this test's engine joins its session
+    root = embedded.location
+    config = parse_config(f"""
+[store]
+url = "sqlite:///{tmp_path / 'store.db'}"
+
+[[services]]
+name = "shop"
+url = "http://127.0.0.1:9"
+protocol = "rest"
+features = ["amount", "segment"]
+""")
+    service = config.services[0]
+    answers = []
+    for log in (f"duckdb:{root}", f"spark:local[2]?path={root}"):
+        store = Store(config.store.url, log=log)
+        store.prediction_table("shop", {"amount": "numeric", "segment": "categorical"})  # declared once
+        source = production_source(store, service)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = compute_drift_from_counts(profile, source.tallies(profile, window="day"))
+        answers.append((source.summary().rows, report.features))
+        store.dispose()
+    assert answers[0][0] == answers[1][0] == 40_000
+    pd.testing.assert_frame_equal(answers[0][1], answers[1][1], check_exact=False, rtol=1e-9)
