@@ -162,7 +162,7 @@ def pages(pages_config, monkeypatch):
     yield AppTest.from_file(APP, default_timeout=120)
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 def decoded(value):

@@ -68,4 +68,4 @@ def app(overview_config, monkeypatch):
     yield AppTest.from_file(APP, default_timeout=120)
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()

@@ -78,7 +78,7 @@ def signed_app(tmp_path, monkeypatch, demo_model):
     yield at
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 def sign_in(at, name: str, password: str):
@@ -140,4 +140,4 @@ def test_without_sign_in_the_dashboard_serves_this_machine_only(monkeypatch, dem
         streamlit_config.set_option("server.address", previous)
         from dashboard import state
 
-        state._start_runtime.clear()
+        state.stop_runtime()

@@ -722,7 +722,7 @@ source = "local"
     yield AppTest.from_file(APP, default_timeout=180)
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 @integration

@@ -53,7 +53,7 @@ def app(drift_config, monkeypatch):
     yield AppTest.from_file(APP, default_timeout=90)
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 def test_drift_page_names_the_drifted_features(app):

@@ -99,7 +99,7 @@ def test_an_unreachable_black_box_and_a_missing_artifact_are_messages(tmp_path, 
     assert "cannot be used as a black box" in message and "refused" in message
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
     monkeypatch.setenv("VANTAGE_CONFIG", write_unreachable_config(tmp_path, explain='artifact = "gone.skops"'))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page(PAGE).run()

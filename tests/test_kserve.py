@@ -110,7 +110,7 @@ def app(watched, monkeypatch):
     yield AppTest.from_file(APP, default_timeout=180)
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 def opened(at, page: str):

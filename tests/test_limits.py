@@ -195,7 +195,7 @@ def whatif_page(demo_var, monkeypatch):
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=180).run()
     assert not at.exception, at.exception
     yield at
-    state._start_runtime.clear()  # stop the demo and collector this app started
+    state.stop_runtime()  # stop the demo and collector this app started
 
 
 BAD_LINKS = {

@@ -462,7 +462,7 @@ def test_no_page_download_report_or_log_line_shows_a_planted_personal_value(priv
 
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 def test_the_report_masks_segments_groups_and_sentences_named_after_a_personal_value():

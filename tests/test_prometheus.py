@@ -441,7 +441,7 @@ def fresh_runtime():
     yield
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 @pytest.mark.integration

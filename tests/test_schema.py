@@ -167,4 +167,4 @@ poll_interval = 3600
         os.environ.pop("VANTAGE_CONFIG", None)
         from dashboard import state
 
-        state._start_runtime.clear()
+        state.stop_runtime()

@@ -149,7 +149,7 @@ prefix = "Bearer "
     assert TOKEN not in caplog.text
     from dashboard import state
 
-    state._start_runtime.clear()
+    state.stop_runtime()
 
 
 def token_forms() -> list[bytes]:

@@ -15,7 +15,6 @@ what a function here decides is only what it reads and how long it keeps the res
 from dashboard.state.lifecycle import (
     Runtime,
     Settings,
-    _start_runtime,  # noqa: F401  (tests stop the runtime through it as well as through stop_runtime)
     runtime,
     settings,
     stop_runtime,

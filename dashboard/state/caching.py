@@ -47,6 +47,14 @@ def _keyword_ordered(cached):
     return call
 
 
+def _under_the_rule(streamlit_cache, **options) -> Callable[[F], F]:
+    """Streamlit's ``streamlit_cache(**options)`` with the runtime hashed by its cache key, keywords in name order."""
+    def decorate(function: F) -> F:
+        return _keyword_ordered(streamlit_cache(**options, hash_funcs=HASH_FUNCS)(function))
+
+    return decorate
+
+
 def cache_data(*, ttl: float, max_entries: int, show_spinner: bool | str = False) -> Callable[[F], F]:
     """``st.cache_data`` under the dashboard's key rule (the runtime hashed by its cache key).
 
@@ -64,11 +72,7 @@ def cache_data(*, ttl: float, max_entries: int, show_spinner: bool | str = False
     callable
         The decorator.
     """
-    def decorate(function: F) -> F:
-        return _keyword_ordered(st.cache_data(ttl=ttl, max_entries=max_entries, show_spinner=show_spinner,
-                                              hash_funcs=HASH_FUNCS)(function))
-
-    return decorate
+    return _under_the_rule(st.cache_data, ttl=ttl, max_entries=max_entries, show_spinner=show_spinner)
 
 
 def cache_resource(*, max_entries: int, ttl: float | None = None,
@@ -89,8 +93,4 @@ def cache_resource(*, max_entries: int, ttl: float | None = None,
     callable
         The decorator.
     """
-    def decorate(function: F) -> F:
-        return _keyword_ordered(st.cache_resource(ttl=ttl, max_entries=max_entries, show_spinner=show_spinner,
-                                                  hash_funcs=HASH_FUNCS)(function))
-
-    return decorate
+    return _under_the_rule(st.cache_resource, ttl=ttl, max_entries=max_entries, show_spinner=show_spinner)
