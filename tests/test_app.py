@@ -6,7 +6,7 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import APP
+from tests.helpers import APP, wait_for
 
 
 def texts(at) -> str:
@@ -49,14 +49,13 @@ def test_health_and_services_views_with_a_configured_fleet(demo_runtime, tmp_pat
     monkeypatch.setenv("VANTAGE_CONFIG", str(config))
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception, at.exception
-    import time
+    def polled() -> str | None:  # the landing page is the Overview; the collector polls every second
+        at.switch_page("views/health.py").run()
+        assert not at.exception, at.exception
+        return texts(at) if "all checks passed" in texts(at) else None
 
-    time.sleep(2.5)  # let the collector poll a couple of times
-    at.switch_page("views/health.py").run()  # the landing page is the Overview
-    assert not at.exception, at.exception
-    page = texts(at)
+    page = wait_for(polled, timeout=30, every=0.5, what="a poll of the fleet that passes every check")
     assert "Service health" in page
-    assert "all checks passed" in page
     assert at.selectbox(key="health_service").options == ["scoring", "scoring-rest"]
     assert any("Fleet" in s.value for s in at.subheader)
     uptime = {m.label: m.value for m in at.metric if m.label.startswith("Uptime ")}
