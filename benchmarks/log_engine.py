@@ -20,7 +20,11 @@ the files; peak memory is that process's ``ru_maxrss``):
 * **in memory (today's path)** — every row read into pandas (what the prediction-log mirror
   holds), then :func:`monitoring.drift.compute_drift` (skipped above 20,000,000 rows);
 * **pushed down (Spark local)** — the same aggregation on Spark in local mode (``--skip-spark``
-  leaves it out; it needs Java).
+  leaves it out; it needs Java);
+* **pushed down (PostgreSQL)** — the same rows loaded into one table of a PostgreSQL server
+  started for the run (Debian's, as the tests start it; ``--skip-postgres`` leaves it out), the
+  same aggregation compiled to its SQL; its ingestion is both the bulk load (``COPY``) and one
+  writer logging 100,000 predictions through the store (``[store] log = "store"``).
 
 Prints a table and writes the "log-engine" section of ``benchmarks/results.md``; ``--quick``
 (100,000 rows, no Spark) writes ``var/bench/results-quick.md`` instead.
@@ -129,6 +133,12 @@ def _child(mode: str, root: str, profile_path: str) -> None:
         files = PartitionedLog(root).snapshot("bench", "predictions").files
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         report = compute_drift(profile, frame, window="day")
+    elif mode.startswith("postgresql://"):
+        import ibis
+
+        backend = ibis.connect(mode.replace("postgresql://", "postgres://", 1))
+        report = compute_drift_from_counts(profile, tally_windows(backend, backend.table("bench"), profile,
+                                                                  window="day"))
     else:
         engine = LogEngine(f"duckdb:{root}" if mode == "duckdb" else f"spark:local[2]?path={root}")
         table = engine.table("bench").table
@@ -137,6 +147,49 @@ def _child(mode: str, root: str, profile_path: str) -> None:
     drifted = sorted(set(report.closed.loc[report.closed["drifted"], "feature"]))
     print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "windows": report.n_windows, "drifted": drifted}))
+
+
+def load_postgres(server, root: Path) -> dict:
+    """Bulk-load the log's files into table ``bench`` with COPY; then one writer through the store."""
+    import io
+
+    import psycopg
+    import pyarrow.parquet as pq
+
+    from monitoring.partitions import PartitionedLog
+    from monitoring.store import Store
+    from tests.fixtures_postgres import SUPERUSER
+
+    files = PartitionedLog(root).snapshot("bench", "predictions").files
+    columns = pq.read_schema(files[0]).names
+    kinds = {name: ("text" if name == "id" or name.startswith("c") else "double precision") for name in columns}
+    began = time.perf_counter()
+    rows = 0
+    with psycopg.connect(host="127.0.0.1", port=server.port, user=SUPERUSER, dbname="postgres",
+                         autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench")
+        conn.execute("CREATE TABLE bench (" + ", ".join(f'"{n}" {k}' for n, k in kinds.items()) + ")")
+        for path in files:
+            frame = pq.read_table(path).to_pandas()
+            buffer = io.StringIO()
+            frame.to_csv(buffer, index=False, header=False)
+            with conn.cursor().copy(f"COPY bench ({', '.join(chr(34) + n + chr(34) for n in columns)}) "
+                                    "FROM STDIN WITH (FORMAT csv)") as copy:
+                copy.write(buffer.getvalue())
+            rows += len(frame)
+        conn.execute("ANALYZE bench")
+    copy_rate = rows / (time.perf_counter() - began)
+    store = Store(server.url(), log="store")
+    sample = pq.read_table(files[0]).to_pandas().head(100_000)
+    features = {n: ("categorical" if n.startswith("c") else "numeric") for n in columns
+                if n not in ("ts", "id", "prediction")}
+    store.prediction_table("writer", features)
+    began = time.perf_counter()
+    for begin in range(0, len(sample), BATCH):
+        store.log_predictions("writer", sample.iloc[begin:begin + BATCH])
+    writer_rate = len(sample) / (time.perf_counter() - began)
+    store.dispose()
+    return {"copy_rate": copy_rate, "writer_rate": writer_rate}
 
 
 def measure(mode: str, root: Path, profile_path: Path) -> dict:
@@ -152,9 +205,11 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(*sys.argv[2:5])
         return
-    args = parse_args(__doc__, {"rows": Size(10_000_000, 100_000, "logged predictions")},
-                      extra=lambda p: p.add_argument("--skip-spark", action="store_true",
-                                                     help="leave Spark local mode out"))
+    def flags(parser) -> None:
+        parser.add_argument("--skip-spark", action="store_true", help="leave Spark local mode out")
+        parser.add_argument("--skip-postgres", action="store_true", help="leave PostgreSQL out")
+
+    args = parse_args(__doc__, {"rows": Size(10_000_000, 100_000, "logged predictions")}, extra=flags)
     import pickle
 
     from monitoring.drift import build_profile
@@ -171,11 +226,23 @@ def main() -> None:
         if not args.quick and not args.skip_spark and shutil.which("java"):
             modes.append("spark")
         results = {mode: measure(mode, root, profile_path) for mode in modes}
+        postgres_load = None
+        if not args.quick and not args.skip_postgres:
+            from tests.fixtures_postgres import SUPERUSER, postgres_bin_dir, postgres_server
+
+            if postgres_bin_dir() is not None:
+                with postgres_server() as server:
+                    postgres_load = load_postgres(server, root)
+                    url = f"postgresql://{SUPERUSER}@127.0.0.1:{server.port}/postgres"
+                    results["postgresql"] = measure(url, root, profile_path)
     rows = [("ingestion, one writer", f"{ingestion['rows_per_second']:,.0f} predictions/s", "",
              f"{ingestion['bytes_per_million'] / 1e6:,.1f} MB per million after compaction "
              f"({ingestion['compact_seconds']:.1f} s to compact)")]
+    if postgres_load is not None:
+        rows.append(("ingestion, PostgreSQL", f"{postgres_load['copy_rate']:,.0f} predictions/s (COPY)", "",
+                     f"one writer through the store: {postgres_load['writer_rate']:,.0f} predictions/s"))
     titles = {"duckdb": "drift, pushed down (DuckDB)", "in-memory": "drift, every row in pandas (today)",
-              "spark": "drift, pushed down (Spark local[2])"}
+              "spark": "drift, pushed down (Spark local[2])", "postgresql": "drift, pushed down (PostgreSQL 15)"}
     for mode, result in results.items():
         if "error" in result:
             rows.append((titles[mode], "failed", "", result["error"]))
