@@ -109,8 +109,12 @@ class LogEngine:
             return self.backend
 
     def table(self, service: str, table: str = "predictions", *, since: float | None = None,
-              until: float | None = None) -> LogTable:
-        """One service's table, reading only the day partitions that overlap ``[since, until)``."""
+              until: float | None = None, in_order: bool = False) -> LogTable:
+        """One service's table, reading only the day partitions that overlap ``[since, until)``.
+
+        ``in_order`` adds ``filename`` and ``file_row_number`` (DuckDB): the order rows were written
+        in, which breaks ties between predictions made at the same time.
+        """
         backend = self.connect()
         if self.log is not None:
             snapshot = self.log.snapshot(service, table, since=since, until=until)
@@ -121,7 +125,8 @@ class LogEngine:
         with self.lock:
             if self.scheme == "duckdb":
                 expression = backend.read_parquet(list(snapshot.files), union_by_name=True,
-                                                  hive_partitioning=False)
+                                                  hive_partitioning=False, filename=in_order,
+                                                  file_row_number=in_order)
             else:
                 self._views += 1
                 name = f"vantage_log_{self._views}"

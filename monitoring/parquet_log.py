@@ -145,8 +145,9 @@ class ParquetPredictionLog:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def _query(self, service: str, *, since: float | None = None, until: float | None = None):
-        table = self.engine.table(service, since=since, until=until).table
+    def _query(self, service: str, *, since: float | None = None, until: float | None = None,
+               in_order: bool = False):
+        table = self.engine.table(service, since=since, until=until, in_order=in_order).table
         if table is None:
             raise KeyError(service)
         if since is not None:
@@ -176,9 +177,10 @@ class ParquetPredictionLog:
             raise ValueError("a Parquet prediction log has no sequence numbers: read by time (since/until)")
         try:
             table = self._query(service, since=since, until=until)
-        except KeyError:
-            self.prediction_table(service)  # the KeyError of a service with no log at all
-            return self.shape(service, pd.DataFrame({"ts": pd.Series(dtype=float)}))
+        except KeyError:  # declared, no file yet: no rows, every column (a service with no log at all raises)
+            names = [*PREDICTION_COLUMNS, *self.prediction_table(service)]
+            names = names if columns is None else ["seq", *dict.fromkeys(["ts", *columns])]
+            return self.shape(service, pd.DataFrame({name: pd.Series(dtype=object) for name in names}))
         if columns is not None:
             unknown = [c for c in columns if c not in table.columns]
             if unknown:
@@ -195,10 +197,11 @@ class ParquetPredictionLog:
         """A few logged predictions by id, time and feature conditions (a bounded query)."""
         if not 1 <= limit <= 10_000:
             raise ValueError(f"limit must be between 1 and 10000; got {limit}")
+        ordered = self.engine.scheme == "duckdb"
         try:
-            table = self._query(service, since=since, until=until)
+            table = self._query(service, since=since, until=until, in_order=ordered)
         except KeyError:
-            return pd.DataFrame()
+            return self.read_prediction_log(service).head(0) if self.has_log(service) else pd.DataFrame()
         if prediction_id is not None:
             table = table.filter(table.id == str(prediction_id))
         sealed = self.store.sealer.columns(service)
@@ -216,9 +219,10 @@ class ParquetPredictionLog:
             table = table.filter({"==": field == value, "!=": field != value, "<": field < value,
                                   "<=": field <= value, ">": field > value, ">=": field >= value}[op]
                                  if op != "in" else field.isin(list(value)))
-        order = table.ts.desc() if newest_first else table.ts.asc()
+        keys = [table.ts, *((table.filename, table.file_row_number) if ordered else ())]  # ties: as written
+        order = [key.desc() if newest_first else key.asc() for key in keys]
         found = self.engine.execute(table.order_by(order).limit(limit))
-        return self.shape(service, found)
+        return self.shape(service, found.drop(columns=["filename", "file_row_number"], errors="ignore"))
 
     def count_predictions(self, service: str, *, since: float = 0.0) -> int:
         """Number of logged predictions of ``service`` since ``since``."""

@@ -445,11 +445,8 @@ class ParquetMirror:
             return ()
 
     def has_rows(self) -> bool:
-        """Whether the log holds at least one readable file."""
-        try:
-            return not self._snapshot().empty
-        except ProductionDataError:
-            return False
+        """Whether the service has a prediction log here (declared by its writer; the row finders can be offered)."""
+        return self.log.has_log(self.service)
 
     def summary(self) -> LogSummary:
         """Rows and time span, counted by DuckDB."""

@@ -70,6 +70,7 @@ def test_mlserver_with_30_features_and_its_traffic_from_the_capture_proxy_opens_
 
     import requests
 
+    from monitoring.config import load_config
     from monitoring.store import Store
     from tests.browser import ROOT
     from tests.helpers import wait_for
@@ -106,14 +107,14 @@ target = "target"
                             "data": batch.to_numpy().ravel().tolist()}]})
             assert answer.status_code == 200, answer.text
             assert answer.headers.get("X-Vantage-Prediction-Id")
-        store = Store(f"sqlite:///{tmp_path / 'vantage.db'}")
+        store = Store.from_config(load_config(config))  # as the proxy opens it: the log where the config says
         wait_for(lambda: store.count_predictions("cancer") >= len(rows), timeout=30, what="the captured rows")
         store.dispose()
     with running_dashboard(tmp_path / "streamlit.log", config=config,
                            env={"VANTAGE_VAR": str(tmp_path / "var")}) as dashboard:
         texts = visit_every_page(open_page(), dashboard.url)
     assert "30 features" in texts["Services"], texts["Services"]
-    assert "prediction log in the store (240 rows)" in texts["Drift"], texts["Drift"]
+    assert "prediction log in Parquet (240 rows)" in texts["Drift"], texts["Drift"]  # the default engine
     assert "240" in texts["Overview"], texts["Overview"]
     for title, text in texts.items():
         assert "Traceback" not in text and "lacks feature column" not in text, (title, text[:3000])

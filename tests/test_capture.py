@@ -474,25 +474,61 @@ def test_proxy_answers_502_with_a_reason_when_the_upstream_is_down(config, work,
 
 
 @integration
-def test_a_locked_store_neither_fails_nor_loses_requests(v2_proxy, store, rows, demo_model, work):
+def test_a_locked_store_neither_fails_nor_loses_requests(config, rows, demo_model, work):
+    """The prediction log in the SQL store's tables (``log = "store"``), its SQLite file locked for a while."""
+    variant = work / "vantage-sql-log.toml"
+    variant.write_text(config.read_text().replace("[store]\n", '[store]\nlog = "store"\n', 1)
+                       .replace("store.db", "sql-log.db"))
     body = v2_columns(rows.iloc[20:21], demo_model.features)
-    lock = sqlite3.connect(work / "store.db", timeout=30, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")
+    with proxy_for("credit", variant, work) as proxy:
+        store = Store.from_config(load_config(variant))
+        lock = sqlite3.connect(work / "sql-log.db", timeout=30, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            ids = []
+            for i in range(20):
+                answer = requests.post(proxy.url + infer_path(), json=body, headers={ID_HEADER: f"locked-{i}"},
+                                       timeout=10)
+                assert answer.status_code == 200
+                ids.append(answer.headers[ID_HEADER])
+            wait_for(lambda: stats(proxy)["store_state"] == "locked", "the proxy to see the store locked")
+            assert counts(proxy, "credit")["rows_pending"] >= 1
+        finally:
+            lock.rollback()
+            lock.close()
+        try:
+            logged(store, "credit", ids)
+        finally:
+            store.dispose()
+        wait_for(lambda: stats(proxy)["store_state"] == "ok", "the proxy to see the store back")
+        assert counts(proxy, "credit")["rows_dropped"] == 0
+
+
+@integration
+def test_a_prediction_log_that_cannot_be_written_neither_fails_nor_loses_requests(rest_proxy, store, rows, work):
+    """The default log (Parquet files): its directory replaced by a file for a while, then put back."""
+    body = {"instances": records(rows.iloc[21:23])}
+
+    def send(request_id: str) -> list[str]:
+        answer = requests.post(rest_proxy.url + "/predict", json=body, headers={ID_HEADER: request_id}, timeout=10)
+        assert answer.status_code == 200
+        return [f"{answer.headers[ID_HEADER]}-{i}" for i in range(2)]
+
+    logged(store, "credit-rest", send("before-outage"))  # the service's log directory exists
+    directory = work / "var" / "log" / "credit-rest" / "predictions"
+    aside = directory.with_name("predictions-aside")
+    directory.rename(aside)
+    directory.write_text("not a directory")
     try:
-        ids = []
-        for i in range(20):
-            answer = requests.post(v2_proxy.url + infer_path(), json=body, headers={ID_HEADER: f"locked-{i}"},
-                                   timeout=10)
-            assert answer.status_code == 200
-            ids.append(answer.headers[ID_HEADER])
-        wait_for(lambda: stats(v2_proxy)["store_state"] == "locked", "the proxy to see the store locked")
-        assert counts(v2_proxy, "credit")["rows_pending"] >= 1
+        ids = [i for n in range(5) for i in send(f"outage-{n}")]
+        wait_for(lambda: stats(rest_proxy)["store_state"] != "ok", "the proxy to see the log refuse writes")
+        assert counts(rest_proxy, "credit-rest")["rows_pending"] >= 1
     finally:
-        lock.rollback()
-        lock.close()
-    logged(store, "credit", ids)
-    wait_for(lambda: stats(v2_proxy)["store_state"] == "ok", "the proxy to see the store back")
-    assert counts(v2_proxy, "credit")["rows_dropped"] == 0
+        directory.unlink()
+        aside.rename(directory)
+    logged(store, "credit-rest", ids)
+    wait_for(lambda: stats(rest_proxy)["store_state"] == "ok", "the proxy to see the log back")
+    assert counts(rest_proxy, "credit-rest")["rows_dropped"] == 0
 
 
 @integration
@@ -739,7 +775,7 @@ def test_data_pages_open_for_a_captured_service(pages, page, captured, store):
         assert metrics["Predictions, last 7 days"] == f"{n_rows:,}", metrics
         assert metrics["Predictions with a known outcome"] == "150", metrics
     elif page == "drift":
-        assert f"prediction log in the store ({n_rows:,} rows)" in text, text
+        assert f"prediction log in Parquet ({n_rows:,} rows)" in text, text  # the default engine
     elif page == "performance":
         assert "150 predictions have a label" in text and metrics["Labelled predictions"] == "150", metrics
     elif page == "segments":

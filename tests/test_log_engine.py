@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import duckdb
 import ibis
@@ -91,19 +93,25 @@ def test_edge_grid_bins_exactly_like_searchsorted():
     assert np.array_equal(bins, np.searchsorted(edges, x, side="right"))
 
 
-def _write_batches(root: str, writer: int, n_batches: int, rows: int) -> None:
-    log = PartitionedLog(root)
-    for batch in range(n_batches):
-        ids = [f"w{writer}-{batch}-{i}" for i in range(rows)]
-        log.append("svc", "predictions", pd.DataFrame({
-            "ts": START + np.arange(rows) * 60.0 + batch, "id": ids, "x": np.arange(rows, dtype=float)}))
+WRITER = """
+import sys
+import numpy as np
+import pandas as pd
+from monitoring.partitions import PartitionedLog
+
+root, writer, n_batches, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+log = PartitionedLog(root)
+for batch in range(n_batches):
+    ids = [f"w{writer}-{batch}-{i}" for i in range(rows)]
+    log.append("svc", "predictions", pd.DataFrame({
+        "ts": 1_767_225_600.0 + np.arange(rows) * 60.0 + batch, "id": ids, "x": np.arange(rows, dtype=float)}))
+"""
 
 
 def test_two_writer_processes_and_a_compactor_lose_and_duplicate_nothing(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_write_batches, args=(str(tmp_path), w, 40, 50)) for w in range(2)]
-    for process in writers:
-        process.start()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(w), "40", "50"],
+                                cwd=Path(__file__).resolve().parents[1], stderr=subprocess.PIPE, text=True)
+               for w in range(2)]
     log = PartitionedLog(tmp_path)
     seen_duplicates = 0
     for _ in range(200):  # bounded: read and compact while the writers run
@@ -112,11 +120,11 @@ def test_two_writer_processes_and_a_compactor_lose_and_duplicate_nothing(tmp_pat
             ids = duckdb.sql(f"select id from read_parquet({list(snapshot.files)!r}, union_by_name=true)").df()["id"]
             seen_duplicates += int(ids.duplicated().sum())
         log.compact("svc", "predictions", min_files=4)
-        if not any(process.is_alive() for process in writers):
+        if all(process.poll() is not None for process in writers):
             break
     for process in writers:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors
     log.compact("svc", "predictions", min_files=2)
     snapshot = log.snapshot("svc", "predictions")
     ids = duckdb.sql(f"select id from read_parquet({list(snapshot.files)!r})").df()["id"]

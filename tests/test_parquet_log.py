@@ -115,6 +115,8 @@ def test_a_service_without_a_log_says_what_to_do(tmp_path):
     with pytest.raises(ProductionDataError, match="no prediction log in the store yet"):
         mirror.summary()
     assert not mirror.has_rows()
+    store.prediction_table("svc", FEATURES)  # a writer declares the log before its first rows
+    assert mirror.has_rows() and mirror.summary().rows == 0
 
 
 def test_a_damaged_file_is_named_and_the_rest_still_counts(store, tmp_path):
@@ -159,3 +161,17 @@ def test_upkeep_merges_each_days_files_and_deletes_old_days(store, tmp_path):
     assert all(len(list(p.glob("*.parquet"))) == 1 for p in store.predictions.log.partitions("svc", "predictions"))
     done = store.predictions.maintain(now=START + 10 * 86_400, keep_days=1)
     assert done["deleted"] and store.count_predictions("svc") == 0
+
+
+def test_a_declared_log_without_rows_reads_as_empty_with_every_column(store):
+    empty = store.read_prediction_log("svc")
+    assert empty.empty and {"id", "ts", "prediction", "email", "age"} <= set(empty.columns)
+    assert store.find_predictions("svc", prediction_id="nothing").empty
+    assert store.count_predictions("svc") == 0 and store.newest_prediction_ts("svc") is None
+
+
+def test_predictions_made_at_the_same_time_are_found_in_the_order_written(store):
+    for name in ("first", "second", "third"):
+        store.log_predictions("svc", _rows(1).assign(id=name, ts=START))
+    assert store.find_predictions("svc", limit=1)["id"].tolist() == ["third"]
+    assert store.find_predictions("svc", newest_first=False, limit=3)["id"].tolist() == ["first", "second", "third"]
