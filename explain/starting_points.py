@@ -98,7 +98,7 @@ def starting_points(kind: str, *, logged, now: float, limit: int = 50, labeled: 
     Parameters
     ----------
     kind : {"recent", "uncertain", "error"}
-    logged : PredictionLogMirror or FileMirror
+    logged : PredictionLogMirror, FileMirror or ParquetMirror
         The service's logged predictions.
     now : float
         The time the lists are made for (Unix seconds): "uncertain" looks at the

@@ -45,7 +45,7 @@ def listed_points(kind: str, *, logged, now: float, limit: int, labeled=None,
     Parameters
     ----------
     kind : {"recent", "uncertain", "error"}
-    logged : PredictionLogMirror or FileMirror
+    logged : PredictionLogMirror, FileMirror or ParquetMirror
         The service's logged predictions.
     now : float
         The time the lists are made for.

@@ -46,7 +46,7 @@ def window_rows(window: str, *, reference: pd.DataFrame | None, reference_proble
         The reference's feature columns.
     reference_problem : str or None
         Why ``reference`` is None, for the message.
-    logged : PredictionLogMirror or FileMirror
+    logged : PredictionLogMirror, FileMirror or ParquetMirror
         The service's logged predictions (``explain._data.sample_prediction_log``).
     service : str
         The service's name, for messages.
