@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
-from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels  # noqa: E402
+from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels, render_times  # noqa: E402
 from demo.data import FEATURES  # noqa: E402
 from demo.model import load_or_train  # noqa: E402
 from demo.runtime import offline_config_text  # noqa: E402
@@ -79,26 +78,10 @@ def _child(config: str) -> None:
     """In a fresh process: first and warm views of Drift and Overview, and the peak memory."""
     import resource
 
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    os.environ["VANTAGE_CONFIG"] = config
     results = {}
-    for page in ("views/drift.py", "views/overview.py"):
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=1200)
-        began = time.perf_counter()
-        at.switch_page(page).run()
-        cold = time.perf_counter() - began
-        if at.exception:
-            raise RuntimeError(f"{page} raised: {at.exception}")
-        warm = []
-        for _ in range(3):
-            began = time.perf_counter()
-            at.run()
-            warm.append(time.perf_counter() - began)
-        results[page] = {"cold": cold, "warm": statistics.median(warm)}
+    for page in ("views/drift.py", "views/overview.py"):  # each in a fresh AppTest, every cache cleared
+        cold, warm = render_times(Path(config), page)
+        results[page] = {"cold": cold, "warm": warm}
     results["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results))
 

@@ -60,6 +60,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitoring.clients import PROBE_HEADER, CallResult, ServiceClient, ServiceError, make_client
+from monitoring.clock import Clock, SystemClock
 from monitoring.config import ConfigError, ServiceConfig, VantageConfig, load_config, parse_command_line
 from monitoring.health import format_duration, poll_state
 from monitoring.metrics import parse_scrape
@@ -601,12 +602,16 @@ class Collector:
         Rows kept in memory while the store does not take writes.
     health_file : path, optional
         JSON file kept up to date with :meth:`store_health`.
+    clock : Clock, optional
+        The time the prediction log's retention is applied at; the system clock by default.
     """
 
     def __init__(self, config: VantageConfig, store: Store | None = None, *, holder: str | None = None,
                  maintenance_every: float = 60.0, max_buffered_rows: int = MAX_PENDING_ROWS,
-                 health_file: str | os.PathLike | None = None):
+                 health_file: str | os.PathLike | None = None, clock: Clock | None = None):
         self.config = config
+        self.clock = clock or SystemClock()
+        """What the prediction log's retention measures days against."""
         self.store = store or Store.from_config(config)
         self.identity = ProcessIdentity.current()
         self.holder = holder or f"{self.identity.host}:{self.identity.pid}:{uuid.uuid4().hex[:6]}"
@@ -669,12 +674,11 @@ class Collector:
                     self.store.downsample(raw_retention_hours=settings.raw_retention_hours,
                                           retention_days=settings.retention_days,
                                           rollup_minutes=settings.rollup_minutes)
-                    maintain = getattr(self.store.predictions, "maintain", None)  # a log in files of its own
-                    if maintain is not None:
-                        done = maintain(now=time.time(), keep_days=settings.log_retention_days)
-                        if done["deleted"]:
-                            log.info("prediction log: deleted %s (older than %g days)", ", ".join(done["deleted"]),
-                                     settings.log_retention_days)
+                    done = self.store.predictions.maintain(now=self.clock.now(),
+                                                           keep_days=settings.log_retention_days)
+                    if done["deleted"]:
+                        log.info("prediction log: deleted %s (older than %g days)", ", ".join(done["deleted"]),
+                                 settings.log_retention_days)
             except Exception:
                 log.exception("downsampling or prediction-log upkeep failed")
 

@@ -111,6 +111,17 @@ def window_slot(table: ir.Table, window: str | int) -> ir.IntegerValue:
     return ((table.ts - origin) / WINDOW_SECONDS[spec]).floor().cast("int64")
 
 
+def _slotted(table: ir.Table, spec: str | int, since: float | None, until: float | None) -> ir.Table:
+    """The rows made in ``[since, until)``, each with its window number as ``slot``."""
+    rows = _in_range(table, since, until)
+    return rows.mutate(slot=window_slot(rows, spec))
+
+
+def _window_counts(rows: ir.Table, keys: list[str]) -> ir.Table:
+    """Rows, first and last timestamp per window (and per any other key)."""
+    return rows.group_by(keys).agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max())
+
+
 def _in_range(table: ir.Table, since: float | None, until: float | None) -> ir.Table:
     if since is not None:
         table = table.filter(table.ts >= since)
@@ -140,10 +151,8 @@ def window_rows(backend, table: ir.Table, *, window: str | int, since: float | N
         ``index`` empty (no rows were read); rows without a timestamp are ``n_unassigned``.
     """
     spec = parse_window(window)
-    rows = _in_range(table, since, until)
-    rows = rows.mutate(slot=window_slot(rows, spec))
-    grouped = backend.execute(rows.group_by("slot").agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max()))
-    return _windows(spec, grouped)
+    rows = _slotted(table, spec, since, until)
+    return _windows(spec, backend.execute(_window_counts(rows, ["slot"])))
 
 
 def _windows(spec: str | int, grouped: pd.DataFrame) -> Windows:
@@ -201,10 +210,9 @@ def tally_windows(backend, table: ir.Table, profile: ReferenceProfile, *, window
     absent = [name for name in wanted if name not in present]
     if absent:
         raise ValueError(f"the prediction log lacks column(s) {absent}; it has {sorted(present)}")
-    rows = _in_range(table, since, until)
-    rows = rows.mutate(slot=window_slot(rows, spec))
+    rows = _slotted(table, spec, since, until)
     keys = ["slot"] if by is None else [by, "slot"]
-    windows = backend.execute(rows.group_by(keys).agg(n=rows.count(), first=rows.ts.min(), last=rows.ts.max()))
+    windows = backend.execute(_window_counts(rows, keys))
     counted = {}
     for name in wanted:
         column = profile.columns[name]
@@ -301,8 +309,7 @@ def value_counts(backend, table: ir.Table, column: str, *, window: str | int, si
         are a NaN ``value``.
     """
     spec = parse_window(window)
-    rows = _in_range(table, since, until)
-    rows = rows.mutate(slot=window_slot(rows, spec))
+    rows = _slotted(table, spec, since, until)
     grouped = backend.execute(rows.group_by(["slot", rows[column].name("value")]).agg(
         n=rows.count(), first=rows.ts.min()))
     grouped = grouped[grouped["slot"].notna()]

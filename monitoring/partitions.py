@@ -146,7 +146,7 @@ class PartitionedLog:
     def _write_file(partition: Path, table: pa.Table, prefix: str) -> Path:
         partition.mkdir(parents=True, exist_ok=True)
         name = f"{prefix}-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        temporary = partition / f".{name}.tmp"
+        temporary = _temporary(partition, name)
         pq.write_table(table, temporary, compression="zstd")
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
@@ -243,7 +243,7 @@ class PartitionedLog:
     def _merge(self, partition: Path, snapshot: Snapshot, batch_rows: int) -> None:
         token = uuid.uuid4().hex[:8]
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{token}.parquet"
-        temporary = partition / f".{name}.tmp"
+        temporary = _temporary(partition, name)
         schema = snapshot.schema
         with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
             for path in snapshot.files:
@@ -253,7 +253,7 @@ class PartitionedLog:
             os.fsync(handle.fileno())
         inputs = [os.path.basename(path) for path in snapshot.files]
         tombstone = partition / f"{_TOMBSTONE_PREFIX}{token}.json"
-        tombstone_temporary = partition / f".{tombstone.name}.tmp"
+        tombstone_temporary = _temporary(partition, tombstone.name)
         tombstone_temporary.write_text(json.dumps({"output": name, "inputs": inputs}))
         os.rename(tombstone_temporary, tombstone)
         os.rename(temporary, partition / name)
@@ -283,7 +283,7 @@ class PartitionedLog:
         deleted = []
         for table in TABLES:
             for partition in self.partitions(service, table):
-                start = _day_start(partition.name)
+                start = partition_start(partition.name)
                 if start is not None and start + DAY_SECONDS <= cutoff:
                     shutil.rmtree(partition, ignore_errors=True)
                     deleted.append(f"{table}/{partition.name}")
@@ -294,7 +294,8 @@ def _day_text(day: float) -> str:
     return pd.Timestamp(day * DAY_SECONDS, unit="s", tz="UTC").strftime("%Y-%m-%d")
 
 
-def _day_start(name: str) -> float | None:
+def partition_start(name: str) -> float | None:
+    """Unix seconds of the UTC midnight a ``date=YYYY-MM-DD`` partition starts at; None for ``date=unknown``."""
     text = name.removeprefix("date=")
     if text == "unknown":
         return None
@@ -305,7 +306,7 @@ def _day_start(name: str) -> float | None:
 
 
 def _day_overlaps(name: str, since: float | None, until: float | None) -> bool:
-    start = _day_start(name)
+    start = partition_start(name)
     if start is None:
         return since is None and until is None
     return (since is None or start + DAY_SECONDS > since) and (until is None or start < until)
@@ -325,8 +326,32 @@ def _recover(partition: Path) -> None:
                 (partition / input_name).unlink(missing_ok=True)
         tombstone.unlink(missing_ok=True)
     for leftover in partition.glob(".*.tmp"):
-        if time.time() - leftover.stat().st_mtime > 3600:  # a writer's file in progress is younger
+        if not _alive(_writer_pid(leftover)):  # a writer still at work keeps its file
             leftover.unlink(missing_ok=True)
+
+
+def _temporary(partition: Path, name: str) -> Path:
+    """Where ``name`` is written before it is renamed into place: hidden, and naming the writing process."""
+    return partition / f".{name}.{os.getpid()}.tmp"
+
+
+def _writer_pid(path: Path) -> int | None:
+    try:
+        return int(path.name.rsplit(".", 2)[-2])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def _checked(paths: Iterable[str]) -> Snapshot:
@@ -335,7 +360,7 @@ def _checked(paths: Iterable[str]) -> Snapshot:
     problems: list[str] = []
     for path in paths:
         try:
-            schemas[path] = pq.read_schema(path)
+            schemas[path] = _footer(path)
         except (OSError, pa.ArrowException) as exc:
             problems.append(f"{path} was left out: it cannot be read as Parquet ({_first_line(exc)})")
     types = _majority_types(schemas.values())
@@ -349,6 +374,23 @@ def _checked(paths: Iterable[str]) -> Snapshot:
             files.append(path)
     schema = pa.schema([pa.field(name, kind) for name, kind in types.items()]) if files else None
     return Snapshot(files=tuple(files), problems=tuple(problems), schema=schema)
+
+
+_FOOTERS: dict[tuple[str, int, int], pa.Schema] = {}
+_FOOTERS_SIZE = 65_536
+
+
+def _footer(path: str) -> pa.Schema:
+    """A file's schema, read once per file version: a listing on every page view reads no footer twice."""
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    schema = _FOOTERS.get(key)
+    if schema is None:
+        schema = pq.read_schema(path)
+        if len(_FOOTERS) >= _FOOTERS_SIZE:
+            _FOOTERS.pop(next(iter(_FOOTERS)))
+        _FOOTERS[key] = schema
+    return schema
 
 
 def _majority_types(schemas: Iterable[pa.Schema]) -> dict[str, pa.DataType]:

@@ -35,6 +35,7 @@ from monitoring.drift import (
 from monitoring.files import ChangedFile, read_table_file
 from monitoring.log_queries import LogSummary, summarize, tally_frame, tally_windows
 from monitoring.parquet_log import ParquetPredictionLog
+from monitoring.partitions import DAY_SECONDS, partition_start
 from monitoring.store import Store
 from monitoring.windows import parse_window
 
@@ -45,9 +46,6 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 
 LOG_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet,
                ".jsonl": _read_json_lines, ".ndjson": _read_json_lines}
-
-
-DAY = 86_400.0
 
 
 class ProductionDataError(ValueError):
@@ -72,10 +70,10 @@ class ProductionData:
 
 
 class _FrameQuestions:
-    """Aggregates over a mirror's rows in memory: the same queries the engines answer where the rows live."""
+    """Aggregates over a mirror's rows in memory: the same queries the engines answer where the rows live.
 
-    def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:  # pragma: no cover - each has its own
-        raise NotImplementedError
+    A mirror that inherits it has ``read(*, columns=None) -> ProductionData``.
+    """
 
     def problems(self) -> tuple[str, ...]:
         """Parts of the source left out, each named (none: a mirror reads its rows whole or fails)."""
@@ -388,18 +386,11 @@ def _files_within(files: Sequence[str], since: float | None, until: float | None
     """Files whose whole UTC day lies in ``[since, until)``, and the others (cut by the range, or undated)."""
     whole, cut = [], []
     for path in files:
-        day = _partition_day(path)
-        inside = day is not None and (since is None or day >= since) and (until is None or day + DAY <= until)
+        day = partition_start(Path(path).parent.name)
+        inside = (day is not None and (since is None or day >= since)
+                  and (until is None or day + DAY_SECONDS <= until))
         (whole if inside else cut).append(path)
     return whole, cut
-
-
-def _partition_day(path: str) -> float | None:
-    name = Path(path).parent.name.removeprefix("date=")
-    try:
-        return pd.Timestamp(name, tz="UTC").timestamp()
-    except ValueError:
-        return None
 
 
 class ParquetMirror:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
@@ -172,3 +173,17 @@ def test_bad_names_are_refused_with_what_is_accepted(tmp_path):
         log.append("../etc", "predictions", pd.DataFrame({"ts": [START]}))
     with pytest.raises(PartitionError, match="'ts' column"):
         log.append("svc", "predictions", pd.DataFrame({"x": [1.0]}))
+
+
+def test_compaction_clears_what_a_dead_writer_left_half_written_and_keeps_a_live_ones(tmp_path):
+    log = PartitionedLog(tmp_path)
+    for batch in range(2):
+        log.append("svc", "predictions", pd.DataFrame({"ts": [START + batch], "x": [float(batch)]}))
+    partition = log.partitions("svc", "predictions")[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = partition / f".part-1-2-3.parquet.{int(dead.stdout)}.tmp"
+    in_progress = partition / f".part-4-5-6.parquet.{os.getpid()}.tmp"
+    abandoned.write_bytes(b"half")
+    in_progress.write_bytes(b"half")
+    log.compact("svc", "predictions", min_files=2)
+    assert not abandoned.exists() and in_progress.exists()
