@@ -207,7 +207,8 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
 
         and ``partial``. ``attrs["measure"]`` names what is shown (``"positive rate"``,
         ``"class shares"`` or ``"mean predicted value"``); ``attrs["classes"]`` maps each share
-        column to its class (empty unless class shares).
+        column to its class (empty unless class shares); ``attrs["bucket_seconds"]`` is the
+        bucket width.
 
     Notes
     -----
@@ -231,7 +232,7 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
     if not len(ts):
         out = pd.DataFrame({"bucket_ts": [], "n": [], **{c: [] for c in value_columns},
                             "partial": pd.Series(dtype=bool)})
-        out.attrs.update(measure=measure, classes=share_columns)
+        out.attrs.update(measure=measure, classes=share_columns, bucket_seconds=bucket_seconds)
         return out
     bucket = np.floor(ts / bucket_seconds).astype(np.int64)
     first = bucket.min()
@@ -248,7 +249,7 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
         values = (predicted == known[-1]).astype(float) if binary else predicted
         out["value"] = np.bincount(index, weights=values)[present] / n[present]
     out["partial"] = (starts + bucket_seconds > now) if now is not None else np.zeros(len(starts), bool)
-    out.attrs.update(measure=measure, classes=share_columns)
+    out.attrs.update(measure=measure, classes=share_columns, bucket_seconds=bucket_seconds)
     return out
 
 

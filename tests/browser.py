@@ -104,15 +104,20 @@ def running_dashboard(log_path: Path, *, config: str | os.PathLike | None = None
 
 def settled_text(page, *, min_text: int = 400, seconds: float = 60, unless: tuple[str, ...] = ()) -> str:
     """The text of the page's main block once it holds ``min_text`` characters, none of ``unless``, and has
-    not changed for 1.5 s; or whatever it holds after ``seconds``."""
+    not changed for 1.5 s while its script was not running; or whatever it holds after ``seconds``.
+
+    A page's text can stand still for seconds while its script computes (on a loaded machine, the Overview
+    shows its introduction alone while it reads the log), so only text seen between runs counts as settled.
+    """
     main = page.locator('[data-testid="stMain"]')
+    running = page.locator('[data-testid="stApp"][data-test-script-state="running"]')
     deadline = time.monotonic() + seconds
     seen, same = "", 0
     while time.monotonic() < deadline and (len(seen) < min_text or same < 6  # filled in, then 1.5 s unchanged
                                            or any(text in seen for text in unless)):
         page.wait_for_timeout(250)
         text = main.inner_text()
-        same, seen = (same + 1 if text == seen else 0), text
+        same, seen = (same + 1 if text == seen and running.count() == 0 else 0), text
     return main.inner_text()
 
 

@@ -236,3 +236,18 @@ def test_whatif_sensitivity_and_counterfactuals_keep_the_chosen_class(pages):
     assert answers
     for answer in answers:
         assert "probability of class 2" in answer and f"(was {edited:.4g};" in answer
+
+
+def test_one_day_of_predictions_is_drawn_a_day_wide_with_the_day_as_its_tick():
+    from monitoring.plots.overview import prediction_mix_figure
+
+    frame = pd.DataFrame({"ts": [100.0, 200.0, 3000.0], "prediction": [0.0, 1.0, 2.0]})
+    figure = prediction_mix_figure(prediction_mix(frame, task="classification", classes=(0.0, 1.0, 2.0),
+                                                  now=4000.0))
+    axis = figure.layout.xaxis
+    start, end = (pd.Timestamp(x) for x in axis.range)
+    assert (start, end) == (pd.Timestamp(0, unit="s"), pd.Timestamp(DAY, unit="s"))  # the day, not 3000 s of it
+    assert axis.tickformat == "%b %-d" and axis.dtick == DAY * 1000.0  # "Jan 1", not "00:49:59.9995"
+    bar = next(t for t in figure.data if t.type == "bar")
+    assert bar.width == pytest.approx(0.9 * DAY * 1000.0)
+    assert pd.Timestamp(bar.x[0]) == pd.Timestamp(DAY / 2, unit="s")  # at the middle of its day

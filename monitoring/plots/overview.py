@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -36,7 +38,11 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
     if mix.empty:
         return empty_figure(title, "No predictions in this period", height=height)
     measure = mix.attrs.get("measure", "mean predicted value")
-    when = pd.to_datetime(mix["bucket_ts"], unit="s", utc=True)
+    bucket_seconds = float(mix.attrs.get("bucket_seconds", 86400.0))
+    # Each bucket is drawn across its whole width, so one day of data is a day wide, not a sliver whose
+    # axis ticks fall a fraction of a second apart.
+    when = pd.to_datetime(mix["bucket_ts"] + bucket_seconds / 2, unit="s", utc=True)
+    bar_width = 0.9 * bucket_seconds * 1000.0  # milliseconds, as date axes measure
     partial = mix["partial"].to_numpy(dtype=bool) if "partial" in mix else np.zeros(len(mix), dtype=bool)
     so_far = np.where(partial, " so far (the day is still open)", "")
     figure = go.Figure()
@@ -45,7 +51,7 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
         columns = list(mix.attrs.get("classes") or [c for c in mix.columns if str(c).startswith("class ")])
         for i, column in enumerate(columns):
             color = CLASS_COLORS[i % len(CLASS_COLORS)]
-            figure.add_trace(go.Bar(x=when, y=mix[column], name=column, marker_color=color,
+            figure.add_trace(go.Bar(x=when, y=mix[column], name=column, marker_color=color, width=bar_width,
                                     marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
                                     hovertemplate=f"{column}: %{{y:.1%}}%{{customdata}}<extra></extra>"))
         figure.add_trace(go.Scatter(x=when, y=mix["n"], name="predictions", mode="lines+markers", yaxis="y2",
@@ -54,7 +60,7 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
                                     customdata=so_far, hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
     else:
         figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y2",
-                                marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
+                                width=bar_width, marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
                                 hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
         is_rate = measure == "positive rate"
         figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers",
@@ -67,6 +73,11 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
         figure.add_annotation(x=when[partial].iloc[-1], y=1.0, yref="paper", text="so far", showarrow=False,
                               yanchor="bottom", font={"size": 11, "color": "#374151"})
     percent = shares or measure == "positive rate"
+    first, last = float(mix["bucket_ts"].iloc[0]), float(mix["bucket_ts"].iloc[-1]) + bucket_seconds
+    every = max(1, math.ceil((last - first) / bucket_seconds / 10))  # at most about ten labelled buckets
+    figure.update_xaxes(range=[pd.to_datetime(first, unit="s"), pd.to_datetime(last, unit="s")],
+                        tick0=when.iloc[0].tz_localize(None), dtick=every * bucket_seconds * 1000.0,
+                        tickformat="%b %-d" if bucket_seconds >= 86400 else "%b %-d %H:%M")
     figure.update_layout(
         title=title, height=height, margin=MARGIN, hovermode="x unified", barmode="stack" if shares else None,
         yaxis={"title": "share of predictions" if shares else measure, "tickformat": ".0%" if percent else None,
