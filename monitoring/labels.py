@@ -182,10 +182,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def infer_task(predictions: pd.DataFrame) -> str:
-    """Whether a prediction log holds classes or numbers.
-
-    Classification when a ``score`` was logged, or when every prediction is a whole number
-    and there are at most :data:`MAX_CLASSES` distinct ones; regression otherwise.
+    """Whether a prediction log holds classes or numbers (:func:`task_of_values` on its rows).
 
     Parameters
     ----------
@@ -196,26 +193,52 @@ def infer_task(predictions: pd.DataFrame) -> str:
     -------
     {"classification", "regression"}
     """
-    if "score" in predictions and pd.to_numeric(predictions["score"], errors="coerce").notna().any():
-        return "classification"
+    has_score = "score" in predictions and pd.to_numeric(predictions["score"], errors="coerce").notna().any()
     if "prediction" not in predictions:
         return "classification"
     values = pd.to_numeric(predictions["prediction"], errors="coerce").dropna().to_numpy(dtype=float)
-    if len(values) == 0:
+    whole = bool(np.all(np.isfinite(values) & (values == np.round(values))))
+    return task_of_values(has_score=bool(has_score), values=np.unique(values), whole=whole)
+
+
+def task_of_values(*, has_score: bool, values, whole: bool) -> str:
+    """Classification when a score was logged, or when every prediction is a whole number and there are
+    at most :data:`MAX_CLASSES` distinct ones (or none yet); regression otherwise.
+
+    Parameters
+    ----------
+    has_score : bool
+        Whether any prediction logged a score.
+    values : sequence of float
+        The distinct predictions (NaN left out); more than :data:`MAX_CLASSES` may be cut short.
+    whole : bool
+        Whether every prediction is a finite whole number.
+
+    Returns
+    -------
+    {"classification", "regression"}
+    """
+    if has_score or len(values) == 0:
         return "classification"
-    whole = np.all(np.isfinite(values) & (values == np.round(values)))
-    return "classification" if whole and len(np.unique(values)) <= MAX_CLASSES else "regression"
+    return "classification" if whole and len(values) <= MAX_CLASSES else "regression"
 
 
 def predicted_classes(predictions: pd.DataFrame) -> tuple[float, ...]:
-    """Classes a classifier predicts: the logged predictions, plus 0 and 1 for a 0/1 or scored model.
+    """Classes a classifier predicts: the logged predictions, plus 0 and 1 for a 0/1 or scored model
+    (:func:`classes_of_values` on its rows)."""
+    values = pd.to_numeric(predictions.get("prediction", pd.Series(dtype=float)), errors="coerce").dropna()
+    has_score = "score" in predictions and pd.to_numeric(predictions["score"], errors="coerce").notna().any()
+    return classes_of_values(values=np.unique(values.to_numpy(dtype=float)), has_score=bool(has_score))
+
+
+def classes_of_values(*, values, has_score: bool) -> tuple[float, ...]:
+    """The classes of a classifier that predicted ``values``, sorted.
 
     A binary model that has so far predicted only one class still knows both, so labels of
-    the other class are not mistaken for classes it never predicts.
+    the other class are not mistaken for classes it never predicts: 0 and 1 are added for a
+    scored model or one whose predictions are all 0 or 1.
     """
-    values = pd.to_numeric(predictions.get("prediction", pd.Series(dtype=float)), errors="coerce").dropna()
-    classes = set(np.unique(values.to_numpy(dtype=float)).tolist())
-    has_score = "score" in predictions and pd.to_numeric(predictions["score"], errors="coerce").notna().any()
+    classes = {float(v) for v in values}
     if has_score or classes <= {0.0, 1.0}:
         classes |= {0.0, 1.0}
     return tuple(sorted(classes))

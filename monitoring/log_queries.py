@@ -379,3 +379,137 @@ def summarize(backend, table: ir.Table, *, source: str) -> LogSummary:
     first = float(row["first"].iloc[0]) if n and pd.notna(row["first"].iloc[0]) else float("nan")
     last = float(row["last"].iloc[0]) if n and pd.notna(row["last"].iloc[0]) else float("nan")
     return LogSummary(rows=n, first_ts=first, last_ts=last, source=source.format(rows=n))
+
+
+@dataclass(frozen=True)
+class LogTraffic:
+    """What a prediction log says about its traffic up to ``now``, counted where it lives.
+
+    The Overview's volume, prediction mix, task and model age come from these numbers, so no
+    logged row has to enter the dashboard process.
+
+    Attributes
+    ----------
+    now : float
+        Unix seconds; rows made after it are not counted.
+    n_rows : int
+        Rows made at or before ``now``.
+    today, last_7_days, previous_7_days : int
+        Rows since midnight UTC of ``now``'s day, in ``[now - 7 d, now]`` and in
+        ``[now - 14 d, now - 7 d)``.
+    has_score : bool
+        Whether any row logged a score.
+    values : tuple of float
+        The distinct predictions (NaN left out), sorted; at most ``max_values + 1`` of them.
+    whole : bool
+        Whether every prediction is a finite whole number.
+    model_version : str or None
+        The version of the newest row; None when the log records no versions.
+    version_since : float
+        Time of that version's first row; NaN when unknown.
+    mix : DataFrame
+        Rows made in ``[since, now]`` with a finite prediction, per bucket: ``bucket`` (the
+        bucket's number, Unix seconds // ``bucket_seconds``), ``value`` (the prediction; NaN
+        when not counted per value), ``n`` and ``total`` (the sum of the predictions).
+    bucket_seconds : float
+    """
+
+    now: float
+    n_rows: int
+    today: int
+    last_7_days: int
+    previous_7_days: int
+    has_score: bool
+    values: tuple[float, ...]
+    whole: bool
+    model_version: str | None
+    version_since: float
+    mix: pd.DataFrame
+    bucket_seconds: float
+
+
+def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_values: int,
+                bucket_seconds: float = WINDOW_SECONDS["day"]) -> LogTraffic:
+    """Count a log's traffic up to ``now`` in a few aggregate queries (see :class:`LogTraffic`).
+
+    Parameters
+    ----------
+    backend
+        An Ibis backend.
+    table : ibis Table
+        The log: ``ts`` and ``prediction``; ``score`` and ``model_version`` when it has them.
+    now : float
+        Unix seconds.
+    since : float
+        Start of the prediction mix.
+    max_values : int
+        With at most this many distinct predictions, the mix is counted per value (classes);
+        with more, per bucket only (a regression's mean).
+    bucket_seconds : float, default=86400
+        Width of the mix's buckets, aligned on multiples of it.
+
+    Returns
+    -------
+    LogTraffic
+    """
+    day = WINDOW_SECONDS["day"]
+    midnight = (now // day) * day
+    rows = table.filter(table.ts <= now)
+    ts = rows.ts
+    prediction = rows.prediction.cast("float64")
+    known = prediction.notnull() & ~prediction.isnan()
+    counts = {"n": rows.count(),
+              "today": (ts >= midnight).ifelse(1, 0).sum(),
+              "last": (ts >= now - 7 * day).ifelse(1, 0).sum(),
+              "previous": ((ts >= now - 14 * day) & (ts < now - 7 * day)).ifelse(1, 0).sum(),
+              "not_whole": (known & (prediction.isinf() | (prediction != prediction.floor()))).ifelse(1, 0).sum()}
+    if "score" in table.columns:
+        score = rows.score.cast("float64")
+        counts["scored"] = (score.notnull() & ~score.isnan()).ifelse(1, 0).sum()
+    totals = backend.execute(rows.aggregate(**counts)).iloc[0]
+    n_rows = int(totals["n"] or 0)
+    decided = rows.filter(known).select(value=prediction)  # grouped, not DISTINCT: Spark lost a DISTINCT's limit
+    distinct = backend.execute(decided.group_by("value").agg(n=decided.count()).order_by("value")
+                               .limit(max_values + 1))
+    values = tuple(float(v) for v in distinct["value"])
+    version, version_since = None, float("nan")
+    if "model_version" in table.columns and n_rows:
+        newest = backend.execute(rows.order_by([ibis.desc("ts"), ibis.desc("model_version")])
+                                 .select("model_version").limit(1))
+        if len(newest) and pd.notna(newest["model_version"].iloc[0]):
+            version = str(newest["model_version"].iloc[0])
+            first = backend.execute(rows.filter(rows.model_version == version).aggregate(first=rows.ts.min()))
+            version_since = float(first["first"].iloc[0])
+    recent = rows.filter((ts >= since) & known & ~prediction.isinf())
+    bucket = (recent.ts / bucket_seconds).floor().cast("int64")
+    per_value = len(values) <= max_values
+    keys = {"bucket": bucket, **({"value": recent.prediction.cast("float64")} if per_value else {})}
+    mix = backend.execute(recent.group_by(**keys).agg(n=recent.count(), total=recent.prediction.cast("float64").sum()))
+    if not per_value:
+        mix["value"] = np.nan
+    mix = mix.astype({"bucket": np.int64, "n": np.int64, "total": float, "value": float})
+    mix = mix[["bucket", "value", "n", "total"]].sort_values(["bucket", "value"]).reset_index(drop=True)
+    return LogTraffic(now=float(now), n_rows=n_rows, today=int(totals["today"] or 0),
+                      last_7_days=int(totals["last"] or 0), previous_7_days=int(totals["previous"] or 0),
+                      has_score=bool(totals.get("scored") or 0), values=values,
+                      whole=not int(totals["not_whole"] or 0), model_version=version, version_since=version_since,
+                      mix=mix, bucket_seconds=float(bucket_seconds))
+
+
+def traffic_frame(frame: pd.DataFrame, **options) -> LogTraffic:
+    """:func:`log_traffic` over rows already in memory, run by DuckDB (the same counts as an engine's)."""
+    backend = ibis.duckdb.connect()
+    try:
+        wanted = [c for c in ("ts", "prediction", "score", "model_version") if c in frame.columns]
+        rows = _plain_columns(frame[wanted])
+        if "prediction" not in rows:
+            rows["prediction"] = np.nan
+        rows["prediction"] = pd.to_numeric(rows["prediction"], errors="coerce").astype(float)
+        if "score" in rows:
+            rows["score"] = pd.to_numeric(rows["score"], errors="coerce").astype(float)
+        if "model_version" in rows:  # text, as the logs store it
+            known = rows["model_version"].notna()
+            rows["model_version"] = rows["model_version"].astype(str).astype(object).where(known, None)
+        return log_traffic(backend, ibis.memtable(rows), **options)
+    finally:
+        backend.disconnect()

@@ -26,7 +26,14 @@ from monitoring.drift import (
     compute_drift_from_counts,
     drifted_features,
 )
-from monitoring.labels import LabeledPredictions, LabelQuality, infer_task, predicted_classes
+from monitoring.labels import (
+    MAX_CLASSES,
+    LabeledPredictions,
+    LabelQuality,
+    classes_of_values,
+    task_of_values,
+)
+from monitoring.log_queries import LogTraffic, traffic_frame
 from monitoring.performance import (
     LOWER_IS_BETTER,
     METRIC_LABELS,
@@ -160,12 +167,16 @@ def prediction_volume(ts, *, now: float) -> Volume:
     """
     ts = np.asarray(ts, dtype=float)
     midnight = datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    today = int(np.count_nonzero((ts >= midnight) & (ts <= now)))
-    last = int(np.count_nonzero((ts >= now - 7 * DAY) & (ts <= now)))
-    previous = int(np.count_nonzero((ts >= now - 14 * DAY) & (ts < now - 7 * DAY)))
-    enough = min(last, previous) >= MIN_TREND_PREDICTIONS
-    trend = last / previous - 1.0 if enough else math.nan
-    return Volume(today, last, previous, trend)
+    return volume_of(today=int(np.count_nonzero((ts >= midnight) & (ts <= now))),
+                     last_7_days=int(np.count_nonzero((ts >= now - 7 * DAY) & (ts <= now))),
+                     previous_7_days=int(np.count_nonzero((ts >= now - 14 * DAY) & (ts < now - 7 * DAY))))
+
+
+def volume_of(*, today: int, last_7_days: int, previous_7_days: int) -> Volume:
+    """The :class:`Volume` of these counts, with its week-on-week trend (NaN on too few predictions)."""
+    enough = min(last_7_days, previous_7_days) >= MIN_TREND_PREDICTIONS
+    trend = last_7_days / previous_7_days - 1.0 if enough else math.nan
+    return Volume(today, last_7_days, previous_7_days, trend)
 
 
 def class_column(label: float) -> str:
@@ -221,64 +232,61 @@ def prediction_mix(frame: pd.DataFrame, *, task: str, classes: tuple[float, ...]
     if since is not None:
         keep &= ts >= since
     ts, predicted = ts[keep], predicted[keep]
+    bucket = np.floor(ts / bucket_seconds).astype(np.int64)
+    per_value = task == "classification"
+    keys = pd.DataFrame({"bucket": bucket, "value": predicted if per_value else np.nan})
+    counts = (keys.assign(n=1, total=predicted).groupby(["bucket", "value"], dropna=False, sort=True)
+              .agg(n=("n", "sum"), total=("total", "sum")).reset_index())
+    return mix_of_counts(counts, task=task, classes=classes, bucket_seconds=bucket_seconds, now=now)
+
+
+def mix_of_counts(counts: pd.DataFrame, *, task: str, classes: tuple[float, ...] = (),
+                  bucket_seconds: float = DAY, now: float | None = None) -> pd.DataFrame:
+    """:func:`prediction_mix` from counts per bucket (and per predicted class), as an engine gives them.
+
+    Parameters
+    ----------
+    counts : DataFrame
+        ``bucket`` (Unix seconds // ``bucket_seconds``), ``value`` (the predicted class; for a
+        regression NaN), ``n`` (predictions) and ``total`` (their sum), one row per bucket and
+        value, finite predictions only (``LogTraffic.mix``).
+    task, classes, bucket_seconds, now
+        As :func:`prediction_mix`.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`prediction_mix`.
+    """
     classification = task == "classification"
-    known = tuple(sorted({float(c) for c in classes} | (set(np.unique(predicted).tolist()) if classification
-                                                        else set())))
+    values = counts["value"].to_numpy(dtype=float)
+    known = tuple(sorted({float(c) for c in classes} | (set(np.unique(values[np.isfinite(values)]).tolist())
+                                                        if classification else set())))
     binary = classification and len(known) == 2
     shares = classification and not binary
     measure = "positive rate" if binary else "class shares" if shares else "mean predicted value"
     share_columns = {class_column(c): c for c in known} if shares else {}
     value_columns = list(share_columns) if shares else ["value"]
-    if not len(ts):
+    if not len(counts):
         out = pd.DataFrame({"bucket_ts": [], "n": [], **{c: [] for c in value_columns},
                             "partial": pd.Series(dtype=bool)})
         out.attrs.update(measure=measure, classes=share_columns, bucket_seconds=bucket_seconds)
         return out
-    bucket = np.floor(ts / bucket_seconds).astype(np.int64)
-    first = bucket.min()
-    index = bucket - first
-    n = np.bincount(index)
-    present = n > 0
-    starts = (np.flatnonzero(present) + first) * bucket_seconds
-    out = pd.DataFrame({"bucket_ts": starts, "n": n[present].astype(np.int64)})
+    buckets, index = np.unique(counts["bucket"].to_numpy(dtype=np.int64), return_inverse=True)
+    rows = counts["n"].to_numpy(dtype=float)
+    n = np.bincount(index, weights=rows)
+    starts = buckets * bucket_seconds
+    out = pd.DataFrame({"bucket_ts": starts.astype(float), "n": n.astype(np.int64)})
     if shares:
         for name, label in share_columns.items():
-            out[name] = np.bincount(index, weights=(predicted == label).astype(float),
-                                    minlength=len(n))[present] / n[present]
+            out[name] = np.bincount(index, weights=rows * (values == label), minlength=len(buckets)) / n
+    elif binary:
+        out["value"] = np.bincount(index, weights=rows * (values == known[-1]), minlength=len(buckets)) / n
     else:
-        values = (predicted == known[-1]).astype(float) if binary else predicted
-        out["value"] = np.bincount(index, weights=values)[present] / n[present]
+        out["value"] = np.bincount(index, weights=counts["total"].to_numpy(dtype=float), minlength=len(buckets)) / n
     out["partial"] = (starts + bucket_seconds > now) if now is not None else np.zeros(len(starts), bool)
     out.attrs.update(measure=measure, classes=share_columns, bucket_seconds=bucket_seconds)
     return out
-
-
-def model_age(frame: pd.DataFrame, *, now: float) -> tuple[str | None, float]:
-    """The model version of the newest logged prediction and how long it has been serving.
-
-    Parameters
-    ----------
-    frame : DataFrame
-        ``ts`` and, optionally, ``model_version``.
-    now : float
-
-    Returns
-    -------
-    version : str or None
-        None when the log does not record versions.
-    age_seconds : float
-        Time since the first logged prediction of that version; NaN when unknown.
-    """
-    if "model_version" not in frame or not len(frame):
-        return None, math.nan
-    versions = frame["model_version"]
-    ts = frame["ts"].to_numpy(dtype=float)
-    newest = int(np.nanargmax(ts))
-    version = versions.iloc[newest]
-    if pd.isna(version):
-        return None, math.nan
-    same = (versions == version).to_numpy(dtype=bool)
-    return str(version), float(now - ts[same].min())
 
 
 def _day(ts: float) -> str:
@@ -473,16 +481,42 @@ def prediction_counts(frame: pd.DataFrame, *, now: float, task: str = "auto") ->
     Returns
     -------
     PredictionCounts
+        Counted by the same queries as a log that lives in an engine (:func:`counts_of_traffic`).
     """
-    frame = frame[frame["ts"].to_numpy(dtype=float) <= now] if len(frame) else frame
-    task = infer_task(frame) if task == "auto" else task
-    classes = predicted_classes(frame) if task == "classification" else ()
-    version, age = model_age(frame, now=now)
-    return PredictionCounts(volume=prediction_volume(frame["ts"].to_numpy(), now=now),
-                            mix=prediction_mix(frame, task=task, classes=classes, since=now - MIX_DAYS * DAY,
-                                               now=now),
-                            task=task, classes=classes, model_version=version, model_age_seconds=age,
-                            n_rows=len(frame))
+    return counts_of_traffic(traffic_frame(frame, **traffic_options(now)), task=task)
+
+
+def traffic_options(now: float) -> dict:
+    """What :func:`monitoring.log_queries.log_traffic` is asked for the Overview at ``now``."""
+    return {"now": now, "since": now - MIX_DAYS * DAY, "max_values": MAX_CLASSES}
+
+
+def counts_of_traffic(traffic: LogTraffic, *, task: str = "auto") -> PredictionCounts:
+    """The Overview's :class:`PredictionCounts` from a log's counted traffic.
+
+    Parameters
+    ----------
+    traffic : LogTraffic
+        From ``log_traffic(..., **traffic_options(now))``, by the engine that holds the log.
+    task : {"auto", "classification", "regression"}, default="auto"
+        ``auto`` decides from the counted predictions (:func:`monitoring.labels.task_of_values`).
+
+    Returns
+    -------
+    PredictionCounts
+    """
+    if task == "auto":
+        task = task_of_values(has_score=traffic.has_score, values=traffic.values, whole=traffic.whole)
+    classes = classes_of_values(values=traffic.values, has_score=traffic.has_score) if task == "classification" \
+        else ()
+    age = traffic.now - traffic.version_since if traffic.model_version is not None else math.nan
+    return PredictionCounts(
+        volume=volume_of(today=traffic.today, last_7_days=traffic.last_7_days,
+                         previous_7_days=traffic.previous_7_days),
+        mix=mix_of_counts(traffic.mix, task=task, classes=classes, bucket_seconds=traffic.bucket_seconds,
+                          now=traffic.now),
+        task=task, classes=classes, model_version=traffic.model_version, model_age_seconds=float(age),
+        n_rows=traffic.n_rows)
 
 
 def overview_since(now: float) -> float:
@@ -550,7 +584,8 @@ class ServiceOverview:
         return sentences
 
 
-def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str = "auto",
+def service_overview(service: str, *, now: float, frame: pd.DataFrame | None = None,
+                     traffic: LogTraffic | None = None, task: str = "auto",
                      profile: ReferenceProfile | None = None, profile_problem: str | None = None,
                      drift_methods: dict | None = None, drift_thresholds: dict | None = None,
                      drift_share: float = 0.5, labeled: LabeledPredictions | None = None,
@@ -562,11 +597,15 @@ def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str
     Parameters
     ----------
     service : str
-    frame : DataFrame
-        The prediction log (``ts``, ``prediction``, optionally ``model_version``, ``score`` and the
-        features); rows after ``now`` are ignored.
     now : float
         Unix seconds: the moment the overview is made for. Nothing reads the clock.
+    frame : DataFrame, optional
+        The prediction log (``ts``, ``prediction``, optionally ``model_version``, ``score`` and the
+        features); rows after ``now`` are ignored. Not needed when ``traffic`` and
+        ``drift_counts`` are given.
+    traffic : LogTraffic, optional
+        The log's traffic counted where it lives (``log_traffic(..., **traffic_options(now))``);
+        default: counted from ``frame``.
     task : {"auto", "classification", "regression"}, default="auto"
     profile : ReferenceProfile, optional
         The reference statistics; without it ``profile_problem`` is reported for drift.
@@ -589,12 +628,15 @@ def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str
     -------
     ServiceOverview
     """
-    if len(frame):
+    if traffic is None and frame is None:
+        raise ValueError("service_overview needs the prediction log's rows (frame) or its counted traffic")
+    if frame is not None and len(frame):
         frame = frame[frame["ts"].to_numpy(dtype=float) <= now]
-    if not len(frame):
+    counts = (counts_of_traffic(traffic, task=task) if traffic is not None
+              else prediction_counts(frame, now=now, task=task))
+    if not counts.n_rows:
         problem = "no predictions have been logged yet"
         return ServiceOverview(service, now, problem=problem, performance_problem=problem)
-    counts = prediction_counts(frame, now=now, task=task)
     drift, drift_problem = None, profile_problem
     if profile is not None:
         settings = {"methods": drift_methods or None, "thresholds": drift_thresholds or None,
@@ -602,6 +644,8 @@ def service_overview(service: str, *, frame: pd.DataFrame, now: float, task: str
         try:
             if drift_counts is not None:
                 drift = compute_drift_from_counts(profile, drift_counts, **settings)
+            elif frame is None:
+                raise ValueError("the drift of a log known only by its counts needs its drift_counts")
             else:
                 recent = frame[frame["ts"].to_numpy(dtype=float) >= overview_since(now)]
                 drift = compute_drift(profile, recent, window="day", **settings)

@@ -33,11 +33,22 @@ from monitoring.drift import (
     tallies_to_arrays,
 )
 from monitoring.files import ChangedFile, read_table_file
-from monitoring.log_queries import LogSummary, summarize, tally_frame, tally_windows
+from monitoring.log_queries import (
+    LogSummary,
+    LogTraffic,
+    log_traffic,
+    summarize,
+    tally_frame,
+    tally_windows,
+    traffic_frame,
+)
 from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.partitions import DAY_SECONDS, partition_start
 from monitoring.store import Store
 from monitoring.windows import parse_window
+
+TRAFFIC_COLUMNS = ("ts", "prediction", "score", "model_version")
+"""What the traffic counts read of each logged row."""
 
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
@@ -91,6 +102,10 @@ class _FrameQuestions:
                 until: float | None = None) -> WindowTallies:
         """Counts per window for :func:`monitoring.drift.compute_drift_from_counts` (:func:`tally_frame`)."""
         return tally_frame(self.read().frame, profile, window=window, since=since, until=until)
+
+    def traffic(self, **options) -> LogTraffic:
+        """The traffic up to ``now`` (``log_traffic``'s options), counted by :func:`traffic_frame`."""
+        return traffic_frame(self.read(columns=TRAFFIC_COLUMNS).frame, **options)
 
 
 class PredictionLogMirror(_FrameQuestions):
@@ -448,6 +463,15 @@ class ParquetMirror:
         table = self.log.engine.table(self.service).table
         with self.log.engine.lock:
             return summarize(self.log.engine.connect(), table, source=source)
+
+    def traffic(self, **options) -> LogTraffic:
+        """The traffic up to ``now`` (``log_traffic``'s options), counted by the engine."""
+        snapshot = self._snapshot()
+        if snapshot.empty:
+            return traffic_frame(pd.DataFrame({"ts": pd.Series(dtype=float)}), **options)
+        table = self.log.engine.table(self.service).table
+        with self.log.engine.lock:
+            return log_traffic(self.log.engine.connect(), table, **options)
 
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
                 until: float | None = None) -> WindowTallies:

@@ -73,6 +73,7 @@ def test_a_log_url_without_an_engine_names_the_accepted_ones():
 
 def test_the_pages_source_on_a_spark_log_answers_as_on_duckdb(engines, tmp_path):
     from monitoring.config import parse_config
+    from monitoring.overview import counts_of_traffic, traffic_options
     from monitoring.production import production_source
     from monitoring.store import Store
 
@@ -89,6 +90,7 @@ protocol = "rest"
 features = ["amount", "segment"]
 """)
     service = config.services[0]
+    now = START + 2.5 * DAY_SECONDS
     answers = []
     for log in (f"duckdb:{root}", f"spark:local[2]?path={root}"):
         store = Store(config.store.url, log=log)
@@ -97,7 +99,13 @@ features = ["amount", "segment"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             report = compute_drift_from_counts(profile, source.tallies(profile, window="day"))
-        answers.append((source.summary().rows, report.features))
+        traffic = counts_of_traffic(source.traffic(**traffic_options(now)))  # the Overview's numbers
+        answers.append((source.summary().rows, report.features, traffic))
         store.dispose()
     assert answers[0][0] == answers[1][0] == 40_000
     pd.testing.assert_frame_equal(answers[0][1], answers[1][1], check_exact=False, rtol=1e-9)
+    duckdb_traffic, spark_traffic = answers[0][2], answers[1][2]
+    assert duckdb_traffic.n_rows > 0 and duckdb_traffic.volume == spark_traffic.volume
+    pd.testing.assert_frame_equal(duckdb_traffic.mix, spark_traffic.mix, check_exact=False, rtol=1e-12)
+    assert (duckdb_traffic.task, duckdb_traffic.classes, duckdb_traffic.model_version) == (
+        spark_traffic.task, spark_traffic.classes, spark_traffic.model_version)

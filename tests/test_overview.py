@@ -11,8 +11,8 @@ import pytest
 
 from monitoring.labels import LabelQuality
 from monitoring.overview import (
-    model_age,
     performance_sentence,
+    prediction_counts,
     prediction_mix,
     prediction_volume,
     service_alerts,
@@ -71,10 +71,16 @@ def test_prediction_mix_is_the_positive_share_or_the_mean_per_day():
 
 
 def test_model_age_is_time_since_the_newest_versions_first_prediction():
-    frame = pd.DataFrame({"ts": [0.0, 100.0, 200.0, 300.0], "model_version": ["1", "2", "1", "2"]})
-    assert model_age(frame, now=1000.0) == ("2", 900.0)
-    version, age = model_age(frame.drop(columns="model_version"), now=1000.0)
-    assert version is None and math.isnan(age)
+    frame = pd.DataFrame({"ts": [0.0, 100.0, 200.0, 300.0], "prediction": [0.0, 1.0, 1.0, 2.0],
+                          "model_version": ["1", "2", "1", "2"]})
+    counts = prediction_counts(frame, now=1000.0)
+    assert (counts.model_version, counts.model_age_seconds) == ("2", 900.0)
+    assert (counts.task, counts.classes, counts.n_rows) == ("classification", (0.0, 1.0, 2.0), 4)
+    unversioned = prediction_counts(frame.drop(columns="model_version"), now=1000.0)
+    assert unversioned.model_version is None and math.isnan(unversioned.model_age_seconds)
+    numbers = prediction_counts(frame.assign(prediction=[0.5, 1.25, 3.0, 7.5]), now=250.0)  # one row after now
+    assert (numbers.task, numbers.classes, numbers.n_rows) == ("regression", (), 3)
+    assert numbers.mix["value"].tolist() == pytest.approx([(0.5 + 1.25 + 3.0) / 3])
 
 
 def test_worse_results_and_drift_recommend_retraining_in_one_sentence():

@@ -97,6 +97,35 @@ def test_the_mirror_counts_drift_where_the_rows_are_and_equals_drift_from_rows(s
     assert mirror.find(prediction_id="p-1-7")["id"].tolist() == ["p-1-7"]
 
 
+@pytest.mark.parametrize("kind", ["three classes", "numbers"])
+def test_the_overviews_traffic_is_counted_where_the_rows_are_and_equals_counting_the_rows(store, tmp_path, kind):
+    from monitoring.overview import counts_of_traffic, prediction_mix, prediction_volume, traffic_options
+
+    rows = _rows(3_000, seed=3).assign(ts=lambda f: START + np.sort(np.random.default_rng(3).uniform(0, 20 * 86_400,
+                                                                                                    len(f))))
+    rng = np.random.default_rng(4)
+    rows["prediction"] = (rng.integers(0, 3, len(rows)).astype(float) if kind == "three classes"
+                          else rng.normal(50.0, 10.0, len(rows)))
+    rows.loc[rows.index[::97], "prediction"] = np.nan  # not decided: counted as served, not in the mix
+    rows["model_version"] = np.where(rows["ts"] < START + 12 * 86_400, "v1", "v2")
+    rows = rows.drop(columns="score")
+    for part in np.array_split(np.arange(len(rows)), 3):
+        store.log_predictions("svc", rows.iloc[part])
+    now = START + 15.5 * 86_400  # later rows are not served yet
+    counts = counts_of_traffic(production_source(store, _service(tmp_path)).traffic(**traffic_options(now)))
+    served = rows[rows["ts"] <= now]
+    assert counts.n_rows == len(served)
+    assert counts.task == ("classification" if kind == "three classes" else "regression")
+    assert counts.classes == ((0.0, 1.0, 2.0) if kind == "three classes" else ())
+    expected_volume = prediction_volume(rows["ts"].to_numpy(), now=now)
+    assert (counts.volume.today, counts.volume.last_7_days, counts.volume.previous_7_days) == (
+        expected_volume.today, expected_volume.last_7_days, expected_volume.previous_7_days)
+    mix = prediction_mix(served, task=counts.task, classes=counts.classes, since=now - 30 * 86_400, now=now)
+    pd.testing.assert_frame_equal(counts.mix, mix, check_exact=False, rtol=1e-12)
+    assert counts.model_version == "v2"
+    assert counts.model_age_seconds == pytest.approx(now - rows.loc[rows["model_version"] == "v2", "ts"].min())
+
+
 def test_a_log_in_the_stores_tables_is_still_read_until_the_parquet_log_has_one(tmp_path):
     old = Store(f"sqlite:///{tmp_path / 'store.db'}")  # written before the Parquet log was the default
     old.prediction_table("svc", FEATURES)

@@ -10,21 +10,19 @@ from dashboard.state.data import LABELS_TICK_SECONDS, baseline, labeled_predicti
 from dashboard.state.drift import drift_profile
 from dashboard.state.lifecycle import Runtime
 from monitoring.labels import LabelDataError
-from monitoring.overview import ServiceOverview, overview_since, service_overview
+from monitoring.overview import ServiceOverview, overview_since, service_overview, traffic_options
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
 
-OVERVIEW_COLUMNS = ("id", "ts", "prediction", "score", "model_version")
-"""What the Overview reads of each logged row (the features stay where they are: drift is counted there)."""
 OVERVIEW_TICK_SECONDS = 60.0
 """The Overview is recomputed at least once a minute (and whenever rows arrive)."""
 
 
 @cache_data(ttl=300, max_entries=32)
 def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> ServiceOverview:
-    """``monitoring.overview.service_overview`` of ``service`` at the runtime's clock, from its production
-    rows, its drift profile and its labelled predictions; a part that cannot be read is a problem in the
-    result, not an exception.
+    """``monitoring.overview.service_overview`` of ``service`` at the runtime's clock, from its traffic and
+    drift counted where its rows are, its drift profile and its labelled predictions; a part that cannot be
+    read is a problem in the result, not an exception.
 
     Pass ``rows_seen=rows_seen(runtime, service=...)`` and ``tick=tick(OVERVIEW_TICK_SECONDS)``.
 
@@ -37,14 +35,14 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
     config = runtime.config.service(service)
     source = runtime.mirror(service)
     now = runtime.now()
-    frame = source.read(columns=OVERVIEW_COLUMNS).frame  # counts and versions; drift is counted where the rows are
+    traffic = source.traffic(**traffic_options(now))  # volume, mix and versions, counted where the rows are
     profile, profile_problem, drift_counts = None, None, None
     try:
         profile = drift_profile(runtime, service=service)
         drift_counts = source.tallies(profile, window="day", since=overview_since(now),
                                       until=math.nextafter(now, math.inf))
     except (ReferenceDataError, ValueError) as exc:
-        profile_problem = str(exc)
+        profile, profile_problem = None, str(exc)
     labeled, label_problem, found_baseline = None, None, None
     try:
         labeled = labeled_predictions(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS))
@@ -52,7 +50,7 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
                                   model_version=model_version(runtime, service=service))
     except (ProductionDataError, LabelDataError) as exc:
         label_problem = str(exc)
-    return service_overview(service, frame=frame, now=now, task=config.performance.task, profile=profile,
+    return service_overview(service, traffic=traffic, now=now, task=config.performance.task, profile=profile,
                             profile_problem=profile_problem, drift_methods=config.drift.methods,
                             drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
                             labeled=labeled, label_problem=label_problem, baseline=found_baseline,
