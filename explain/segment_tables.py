@@ -7,7 +7,14 @@ from collections.abc import Collection, Sequence
 
 import pandas as pd
 
-from explain.segments import assign_segments, first_categorical, rows_per_segment, segment_edges, segment_importance
+from explain.segments import (
+    FOUR_FIFTHS,
+    assign_segments,
+    first_categorical,
+    rows_per_segment,
+    segment_edges,
+    segment_importance,
+)
 
 SEGMENT_DAYS = (7, 30, 90)
 """Periods of logged predictions the Segments page can look at."""
@@ -82,6 +89,75 @@ def interval_texts(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
 def judged_text(too_small: pd.Series) -> pd.Series:
     """"too small to judge" or "yes" for each segment or group, from its ``too_small`` flag."""
     return too_small.map({True: "too small to judge", False: "yes"})
+
+
+def segments_headline(n_segments: int, *, days: int, too_small: int) -> str:
+    """The line above the segment table: how many segments over which period, and how many are too small to judge.
+
+    Parameters
+    ----------
+    n_segments : int
+        Segments in the table.
+    days : int
+        The period's length in days.
+    too_small : int
+        Segments too small to judge.
+
+    Returns
+    -------
+    str
+        ``"**12 segments** over the last 30 days; 2 too small to judge (…)."``, ``"**1 segment** …"``.
+    """
+    noun = "segment" if n_segments == 1 else "segments"
+    small = (f"; {too_small} too small to judge (marked, their numbers are shown but should not be read into)."
+             if too_small else ".")
+    return f"**{n_segments} {noun}** over the last {days} days{small}"
+
+
+def segment_columns(table: pd.DataFrame, *, decision_columns: Sequence[str], metrics: Sequence[str]) -> list[str]:
+    """The columns the segment table shows, in order: the segment and whether it is judged, its counts and
+    shares, its decisions, its metrics each with its interval, and its drift when measured.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The segment table with :func:`interval_texts` and a ``judged`` column.
+    decision_columns : sequence of str
+        ``SegmentTable.decision_columns`` (the positive rate, one share per class, or the mean predicted value).
+    metrics : sequence of str
+        ``SegmentTable.metrics``.
+
+    Returns
+    -------
+    list of str
+        Only columns ``table`` has among the metrics, intervals and drift.
+    """
+    drift = ["n_drifted", "drifted_features"] if "n_drifted" in table else []
+    return ["segment", "judged", "n", "share", "reference_share", "share_change", *decision_columns, "n_labelled",
+            *(c for m in metrics for c in (m, f"{m}_interval") if c in table), *drift]
+
+
+def four_fifths_verdict(four_fifths_ok: bool | None, *, sensitive: str) -> tuple[str, str] | None:
+    """Whether the four-fifths rule holds for a sensitive feature, as an alert's kind and its sentence.
+
+    Parameters
+    ----------
+    four_fifths_ok : bool or None
+        ``FairnessReport.four_fifths_ok``; None when the ratio cannot be computed.
+    sensitive : str
+        The sensitive feature.
+
+    Returns
+    -------
+    (str, str) or None
+        ``("error", "Four-fifths rule failed for …")`` or ``("success", "Four-fifths rule met for …")``; None when
+        it cannot be told.
+    """
+    if four_fifths_ok is None:
+        return None
+    if four_fifths_ok:
+        return "success", f"Four-fifths rule met for {sensitive}."
+    return "error", f"Four-fifths rule failed for {sensitive}: the ratio is under {FOUR_FIFTHS:g}."
 
 
 def top_features(importance: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 from datetime import time as day_time
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import state
@@ -11,6 +10,20 @@ from dashboard.components import feature_condition, go_ahead, personal, service_
 from dashboard.state import explain as cache
 from explain import ExplainError
 from explain import plots as explain_plots
+from explain.explanation_lines import (
+    PARTIAL_DEPENDENCE_ROWS,
+    artifact_check_caption,
+    day_span,
+    dependence_caption,
+    dependence_colour,
+    global_footer,
+    model_source_line,
+    picked_caption,
+    row_choices,
+    row_explanation_caption,
+    scale_name,
+)
+from explain.whatif_lines import logged_predictions_table
 from explain.windows import available_windows
 
 TABS = ["Feature importance", "Beeswarm", "Dependence", "One prediction", "Partial dependence"]
@@ -76,21 +89,10 @@ selected = setup.selected
 model = selected.model
 with st.container(border=True):
     left, right = st.columns([3, 2])
-    kind = "Local artifact" if model.kind == "local" else "The service as a black box"
-    left.markdown(f"**Model source:** {kind} · {model.description}  \n"
-                  f"**Version:** `{model.version or 'not reported'}` · **task:** {model.task_text()}"
-                  + (f" · **classes:** {', '.join(map(str, model.classes))}" if model.classes else ""))
+    left.markdown(model_source_line(model))
     left.caption(selected.reason)
     check_box = right.empty()  # filled at the end: the check waits for the service, the charts do not
-    if model.kind == "remote":
-        check_box.caption("Every explanation here is computed from the service's own answers, in requests of at most "
-                          f"{service.explain.max_rows_per_request:,} rows paced at "
-                          f"{service.explain.max_rows_per_second:,.0f} model rows/s, a budget every user of this "
-                          "dashboard shares ([services.explain]).")
-    elif service.explain.source == "local":
-        check_box.caption("The artifact is not checked against the service (source = 'local').")
-    else:
-        check_box.caption("Checking the artifact against the service…")
+    check_box.caption(artifact_check_caption(model, service.explain))
 
 windows = available_windows(has_reference=setup.reference is not None, has_log=setup.has_log)
 if not windows:
@@ -110,21 +112,11 @@ except ExplainError as exc:
 outputs = model.output_names()
 output = controls[2].selectbox("Explain the output", outputs, key="explain_output",
                                disabled=len(outputs) == 1, help="For a multiclass model, pick the class.")
-fast = shap_explainer.method in ("tree", "linear")
-default_rows, most_rows = (1000, 5000) if fast else ((20, 200) if model.kind == "remote" else (100, 1000))
-fewest, per_row = 10, 0
-if model.kind == "remote":  # by default as many rows as one explanation may send the service, at most 20
-    per_row = one_row_model_rows()
-    fewest = 1
-    if per_row:
-        default_rows = int(min(20, max(1, 0.8 * service.explain.max_rows_per_computation // per_row)))
-rows = controls[3].number_input("Rows", min_value=fewest, max_value=most_rows, value=default_rows, step=fewest,
-                                key=f"explain_rows_{shap_explainer.method}",
-                                help="Rows of the data window explained for the importance, beeswarm and dependence "
-                                     "tabs. The model-agnostic explainer asks the model about ~15,000 rows per "
-                                     "explained row, so it explains fewer"
-                                     + (f"; through this service about {per_row:,} model rows per row, within "
-                                        "its budget ([services.explain])." if per_row else "."))
+remote = model.kind == "remote"
+choices = row_choices(method=shap_explainer.method, remote=remote, per_row=one_row_model_rows() if remote else 0,
+                      max_rows_per_computation=service.explain.max_rows_per_computation)
+rows = controls[3].number_input("Rows", min_value=choices.fewest, max_value=choices.most, value=choices.default,
+                                step=choices.fewest, key=f"explain_rows_{shap_explainer.method}", help=choices.help)
 st.caption(f"Method: {shap_explainer.note}.")
 tabs = st.tabs(TABS, key="explain_tab", bind="query-params")
 tick = state.tick(600)
@@ -135,8 +127,7 @@ if tabs[0].open or tabs[1].open or tabs[2].open:
         values = computed(f"Explaining {int(rows):,} rows", cache.explain_global, version=model.version,
                           space=space, window=window, n_rows=int(rows), tick=tick)
     if values is not None:
-        footer = (f"{values.n_rows:,} rows of the {windows[window].lower()} · {values.seconds:.2f} s"
-                  + (f" · {values.requests} request(s), {values.model_rows:,} model rows" if values.requests else ""))
+        footer = global_footer(values, window_name=windows[window])
         if tabs[0].open:
             with tabs[0]:
                 chart(explain_plots.importance_figure(values, output=output), "explain_importance")
@@ -156,11 +147,9 @@ if tabs[0].open or tabs[1].open or tabs[2].open:
                 colour = right.selectbox("Colour by", ["auto", "none", *[f for f in ranked if f != feature]],
                                          key="explain_dep_color",
                                          help="auto: the most important other feature")
-                if colour == "auto":  # chosen here, among the columns that may be shown
-                    colour = next((f for f in ranked if f != feature), "none")
-                if feature is not None:
+                if feature is not None:  # "auto" is chosen here, among the columns that may be shown
                     data = mask.shap_values(values).dependence(feature, output=output,
-                                                               color_by=None if colour == "none" else colour)
+                                                               color_by=dependence_colour(colour, ranked, feature))
                     chart(explain_plots.dependence_figure(data), "explain_dependence")
                     st.caption(footer)
 
@@ -187,8 +176,7 @@ def picked_row():
         today = datetime.fromtimestamp(runtime.now(), tz=UTC).date()
         day = columns[0].date_input("Day (UTC)", value=today, key="explain_pick_day")
         hour = columns[1].time_input("From (UTC)", value=day_time(0, 0), key="explain_pick_time")
-        since = datetime.combine(day, hour, tzinfo=UTC).timestamp()
-        until = since + 86400.0 - (hour.hour * 3600 + hour.minute * 60)
+        since, until = day_span(day, hour)
     elif mode == "By feature":
         filters = feature_condition(mask.not_personal(model.features), dict(model.feature_kinds), key="explain_pick")
     try:
@@ -201,8 +189,7 @@ def picked_row():
     if found.empty:
         st.info("No logged prediction matches.")
         return None, None
-    shown = found[["id", "ts", "prediction", "score", *model.features]].copy()
-    shown.insert(1, "time (UTC)", pd.to_datetime(shown.pop("ts"), unit="s", utc=True).dt.strftime("%d %b %H:%M:%S"))
+    shown = logged_predictions_table(found, model.features, seconds=True)
     event = st.dataframe(mask.frame(shown), hide_index=True, on_select="rerun", selection_mode="single-row",
                          height=210, key="explain_pick_table")
     selection = event.selection.rows if event is not None and hasattr(event, "selection") else []
@@ -211,8 +198,7 @@ def picked_row():
     row_id = str(row["id"].iloc[0])
     st.query_params["prediction"] = row_id
     made = when(float(row["ts"].iloc[0]), now=runtime.now())
-    st.caption(f"Selected prediction `{row_id}` made {made}; click a row to pick another "
-               f"(the {len(found)} newest matches are listed).")
+    st.caption(picked_caption(row_id, made=made, listed=len(found)))
     return row, row_id
 
 
@@ -236,11 +222,10 @@ if tabs[3].open:
                 metrics[1].metric("Prediction", f"{explanation.prediction:.4g}",
                                   delta=f"{explanation.prediction - explanation.base_value:+.4g} from the base value",
                                   delta_color="off")
-                metrics[2].metric("Scale", {"log_odds": "log-odds"}.get(explanation.space, explanation.space),
+                metrics[2].metric("Scale", scale_name(explanation.space),
                                   help=single.note)
                 chart(explain_plots.waterfall_figure(explanation), "explain_waterfall")
-                st.caption(f"{single.note}. " + (f"{single.requests} request(s), {single.model_rows:,} model rows, "
-                                                 if single.requests else "") + f"{single.seconds:.2f} s.")
+                st.caption(row_explanation_caption(single))
                 with st.expander("Values"):
                     st.dataframe(explanation.to_frame(), hide_index=True)
 
@@ -264,7 +249,7 @@ if tabs[4].open:
                                                     since=None, until=None, filters=(), limit=1,
                                                     tick=state.tick(10))
             highlight = matches[list(model.features)] if len(matches) else None
-        n_rows = 500 if len(features) == 1 else 200
+        n_rows = PARTIAL_DEPENDENCE_ROWS[len(features)]
         result = None
         if model.kind != "remote" or go_ahead(service, "partial dependence", n_rows * int(resolution) ** len(features)):
             result = computed("Computing partial dependence", cache.explain_dependence, version=model.version,
@@ -277,10 +262,7 @@ if tabs[4].open:
                     st.caption(f"Dashed: the prediction `{highlight_id}` picked under One prediction.")
             else:
                 chart(explain_plots.partial_dependence_heatmap_figure(result, output=output), "explain_pd_heatmap")
-            points = len(result.grid[0]) * (len(result.grid[1]) if len(result.grid) > 1 else 1)
-            requests = f", {result.requests} request(s)" if result.requests else ""
-            st.caption(f"{result.method}: {result.n_rows} rows × {points} grid points, "
-                       f"{result.seconds:.2f} s{requests}")
+            st.caption(dependence_caption(result))
 
 st.caption("Results are cached per service, model version and data window; logged-prediction windows refresh "
            "every 10 minutes.")

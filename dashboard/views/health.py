@@ -1,8 +1,5 @@
 """Service health: is every prediction service up, fast and answering correctly?"""
 
-import math
-
-import pandas as pd
 import streamlit as st
 
 from dashboard import state
@@ -10,18 +7,23 @@ from dashboard.components import personal, plain, service_picker, service_proble
 from dashboard.state import health as cache
 from dashboard.store_banner import store_banner, store_fragment
 from monitoring.config import SloConfig
-from monitoring.health import STATE_STYLES, format_duration
+from monitoring.health_lines import (
+    buckets_caption,
+    budget_display,
+    burn_table,
+    fleet_table,
+    history_is_short,
+    incidents_frame,
+    latency_help,
+    millis_text,
+    percent_text,
+    poll_caption,
+    slo_caption,
+    traffic_origin,
+    uptime_help,
+)
 from monitoring.plots import health as plots
 from monitoring.service_health import TIME_WINDOWS
-
-
-def percent(value: float, digits: int = 2) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value * 100:.{digits}f} %"
-
-
-def millis(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.0f} ms"
-
 
 current = state.settings()
 runtime = state.runtime(current)
@@ -37,18 +39,10 @@ if len(services) > 1:
     fastest = min(s.poll_interval for s in services)
 
     @store_fragment(runtime, run_every=fastest)
-    def fleet_table() -> None:
+    def fleet_panel() -> None:
         rows = cache.cached_fleet(runtime, tick=state.tick(fastest))
-        table = pd.DataFrame([{
-            "Service": r.service,
-            "Status": STATE_STYLES[r.state].label,
-            "Why": runtime.privacy.text(r.reason),  # a reason may quote a canary row's personal value
-            "Uptime 24 h": r.uptime_24h * 100 if not math.isnan(r.uptime_24h) else None,
-            "Canary p95 (1 h)": r.p95_ms,
-            "Error rate (1 h)": (percent(r.error_rate_1h) if r.has_metrics else "no metrics URL"),
-            "Protocol": r.protocol,
-            "Last poll": when(r.last_poll_ts, now=runtime.now()),
-        } for r in rows])
+        table = fleet_table(rows, reason_text=runtime.privacy.text,  # a reason may quote a personal value
+                            poll_text=lambda ts: when(ts, now=runtime.now()))
         st.subheader("Fleet")
         st.dataframe(table, hide_index=True, column_config={
             "Uptime 24 h": st.column_config.NumberColumn(format="%.2f %%"),
@@ -57,7 +51,7 @@ if len(services) > 1:
                 help="5xx answers as a share of requests, from the service's own metrics"),
         })
 
-    fleet_table()
+    fleet_panel()
 
 service = service_picker(runtime, key="health_service")
 mask = personal(runtime, service.name)
@@ -97,73 +91,49 @@ def live_panel() -> None:
             if status.details:
                 with st.expander("The service's whole answer"):
                     st.code(mask.text(status.details), language="text", wrap_lines=True)
-            st.caption(f"{service.protocol} · {service.url} · polled every {service.poll_interval:g} s · "
-                       f"last poll {when(status.last_poll_ts, now=runtime.now())}"
-                       + (f" · in this state since {when(status.since_ts, now=runtime.now())}"
-                          if status.since_ts else ""))
+            st.caption(poll_caption(service, last_poll=when(status.last_poll_ts, now=runtime.now()),
+                                    since=when(status.since_ts, now=runtime.now()) if status.since_ts else None))
         with right:
             st.caption(f"Last {len(health.heartbeat)} polls (oldest left; hover for details)")
             st.plotly_chart(mask.figure(plots.heartbeat_figure(health.heartbeat)), config={"displayModeBar": False},
                             key="health_heartbeat")
 
-    if health.history_since is not None and runtime.now() - health.history_since < 30 * 86400:
+    if history_is_short(health.history_since, now=runtime.now()):
         st.caption(f"History starts {when(health.history_since, now=runtime.now())}: longer windows cover only "
                    "that span.")
     uptime_columns = st.columns(len(health.uptime) + 1)
     for column, (label, result) in zip(uptime_columns, health.uptime.items(), strict=False):
-        column.metric(f"Uptime {label}", percent(result.fraction),
-                      help=f"Share of polls in which the service was not down, over {result.n} polls "
-                           f"({result.down} down, {result.degraded} degraded).")
-    uptime_columns[-1].metric("Canary p95 (recent)", millis(health.recent_latency.get("p95_ms", math.nan)),
-                              help=f"p50 {millis(health.recent_latency.get('p50_ms', math.nan))}, "
-                                   f"p99 {millis(health.recent_latency.get('p99_ms', math.nan))} over the polls "
-                                   "shown in the heartbeat.")
+        column.metric(f"Uptime {label}", percent_text(result.fraction), help=uptime_help(result))
+    uptime_columns[-1].metric("Canary p95 (recent)", millis_text(health.recent_latency.get("p95_ms")),
+                              help=latency_help(health.recent_latency))
 
     st.subheader("Service-level objectives")
-    st.caption(f"Availability target {slo.availability * 100:g} % of polls not down; latency target "
-               f"{slo.latency_target * 100:g} % of canary predictions within {slo.latency_ms:g} ms; "
-               f"over {slo.window_days} days. Burn rate = how many times faster than allowed the error "
-               "budget is being spent; alerts follow the multi-window rule (1 h and 5 min at 14.4× page, "
-               "6 h and 30 min at 6× warn).")
+    st.caption(slo_caption(slo))
     budget_columns = st.columns(2)
     history_note = health.slo_history_note()
     for column, (sli, budget) in zip(budget_columns, health.budgets.items(), strict=True):
         alerts = health.burn[sli]
         with column, st.container(border=True):
-            remaining = budget.remaining_fraction
-            events = (f"{budget.bad:.0f} bad of {budget.total:.0f} events; "
-                      f"the objective allows {budget.allowed_bad:.1f} bad events in this period.")
+            shown = budget_display(budget)
             if history_note is not None:  # a budget verdict on 35 minutes of a 30-day period says nothing
-                st.metric(f"{sli.capitalize()} error budget left", "–", help=events)
+                st.metric(f"{sli.capitalize()} error budget left", "–", help=shown.events)
                 st.info(f"Error budget: {history_note}.")
             else:
-                st.metric(f"{sli.capitalize()} error budget left",
-                          "exhausted" if remaining < 0 else percent(remaining, 1),
-                          delta=f"{percent(1 - remaining, 0)} of the budget spent" if remaining < 0 else None,
-                          delta_color="inverse", delta_arrow="off", help=events)
-                if not math.isnan(remaining):
-                    st.progress(min(max(remaining, 0.0), 1.0))
+                st.metric(f"{sli.capitalize()} error budget left", shown.value, delta=shown.delta,
+                          delta_color="inverse", delta_arrow="off", help=shown.events)
+                if shown.progress is not None:
+                    st.progress(shown.progress)
             verdict = {"page": st.error, "ticket": st.warning, "ok": st.success}.get(alerts.verdict, st.info)
             verdict(alerts.reason)
-            st.dataframe(pd.DataFrame([{
-                "Windows": w.label, "Alert at": f"{w.threshold:g}×",
-                "Long": "–" if math.isnan(w.long_rate) else f"{w.long_rate:.1f}×",
-                "Short": "–" if math.isnan(w.short_rate) else f"{w.short_rate:.1f}×",
-                "Firing": "yes" if w.firing else "no",
-            } for w in alerts.windows]), hide_index=True)
+            st.dataframe(burn_table(alerts), hide_index=True)
 
     st.subheader("Incidents")
     incidents = health.incidents
     if incidents.empty:
         st.success("No incident in the last 30 days: the service has not been degraded or down.")
     else:
-        st.dataframe(pd.DataFrame({
-            "Started": pd.to_datetime(incidents["start"], unit="s", utc=True),
-            "State": [STATE_STYLES.get(s, STATE_STYLES["unknown"]).label for s in incidents["state"]],
-            "Lasted": [format_duration(d) + (" (ongoing)" if o else "")
-                       for d, o in zip(incidents["duration_s"], incidents["ongoing"], strict=True)],
-            "Reason": [mask.text(reason) for reason in incidents["reason"]],
-        }), hide_index=True, column_config={"Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
+        st.dataframe(incidents_frame(incidents, reason_text=mask.text), hide_index=True,
+                     column_config={"Started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss")})
 
 
 live_panel()
@@ -192,7 +162,7 @@ def charts() -> None:
                 "and latency from its own Prometheus histogram): `url` for an endpoint Vantage scrapes, or "
                 "`prometheus` and `selector` to read them from your Prometheus.")
     elif series.traffic is not None:
-        origin = "from Prometheus" if series.traffic_queries else "from the service's metrics"
+        origin = traffic_origin(series)
         st.plotly_chart(plots.traffic_figure(series.traffic, title=f"Real traffic ({origin})", x_range=x_range),
                         key="health_traffic")
         st.plotly_chart(plots.latency_figure(series.traffic, title=f"Request latency (real traffic, {origin})",
@@ -203,9 +173,7 @@ def charts() -> None:
     if series.traffic_queries:
         with st.expander("PromQL behind these charts"):
             st.code("\n".join(series.traffic_queries), language="text", wrap_lines=True)
-    st.caption(f"Buckets of {format_duration(series.bucket_seconds)}; "
-               f"the window covers {format_duration(length)}. Older than the raw retention, latencies "
-               "come from downsampled histograms and are accurate to one histogram bucket.")
+    st.caption(buckets_caption(bucket_seconds=series.bucket_seconds, window_seconds=length))
 
 
 charts()

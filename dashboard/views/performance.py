@@ -1,31 +1,38 @@
 """Performance: is the model still right, now that the ground truth has arrived?"""
 
-import math
-
 import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, download_button, personal
 from dashboard.state import data
 from dashboard.state import performance as cache
-from monitoring.health import format_duration
 from monitoring.labels import LabelDataError
 from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
-from monitoring.performance_tables import day_text as day
-from monitoring.performance_tables import has_decision_threshold, window_periods, window_status
+from monitoring.performance_tables import (
+    HOURLY_RANGE_DAYS,
+    baseline_caption,
+    business_caption,
+    coverage_text,
+    ground_truth_heading,
+    has_decision_threshold,
+    has_open_window_value,
+    label_delay_sentence,
+    number_text,
+    overall_help,
+    range_for_window,
+    verdict_numbers,
+    window_columns,
+    window_periods,
+    window_status,
+)
 from monitoring.plots import performance as plots
 from monitoring.production import ProductionDataError
 from monitoring.windows import row_count
 
 WINDOWS = {"Hour": "hour", "Day": "day", "Week": "week", "N predictions": "rows"}
 RANGES = {"Last 7 days": 7.0, "Last 30 days": 30.0, "Last 90 days": 90.0, "Everything": None}
-HOURLY_RANGE_DAYS = 7.0
 VERDICT_BOXES = {"worse": st.error, "better": st.success, "in line": st.success, "uncertain": st.info,
                  "unknown": st.info}
-
-
-def number(value: float, digits: int = 3) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 current = state.settings()
@@ -65,9 +72,8 @@ if window == "rows":
         "Predictions per window", min_value=100, max_value=1_000_000, step=100,
         value=row_count(settings.window) or 1000, key="performance_rows"))
 range_name = controls[2].selectbox("Range", list(RANGES), index=1, key="performance_range")
-range_days = RANGES[range_name]
-if window == "hour" and (range_days is None or range_days > HOURLY_RANGE_DAYS):
-    range_days = HOURLY_RANGE_DAYS
+range_days = range_for_window(window, RANGES[range_name])
+if range_days != RANGES[range_name]:
     st.caption(f"Hourly windows cover the last {HOURLY_RANGE_DAYS:g} days.")
 
 with st.spinner("Scoring every window…"):
@@ -77,46 +83,32 @@ name = METRIC_LABELS[metric]
 
 with st.container(border=True):
     quality = labeled.quality
-    st.markdown(f"**Ground truth** ({labeled.source}; the model is treated as **{labeled.task}**"
-                + (f" of classes {', '.join(f'{c:g}' for c in labeled.classes)})" if labeled.classes else ")"))
+    st.markdown(ground_truth_heading(labeled))
     sentences = quality.sentences()
     if quality.problems:
         st.warning("\n".join(f"- {s}" for s in sentences[:-1]))
-    delay = labeled.median_delay_seconds
-    st.markdown(sentences[-1] + (f" Labels arrive a median of {format_duration(delay)} after their prediction, so "
-                                 "the newest windows are still filling up." if math.isfinite(delay) else ""))
+    st.markdown(sentences[-1] + label_delay_sentence(labeled.median_delay_seconds))
 
 overall = result.overall
 verdict = judged_verdict(labeled, result, metric=metric, baseline=result.baseline, days=settings.judged_days,
                          confidence=result.confidence)
-judged = math.isfinite(verdict.value)
+judged = verdict_numbers(verdict)
 kpis = st.columns(4)
-kpis[0].metric(
-    f"{name}, last {settings.judged_days:g} days", number(verdict.value),
-    delta=(f"{verdict.value - verdict.baseline:+.3f} against the baseline"
-           if judged and math.isfinite(verdict.baseline) else None),
-    delta_color="inverse" if metric in LOWER_IS_BETTER else "normal",
-    help=(f"Every labelled prediction made since {day(verdict.period_start)}, today's included: "
-          f"{verdict.n_labelled:,} labels, {verdict.confidence:.0%} interval {number(verdict.low)}–"
-          f"{number(verdict.high)}." if judged else verdict.reason))
-kpis[1].metric(f"{name}, whole range", number(overall[metric]),
-               help=f"{result.confidence:.0%} interval {number(overall[f'{metric}_low'])}–"
-                    f"{number(overall[f'{metric}_high'])}, over every labelled prediction in the range.")
+kpis[0].metric(f"{name}, last {settings.judged_days:g} days", judged.value, delta=judged.delta,
+               delta_color="inverse" if metric in LOWER_IS_BETTER else "normal", help=judged.help)
+kpis[1].metric(f"{name}, whole range", number_text(overall[metric]),
+               help=overall_help(overall, metric, confidence=result.confidence))
 kpis[2].metric("Labelled predictions", f"{int(overall['n_labelled']):,}",
                help=f"of {int(overall['n_predictions']):,} predictions in the range")
-kpis[3].metric("Coverage", "–" if not math.isfinite(overall["coverage"]) else f"{overall['coverage']:.0%}",
+kpis[3].metric("Coverage", coverage_text(overall["coverage"]),
                help="Share of the range's predictions whose label has arrived.")
 
 VERDICT_BOXES[verdict.state](verdict.message)
-if result.baseline.values:
-    st.caption(f"Baseline from {result.baseline.source}. The verdict pools the last {settings.judged_days:g} days "
-               "(`[services.performance] judged_days`); \"worse since\" is where the chart's closed windows with "
-               "enough labels turned worse.")
-elif result.baseline.reason != verdict.reason:
-    st.caption(result.baseline.reason)
+if (caption := baseline_caption(result.baseline, verdict, judged_days=settings.judged_days)) is not None:
+    st.caption(caption)
 
 st.plotly_chart(plots.metric_figure(result, metric), key="performance_metric_chart")
-if (result.windows["partial"] & result.windows[metric].notna()).any():  # drawn only once it has a value
+if has_open_window_value(result.windows, metric):  # drawn only once it has a value
     st.caption("The hollow diamond is a window still open: its value is so far, and it never decides the verdict "
                "on its own.")
 st.plotly_chart(plots.labelled_count_figure(result), key="performance_count_chart")
@@ -151,10 +143,7 @@ if result.task == "classification" and len(result.classes) == 2:
                                        threshold=threshold, tick=tick)
     if decisions.business is not None:
         st.plotly_chart(plots.money_figure(decisions), key="performance_money")
-        business = decisions.business
-        st.caption(f"Each correct decision is worth {business.value_correct:,g}, a false positive costs "
-                   f"{business.cost_false_positive:,g} and a false negative {business.cost_false_negative:,g}"
-                   f"{' ' + business.currency if business.currency else ''} (`[services.performance]`).")
+        st.caption(business_caption(decisions.business))
     else:
         st.caption("Set `cost_false_positive`, `cost_false_negative` or `value_correct` in "
                    "`[services.performance]` to see what the decisions of each window were worth.")
@@ -162,9 +151,7 @@ if result.task == "classification" and len(result.classes) == 2:
 st.subheader("Every window")
 table = result.to_frame(decisions)
 table["status"] = window_status(table)
-shown = ["window_start", "status", "n_predictions", "n_labelled", "coverage", *result.metrics]
-shown += [c for c in ("tn", "fp", "fn", "tp", "money") if c in table]
-st.dataframe(table[shown], hide_index=True, column_config={
+st.dataframe(table[window_columns(table, result.metrics)], hide_index=True, column_config={
     "window_start": st.column_config.DatetimeColumn("Window from", format="D MMM YYYY, HH:mm"),
     "status": st.column_config.TextColumn("Status", help="so far: the window is still open; too few labels: "
                                                           "fewer than min_labels, not judged"),

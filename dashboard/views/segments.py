@@ -1,7 +1,5 @@
 """Segments: how the model treats subpopulations, and whether it treats groups fairly."""
 
-import math
-
 import streamlit as st
 
 from dashboard import state
@@ -14,11 +12,15 @@ from explain.segment_tables import (
     SEGMENT_DAYS,
     SEGMENT_EXPLAIN_ROWS,
     categorical_features,
+    four_fifths_verdict,
     interval_texts,
     judged_text,
+    segment_columns,
+    segments_headline,
     top_features,
 )
 from explain.segments import class_column
+from monitoring.performance_tables import number_text
 from monitoring.production import ProductionDataError
 
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "mae": "MAE", "rmse": "RMSE"}
@@ -70,16 +72,10 @@ with st.spinner("Measuring every segment…"):
     result = cache.segments_table(runtime, service=service.name, features=tuple(chosen), n_bins=n_bins,
                                   days=float(days), min_rows=min_rows, tick=tick)
 table = mask.text_cells(result.table.assign(segment=mask.segment_labels(result.table["segment"], chosen)))
-small = int(table["too_small"].sum())
-st.markdown(f"**{len(table)} segments** over the last {days} days"
-            + (f"; {small} too small to judge (marked, their numbers are shown but should not be read into)."
-               if small else "."))
-decisions = list(result.decision_columns)  # the positive rate, one share per class, or the mean predicted value
+st.markdown(segments_headline(len(table), days=days, too_small=int(table["too_small"].sum())))
 shown = interval_texts(table, result.metrics).assign(judged=judged_text(table["too_small"]))
 intervals = [c for c in (f"{m}_interval" for m in result.metrics) if c in shown]  # e.g. "0.830–0.860"
-drift_columns = ["n_drifted", "drifted_features"] if "n_drifted" in table else []
-st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share_change", *decisions, "n_labelled",
-                    *(c for m in result.metrics for c in (m, f"{m}_interval") if c in shown), *drift_columns]],
+st.dataframe(shown[segment_columns(shown, decision_columns=result.decision_columns, metrics=result.metrics)],
              hide_index=True, column_config={
     "n_drifted": st.column_config.NumberColumn(
         "Drifted features", format="%d",
@@ -107,9 +103,6 @@ st.dataframe(shown[["segment", "judged", "n", "share", "reference_share", "share
 download_button(mask, "Download the segments (CSV)", table.to_csv(index=False).encode(),
                 file_name=f"segments-{service.name}.csv", mime="text/csv", key="segments_download")
 
-def number(value: float, form: str) -> str:
-    return "–" if not math.isfinite(value) else format(value, form)
-
 
 def fairness_section() -> None:
     """Fairness across the groups of a sensitive feature (fairlearn), before the slower explanations."""
@@ -136,18 +129,16 @@ def fairness_section() -> None:
         return
     decision = fairness.decision_name
     kpis = st.columns(3)
-    kpis[0].metric("Demographic parity difference", number(fairness.demographic_parity_difference, ".3f"),
+    kpis[0].metric("Demographic parity difference", number_text(fairness.demographic_parity_difference),
                    help=f"Largest minus smallest share of {decision} between groups (0 = equal).")
-    kpis[1].metric("Demographic parity ratio", number(fairness.demographic_parity_ratio, ".3f"),
+    kpis[1].metric("Demographic parity ratio", number_text(fairness.demographic_parity_ratio),
                    help=f"Smallest over largest share of {decision} (1 = equal; under 0.8 fails the "
                         "four-fifths rule).")
-    kpis[2].metric("Equalised odds difference", number(fairness.equalized_odds_difference, ".3f"),
+    kpis[2].metric("Equalised odds difference", number_text(fairness.equalized_odds_difference),
                    help="The larger gap, between groups, of true-positive or false-positive rates (0 = equal); needs "
                         "known outcomes.")
-    if fairness.four_fifths_ok is False:
-        st.error(f"Four-fifths rule failed for {sensitive}: the ratio is under 0.8.")
-    elif fairness.four_fifths_ok:
-        st.success(f"Four-fifths rule met for {sensitive}.")
+    if (rule := four_fifths_verdict(fairness.four_fifths_ok, sensitive=sensitive)) is not None:
+        {"error": st.error, "success": st.success}[rule[0]](rule[1])
     for sentence in fairness.sentences():
         st.markdown(mask.text(sentence))
     groups = mask.text_cells(fairness.by_group.assign(group=mask.groups(sensitive, fairness.by_group["group"])))

@@ -11,6 +11,14 @@ from dashboard.components import plain, when
 from dashboard.state import health
 from monitoring.health import short_reason
 from monitoring.privacy import unknown_columns
+from monitoring.service_lines import (
+    connection_lines,
+    metadata_lines,
+    metrics_caption,
+    poller_text,
+    sign_in_caption,
+    unknown_personal_warning,
+)
 
 current = state.settings()
 runtime = state.runtime(current)
@@ -32,10 +40,7 @@ if method == "none":
             "Connect in `.streamlit/secrets.toml` `[auth]`, or passwords in `[vantage.passwords]` — and the roles "
             "in `[access]` (README, \"Operations and security\").", icon=":material/lock_open:")
 else:
-    st.caption(f"Sign-in: {'OpenID Connect' if method == 'oidc' else 'user name and password'}. Roles from "
-               f"`[access]`: admins {', '.join(access.admins) or 'none'}; analysts "
-               f"{', '.join(access.analysts) or 'none'}; viewers {', '.join(access.viewers) or 'none'} "
-               "(\"*\" is anyone signed in).")
+    st.caption(sign_in_caption(method, access))
 
 for service in runtime.config.services:
     poller = runtime.collector.pollers[service.name]
@@ -44,13 +49,9 @@ for service in runtime.config.services:
         meta = health.cached_metadata(runtime, service=service.name, tick=state.tick(60))
         left, right = st.columns(2)
         with left:
-            st.markdown(f"**Protocol** `{service.protocol}`  \n**URL** {service.url}  \n"
-                        f"**Poll interval** {service.poll_interval:g} s · **timeouts** {service.timeout:g} s "
-                        f"(health), {service.predict_timeout:g} s (predict) · **retries** {service.retries} (GET)")
+            st.markdown(connection_lines(service))
             holder = runtime.store.lease_holder(runtime.collector.lease_name(service.name))
-            mine = holder == runtime.collector.holder
-            poller_text = "this dashboard" if mine else (f"another collector ({holder})" if holder else "nobody yet")
-            st.markdown(f"**Polled by** {poller_text}  \n"
+            st.markdown(f"**Polled by** {poller_text(holder, mine=holder == runtime.collector.holder)}  \n"
                         + (f"**Last poll** {when(poll.ts, now=runtime.now())}: {poll.state} "
                            f"\\({plain(runtime.privacy.text(short_reason(poll.reason)))}\\)"
                            if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
@@ -58,9 +59,7 @@ for service in runtime.config.services:
             if "error" in meta:
                 st.warning(f"Model metadata unavailable: {plain(short_reason(meta['error']))}")
             else:
-                st.markdown(f"**Model** {meta['name'] or '–'}  \n**Version** {meta['version'] or 'not reported'}  \n"
-                            f"**Platform** {meta['platform'] or '–'}  \n"
-                            f"**Inputs declared by the server** {meta['inputs'] or 'none'}")
+                st.markdown(metadata_lines(meta))
         if poller.canary_problem:
             st.warning(poller.canary_problem)
         else:
@@ -80,19 +79,14 @@ for service in runtime.config.services:
             if runtime.privacy.key_problem:
                 st.warning(plain(runtime.privacy.key_problem), icon=":material/key:")
             if unknown:
-                st.warning(f"`personal` names {', '.join(unknown)}, which is neither a feature nor a logged column "
-                           "of this service, so nothing is masked for it: check the spelling "
-                           f"(features: {', '.join(schema.features) or 'none'}).", icon=":material/lock:")
+                st.warning(unknown_personal_warning(unknown, features=schema.features), icon=":material/lock:")
         if schema.features:
             with st.expander(f"Features in model order ({len(schema.features)})"):
                 st.dataframe(pd.DataFrame({"feature": schema.features,
                                            "kind": [kind for _, kind in schema.kinds]}),
                              hide_index=True, width="stretch")
         if service.metrics:
-            named = ", ".join(f"{key} `{value}`" for key, value in (("requests", service.metrics.requests),
-                                                                      ("latency", service.metrics.latency)) if value)
-            st.caption(f"Metrics {'scraped from ' if service.metrics.url else 'read from '}{service.metrics.source} ("
-                       + (named or "names recognised: prometheus_client, MLServer, KServe or Triton") + ")")
+            st.caption(metrics_caption(service.metrics))
 
 st.subheader("Configuration in use")
 st.caption("Secrets never appear here: an auth header names the environment variable its value comes from.")

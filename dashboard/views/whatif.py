@@ -1,8 +1,6 @@
 """What-if: change a prediction's inputs and watch the prediction, its explanation and its counterfactuals move."""
 
 import dataclasses
-import math
-import re
 
 import pandas as pd
 import streamlit as st
@@ -19,6 +17,24 @@ from explain.whatif import (
     class_text,
     value_changed,
 )
+from explain.whatif_lines import (
+    answer_heading,
+    compared_class_index,
+    counterfactual_summary,
+    decision_caption,
+    default_target_range,
+    edit_caption,
+    ignored_personal_note,
+    ignored_values_warning,
+    is_missing,
+    logged_predictions_table,
+    point_key,
+    prediction_metric,
+    repredicted_caption,
+    scenario_row,
+    sensitivity_caption,
+    value_text,
+)
 
 TABS = ["Prediction", "Sensitivity", "Counterfactuals", "Scenarios"]
 SOURCES = ["Logged prediction", "Reference row"]
@@ -28,10 +44,6 @@ LISTS = {"Most recent": "recent", "Most uncertain": "uncertain", "Largest error"
 
 def chart(figure, key: str) -> None:
     st.plotly_chart(figure, key=key, config={"displayModeBar": False})
-
-
-def missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def plain(value):
@@ -45,11 +57,8 @@ def initial(widget: str, value) -> dict:
 
 def show_prediction(prediction, label: str, column, *, score_name: str, reference=None) -> None:
     """One side of the comparison: the decided class (or "predicted value") and the compared score."""
-    delta = None if reference is None else f"{prediction.score - reference.score:+.4g}"
-    column.metric(f"{label}: decided {class_text(prediction.label)}" if prediction.probabilities
-                  else f"{label}: predicted value",
-                  f"{prediction.score:.4g}", delta=delta, delta_color="off",
-                  help=f"{score_name[0].upper()}{score_name[1:]} of the {label.lower()} row.")
+    shown = prediction_metric(prediction, label, score_name=score_name, reference=reference)
+    column.metric(shown.label, shown.value, delta=shown.delta, delta_color="off", help=shown.help)
 
 
 current = state.settings()
@@ -80,8 +89,7 @@ if link and st.session_state.get("whatif_link_applied") != link:
         shared = decode_scenario(link, features=features)
         if any(mask.is_personal(name) for name in shared.changes):  # a link never sets (or carries) a personal value
             ignored = [name for name in shared.changes if mask.is_personal(name)]
-            st.info(f"The link changes {', '.join(ignored)}, which is personal data and cannot be edited here; "
-                    "those changes are ignored.", icon=":material/lock:")
+            st.info(ignored_personal_note(ignored), icon=":material/lock:")
             shared = Scenario(shared.name, shared.source, shared.source_id,
                               {k: v for k, v in shared.changes.items() if not mask.is_personal(k)})
         rows = len(setup.reference) if setup.reference is not None else 0
@@ -96,9 +104,8 @@ if link and st.session_state.get("whatif_link_applied") != link:
         bad = ranges.problems({**{f: ranges.median.get(f, (ranges.categories.get(f) or (None,))[0]) for f in features},
                                **shared.changes})
         if bad:  # the values come from the link: escaped, so they show as typed, never as links or images
-            st.warning("Some of the link's values are outside the accepted ranges and were ignored: "
-                       + re.sub(r"([\\`*_\[\]()<>!#|~$])", r"\\\1", "; ".join(bad)))
-        point_id = f"pred-{shared.source_id}" if shared.source == "prediction" else f"ref-{shared.source_id}"
+            st.warning(ignored_values_warning(bad))
+        point_id = point_key(shared.source, shared.source_id)
         if shared.source == "prediction":
             st.session_state.update(whatif_source=SOURCES[0], whatif_find="By id", whatif_id=shared.source_id)
         else:
@@ -142,14 +149,14 @@ if source == SOURCES[0]:
     except Exception as exc:  # an unreadable log or labels are a message, not a traceback
         st.error(f"The predictions cannot be listed: {mask.text(exc)}")
     if found is not None and len(found):
-        shown = found[["id", "ts", "prediction", "score", *features]].copy()
-        shown.insert(1, "time (UTC)", pd.to_datetime(shown.pop("ts"), unit="s", utc=True).dt.strftime("%d %b %H:%M"))
-        event = st.dataframe(mask.frame(shown), hide_index=True, on_select="rerun", selection_mode="single-row",
+        event = st.dataframe(mask.frame(logged_predictions_table(found, features)), hide_index=True,
+                             on_select="rerun", selection_mode="single-row",
                              height=180, key=f"whatif_table_{finder}")
         picked = event.selection.rows if event is not None and hasattr(event, "selection") else []
         row = found.iloc[picked[0] if picked else 0]
         original = {f: plain(row[f]) for f in features}
-        point_id, origin = f"pred-{row['id']}", ("prediction", str(row["id"]))
+        origin = ("prediction", str(row["id"]))
+        point_id = point_key(*origin)
         made = when(float(row["ts"]), now=runtime.now())
         st.caption(f"Prediction `{row['id']}` made {made}; click a row to pick another.")
     elif finder == "By id" and found is None:
@@ -163,7 +170,8 @@ elif source == SOURCES[1] and setup.reference is not None:
     index = int(st.number_input("Reference row", min_value=0, max_value=len(setup.reference) - 1,
                                 key="whatif_ref_row", **initial("whatif_ref_row", 0)))
     original = {f: plain(setup.reference.iloc[index][f]) for f in features}
-    point_id, origin = f"ref-{index}", ("reference", str(index))
+    origin = ("reference", str(index))
+    point_id = point_key(*origin)
 if original is None:
     st.info("Pick a prediction (or a reference row) to start from.")
     st.stop()
@@ -175,10 +183,10 @@ edited = {}
 for i, name in enumerate(features):
     cell = columns[i % 4]
     before = original[name]
-    shown_before = "missing" if missing(before) else f"{before:.6g}" if isinstance(before, float) else str(before)
+    shown_before = value_text(before)
     widget = f"whatif_edit_{point_id}_{name}"
     if mask.is_personal(name):  # the model gets the real value; the page shows it masked, and it stays as it is
-        shown_before = "missing" if missing(before) else str(mask.value(name, before))
+        shown_before = "missing" if is_missing(before) else str(mask.value(name, before))
         cell.text_input(name, value=shown_before, disabled=True, key=f"{widget}_masked",
                         help="Personal data: shown masked, and not editable.")
         edited[name] = before
@@ -188,7 +196,7 @@ for i, name in enumerate(features):
         whole, low, high = ranges.integer[name], ranges.low[name], ranges.high[name]
         edited[name] = cell.number_input(
             name, min_value=ranges.low[name], max_value=ranges.high[name],
-            **initial(widget, None if missing(before) else float(min(max(before, low), high))),
+            **initial(widget, None if is_missing(before) else float(min(max(before, low), high))),
             step=1.0 if whole else (ranges.high[name] - ranges.low[name]) / 100, format="%.0f" if whole else "%.4g",
             key=widget, help=f"Reference range {ranges.low[name]:.6g} – {ranges.high[name]:.6g}")
     else:
@@ -197,7 +205,7 @@ for i, name in enumerate(features):
         edited[name] = cell.selectbox(name, options, index=options.index(chosen) if chosen in options else None,
                                       key=widget, help=f"Categories seen in the reference: {', '.join(options)}")
     changed = value_changed(edited[name], before)
-    cell.caption(f"{'**changed** · ' if changed else ''}original: {shown_before}")
+    cell.caption(edit_caption(changed=changed, original=shown_before))
 if st.button("Reset to the original", key="whatif_reset"):
     for name in features:
         st.session_state.pop(f"whatif_edit_{point_id}_{name}", None)
@@ -234,7 +242,7 @@ output = None
 if result is not None and len(result.classes) > 2:
     options = list(result.classes)
     output = st.selectbox("Compare the probability of", options, format_func=class_text,
-                          index=next(i for i, c in enumerate(options) if c == result.output),
+                          index=compared_class_index(result),
                           key=f"whatif_class_{point_id}",
                           help="The class whose probability the original and the edited row, the sensitivity "
                                "curves and the counterfactuals are compared on; it starts at the class predicted "
@@ -255,12 +263,8 @@ if tabs[0].open:
             show_prediction(result.edited_prediction, "Edited", middle, score_name=result.score_name,
                             reference=result.original_prediction)
             left.caption(f"Both numbers: the {result.score_name}.")
-            if result.edited_prediction.threshold is not None:
-                middle.caption(f"Decision threshold {result.edited_prediction.threshold:g} on the "
-                               f"{result.score_name}" + (" · **the decision flips**" if result.flipped else ""))
-            elif result.flipped and result.classes:
-                middle.caption(f"**The decision changes** from {class_text(result.original_prediction.label)} to "
-                               f"{class_text(result.edited_prediction.label)}.")
+            if (decision := decision_caption(result)) is not None:
+                middle.caption(decision)
             with right:
                 chart(whatif_plots.prediction_comparison_figure(result), "whatif_bars")
             probabilities = result.probabilities()  # the chart's numbers
@@ -276,8 +280,7 @@ if tabs[0].open:
             else:
                 st.dataframe(mask.long(result.differences, values=("original", "edited"))
                              .astype({"original": str, "edited": str}), hide_index=True)
-            st.caption(f"Re-predicted in {result.seconds * 1000:.0f} ms"
-                       + (f", {result.requests} request" if result.requests else " (local model)"))
+            st.caption(repredicted_caption(seconds=result.seconds, requests=result.requests))
             space = "probability" if model.task != "regression" else "auto"
             black_box = setup.selected.model.kind == "remote"
             if st.toggle("Explain both (SHAP waterfalls)", value=not black_box, key="whatif_shap",
@@ -286,8 +289,7 @@ if tabs[0].open:
                     service, "explaining both rows", 2 * explain_cache.explain_model_rows(
                         runtime, service=service.name, version=setup.selected.model.version, space=space,
                         rows=pd.DataFrame([result.original])[features]))):
-                shown_output = (next(i for i, c in enumerate(result.classes) if c == result.output)
-                                if len(result.classes) > 2 else 0)  # the compared class's Shapley values
+                shown_output = compared_class_index(result)  # the compared class's Shapley values
                 waterfalls = st.columns(2)
                 for column, (label, values, row_id) in zip(waterfalls, (("original", result.original, origin[1]),
                                                                         ("edited", result.edited, None)),
@@ -328,9 +330,7 @@ if tabs[1].open:
             chart(whatif_plots.sensitivity_figure(sensitivity), "whatif_sensitivity")
             st.dataframe(sensitivity.ranking.astype({"current": str, "best_value": str, "worst_value": str}),
                          hide_index=True)
-            st.caption(f"{sensitivity.model_rows:,} rows in {sensitivity.requests or 'no'} request(s), "
-                       f"{sensitivity.seconds:.2f} s. swing = how far the feature alone moves the "
-                       f"{sensitivity.score_name} over its reference range.")
+            st.caption(sensitivity_caption(sensitivity))
 
 if tabs[2].open:
     with tabs[2]:
@@ -341,10 +341,10 @@ if tabs[2].open:
             n_answers = st.number_input("Answers", min_value=1, max_value=10, value=3, key="whatif_cf_n")
             target, desired = None, None
             if model.task == "regression":
-                now_value = float(result.edited_prediction.score) if result is not None else 0.0
+                start, end = default_target_range(float(result.edited_prediction.score) if result is not None else 0.0)
                 low, high = st.columns(2)
-                target = (low.number_input("Target value from", value=now_value, key="whatif_cf_low"),
-                          high.number_input("Target value to", value=now_value + max(abs(now_value) * 0.1, 1.0),
+                target = (low.number_input("Target value from", value=start, key="whatif_cf_low"),
+                          high.number_input("Target value to", value=end,
                                             key="whatif_cf_high",
                                             help="The range of predicted values an answer must reach."))
             elif result is not None and len(result.classes) > 2:
@@ -372,18 +372,12 @@ if tabs[2].open:
             except ExplainError as exc:
                 service_problem(runtime, exc.message)
             else:
-                st.markdown(f"Goal: **{found.goal}** — {len(found.counterfactuals)} answer(s) from "
-                            f"{found.candidates:,} candidates, {found.requests or 'no'} request(s), "
-                            f"{found.seconds:.2f} s. Every answer was predicted again by the model.")
+                st.markdown(counterfactual_summary(found))
                 for note in found.notes:
                     st.caption(note)
-                was = found.original_prediction.score
                 for i, answer in enumerate(found.counterfactuals, start=1):
                     with st.container(border=True):
-                        outcome = ("" if model.task == "regression"
-                                   else f"{class_text(answer.prediction.label)}, ")
-                        st.markdown(f"**Answer {i}** → {outcome}{found.score_name} {answer.prediction.score:.4g} "
-                                    f"(was {was:.4g}; distance {answer.cost:.2f}, {answer.origin})")
+                        st.markdown(answer_heading(i, answer, found=found, regression=model.task == "regression"))
                         st.dataframe(mask.long(answer.changes, values=("original", "new"))
                                      .astype({"original": str, "new": str}), hide_index=True)
         else:
@@ -401,20 +395,14 @@ if tabs[3].open:
         if kept:
             table = []
             for label, (saved, before, after) in kept.items():
-                entry = {"scenario": label, "from": f"{saved.source} {saved.source_id}",
-                         "changes": ", ".join(f"{k} = {v}" for k, v in saved.changes.items()) or "none"}
                 try:
                     compared = cache.whatif_compare(runtime, service=service.name, original=tuple(before.items()),
                                                     edited=tuple(after.items()), threshold=threshold)
                     if output is not None:
                         compared = compared.for_output(output)  # the class the page compares
-                    entry |= {"compared": compared.score_name, "original": compared.original_prediction.score,
-                              "edited": compared.edited_prediction.score}
-                    if compared.classes:
-                        entry |= {"class": class_text(compared.edited_prediction.label), "flips": compared.flipped}
+                    table.append(scenario_row(label, saved, compared=compared))
                 except ExplainError as exc:
-                    entry |= {"problem": exc.message}
-                table.append(entry)
+                    table.append(scenario_row(label, saved, problem=exc.message))
             st.dataframe(pd.DataFrame(table), hide_index=True)
             if st.button("Forget all scenarios", key="whatif_forget"):
                 kept.clear()
