@@ -8,11 +8,12 @@ Builds (once, under ``var/bench/``) the demo service's history generated straigh
 engine, not through the service: ``--rows`` logged predictions over 28 days in the Parquet
 log (compacted, one file per day, as the collector's upkeep leaves it) and ``--store-rows``
 in a SQLite store's own tables (the path every page used before: the whole log read into
-memory); labels for every other prediction, 3 days later, in the store. Then, for each, a
-fresh process opens the dashboard through Streamlit's AppTest: the first view of Drift and of
-the Overview (every cache cleared, as in a fresh server; the Parquet log's per-file drift
-counts kept beside it count as stored data, so the first view after a restart reads them) and
-the median of three warm views, with the process's peak memory.
+memory); labels for every other prediction, 3 days later (beside the Parquet log, joined
+there; or in the store's table). Then, for each, a fresh process opens the dashboard through
+Streamlit's AppTest: the first view of Drift and of the Overview (every cache cleared, as in a
+fresh server; the Parquet log's per-file drift counts kept beside it count as stored data, so
+the first view after a restart reads them) and the median of three warm views, with the
+process's peak memory.
 
 Targets (issue 12): with 10,000,000 predictions and 5,000,000 labels on the embedded engine,
 Drift and Overview each ≤ 2 s on first view, ≤ 0.3 s warm, peak memory ≤ 1 GB.
@@ -41,11 +42,13 @@ from demo.runtime import offline_config_text  # noqa: E402
 from monitoring.store import Store  # noqa: E402
 
 CHUNK = 500_000
+LAYOUT = "v2"
+"""Bumped when what a built log holds changes (v2: labels beside the Parquet log), so it is built again."""
 
 
 def build(rows: int, engine: str) -> Path:
     """The store (and log) with ``rows`` demo predictions and labels for half; returns its config. Reused when built."""
-    folder = BENCH_DIR / f"log-pages-{engine}-{rows}"
+    folder = BENCH_DIR / f"log-pages-{engine}-{rows}-{LAYOUT}"
     config = folder / "vantage.toml"
     done = folder / "built.json"
     if done.exists():
@@ -64,9 +67,9 @@ def build(rows: int, engine: str) -> Path:
     for begin in range(0, rows, CHUNK):
         store.log_predictions("credit", generated.iloc[begin:begin + CHUNK])
     written = time.perf_counter() - started
+    add_labels(store, generated)  # beside the predictions on the embedded engine, in the store's table otherwise
     if engine == "parquet":
         store.predictions.maintain(now=time.time())
-    add_labels(store, generated)
     store.dispose()
     config.write_text(offline_config_text(store_path=folder / "store.db", model=model,
                                           extra="").replace("[store]\n", f'[store]\nlog = "{log}"\n', 1))

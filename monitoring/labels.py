@@ -37,9 +37,10 @@ import sqlalchemy as sa
 
 from monitoring.config import LabelsConfig, ServiceConfig
 from monitoring.files import ChangedFile, read_table_file
-from monitoring.production import as_unix_seconds
+from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.store import Store
 from monitoring.store_schema import labels as labels_table
+from monitoring.windows import as_unix_seconds
 
 LABEL_COLUMNS = ("prediction_id", "ts", "label")
 """Columns of a raw label frame: the prediction's id, the arrival time, the true class or value."""
@@ -140,7 +141,8 @@ class LabeledPredictions:
     Attributes
     ----------
     frame : DataFrame
-        One row per logged prediction, in prediction-time order: ``id``, ``ts`` (prediction
+        One row per logged prediction (per labelled one when ``served_hours`` is given), in
+        prediction-time order: ``id``, ``ts`` (prediction
         time), ``prediction``, ``score`` (positive-class probability, NaN when not logged),
         ``label`` (float, NaN while no usable label has arrived) and ``label_ts`` (arrival
         time of the label, NaN when unknown or absent).
@@ -153,6 +155,12 @@ class LabeledPredictions:
         Labels that arrived after this time are not in ``frame``.
     source : str
         Where the labels came from, in words.
+    served_hours : DataFrame or None
+        None when ``frame`` holds every logged prediction (the join ran in memory). When the
+        join ran where the log lives (:func:`monitoring.label_queries.join_labels_in_engine`),
+        ``frame`` holds only the labelled predictions and this counts every logged one per
+        UTC hour: ``hour_start`` (Unix seconds) and ``n``, which is all that hour, day and
+        week windows need of the unlabelled ones.
     """
 
     frame: pd.DataFrame
@@ -161,6 +169,7 @@ class LabeledPredictions:
     classes: tuple[float, ...]
     now: float
     source: str = ""
+    served_hours: pd.DataFrame | None = None
 
     @property
     def n_labelled(self) -> int:
@@ -604,8 +613,40 @@ class LabelFileMirror:
         return self._file.get()
 
 
-def label_source(store: Store, service: ServiceConfig) -> StoreLabelMirror | LabelFileMirror:
-    """The mirror that serves ``service``'s labels: its label file if configured, else the store."""
+class LogLabels:
+    """One service's labels kept beside its prediction log in Parquet, joined where they live.
+
+    Parameters
+    ----------
+    log : ParquetPredictionLog
+    service : str
+        The log's name (``ServiceConfig.log_name``).
+    """
+
+    def __init__(self, log: ParquetPredictionLog, service: str):
+        self.log = log
+        self.service = service
+
+    @property
+    def source(self) -> str:
+        """Where the labels come from, in words."""
+        return "labels beside the prediction log"
+
+    def read(self) -> pd.DataFrame:
+        """Every stored label (``prediction_id, ts, label``), for a join in memory."""
+        return self.log.read_labels(self.service)
+
+    def table(self):
+        """The labels as a table of the log's engine, or None when none is stored yet."""
+        return self.log.label_table(self.service)
+
+
+def label_source(store: Store, service: ServiceConfig) -> StoreLabelMirror | LabelFileMirror | LogLabels:
+    """What serves ``service``'s labels: its label file if configured, else the store (beside a Parquet
+    prediction log, or in the store's table where an older Vantage kept them)."""
     if service.labels is not None:
         return LabelFileMirror(service.labels)
+    log = store.predictions
+    if isinstance(log, ParquetPredictionLog) and not log.labels_in_sql(service.log_name):
+        return LogLabels(log, service.log_name)
     return StoreLabelMirror(store, service.log_name)

@@ -15,7 +15,9 @@ The queries themselves are in :mod:`monitoring.log_queries`; nothing here knows 
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +29,33 @@ from monitoring.partitions import PartitionedLog, Snapshot
 
 DEFAULT_LOG_URL = "duckdb:var/log"
 SCHEMES = ("duckdb", "spark")
+VANISHED_FILE_ATTEMPTS = 3
+"""How often a read is tried on a new listing when a compaction deleted one of its files under it."""
+_GONE = ("No such file", "No files found")
+"""What DuckDB says when a file it was given is gone (when it opens it, or when it lists it)."""
+
+
+def survives_compaction(read: Callable) -> Callable:
+    """Run ``read`` again, on a new listing of the files, when one of them was deleted while it ran.
+
+    A snapshot names the files of the moment; a compaction may merge and delete some of them before
+    the engine opens them (most likely in a read of several queries, such as the label join). The
+    merged file holds the same rows, so the read is only taken again, at most
+    :data:`VANISHED_FILE_ATTEMPTS` times.
+    """
+    import duckdb
+
+    @functools.wraps(read)
+    def again(*args, **kwargs):
+        for _ in range(VANISHED_FILE_ATTEMPTS - 1):
+            try:
+                return read(*args, **kwargs)
+            except duckdb.IOException as exc:
+                if not any(gone in str(exc) for gone in _GONE):
+                    raise
+        return read(*args, **kwargs)
+
+    return again
 
 
 class LogEngineError(ValueError):

@@ -458,20 +458,11 @@ def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_value
     ts = rows.ts
     prediction = rows.prediction.cast("float64")
     known = prediction.notnull() & ~prediction.isnan()
-    counts = {"n": rows.count(),
-              "today": (ts >= midnight).ifelse(1, 0).sum(),
-              "last": (ts >= now - 7 * day).ifelse(1, 0).sum(),
-              "previous": ((ts >= now - 14 * day) & (ts < now - 7 * day)).ifelse(1, 0).sum(),
-              "not_whole": (known & (prediction.isinf() | (prediction != prediction.floor()))).ifelse(1, 0).sum()}
-    if "score" in table.columns:
-        score = rows.score.cast("float64")
-        counts["scored"] = (score.notnull() & ~score.isnan()).ifelse(1, 0).sum()
-    totals = backend.execute(rows.aggregate(**counts)).iloc[0]
+    totals = backend.execute(rows.aggregate(
+        n=rows.count(), today=(ts >= midnight).ifelse(1, 0).sum(), last=(ts >= now - 7 * day).ifelse(1, 0).sum(),
+        previous=((ts >= now - 14 * day) & (ts < now - 7 * day)).ifelse(1, 0).sum())).iloc[0]
     n_rows = int(totals["n"] or 0)
-    decided = rows.filter(known).select(value=prediction)  # grouped, not DISTINCT: Spark lost a DISTINCT's limit
-    distinct = backend.execute(decided.group_by("value").agg(n=decided.count()).order_by("value")
-                               .limit(max_values + 1))
-    values = tuple(float(v) for v in distinct["value"])
+    found = prediction_values(backend, rows, max_values=max_values)
     version, version_since = None, float("nan")
     if "model_version" in table.columns and n_rows:
         newest = backend.execute(rows.order_by([ibis.desc("ts"), ibis.desc("model_version")])
@@ -482,7 +473,7 @@ def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_value
             version_since = float(first["first"].iloc[0])
     recent = rows.filter((ts >= since) & known & ~prediction.isinf())
     bucket = (recent.ts / bucket_seconds).floor().cast("int64")
-    per_value = len(values) <= max_values
+    per_value = len(found.values) <= max_values
     keys = {"bucket": bucket, **({"value": recent.prediction.cast("float64")} if per_value else {})}
     mix = backend.execute(recent.group_by(**keys).agg(n=recent.count(), total=recent.prediction.cast("float64").sum()))
     if not per_value:
@@ -491,9 +482,50 @@ def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_value
     mix = mix[["bucket", "value", "n", "total"]].sort_values(["bucket", "value"]).reset_index(drop=True)
     return LogTraffic(now=float(now), n_rows=n_rows, today=int(totals["today"] or 0),
                       last_7_days=int(totals["last"] or 0), previous_7_days=int(totals["previous"] or 0),
-                      has_score=bool(totals.get("scored") or 0), values=values,
-                      whole=not int(totals["not_whole"] or 0), model_version=version, version_since=version_since,
+                      has_score=found.has_score, values=found.values, whole=found.whole,
+                      model_version=version, version_since=version_since,
                       mix=mix, bucket_seconds=float(bucket_seconds))
+
+
+def _distinct_values(backend, rows: ir.Table, max_values: int) -> tuple[float, ...]:
+    """The distinct predictions (NaN left out), sorted, at most ``max_values + 1`` of them."""
+    prediction = rows.prediction.cast("float64")
+    decided = rows.filter(prediction.notnull() & ~prediction.isnan()).select(value=prediction)
+    # grouped, not DISTINCT: Spark returned one value repeatedly for a DISTINCT with a LIMIT
+    found = backend.execute(decided.group_by("value").agg(n=decided.count()).order_by("value").limit(max_values + 1))
+    return tuple(float(v) for v in found["value"])
+
+
+@dataclass(frozen=True)
+class PredictionValues:
+    """What a log's predictions say about its task: :func:`monitoring.labels.task_of_values` reads these.
+
+    Attributes
+    ----------
+    has_score : bool
+    values : tuple of float
+        Distinct predictions, sorted, at most ``max_values + 1``.
+    whole : bool
+        Every prediction (NaN left out) is a finite whole number.
+    """
+
+    has_score: bool
+    values: tuple[float, ...]
+    whole: bool
+
+
+def prediction_values(backend, table: ir.Table, *, max_values: int) -> PredictionValues:
+    """:class:`PredictionValues` of every row of a log (``prediction``, and ``score`` when it has one)."""
+    prediction = table.prediction.cast("float64")
+    known = prediction.notnull() & ~prediction.isnan()
+    counts = {"not_whole": (known & (prediction.isinf() | (prediction != prediction.floor()))).ifelse(1, 0).sum()}
+    if "score" in table.columns:
+        score = table.score.cast("float64")
+        counts["scored"] = (score.notnull() & ~score.isnan()).ifelse(1, 0).sum()
+    totals = backend.execute(table.aggregate(**counts)).iloc[0]
+    return PredictionValues(has_score=bool(totals.get("scored") or 0),
+                            values=_distinct_values(backend, table, max_values),
+                            whole=not int(totals["not_whole"] or 0))
 
 
 def traffic_frame(frame: pd.DataFrame, **options) -> LogTraffic:

@@ -4,8 +4,9 @@
 config's ``[store] log`` names a DuckDB directory (the default, ``duckdb:var/log``): every
 writer that logs through the store (the template service, the capture proxy, the KServe
 logger endpoint) appends files to :class:`monitoring.partitions.PartitionedLog`, and readers
-ask DuckDB. Labels and capture statistics stay in the SQL store (they are small), and so do
-probes, incidents and leases.
+ask DuckDB. Labels are kept the same way beside the predictions, so that the label join runs
+in the engine; capture statistics stay in the SQL store (they are small), and so do probes,
+incidents and leases.
 
 Each service's feature kinds are declared once in ``<service>/features.json`` (what the SQL
 log keeps as its table's columns); personal columns are sealed on the way in and opened on
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from monitoring.log_engines import LogEngine
+from monitoring.log_engines import LogEngine, survives_compaction
 from monitoring.prediction_log_sql import SqlPredictionLog
 from monitoring.store_schema import PREDICTION_COLUMNS
 
@@ -35,7 +36,7 @@ _OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in")
 
 
 class ParquetPredictionLog:
-    """Predictions in Parquet partitions read by DuckDB; labels and capture statistics in the SQL store.
+    """Predictions and labels in Parquet partitions read by DuckDB; capture statistics in the SQL store.
 
     Parameters
     ----------
@@ -104,8 +105,43 @@ class ParquetPredictionLog:
         return True
 
     def write_labels(self, service: str, frame: pd.DataFrame) -> int:
-        """Append ground-truth labels to the SQL store (:meth:`SqlPredictionLog.write_labels`)."""
-        return self.sql.write_labels(service, frame)
+        """Append ground-truth labels (``prediction_id, ts, label``) as Parquet files beside the predictions.
+
+        The label join then runs where both live (:mod:`monitoring.label_queries`). A service whose
+        labels were kept in the SQL store before (an older Vantage) keeps them there, so that its
+        labels are never split between two places.
+        """
+        if frame.empty:
+            return 0
+        if self.labels_in_sql(service):
+            return self.sql.write_labels(service, frame)
+        rows = pd.DataFrame({
+            "prediction_id": [None if pd.isna(v) else str(v) for v in frame["prediction_id"]],
+            "ts": pd.to_numeric(frame["ts"], errors="coerce").astype(float).to_numpy(),
+            "label": pd.to_numeric(frame["label"], errors="coerce").astype(float).to_numpy()})
+        return self.log.append(service, "labels", rows)
+
+    def labels_in_sql(self, service: str) -> bool:
+        """Whether ``service``'s labels are kept in the SQL store's table (written there by an older Vantage)."""
+        return self.sql.count_labels(service) > 0
+
+    def label_table(self, service: str):
+        """``service``'s labels as an engine table (``prediction_id, ts, label``, with ``filename`` and
+        ``file_row_number`` on DuckDB: the order they were written in), or None when it has none in Parquet."""
+        return self.engine.table(service, "labels", in_order=self.engine.scheme == "duckdb").table
+
+    @survives_compaction
+    def read_labels(self, service: str) -> pd.DataFrame:
+        """Every stored label of ``service`` (``prediction_id, ts, label``) in the order written."""
+        if self.labels_in_sql(service):
+            return self.sql.read_labels(service)
+        table = self.label_table(service)
+        if table is None:
+            return pd.DataFrame({"prediction_id": pd.Series(dtype=object), "ts": pd.Series(dtype=float),
+                                 "label": pd.Series(dtype=float)})
+        keys = ["filename", "file_row_number"] if "filename" in table.columns else []
+        frame = self.engine.execute(table.order_by(keys) if keys else table)
+        return frame[["prediction_id", "ts", "label"]].astype({"ts": float, "label": float})
 
     def write_capture_stats(self, source: str, service: str, stats: Mapping, *, ts: float) -> None:
         """Keep a capture process's counts in the SQL store (:meth:`SqlPredictionLog.write_capture_stats`)."""
@@ -167,6 +203,7 @@ class ParquetPredictionLog:
                 frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
         return frame
 
+    @survives_compaction
     def read_prediction_log(self, service: str, *, after_seq: int = 0, since: float | None = None,
                             until: float | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Logged predictions of ``service`` in time order (``after_seq`` must be 0: files have no sequence).
@@ -191,6 +228,7 @@ class ParquetPredictionLog:
         frame.insert(0, "seq", np.arange(1, len(frame) + 1, dtype=np.int64))
         return self.shape(service, frame)
 
+    @survives_compaction
     def find_predictions(self, service: str, *, prediction_id: str | None = None, since: float | None = None,
                          until: float | None = None, filters: Mapping[str, tuple[str, object]] | None = None,
                          newest_first: bool = True, limit: int = 50) -> pd.DataFrame:
@@ -224,6 +262,7 @@ class ParquetPredictionLog:
         found = self.engine.execute(table.order_by(order).limit(limit))
         return self.shape(service, found.drop(columns=["filename", "file_row_number"], errors="ignore"))
 
+    @survives_compaction
     def count_predictions(self, service: str, *, since: float = 0.0) -> int:
         """Number of logged predictions of ``service`` since ``since``."""
         try:
@@ -232,6 +271,7 @@ class ParquetPredictionLog:
             return 0
         return int(self.engine.execute(table.count()))
 
+    @survives_compaction
     def newest_prediction_ts(self, service: str) -> float | None:
         """Time of the newest logged prediction of ``service``, or None when there is none."""
         try:
@@ -265,6 +305,6 @@ class ParquetPredictionLog:
             if keep_days is not None:
                 done["deleted"] += [f"{service}/{name}" for name in
                                     self.log.apply_retention(service, keep_days=keep_days, now=now)]
-            done["compacted"] += [f"{service}/predictions/{name}" for name in
-                                  self.log.compact(service, "predictions")]
+            for table in ("predictions", "labels"):
+                done["compacted"] += [f"{service}/{table}/{name}" for name in self.log.compact(service, table)]
         return done

@@ -14,8 +14,9 @@ Layout under the log's root directory::
 * **Compaction** merges a partition's small files into one. It first writes a *tombstone*
   naming the files it replaces, then renames the merged file into place, then deletes the
   inputs and the tombstone. A reader that sees the merged file and the tombstone ignores the
-  inputs; a reader whose listing is overtaken by a deletion finds a file gone and takes a new
-  snapshot (:func:`read_snapshot` retries), so no row is counted twice or missed.
+  inputs; a listing overtaken by a deletion is taken again (:meth:`PartitionedLog.snapshot`), and
+  a read whose file is deleted while it runs is run again on a new listing
+  (:func:`monitoring.log_engines.survives_compaction`), so no row is counted twice or missed.
 * **Damaged files are skipped, with a message.** A truncated file or one whose column has a
   type the others do not share is left out of the snapshot, and the snapshot's ``problems``
   name the file and the column.

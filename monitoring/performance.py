@@ -280,6 +280,35 @@ def _assign_windows(ts: np.ndarray, window: str) -> tuple[np.ndarray, np.ndarray
     return index, starts, ends
 
 
+def _served_windows(labeled: LabeledPredictions, ts: np.ndarray, window: str, *, since: float | None,
+                    until: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Window index of each row of ``labeled.frame`` in range (``ts`` sorted), each window's start, end and
+    number of logged predictions, labelled or not.
+
+    When the join ran where the log lives, the frame holds only labelled predictions and the
+    windows come from ``labeled.served_hours`` (hours in ``[since, until)``): exact for hour,
+    day and week windows; windows of a number of predictions need every row.
+    """
+    if labeled.served_hours is None:
+        index, starts, ends = _assign_windows(ts, window)
+        return index, starts, ends, np.bincount(index, minlength=len(starts))
+    if window not in WINDOW_SECONDS:
+        raise ValueError(f"windows of {window} predictions need every logged row; this join kept only the "
+                         "labelled ones (join the labels in memory for row windows)")
+    hours = labeled.served_hours
+    hour_start = hours["hour_start"].to_numpy(dtype=float)
+    keep = np.ones(len(hours), dtype=bool)
+    if since is not None:
+        keep &= hour_start >= math.floor(since / 3600.0) * 3600.0
+    if until is not None:
+        keep &= hour_start < until
+    starts, inverse = np.unique(window_start(hour_start[keep], window), return_inverse=True)
+    n_predictions = np.bincount(inverse, weights=hours["n"].to_numpy(dtype=float)[keep],
+                                minlength=len(starts)).astype(np.int64)
+    index = np.searchsorted(starts, window_start(ts, window))
+    return index, starts, starts + WINDOW_SECONDS[window], n_predictions
+
+
 def _decisions(frame: pd.DataFrame, *, classes: tuple[float, ...], threshold: float | None) -> np.ndarray:
     """Decided class per row: the score against ``threshold`` for two classes, else the logged prediction."""
     logged = frame["prediction"].to_numpy(dtype=float)
@@ -336,9 +365,8 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     binary = task == "classification" and len(classes) == 2
 
     ts = frame["ts"].to_numpy(dtype=float)
-    index, starts, ends = _assign_windows(ts, window)
+    index, starts, ends, n_predictions = _served_windows(labeled, ts, window, since=since, until=until)
     labelled = _labelled(frame)
-    n_predictions = np.bincount(index, minlength=len(starts))
     options = {"task": task, "classes": classes, "metrics": metrics, "confidence": confidence,
                "n_resamples": n_bootstrap, "max_bootstrap_rows": max_bootstrap_rows}
     # Rows are in prediction-time order, so the labelled rows of each window are one slice.
@@ -363,10 +391,11 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     windows["partial"] = _partial(windows, window, now=labeled.now)
     windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool, "partial": bool})
 
+    served = int(n_predictions.sum())
     overall = {"window_start": float(ts.min()) if len(ts) else math.nan,
                "window_end": float(ts.max()) if len(ts) else math.nan,
-               "n_predictions": len(frame), "n_labelled": int(labelled.sum()),
-               "coverage": labelled.sum() / len(frame) if len(frame) else math.nan,
+               "n_predictions": served, "n_labelled": int(labelled.sum()),
+               "coverage": labelled.sum() / served if served else math.nan,
                "enough_labels": bool(labelled.sum() >= min_labels), "partial": bool(windows["partial"].any())}
     overall.update(group_metrics(y, predicted, score, rng=np.random.default_rng([random_state, 1]), **options))
     return PerformanceOverTime(
@@ -412,7 +441,8 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
     classes = labeled.classes
     decided = _decisions(frame, classes=classes, threshold=threshold)
     y = frame["label"].to_numpy(dtype=float)
-    index, starts, ends = _assign_windows(frame["ts"].to_numpy(dtype=float), window)
+    index, starts, ends, _ = _served_windows(labeled, frame["ts"].to_numpy(dtype=float), window, since=since,
+                                             until=until)
     labelled = _labelled(frame)
     rows = []
     for i, start in enumerate(starts):

@@ -257,3 +257,19 @@ class SqlPredictionLog:
         with self.store.engine.begin() as conn:
             conn.execute(labels.insert(), rows)
         return len(rows)
+
+    def count_labels(self, service: str) -> int:
+        """Number of stored labels of ``service``."""
+        self.store.ensure_schema()
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(labels)
+                                    .where(labels.c.service == service)).scalar_one())
+
+    def read_labels(self, service: str) -> pd.DataFrame:
+        """Every stored label of ``service`` (``prediction_id, ts, label``) in the order written."""
+        self.store.ensure_schema()
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(labels.c.prediction_id, labels.c.ts, labels.c.label)
+                                .where(labels.c.service == service).order_by(labels.c.id)).all()
+        return pd.DataFrame([tuple(r) for r in rows], columns=["prediction_id", "ts", "label"]).astype(
+            {"prediction_id": object, "ts": float, "label": float})

@@ -33,6 +33,9 @@ from monitoring.drift import (
     tallies_to_arrays,
 )
 from monitoring.files import ChangedFile, read_table_file
+from monitoring.label_queries import join_labels_in_engine
+from monitoring.labels import LabeledPredictions, LogLabels, join_labels
+from monitoring.log_engines import survives_compaction
 from monitoring.log_queries import (
     LogSummary,
     LogTraffic,
@@ -45,10 +48,12 @@ from monitoring.log_queries import (
 from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.partitions import DAY_SECONDS, partition_start
 from monitoring.store import Store
-from monitoring.windows import parse_window
+from monitoring.windows import as_unix_seconds, parse_window
 
 TRAFFIC_COLUMNS = ("ts", "prediction", "score", "model_version")
 """What the traffic counts read of each logged row."""
+LABEL_JOIN_COLUMNS = ("id", "ts", "prediction", "score")
+"""What the label join reads of each logged row (never the features)."""
 
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
@@ -106,6 +111,12 @@ class _FrameQuestions:
     def traffic(self, **options) -> LogTraffic:
         """The traffic up to ``now`` (``log_traffic``'s options), counted by :func:`traffic_frame`."""
         return traffic_frame(self.read(columns=TRAFFIC_COLUMNS).frame, **options)
+
+    def join_labels(self, labels, *, now: float, task: str = "auto", every_row: bool = False) -> LabeledPredictions:
+        """The rows joined to ``labels`` in memory (:func:`monitoring.labels.join_labels`); ``every_row`` is
+        always true here."""
+        del every_row
+        return _join_in_memory(self, labels, now=now, task=task)
 
 
 class PredictionLogMirror(_FrameQuestions):
@@ -235,28 +246,6 @@ def _unix_seconds(values: pd.Series, file: Path, column: str) -> pd.Series:
             f"prediction-log file {file}: column {column!r} must hold Unix seconds or ISO 8601 times; "
             f"{len(bad)} value(s) such as {bad.iloc[0]!r} are neither")
     return pd.Series(seconds, index=values.index)
-
-
-def as_unix_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Times as Unix seconds (NaN where none is given) and whether each one could be read.
-
-    Accepts Unix seconds, datetimes, and text holding either (ISO 8601 for dates).
-    """
-    present = values.notna().to_numpy()
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        seconds = values.to_numpy(dtype=float)
-    elif isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values):
-        stamps = pd.to_datetime(values, utc=True)
-        seconds = ((stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
-    else:
-        objects = values.astype(object)
-        seconds = pd.to_numeric(objects, errors="coerce").to_numpy(dtype=float, copy=True)
-        text = present & np.isnan(seconds)
-        if text.any():
-            parsed = pd.to_datetime(objects[text].astype(str), utc=True, errors="coerce", format="ISO8601")
-            seconds[text] = ((parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
-    readable = ~present | np.isfinite(seconds)
-    return np.where(present, seconds, np.nan), readable
 
 
 class FileMirror(_FrameQuestions):
@@ -454,6 +443,7 @@ class ParquetMirror:
         """Whether the service has a prediction log here (declared by its writer; the row finders can be offered)."""
         return self.log.has_log(self.service)
 
+    @survives_compaction
     def summary(self) -> LogSummary:
         """Rows and time span, counted by DuckDB."""
         snapshot = self._snapshot()
@@ -464,6 +454,7 @@ class ParquetMirror:
         with self.log.engine.lock:
             return summarize(self.log.engine.connect(), table, source=source)
 
+    @survives_compaction
     def traffic(self, **options) -> LogTraffic:
         """The traffic up to ``now`` (``log_traffic``'s options), counted by the engine."""
         snapshot = self._snapshot()
@@ -473,6 +464,25 @@ class ParquetMirror:
         with self.log.engine.lock:
             return log_traffic(self.log.engine.connect(), table, **options)
 
+    @survives_compaction
+    def join_labels(self, labels, *, now: float, task: str = "auto", every_row: bool = False) -> LabeledPredictions:
+        """The predictions joined to the labels that arrived by ``now``.
+
+        Labels kept beside this log are joined by its engine
+        (:func:`monitoring.label_queries.join_labels_in_engine`): only the labelled predictions
+        come back, with every prediction counted per hour. Other labels (a label file, the SQL
+        store's table), or ``every_row`` (windows of a number of predictions need every row),
+        join in memory.
+        """
+        table = None if every_row or not (isinstance(labels, LogLabels) and labels.log is self.log) else \
+            self.log.engine.table(self.service, in_order=self.log.engine.scheme == "duckdb").table
+        if table is None:
+            return _join_in_memory(self, labels, now=now, task=task)
+        with self.log.engine.lock:
+            return join_labels_in_engine(self.log.engine.connect(), table, labels.table(), now=now, task=task,
+                                         source=labels.source)
+
+    @survives_compaction
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
                 until: float | None = None) -> WindowTallies:
         """Counts per window computed by DuckDB over the partitions that overlap ``[since, until)``.
@@ -586,6 +596,12 @@ class ParquetMirror:
         """A few logged predictions by id, time and feature conditions (a bounded DuckDB query)."""
         return self.log.find_predictions(self.service, prediction_id=prediction_id, since=since, until=until,
                                          filters=filters, newest_first=newest_first, limit=limit)
+
+
+def _join_in_memory(source, labels, *, now: float, task: str) -> LabeledPredictions:
+    """The label join in this process: the rows' ids, times, predictions and scores, and every label."""
+    return join_labels(source.read(columns=LABEL_JOIN_COLUMNS).frame, labels.read(), now=now, task=task,
+                       source=labels.source)
 
 
 def production_source(store: Store, service: ServiceConfig, *,

@@ -94,6 +94,28 @@ def timestamps_as_seconds(values: pd.Series) -> np.ndarray:
     raise ValueError(f"timestamp column {values.name!r} must hold Unix seconds or datetimes; got dtype {values.dtype}")
 
 
+def as_unix_seconds(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Times as Unix seconds (NaN where none is given) and whether each one could be read.
+
+    Accepts Unix seconds, datetimes, and text holding either (ISO 8601 for dates).
+    """
+    present = values.notna().to_numpy()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        seconds = values.to_numpy(dtype=float)
+    elif isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(values):
+        stamps = pd.to_datetime(values, utc=True)
+        seconds = ((stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
+    else:
+        objects = values.astype(object)
+        seconds = pd.to_numeric(objects, errors="coerce").to_numpy(dtype=float, copy=True)
+        text = present & np.isnan(seconds)
+        if text.any():
+            parsed = pd.to_datetime(objects[text].astype(str), utc=True, errors="coerce", format="ISO8601")
+            seconds[text] = ((parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=float)
+    readable = ~present | np.isfinite(seconds)
+    return np.where(present, seconds, np.nan), readable
+
+
 def assign_windows(n_rows: int, spec: str | int, *, ts: np.ndarray | None) -> Windows:
     """Assign each of ``n_rows`` rows to a window.
 

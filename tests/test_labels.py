@@ -1,5 +1,7 @@
 """Ground-truth labels: sources, the join to predictions, bad input counted exactly, POST /labels."""
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from monitoring.labels import (
     LabelDataError,
     LabelFileMirror,
     LabelQuality,
+    LogLabels,
     StoreLabelMirror,
     infer_task,
     join_labels,
@@ -226,11 +229,15 @@ def test_post_labels_through_the_demo_service(demo_runtime, demo_model):
         {"index": 2, "reason": "label must be a finite number (true/false count as 1/0); got 'late'"}]}
 
     demo_runtime.flush_predictions()
-    log = demo_runtime.store.read_prediction_log("credit-risk", columns=["id", "ts", "prediction", "score"])
-    result = join_labels(log, StoreLabelMirror(demo_runtime.store, "credit-risk").read())
+    from monitoring.production import production_source
+
+    labels = label_source(demo_runtime.store, service)
+    assert isinstance(labels, LogLabels)  # kept beside the Parquet log, joined there
+    result = production_source(demo_runtime.store, service).join_labels(labels, now=time.time())
     labelled = result.frame.set_index("id")["label"]
-    assert labelled[ids[0]] == 1.0 and labelled[ids[1]] == 0.0 and np.isnan(labelled[ids[2]])
+    assert labelled[ids[0]] == 1.0 and labelled[ids[1]] == 0.0 and ids[2] not in labelled.index
     assert result.quality.unmatched >= 1 and "no-such-id" not in result.frame["id"].tolist()
+    assert result.served_hours["n"].sum() >= 4
 
     bad = requests.post(f"{service.url}/labels", json={"label": []}, timeout=10)
     assert bad.status_code == 400 and "got keys ['label']" in bad.json()["detail"]

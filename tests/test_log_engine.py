@@ -187,3 +187,26 @@ def test_compaction_clears_what_a_dead_writer_left_half_written_and_keeps_a_live
     in_progress.write_bytes(b"half")
     log.compact("svc", "predictions", min_files=2)
     assert not abandoned.exists() and in_progress.exists()
+
+
+def test_a_read_whose_files_a_compaction_deletes_under_it_is_run_again_on_a_new_listing(tmp_path):
+    from monitoring.log_engines import LogEngine, survives_compaction
+
+    log = PartitionedLog(tmp_path)
+    frame = pd.DataFrame({"ts": np.arange(400, dtype=float), "prediction": np.arange(400) % 2})
+    for part in np.array_split(np.arange(len(frame)), 8):  # eight files in one day: compacted into one
+        log.append("svc", "predictions", frame.iloc[part])
+    engine = LogEngine(f"duckdb:{tmp_path}")
+    listings = []
+
+    @survives_compaction
+    def count_twice():
+        table = engine.table("svc").table  # the files of this moment
+        listings.append(len(log.snapshot("svc", "predictions").files))
+        first = int(engine.execute(table.count()))
+        if len(listings) == 1:
+            assert log.compact("svc", "predictions")  # the collector's upkeep, between two queries of one read
+        return first, int(engine.execute(table.filter(table.prediction == 1).count()))
+
+    assert count_twice() == (400, 200)
+    assert listings == [8, 1]  # the read ran again, on the merged file

@@ -6,13 +6,11 @@ from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.health import cached_metadata
 from dashboard.state.lifecycle import Runtime, tick, var_dir
 from monitoring.clients import PROBE_HEADER, make_client
-from monitoring.labels import LabeledPredictions, LabelFileMirror, StoreLabelMirror, join_labels, label_source
+from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels, StoreLabelMirror, label_source
 from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
 from monitoring.production import FileMirror, ParquetMirror, PredictionLogMirror
 
-LABEL_JOIN_COLUMNS = ("id", "ts", "prediction", "score")
-"""What the label join reads of each logged row (never the features)."""
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
 
@@ -28,14 +26,17 @@ def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMir
 
 
 @cache_resource(max_entries=32)
-def label_mirror(runtime: Runtime, *, service: str) -> StoreLabelMirror | LabelFileMirror:
-    """The in-memory, incrementally refreshed ground-truth labels of ``service`` (store table or label file)."""
+def label_mirror(runtime: Runtime, *, service: str) -> StoreLabelMirror | LabelFileMirror | LogLabels:
+    """The ground-truth labels of ``service``: beside its Parquet log, or an in-memory, incrementally refreshed
+    copy of the store's table or of its label file."""
     return label_source(runtime.store, runtime.config.service(service))
 
 
 @cache_resource(ttl=120, max_entries=8)
-def labeled_predictions(runtime: Runtime, *, service: str, tick: int) -> LabeledPredictions:
-    """Predictions of ``service`` joined to the labels that have arrived (``monitoring.labels.join_labels``).
+def labeled_predictions(runtime: Runtime, *, service: str, tick: int, every_row: bool = False
+                        ) -> LabeledPredictions:
+    """Predictions of ``service`` joined to the labels that have arrived, where its log lives when it can
+    (its source's ``join_labels``); ``every_row=True`` for windows of a number of predictions.
 
     Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions without copying: read it,
     never change it.
@@ -46,10 +47,8 @@ def labeled_predictions(runtime: Runtime, *, service: str, tick: int) -> Labeled
         When the service has no prediction log or its labels cannot be read at all.
     """
     del tick
-    production = runtime.mirror(service).read(columns=LABEL_JOIN_COLUMNS)
-    labels = label_mirror(runtime, service=service)
-    return join_labels(production.frame, labels.read(), now=runtime.now(),
-                       task=runtime.schema(service).task or "auto", source=labels.source)
+    return runtime.mirror(service).join_labels(label_mirror(runtime, service=service), now=runtime.now(),
+                                               task=runtime.schema(service).task or "auto", every_row=every_row)
 
 
 def model_version(runtime: Runtime, *, service: str) -> str | None:

@@ -17,14 +17,14 @@ from monitoring.performance import (
     performance_detail,
     performance_over_time,
 )
-from monitoring.windows import range_start
+from monitoring.windows import range_start, row_count
 
 
 @cache_data(ttl=300, max_entries=64)
 def cached_performance(runtime: Runtime, *, service: str, window: str, range_days: float | None,
                        tick: int) -> PerformanceOverTime:
     """Metrics per ``window`` over the last ``range_days`` days (None = all), against the baseline."""
-    labeled = labeled_predictions(runtime, service=service, tick=tick)
+    labeled = labeled_predictions(runtime, service=service, tick=tick, every_row=row_count(window) is not None)
     return performance_over_time(
         labeled, window=window, min_labels=runtime.config.service(service).performance.min_labels,
         baseline=baseline(runtime, service=service, task=labeled.task, classes=labeled.classes,
@@ -36,7 +36,7 @@ def cached_performance(runtime: Runtime, *, service: str, window: str, range_day
 def cached_decisions(runtime: Runtime, *, service: str, window: str, range_days: float | None,
                      threshold: float | None, tick: int) -> DecisionsOverTime:
     """Confusion counts (and money) per ``window`` at ``threshold``; two-class models only."""
-    labeled = labeled_predictions(runtime, service=service, tick=tick)
+    labeled = labeled_predictions(runtime, service=service, tick=tick, every_row=row_count(window) is not None)
     return decisions_over_time(labeled, window=window, threshold=threshold,
                                business=BusinessValues.from_config(runtime.config.service(service).performance),
                                since=range_start(labeled.now, range_days, window=window))
