@@ -30,9 +30,16 @@ def engines(tmp_path_factory):
                             "amount": rng.gamma(2.2, 55.0, n), "segment": rng.choice(["a", "b", "c", "d", None], n),
                             "prediction": rng.integers(0, 3, n)})
     current.loc[::41, "amount"] = np.nan
+    current["id"] = [f"s{i}" for i in range(n)]
+    chosen = rng.choice(n, n // 3, replace=False)
+    labels = pd.DataFrame({"prediction_id": [f"s{i}" for i in chosen], "label": rng.integers(0, 4, len(chosen)) * 1.0,
+                           "ts": current["ts"].to_numpy()[chosen] + rng.uniform(60, DAY_SECONDS, len(chosen))})
+    labels = pd.concat([labels, pd.DataFrame({"prediction_id": ["nobody", "s1"], "label": [1.0, 2.0],
+                                              "ts": [START, START + 5 * DAY_SECONDS]})], ignore_index=True)
     log = PartitionedLog(root)
     for rows in np.array_split(np.arange(n), 5):
         log.append("shop", "predictions", current.iloc[rows])
+    log.append("shop", "labels", labels)
     spark = LogEngine(f"spark:local[2]?path={root}")
     yield profile, LogEngine(f"duckdb:{root}"), spark
     if spark.session is not None:
@@ -109,3 +116,18 @@ features = ["amount", "segment"]
     pd.testing.assert_frame_equal(duckdb_traffic.mix, spark_traffic.mix, check_exact=False, rtol=1e-12)
     assert (duckdb_traffic.task, duckdb_traffic.classes, duckdb_traffic.model_version) == (
         spark_traffic.task, spark_traffic.classes, spark_traffic.model_version)
+
+
+def test_spark_joins_the_labels_as_duckdb_does(engines):
+    from monitoring.label_queries import join_labels_in_engine
+
+    _, embedded, spark = engines
+    now = START + 2.5 * DAY_SECONDS
+    joined = [join_labels_in_engine(e.connect(), e.table("shop").table, e.table("shop", "labels").table, now=now)
+              for e in (embedded, spark)]
+    assert joined[0].quality == joined[1].quality
+    assert joined[0].quality.unmatched == 1 and joined[0].quality.unknown_class > 0 and joined[0].quality.pending > 0
+    pd.testing.assert_frame_equal(joined[0].frame, joined[1].frame, check_dtype=False)
+    pd.testing.assert_frame_equal(joined[0].served_hours, joined[1].served_hours, check_dtype=False)
+    assert (joined[0].task, joined[0].classes) == (joined[1].task, joined[1].classes) == ("classification",
+                                                                                       (0.0, 1.0, 2.0))
