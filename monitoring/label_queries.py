@@ -10,7 +10,9 @@ of hour, day and week windows exact without holding the rows.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import uuid
 
 import ibis
 import ibis.expr.types as ir
@@ -48,6 +50,22 @@ def _label_rows(labels: ir.Table, *, now: float) -> ir.Table:
         *order, prediction_id=prediction_id, raw_id=labels.prediction_id, raw_ts=labels.ts, raw_label=labels.label,
         label=label, label_ts=timed.ifelse(ts, ibis.null("float64")),
         arrival=timed.ifelse(ts, _NO_ARRIVAL), pending=pending, invalid=~pending & unusable)
+
+
+@contextlib.contextmanager
+def _kept(backend, expression: ir.Table):
+    """The engine keeps ``expression``'s rows as a temporary table while the block runs, so the counts and
+    the join that read them compute them once. (Raw SQL: Ibis's own DDL fails on this DuckDB.)"""
+    name = f"vantage_kept_{uuid.uuid4().hex[:12]}"
+    query = backend.compile(expression)
+    spark = backend.name == "pyspark"
+    backend.raw_sql(f"CACHE TABLE {name} AS {query}" if spark else f'CREATE TEMP TABLE "{name}" AS {query}')
+    try:
+        yield backend.table(name)
+    finally:
+        backend.raw_sql(f"UNCACHE TABLE IF EXISTS {name}" if spark else f'DROP TABLE IF EXISTS "{name}"')
+        if spark:
+            backend.raw_sql(f"DROP VIEW IF EXISTS {name}")
 
 
 def _first(backend, table: ir.Table, order: list, limit: int = _EXAMPLES) -> pd.DataFrame:
@@ -100,19 +118,35 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
     ids = predictions.select(pid=predictions.id.cast("string"))
     candidates = rows.filter(~rows.pending & ~rows.invalid)
     matched = candidates.semi_join(ids, candidates.prediction_id == ids.pid)
+    # Each matched label ranked among its prediction's, newest first (0 = the one used), kept by the engine
+    # for the counts and the join that follow: the costly step, computed once.
     ranked = matched.mutate(newest=ibis.row_number().over(
         group_by="prediction_id", order_by=[ibis.desc("arrival"), *(ibis.desc(k) for k in written)]))
+    with _kept(backend, ranked) as ranked:
+        return _joined(backend, predictions, rows, ranked, written=written, candidates=candidates, ids=ids,
+                       task=resolved, classes=classes, now=now, source=source, served=served, empty=empty)
+
+
+def _joined(backend, predictions: ir.Table, rows: ir.Table, ranked: ir.Table, *, written: list[str],
+            candidates: ir.Table, ids: ir.Table, task: str, classes: tuple[float, ...], now: float, source: str,
+            served: pd.DataFrame, empty: pd.DataFrame) -> LabeledPredictions:
+    """The counts, examples and labelled rows of :func:`join_labels_in_engine`, from the ranked matched labels."""
     latest = ranked.filter(ranked.newest == 0)
-    classification = resolved == "classification"
-    known = latest.label.isin([float(c) for c in classes]) if classification else ibis.literal(True)
+    classification = task == "classification"
+
+    def known(table: ir.Table) -> ir.BooleanValue:  # a class the model predicts (any value for a regression)
+        return table.label.isin([float(c) for c in classes]) if classification else ibis.literal(True)
+
     counts = backend.execute(rows.aggregate(
         received=(~rows.pending).ifelse(1, 0).sum(), pending=rows.pending.ifelse(1, 0).sum(),
-        invalid=rows.invalid.ifelse(1, 0).sum())).iloc[0]
-    n_candidates = int(backend.execute(candidates.count()))
-    n_matched = int(backend.execute(matched.count()))
-    n_latest = int(backend.execute(latest.count()))
-    n_unknown = int(backend.execute(latest.filter(~known).count())) if classification else 0
-
+        invalid=rows.invalid.ifelse(1, 0).sum(), candidates=(~rows.pending & ~rows.invalid).ifelse(1, 0).sum(),
+    )).iloc[0]
+    kept = backend.execute(ranked.aggregate(
+        matched=ranked.count(), latest=(ranked.newest == 0).ifelse(1, 0).sum(),
+        unknown=((ranked.newest == 0) & ~known(ranked)).ifelse(1, 0).sum())).iloc[0]
+    n_candidates = int(counts["candidates"] or 0)
+    n_matched, n_latest = int(kept["matched"] or 0), int(kept["latest"] or 0)
+    n_unknown = int(kept["unknown"] or 0) if classification else 0
     examples: dict[str, tuple[str, ...]] = {}
     if int(counts["invalid"] or 0):
         bad = _first(backend, rows.filter(rows.invalid), written)
@@ -128,11 +162,11 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
         examples["duplicates"] = tuple(repr(i) for i in _first(backend, first_seen, ["arrival", *written])[
             "prediction_id"])
     if n_unknown:
-        odd = latest.filter(~known)
+        odd = latest.filter(~known(latest))
         values = backend.execute(odd.group_by("label").agg(n=odd.count()).order_by("label").limit(_EXAMPLES))
         examples["unknown_class"] = tuple(f"{v:g}" for v in values["label"])
 
-    used = latest.filter(known)
+    used = latest.filter(known(latest))
     order_keys = {f"p_{k}": predictions[k] for k in ("filename", "file_row_number") if k in predictions.columns}
     logged = predictions.select(
         pid=predictions.id.cast("string"), pts=predictions.ts.cast("float64"),
@@ -152,7 +186,7 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
                            unmatched=n_candidates - n_matched, duplicates=n_matched - n_latest,
                            invalid=int(counts["invalid"] or 0), unknown_class=n_unknown,
                            pending=int(counts["pending"] or 0), examples=examples)
-    return LabeledPredictions(frame=frame if len(frame) else empty, quality=quality, task=resolved, classes=classes,
+    return LabeledPredictions(frame=frame if len(frame) else empty, quality=quality, task=task, classes=classes,
                               now=now, source=source, served_hours=served)
 
 

@@ -31,6 +31,8 @@ DEFAULT_LOG_URL = "duckdb:var/log"
 SCHEMES = ("duckdb", "spark")
 VANISHED_FILE_ATTEMPTS = 3
 """How often a read is tried on a new listing when a compaction deleted one of its files under it."""
+DUCKDB_MEMORY_LIMIT = "1GB"
+"""What the embedded engine may hold at once; sorts, joins and aggregates beyond it spill to a temporary file."""
 _GONE = ("No such file", "No files found")
 """What DuckDB says when a file it was given is gone (when it opens it, or when it lists it)."""
 
@@ -100,7 +102,8 @@ class LogEngine:
             path = Path(parts.path if parts.netloc == "" else parts.netloc + parts.path)
             self.location = str(path if path.is_absolute() or base is None else base / path)
             self.log = PartitionedLog(self.location)
-            self.backend = ibis.duckdb.connect()
+            # bounded: a query that needs more spills to disk instead of growing the dashboard's process
+            self.backend = ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False)
         else:
             query = parse_qs(parts.query)
             if "path" not in query:

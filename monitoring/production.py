@@ -95,6 +95,11 @@ class _FrameQuestions:
         """Parts of the source left out, each named (none: a mirror reads its rows whole or fails)."""
         return ()
 
+    def warm_up(self, personal: Sequence[str] = ()) -> pd.DataFrame:
+        """Read every row once (every page's answer comes from them), so the first view finds them in memory."""
+        del personal
+        return self.read().frame
+
     def summary(self) -> LogSummary:
         """Rows and time span (see :class:`monitoring.log_queries.LogSummary`)."""
         data = self.read()
@@ -431,6 +436,12 @@ class ParquetMirror:
         except KeyError:
             raise self._missing() from None
         return self.log.log.snapshot(self.service, "predictions")
+
+    def warm_up(self, personal: Sequence[str] = ()) -> pd.DataFrame | None:
+        """Only the ``personal`` columns (for the privacy filter to learn their values), or nothing: the
+        pages' answers are counted where the rows are, so there is nothing to hold in memory beforehand."""
+        present = [c for c in personal if c != "ts"]
+        return self.read(columns=present).frame if present else None
 
     def problems(self) -> tuple[str, ...]:
         """Files of the log left out (truncated, or a column of the wrong type), each named."""

@@ -114,10 +114,12 @@ class Runtime:
         return "".join(self.schema(s.name).digest[:4] for s in self.config.services)
 
     def preload(self) -> None:
-        """Read every service's production data once, so the first page view finds it in memory."""
+        """Warm every service's production source up once (its ``warm_up``), so the first page view finds what
+        it needs, and learn its personal values."""
         for service in self.config.services:
             try:
-                self.privacy.learn(service.name, self.mirror(service.name).read().frame)
+                personal = tuple(self.privacy.columns.get(service.name, ()))
+                self.privacy.learn(service.name, self.mirror(service.name).warm_up(personal))
             except Exception:  # a page shows the problem when it asks; nothing to do here
                 log.info("no production data to preload for %s", service.name, exc_info=True)
             if service.personal and service.reference:  # so that log lines quoting a reference value are masked too
