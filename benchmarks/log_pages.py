@@ -120,7 +120,8 @@ def main() -> None:
     print_table(rows, header)
     write_section("log-pages", "Drift and Overview with a large log: Parquet + DuckDB beside the SQL store", "\n".join([
         "The demo's history generated straight into each engine, labels for every other prediction (3 days "
-        "later) in the store. Each engine in a fresh process through Streamlit's AppTest: first view with every "
+        "later): beside the Parquet log and joined there by DuckDB (bounded to 1 GB), or in the SQL store's table. "
+        "Each engine in a fresh process through Streamlit's AppTest: first view with every "
         "cache cleared, then the median of three warm views; peak memory of that process. Targets (issue 12, "
         "10,000,000 predictions, 5,000,000 labels): first view ≤ 2 s, warm ≤ 0.3 s, ≤ 1 GB.", "",
         markdown_table(rows, header)]), args=args)

@@ -103,7 +103,8 @@ class LogEngine:
             self.location = str(path if path.is_absolute() or base is None else base / path)
             self.log = PartitionedLog(self.location)
             # bounded: a query that needs more spills to disk instead of growing the dashboard's process
-            self.backend = ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False)
+            self.backend = ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False,
+                                               temp_directory=str(Path(self.location) / ".spill"))
         else:
             query = parse_qs(parts.query)
             if "path" not in query:
