@@ -12,11 +12,13 @@ Layout under the log's root directory::
   writer processes (the collector, the template service, the capture proxy) can neither lose
   nor duplicate each other's rows.
 * **Compaction** merges a partition's small files into one. It first writes a *tombstone*
-  naming the files it replaces, then renames the merged file into place, then deletes the
-  inputs and the tombstone. A reader that sees the merged file and the tombstone ignores the
-  inputs; a listing overtaken by a deletion is taken again (:meth:`PartitionedLog.snapshot`), and
-  a read whose file is deleted while it runs is run again on a new listing
-  (:func:`monitoring.log_engines.survives_compaction`), so no row is counted twice or missed.
+  naming the files it replaces, then renames the merged file into place; the inputs and the
+  tombstone are deleted by the *next* compaction (the collector's upkeep runs it every minute),
+  so a reader that listed the inputs just before can still read them. A reader that sees the
+  merged file and the tombstone ignores the inputs; a listing overtaken by a deletion is taken
+  again (:meth:`PartitionedLog.snapshot`), and a read whose file is deleted while it runs is run
+  again on a new listing (:func:`monitoring.log_engines.survives_compaction`), so no row is
+  counted twice or missed.
 * **Damaged files are skipped, with a message.** A truncated file or one whose column has a
   type the others do not share is left out of the snapshot, and the snapshot's ``problems``
   name the file and the column.
@@ -228,8 +230,8 @@ class PartitionedLog:
 
         Rows are streamed in batches of ``batch_rows``, so memory does not grow with the
         partition. Files that cannot be read are left in place (the snapshot keeps naming
-        them); a compaction interrupted at any point leaves every row readable exactly once,
-        and the next compaction finishes its clean-up.
+        them); the inputs of a merge are deleted by the next compaction, and one interrupted at
+        any point leaves every row readable exactly once.
         """
         merged = []
         for partition in self.partitions(service, table):
@@ -258,9 +260,8 @@ class PartitionedLog:
         tombstone_temporary.write_text(json.dumps({"output": name, "inputs": inputs}))
         os.rename(tombstone_temporary, tombstone)
         os.rename(temporary, partition / name)
-        for input_name in inputs:
-            (partition / input_name).unlink(missing_ok=True)
-        tombstone.unlink(missing_ok=True)
+        # The inputs stay until the next compaction (_recover deletes them then): a reader that listed them
+        # before the merged file appeared is still reading them now, and new listings already skip them.
 
     def apply_retention(self, service: str, *, keep_days: float, now: float) -> list[str]:
         """Delete the day partitions of a service that ended more than ``keep_days`` before ``now``.

@@ -204,9 +204,12 @@ def test_a_read_whose_files_a_compaction_deletes_under_it_is_run_again_on_a_new_
         table = engine.table("svc").table  # the files of this moment
         listings.append(len(log.snapshot("svc", "predictions").files))
         first = int(engine.execute(table.count()))
-        if len(listings) == 1:
-            assert log.compact("svc", "predictions")  # the collector's upkeep, between two queries of one read
+        if len(listings) == 1:  # the collector's upkeep, between two queries of one read:
+            assert log.compact("svc", "predictions")  # merged; the inputs stay, so this read can still go on
+            assert int(engine.execute(table.count())) == 400
+            assert log.compact("svc", "predictions") == []  # the next run deletes them
         return first, int(engine.execute(table.filter(table.prediction == 1).count()))
 
     assert count_twice() == (400, 200)
     assert listings == [8, 1]  # the read ran again, on the merged file
+    assert len(list((tmp_path / "svc" / "predictions").rglob("*.parquet"))) == 1
