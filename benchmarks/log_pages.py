@@ -69,7 +69,8 @@ def build(rows: int, engine: str) -> Path:
     written = time.perf_counter() - started
     add_labels(store, generated)  # beside the predictions on the embedded engine, in the store's table otherwise
     if engine == "parquet":
-        store.predictions.maintain(now=time.time())
+        for _ in range(2):  # merges each day's files; the next run deletes what it merged, as the upkeep does
+            store.predictions.maintain(now=time.time())
     store.dispose()
     config.write_text(offline_config_text(store_path=folder / "store.db", model=model,
                                           extra="").replace("[store]\n", f'[store]\nlog = "{log}"\n', 1))
