@@ -251,3 +251,14 @@ def test_one_day_of_predictions_is_drawn_a_day_wide_with_the_day_as_its_tick():
     bar = next(t for t in figure.data if t.type == "bar")
     assert bar.width == pytest.approx(0.9 * DAY * 1000.0)
     assert pd.Timestamp(bar.x[0]) == pd.Timestamp(DAY / 2, unit="s")  # at the middle of its day
+
+
+def test_the_positive_rate_line_is_drawn_above_the_volume_bars():
+    from monitoring.plots.overview import prediction_mix_figure
+
+    frame = pd.DataFrame({"ts": [100.0, 200.0, DAY + 300.0], "prediction": [0.0, 1.0, 1.0]})
+    figure = prediction_mix_figure(prediction_mix(frame, task="classification", classes=(0.0, 1.0), now=2 * DAY))
+    bars, line = figure.data
+    assert (bars.type, bars.yaxis, line.type, line.yaxis) == ("bar", "y", "scatter", "y2")
+    assert figure.layout.yaxis2.overlaying == "y"  # an overlaying axis is drawn on top: the line stays visible
+    assert figure.layout.yaxis2.tickformat == ".0%" and figure.layout.yaxis2.title.text == "positive rate"

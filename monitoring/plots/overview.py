@@ -59,11 +59,13 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
                                     marker={"symbol": np.where(partial, "circle-open", "circle"), "size": 6},
                                     customdata=so_far, hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
     else:
-        figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y2",
+        # the bars on the first axis and the line on the overlaying one: an overlaying axis is drawn on top,
+        # so the line is never hidden behind the bars
+        figure.add_trace(go.Bar(x=when, y=mix["n"], name="predictions", marker_color=VOLUME_COLOR, yaxis="y",
                                 width=bar_width, marker_pattern_shape=np.where(partial, "/", ""), customdata=so_far,
                                 hovertemplate="%{y:,} predictions%{customdata}<extra></extra>"))
         is_rate = measure == "positive rate"
-        figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers",
+        figure.add_trace(go.Scatter(x=when, y=mix["value"], name=measure, mode="lines+markers", yaxis="y2",
                                     line_color=MIX_COLOR,
                                     marker={"symbol": np.where(partial, "circle-open", "circle"), "size": 7},
                                     customdata=so_far,
@@ -78,12 +80,14 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
     figure.update_xaxes(range=[pd.to_datetime(first, unit="s"), pd.to_datetime(last, unit="s")],
                         tick0=when.iloc[0].tz_localize(None), dtick=every * bucket_seconds * 1000.0,
                         tickformat="%b %-d" if bucket_seconds >= 86400 else "%b %-d %H:%M")
+    decided = {"title": "share of predictions" if shares else measure, "tickformat": ".0%" if percent else None,
+               "rangemode": "tozero", **({"range": [0, 1]} if shares else {})}
+    volume = {"title": "predictions", "showgrid": False, "rangemode": "tozero"}
     figure.update_layout(
         title=title, height=height, margin=MARGIN, hovermode="x unified", barmode="stack" if shares else None,
-        yaxis={"title": "share of predictions" if shares else measure, "tickformat": ".0%" if percent else None,
-               "rangemode": "tozero", **({"range": [0, 1]} if shares else {})},
-        yaxis2={"title": "predictions", "overlaying": "y", "side": "right", "showgrid": False,
-                "rangemode": "tozero"},
+        yaxis=decided if shares else {**volume, "side": "right"},
+        yaxis2=({**volume, "overlaying": "y", "side": "right"} if shares
+                else {**decided, "overlaying": "y", "side": "left"}),
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     )
     return figure
