@@ -234,3 +234,24 @@ def dependence_caption(result) -> str:
     points = len(result.grid[0]) * (len(result.grid[1]) if len(result.grid) > 1 else 1)
     requests = f", {result.requests} request(s)" if result.requests else ""
     return f"{result.method}: {result.n_rows} rows × {points} grid points, {result.seconds:.2f} s{requests}"
+
+
+def consistency_alert(check) -> tuple[str, str]:
+    """The alert of the artifact's consistency check: its level and Markdown text.
+
+    Parameters
+    ----------
+    check : explain.ConsistencyCheck
+        ``agrees`` True (the artifact predicts what the service does), None (the check could
+        not run) or False.
+
+    Returns
+    -------
+    tuple of (str, str)
+        ``("success" | "info" | "warning", text)``.
+    """
+    if check.agrees:
+        return "success", f"Consistency check: {check.message}."
+    if check.agrees is None:
+        return "info", f"Consistency check: {check.message}."
+    return "warning", f"**The artifact is not the model being served.** {check.message}."

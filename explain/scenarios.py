@@ -149,3 +149,73 @@ def decode_scenario(text: str, *, features: Sequence[str] | None = None) -> Scen
             raise ValueError(f"scenario changes features {_short(unknown)} the model does not have; "
                              f"it has {list(features)}")
     return Scenario(name, source, identifier, changes)
+
+
+@dataclass(frozen=True)
+class LinkedScenario:
+    """What a page does with a scenario link: the edits to apply, or why the link cannot be used.
+
+    Attributes
+    ----------
+    scenario : Scenario or None
+        The usable part of the link (personal features removed); None when it cannot be used.
+    problem : str or None
+        Why the link cannot be used (the decoder's message, to show as plain text).
+    ignored_personal : tuple of str
+        Personal features the link tried to set: a link never sets or carries a personal value.
+    value_problems : tuple of str
+        One message per edited value outside the reference ranges; those edits are not applied.
+    edits : dict
+        Feature -> value to put in the editor: the scenario's changes without the rejected ones,
+        numbers as floats.
+    """
+
+    scenario: Scenario | None
+    problem: str | None = None
+    ignored_personal: tuple[str, ...] = ()
+    value_problems: tuple[str, ...] = ()
+    edits: dict = field(default_factory=dict)
+
+
+def linked_scenario(text: str, *, features: Sequence[str], is_personal, reference_rows: int,
+                    ranges) -> LinkedScenario:
+    """Decode a scenario link and decide which of its edits a page applies.
+
+    Parameters
+    ----------
+    text : str
+        The link's ``scenario`` query parameter (anyone's to write: see :func:`decode_scenario`).
+    features : sequence of str
+        The model's features, in order.
+    is_personal : callable of str -> bool
+        Whether a feature is personal data (its value is never taken from a link).
+    reference_rows : int
+        Rows of the reference data (a reference scenario must name one of them).
+    ranges : explain.ranges.FeatureRanges
+        The reference ranges the edited values are checked against.
+
+    Returns
+    -------
+    LinkedScenario
+        Never raises for the text: what is wrong with it is ``problem``.
+    """
+    try:
+        shared = decode_scenario(text, features=features)
+    except ValueError as exc:
+        return LinkedScenario(None, problem=str(exc))
+    ignored = tuple(name for name in shared.changes if is_personal(name))
+    if ignored:
+        shared = Scenario(shared.name, shared.source, shared.source_id,
+                          {k: v for k, v in shared.changes.items() if not is_personal(k)})
+    if shared.source == "reference" and int(shared.source_id) >= reference_rows:
+        return LinkedScenario(None, problem=f"scenario reference row {shared.source_id} does not exist; the "
+                                            f"reference data has {reference_rows:,} rows",
+                              ignored_personal=ignored)
+    defaults = {f: ranges.median.get(f, (ranges.categories.get(f) or (None,))[0]) for f in features}
+    problems = tuple(ranges.problems({**defaults, **shared.changes}))
+    edits = {}
+    for name, value in shared.changes.items():
+        if any(p.startswith(f"{name} ") for p in problems):
+            continue
+        edits[name] = float(value) if ranges.kinds[name] == "numeric" and value is not None else value
+    return LinkedScenario(shared, ignored_personal=ignored, value_problems=problems, edits=edits)

@@ -37,6 +37,34 @@ def point_key(source: str, source_id) -> str:
     return f"pred-{source_id}" if source == "prediction" else f"ref-{source_id}"
 
 
+def finder_message(finder: str | None, *, searched: bool) -> tuple[str, str] | None:
+    """What the prediction finder says when it lists nothing: a hint before a search, or why nothing matched.
+
+    Parameters
+    ----------
+    finder : str or None
+        The finder picked ("Most recent", "Most uncertain", "Largest error", "By id", "By feature").
+    searched : bool
+        Whether a search ran (an id was typed, a condition picked; the lists always run).
+
+    Returns
+    -------
+    tuple of (str, str) or None
+        ``("caption", text)`` for a hint, ``("info", text)`` when nothing matched; None when no
+        finder is picked.
+    """
+    if finder == "By id" and not searched:
+        return "caption", "Type the id of a logged prediction (the Explain page and the prediction log show them)."
+    if finder == "By feature" and not searched:
+        return "caption", ("Pick a feature and a condition, e.g. credit_utilization > 0.8; the newest 50 matches "
+                           "are listed.")
+    if finder is None:
+        return None
+    if finder == "Largest error":
+        return "info", "No labelled prediction yet: the largest errors are listed once labels arrive."
+    return "info", "No logged prediction matches."
+
+
 def logged_predictions_table(found: pd.DataFrame, features: Sequence[str], *, seconds: bool = False) -> pd.DataFrame:
     """Logged predictions as the What-if and Explain pickers list them: ``id``, ``time (UTC)`` (``"03 Mar 14:02"``,
     with ``":10"`` seconds when asked), ``prediction``, ``score`` and the features.

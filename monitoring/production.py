@@ -100,6 +100,10 @@ class _FrameQuestions:
         del personal
         return self.read().frame
 
+    def columns(self) -> tuple[str, ...]:
+        """The columns logged (from the rows in memory)."""
+        return tuple(self.read().frame.columns)
+
     def summary(self) -> LogSummary:
         """Rows and time span (see :class:`monitoring.log_queries.LogSummary`)."""
         data = self.read()
@@ -453,6 +457,11 @@ class ParquetMirror:
     def has_rows(self) -> bool:
         """Whether the service has a prediction log here (declared by its writer; the row finders can be offered)."""
         return self.log.has_log(self.service)
+
+    def columns(self) -> tuple[str, ...]:
+        """The columns logged, from the files' schema (no row is read)."""
+        schema = self._snapshot().schema
+        return tuple(schema.names) if schema is not None else ()
 
     @survives_compaction
     def summary(self) -> LogSummary:

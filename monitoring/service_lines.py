@@ -117,3 +117,28 @@ def metrics_caption(metrics) -> str:
     how = "scraped from " if metrics.url else "read from "
     return (f"Metrics {how}{metrics.source} ("
             + (named or "names recognised: prometheus_client, MLServer, KServe or Triton") + ")")
+
+
+def poll_lines(*, poller: str, last_poll: str | None, state: str | None = None, reason: str = "") -> str:
+    """The Markdown lines of who polls a service and how its last poll went.
+
+    Parameters
+    ----------
+    poller : str
+        :func:`poller_text`.
+    last_poll : str or None
+        When the last poll ran, as the page shows times (e.g. ``"14:02:10 UTC (3 min ago)"``);
+        None when this dashboard has not polled it yet.
+    state : str, optional
+        The last poll's outcome (``"up"``, ``"down"``, ...).
+    reason : str, default=""
+        Its reason, already masked and escaped for Markdown.
+
+    Returns
+    -------
+    str
+    """
+    polled = f"**Polled by** {poller}  \n"
+    if last_poll is None:
+        return polled + "**Last poll** –"
+    return polled + f"**Last poll** {last_poll}: {state} \\({reason}\\)"

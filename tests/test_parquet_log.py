@@ -95,6 +95,7 @@ def test_the_mirror_counts_drift_where_the_rows_are_and_equals_drift_from_rows(s
     pd.testing.assert_frame_equal(pushed.features, direct.features, check_exact=False, rtol=1e-9)
     assert len(mirror.read().frame) == 4_000
     assert mirror.find(prediction_id="p-1-7")["id"].tolist() == ["p-1-7"]
+    assert set(mirror.columns()) >= {"id", "ts", "prediction", "score", "email", "channel", "balance", "age"}
 
 
 @pytest.mark.parametrize("kind", ["three classes", "numbers"])

@@ -9,6 +9,7 @@ import pytest
 
 from explain.explanation_lines import (
     artifact_check_caption,
+    consistency_alert,
     day_span,
     dependence_caption,
     dependence_colour,
@@ -19,7 +20,8 @@ from explain.explanation_lines import (
     row_explanation_caption,
     scale_name,
 )
-from explain.scenarios import Scenario
+from explain.ranges import feature_ranges
+from explain.scenarios import Scenario, encode_scenario, linked_scenario
 from explain.segment_tables import four_fifths_verdict, segment_columns, segments_headline
 from explain.whatif import Counterfactual, CounterfactualResult, PointPrediction, WhatIfComparison
 from explain.whatif_lines import (
@@ -29,6 +31,7 @@ from explain.whatif_lines import (
     decision_caption,
     default_target_range,
     edit_caption,
+    finder_message,
     ignored_personal_note,
     ignored_values_warning,
     is_missing,
@@ -77,6 +80,7 @@ from monitoring.service_lines import (
     connection_lines,
     metadata_lines,
     metrics_caption,
+    poll_lines,
     poller_text,
     sign_in_caption,
     unknown_personal_warning,
@@ -487,3 +491,78 @@ def test_metrics_caption():
     prometheus = MetricsConfig(prometheus="http://p:9090", selector='job="a"')
     assert metrics_caption(prometheus) == ('Metrics read from Prometheus at http://p:9090 for {job="a"} (names '
                                            'recognised: prometheus_client, MLServer, KServe or Triton)')
+
+
+# -- What-if: a scenario link, the finder's messages ------------------------------------------------
+
+
+def _link_ranges():
+    reference = pd.DataFrame({"income": [10.0, 20.0, 30.0, 40.0], "region": ["north", "south", "north", "east"],
+                              "email": ["a@x", "b@x", "c@x", "d@x"]})
+    return feature_ranges(reference)
+
+
+def test_a_scenario_link_applies_its_edits_within_the_reference_ranges_as_floats():
+    link = encode_scenario(Scenario("richer", "reference", "2", {"income": 35, "region": "east"}))
+    linked = linked_scenario(link, features=["income", "region", "email"], is_personal=lambda name: False,
+                             reference_rows=4, ranges=_link_ranges())
+    assert linked.problem is None and linked.scenario.name == "richer"
+    assert linked.edits == {"income": 35.0, "region": "east"} and isinstance(linked.edits["income"], float)
+    assert linked.value_problems == () and linked.ignored_personal == ()
+
+
+def test_a_scenario_link_never_sets_a_personal_value_and_drops_values_outside_the_ranges():
+    link = encode_scenario(Scenario("", "prediction", "p-1", {"income": 99.0, "region": "south", "email": "z@x"}))
+    linked = linked_scenario(link, features=["income", "region", "email"], is_personal=lambda name: name == "email",
+                             reference_rows=4, ranges=_link_ranges())
+    assert linked.ignored_personal == ("email",)
+    assert "email" not in linked.scenario.changes
+    assert linked.edits == {"region": "south"}  # 99 is outside 10 - 40: reported, not applied
+    assert len(linked.value_problems) == 1 and linked.value_problems[0].startswith("income ")
+
+
+@pytest.mark.parametrize(("link", "expected"), [
+    ('{"s": "reference", "i": "9"}', "scenario reference row 9 does not exist; the reference data has 4 rows"),
+    ("not json", "scenario must be JSON text"),
+    ('{"s": "reference", "i": "1", "c": {"height": 1}}', "scenario changes features ['height']"),
+])
+def test_a_scenario_link_that_cannot_be_used_says_why(link, expected):
+    linked = linked_scenario(link, features=["income", "region", "email"], is_personal=lambda name: False,
+                             reference_rows=4, ranges=_link_ranges())
+    assert linked.scenario is None and linked.edits == {}
+    assert linked.problem.startswith(expected)
+
+
+@pytest.mark.parametrize(("finder", "searched", "expected"), [
+    ("By id", False, ("caption", "Type the id of a logged prediction")),
+    ("By feature", False, ("caption", "Pick a feature and a condition")),
+    ("By id", True, ("info", "No logged prediction matches.")),
+    ("Most uncertain", False, ("info", "No logged prediction matches.")),
+    ("Largest error", False, ("info", "No labelled prediction yet")),
+])
+def test_the_finder_hints_before_a_search_and_says_when_nothing_matched(finder, searched, expected):
+    level, text = finder_message(finder, searched=searched)
+    assert level == expected[0] and text.startswith(expected[1])
+
+
+def test_no_finder_picked_says_nothing():
+    assert finder_message(None, searched=False) is None
+
+
+# -- Explain: the artifact's consistency check; Services: the last poll -------------------------------
+
+
+@pytest.mark.parametrize(("agrees", "level", "start"), [
+    (True, "success", "Consistency check: same predictions."),
+    (None, "info", "Consistency check: same predictions."),
+    (False, "warning", "**The artifact is not the model being served.** same predictions."),
+])
+def test_the_consistency_check_alert_follows_its_outcome(agrees, level, start):
+    assert consistency_alert(SimpleNamespace(agrees=agrees, message="same predictions")) == (level, start)
+
+
+def test_the_poll_lines_say_who_polls_and_how_the_last_poll_went():
+    assert poll_lines(poller="this dashboard", last_poll=None) == "**Polled by** this dashboard  \n**Last poll** –"
+    assert poll_lines(poller="nobody yet", last_poll="14:02:10 UTC (3 min ago)", state="down",
+                      reason="timed out") == ("**Polled by** nobody yet  \n**Last poll** 14:02:10 UTC (3 min ago): "
+                                              "down \\(timed out\\)")

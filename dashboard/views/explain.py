@@ -13,6 +13,7 @@ from explain import plots as explain_plots
 from explain.explanation_lines import (
     PARTIAL_DEPENDENCE_ROWS,
     artifact_check_caption,
+    consistency_alert,
     day_span,
     dependence_caption,
     dependence_colour,
@@ -269,10 +270,8 @@ st.caption("Results are cached per service, model version and data window; logge
 
 if model.kind == "local" and service.explain.source == "auto":
     check = cache.explain_consistency(runtime, service=service_name, version=model.version)
+    level, text = consistency_alert(check)
+    alert, icon = {"success": (st.success, "verified"), "info": (st.info, "help"),
+                   "warning": (st.warning, "warning")}[level]
     with check_box.container():
-        if check.agrees:
-            st.success(f"Consistency check: {check.message}.", icon=":material/verified:")
-        elif check.agrees is None:
-            st.info(f"Consistency check: {check.message}.", icon=":material/help:")
-        else:
-            st.warning(f"**The artifact is not the model being served.** {check.message}.", icon=":material/warning:")
+        alert(text, icon=f":material/{icon}:")

@@ -15,6 +15,7 @@ from monitoring.service_lines import (
     connection_lines,
     metadata_lines,
     metrics_caption,
+    poll_lines,
     poller_text,
     sign_in_caption,
     unknown_personal_warning,
@@ -51,10 +52,11 @@ for service in runtime.config.services:
         with left:
             st.markdown(connection_lines(service))
             holder = runtime.store.lease_holder(runtime.collector.lease_name(service.name))
-            st.markdown(f"**Polled by** {poller_text(holder, mine=holder == runtime.collector.holder)}  \n"
-                        + (f"**Last poll** {when(poll.ts, now=runtime.now())}: {poll.state} "
-                           f"\\({plain(runtime.privacy.text(short_reason(poll.reason)))}\\)"
-                           if (poll := runtime.collector.last_outcomes.get(service.name)) else "**Last poll** –"))
+            poll = runtime.collector.last_outcomes.get(service.name)
+            st.markdown(poll_lines(
+                poller=poller_text(holder, mine=holder == runtime.collector.holder),
+                last_poll=when(poll.ts, now=runtime.now()) if poll else None, state=poll.state if poll else None,
+                reason=plain(runtime.privacy.text(short_reason(poll.reason))) if poll else ""))
         with right:
             if "error" in meta:
                 st.warning(f"Model metadata unavailable: {plain(short_reason(meta['error']))}")
@@ -70,7 +72,7 @@ for service in runtime.config.services:
             st.warning(plain(problem), icon=":material/table_rows:")
         if service.personal:
             try:
-                logged = list(runtime.mirror(service.name).read().frame.columns)
+                logged = list(runtime.mirror(service.name).columns())
             except Exception:  # no log yet: the features and the target are what can be checked
                 logged = []
             unknown = unknown_columns(service.personal, [*schema.features, schema.target or "", *logged])

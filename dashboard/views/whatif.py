@@ -11,7 +11,7 @@ from dashboard.state import explain as explain_cache
 from dashboard.state import whatif as cache
 from explain import ExplainError, RemoteExplainError, whatif_plots
 from explain import plots as explain_plots
-from explain.scenarios import Scenario, decode_scenario, encode_scenario
+from explain.scenarios import Scenario, encode_scenario, linked_scenario
 from explain.whatif import (
     WhatIfInputError,
     class_text,
@@ -24,6 +24,7 @@ from explain.whatif_lines import (
     decision_caption,
     default_target_range,
     edit_caption,
+    finder_message,
     ignored_personal_note,
     ignored_values_warning,
     is_missing,
@@ -85,35 +86,24 @@ features = list(model.features)
 # -- a scenario in the link: applied once, before the widgets are drawn
 link = st.query_params.get("scenario")
 if link and st.session_state.get("whatif_link_applied") != link:
-    try:
-        shared = decode_scenario(link, features=features)
-        if any(mask.is_personal(name) for name in shared.changes):  # a link never sets (or carries) a personal value
-            ignored = [name for name in shared.changes if mask.is_personal(name)]
-            st.info(ignored_personal_note(ignored), icon=":material/lock:")
-            shared = Scenario(shared.name, shared.source, shared.source_id,
-                              {k: v for k, v in shared.changes.items() if not mask.is_personal(k)})
-        rows = len(setup.reference) if setup.reference is not None else 0
-        if shared.source == "reference" and int(shared.source_id) >= rows:
-            raise ValueError(f"scenario reference row {shared.source_id} does not exist; the reference data has "
-                             f"{rows:,} rows")
-    except ValueError as exc:  # the decoder's message, shown as text: a link is anyone's to write
+    linked = linked_scenario(link, features=features, is_personal=mask.is_personal, ranges=ranges,
+                             reference_rows=len(setup.reference) if setup.reference is not None else 0)
+    if linked.ignored_personal:
+        st.info(ignored_personal_note(linked.ignored_personal), icon=":material/lock:")
+    if linked.scenario is None:  # the decoder's message, shown as text: a link is anyone's to write
         st.warning("**The link's scenario cannot be used.** The page starts from the defaults instead.",
                    icon=":material/link_off:")
-        st.text(str(exc))
+        st.text(linked.problem)
     else:
-        bad = ranges.problems({**{f: ranges.median.get(f, (ranges.categories.get(f) or (None,))[0]) for f in features},
-                               **shared.changes})
-        if bad:  # the values come from the link: escaped, so they show as typed, never as links or images
-            st.warning(ignored_values_warning(bad))
+        shared = linked.scenario
+        if linked.value_problems:  # the values come from the link: escaped, so they show as typed
+            st.warning(ignored_values_warning(linked.value_problems))
         point_id = point_key(shared.source, shared.source_id)
         if shared.source == "prediction":
             st.session_state.update(whatif_source=SOURCES[0], whatif_find="By id", whatif_id=shared.source_id)
         else:
             st.session_state.update(whatif_source=SOURCES[1], whatif_ref_row=int(shared.source_id or 0))
-        for name, value in shared.changes.items():
-            if not any(p.startswith(f"{name} ") for p in bad):
-                numeric = ranges.kinds[name] == "numeric" and value is not None
-                st.session_state[f"whatif_edit_{point_id}_{name}"] = float(value) if numeric else value
+        st.session_state.update({f"whatif_edit_{point_id}_{name}": value for name, value in linked.edits.items()})
         st.session_state["whatif_scenario_name"] = shared.name
     st.session_state["whatif_link_applied"] = link
 
@@ -159,13 +149,8 @@ if source == SOURCES[0]:
         point_id = point_key(*origin)
         made = when(float(row["ts"]), now=runtime.now())
         st.caption(f"Prediction `{row['id']}` made {made}; click a row to pick another.")
-    elif finder == "By id" and found is None:
-        st.caption("Type the id of a logged prediction (the Explain page and the prediction log show them).")
-    elif finder == "By feature" and found is None:
-        st.caption("Pick a feature and a condition, e.g. credit_utilization > 0.8; the newest 50 matches are listed.")
-    elif finder is not None:
-        st.info("No logged prediction matches." if finder != "Largest error" else
-                "No labelled prediction yet: the largest errors are listed once labels arrive.")
+    elif message := finder_message(finder, searched=found is not None):
+        (st.caption if message[0] == "caption" else st.info)(message[1])
 elif source == SOURCES[1] and setup.reference is not None:
     index = int(st.number_input("Reference row", min_value=0, max_value=len(setup.reference) - 1,
                                 key="whatif_ref_row", **initial("whatif_ref_row", 0)))
