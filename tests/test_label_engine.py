@@ -111,3 +111,132 @@ def test_windows_of_a_number_of_predictions_say_they_need_every_row(tmp_path):
                                    now=START + 5 * DAY)
     with pytest.raises(ValueError, match="need every logged row"):
         performance_over_time(pushed, window=500)
+
+
+def _compare(root, predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float, parts: int = 3):
+    """The engine's join of these rows (written in ``parts`` files each) after checking it equals the join in memory."""
+    log = PartitionedLog(root)
+    for part in np.array_split(np.arange(len(predictions)), parts):
+        log.append("svc", "predictions", predictions.iloc[part])
+    for part in np.array_split(np.arange(len(labels)), parts):
+        log.append("svc", "labels", labels.iloc[part])
+    engine = LogEngine(f"duckdb:{root}")
+    written = engine.table("svc", "labels", in_order=True).table
+    pushed = join_labels_in_engine(engine.connect(), engine.table("svc", in_order=True).table, written, now=now)
+    ordered = engine.execute(written.order_by(["filename", "file_row_number"]))[["prediction_id", "ts", "label"]]
+    direct = join_labels(predictions, ordered, now=now)
+    assert (pushed.task, pushed.classes) == (direct.task, direct.classes)
+    assert pushed.quality == direct.quality
+    labelled = direct.frame[direct.frame["label"].notna()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(pushed.frame, labelled, check_dtype=False)
+    assert pushed.served_hours["n"].sum() == len(predictions)
+    return pushed
+
+
+def _served(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = START + np.sort(rng.uniform(0, 2 * DAY, n))
+    return pd.DataFrame({"id": [f"p{i}" for i in range(n)], "ts": ts, "prediction": rng.integers(0, 3, n) * 1.0})
+
+
+def test_labels_one_per_prediction_are_joined_without_ranking_them(tmp_path, monkeypatch):
+    import monitoring.label_queries as label_queries
+
+    predictions = _served(2_000, seed=3)
+    rng = np.random.default_rng(4)
+    chosen = rng.choice(len(predictions), 1_200, replace=False)
+    labels = pd.DataFrame({"prediction_id": predictions["id"].to_numpy()[chosen],
+                           "ts": predictions["ts"].to_numpy()[chosen] + rng.uniform(60, DAY, len(chosen)),
+                           "label": rng.integers(0, 3, len(chosen)) * 1.0})
+    labels.loc[:7, "ts"] = START + DAY
+    labels.loc[:4, "label"] = 5.0  # a class the model never predicts
+    labels.loc[5:7, "prediction_id"] = ["nobody-1", "nobody-2", None]  # unmatched twice, invalid once
+    kept = []
+    keep = label_queries._kept
+    monkeypatch.setattr(label_queries, "_kept", lambda backend, expression: kept.append(expression) or keep(
+        backend, expression))
+    joined = _compare(tmp_path, predictions, labels, now=START + 2 * DAY)
+    quality = joined.quality
+    assert quality.duplicates == 0 and "duplicates" not in quality.examples
+    assert (quality.unmatched, quality.invalid, quality.unknown_class) == (2, 1, 5) and quality.pending > 0
+    assert len(kept) == 1  # the label-prediction pairs only: no ranking
+
+
+def test_a_few_ids_with_more_than_one_label_are_ranked_as_in_memory(tmp_path):
+    predictions = _served(3_000, seed=5)
+    again = predictions.iloc[[11, 12]].assign(ts=lambda f: f["ts"] + 600.0, prediction=9.0)  # logged twice
+    predictions = pd.concat([predictions, again]).sort_values("ts", kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(6)
+    ids = [f"p{i}" for i in rng.choice(np.arange(20, 3_000), 1_500, replace=False)]
+    labels = pd.DataFrame({"prediction_id": ids, "ts": START + rng.uniform(DAY, 2 * DAY, len(ids)),
+                           "label": rng.integers(0, 3, len(ids)) * 1.0})
+    at = START + 1.5 * DAY
+    extra = pd.DataFrame([  # each id's labels in the order written
+        ("p1", at, 0.0), ("p1", at + 5, 1.0), ("p1", at - 5, 2.0),  # three: the latest wins
+        ("p2", at, 0.0), ("p2", at, 2.0),  # the same arrival: the one written last wins
+        ("p3", np.nan, 1.0), ("p3", at, 0.0), ("p3", np.nan, 2.0),  # without an arrival: before every timed one
+        ("p4", np.nan, 1.0), ("p4", np.nan, 0.0),  # neither timed: the one written last
+        ("p5", at, 0.0), ("p5", at + 9, 7.0),  # the latest of an unknown class: counted, not used
+        ("p6", at, 7.0), ("p6", at + 9, 1.0),  # an unknown class replaced: used
+        ("p11", at, 1.0), ("p11", at + 1, 2.0),  # logged twice and labelled twice: its first prediction
+        ("p12", at, 2.0),  # logged twice, labelled once
+        ("p7", at + 3 * DAY, 1.0), ("p7", at, 0.0),  # a second label still to arrive
+    ], columns=["prediction_id", "ts", "label"])
+    labels = pd.concat([labels.iloc[:700], extra, labels.iloc[700:]], ignore_index=True)
+    joined = _compare(tmp_path, predictions, labels, now=START + 2.5 * DAY)
+    quality = joined.quality
+    assert quality.duplicates == 2 + 1 + 2 + 1 + 1 + 1 + 1 and quality.unknown_class == 1 and quality.pending == 1
+    assert len(quality.examples["duplicates"]) == 3
+    used = joined.frame.set_index("id")["label"]
+    assert (used["p1"], used["p2"], used["p3"], used["p4"], used["p6"], used["p11"]) == (1.0, 2.0, 0.0, 0.0, 1.0,
+                                                                                          2.0)
+    assert "p5" not in used.index and used["p12"] == 2.0
+
+
+def test_rows_are_put_in_time_then_id_order_as_pandas_sorts_them():
+    from monitoring.label_queries import _in_time_order
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"id": [f"p{i}" for i in rng.permutation(500)], "ts": rng.uniform(0, 1e6, 500),
+                          "label": rng.uniform(size=500)})
+    for ts in (frame["ts"], frame["ts"].round(-5), frame["ts"].where(frame.index != 3),
+               frame["ts"].where(frame.index % 100 != 0), frame["ts"].where(frame.index != 3, np.inf)):
+        shuffled = frame.assign(ts=ts)
+        pd.testing.assert_frame_equal(_in_time_order(shuffled),
+                                      shuffled.sort_values(["ts", "id"], kind="stable").reset_index(drop=True))
+
+
+def test_spark_ranks_the_few_repeated_labels_as_in_memory(tmp_path):
+    import shutil
+
+    if shutil.which("java") is None:  # a missing Java must not pass as a skipped test
+        pytest.fail("Spark local mode needs Java: run tests/install.sh (Debian's openjdk-17-jre-headless)")
+    predictions = _served(1_000, seed=9)
+    again = predictions.iloc[[11]].assign(ts=lambda f: f["ts"] + 600.0, prediction=9.0)  # logged twice
+    predictions = pd.concat([predictions, again]).sort_values("ts", kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(10)
+    ids = [f"p{i}" for i in rng.choice(np.arange(20, 1_000), 500, replace=False)]
+    labels = pd.DataFrame({"prediction_id": ids, "ts": START + rng.uniform(DAY, 2 * DAY, len(ids)),
+                           "label": rng.integers(0, 3, len(ids)) * 1.0})
+    at = START + 1.5 * DAY  # Spark has no order written, so no two labels here arrive at once
+    extra = pd.DataFrame([("p1", at, 0.0), ("p1", at + 5, 1.0), ("p1", at - 5, 2.0), ("p3", np.nan, 1.0),
+                          ("p3", at + 1, 0.0), ("p5", at + 2, 0.0), ("p5", at + 9, 7.0), ("p11", at + 3, 1.0),
+                          ("p11", at + 4, 2.0), ("nobody", at, 1.0), (None, at, 1.0)],
+                         columns=["prediction_id", "ts", "label"])
+    labels = pd.concat([labels.iloc[:200], extra, labels.iloc[200:]], ignore_index=True)
+    log = PartitionedLog(tmp_path)
+    log.append("svc", "predictions", predictions)
+    log.append("svc", "labels", labels)
+    spark = LogEngine(f"spark:local[2]?path={tmp_path}")
+    try:
+        backend = spark.connect()
+        spark.session.conf.set("spark.sql.shuffle.partitions", "2")  # a small log: seconds, not a minute
+        pushed = join_labels_in_engine(backend, spark.table("svc").table, spark.table("svc", "labels").table,
+                                       now=START + 2.5 * DAY)
+    finally:
+        if spark.session is not None:
+            spark.session.stop()
+    direct = join_labels(predictions, labels, now=START + 2.5 * DAY)
+    assert pushed.quality == direct.quality and pushed.quality.duplicates == 5 and pushed.quality.unknown_class == 1
+    pd.testing.assert_frame_equal(pushed.frame, direct.frame[direct.frame["label"].notna()].reset_index(drop=True),
+                                  check_dtype=False)
