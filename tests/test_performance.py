@@ -358,7 +358,9 @@ def test_performance_view_on_the_embedded_demo_after_back_fill(demo_var, monkeyp
     monkeypatch.setenv("VANTAGE_VAR", str(demo_var))
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
-    store = Store(f"sqlite:///{demo_var / 'vantage.db'}")
+    # the demo's own store: its prediction log is in Parquet beside the SQL file (the SQL tables alone count 0,
+    # and the wait below used to run to its deadline)
+    store = Store(f"sqlite:///{demo_var / 'vantage.db'}", log=f"duckdb:{demo_var / 'log'}")
     deadline, previous = time.monotonic() + 240, -1
     while time.monotonic() < deadline:  # the replayer back-fills 28 days, then sends a trickle
         count = store.count_predictions("credit-risk")
@@ -367,6 +369,7 @@ def test_performance_view_on_the_embedded_demo_after_back_fill(demo_var, monkeyp
         previous = count
         time.sleep(3)
     store.dispose()
+    assert count > 28 * 1400, f"the demo back-filled only {count:,} predictions in 240 s"
     at.switch_page("views/performance.py").run()
     assert not at.exception, at.exception
     text = page_text(at)
