@@ -38,6 +38,7 @@ from monitoring.statistics import (
     REGRESSION_METRICS,
     SCORE_METRICS,
     bootstrap_weights,
+    confusion_counts,
     group_metrics,
     metrics_for,
     wilson_interval,
@@ -270,7 +271,7 @@ def check_window(window: str | int) -> str:
 def _assign_windows(ts: np.ndarray, window: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Window index of each row (``ts`` sorted) and each window's start and end."""
     if window in WINDOW_SECONDS:
-        starts, index = np.unique(window_start(ts, window), return_inverse=True)
+        starts, index = _sorted_unique(window_start(ts, window))
         return index, starts, starts + WINDOW_SECONDS[window]
     size = int(window)
     index = np.arange(len(ts)) // size
@@ -278,6 +279,17 @@ def _assign_windows(ts: np.ndarray, window: str) -> tuple[np.ndarray, np.ndarray
     starts = ts[np.arange(n_windows) * size] if n_windows else np.array([])
     ends = np.r_[starts[1:], ts[-1]] if n_windows else np.array([])
     return index, starts, ends
+
+
+def _sorted_unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, without its sort when ``values`` are finite and ascending."""
+    if len(values) == 0 or not (np.isfinite(values[0]) and np.isfinite(values[-1])
+                                and np.all(values[1:] >= values[:-1])):
+        return np.unique(values, return_inverse=True)
+    new = np.empty(len(values), dtype=bool)
+    new[0] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    return values[new], np.cumsum(new) - 1
 
 
 def _served_windows(labeled: LabeledPredictions, ts: np.ndarray, window: str, *, since: float | None,
@@ -309,13 +321,27 @@ def _served_windows(labeled: LabeledPredictions, ts: np.ndarray, window: str, *,
     return index, starts, starts + WINDOW_SECONDS[window], n_predictions
 
 
-def _decisions(frame: pd.DataFrame, *, classes: tuple[float, ...], threshold: float | None) -> np.ndarray:
+def _decisions(logged: np.ndarray, score: np.ndarray, *, classes: tuple[float, ...],
+               threshold: float | None) -> np.ndarray:
     """Decided class per row: the score against ``threshold`` for two classes, else the logged prediction."""
-    logged = frame["prediction"].to_numpy(dtype=float)
     if threshold is None or len(classes) != 2:
         return logged
-    score = frame["score"].to_numpy(dtype=float)
     return np.where(np.isfinite(score), np.where(score >= threshold, classes[1], classes[0]), logged)
+
+
+def _window_confusions(index: np.ndarray, n_windows: int, y: np.ndarray, decided: np.ndarray,
+                       classes: tuple[float, ...]) -> np.ndarray | None:
+    """``tn, fp, fn, tp`` per window (rows of window ``index``) in one count, as ``confusion_matrix`` per window.
+
+    None when scikit-learn would read the rows otherwise (see
+    :func:`monitoring.statistics.confusion_counts`); rows of no window (``index >= n_windows``)
+    are left out.
+    """
+    if confusion_counts(y, decided, classes) is None:
+        return None
+    inside = index < n_windows
+    cells = 4 * index[inside] + 2 * (y[inside] == classes[1]) + (decided[inside] == classes[1])
+    return np.bincount(cells, minlength=4 * n_windows).reshape(n_windows, 4)
 
 
 # -- performance over time -------------------------------------------------------------------
@@ -358,19 +384,19 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
     """
     window = check_window(window)
     wilson_interval(0, 1, confidence=confidence)  # validates confidence
-    frame = _in_range(labeled.frame, since, until)
+    data = _range_columns(labeled.frame, since, until, ("ts", "label", "prediction", "score"))
     task, classes = labeled.task, labeled.classes
-    has_score = task == "classification" and bool(np.isfinite(frame["score"].to_numpy(dtype=float)).any())
+    has_score = task == "classification" and bool(np.isfinite(data["score"]).any())
     metrics = metrics_for(task, classes, has_score=has_score)
     binary = task == "classification" and len(classes) == 2
 
-    ts = frame["ts"].to_numpy(dtype=float)
+    ts = data["ts"]
     index, starts, ends, n_predictions = _served_windows(labeled, ts, window, since=since, until=until)
-    labelled = _labelled(frame)
+    labelled = ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
     options = {"task": task, "classes": classes, "metrics": metrics, "confidence": confidence,
                "n_resamples": n_bootstrap, "max_bootstrap_rows": max_bootstrap_rows}
     # Rows are in prediction-time order, so the labelled rows of each window are one slice.
-    y, predicted, score = (frame[c].to_numpy(dtype=float)[labelled] for c in ("label", "prediction", "score"))
+    y, predicted, score = (data[c][labelled] for c in ("label", "prediction", "score"))
     bounds = np.searchsorted(index[labelled], np.arange(len(starts) + 1))
     rows = []
     for i, start in enumerate(starts):
@@ -437,26 +463,31 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
     if labeled.task != "classification" or len(labeled.classes) != 2:
         raise ValueError(f"decision counts need a two-class model; this one is {labeled.task} with classes "
                          f"{list(labeled.classes)}")
-    frame = _in_range(labeled.frame, since, until)
+    data = _range_columns(labeled.frame, since, until, ("ts", "label", "prediction", "score"))
     classes = labeled.classes
-    decided = _decisions(frame, classes=classes, threshold=threshold)
-    y = frame["label"].to_numpy(dtype=float)
-    index, starts, ends, _ = _served_windows(labeled, frame["ts"].to_numpy(dtype=float), window, since=since,
-                                             until=until)
-    labelled = _labelled(frame)
+    labelled = ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
+    y = data["label"][labelled]
+    decided = _decisions(data["prediction"], data["score"], classes=classes, threshold=threshold)[labelled]
+    index, starts, ends, _ = _served_windows(labeled, data["ts"], window, since=since, until=until)
+    index = index[labelled]
+    n_labelled = np.bincount(index[index < len(starts)], minlength=len(starts))
+    by_window = _window_confusions(index, len(starts), y, decided, classes)
     rows = []
     for i, start in enumerate(starts):
-        chosen = (index == i) & labelled
-        counts = (confusion_matrix(y[chosen], decided[chosen], labels=list(classes)).ravel() if chosen.any()
-                  else np.zeros(4, dtype=int))
-        row = {"window_start": float(start), "window_end": float(ends[i]), "n_labelled": int(chosen.sum()),
+        if by_window is not None:
+            counts = by_window[i]
+        else:
+            chosen = index == i
+            counts = (confusion_matrix(y[chosen], decided[chosen], labels=list(classes)).ravel() if chosen.any()
+                      else np.zeros(4, dtype=int))
+        row = {"window_start": float(start), "window_end": float(ends[i]), "n_labelled": int(n_labelled[i]),
                "tn": int(counts[0]), "fp": int(counts[1]), "fn": int(counts[2]), "tp": int(counts[3])}
         if business is not None:
             row["money"] = float(business.money(*counts))
         rows.append(row)
     columns = ["window_start", "window_end", "n_labelled", "tn", "fp", "fn", "tp"] + (
         ["money"] if business is not None else [])
-    has_score = bool(np.isfinite(frame["score"].to_numpy(dtype=float)).any())
+    has_score = bool(np.isfinite(data["score"]).any())
     return DecisionsOverTime(windows=pd.DataFrame(rows, columns=columns),
                              threshold=threshold if has_score else None, classes=classes, business=business)
 
@@ -469,10 +500,6 @@ def _partial(windows: pd.DataFrame, window: str, *, now: float) -> np.ndarray:
     if len(windows):
         partial[-1] = int(windows["n_predictions"].iloc[-1]) < int(window)
     return partial
-
-
-def _labelled(frame: pd.DataFrame) -> np.ndarray:
-    return frame["label"].notna().to_numpy() & frame["prediction"].notna().to_numpy()
 
 
 def _in_range(frame: pd.DataFrame, since: float | None, until: float | None) -> pd.DataFrame:
@@ -488,6 +515,33 @@ def _in_range(frame: pd.DataFrame, since: float | None, until: float | None) -> 
     if until is not None:
         keep &= frame["ts"].to_numpy() < until
     return frame[keep].reset_index(drop=True)
+
+
+def _range_columns(frame: pd.DataFrame, since: float | None, until: float | None,
+                   names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Columns ``names`` (as float) of the rows predicted in ``[since, until)``, in prediction-time order.
+
+    The rows of :func:`_in_range`, without copying the frame's other columns.
+    """
+    ts = frame["ts"].to_numpy()
+    order = np.argsort(ts, kind="stable") if len(ts) > 1 and not np.all(ts[1:] >= ts[:-1]) else None
+    if order is not None:
+        ts = ts[order]
+    keep = None
+    if since is not None or until is not None:
+        keep = np.ones(len(ts), dtype=bool)
+        if since is not None:
+            keep &= ts >= since
+        if until is not None:
+            keep &= ts < until
+        if keep.all():
+            keep = None
+    columns = {}
+    for name in names:
+        values = frame[name].to_numpy(dtype=float)
+        values = values if order is None else values[order]
+        columns[name] = values if keep is None else values[keep]
+    return columns
 
 
 def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
@@ -525,24 +579,34 @@ def performance_detail(labeled: LabeledPredictions, *, since: float | None = Non
     -------
     PerformanceDetail
     """
+    if labeled.task != "regression":
+        return _classification_detail(labeled, since=since, until=until, threshold=threshold, n_bins=n_bins,
+                                      business=business)
     frame = _in_range(labeled.frame, since, until)
     frame = frame[frame["label"].notna() & frame["prediction"].notna()]
     detail = {"task": labeled.task, "n_labelled": len(frame), "since": since, "until": until}
-    if labeled.task == "regression":
-        sample = frame.sample(n=min(len(frame), max_residuals), random_state=random_state).sort_values("ts")
-        residuals = pd.DataFrame({"ts": sample["ts"], "prediction": sample["prediction"], "label": sample["label"],
-                                  "residual": sample["label"] - sample["prediction"]}).reset_index(drop=True)
-        return PerformanceDetail(**detail, residuals=residuals)
+    sample = frame.sample(n=min(len(frame), max_residuals), random_state=random_state).sort_values("ts")
+    residuals = pd.DataFrame({"ts": sample["ts"], "prediction": sample["prediction"], "label": sample["label"],
+                              "residual": sample["label"] - sample["prediction"]}).reset_index(drop=True)
+    return PerformanceDetail(**detail, residuals=residuals)
+
+
+def _classification_detail(labeled: LabeledPredictions, *, since: float | None, until: float | None,
+                           threshold: float | None, n_bins: int, business: BusinessValues | None) -> PerformanceDetail:
+    """:func:`performance_detail` of a classifier: its calibration and confusion matrix."""
+    data = _range_columns(labeled.frame, since, until, ("label", "prediction", "score"))
+    labelled = ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
+    y, logged, score = (data[name][labelled] for name in ("label", "prediction", "score"))
+    detail = {"task": labeled.task, "n_labelled": len(y), "since": since, "until": until}
     classes = labeled.classes
     binary = len(classes) == 2
-    y = frame["label"].to_numpy(dtype=float)
-    decided = _decisions(frame, classes=classes, threshold=threshold if binary else None)
-    matrix = (confusion_matrix(y, decided, labels=list(classes)) if len(y)
-              else np.zeros((len(classes), len(classes)), dtype=int))
+    decided = _decisions(logged, score, classes=classes, threshold=threshold if binary else None)
+    matrix = confusion_counts(y, decided, classes) if len(y) else np.zeros((len(classes), len(classes)), dtype=int)
+    if matrix is None:
+        matrix = confusion_matrix(y, decided, labels=list(classes))
     confusion = ConfusionMatrix(matrix=matrix, classes=classes,
-                                threshold=threshold if binary and frame["score"].notna().any() else None)
+                                threshold=threshold if binary and (~np.isnan(score)).any() else None)
     calibration = None
-    score = frame["score"].to_numpy(dtype=float)
     scored = np.isfinite(score)
     if binary and scored.any():
         calibration = calibration_table(y[scored] == classes[1], score[scored], n_bins=n_bins)

@@ -1,11 +1,19 @@
 """Metrics of one group of labelled predictions, with confidence intervals.
 
-The metrics come from :mod:`sklearn.metrics`:
+The metrics are those of :mod:`sklearn.metrics`:
 
 * classification: accuracy, precision, recall and F1 of the service's own decisions (for
   more than two classes, precision, recall and F1 are macro-averaged), ROC AUC and log loss
   of the logged positive-class ``score`` (two classes only);
 * regression: MAE, RMSE and R².
+
+A window holds up to millions of rows, so the classification metrics are computed the way
+scikit-learn defines them but without its input checks (tested equal): accuracy, precision,
+recall and F1 from the confusion counts (:func:`confusion_counts`), ROC AUC from one integer
+sort of the scores (the area under scikit-learn's ROC curve, ties counted half), log loss
+with scikit-learn's clipping. Groups scikit-learn would read differently (classes that are
+not whole numbers, labels or decisions outside the classes, scores outside [0, 2) for the
+ROC AUC) go to scikit-learn itself.
 
 Intervals: the Wilson score interval for proportions (accuracy, and precision and recall of
 two classes), a percentile bootstrap for the others. The bootstrap is vectorised: each
@@ -30,7 +38,6 @@ from scipy.stats import norm
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
-    log_loss,
     mean_absolute_error,
     precision_recall_fscore_support,
     r2_score,
@@ -106,9 +113,13 @@ def _bootstrap(statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]], n_r
     interval is the subsample's spread around its own estimate, narrowed by ``scale`` and
     moved to the full group's ``estimates``.
     """
-    if n_rows < 2 or n_resamples < 1 or not statistics:
+    if n_rows < 2 or n_resamples < 1:
         return dict.fromkeys(statistics, (math.nan, math.nan))
     chunk = max(1, min(n_resamples, _BOOTSTRAP_CELLS // n_rows))
+    if not statistics:  # none wanted: the same draws all the same, for a generator shared with later groups
+        for start in range(0, n_resamples, chunk):
+            rng.integers(0, n_rows, size=(min(chunk, n_resamples - start), n_rows), dtype=np.int64)
+        return {}
     values: dict[str, list[np.ndarray]] = {name: [] for name in statistics}
     for start in range(0, n_resamples, chunk):
         W = bootstrap_weights(n_rows, min(chunk, n_resamples - start), rng)
@@ -188,6 +199,174 @@ def _row_log_loss(y: np.ndarray, score: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
+# -- the metrics of scikit-learn on many rows ------------------------------------------------
+
+
+def confusion_counts(y: np.ndarray, decided: np.ndarray, classes: tuple[float, ...]) -> np.ndarray | None:
+    """Confusion counts of true (rows) against decided (columns) classes, as scikit-learn's ``confusion_matrix``.
+
+    Parameters
+    ----------
+    y, decided : ndarray of float of shape (n_rows,)
+        Labels and decisions.
+    classes : tuple of float
+        The classes, sorted: the order of the rows and columns.
+
+    Returns
+    -------
+    ndarray of int64 of shape (n_classes, n_classes) or None
+        None when scikit-learn would read the rows otherwise: a class that is not a whole
+        number (it takes them for continuous values), or a label or decision outside
+        ``classes``; the caller then asks scikit-learn.
+    """
+    labels = np.asarray(classes, dtype=float)
+    k = len(labels)
+    if k == 0 or not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+        return None
+    if k == 2:
+        y_positive, decided_positive = y == labels[1], decided == labels[1]
+        n_true, n_decided = np.count_nonzero(y_positive), np.count_nonzero(decided_positive)
+        if (n_true + np.count_nonzero(y == labels[0]) != len(y)
+                or n_decided + np.count_nonzero(decided == labels[0]) != len(decided)):
+            return None
+        tp = np.count_nonzero(y_positive & decided_positive)
+        fn, fp = n_true - tp, n_decided - tp
+        return np.array([[len(y) - tp - fn - fp, fp], [fn, tp]], dtype=np.int64)
+    y_code, decided_code = np.searchsorted(labels, y), np.searchsorted(labels, decided)
+    if (y_code.max(initial=0) >= k or decided_code.max(initial=0) >= k or np.any(labels[y_code] != y)
+            or np.any(labels[decided_code] != decided)):
+        return None
+    cells = y_code * k + decided_code
+    return np.bincount(cells, minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def _prf_from_counts(tp: np.ndarray, n_decided: np.ndarray, n_true: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, recall and F1 per class as ``precision_recall_fscore_support(zero_division=nan)``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tp, n_decided, n_true = (np.asarray(v, dtype=float) for v in (tp, n_decided, n_true))
+        precision = np.where(n_decided > 0, tp / np.where(n_decided > 0, n_decided, 1.0), np.nan)
+        recall = np.where(n_true > 0, tp / np.where(n_true > 0, n_true, 1.0), np.nan)
+        denominator = n_true + n_decided
+        f1 = np.where(denominator > 0, 2.0 * tp / np.where(denominator > 0, denominator, 1.0), np.nan)
+    return precision, recall, f1
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    """Mean of the defined values (the macro average with ``zero_division=nan``); NaN when none is."""
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else math.nan
+
+
+def _in_bit_order(values: np.ndarray) -> bool:
+    """Whether ``values`` are all >= 0 (-0 included) and < 2: their bits, read as integers, are then in
+    their order and fit in 62 bits."""
+    return len(values) > 0 and bool(values.min() >= 0.0 and values.max() < 2.0)
+
+
+def _roc_auc(is_positive: np.ndarray, score: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """ROC AUC as ``roc_auc_score`` (NaN with one class), and the scores sorted ascending (None if not sorted).
+
+    The area under the ROC curve, whose trapezoids count tied scores half, is the
+    Mann–Whitney statistic ``U / (n_positive * n_negative)`` with midranks for ties; ``U`` is
+    computed in integers and divided once.
+    """
+    if not _in_bit_order(score):
+        return _quiet(roc_auc_score, is_positive, score), None
+    # One integer sort orders the scores and carries their labels in the spare low bit
+    # (+ 0.0 turns -0.0 into 0.0, which it equals as a score).
+    keys = np.add(score, 0.0).view(np.int64)
+    keys <<= 1
+    keys |= is_positive
+    keys.sort()
+    positive = keys & 1
+    n = len(keys)
+    n_positive = int(np.count_nonzero(positive))
+    n_negative = n - n_positive
+    keys >>= 1
+    ranked = keys.view(np.float64)
+    if n_positive == 0 or n_negative == 0:
+        return math.nan, ranked
+    tied = keys[1:] == keys[:-1]  # row i + 1 has the score of row i
+    n_groups = n - int(np.count_nonzero(tied))
+    if 4 * n_groups <= n:  # few distinct scores: count per score
+        ends = np.append(np.flatnonzero(~tied), n - 1)  # last row of each score
+        positive_up_to = np.cumsum(positive, out=positive)[ends]
+        negative_up_to = ends + 1 - positive_up_to
+        positive_at = np.diff(positive_up_to, prepend=0)
+        twice_u = int(positive_at @ (negative_up_to + np.r_[0, negative_up_to[:-1]]))
+    else:  # mostly distinct scores: twice the rank sum of the positives, midranks only where tied
+        positive_rows = np.flatnonzero(positive)
+        twice_ranks = 2 * int(positive_rows.sum())
+        pairs = np.flatnonzero(tied)
+        if len(pairs):
+            rows = np.union1d(pairs, pairs + 1)  # the rows that share their score
+            first = np.flatnonzero((rows == 0) | ~tied[np.maximum(rows - 1, 0)])  # each score's first row, in rows
+            last = np.r_[first[1:], len(rows)] - 1
+            in_group = np.add.reduceat(positive[rows], first)
+            twice_ranks += int(in_group @ (rows[first] + rows[last])) - 2 * int(positive[rows] @ rows)
+        twice_u = twice_ranks - n_positive * (n_positive - 1)  # exact: far below 2**63
+    return twice_u / (2.0 * n_positive * n_negative), ranked
+
+
+def _log_loss(is_positive: np.ndarray, score: np.ndarray) -> float:
+    """Log loss as ``log_loss(labels=[False, True])``: NaN for scores outside [0, 1], each clipped to [eps, 1 - eps]."""
+    if not (score.min() >= 0.0 and score.max() <= 1.0):
+        return math.nan
+    eps = np.finfo(float).eps
+    chosen = np.subtract(1.0, score)
+    np.copyto(chosen, score, where=is_positive)
+    np.clip(chosen, eps, 1 - eps, out=chosen)
+    return -float(np.mean(np.log(chosen, out=chosen)))
+
+
+def _rows_in_score_order(score: np.ndarray, max_rows: int, rng: np.random.Generator, *,
+                         ranked: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Rows to bootstrap, in the order of a stable argsort of ``score`` (NaN last), and their interval's scale.
+
+    The rows are ``np.argsort(score, kind="stable")[rows]`` with ``rows`` from
+    :func:`_subsample` (the same draws), found without that argsort, which is slow on
+    millions of rows: one integer sort of the scores' high bits with the row number in the
+    low bits puts the rows in order, except among scores that share those high bits, and
+    those few groups are sorted again. ``ranked`` (the finite scores ascending) tells which
+    groups do.
+    """
+    n = len(score)
+    rows, scale = _subsample(n, max_rows, rng)
+    finite = np.isfinite(score)
+    scored = None if finite.all() else np.flatnonzero(finite)  # None: every row
+    unscored = np.flatnonzero(~finite) if scored is not None else np.array([], dtype=np.int64)
+    values = score if scored is None else score[scored]
+    if rows is None or not np.all(np.isnan(score[unscored])) or (len(values) and not _in_bit_order(values)):
+        # small, or with infinite or negative scores
+        order = np.argsort(score, kind="stable")
+        return (order if rows is None else order[rows]), scale
+    n_scored = len(values)
+    chosen = np.empty(len(rows), dtype=np.int64)
+    late = rows >= n_scored
+    chosen[late] = unscored[rows[late] - n_scored]
+    ranks = rows[~late]
+    if len(ranks):
+        if ranked is None:
+            ranked = np.sort(values)
+        shift = max(1, (n_scored - 1).bit_length())
+        keys = np.add(values, 0.0).view(np.int64)
+        keys >>= shift
+        keys <<= shift
+        keys |= np.arange(n_scored, dtype=np.int64)
+        keys.sort()
+        picked = keys[ranks] & ((1 << shift) - 1)
+        high = keys[ranks] >> shift
+        first = np.searchsorted(keys, high << shift)
+        last = np.searchsorted(keys, (high + 1) << shift) - 1
+        mixed = ranked[first] != ranked[last]  # distinct scores share these high bits: sort their rows again
+        for start in np.unique(first[mixed]):
+            group = keys[start:last[first == start][0] + 1] & ((1 << shift) - 1)
+            group = group[np.argsort(values[group], kind="stable")]
+            drawn = first == start
+            picked[drawn] = group[ranks[drawn] - start]
+        chosen[~late] = picked if scored is None else scored[picked]
+    return chosen, scale
+
+
 # -- metrics of one group of rows ------------------------------------------------------------
 
 
@@ -222,7 +401,12 @@ def _quiet(function, *args, **kwargs) -> float:
 def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *, classes: tuple[float, ...],
                         metrics: tuple[str, ...], confidence: float, n_resamples: int,
                         rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
-    """Metrics (and intervals when ``rng`` is given) of labelled rows ``y`` with decisions and scores."""
+    """Metrics (and intervals when ``rng`` is given) of labelled rows ``y`` with decisions and scores.
+
+    Accuracy, precision, recall and F1 are always in the row; ROC AUC, log loss and the
+    bootstrap intervals only for ``metrics``. The generator draws the same numbers whichever
+    metrics are asked for.
+    """
     row: dict[str, float] = dict.fromkeys(metrics, math.nan)
     row.update({f"{m}_{b}": math.nan for m in metrics for b in ("low", "high")})
     n = len(y)
@@ -230,41 +414,64 @@ def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *
         return row
     binary = len(classes) == 2
     labels = np.asarray(classes, dtype=float)
-    row["accuracy"] = accuracy_score(y, decided)
-    correct = int((y == decided).sum())
+    counts = confusion_counts(y, decided, classes)
+    if counts is None:  # what scikit-learn would refuse or read otherwise: let it decide
+        row["accuracy"] = accuracy_score(y, decided)
+        correct = int((y == decided).sum())
+    else:
+        correct = int(np.trace(counts))
+        row["accuracy"] = correct / n
     if binary:
         positive = labels[1]
-        precision, recall, f1, _ = _quiet_prfs(y, decided, labels=labels, average="binary", pos_label=positive)
-        tp = int(((y == positive) & (decided == positive)).sum())
-        n_decided_positive, n_true_positive = int((decided == positive).sum()), int((y == positive).sum())
+        if counts is None:
+            precision, recall, f1, _ = _quiet_prfs(y, decided, labels=labels, average="binary", pos_label=positive)
+            tp = int(((y == positive) & (decided == positive)).sum())
+            n_decided_positive, n_true_positive = int((decided == positive).sum()), int((y == positive).sum())
+        else:
+            tp, n_decided_positive, n_true_positive = int(counts[1, 1]), int(counts[:, 1].sum()), int(counts[1].sum())
+            precision, recall, f1 = (float(v[0]) for v in _prf_from_counts(
+                np.array([tp]), np.array([n_decided_positive]), np.array([n_true_positive])))
         intervals = {"accuracy": (correct, n), "precision": (tp, n_decided_positive),
                      "recall": (tp, n_true_positive)}
     else:
-        precision, recall, f1, _ = _quiet_prfs(y, decided, labels=labels, average="macro")
+        if counts is None:
+            precision, recall, f1, _ = _quiet_prfs(y, decided, labels=labels, average="macro")
+        else:
+            per_class = _prf_from_counts(np.diag(counts), counts.sum(axis=0), counts.sum(axis=1))
+            precision, recall, f1 = (_nan_mean(v) for v in per_class)
         intervals = {"accuracy": (correct, n)}
     row.update(precision=precision, recall=recall, f1=f1)
     scored = np.isfinite(score)
-    if "roc_auc" in metrics and scored.any():
-        row["roc_auc"] = _quiet(roc_auc_score, y[scored] == labels[1], score[scored])
-        row["log_loss"] = _quiet(log_loss, y[scored] == labels[1], score[scored], labels=[False, True])
+    all_scored = bool(scored.all())
+    ranked = None  # the scored scores in ascending order, once sorted for the ROC AUC
+    score_metrics = [m for m in SCORE_METRICS if m in metrics]
+    if score_metrics and (all_scored or scored.any()):
+        is_positive = y == labels[1] if all_scored else y[scored] == labels[1]
+        scores = score if all_scored else score[scored]
+        if "roc_auc" in metrics:
+            row["roc_auc"], ranked = _roc_auc(is_positive, scores)
+        if "log_loss" in metrics:
+            row["log_loss"] = _log_loss(is_positive, scores)
     if rng is None:
         return row
     for metric, (successes, trials) in intervals.items():
         low, high = wilson_interval(successes, trials, confidence=confidence)
         row[f"{metric}_low"], row[f"{metric}_high"] = float(low), float(high)
-    # Every statistic is invariant to the order of rows: sort them by score once (unscored last),
-    # so the ROC AUC of each resample is a cumulative sum over the scored prefix.
-    order = np.argsort(score, kind="stable")
-    y, decided, score = y[order], decided[order], score[order]
-    rows, scale = _subsample(n, max_bootstrap_rows, rng)
-    if rows is not None:  # still sorted by score, unscored last
-        y, decided, score = y[rows], decided[rows], score[rows]
+    bootstrapped = [m for m in (("f1", *score_metrics) if binary else ("precision", "recall", "f1")) if m in metrics]
+    if not bootstrapped:
+        _subsample(n, max_bootstrap_rows, rng)
+        _bootstrap({}, min(n, max_bootstrap_rows), n_resamples=n_resamples, rng=rng, confidence=confidence)
+        return row
+    # Every statistic is invariant to the order of rows: they are taken in score order (unscored
+    # last), so the ROC AUC of each resample is a cumulative sum over the scored prefix.
+    chosen, scale = _rows_in_score_order(score, max_bootstrap_rows, rng, ranked=ranked)
+    y, decided, score = y[chosen], decided[chosen], score[chosen]
     n_scored = int(np.isfinite(score).sum())
     statistics: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     if binary:
         is_positive, decided_positive = y == labels[1], decided == labels[1]
         statistics["f1"] = lambda W: _weighted_f1_binary(W, is_positive, decided_positive)
-        if "roc_auc" in metrics and n_scored >= 2:
+        if n_scored >= 2:
             scored_positive, scored_score = is_positive[:n_scored], score[:n_scored]
             losses = _row_log_loss(scored_positive, scored_score)
             statistics["roc_auc"] = lambda W: _weighted_auc(W[:, :n_scored], scored_positive, scored_score)
@@ -272,8 +479,8 @@ def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *
     else:
         for metric in ("precision", "recall", "f1"):
             statistics[metric] = lambda W, kind=metric: _weighted_macro(W, y, decided, labels, kind)
-    intervals = _bootstrap(statistics, len(y), n_resamples=n_resamples, rng=rng, confidence=confidence,
-                           estimates=row, scale=scale)
+    intervals = _bootstrap({m: statistics[m] for m in bootstrapped if m in statistics}, len(y),
+                           n_resamples=n_resamples, rng=rng, confidence=confidence, estimates=row, scale=scale)
     for metric, (low, high) in intervals.items():
         row[f"{metric}_low"], row[f"{metric}_high"] = low, high
     return row
@@ -336,7 +543,9 @@ def group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, ta
     classes : tuple of float
         Classes the model predicts (classification).
     metrics : tuple of str
-        From :func:`metrics_for`.
+        From :func:`metrics_for`, or some of them: ROC AUC, log loss and the bootstrap
+        intervals are computed for these only (a metric's value and interval do not depend
+        on the others asked for, and ``rng`` draws the same numbers whichever they are).
     confidence : float, default=0.95
         Coverage of the intervals.
     n_resamples : int, default=200
@@ -360,6 +569,7 @@ def group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, ta
                               n_resamples=n_resamples, rng=rng, max_bootstrap_rows=max_bootstrap_rows)
     if len(classes) == 2:
         row["label_rate"] = float(np.mean(y == classes[1])) if len(y) else math.nan
-        scored = score[np.isfinite(score)]
+        finite = np.isfinite(score)
+        scored = score if finite.all() else score[finite]
         row["mean_score"] = float(scored.mean()) if len(scored) else math.nan
     return row

@@ -190,10 +190,13 @@ def judged_verdict(labeled: LabeledPredictions, performance: PerformanceOverTime
         return unknown(f"{name} does not apply to a {kind}.")
     frame = labeled.frame
     ts = frame["ts"].to_numpy(dtype=float)
-    chosen = ((ts >= start) & (ts < now) & frame["label"].notna().to_numpy()
-              & frame["prediction"].notna().to_numpy())
-    y, predicted, score = (frame[c].to_numpy(dtype=float)[chosen] for c in ("label", "prediction", "score"))
-    has_score = bool(np.isfinite(score).any())
+    if len(ts) < 2 or np.all(ts[1:] >= ts[:-1]):  # in prediction-time order, as joined: the period is one slice
+        rows = slice(*np.searchsorted(ts, [start, now]))
+    else:
+        rows = (ts >= start) & (ts < now)
+    label, predicted, score = (frame[c].to_numpy(dtype=float)[rows] for c in ("label", "prediction", "score"))
+    chosen = ~np.isnan(label) & ~np.isnan(predicted)
+    y, predicted, score, chosen_ts = label[chosen], predicted[chosen], score[chosen], ts[rows][chosen]
     n = int(np.isfinite(score).sum()) if metric in SCORE_METRICS else len(y)
     if len(y) == 0:
         return unknown(f"No prediction made in {period} has a label yet, so {name} cannot be judged.")
@@ -206,14 +209,14 @@ def judged_verdict(labeled: LabeledPredictions, performance: PerformanceOverTime
                        f"{min_labels:,} on.", n_labelled=n)
     open_since = _open_since(performance, now)
     counted = np.isfinite(score) if metric in SCORE_METRICS else np.ones(len(y), dtype=bool)
-    n_closed = int((counted & (ts[chosen] < open_since)).sum())
+    n_closed = int((counted & (chosen_ts < open_since)).sum())
     if n_closed < min_labels:
         return unknown(f"Of the {_count(n, 'labelled prediction')} in {period}, only {n_closed:,} are in closed "
                        f"windows; the window still open (since {_when(open_since, performance.window, now)}) does "
                        f"not decide alone, and {name} is judged once closed windows hold {min_labels:,}.",
                        n_labelled=n)
-    row = group_metrics(y, predicted, score, task=task, classes=classes,
-                        metrics=metrics_for(task, classes, has_score=has_score), confidence=confidence,
+    # Only the judged metric: its value and interval are those of the full row on the same draws.
+    row = group_metrics(y, predicted, score, task=task, classes=classes, metrics=(metric,), confidence=confidence,
                         n_resamples=n_bootstrap, rng=np.random.default_rng([random_state, 2]))
     value, low, high = float(row[metric]), float(row[f"{metric}_low"]), float(row[f"{metric}_high"])
     if not math.isfinite(value):
