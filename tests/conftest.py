@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,3 +97,41 @@ def tiny_service(tmp_path_factory) -> Iterator[str]:
     wait_for(healthy, timeout=60, what="the tiny service to answer")
     yield url
     stop_process(process)
+
+
+# -- two workers, and the tests that must run alone ---------------------------------------------------
+#
+# The suite runs on two pytest-xdist workers (pyproject.toml). A test marked ``exclusive`` measures real
+# time (polls kept across SIGKILLs, a health check answered within 100 ms): it runs while the other worker
+# runs nothing, so its figures are not the other worker's load. A readers-writer lock on a file shared by
+# the run's workers: every test holds it shared; an exclusive one holds it alone, and the turnstile
+# stops new tests from starting while it waits, so it cannot be starved.
+
+
+@contextlib.contextmanager
+def _run_lock(exclusive: bool) -> Iterator[None]:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:  # one process: nothing runs beside a test
+        yield
+        return
+    folder = Path(tempfile.gettempdir())
+    with open(folder / f"vantage-tests-{run}.turnstile", "a") as turnstile, \
+            open(folder / f"vantage-tests-{run}.lock", "a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(turnstile, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    with _run_lock(item.get_closest_marker("exclusive") is not None):
+        return (yield)

@@ -99,6 +99,7 @@ def test_poll_records_every_check_the_verdict_and_metrics(demo_runtime, store_ur
     assert demo_runtime.store.count_predictions("credit-risk") == logged_before
 
 
+@pytest.mark.exclusive
 def test_hanging_and_refusing_services_do_not_delay_the_others(demo_runtime, tmp_path, hanging_url, refused_url):
     extra = f"""
 [[services]]

@@ -289,6 +289,7 @@ def _poll(url: str, timeout: float) -> tuple[bool, float]:
 
 
 @pytest.mark.integration
+@pytest.mark.exclusive
 def test_a_remote_explanation_leaves_the_servers_health_checks_and_canary_within_their_limits(mlserver_wide_server):
     server = mlserver_wide_server
     reference = pd.read_csv(server.reference)

@@ -23,7 +23,7 @@ from monitoring.store import Store
 from tests.collector_processes import CollectorProcess, assert_no_duplicates, recorded_polls, write_config
 from tests.helpers import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.exclusive]
 
 LEASE = "collector:tiny"
 

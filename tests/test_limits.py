@@ -106,6 +106,7 @@ def _tensor_request(n: int) -> dict:
                        for k, v in columns.items()]}
 
 
+@pytest.mark.exclusive
 def test_health_answers_within_100_ms_while_labels_are_written(default_server):
     body = json.dumps({"labels": [{"prediction_id": f"p{i}", "label": i % 2, "ts": 1.7e9 + i}
                                   for i in range(LABELS_IN_TEST)]}).encode()
