@@ -109,7 +109,6 @@ def polls_in(url: str):
 
 
 @pytest.mark.slow
-@pytest.mark.exclusive
 def test_a_server_stopped_for_12_seconds_and_restarted_loses_no_poll(tiny_service, private_postgres, tmp_path):
     """The PostgreSQL counterpart of the SQLite lock and full-disk outages of tests/test_store_outages.py."""
     server = private_postgres

@@ -35,7 +35,7 @@ from tests.collector_processes import (
 )
 from tests.helpers import read_only, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OUTAGE_POLL_INTERVAL = 2.0
 """The issue's outages at their own durations: a lock held 20 s (10 polls), a disk full for 30 s (15 polls)."""
