@@ -84,10 +84,12 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
                "rangemode": "tozero", **({"range": [0, 1]} if shares else {})}
     volume = {"title": "predictions", "showgrid": False, "rangemode": "tozero"}
     figure.update_layout(
-        title=title, height=height, margin=MARGIN, hovermode="x unified", barmode="stack" if shares else None,
+        title=title, height=height, margin={**MARGIN, "b": 50}, hovermode="x unified",
+        barmode="stack" if shares else None,
         yaxis=decided if shares else {**volume, "side": "right"},
         yaxis2=({**volume, "overlaying": "y", "side": "right"} if shares
                 else {**decided, "overlaying": "y", "side": "left"}),
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        # below the dates, not beside the title: a legend of many classes would run into it
+        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
     )
     return figure
