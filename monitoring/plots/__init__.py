@@ -7,6 +7,12 @@ import plotly.graph_objects as go
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
 """Margins shared by every figure."""
 
+LEGEND_UNDER = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "xanchor": "left", "x": 0.0}
+"""A legend along the figure's bottom edge, under the dates: beside the title, a long one ran into it."""
+
+MARGIN_UNDER = {**MARGIN, "b": 75}
+"""Margins of a figure with :data:`LEGEND_UNDER`: room for the date ticks (two lines, or slanted) and the legend."""
+
 
 def empty_figure(title: str, message: str, *, height: int = 260) -> go.Figure:
     """A figure that says why there is nothing to draw, instead of an empty frame.

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from monitoring.plots import MARGIN, empty_figure
+from monitoring.plots import LEGEND_UNDER, MARGIN_UNDER, empty_figure
 
 MIX_COLOR = "#2563eb"
 VOLUME_COLOR = "#e5e7eb"
@@ -84,12 +84,10 @@ def prediction_mix_figure(mix: pd.DataFrame, *, title: str = "What the model dec
                "rangemode": "tozero", **({"range": [0, 1]} if shares else {})}
     volume = {"title": "predictions", "showgrid": False, "rangemode": "tozero"}
     figure.update_layout(
-        title=title, height=height, margin={**MARGIN, "b": 50}, hovermode="x unified",
-        barmode="stack" if shares else None,
+        title=title, height=height, margin=MARGIN_UNDER, hovermode="x unified", barmode="stack" if shares else None,
         yaxis=decided if shares else {**volume, "side": "right"},
         yaxis2=({**volume, "overlaying": "y", "side": "right"} if shares
                 else {**decided, "overlaying": "y", "side": "left"}),
-        # below the dates, not beside the title: a legend of many classes would run into it
-        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
+        legend=LEGEND_UNDER,
     )
     return figure

@@ -16,7 +16,7 @@ from monitoring.performance import (
     PerformanceDetail,
     PerformanceOverTime,
 )
-from monitoring.plots import empty_figure
+from monitoring.plots import LEGEND_UNDER, MARGIN, MARGIN_UNDER, empty_figure
 from monitoring.windows import describe_window
 
 METRIC_COLOR = "#2563eb"
@@ -26,8 +26,8 @@ PREDICTED_COLOR = "#e5e7eb"
 LABELLED_COLOR = "#60a5fa"
 GAIN_COLOR = "#16a34a"
 LOSS_COLOR = "#dc2626"
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 50, "b": 10}, "hovermode": "x unified",
-           "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}}
+_LAYOUT = {"margin": {**MARGIN_UNDER, "t": 50}, "hovermode": "x unified", "legend": LEGEND_UNDER}
+_MARGIN_NO_LEGEND = {**MARGIN, "t": 50}
 
 
 def _times(seconds) -> pd.Series:
@@ -180,7 +180,7 @@ def confusion_matrix_figure(detail: PerformanceDetail, *, height: int = 360) -> 
         z=shares, x=[f"decided {n}" for n in names], y=[f"true {n}" for n in names], text=text,
         texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1, showscale=False,
         hovertemplate="%{y}, %{x}: %{text}<extra></extra>"))
-    figure.update_layout(title=title, height=height, yaxis={"autorange": "reversed"}, margin=_LAYOUT["margin"])
+    figure.update_layout(title=title, height=height, yaxis={"autorange": "reversed"}, margin=_MARGIN_NO_LEGEND)
     return figure
 
 
@@ -208,7 +208,7 @@ def residuals_figure(detail: PerformanceDetail, *, height: int = 360) -> go.Figu
     figure.update_xaxes(title_text="count", row=1, col=2)
     figure.update_yaxes(title_text="residual", row=1, col=1)
     figure.update_layout(title=f"{title}, {len(residuals):,} sampled", height=height, showlegend=False,
-                         hovermode="closest", margin=_LAYOUT["margin"])
+                         hovermode="closest", margin=_MARGIN_NO_LEGEND)
     return figure
 
 
