@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/log_engine.py [--quick] [--rows 10000000] [--skip-spark]
+    python benchmarks/log_engine.py [--quick] [--rows 10000000] [--skip-spark] [--skip-postgres]
+                                    [--skip-peers | --with-peers]
 
 Data (seeded) is generated straight into the log, not through a service: ``--rows`` logged
 predictions spread over 30 days, 16 numeric features (normal, log-normal, gamma, integer
@@ -27,16 +28,35 @@ the files; peak memory is that process's ``ru_maxrss``):
 * **pushed down (PostgreSQL)** — the same rows loaded into one table of a PostgreSQL server
   started for the run (Debian's, as the tests start it; ``--skip-postgres`` leaves it out), the
   same aggregation compiled to its SQL; its ingestion is both the bulk load (``COPY``) and one
-  writer logging 100,000 predictions through the store (``[store] log = "store"``).
+  writer logging 100,000 predictions through the store (``[store] log = "store"``);
+* **NannyML and Evidently** — the same question (daily drift of every feature against the
+  20,000 reference rows) asked of the peers on the same rows, each in its own process with the
+  interpreter of its own venv (:func:`benchmarks.peer_python`, pins in ``benchmarks/peers/``),
+  run as :mod:`benchmarks.drift` runs them (its runner and :func:`benchmarks.drift.run_tool`):
+  the process imports its library and reads the reference and the log's day files into pandas,
+  then only the computation is timed (import and read times are given beside it). NannyML:
+  ``UnivariateDriftCalculator(timestamp_column_name="timestamp", chunk_period="D",
+  continuous_methods=["wasserstein"], categorical_methods=["jensen_shannon"])``, ``fit`` on the
+  reference (given timestamps over the 10 days before the log, as a period chunker needs them) and
+  ``calculate`` on the current rows, the log's ``ts`` as its timestamp column. Evidently: one
+  ``Report([DataDriftPreset(num_method="wasserstein", cat_method="jensenshannon")])`` per day
+  (its API has no windows). Each peer runs at the largest size it completes within 10 minutes of
+  computation (``signal.alarm`` in the process) and 20 GB (``RLIMIT_AS`` of the process): every
+  day first, then the first 15, 6, 3 and 1 days (5,000,000, 2,000,000, 1,000,000 and 333,334 of
+  10,000,000 predictions); the table names the size it completed and why the larger ones did not.
+  ``--skip-peers`` leaves them out (such a run writes ``var/bench/results-quick.md``).
 
 Prints a table and writes the "log-engine" section of ``benchmarks/results.md``; ``--quick``
-(100,000 rows, no Spark) writes ``var/bench/results-quick.md`` instead.
+(100,000 rows, no Spark, no PostgreSQL, no peers unless ``--with-peers``) writes
+``var/bench/results-quick.md`` instead.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +69,17 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
+from benchmarks import (  # noqa: E402
+    PEER_PACKAGES,
+    Size,
+    markdown_table,
+    parse_args,
+    peer_python,
+    peer_version,
+    print_table,
+    write_section,
+)
+from benchmarks.drift import _EPILOGUE, _LOAD, _PROLOGUE, run_tool  # noqa: E402  (the peers' runner, shared)
 
 START = 1_764_547_200.0  # 2025-12-01 00:00 UTC
 DAYS = 30
@@ -57,6 +87,12 @@ NUMERIC = 16
 CATEGORICAL = 4
 BATCH = 10_000
 IN_MEMORY_LIMIT = 20_000_000
+PEER_SECONDS = 600
+"""A peer's computation must end within this (10 minutes) ..."""
+PEER_BYTES = 20 * 1024**3
+"""... and its process within this address space (20 GB), else a smaller size is tried."""
+PEER_DAYS = (DAYS, 15, 6, 3, 1)
+"""The sizes a peer is tried at, largest first: the first this many days of the log."""
 
 
 def _features(rng: np.random.Generator, n: int, shift: np.ndarray | float = 0.0) -> dict[str, np.ndarray]:
@@ -215,6 +251,159 @@ def measure(mode: str, root: Path, profile_path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# -- the peers: NannyML and Evidently, each in its own venv's interpreter -----------------------------
+
+# benchmarks.drift's runner (argv: data folder, repeat, kinds; its _LOAD reads data/reference.parquet and
+# data/current.parquet, then times compute()), with the limits of a size: argv 4 to 6.
+_GUARD = """
+import signal
+import numpy as np
+LIMIT_BYTES, LIMIT_SECONDS, DAY0 = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+resource.setrlimit(resource.RLIMIT_AS, (LIMIT_BYTES, LIMIT_BYTES))  # 20 GB: past it, allocations fail
+def timed(compute):
+    def limited():
+        signal.alarm(LIMIT_SECONDS)  # no handler: SIGALRM ends the process, even inside C code
+        result = compute()
+        signal.alarm(0)
+        return result
+    return limited
+"""
+
+NANNYML = _PROLOGUE + _GUARD + """
+import nannyml as nml
+import pandas as pd
+@timed
+def compute():
+    # A period chunker needs a datetime column: the log's ts (Unix seconds) as one; the reference,
+    # which has no time of its own, spread over the 10 days before the log's first.
+    current["timestamp"] = pd.to_datetime(current["ts"], unit="s")
+    spread = DAY0 - 10 * 86_400 + np.arange(len(reference)) * (10 * 86_400 / len(reference))
+    reference["timestamp"] = pd.to_datetime(spread, unit="s")
+    calculator = nml.UnivariateDriftCalculator(
+        column_names=numeric + categorical, treat_as_categorical=categorical, timestamp_column_name="timestamp",
+        chunk_period="D", continuous_methods=["wasserstein"], categorical_methods=["jensen_shannon"])
+    calculator.fit(reference)
+    return calculator.calculate(current)
+def check(result):
+    frame = result.filter(period="analysis").to_df()
+    alerts = [c for c in frame.columns if c[-1] == "alert"]
+    return {"windows": len(frame), "drifted": sorted({c[0] for c in alerts if frame[c].any()})}
+""" + _LOAD + _EPILOGUE
+
+EVIDENTLY = _PROLOGUE + _GUARD + """
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+@timed
+def compute():
+    columns = numeric + categorical
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    baseline = Dataset.from_pandas(reference[columns], data_definition=definition)
+    day = ((current["ts"].to_numpy() - DAY0) // 86_400).astype(int)
+    snapshots = []
+    for d in np.unique(day):  # one report per daily window: Evidently has no windows of its own
+        report = Report([DataDriftPreset(num_method="wasserstein", cat_method="jensenshannon")])
+        window = Dataset.from_pandas(current.loc[day == d, columns], data_definition=definition)
+        snapshots.append(report.run(window, baseline))
+    return snapshots
+def check(snapshots):
+    drifted = set()
+    for snapshot in snapshots:
+        for metric in snapshot.dict()["metrics"]:
+            config = metric.get("config", {})
+            if config.get("type", "").endswith("ValueDrift") and metric["value"] >= config["threshold"]:
+                drifted.add(config["column"])
+    return {"windows": len(snapshots), "drifted": sorted(drifted)}
+""" + _LOAD + _EPILOGUE
+
+PEERS = {"nannyml": (NANNYML, {"NML_DISABLE_USAGE_LOGGING": "1"}, '`UnivariateDriftCalculator`, chunk_period="D"'),
+         "evidently": (EVIDENTLY, {"DO_NOT_TRACK": "1"}, "`DataDriftPreset`, one report per day")}
+_MEMORY_SIGNS = ("memoryerror", "unable to allocate", "bad_alloc", "cannot allocate memory", "out of memory",
+                 "outofmemory")
+"""How a failed allocation under ``RLIMIT_AS`` shows in a process's last lines (lower case)."""
+
+
+def peer_data(scratch: Path, root: Path, days: int) -> tuple[Path, int]:
+    """The folder a peer reads: the reference and the log's files of its first ``days`` days.
+
+    Returns the folder (``reference.parquet``, and ``current.parquet``, a directory of links to the
+    day files, which pandas reads as one data set) and the predictions in it.
+    """
+    import pyarrow.parquet as pq
+
+    from monitoring.partitions import PartitionedLog
+
+    folder = scratch / f"peers-{days}d"
+    current = folder / "current.parquet"
+    current.mkdir(parents=True, exist_ok=True)
+    reference().to_parquet(folder / "reference.parquet")
+    files = PartitionedLog(root).snapshot("bench", "predictions", until=START + days * 86_400.0).files
+    for number, path in enumerate(files):
+        (current / f"{number:04d}.parquet").symlink_to(path)
+    return folder, sum(pq.read_metadata(path).num_rows for path in files)
+
+
+def _why(exc: BaseException) -> str:
+    """A failed peer run in a few words: over 10 min, over 20 GB, or its last line."""
+    text = str(exc)
+    code = re.match(r"exit code (-?\d+): ", text)  # benchmarks.drift.run_tool's message
+    if code and int(code.group(1)) == -signal.SIGALRM:
+        return f"over {PEER_SECONDS / 60:g} min"
+    if any(sign in text.lower() for sign in _MEMORY_SIGNS):
+        return f"over {PEER_BYTES / 1024**3:g} GB"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"no result within {exc.timeout:.0f} s"
+    last = (text[code.end() if code else 0:].strip().splitlines() or ["no output"])[-1]
+    return f"failed ({'exit code ' + code.group(1) + ': ' if code else ''}{last[:160]})"
+
+
+def run_peer(name: str, scratch: Path, root: Path, rows: int) -> dict:
+    """Peer ``name`` at the largest size it completes within the limits (every day first, then fewer).
+
+    Returns the run's figures with ``version``, ``rows`` and ``days`` (the size completed) and
+    ``larger`` (each larger size tried and why it did not complete); or ``{"error": ...}`` when it
+    could not be installed or run at any size.
+    """
+    code, env, _ = PEERS[name]
+    try:
+        version, python = peer_version(name), peer_python(name)
+    except Exception as exc:  # a peer that cannot be installed or run is reported, not faked
+        return {"error": f"not run: {type(exc).__name__}: {str(exc)[-300:]}"}
+    larger: list[str] = []
+    for days in PEER_DAYS:
+        folder, size = peer_data(scratch, root, days)
+        began = time.perf_counter()
+        try:
+            result = run_tool(python, code, folder, 1, feature_kinds(), str(PEER_BYTES), str(PEER_SECONDS),
+                              str(START), env=env)
+        except Exception as exc:
+            why = _why(exc)
+            print(f"{version}, {size:,} predictions ({days} days): {why} "
+                  f"({time.perf_counter() - began:.0f} s in all)", flush=True)
+            larger.append(f"{size:,}: {why}")
+            continue
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"{version}, {size:,} predictions ({days} days): {result['times_s'][0]:.1f} s", flush=True)
+        return {**result, "version": version, "rows": size, "days": days, "larger": larger}
+    return {"error": "; ".join(larger), "version": version}
+
+
+def _peer_row(name: str, result: dict) -> tuple[str, str, str, str]:
+    """The table row of a peer: its size in the title, why larger sizes did not complete."""
+    title = f"drift, {result.get('version', PEER_PACKAGES[name])} {PEERS[name][2]}"
+    if "times_s" not in result:
+        return (title, "not run" if result["error"].startswith("not run") else "failed at every size", "",
+                result["error"])
+    if result["larger"]:
+        title += f", {result['rows']:,} predictions, first {result['days']} days ({'; '.join(result['larger'])})"
+    else:
+        title += f", {result['rows']:,} predictions (all {result['days']} days)"
+    check = result["check"]
+    return (title, f"{result['times_s'][0]:.2f} s (computation)", f"{result['peak_kb'] / 1024:,.0f} MB",
+            f"+ {result['import_s']:.1f} s import, {result['load_s']:.1f} s reading the files; "
+            f"{check['windows']} windows; drifted: {', '.join(check['drifted']) or 'none'}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(*sys.argv[2:5])
@@ -223,7 +412,7 @@ def main() -> None:
         parser.add_argument("--skip-spark", action="store_true", help="leave Spark local mode out")
         parser.add_argument("--skip-postgres", action="store_true", help="leave PostgreSQL out")
 
-    args = parse_args(__doc__, {"rows": Size(10_000_000, 100_000, "logged predictions")}, extra=flags)
+    args = parse_args(__doc__, {"rows": Size(10_000_000, 100_000, "logged predictions")}, peers=True, extra=flags)
     import pickle
 
     from monitoring.drift import build_profile
@@ -249,6 +438,9 @@ def main() -> None:
                     postgres_load = load_postgres(server, root)
                     url = f"postgresql://{SUPERUSER}@127.0.0.1:{server.port}/postgres"
                     results["postgresql"] = measure(url, root, profile_path)
+        if args.peers:
+            for name in PEERS:
+                results[name] = run_peer(name, Path(scratch), root, args.rows)
     rows = [("ingestion, one writer", f"{ingestion['rows_per_second']:,.0f} predictions/s", "",
              f"{ingestion['bytes_per_million'] / 1e6:,.1f} MB per million after compaction "
              f"({ingestion['compact_seconds']:.1f} s to compact)")]
@@ -260,17 +452,33 @@ def main() -> None:
               "in-memory": "drift, every row in pandas (today)",
               "spark": "drift, pushed down (Spark local[2])", "postgresql": "drift, pushed down (PostgreSQL 15)"}
     for mode, result in results.items():
+        if mode in PEERS:
+            rows.append(_peer_row(mode, result))
+            continue
         if "error" in result:
             rows.append((titles[mode], "failed", "", result["error"]))
             continue
         rows.append((titles[mode], f"{result['seconds']:.2f} s", f"{result['peak_mb']:,.0f} MB",
                      f"{result['windows']} windows; drifted: {', '.join(result['drifted']) or 'none'}"))
+    peer_versions = [results[name]["version"] for name in PEERS if "version" in results.get(name, {})]
     header = ("what", f"time ({args.rows:,} predictions)", "peak memory", "notes")
     print_table(rows, header)
     write_section("log-engine", "Prediction log in an engine: ingestion, disk, drift pushed down", "\n".join([
         f"{args.rows:,} logged predictions over {DAYS} days ({NUMERIC} numeric and {CATEGORICAL} categorical "
         "features), generated straight into Parquet partitions. Each drift figure is a fresh process: "
-        "start, read, count, score (daily windows).", "", markdown_table(rows, header)]), args=args)
+        "start, read, count, score (daily windows). The NannyML and Evidently rows ask the same question "
+        "(daily drift of every feature against the 20,000 reference rows; Wasserstein for numeric, "
+        "Jensen–Shannon for categorical features) of the same rows, each in its own process with its own venv "
+        "(`benchmarks/peers/`): their time is the computation only, after the import and the reading of the "
+        "reference and the log's day files into pandas (both given in the notes; add them to compare with the "
+        "cold rows above), their peak memory the process's. NannyML's `UnivariateDriftCalculator` chunks by day "
+        "(`chunk_period=\"D\"` on the log's `ts`), fitted on the reference; Evidently runs one "
+        "`Report([DataDriftPreset()])` per day. Each peer runs at the largest size it completes within "
+        f"{PEER_SECONDS / 60:g} minutes of computation and {PEER_BYTES / 1024**3:g} GB of address space "
+        "(every day, then the first 15, 6, 3, 1 days); its row names that size and why larger ones did not "
+        "complete. Their drifted features are their own verdicts (NannyML's alert thresholds from the "
+        "reference's chunks, Evidently's 0.1 distance threshold), shown, not judged.", "",
+        markdown_table(rows, header)]), args=args, peers=peer_versions)
 
 
 if __name__ == "__main__":
