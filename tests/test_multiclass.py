@@ -62,7 +62,8 @@ def test_the_class_share_chart_is_stacked_with_one_trace_per_class():
     assert [t.name for t in figure.data if t.type == "scatter"] == ["predictions"]
     assert figure.layout.yaxis.tickformat == ".0%"
     # the legend (one entry per class) runs along the figure's bottom edge, where it cannot run into the title
-    assert (figure.layout.legend.yref, figure.layout.legend.y, figure.layout.legend.yanchor) == ("container", 0, "bottom")
+    legend = figure.layout.legend
+    assert (legend.yref, legend.y, legend.yanchor) == ("container", 0, "bottom")
 
 
 def test_segment_metrics_give_per_class_decision_shares_not_a_mean_of_class_ids():
