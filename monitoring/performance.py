@@ -392,7 +392,7 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
 
     ts = data["ts"]
     index, starts, ends, n_predictions = _served_windows(labeled, ts, window, since=since, until=until)
-    labelled = ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
+    labelled = _labelled(data)
     options = {"task": task, "classes": classes, "metrics": metrics, "confidence": confidence,
                "n_resamples": n_bootstrap, "max_bootstrap_rows": max_bootstrap_rows}
     # Rows are in prediction-time order, so the labelled rows of each window are one slice.
@@ -465,7 +465,7 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
                          f"{list(labeled.classes)}")
     data = _range_columns(labeled.frame, since, until, ("ts", "label", "prediction", "score"))
     classes = labeled.classes
-    labelled = ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
+    labelled = _labelled(data)
     y = data["label"][labelled]
     decided = _decisions(data["prediction"], data["score"], classes=classes, threshold=threshold)[labelled]
     index, starts, ends, _ = _served_windows(labeled, data["ts"], window, since=since, until=until)
@@ -502,27 +502,10 @@ def _partial(windows: pd.DataFrame, window: str, *, now: float) -> np.ndarray:
     return partial
 
 
-def _in_range(frame: pd.DataFrame, since: float | None, until: float | None) -> pd.DataFrame:
-    """Rows predicted in ``[since, until)``, in prediction-time order."""
-    ts = frame["ts"].to_numpy()
-    if len(ts) > 1 and not np.all(ts[1:] >= ts[:-1]):
-        frame = frame.iloc[np.argsort(ts, kind="stable")].reset_index(drop=True)
-    if since is None and until is None:
-        return frame
-    keep = np.ones(len(frame), dtype=bool)
-    if since is not None:
-        keep &= frame["ts"].to_numpy() >= since
-    if until is not None:
-        keep &= frame["ts"].to_numpy() < until
-    return frame[keep].reset_index(drop=True)
-
-
 def _range_columns(frame: pd.DataFrame, since: float | None, until: float | None,
                    names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Columns ``names`` (as float) of the rows predicted in ``[since, until)``, in prediction-time order.
-
-    The rows of :func:`_in_range`, without copying the frame's other columns.
-    """
+    """Columns ``names`` (as float) of the rows predicted in ``[since, until)``, in prediction-time order,
+    without copying the frame's other columns."""
     ts = frame["ts"].to_numpy()
     order = np.argsort(ts, kind="stable") if len(ts) > 1 and not np.all(ts[1:] >= ts[:-1]) else None
     if order is not None:
@@ -542,6 +525,11 @@ def _range_columns(frame: pd.DataFrame, since: float | None, until: float | None
         values = values if order is None else values[order]
         columns[name] = values if keep is None else values[keep]
     return columns
+
+
+def _labelled(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows of :func:`_range_columns` with both a label and a logged prediction."""
+    return ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
 
 
 def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
@@ -582,8 +570,8 @@ def performance_detail(labeled: LabeledPredictions, *, since: float | None = Non
     if labeled.task != "regression":
         return _classification_detail(labeled, since=since, until=until, threshold=threshold, n_bins=n_bins,
                                       business=business)
-    frame = _in_range(labeled.frame, since, until)
-    frame = frame[frame["label"].notna() & frame["prediction"].notna()]
+    data = _range_columns(labeled.frame, since, until, ("ts", "prediction", "label"))
+    frame = pd.DataFrame(data)[_labelled(data)]
     detail = {"task": labeled.task, "n_labelled": len(frame), "since": since, "until": until}
     sample = frame.sample(n=min(len(frame), max_residuals), random_state=random_state).sort_values("ts")
     residuals = pd.DataFrame({"ts": sample["ts"], "prediction": sample["prediction"], "label": sample["label"],
@@ -595,7 +583,7 @@ def _classification_detail(labeled: LabeledPredictions, *, since: float | None, 
                            threshold: float | None, n_bins: int, business: BusinessValues | None) -> PerformanceDetail:
     """:func:`performance_detail` of a classifier: its calibration and confusion matrix."""
     data = _range_columns(labeled.frame, since, until, ("label", "prediction", "score"))
-    labelled = ~np.isnan(data["label"]) & ~np.isnan(data["prediction"])
+    labelled = _labelled(data)
     y, logged, score = (data[name][labelled] for name in ("label", "prediction", "score"))
     detail = {"task": labeled.task, "n_labelled": len(y), "since": since, "until": until}
     classes = labeled.classes
