@@ -405,6 +405,32 @@ def _peer_row(name: str, result: dict) -> tuple[str, str, str, str]:
             f"{check['windows']} windows; drifted: {', '.join(check['drifted']) or 'none'}")
 
 
+TITLES = {"duckdb": "drift, pushed down (DuckDB), first count of every file",
+          "duckdb-kept": "drift, pushed down (DuckDB), fresh process, counts kept per file",
+          "in-memory": "drift, every row in pandas (today)",
+          "spark": "drift, pushed down (Spark local[2])", "postgresql": "drift, pushed down (PostgreSQL 15)"}
+"""The table's name of each measured mode."""
+
+
+def table_rows(ingestion: dict, results: dict, *, postgres_load: dict | None = None) -> list[tuple[str, ...]]:
+    """The table's rows: ingestion (and PostgreSQL's load when measured), then each mode's or peer's drift."""
+    rows = [("ingestion, one writer", f"{ingestion['rows_per_second']:,.0f} predictions/s", "",
+             f"{ingestion['bytes_per_million'] / 1e6:,.1f} MB per million after compaction "
+             f"({ingestion['compact_seconds']:.1f} s to compact)")]
+    if postgres_load is not None:
+        rows.append(("ingestion, PostgreSQL", f"{postgres_load['copy_rate']:,.0f} predictions/s (COPY)", "",
+                     f"one writer through the store: {postgres_load['writer_rate']:,.0f} predictions/s"))
+    for mode, result in results.items():
+        if mode in PEERS:
+            rows.append(_peer_row(mode, result))
+        elif "error" in result:
+            rows.append((TITLES[mode], "failed", "", result["error"]))
+        else:
+            rows.append((TITLES[mode], f"{result['seconds']:.2f} s", f"{result['peak_mb']:,.0f} MB",
+                         f"{result['windows']} windows; drifted: {', '.join(result['drifted']) or 'none'}"))
+    return rows
+
+
 LARGE_ROWS = 100_000_000
 """Rows of ``--large``: issue 12's second size (Drift ≤ 15 s cold, ≤ 2 GB, on the embedded engine)."""
 
@@ -426,17 +452,7 @@ def large(args) -> None:
         with open(profile_path, "wb") as handle:
             pickle.dump(build_profile(reference(), feature_kinds()), handle)
         results = {mode: measure(mode, root, profile_path) for mode in ("duckdb", "duckdb-kept")}
-    titles = {"duckdb": "drift, pushed down (DuckDB), first count of every file",
-              "duckdb-kept": "drift, pushed down (DuckDB), fresh process, counts kept per file"}
-    rows = [("ingestion, one writer", f"{ingestion['rows_per_second']:,.0f} predictions/s", "",
-             f"{ingestion['bytes_per_million'] / 1e6:,.1f} MB per million after compaction "
-             f"({ingestion['compact_seconds']:.1f} s to compact)")]
-    for mode, result in results.items():
-        if "error" in result:
-            rows.append((titles[mode], "failed", "", result["error"]))
-            continue
-        rows.append((titles[mode], f"{result['seconds']:.2f} s", f"{result['peak_mb']:,.0f} MB",
-                     f"{result['windows']} windows; drifted: {', '.join(result['drifted']) or 'none'}"))
+    rows = table_rows(ingestion, results)
     header = ("what", f"time ({rows_wanted:,} predictions)", "peak memory", "notes")
     print_table(rows, header)
     # a large run is a full run of its own section (its size is not the 10,000,000 of the main one)
@@ -489,25 +505,7 @@ def main() -> None:
         if args.peers:
             for name in PEERS:
                 results[name] = run_peer(name, Path(scratch), root, args.rows)
-    rows = [("ingestion, one writer", f"{ingestion['rows_per_second']:,.0f} predictions/s", "",
-             f"{ingestion['bytes_per_million'] / 1e6:,.1f} MB per million after compaction "
-             f"({ingestion['compact_seconds']:.1f} s to compact)")]
-    if postgres_load is not None:
-        rows.append(("ingestion, PostgreSQL", f"{postgres_load['copy_rate']:,.0f} predictions/s (COPY)", "",
-                     f"one writer through the store: {postgres_load['writer_rate']:,.0f} predictions/s"))
-    titles = {"duckdb": "drift, pushed down (DuckDB), first count of every file",
-              "duckdb-kept": "drift, pushed down (DuckDB), fresh process, counts kept per file",
-              "in-memory": "drift, every row in pandas (today)",
-              "spark": "drift, pushed down (Spark local[2])", "postgresql": "drift, pushed down (PostgreSQL 15)"}
-    for mode, result in results.items():
-        if mode in PEERS:
-            rows.append(_peer_row(mode, result))
-            continue
-        if "error" in result:
-            rows.append((titles[mode], "failed", "", result["error"]))
-            continue
-        rows.append((titles[mode], f"{result['seconds']:.2f} s", f"{result['peak_mb']:,.0f} MB",
-                     f"{result['windows']} windows; drifted: {', '.join(result['drifted']) or 'none'}"))
+    rows = table_rows(ingestion, results, postgres_load=postgres_load)
     peer_versions = [results[name]["version"] for name in PEERS if "version" in results.get(name, {})]
     header = ("what", f"time ({args.rows:,} predictions)", "peak memory", "notes")
     print_table(rows, header)
