@@ -34,6 +34,18 @@ def plain(text: object) -> str:
     return _AUTOLINKS.sub(lambda m: ":\u2060//" if m.group(1) == "://" else m.group(1)[:3] + "\u2060.", escaped)
 
 
+_LEVELS = {"error": st.error, "warning": st.warning, "info": st.info, "success": st.success, "caption": st.caption}
+
+
+def show_message(level: str, text: str, *, icon: str | None = None) -> None:
+    """Show ``text`` in the box of ``level`` (``error``, ``warning``, ``info``, ``success``) or as a ``caption``:
+    the levels the functions of ``monitoring`` and ``explain`` give their sentences."""
+    if icon is None or level == "caption":
+        _LEVELS[level](text)
+    else:
+        _LEVELS[level](text, icon=icon)
+
+
 def service_problem(runtime, text: object, *, box=None, **kwargs) -> None:
     """Show a problem that may quote a monitored service's answer: secrets redacted, personal values masked, as
     plain text.

@@ -19,7 +19,7 @@ import time
 
 import streamlit as st
 
-from dashboard.components import plain, when
+from dashboard.components import plain, show_message, when
 from monitoring.capture import capture_summary
 from monitoring.store import StoreHealth
 
@@ -113,8 +113,7 @@ def capture_banner(runtime) -> None:
         summary = capture_summary(runtime.store, service.name)
         if summary is None:
             continue
-        level, text = capture_message(service.name, summary)
-        {"warning": st.warning, "info": st.info}.get(level, st.caption)(text)
+        show_message(*capture_message(service.name, summary))
 
 
 def store_read_message(store, exc: BaseException) -> str:

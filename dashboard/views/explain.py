@@ -6,7 +6,7 @@ from datetime import time as day_time
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, go_ahead, personal, service_problem, when
+from dashboard.components import feature_condition, go_ahead, personal, service_problem, show_message, when
 from dashboard.state import explain as cache
 from explain import ExplainError
 from explain import plots as explain_plots
@@ -271,7 +271,6 @@ st.caption("Results are cached per service, model version and data window; logge
 if model.kind == "local" and service.explain.source == "auto":
     check = cache.explain_consistency(runtime, service=service_name, version=model.version)
     level, text = consistency_alert(check)
-    alert, icon = {"success": (st.success, "verified"), "info": (st.info, "help"),
-                   "warning": (st.warning, "warning")}[level]
+    icon = {"success": "verified", "info": "help", "warning": "warning"}[level]
     with check_box.container():
-        alert(text, icon=f":material/{icon}:")
+        show_message(level, text, icon=f":material/{icon}:")

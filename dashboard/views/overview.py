@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, download_button, personal, plain, status_badge, when
+from dashboard.components import demo_backfill, download_button, personal, plain, show_message, status_badge, when
 from dashboard.state import data, health, performance, segments
 from dashboard.state import overview as cache
 from monitoring.overview import OVERVIEW_DAYS, ServiceOverview
@@ -17,9 +17,8 @@ from monitoring.plots import performance as performance_plots
 from monitoring.production import ProductionDataError
 from monitoring.report import render_report, service_report
 
-ALERT_BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
-ACTION_BOXES = {"fix_service": st.error, "retrain": st.error, "investigate": st.warning, "watch": st.warning,
-                "check": st.warning, "none": st.success, "unknown": st.info}
+ACTION_LEVELS = {"fix_service": "error", "retrain": "error", "investigate": "warning", "watch": "warning",
+                 "check": "warning", "none": "success", "unknown": "info"}
 
 current = state.settings()
 runtime = state.runtime(current)
@@ -82,9 +81,9 @@ for service in services:
 
         found = found_data.alerts(state=row.state, reason=row.reason)  # for the report (HTML-escaped there)
         shown = found_data.alerts(state=row.state, reason=plain(row.reason))  # the service's words, never Markdown
-        ACTION_BOXES[shown.action](f"**{mask.text(shown.recommendation)}**")
+        show_message(ACTION_LEVELS[shown.action], f"**{mask.text(shown.recommendation)}**")
         for alert in shown.alerts:
-            ALERT_BOXES[alert.level](mask.text(alert.message))
+            show_message(alert.level, mask.text(alert.message))
         gathered.append((service.name, row.state, status_line, model_line, found, found_data))
         if counts is None:
             if found_data.problem:

@@ -3,7 +3,14 @@
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import demo_backfill, download_button, personal, service_picker, service_problem
+from dashboard.components import (
+    demo_backfill,
+    download_button,
+    personal,
+    service_picker,
+    service_problem,
+    show_message,
+)
 from dashboard.state import data
 from dashboard.state import segments as cache
 from dashboard.state.explain import explain_setup
@@ -138,7 +145,7 @@ def fairness_section() -> None:
                    help="The larger gap, between groups, of true-positive or false-positive rates (0 = equal); needs "
                         "known outcomes.")
     if (rule := four_fifths_verdict(fairness.four_fifths_ok, sensitive=sensitive)) is not None:
-        {"error": st.error, "success": st.success}[rule[0]](rule[1])
+        show_message(*rule)
     for sentence in fairness.sentences():
         st.markdown(mask.text(sentence))
     groups = mask.text_cells(fairness.by_group.assign(group=mask.groups(sensitive, fairness.by_group["group"])))

@@ -6,7 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.components import feature_condition, go_ahead, personal, service_picker, service_problem, when
+from dashboard.components import (
+    feature_condition,
+    go_ahead,
+    personal,
+    service_picker,
+    service_problem,
+    show_message,
+    when,
+)
 from dashboard.state import explain as explain_cache
 from dashboard.state import whatif as cache
 from explain import ExplainError, RemoteExplainError, whatif_plots
@@ -150,7 +158,7 @@ if source == SOURCES[0]:
         made = when(float(row["ts"]), now=runtime.now())
         st.caption(f"Prediction `{row['id']}` made {made}; click a row to pick another.")
     elif message := finder_message(finder, searched=found is not None):
-        (st.caption if message[0] == "caption" else st.info)(message[1])
+        show_message(*message)
 elif source == SOURCES[1] and setup.reference is not None:
     index = int(st.number_input("Reference row", min_value=0, max_value=len(setup.reference) - 1,
                                 key="whatif_ref_row", **initial("whatif_ref_row", 0)))
