@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +64,12 @@ from monitoring.clock import Clock, SystemClock
 from monitoring.config import ConfigError, ServiceConfig, VantageConfig, load_config, parse_command_line
 from monitoring.health import format_duration, poll_state
 from monitoring.metrics import parse_scrape
+from monitoring.parquet_log import ParquetPredictionLog
+from monitoring.production import UPKEEP_TALLY_ROWS, KeptTallies, keep_file_tallies
 from monitoring.redact import Redactor, service_secrets
+from monitoring.reference import ReferenceDataError
 from monitoring.schema import ServiceSchema, read_schema_reference, resolve_schema
+from monitoring.service_reference import logged_service_profile
 from monitoring.store import Lease, PollRecord, Probe, ProcessIdentity, Store, StoreHealth
 
 log = logging.getLogger(__name__)
@@ -597,7 +601,8 @@ class Collector:
     holder : str, optional
         Name of this collector in the leases; host, process and a random suffix by default.
     maintenance_every : float, default=60
-        Seconds between downsampling runs (done by whichever collector holds that lease).
+        Seconds between upkeep runs (:meth:`upkeep`: downsampling, the prediction log's
+        compaction and retention, its drift counts), done by whichever collector holds that lease.
     max_buffered_rows : int, default=MAX_PENDING_ROWS
         Rows kept in memory while the store does not take writes.
     health_file : path, optional
@@ -666,21 +671,40 @@ class Collector:
                 next_tick = time.monotonic()
 
     def _maintenance_loop(self) -> None:
-        settings = self.config.store
         while not self._stop.wait(self.maintenance_every):
             try:
                 if self.store.acquire_lease("collector:maintenance", self.holder,
                                             ttl_seconds=3 * self.maintenance_every):
-                    self.store.downsample(raw_retention_hours=settings.raw_retention_hours,
-                                          retention_days=settings.retention_days,
-                                          rollup_minutes=settings.rollup_minutes)
-                    done = self.store.predictions.maintain(now=self.clock.now(),
-                                                           keep_days=settings.log_retention_days)
-                    if done["deleted"]:
-                        log.info("prediction log: deleted %s (older than %g days)", ", ".join(done["deleted"]),
-                                 settings.log_retention_days)
+                    self.upkeep(now=self.clock.now())
             except Exception:
                 log.exception("downsampling or prediction-log upkeep failed")
+
+    def upkeep(self, *, now: float) -> dict:
+        """One run of the store's upkeep (what the holder of the maintenance lease does every
+        ``maintenance_every`` seconds): downsampling, the prediction log's compaction and
+        retention, then the drift counts of its files of past days (:func:`keep_drift_tallies`).
+
+        Parameters
+        ----------
+        now : float
+            Unix seconds the log's retention and days are measured against.
+
+        Returns
+        -------
+        dict
+            The log's ``{"compacted": [...], "deleted": [...]}``
+            (:meth:`~monitoring.parquet_log.ParquetPredictionLog.maintain`) and ``"tallies"``:
+            service name to :class:`~monitoring.production.KeptTallies`.
+        """
+        settings = self.config.store
+        self.store.downsample(raw_retention_hours=settings.raw_retention_hours,
+                              retention_days=settings.retention_days, rollup_minutes=settings.rollup_minutes)
+        done = self.store.predictions.maintain(now=now, keep_days=settings.log_retention_days)
+        if done["deleted"]:
+            log.info("prediction log: deleted %s (older than %g days)", ", ".join(done["deleted"]),
+                     settings.log_retention_days)
+        schemas = {name: poller.schema for name, poller in self.pollers.items()}
+        return {**done, "tallies": keep_drift_tallies(self.store, self.config.services, schemas, now=now)}
 
     def start(self) -> Collector:
         """Start the writer, the lease thread, one thread per service and one for downsampling; return self."""
@@ -718,6 +742,62 @@ class Collector:
                 log.exception("could not release the lease of %s", name)
             poller.close()
         self._threads = []
+
+
+def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas: Mapping[str, ServiceSchema], *,
+                       now: float, max_rows: int = UPKEEP_TALLY_ROWS) -> dict[str, KeptTallies]:
+    """Count and keep the drift counts of the prediction log's files of past days, so that no page view does.
+
+    For each service with a reference whose log is the store's Parquet log, against the
+    profile the Drift page uses (:func:`monitoring.service_reference.logged_service_profile`),
+    by :func:`monitoring.production.keep_file_tallies`: day and week counts of every file
+    without them, newest first, at most ``max_rows`` predictions in all (the next run goes on).
+    A service without a reference, with one that cannot be used, or without a log is passed
+    over; one whose counting fails is logged and the others are still counted.
+
+    Parameters
+    ----------
+    store : Store
+    services : sequence of ServiceConfig
+    schemas : mapping of str to ServiceSchema
+        Each service's resolved schema, by service name (the pollers').
+    now : float
+        Unix seconds: the days over by then are counted.
+    max_rows : int, default=UPKEEP_TALLY_ROWS
+        Predictions counted at most in this run, over every service.
+
+    Returns
+    -------
+    dict of str to KeptTallies
+        What was counted, per service counted.
+    """
+    prediction_log = store.predictions
+    kept: dict[str, KeptTallies] = {}
+    if not isinstance(prediction_log, ParquetPredictionLog):
+        return kept
+    budget = max_rows
+    for service in services:
+        if budget <= 0:
+            break
+        if service.prediction_log is not None or not service.reference or service.name not in schemas \
+                or not prediction_log.has_log(service.log_name):
+            continue  # its drift is counted from a file of its own, against nothing, or there is nothing to count
+        try:
+            profile = logged_service_profile(service, schemas[service.name], store)
+        except ReferenceDataError as exc:
+            log.debug("drift counts of %s not kept: %s", service.name, exc)
+            continue
+        try:
+            done = keep_file_tallies(prediction_log, service.log_name, profile, now=now, max_rows=budget)
+        except Exception:
+            log.warning("drift counts of %s's prediction log could not be kept", service.name, exc_info=True)
+            continue
+        if done.files:
+            log.info("prediction log of %s: drift counts kept for %d file(s), %s predictions (%d file(s) left)",
+                     service.name, len(done.files), f"{done.rows:,}", done.left)
+        kept[service.name] = done
+        budget -= done.rows
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:

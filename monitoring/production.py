@@ -33,7 +33,8 @@ from monitoring.drift import (
     tallies_to_arrays,
 )
 from monitoring.files import ChangedFile, read_table_file
-from monitoring.label_queries import join_labels_in_engine
+from monitoring.label_queries import join_labels_in_engine, summarize_labels_in_engine
+from monitoring.label_summary import LabelledSummary, summarize_labeled
 from monitoring.labels import LabeledPredictions, LogLabels, join_labels
 from monitoring.log_engines import survives_compaction
 from monitoring.log_queries import (
@@ -126,6 +127,13 @@ class _FrameQuestions:
         always true here."""
         del every_row
         return _join_in_memory(self, labels, now=now, task=task)
+
+    def summarize_labels(self, labels, *, now: float, task: str = "auto", judged_days: float = 7.0,
+                         threshold: float | None = 0.5) -> LabelledSummary:
+        """The labelled predictions summed per slice (:class:`monitoring.label_summary.LabelledSummary`), from
+        the rows joined in memory."""
+        return summarize_labeled(self.join_labels(labels, now=now, task=task), judged_days=judged_days,
+                                 threshold=threshold)
 
 
 class PredictionLogMirror(_FrameQuestions):
@@ -362,6 +370,8 @@ def find_in_frame(frame: pd.DataFrame, *, prediction_id: str | None = None, sinc
 
 CACHED_WINDOWS = ("day", "week")
 """Windows counted once per Parquet file and kept: a file lies in one UTC day, so in one day and one week."""
+UPKEEP_TALLY_ROWS = 5_000_000
+"""Predictions one upkeep run counts into kept files at most (beyond its first file); the next run goes on."""
 _TALLY_CACHE: dict[tuple, WindowTallies] = {}
 _TALLY_CACHE_SIZE = 4096
 _TALLY_LOCK = threading.Lock()
@@ -374,6 +384,28 @@ def _profile_key(profile: ReferenceProfile) -> str:
         digest.update(f"{name}|{column.kind}|{column.categories!r}|".encode())
         digest.update(np.asarray(column.fine_edges, dtype=float).tobytes())
     return digest.hexdigest()[:16]
+
+
+def tally_folder(log: ParquetPredictionLog, service: str, profile: ReferenceProfile) -> Path:
+    """Where the counts of ``service``'s files against ``profile`` are kept (one ``<file>.<window>.npz`` each).
+
+    Parameters
+    ----------
+    log : ParquetPredictionLog
+    service : str
+        The log's name.
+    profile : ReferenceProfile
+
+    Returns
+    -------
+    Path
+        ``<log root>/<service>/tallies/<profile key>``.
+    """
+    return Path(log.log.root) / service / "tallies" / _profile_key(profile)
+
+
+def _kept_path(folder: Path, path: str, spec: str) -> Path:
+    return folder / f"{Path(path).stem}.{spec}.npz"
 
 
 def _load_tallies(path: Path, columns: list[str]) -> WindowTallies | None:
@@ -404,6 +436,146 @@ def _files_within(files: Sequence[str], since: float | None, until: float | None
                   and (until is None or day + DAY_SECONDS <= until))
         (whole if inside else cut).append(path)
     return whole, cut
+
+
+def _tallied_columns(log: ParquetPredictionLog, service: str, profile: ReferenceProfile,
+                     snapshot) -> tuple[list[str], list[str]]:
+    """The profile's columns the engine counts (in the files' schema, not personal), and the personal ones."""
+    sealed = [c for c in log.store.sealer.columns(service) if c in profile.columns]
+    present = set(snapshot.schema.names) if snapshot.schema is not None else set()
+    plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+    return plain, sealed
+
+
+def file_tallies(log: ParquetPredictionLog, service: str, profile: ReferenceProfile, files: Sequence[str],
+                 spec: str, columns: list[str]) -> list[WindowTallies]:
+    """Each file's counts of ``columns`` per ``spec`` window: kept ones from memory or disk, the others counted
+    by DuckDB in one pass over all of them, then kept (in memory and under :func:`tally_folder`).
+
+    The one counting of a file that both a page (:meth:`ParquetMirror.tallies`) and the upkeep
+    (:func:`keep_file_tallies`) do, so that either finds what the other kept.
+
+    Parameters
+    ----------
+    log : ParquetPredictionLog
+        A ``duckdb:`` log.
+    service : str
+        The log's name.
+    profile : ReferenceProfile
+    files : sequence of str
+        Files of ``service``'s predictions (each lies in one UTC day).
+    spec : {"day", "week"}
+        One of :data:`CACHED_WINDOWS`.
+    columns : list of str
+        The columns counted: the profile's that the files have, personal ones left out.
+
+    Returns
+    -------
+    list of WindowTallies
+        One per file that holds rows, in the order of ``files``.
+    """
+    folder = tally_folder(log, service, profile)
+    profile_key = folder.name
+    found: dict[str, WindowTallies] = {}
+    for path in files:
+        key = (path, profile_key, spec, tuple(columns))
+        tallies = _TALLY_CACHE.get(key) or _load_tallies(_kept_path(folder, path, spec), columns)
+        if tallies is not None:
+            found[path] = tallies
+    unseen = [path for path in files if path not in found]
+    if unseen:
+        with log.engine.lock:
+            counted = tally_windows(log.engine.connect(), log.engine.table_of(unseen, with_file=True),
+                                    profile, window=spec, columns=columns, by="filename")
+        for path in unseen:
+            tallies = counted.get(path)
+            if tallies is None:  # a file without a row in the range: nothing to keep
+                continue
+            found[path] = tallies
+            _save_tallies(_kept_path(folder, path, spec), tallies)
+    with _TALLY_LOCK:
+        for path, tallies in found.items():
+            if len(_TALLY_CACHE) >= _TALLY_CACHE_SIZE:
+                _TALLY_CACHE.pop(next(iter(_TALLY_CACHE)))
+            _TALLY_CACHE[(path, profile_key, spec, tuple(columns))] = tallies
+    return [found[path] for path in files if path in found]
+
+
+@dataclass(frozen=True)
+class KeptTallies:
+    """What one upkeep run counted of a service's log (:func:`keep_file_tallies`).
+
+    Attributes
+    ----------
+    files : tuple of str
+        The files counted and kept, for every window of :data:`CACHED_WINDOWS`.
+    rows : int
+        The predictions in them.
+    left : int
+        Files of days that are over still without kept counts: the next run's.
+    """
+
+    files: tuple[str, ...] = ()
+    rows: int = 0
+    left: int = 0
+
+
+def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: ReferenceProfile, *, now: float,
+                      max_rows: int = UPKEEP_TALLY_ROWS) -> KeptTallies:
+    """Count and keep the day and week counts of ``service``'s files that have none yet (the log's upkeep).
+
+    Only files of UTC days over by ``now`` are counted (a file never changes once written, and
+    later rows of a past day come in new files); files a compaction replaced are not listed.
+    The newest are counted first, one file at a time (the engine is free between two), until
+    ``max_rows`` predictions are counted: the next run goes on. Personal columns are never
+    counted into a kept file (:meth:`ParquetMirror.tallies` opens them at each view). A page
+    view then finds every file of a past day counted (:func:`file_tallies`).
+
+    Parameters
+    ----------
+    log : ParquetPredictionLog
+    service : str
+        The log's name (``ServiceConfig.log_name``).
+    profile : ReferenceProfile
+        The profile the pages count against (same :func:`tally_folder`).
+    now : float
+        Unix seconds, the caller's clock.
+    max_rows : int, default=UPKEEP_TALLY_ROWS
+        Predictions to count at most in this run; its first file is counted whatever its size.
+
+    Returns
+    -------
+    KeptTallies
+        Nothing counted for a log on Spark, without files, or with every file kept.
+    """
+    if log.engine.scheme != "duckdb" or not log.has_log(service):
+        return KeptTallies()
+    snapshot = log.log.snapshot(service, "predictions")
+    if snapshot.empty:
+        return KeptTallies()
+    columns, _ = _tallied_columns(log, service, profile, snapshot)
+    folder = tally_folder(log, service, profile)
+    over = [path for path in snapshot.files if (day := partition_start(Path(path).parent.name)) is not None
+            and day + DAY_SECONDS <= now]
+    unkept = [path for path in reversed(over)
+              if not all(_kept_path(folder, path, spec).exists() for spec in CACHED_WINDOWS)]
+    counted: list[str] = []
+    rows = 0
+    for path in unkept:
+        size = _file_rows(path)
+        if counted and rows + size > max_rows:
+            break
+        for spec in CACHED_WINDOWS:
+            file_tallies(log, service, profile, [path], spec, columns)
+        counted.append(path)
+        rows += size
+    return KeptTallies(files=tuple(counted), rows=rows, left=len(unkept) - len(counted))
+
+
+def _file_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
 
 
 class ParquetMirror:
@@ -503,26 +675,43 @@ class ParquetMirror:
                                          source=labels.source)
 
     @survives_compaction
+    def summarize_labels(self, labels, *, now: float, task: str = "auto", judged_days: float = 7.0,
+                         threshold: float | None = 0.5) -> LabelledSummary:
+        """The labelled predictions summed per slice (:class:`monitoring.label_summary.LabelledSummary`).
+
+        Labels kept beside this log are summed by its engine
+        (:func:`monitoring.label_queries.summarize_labels_in_engine`): sums per day and a bounded
+        sample come back, never the labelled rows. Other labels join in memory first.
+        """
+        if not (isinstance(labels, LogLabels) and labels.log is self.log):
+            return summarize_labeled(self.join_labels(labels, now=now, task=task), judged_days=judged_days,
+                                     threshold=threshold)
+        table = self.log.engine.table(self.service, in_order=self.log.engine.scheme == "duckdb").table
+        with self.log.engine.lock:
+            return summarize_labels_in_engine(self.log.engine.connect(), table, labels.table(), now=now, task=task,
+                                              judged_days=judged_days, threshold=threshold, source=labels.source)
+
+    @survives_compaction
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
                 until: float | None = None) -> WindowTallies:
         """Counts per window computed by DuckDB over the partitions that overlap ``[since, until)``.
 
         Day and week windows are counted once per file and kept (in memory and beside the log,
-        per reference profile): a file never changes, so a view recounts only the files it has
-        not seen and those the range cuts through (today's, usually).
+        per reference profile, by :func:`file_tallies`): a file never changes, so a view recounts
+        only the files it has not seen and those the range cuts through (today's, usually). The
+        collector's upkeep counts every file of a past day beforehand (:func:`keep_file_tallies`),
+        so that no view pays for the first count.
         """
         snapshot = self._snapshot()
         spec = parse_window(window)
-        sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns]
-        present = set(snapshot.schema.names) if snapshot.schema is not None else set()
-        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        plain, sealed = _tallied_columns(self.log, self.service, profile, snapshot)
         if snapshot.empty:
             return self._no_rows(profile, spec)
         engine = self.log.engine
         whole, cut = _files_within(snapshot.files, since, until)
         if spec not in CACHED_WINDOWS or engine.scheme != "duckdb":
             whole, cut = [], list(snapshot.files)
-        parts = self._files_tallies(whole, profile, spec, plain)
+        parts = file_tallies(self.log, self.service, profile, whole, spec, plain)
         if cut:
             table = (engine.table_of(cut) if engine.scheme == "duckdb"  # Spark lists the partitions itself
                      else engine.table(self.service, since=since, until=until).table)
@@ -542,35 +731,6 @@ class ParquetMirror:
         empty = {c: pd.Series(dtype=object if profile.columns[c].kind == "categorical" else float)
                  for c in profile.features}
         return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **empty}), profile, window=spec)
-
-    def _files_tallies(self, files: list[str], profile: ReferenceProfile, spec: str,
-                       columns: list[str]) -> list[WindowTallies]:
-        """Each file's counts: kept ones from memory or disk, the others counted in one pass over all of them."""
-        profile_key = _profile_key(profile)
-        folder = Path(self.log.log.root) / self.service / "tallies" / profile_key
-        found: dict[str, WindowTallies] = {}
-        for path in files:
-            key = (path, profile_key, spec, tuple(columns))
-            tallies = _TALLY_CACHE.get(key) or _load_tallies(folder / f"{Path(path).stem}.{spec}.npz", columns)
-            if tallies is not None:
-                found[path] = tallies
-        unseen = [path for path in files if path not in found]
-        if unseen:
-            with self.log.engine.lock:
-                counted = tally_windows(self.log.engine.connect(), self.log.engine.table_of(unseen, with_file=True),
-                                        profile, window=spec, columns=columns, by="filename")
-            for path in unseen:
-                tallies = counted.get(path)
-                if tallies is None:  # a file without a row in the range: nothing to keep
-                    continue
-                found[path] = tallies
-                _save_tallies(folder / f"{Path(path).stem}.{spec}.npz", tallies)
-        with _TALLY_LOCK:
-            for path, tallies in found.items():
-                if len(_TALLY_CACHE) >= _TALLY_CACHE_SIZE:
-                    _TALLY_CACHE.pop(next(iter(_TALLY_CACHE)))
-                _TALLY_CACHE[(path, profile_key, spec, tuple(columns))] = tallies
-        return [found[path] for path in files if path in found]
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row, in time order; only the files new since the last call are read.
