@@ -526,8 +526,8 @@ def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: Referenc
 
     Only files of UTC days over by ``now`` are counted (a file never changes once written, and
     later rows of a past day come in new files); files a compaction replaced are not listed.
-    The newest are counted first, one file at a time (the engine is free between two), until
-    ``max_rows`` predictions are counted: the next run goes on. Personal columns are never
+    The newest are counted first, up to ``max_rows`` predictions (one pass per window: the
+    engine is held that long at most), and the next run goes on. Personal columns are never
     counted into a kept file (:meth:`ParquetMirror.tallies` opens them at each view). A page
     view then finds every file of a past day counted (:func:`file_tallies`).
 
@@ -565,10 +565,10 @@ def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: Referenc
         size = _file_rows(path)
         if counted and rows + size > max_rows:
             break
-        for spec in CACHED_WINDOWS:
-            file_tallies(log, service, profile, [path], spec, columns)
         counted.append(path)
         rows += size
+    for spec in CACHED_WINDOWS:  # one pass over this run's files per window
+        file_tallies(log, service, profile, counted, spec, columns)
     return KeptTallies(files=tuple(counted), rows=rows, left=len(unkept) - len(counted))
 
 
