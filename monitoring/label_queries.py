@@ -6,6 +6,9 @@ examples — written once as Ibis expressions, so DuckDB (or Spark) joins the ro
 are. Only the labelled predictions come back; every logged prediction is counted per hour
 instead (:attr:`monitoring.labels.LabeledPredictions.served_hours`), which keeps the coverage
 of hour, day and week windows exact without holding the rows.
+
+:func:`summarize_labels_in_engine` makes the same join and brings back less: sums per day and
+a bounded sample (:class:`monitoring.label_summary.LabelledSummary`), all the Overview needs.
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ import contextlib
 import math
 import string
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from monitoring.label_summary import DAY, SAMPLE_COLUMNS, SAMPLE_ROWS, SLICE_COLUMNS, LabelledSummary, cut_of
 from monitoring.labels import (
     MAX_CLASSES,
     MAX_ID_LENGTH,
@@ -36,6 +44,19 @@ _NO_ARRIVAL = -1e308
 """Sort key of a label without an arrival time: before every timed one, as in memory."""
 _WHITESPACE = list(string.whitespace)
 """What Ibis's ``strip`` takes off both ends of a text."""
+_KEY_MODULUS = 1_073_741_789
+"""The sample's key is the id's hash modulo this prime (below 2**30, so that the key plus it still fits
+Spark's 32-bit integers)."""
+
+
+@ibis.udf.scalar.builtin(name="hash", signature=((dt.string,), dt.int64))
+def _engine_hash(value):
+    """The engine's own hash of a text (DuckDB's and Spark's ``hash``); Ibis's ``hash()`` casts it through
+    bits, at a second per 5,000,000 ids."""
+
+_EMPTY = pd.DataFrame({"id": pd.Series(dtype=object), "ts": pd.Series(dtype=float),
+                       "prediction": pd.Series(dtype=float), "score": pd.Series(dtype=float),
+                       "label": pd.Series(dtype=float), "label_ts": pd.Series(dtype=float)})
 
 
 def _label_rows(labels: ir.Table, *, now: float) -> ir.Table:
@@ -105,6 +126,72 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
         ``frame`` holds the labelled predictions only, in prediction-time order, and
         ``served_hours`` counts every logged prediction per hour.
     """
+    def fetch(used: ir.Table | None, task: str, classes: tuple[float, ...]) -> tuple[pd.DataFrame, int]:
+        if used is None:
+            return _EMPTY.copy(), 0
+        frame = backend.execute(used).astype(
+            {"ts": float, "prediction": float, "score": float, "label": float, "label_ts": float})
+        return (_in_time_order(frame) if len(frame) else _EMPTY.copy()), len(frame)
+
+    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=fetch)
+    return LabeledPredictions(frame=joined.result, quality=joined.quality, task=joined.task,
+                              classes=joined.classes, now=now, source=source, served_hours=joined.served)
+
+
+def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float,
+                               task: str = "auto", judged_days: float = 7.0, threshold: float | None = 0.5,
+                               sample_rows: int = SAMPLE_ROWS, source: str = "") -> LabelledSummary:
+    """The :class:`~monitoring.label_summary.LabelledSummary` of the labels arrived by ``now``, counted in the engine.
+
+    The same join as :func:`join_labels_in_engine` (the same labels used, the same counts of
+    those left out), but only sums per slice and at most ``sample_rows`` rows per slice come
+    back: what the Overview needs, in memory that does not grow with the log.
+
+    Parameters
+    ----------
+    backend, predictions, labels, now, task, source
+        As for :func:`join_labels_in_engine`.
+    judged_days : float, default=7
+        The judged period, whose start cuts its day in two slices.
+    threshold : float or None, default=0.5
+        Decision threshold of the counts (two classes); None = the logged decisions.
+    sample_rows : int, default=SAMPLE_ROWS
+
+    Returns
+    -------
+    LabelledSummary
+    """
+    cut = cut_of(now, judged_days)
+
+    def summed(used: ir.Table | None, task: str, classes: tuple[float, ...]) -> tuple[tuple, int]:
+        if used is None:
+            return (_no_slices(), _no_sample()), 0
+        slices, sample = _slice_sums(backend, used, task=task, classes=classes, now=now, cut=cut,
+                                     threshold=threshold, sample_rows=sample_rows)
+        return (slices, sample), int(slices["n"].sum())
+
+    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=summed)
+    slices, sample = joined.result
+    return LabelledSummary(slices=slices, sample=sample, quality=joined.quality, task=joined.task,
+                           classes=joined.classes, now=float(now), cut=cut, threshold=threshold,
+                           served_hours=joined.served, source=source, sample_rows=sample_rows)
+
+
+@dataclass(frozen=True)
+class _Joined:
+    """What the join found: ``result`` of the caller's finishing step, the labels' quality, task and hours."""
+
+    result: Any
+    quality: LabelQuality
+    task: str
+    classes: tuple[float, ...]
+    served: pd.DataFrame
+
+
+def _in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float, task: str,
+               finish: Callable[[ir.Table | None, str, tuple[float, ...]], tuple[Any, int]]) -> _Joined:
+    """The join of :func:`join_labels_in_engine`; ``finish(used, task, classes)`` turns the used rows' expression
+    (None without labels) into the result and says how many rows were used."""
     if task not in ("auto", *TASKS):
         raise ValueError(f"task must be 'auto', 'classification' or 'regression'; got {task!r}")
     found = prediction_values(backend, predictions, max_values=MAX_CLASSES)
@@ -114,12 +201,9 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
         if resolved == "classification" else ()
     hours = window_rows(backend, predictions, window="hour")
     served = pd.DataFrame({"hour_start": hours.start, "n": hours.n_rows})
-    empty = pd.DataFrame({"id": pd.Series(dtype=object), "ts": pd.Series(dtype=float),
-                          "prediction": pd.Series(dtype=float), "score": pd.Series(dtype=float),
-                          "label": pd.Series(dtype=float), "label_ts": pd.Series(dtype=float)})
     if labels is None:
-        return LabeledPredictions(frame=empty, quality=LabelQuality(), task=resolved, classes=classes, now=now,
-                                  source=source, served_hours=served)
+        result, _ = finish(None, resolved, classes)
+        return _Joined(result, LabelQuality(), resolved, classes, served)
 
     rows = _label_rows(labels, now=now)
     written = ["filename", "file_row_number"] if "filename" in rows.columns else []
@@ -137,15 +221,15 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
     pairs = candidates.inner_join(logged, candidates.prediction_id == logged.pid).select(
         "prediction_id", "label", "label_ts", "pts", "prediction", "score")
     with _kept(backend, pairs) as pairs:
-        return _joined(backend, rows, pairs, written=written, candidates=candidates, logged=logged,
-                       order_keys=list(order_keys), task=resolved, classes=classes, now=now, source=source,
-                       served=served, empty=empty)
+        result, quality = _joined(backend, rows, pairs, written=written, candidates=candidates, logged=logged,
+                                  order_keys=list(order_keys), task=resolved, classes=classes, finish=finish)
+    return _Joined(result, quality, resolved, classes, served)
 
 
 def _joined(backend, rows: ir.Table, pairs: ir.Table, *, written: list[str], candidates: ir.Table,
-            logged: ir.Table, order_keys: list[str], task: str, classes: tuple[float, ...], now: float, source: str,
-            served: pd.DataFrame, empty: pd.DataFrame) -> LabeledPredictions:
-    """The counts, examples and labelled rows of :func:`join_labels_in_engine`, from the kept label-prediction pairs."""
+            logged: ir.Table, order_keys: list[str], task: str, classes: tuple[float, ...],
+            finish: Callable) -> tuple[Any, LabelQuality]:
+    """The counts, examples and (through ``finish``) labelled rows of :func:`_in_engine`, from the kept pairs."""
     classification = task == "classification"
 
     def known(table: ir.Table) -> ir.BooleanValue:  # a class the model predicts (any value for a regression)
@@ -209,15 +293,80 @@ def _joined(backend, rows: ir.Table, pairs: ir.Table, *, written: list[str], can
             joined = joined.mutate(first=ibis.row_number().over(group_by="prediction_id",
                                                                 order_by=["pts", *order_keys]))
             used = used.union(shown(joined.filter(joined["first"] == 0)))
-        frame = backend.execute(used)
-    frame = frame.astype({"ts": float, "prediction": float, "score": float, "label": float, "label_ts": float})
-    frame = _in_time_order(frame)
-    quality = LabelQuality(received=int(counts["received"] or 0), used=len(frame),
+        result, n_used = finish(used, task, classes)
+    quality = LabelQuality(received=int(counts["received"] or 0), used=n_used,
                            unmatched=n_candidates - n_matched, duplicates=n_matched - n_ids,
                            invalid=int(counts["invalid"] or 0), unknown_class=n_unknown,
                            pending=int(counts["pending"] or 0), examples=examples)
-    return LabeledPredictions(frame=frame if len(frame) else empty, quality=quality, task=task, classes=classes,
-                              now=now, source=source, served_hours=served)
+    return result, quality
+
+
+def _no_slices() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in SLICE_COLUMNS})
+
+
+def _no_sample() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c == "id" else float) for c in SAMPLE_COLUMNS})
+
+
+def _slice_sums(backend, used: ir.Table, *, task: str, classes: tuple[float, ...], now: float, cut: float,
+                threshold: float | None, sample_rows: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sums per slice of the used rows and, per slice, the ``sample_rows`` rows of least key (two queries)."""
+    t = used.filter(used.prediction.notnull() & ~used.prediction.isnan() & used.ts.notnull() & ~used.ts.isnan())
+    day = ((t.ts / DAY).floor() * DAY).cast("float64")
+    cut_day_end = math.floor(cut / DAY) * DAY + DAY
+    t = t.mutate(slice_start=ibis.cases((t.ts >= now, ibis.literal(float(now))),
+                                        ((t.ts >= cut) & (t.ts < cut_day_end), ibis.literal(float(cut))),
+                                        else_=day))
+    error = t.label - t.prediction
+    sums = {"n": t.count(), "correct": (t.label == t.prediction).ifelse(1, 0).sum(),
+            "ts_min": t.ts.min(), "ts_max": t.ts.max()}
+    if task == "classification" and len(classes) == 2:
+        negative, positive = (ibis.literal(float(c)) for c in classes)
+        scored = t.score.notnull() & ~t.score.isnan() & ~t.score.isinf()
+        decided = t.prediction if threshold is None else scored.ifelse(
+            (t.score >= threshold).ifelse(positive, negative), t.prediction)
+        is_positive, decided_positive = t.label == positive, decided == positive
+        sums.update(positives=is_positive.ifelse(1, 0).sum(), n_scored=scored.ifelse(1, 0).sum(),
+                    score_sum=scored.ifelse(t.score, 0.0).sum(),
+                    tn=(~is_positive & ~decided_positive).ifelse(1, 0).sum(),
+                    fp=(~is_positive & decided_positive).ifelse(1, 0).sum(),
+                    fn=(is_positive & ~decided_positive).ifelse(1, 0).sum(),
+                    tp=(is_positive & decided_positive).ifelse(1, 0).sum())
+    if task == "regression":
+        sums.update(abs_error_sum=error.abs().sum(), error_sum=error.sum())
+    counted = backend.execute(t.group_by("slice_start").aggregate(**sums))
+    slices = pd.DataFrame({c: counted.get(c, 0) for c in SLICE_COLUMNS})
+    slices = slices.fillna({c: 0 for c in SLICE_COLUMNS if c not in ("ts_min", "ts_max")})
+    slices = slices.astype({c: float if c in ("slice_start", "score_sum", "abs_error_sum", "error_sum", "ts_min",
+                                              "ts_max") else np.int64 for c in SLICE_COLUMNS})
+    slices = slices.sort_values("slice_start").reset_index(drop=True)
+    # (x % m + m) % m: in [0, m) for an unsigned hash (DuckDB) and a signed one (Spark) alike
+    keyed = t.mutate(key=(_engine_hash(t.id) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
+    # Ranking every row of a slice by its key is a sort of millions; the rows of least key are found
+    # among those below a bound that keeps about 1.5 times the sample (every row of a small slice),
+    # and a slice that came short of its sample is ranked whole.
+    sizes = dict(zip(slices["slice_start"].astype(float), slices["n"].astype(int), strict=True))
+    wanted = {start: min(n, sample_rows) for start, n in sizes.items()}
+    bounds = {start: int(_KEY_MODULUS * min(1.0, (1.5 * sample_rows + 64) / n)) for start, n in sizes.items()}
+    sample = _least_keys(backend, keyed, bounds, sample_rows)
+    short = [start for start, n in sample.groupby("slice_start").size().reindex(list(wanted), fill_value=0).items()
+             if n < wanted[start]]
+    if short:
+        sample = pd.concat([sample[~sample["slice_start"].isin(short)],
+                            _least_keys(backend, keyed, dict.fromkeys(short, _KEY_MODULUS), sample_rows)])
+    sample = sample.astype({"slice_start": float, "ts": float, "label": float, "prediction": float, "score": float})
+    return slices, sample.sort_values(["slice_start", "key", "ts"], kind="stable").reset_index(drop=True)
+
+
+def _least_keys(backend, keyed: ir.Table, bounds: dict[float, int], sample_rows: int) -> pd.DataFrame:
+    """Per slice of ``bounds`` the ``sample_rows`` rows of least key among those with a key below its bound."""
+    if not bounds:
+        return _no_sample()
+    bound = ibis.cases(*((keyed.slice_start == start, limit) for start, limit in bounds.items()), else_=0)
+    below = keyed.filter(keyed.key < bound)
+    below = below.mutate(rank=ibis.row_number().over(group_by="slice_start", order_by=["key", "ts"]))
+    return backend.execute(below.filter(below["rank"] < sample_rows).select(*SAMPLE_COLUMNS))
 
 
 def _in_time_order(frame: pd.DataFrame) -> pd.DataFrame:

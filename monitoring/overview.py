@@ -26,6 +26,13 @@ from monitoring.drift import (
     compute_drift_from_counts,
     drifted_features,
 )
+from monitoring.label_summary import (
+    LabelledSummary,
+    summarize_labeled,
+    summary_decisions,
+    summary_performance,
+    summary_verdict,
+)
 from monitoring.labels import (
     MAX_CLASSES,
     LabeledPredictions,
@@ -39,9 +46,9 @@ from monitoring.performance import (
     METRIC_LABELS,
     Baseline,
     BaselineVerdict,
+    BusinessValues,
+    DecisionsOverTime,
     PerformanceOverTime,
-    judged_verdict,
-    performance_over_time,
 )
 from monitoring.windows import range_start
 
@@ -539,9 +546,13 @@ class ServiceOverview:
         Day windows since :func:`overview_since`; today's is partial.
     drift_problem : str or None
     performance : PerformanceOverTime or None
-        Per day over the last :data:`MIX_DAYS` days.
+        The first metric (accuracy for classes, MAE for numbers) per day over the last
+        :data:`MIX_DAYS` days.
     verdict : BaselineVerdict or None
         Over the judged period.
+    decisions : DecisionsOverTime or None
+        Two classes: the decisions per day over the last :data:`MIX_DAYS` days at the
+        configured threshold, with their money when business values are configured.
     performance_problem : str or None
     quality : LabelQuality or None
     n_labelled : int
@@ -556,6 +567,7 @@ class ServiceOverview:
     performance: PerformanceOverTime | None = None
     verdict: BaselineVerdict | None = None
     performance_problem: str | None = None
+    decisions: DecisionsOverTime | None = None
     quality: LabelQuality | None = None
     n_labelled: int = 0
 
@@ -591,7 +603,8 @@ def service_overview(service: str, *, now: float, frame: pd.DataFrame | None = N
                      drift_share: float = 0.5, labeled: LabeledPredictions | None = None,
                      label_problem: str | None = None, baseline: Baseline | None = None,
                      judged_days: float = 7.0, min_labels: int = 30,
-                     drift_counts: WindowTallies | None = None) -> ServiceOverview:
+                     drift_counts: WindowTallies | None = None, labelled: LabelledSummary | None = None,
+                     threshold: float | None = 0.5, business: BusinessValues | None = None) -> ServiceOverview:
     """What the Overview says about one service's data at ``now``.
 
     Parameters
@@ -614,7 +627,9 @@ def service_overview(service: str, *, now: float, frame: pd.DataFrame | None = N
         ``[services.drift]`` methods and thresholds.
     drift_share : float, default=0.5
     labeled : LabeledPredictions, optional
-        Predictions joined with the labels arrived by ``now``; without it ``label_problem``.
+        Predictions joined with the labels arrived by ``now``, summed here
+        (:func:`monitoring.label_summary.summarize_labeled`); or give ``labelled``. Without
+        either, ``label_problem``.
     label_problem : str, optional
     baseline : Baseline, optional
     judged_days : float, default=7
@@ -623,6 +638,13 @@ def service_overview(service: str, *, now: float, frame: pd.DataFrame | None = N
     drift_counts : WindowTallies, optional
         Day windows since :func:`overview_since` up to ``now``, counted where the log lives
         (``tally_windows``); without them drift is computed from ``frame``'s features.
+    labelled : LabelledSummary, optional
+        The labelled predictions summed where the log lives, with ``judged_days`` and
+        ``threshold`` (``source.summarize_labels``).
+    threshold : float or None, default=0.5
+        Decision threshold of :attr:`ServiceOverview.decisions` (when summing ``labeled``).
+    business : BusinessValues, optional
+        Money per decision, for :attr:`ServiceOverview.decisions`.
 
     Returns
     -------
@@ -652,13 +674,17 @@ def service_overview(service: str, *, now: float, frame: pd.DataFrame | None = N
         except ValueError as exc:
             drift, drift_problem = None, str(exc)
     performance, verdict, performance_problem, quality, n_labelled = None, None, label_problem, None, 0
-    if labeled is not None:
-        quality, n_labelled = labeled.quality, labeled.n_labelled
+    decisions = None
+    if labelled is None and labeled is not None:
+        labelled = summarize_labeled(labeled, judged_days=judged_days, threshold=threshold)
+    if labelled is not None:
+        quality, n_labelled = labelled.quality, labelled.n_labelled
         baseline = baseline if baseline is not None else Baseline()
-        performance = performance_over_time(labeled, window="day", baseline=baseline, min_labels=min_labels,
-                                            since=range_start(now, MIX_DAYS, window="day"))
-        verdict = judged_verdict(labeled, performance, metric=performance.metrics[0], baseline=baseline,
-                                 days=judged_days)
+        since = range_start(now, MIX_DAYS, window="day")
+        performance = summary_performance(labelled, baseline=baseline, min_labels=min_labels, since=since)
+        verdict = summary_verdict(labelled, performance, baseline=baseline, days=judged_days)
+        if labelled.task == "classification" and len(labelled.classes) == 2:
+            decisions = summary_decisions(labelled, business=business, since=since)
     return ServiceOverview(service, now, counts=counts, drift=drift, drift_problem=drift_problem,
                            performance=performance, verdict=verdict, performance_problem=performance_problem,
-                           quality=quality, n_labelled=n_labelled)
+                           quality=quality, n_labelled=n_labelled, decisions=decisions)

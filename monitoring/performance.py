@@ -307,7 +307,29 @@ def _served_windows(labeled: LabeledPredictions, ts: np.ndarray, window: str, *,
     if window not in WINDOW_SECONDS:
         raise ValueError(f"windows of {window} predictions need every logged row; this join kept only the "
                          "labelled ones (join the labels in memory for row windows)")
-    hours = labeled.served_hours
+    starts, n_predictions = served_of_hours(labeled.served_hours, window, since=since, until=until)
+    index = np.searchsorted(starts, window_start(ts, window))
+    return index, starts, starts + WINDOW_SECONDS[window], n_predictions
+
+
+def served_of_hours(hours: pd.DataFrame, window: str, *, since: float | None,
+                    until: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The hour, day or week windows that hold predictions made in ``[since, until)``, and how many each holds.
+
+    Parameters
+    ----------
+    hours : DataFrame
+        ``hour_start`` and ``n``: every logged prediction counted per UTC hour
+        (:attr:`monitoring.labels.LabeledPredictions.served_hours`).
+    window : {"hour", "day", "week"}
+    since, until : float or None
+
+    Returns
+    -------
+    starts : ndarray of float
+        Window starts, ascending.
+    n_predictions : ndarray of int64
+    """
     hour_start = hours["hour_start"].to_numpy(dtype=float)
     keep = np.ones(len(hours), dtype=bool)
     if since is not None:
@@ -317,8 +339,7 @@ def _served_windows(labeled: LabeledPredictions, ts: np.ndarray, window: str, *,
     starts, inverse = np.unique(window_start(hour_start[keep], window), return_inverse=True)
     n_predictions = np.bincount(inverse, weights=hours["n"].to_numpy(dtype=float)[keep],
                                 minlength=len(starts)).astype(np.int64)
-    index = np.searchsorted(starts, window_start(ts, window))
-    return index, starts, starts + WINDOW_SECONDS[window], n_predictions
+    return starts, n_predictions
 
 
 def _decisions(logged: np.ndarray, score: np.ndarray, *, classes: tuple[float, ...],

@@ -142,17 +142,21 @@ def _bootstrap(statistics: Mapping[str, Callable[[np.ndarray], np.ndarray]], n_r
     return intervals
 
 
-def _subsample(n_rows: int, max_rows: int, rng: np.random.Generator) -> tuple[np.ndarray | None, float]:
+def _subsample(n_rows: int, max_rows: int, rng: np.random.Generator,
+               group_size: int | None = None) -> tuple[np.ndarray | None, float]:
     """Rows to bootstrap (sorted, None = all) and the factor that rescales their interval to all rows.
 
     A group larger than ``max_rows`` is bootstrapped on a random subsample of ``max_rows``
     rows (an m-out-of-n bootstrap): the spread of a smooth statistic shrinks as one over the
     square root of the rows, so the subsample's interval is narrowed by sqrt(max_rows / n_rows).
-    The cost per window stays bounded however many labels it has.
+    The cost per window stays bounded however many labels it has. ``group_size`` > ``n_rows``
+    says the rows already are a uniform sample of a group that large (drawn where the log
+    lives), and the interval is narrowed to it in the same way.
     """
+    population = n_rows if group_size is None else max(int(group_size), n_rows)
     if n_rows <= max_rows:
-        return None, 1.0
-    return np.sort(rng.choice(n_rows, size=max_rows, replace=False)), math.sqrt(max_rows / n_rows)
+        return None, (1.0 if population == n_rows else math.sqrt(n_rows / population))
+    return np.sort(rng.choice(n_rows, size=max_rows, replace=False)), math.sqrt(max_rows / population)
 
 
 # Weighted statistics: ``W`` has shape (n_resamples, n_rows); each returns (n_resamples,).
@@ -319,7 +323,7 @@ def _log_loss(is_positive: np.ndarray, score: np.ndarray) -> float:
 
 
 def _rows_in_score_order(score: np.ndarray, max_rows: int, rng: np.random.Generator, *,
-                         ranked: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                         ranked: np.ndarray | None = None, group_size: int | None = None) -> tuple[np.ndarray, float]:
     """Rows to bootstrap, in the order of a stable argsort of ``score`` (NaN last), and their interval's scale.
 
     The rows are ``np.argsort(score, kind="stable")[rows]`` with ``rows`` from
@@ -330,7 +334,7 @@ def _rows_in_score_order(score: np.ndarray, max_rows: int, rng: np.random.Genera
     groups do.
     """
     n = len(score)
-    rows, scale = _subsample(n, max_rows, rng)
+    rows, scale = _subsample(n, max_rows, rng, group_size)
     finite = np.isfinite(score)
     scored = None if finite.all() else np.flatnonzero(finite)  # None: every row
     unscored = np.flatnonzero(~finite) if scored is not None else np.array([], dtype=np.int64)
@@ -400,7 +404,8 @@ def _quiet(function, *args, **kwargs) -> float:
 
 def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *, classes: tuple[float, ...],
                         metrics: tuple[str, ...], confidence: float, n_resamples: int,
-                        rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
+                        rng: np.random.Generator | None, max_bootstrap_rows: int = 2000,
+                        group_size: int | None = None) -> dict[str, float]:
     """Metrics (and intervals when ``rng`` is given) of labelled rows ``y`` with decisions and scores.
 
     Accuracy, precision, recall and F1 are always in the row; ROC AUC, log loss and the
@@ -459,12 +464,12 @@ def _classification_row(y: np.ndarray, decided: np.ndarray, score: np.ndarray, *
         row[f"{metric}_low"], row[f"{metric}_high"] = float(low), float(high)
     bootstrapped = [m for m in (("f1", *score_metrics) if binary else ("precision", "recall", "f1")) if m in metrics]
     if not bootstrapped:
-        _subsample(n, max_bootstrap_rows, rng)
+        _subsample(n, max_bootstrap_rows, rng, group_size)
         _bootstrap({}, min(n, max_bootstrap_rows), n_resamples=n_resamples, rng=rng, confidence=confidence)
         return row
     # Every statistic is invariant to the order of rows: they are taken in score order (unscored
     # last), so the ROC AUC of each resample is a cumulative sum over the scored prefix.
-    chosen, scale = _rows_in_score_order(score, max_bootstrap_rows, rng, ranked=ranked)
+    chosen, scale = _rows_in_score_order(score, max_bootstrap_rows, rng, ranked=ranked, group_size=group_size)
     y, decided, score = y[chosen], decided[chosen], score[chosen]
     n_scored = int(np.isfinite(score).sum())
     statistics: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
@@ -494,7 +499,8 @@ def _quiet_prfs(y, decided, **kwargs) -> tuple[float, float, float, None]:
 
 
 def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, n_resamples: int,
-                    rng: np.random.Generator | None, max_bootstrap_rows: int = 2000) -> dict[str, float]:
+                    rng: np.random.Generator | None, max_bootstrap_rows: int = 2000,
+                    group_size: int | None = None) -> dict[str, float]:
     row: dict[str, float] = dict.fromkeys(REGRESSION_METRICS, math.nan)
     row.update({f"{m}_{b}": math.nan for m in REGRESSION_METRICS for b in ("low", "high")})
     row["mean_residual"] = math.nan
@@ -507,7 +513,7 @@ def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, 
     row["mean_residual"] = float(np.mean(y - predicted))
     if rng is None:
         return row
-    rows, scale = _subsample(n, max_bootstrap_rows, rng)
+    rows, scale = _subsample(n, max_bootstrap_rows, rng, group_size)
     if rows is not None:
         y, predicted = y[rows], predicted[rows]
     errors = y - predicted
@@ -532,7 +538,7 @@ def _regression_row(y: np.ndarray, predicted: np.ndarray, *, confidence: float, 
 def group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, task: str,
                   classes: tuple[float, ...], metrics: tuple[str, ...], confidence: float = 0.95,
                   n_resamples: int = 200, max_bootstrap_rows: int = 2000,
-                  rng: np.random.Generator | None = None) -> dict[str, float]:
+                  rng: np.random.Generator | None = None, group_size: int | None = None) -> dict[str, float]:
     """Metrics of one group of labelled rows, with their intervals when ``rng`` is given.
 
     Parameters
@@ -554,6 +560,10 @@ def group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, ta
         Larger groups are bootstrapped on a subsample of this many rows, the interval rescaled.
     rng : numpy.random.Generator, optional
         Seeded generator of the bootstrap; None = values only, every interval NaN.
+    group_size : int, optional
+        When the rows are a uniform sample of a larger group (drawn where the log lives), that
+        group's size: the bootstrap interval is narrowed to it as for a subsample. The values
+        are still those of the rows given.
 
     Returns
     -------
@@ -564,9 +574,10 @@ def group_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray, *, ta
     """
     if task == "regression":
         return _regression_row(y, predicted, confidence=confidence, n_resamples=n_resamples, rng=rng,
-                               max_bootstrap_rows=max_bootstrap_rows)
+                               max_bootstrap_rows=max_bootstrap_rows, group_size=group_size)
     row = _classification_row(y, predicted, score, classes=classes, metrics=metrics, confidence=confidence,
-                              n_resamples=n_resamples, rng=rng, max_bootstrap_rows=max_bootstrap_rows)
+                              n_resamples=n_resamples, rng=rng, max_bootstrap_rows=max_bootstrap_rows,
+                              group_size=group_size)
     if len(classes) == 2:
         row["label_rate"] = float(np.mean(y == classes[1])) if len(y) else math.nan
         finite = np.isfinite(score)

@@ -26,6 +26,7 @@ the hour of the day. Nothing here reads the clock.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -166,28 +167,10 @@ def judged_verdict(labeled: LabeledPredictions, performance: PerformanceOverTime
         For an unknown metric name, ``days`` not > 0, ``confidence`` outside (0, 1), or a
         ``tolerance`` not > 0.
     """
-    if metric not in METRIC_LABELS:
-        raise ValueError(f"metric must be one of {list(METRIC_LABELS)}; got {metric!r}")
-    if isinstance(days, bool) or not isinstance(days, int | float) or not math.isfinite(days) or days <= 0:
-        raise ValueError(f"days must be a number of days > 0; got {days!r}")
-    wilson_interval(0, 1, confidence=confidence)  # validates confidence
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
-        raise ValueError(f"tolerance must be a number > 0, or None for the default rule; got {tolerance!r}")
-    name = METRIC_LABELS[metric]
+    _check_judging(metric=metric, days=days, confidence=confidence, tolerance=tolerance)
     now = float(labeled.now)
     start = now - float(days) * _DAY
-    period = _period_text(days)
-    base = baseline.get(metric)
-    common = {"metric": metric, "baseline": base, "period_start": start, "period_end": now,
-              "confidence": confidence, "baseline_source": baseline.source}
-
-    def unknown(reason: str, message: str | None = None, **values) -> BaselineVerdict:
-        return BaselineVerdict("unknown", **common, **values, reason=reason, message=message or reason)
-
     task, classes = labeled.task, labeled.classes
-    if metric not in metrics_for(task, classes, has_score=True):
-        kind = f"{task} model" + (f" with {len(classes)} classes" if task == "classification" else "")
-        return unknown(f"{name} does not apply to a {kind}.")
     frame = labeled.frame
     ts = frame["ts"].to_numpy(dtype=float)
     if len(ts) < 2 or np.all(ts[1:] >= ts[:-1]):  # in prediction-time order, as joined: the period is one slice
@@ -197,28 +180,102 @@ def judged_verdict(labeled: LabeledPredictions, performance: PerformanceOverTime
     label, predicted, score = (frame[c].to_numpy(dtype=float)[rows] for c in ("label", "prediction", "score"))
     chosen = ~np.isnan(label) & ~np.isnan(predicted)
     y, predicted, score, chosen_ts = label[chosen], predicted[chosen], score[chosen], ts[rows][chosen]
-    n = int(np.isfinite(score).sum()) if metric in SCORE_METRICS else len(y)
-    if len(y) == 0:
+    counted = np.isfinite(score) if metric in SCORE_METRICS else np.ones(len(y), dtype=bool)
+
+    def measure() -> tuple[float, float, float]:
+        # Only the judged metric: its value and interval are those of the full row on the same draws.
+        row = group_metrics(y, predicted, score, task=task, classes=classes, metrics=(metric,),
+                            confidence=confidence, n_resamples=n_bootstrap,
+                            rng=np.random.default_rng([random_state, 2]))
+        return float(row[metric]), float(row[f"{metric}_low"]), float(row[f"{metric}_high"])
+
+    open_since = _open_since(performance, now)
+    return judge_period(PeriodMeasure(n_labelled=len(y), n_counted=int(counted.sum()),
+                                      n_closed=int((counted & (chosen_ts < open_since)).sum()), measure=measure),
+                        performance, metric=metric, baseline=baseline, task=task, classes=classes, days=days,
+                        now=now, confidence=confidence, tolerance=tolerance)
+
+
+@dataclass(frozen=True)
+class PeriodMeasure:
+    """What a verdict needs of the labelled predictions of its judged period.
+
+    Attributes
+    ----------
+    n_labelled : int
+        Labelled predictions made in the period.
+    n_counted : int
+        Those the metric counts (the scored ones for ROC AUC and log loss).
+    n_closed : int
+        Those counted that were made before the first window still open.
+    measure : callable
+        Returns the metric's ``(value, low, high)`` over the period; called only when the
+        period holds enough labels.
+    """
+
+    n_labelled: int
+    n_counted: int
+    n_closed: int
+    measure: Callable[[], tuple[float, float, float]]
+
+
+def _check_judging(*, metric: str, days: float, confidence: float, tolerance: float | None) -> None:
+    """The arguments every verdict checks (see :func:`judged_verdict`'s Raises)."""
+    if metric not in METRIC_LABELS:
+        raise ValueError(f"metric must be one of {list(METRIC_LABELS)}; got {metric!r}")
+    if isinstance(days, bool) or not isinstance(days, int | float) or not math.isfinite(days) or days <= 0:
+        raise ValueError(f"days must be a number of days > 0; got {days!r}")
+    wilson_interval(0, 1, confidence=confidence)  # validates confidence
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance > 0):
+        raise ValueError(f"tolerance must be a number > 0, or None for the default rule; got {tolerance!r}")
+
+
+def judge_period(period_data: PeriodMeasure, performance: PerformanceOverTime, *, metric: str, baseline: Baseline,
+                 task: str, classes: tuple[float, ...], days: float, now: float, confidence: float = 0.95,
+                 tolerance: float | None = None) -> BaselineVerdict:
+    """The verdict on ``metric`` over the judged period ``[now - days, now)``, from what was measured there.
+
+    :func:`judged_verdict` measures the period from labelled rows,
+    :func:`monitoring.label_summary.summary_verdict` from counts made where the log lives;
+    both judge here. Parameters as :func:`judged_verdict`'s; ``period_data`` is the period's
+    :class:`PeriodMeasure`.
+
+    Returns
+    -------
+    BaselineVerdict
+    """
+    _check_judging(metric=metric, days=days, confidence=confidence, tolerance=tolerance)
+    name = METRIC_LABELS[metric]
+    start = float(now) - float(days) * _DAY
+    period = _period_text(days)
+    base = baseline.get(metric)
+    common = {"metric": metric, "baseline": base, "period_start": start, "period_end": float(now),
+              "confidence": confidence, "baseline_source": baseline.source}
+
+    def unknown(reason: str, message: str | None = None, **values) -> BaselineVerdict:
+        return BaselineVerdict("unknown", **common, **values, reason=reason, message=message or reason)
+
+    if metric not in metrics_for(task, classes, has_score=True):
+        kind = f"{task} model" + (f" with {len(classes)} classes" if task == "classification" else "")
+        return unknown(f"{name} does not apply to a {kind}.")
+    n_rows, n = period_data.n_labelled, period_data.n_counted
+    if n_rows == 0:
         return unknown(f"No prediction made in {period} has a label yet, so {name} cannot be judged.")
     if metric in SCORE_METRICS and n == 0:
-        return unknown(f"{name} needs the model's logged score, and none of the {len(y):,} labelled predictions "
+        return unknown(f"{name} needs the model's logged score, and none of the {n_rows:,} labelled predictions "
                        f"of {period} has one.")
     min_labels = int(performance.min_labels)
     if n < min_labels:
         return unknown(f"Only {_count(n, 'labelled prediction')} in {period}; {name} is judged from "
                        f"{min_labels:,} on.", n_labelled=n)
     open_since = _open_since(performance, now)
-    counted = np.isfinite(score) if metric in SCORE_METRICS else np.ones(len(y), dtype=bool)
-    n_closed = int((counted & (chosen_ts < open_since)).sum())
+    n_closed = period_data.n_closed
     if n_closed < min_labels:
         return unknown(f"Of the {_count(n, 'labelled prediction')} in {period}, only {n_closed:,} are in closed "
                        f"windows; the window still open (since {_when(open_since, performance.window, now)}) does "
                        f"not decide alone, and {name} is judged once closed windows hold {min_labels:,}.",
                        n_labelled=n)
-    # Only the judged metric: its value and interval are those of the full row on the same draws.
-    row = group_metrics(y, predicted, score, task=task, classes=classes, metrics=(metric,), confidence=confidence,
-                        n_resamples=n_bootstrap, rng=np.random.default_rng([random_state, 2]))
-    value, low, high = float(row[metric]), float(row[f"{metric}_low"]), float(row[f"{metric}_high"])
+    value, low, high = period_data.measure()
     if not math.isfinite(value):
         return unknown(f"{name} cannot be computed from the {_count(n, 'labelled prediction')} of {period} "
                        "(for instance, all their labels are of one class).", n_labelled=n)

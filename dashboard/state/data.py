@@ -6,6 +6,7 @@ from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.health import cached_metadata
 from dashboard.state.lifecycle import Runtime, tick, var_dir
 from monitoring.clients import PROBE_HEADER, make_client
+from monitoring.label_summary import LabelledSummary
 from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels, StoreLabelMirror, label_source
 from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
@@ -49,6 +50,25 @@ def labeled_predictions(runtime: Runtime, *, service: str, tick: int, every_row:
     del tick
     return runtime.mirror(service).join_labels(label_mirror(runtime, service=service), now=runtime.now(),
                                                task=runtime.schema(service).task or "auto", every_row=every_row)
+
+
+@cache_resource(ttl=120, max_entries=8)
+def labelled_summary(runtime: Runtime, *, service: str, tick: int) -> LabelledSummary:
+    """The labelled predictions of ``service`` summed per day where its log lives (its source's
+    ``summarize_labels``), cut at its judged period and counted at its decision threshold.
+
+    Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions: read it, never change it.
+
+    Raises
+    ------
+    ProductionDataError, LabelDataError
+        As :func:`labeled_predictions`.
+    """
+    del tick
+    config = runtime.config.service(service).performance
+    return runtime.mirror(service).summarize_labels(
+        label_mirror(runtime, service=service), now=runtime.now(), task=runtime.schema(service).task or "auto",
+        judged_days=config.judged_days, threshold=config.threshold)
 
 
 def model_version(runtime: Runtime, *, service: str) -> str | None:

@@ -6,11 +6,12 @@ import math
 
 from dashboard.state import lifecycle
 from dashboard.state.caching import cache_data
-from dashboard.state.data import LABELS_TICK_SECONDS, baseline, labeled_predictions, model_version
+from dashboard.state.data import LABELS_TICK_SECONDS, baseline, labelled_summary, model_version
 from dashboard.state.drift import drift_profile
 from dashboard.state.lifecycle import Runtime
 from monitoring.labels import LabelDataError
 from monitoring.overview import ServiceOverview, overview_since, service_overview, traffic_options
+from monitoring.performance import BusinessValues
 from monitoring.production import ProductionDataError
 from monitoring.reference import ReferenceDataError
 
@@ -21,8 +22,8 @@ OVERVIEW_TICK_SECONDS = 60.0
 @cache_data(ttl=300, max_entries=32)
 def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> ServiceOverview:
     """``monitoring.overview.service_overview`` of ``service`` at the runtime's clock, from its traffic and
-    drift counted where its rows are, its drift profile and its labelled predictions; a part that cannot be
-    read is a problem in the result, not an exception.
+    drift counted where its rows are, its drift profile and its labelled predictions summed where they are
+    (``labelled_summary``); a part that cannot be read is a problem in the result, not an exception.
 
     Pass ``rows_seen=rows_seen(runtime, service=...)`` and ``tick=tick(OVERVIEW_TICK_SECONDS)``.
 
@@ -43,16 +44,17 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
                                       until=math.nextafter(now, math.inf))
     except (ReferenceDataError, ValueError) as exc:
         profile, profile_problem = None, str(exc)
-    labeled, label_problem, found_baseline = None, None, None
+    labelled, label_problem, found_baseline = None, None, None
     try:
-        labeled = labeled_predictions(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS))
-        found_baseline = baseline(runtime, service=service, task=labeled.task, classes=labeled.classes,
+        labelled = labelled_summary(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS))
+        found_baseline = baseline(runtime, service=service, task=labelled.task, classes=labelled.classes,
                                   model_version=model_version(runtime, service=service))
     except (ProductionDataError, LabelDataError) as exc:
         label_problem = str(exc)
     return service_overview(service, traffic=traffic, now=now, task=config.performance.task, profile=profile,
                             profile_problem=profile_problem, drift_methods=config.drift.methods,
                             drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
-                            labeled=labeled, label_problem=label_problem, baseline=found_baseline,
+                            labelled=labelled, label_problem=label_problem, baseline=found_baseline,
                             judged_days=config.performance.judged_days, min_labels=config.performance.min_labels,
-                            drift_counts=drift_counts)
+                            drift_counts=drift_counts, threshold=config.performance.threshold,
+                            business=BusinessValues.from_config(config.performance))

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.components import demo_backfill, download_button, personal, plain, show_message, status_badge, when
-from dashboard.state import data, health, performance, segments
+from dashboard.state import data, health, segments
 from dashboard.state import overview as cache
 from monitoring.overview import OVERVIEW_DAYS, ServiceOverview
 from monitoring.overview_lines import model_line as model_line_of
@@ -101,11 +101,9 @@ for service in services:
         charts[0].plotly_chart(plots.prediction_mix_figure(
             counts.mix, title=f"Predictions and {measure} per day, last 30 days"), key=f"overview_mix_{service.name}")
         measured = found_data.performance
-        if shows_money(service.performance, measured):
-            decisions = performance.cached_decisions(
-                runtime, service=service.name, window="day", range_days=30.0, threshold=service.performance.threshold,
-                tick=state.tick(data.LABELS_TICK_SECONDS))
-            charts[1].plotly_chart(performance_plots.money_figure(decisions), key=f"overview_money_{service.name}")
+        if shows_money(service.performance, measured) and found_data.decisions is not None:
+            charts[1].plotly_chart(performance_plots.money_figure(found_data.decisions),
+                                   key=f"overview_money_{service.name}")
         elif measured is not None:
             charts[1].plotly_chart(performance_plots.metric_figure(measured, measured.metrics[0]),
                                    key=f"overview_metric_{service.name}")
@@ -117,11 +115,7 @@ def report_html() -> bytes:
     for name, service_state, status_line, model_line, found, found_data in gathered:
         segment_table, fairness = segments.report_segments(runtime, service=name)
         service = runtime.config.service(name)
-        decisions = None
-        if shows_money(service.performance, found_data.performance):
-            decisions = performance.cached_decisions(
-                runtime, service=name, window="day", range_days=30.0, threshold=service.performance.threshold,
-                tick=state.tick(data.LABELS_TICK_SECONDS))
+        decisions = found_data.decisions if shows_money(service.performance, found_data.performance) else None
         counts = found_data.counts
         parts.append(service_report(
             name, state=service_state, status_line=status_line, model_line=model_line, alerts=found,
