@@ -140,7 +140,8 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
 
 def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float,
                                task: str = "auto", judged_days: float = 7.0, threshold: float | None = 0.5,
-                               sample_rows: int = SAMPLE_ROWS, source: str = "") -> LabelledSummary:
+                               sample_rows: int = SAMPLE_ROWS, source: str = "",
+                               served_hours: pd.DataFrame | None = None) -> LabelledSummary:
     """The :class:`~monitoring.label_summary.LabelledSummary` of the labels arrived by ``now``, counted in the engine.
 
     The same join as :func:`join_labels_in_engine` (the same labels used, the same counts of
@@ -156,6 +157,9 @@ def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table 
     threshold : float or None, default=0.5
         Decision threshold of the counts (two classes); None = the logged decisions.
     sample_rows : int, default=SAMPLE_ROWS
+    served_hours : DataFrame, optional
+        Every logged prediction per UTC hour when the caller has counted them already
+        (:attr:`monitoring.log_queries.LogTraffic.hours`); counted here otherwise.
 
     Returns
     -------
@@ -170,7 +174,7 @@ def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table 
                                      threshold=threshold, sample_rows=sample_rows)
         return (slices, sample), int(slices["n"].sum())
 
-    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=summed)
+    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=summed, served=served_hours)
     slices, sample = joined.result
     return LabelledSummary(slices=slices, sample=sample, quality=joined.quality, task=joined.task,
                            classes=joined.classes, now=float(now), cut=cut, threshold=threshold,
@@ -189,9 +193,11 @@ class _Joined:
 
 
 def _in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float, task: str,
-               finish: Callable[[ir.Table | None, str, tuple[float, ...]], tuple[Any, int]]) -> _Joined:
+               finish: Callable[[ir.Table | None, str, tuple[float, ...]], tuple[Any, int]],
+               served: pd.DataFrame | None = None) -> _Joined:
     """The join of :func:`join_labels_in_engine`; ``finish(used, task, classes)`` turns the used rows' expression
-    (None without labels) into the result and says how many rows were used."""
+    (None without labels) into the result and says how many rows were used; ``served``, the predictions per
+    hour when known."""
     if task not in ("auto", *TASKS):
         raise ValueError(f"task must be 'auto', 'classification' or 'regression'; got {task!r}")
     found = prediction_values(backend, predictions, max_values=MAX_CLASSES)
@@ -199,8 +205,9 @@ def _in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: 
         if task == "auto" else task
     classes = classes_of_values(values=found.values, has_score=found.has_score) \
         if resolved == "classification" else ()
-    hours = window_rows(backend, predictions, window="hour")
-    served = pd.DataFrame({"hour_start": hours.start, "n": hours.n_rows})
+    if served is None:
+        hours = window_rows(backend, predictions, window="hour")
+        served = pd.DataFrame({"hour_start": hours.start, "n": hours.n_rows})
     if labels is None:
         result, _ = finish(None, resolved, classes)
         return _Joined(result, LabelQuality(), resolved, classes, served)

@@ -17,6 +17,7 @@ and whether ``x`` equals an edge — what :func:`monitoring.drift.step_positions
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -412,6 +413,9 @@ class LogTraffic:
         bucket's number, Unix seconds // ``bucket_seconds``), ``value`` (the prediction; NaN
         when not counted per value), ``n`` and ``total`` (the sum of the predictions).
     bucket_seconds : float
+    hours : DataFrame or None
+        Every logged row (``now`` or not) per UTC hour: ``hour_start`` and ``n``, as
+        :attr:`monitoring.labels.LabeledPredictions.served_hours`.
     """
 
     now: float
@@ -426,11 +430,16 @@ class LogTraffic:
     version_since: float
     mix: pd.DataFrame
     bucket_seconds: float
+    hours: pd.DataFrame | None = None
 
 
 def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_values: int,
                 bucket_seconds: float = WINDOW_SECONDS["day"]) -> LogTraffic:
     """Count a log's traffic up to ``now`` in a few aggregate queries (see :class:`LogTraffic`).
+
+    One grouped pass per hour (and per prediction, when there are few) gives the volumes, the
+    mix, the score and the whole-number checks and every row per hour; the distinct values, the
+    newest row's version and that version's first row take a small query each.
 
     Parameters
     ----------
@@ -446,45 +455,70 @@ def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_value
         With at most this many distinct predictions, the mix is counted per value (classes);
         with more, per bucket only (a regression's mean).
     bucket_seconds : float, default=86400
-        Width of the mix's buckets, aligned on multiples of it.
+        Width of the mix's buckets, aligned on multiples of it: a whole number of hours.
 
     Returns
     -------
     LogTraffic
+
+    Raises
+    ------
+    ValueError
+        For a ``bucket_seconds`` that is not a whole number of hours.
     """
+    hour = WINDOW_SECONDS["hour"]
+    if not (bucket_seconds >= hour and float(bucket_seconds) % hour == 0):
+        raise ValueError(f"bucket_seconds must be a whole number of hours; got {bucket_seconds!r}")
     day = WINDOW_SECONDS["day"]
     midnight = (now // day) * day
-    rows = table.filter(table.ts <= now)
-    ts = rows.ts
-    prediction = rows.prediction.cast("float64")
+    ts = table.ts
+    prediction = table.prediction.cast("float64")
     known = prediction.notnull() & ~prediction.isnan()
-    totals = backend.execute(rows.aggregate(
-        n=rows.count(), today=(ts >= midnight).ifelse(1, 0).sum(), last=(ts >= now - 7 * day).ifelse(1, 0).sum(),
-        previous=((ts >= now - 14 * day) & (ts < now - 7 * day)).ifelse(1, 0).sum())).iloc[0]
-    n_rows = int(totals["n"] or 0)
-    found = prediction_values(backend, rows, max_values=max_values)
-    version, version_since = None, float("nan")
-    if "model_version" in table.columns and n_rows:
-        newest = backend.execute(rows.order_by([ibis.desc("ts"), ibis.desc("model_version")])
-                                 .select("model_version").limit(1))
-        if len(newest) and pd.notna(newest["model_version"].iloc[0]):
-            version = str(newest["model_version"].iloc[0])
-            first = backend.execute(rows.filter(rows.model_version == version).aggregate(first=rows.ts.min()))
+    counted = ts <= now
+    values = _distinct_values(backend, table.filter(counted), max_values)
+    per_value = len(values) <= max_values
+    mixed = counted & (ts >= since) & known & ~prediction.isinf()
+
+    def count(condition: ir.BooleanValue) -> ir.IntegerScalar:
+        return condition.ifelse(1, 0).sum()
+
+    sums = {"n": table.count(), "counted": count(counted), "today": count(counted & (ts >= midnight)),
+            "last": count(counted & (ts >= now - 7 * day)),
+            "previous": count((ts >= now - 14 * day) & (ts < now - 7 * day)),
+            "mixed": count(mixed), "mix_total": mixed.ifelse(prediction, 0.0).sum(),
+            "not_whole": count(counted & known & (prediction.isinf() | (prediction != prediction.floor()))),
+            "newest": counted.ifelse(ts, ibis.null("float64")).max()}
+    if "score" in table.columns:
+        score = table.score.cast("float64")
+        sums["scored"] = count(counted & score.notnull() & ~score.isnan())
+    keys = {"hour": (ts / hour).floor().cast("int64"), **({"value": prediction} if per_value else {})}
+    grouped = backend.execute(table.group_by(**keys).aggregate(**sums))
+    timed = grouped[grouped["hour"].notna()]
+    hours = timed.groupby("hour", sort=True)["n"].sum()
+    total = grouped.drop(columns=[c for c in ("hour", "value") if c in grouped]).sum(numeric_only=True)
+    newest = float(grouped["newest"].max()) if grouped["newest"].notna().any() else math.nan
+    version, version_since = None, math.nan
+    if "model_version" in table.columns and math.isfinite(newest):
+        found = backend.execute(table.filter(ts == newest).aggregate(version=table.model_version.max()))
+        if len(found) and pd.notna(found["version"].iloc[0]):
+            version = str(found["version"].iloc[0])
+            first = backend.execute(table.filter(counted & (table.model_version == version))
+                                    .aggregate(first=ts.min()))
             version_since = float(first["first"].iloc[0])
-    recent = rows.filter((ts >= since) & known & ~prediction.isinf())
-    bucket = (recent.ts / bucket_seconds).floor().cast("int64")
-    per_value = len(found.values) <= max_values
-    keys = {"bucket": bucket, **({"value": recent.prediction.cast("float64")} if per_value else {})}
-    mix = backend.execute(recent.group_by(**keys).agg(n=recent.count(), total=recent.prediction.cast("float64").sum()))
-    if not per_value:
-        mix["value"] = np.nan
+    mix = timed[timed["mixed"] > 0].assign(
+        bucket=lambda f: (f["hour"].astype(np.int64) * int(hour)) // int(bucket_seconds),
+        value=lambda f: f["value"] if per_value else np.nan)
+    mix = (mix.groupby(["bucket", "value"], dropna=False, sort=True)[["mixed", "mix_total"]].sum().reset_index()
+           .rename(columns={"mixed": "n", "mix_total": "total"}))
     mix = mix.astype({"bucket": np.int64, "n": np.int64, "total": float, "value": float})
     mix = mix[["bucket", "value", "n", "total"]].sort_values(["bucket", "value"]).reset_index(drop=True)
-    return LogTraffic(now=float(now), n_rows=n_rows, today=int(totals["today"] or 0),
-                      last_7_days=int(totals["last"] or 0), previous_7_days=int(totals["previous"] or 0),
-                      has_score=found.has_score, values=found.values, whole=found.whole,
-                      model_version=version, version_since=version_since,
-                      mix=mix, bucket_seconds=float(bucket_seconds))
+    return LogTraffic(now=float(now), n_rows=int(total.get("counted", 0)), today=int(total.get("today", 0)),
+                      last_7_days=int(total.get("last", 0)), previous_7_days=int(total.get("previous", 0)),
+                      has_score=bool(total.get("scored", 0)), values=values,
+                      whole=not int(total.get("not_whole", 0)), model_version=version,
+                      version_since=version_since, mix=mix, bucket_seconds=float(bucket_seconds),
+                      hours=pd.DataFrame({"hour_start": hours.index.to_numpy(dtype=float) * hour,
+                                          "n": hours.to_numpy(dtype=np.int64)}))
 
 
 def _distinct_values(backend, rows: ir.Table, max_values: int) -> tuple[float, ...]:

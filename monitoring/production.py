@@ -129,9 +129,10 @@ class _FrameQuestions:
         return _join_in_memory(self, labels, now=now, task=task)
 
     def summarize_labels(self, labels, *, now: float, task: str = "auto", judged_days: float = 7.0,
-                         threshold: float | None = 0.5) -> LabelledSummary:
+                         threshold: float | None = 0.5, served_hours: pd.DataFrame | None = None) -> LabelledSummary:
         """The labelled predictions summed per slice (:class:`monitoring.label_summary.LabelledSummary`), from
-        the rows joined in memory."""
+        the rows joined in memory (which count the served hours themselves)."""
+        del served_hours
         return summarize_labeled(self.join_labels(labels, now=now, task=task), judged_days=judged_days,
                                  threshold=threshold)
 
@@ -676,12 +677,14 @@ class ParquetMirror:
 
     @survives_compaction
     def summarize_labels(self, labels, *, now: float, task: str = "auto", judged_days: float = 7.0,
-                         threshold: float | None = 0.5) -> LabelledSummary:
+                         threshold: float | None = 0.5, served_hours: pd.DataFrame | None = None) -> LabelledSummary:
         """The labelled predictions summed per slice (:class:`monitoring.label_summary.LabelledSummary`).
 
         Labels kept beside this log are summed by its engine
         (:func:`monitoring.label_queries.summarize_labels_in_engine`): sums per day and a bounded
         sample come back, never the labelled rows. Other labels join in memory first.
+        ``served_hours``: the log's predictions per hour when the caller counted them
+        (``traffic(...).hours``).
         """
         if not (isinstance(labels, LogLabels) and labels.log is self.log):
             return summarize_labeled(self.join_labels(labels, now=now, task=task), judged_days=judged_days,
@@ -689,7 +692,8 @@ class ParquetMirror:
         table = self.log.engine.table(self.service, in_order=self.log.engine.scheme == "duckdb").table
         with self.log.engine.lock:
             return summarize_labels_in_engine(self.log.engine.connect(), table, labels.table(), now=now, task=task,
-                                              judged_days=judged_days, threshold=threshold, source=labels.source)
+                                              judged_days=judged_days, threshold=threshold, source=labels.source,
+                                              served_hours=served_hours)
 
     @survives_compaction
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,

@@ -18,6 +18,7 @@ from monitoring.label_summary import (
 )
 from monitoring.labels import join_labels
 from monitoring.log_engines import LogEngine
+from monitoring.log_queries import log_traffic
 from monitoring.performance import BusinessValues, decisions_over_time, judged_verdict, performance_over_time
 from tests.test_label_engine import DAY, START, _log
 
@@ -120,6 +121,8 @@ def test_without_labels_the_summary_is_empty_and_the_verdict_unknown(tmp_path):
                                         judged_days=JUDGED_DAYS)
     assert list(pushed.slices.columns) == list(SLICE_COLUMNS) and pushed.slices.empty and pushed.n_labelled == 0
     assert pushed.served_hours["n"].sum() == len(predictions)
+    traffic = log_traffic(engine.connect(), engine.table("svc").table, now=NOW, since=START, max_values=20)
+    pd.testing.assert_frame_equal(traffic.hours, pushed.served_hours, check_dtype=False)  # what the Overview passes
     found = summary_performance(pushed, since=START)
     assert found.windows["n_labelled"].sum() == 0 and found.windows["n_predictions"].sum() > 0
     assert summary_verdict(pushed, found, baseline=Baseline(), days=JUDGED_DAYS).state == "unknown"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.health import cached_metadata
 from dashboard.state.lifecycle import Runtime, tick, var_dir
@@ -53,11 +55,14 @@ def labeled_predictions(runtime: Runtime, *, service: str, tick: int, every_row:
 
 
 @cache_resource(ttl=120, max_entries=8)
-def labelled_summary(runtime: Runtime, *, service: str, tick: int) -> LabelledSummary:
+def labelled_summary(runtime: Runtime, *, service: str, tick: int,
+                     _served_hours: pd.DataFrame | None = None) -> LabelledSummary:
     """The labelled predictions of ``service`` summed per day where its log lives (its source's
     ``summarize_labels``), cut at its judged period and counted at its decision threshold.
 
-    Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions: read it, never change it.
+    Pass ``tick=tick(LABELS_TICK_SECONDS)``, and ``_served_hours`` when the log's predictions per
+    hour are at hand (``LogTraffic.hours``; not part of the key). Shared between sessions: read
+    it, never change it.
 
     Raises
     ------
@@ -68,7 +73,7 @@ def labelled_summary(runtime: Runtime, *, service: str, tick: int) -> LabelledSu
     config = runtime.config.service(service).performance
     return runtime.mirror(service).summarize_labels(
         label_mirror(runtime, service=service), now=runtime.now(), task=runtime.schema(service).task or "auto",
-        judged_days=config.judged_days, threshold=config.threshold)
+        judged_days=config.judged_days, threshold=config.threshold, served_hours=_served_hours)
 
 
 def model_version(runtime: Runtime, *, service: str) -> str | None:

@@ -46,7 +46,8 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
         profile, profile_problem = None, str(exc)
     labelled, label_problem, found_baseline = None, None, None
     try:
-        labelled = labelled_summary(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS))
+        labelled = labelled_summary(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS),
+                                    _served_hours=traffic.hours)
         found_baseline = baseline(runtime, service=service, task=labelled.task, classes=labelled.classes,
                                   model_version=model_version(runtime, service=service))
     except (ProductionDataError, LabelDataError) as exc:
