@@ -148,3 +148,28 @@ def test_false_alarm_bound_counts_judged_windows(profile):
     expected, n_judged = report.false_alarm_bound()
     assert n_judged == 20
     assert expected == pytest.approx(0.05 + 19 * 0.001)
+
+
+def test_kept_noise_levels_spare_a_fresh_process_the_simulation(profile, monkeypatch, tmp_path):
+    import json
+
+    import monitoring.drift._noise as noise
+    from dashboard.state import drift as state
+
+    method = get_method("wasserstein")
+    noise.clear_noise_cache()
+    levels = [noise_level(profile.columns["n0"], method, n) for n in (300, 5_000, 80_000)]
+    monkeypatch.setenv("VANTAGE_VAR", str(tmp_path))
+    monkeypatch.setattr(state, "_noise_saved", {"count": 0})
+    state.keep_noise_levels()  # what a drift view does after computing
+    kept = json.loads((tmp_path / "drift-profiles" / "noise-levels.json").read_text())
+    assert len(kept) == 3
+
+    noise.clear_noise_cache()  # a fresh process: nothing memoised, nothing may be simulated
+    monkeypatch.setattr(state, "_noise_saved", {"count": -1})
+    simulated = []
+    monkeypatch.setattr(noise, "_simulate", lambda *args, **kwargs: simulated.append(args) or 0.0)
+    state.recall_noise_levels()
+    again = [noise_level(profile.columns["n0"], method, n) for n in (300, 5_000, 80_000)]
+    assert again == levels and simulated == []
+    assert noise.remember_noise_levels([["x"], "bad", ["k", "m", "not a number", 0.9, 5, 1.0]]) == 0  # skipped

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import threading
+
 from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.lifecycle import Runtime, var_dir
-from monitoring.drift import DriftReport, ReferenceProfile, compute_drift_from_counts
+from monitoring.drift import (
+    DriftReport,
+    ReferenceProfile,
+    compute_drift_from_counts,
+    known_noise_levels,
+    remember_noise_levels,
+)
 from monitoring.service_reference import service_features, service_profile
+
+log = logging.getLogger(__name__)
+_noise_lock = threading.Lock()
+_noise_saved = {"count": -1}
 
 
 @cache_resource(max_entries=32, show_spinner="Reading the reference data…")
@@ -21,6 +37,7 @@ def drift_profile(runtime: Runtime, *, service: str) -> ReferenceProfile:
         picked up at the next rerun).
     """
     config = runtime.config.service(service)
+    recall_noise_levels()
     try:
         known = runtime.store.prediction_features(config.log_name)
     except KeyError:  # nothing logged yet: the reference's dtypes decide
@@ -44,6 +61,44 @@ def cached_drift(runtime: Runtime, *, service: str, window: str | int, since: fl
     config = runtime.config.service(service)
     profile = drift_profile(runtime, service=service)
     tallies = runtime.mirror(service).tallies(profile, window=window, since=since, until=until)
-    return compute_drift_from_counts(profile, tallies, methods=config.drift.methods,
-                                     thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
-                                     service=service, now=runtime.now())
+    report = compute_drift_from_counts(profile, tallies, methods=config.drift.methods,
+                                       thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
+                                       service=service, now=runtime.now())
+    keep_noise_levels()
+    return report
+
+
+def _noise_file():
+    return var_dir() / "drift-profiles" / "noise-levels.json"
+
+
+def recall_noise_levels() -> None:
+    """Take the noise levels an earlier process kept (``var/drift-profiles/noise-levels.json``), if any.
+
+    A level is a deterministic result of a reference's counts (``monitoring.drift.noise_level``),
+    simulated in a few tenths of a second per column and size: kept, a fresh server's first drift
+    view needs no simulation. A missing or unreadable file is simply simulated again.
+    """
+    with _noise_lock:
+        if _noise_saved["count"] >= 0:
+            return
+        with contextlib.suppress(OSError, ValueError):  # missing or unreadable: simulated again
+            remember_noise_levels(json.loads(_noise_file().read_text()))
+        _noise_saved["count"] = len(known_noise_levels())
+
+
+def keep_noise_levels() -> None:
+    """Write the memoised noise levels to disk when this process simulated new ones (:func:`recall_noise_levels`)."""
+    levels = known_noise_levels()
+    with _noise_lock:
+        if len(levels) == _noise_saved["count"]:
+            return
+        path = _noise_file()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(levels))
+            os.replace(temporary, path)
+            _noise_saved["count"] = len(levels)
+        except OSError:
+            log.warning("could not keep the drift noise levels in %s", path, exc_info=True)

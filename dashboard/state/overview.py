@@ -7,7 +7,7 @@ import math
 from dashboard.state import lifecycle
 from dashboard.state.caching import cache_data
 from dashboard.state.data import LABELS_TICK_SECONDS, baseline, labelled_summary, model_version
-from dashboard.state.drift import drift_profile
+from dashboard.state.drift import drift_profile, keep_noise_levels
 from dashboard.state.lifecycle import Runtime
 from monitoring.labels import LabelDataError
 from monitoring.overview import ServiceOverview, overview_since, service_overview, traffic_options
@@ -52,10 +52,12 @@ def overview(runtime: Runtime, *, service: str, rows_seen: int, tick: int) -> Se
                                   model_version=model_version(runtime, service=service))
     except (ProductionDataError, LabelDataError) as exc:
         label_problem = str(exc)
-    return service_overview(service, traffic=traffic, now=now, task=config.performance.task, profile=profile,
-                            profile_problem=profile_problem, drift_methods=config.drift.methods,
-                            drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
-                            labelled=labelled, label_problem=label_problem, baseline=found_baseline,
-                            judged_days=config.performance.judged_days, min_labels=config.performance.min_labels,
-                            drift_counts=drift_counts, threshold=config.performance.threshold,
-                            business=BusinessValues.from_config(config.performance))
+    found = service_overview(service, traffic=traffic, now=now, task=config.performance.task, profile=profile,
+                             profile_problem=profile_problem, drift_methods=config.drift.methods,
+                             drift_thresholds=config.drift.thresholds, drift_share=config.drift.drift_share,
+                             labelled=labelled, label_problem=label_problem, baseline=found_baseline,
+                             judged_days=config.performance.judged_days, min_labels=config.performance.min_labels,
+                             drift_counts=drift_counts, threshold=config.performance.threshold,
+                             business=BusinessValues.from_config(config.performance))
+    keep_noise_levels()
+    return found

@@ -125,7 +125,15 @@ from monitoring.drift._methods import (
     method_names,
     register_method,
 )
-from monitoring.drift._noise import NOISE_DRAWS, NOISE_QUANTILE, clear_noise_cache, noise_level, noise_levels
+from monitoring.drift._noise import (
+    NOISE_DRAWS,
+    NOISE_QUANTILE,
+    clear_noise_cache,
+    known_noise_levels,
+    noise_level,
+    noise_levels,
+    remember_noise_levels,
+)
 from monitoring.drift._profile import (
     DEFAULT_BINS,
     DEFAULT_CACHE_DIR,
@@ -199,6 +207,7 @@ __all__ = [
     "file_sha256",
     "get_method",
     "judge",
+    "known_noise_levels",
     "ks_p_value",
     "ks_p_value_asymptotic",
     "load_or_build_profile",
@@ -209,6 +218,7 @@ __all__ = [
     "parse_window",
     "partial_windows",
     "register_method",
+    "remember_noise_levels",
     "summary",
     "tallies_from_arrays",
     "tallies_to_arrays",

@@ -134,6 +134,43 @@ def clear_noise_cache() -> None:
         _memo.clear()
 
 
+def known_noise_levels() -> list[list]:
+    """Every memoised noise level, as JSON-ready ``[column key, method, grid rows, quantile, draws, level]``
+    lists: deterministic results of the reference's counts, which a dashboard keeps on disk so that a
+    fresh process need not simulate them again (:func:`remember_noise_levels`)."""
+    with _memo_lock:
+        return [[*key, level] for key, level in _memo.items()]
+
+
+def remember_noise_levels(levels: list) -> int:
+    """Memoise levels from :func:`known_noise_levels`; malformed entries are skipped. Returns how many were taken.
+
+    Parameters
+    ----------
+    levels : list of list
+        ``[column key, method, grid rows, quantile, draws, level]`` each.
+
+    Returns
+    -------
+    int
+    """
+    taken = 0
+    with _memo_lock:
+        for entry in levels if isinstance(levels, list) else ():
+            try:
+                key_text, method, grid, quantile, draws, level = entry
+                key = (str(key_text), str(method), int(grid), float(quantile), int(draws))
+                value = float(level)
+            except (TypeError, ValueError):
+                continue
+            if key not in _memo:
+                _memo[key] = value
+                taken += 1
+        while len(_memo) > _MAX_MEMO:
+            _memo.popitem(last=False)
+    return taken
+
+
 def _simulate(column: ColumnProfile, method: DriftMethod, n_rows: int, *, quantile: float, n_draws: int,
               seed: tuple) -> float:
     rng = np.random.default_rng(zlib.crc32(repr(seed).encode()))
