@@ -237,18 +237,14 @@ def _upkeep(root: str, profile, began: float) -> dict:
     folder = Path(root).parent
     store = Store(f"sqlite:///{folder / 'store.db'}", log=f"duckdb:{root}")
     config = parse_config(f"""
-[store]
-url = "sqlite:///{folder / 'store.db'}"
-log = "duckdb:{root}"
-
 [[services]]
 name = "bench"
-url = "http://127.0.0.1:9"
-protocol = "rest"
 reference = "{folder / 'reference.parquet'}"
 features = [{", ".join(f'"{name}"' for name in feature_kinds())}]
+url = "http://127.0.0.1:9"
+protocol = "rest"
 """)
-    collector = Collector(config, store)
+    collector = Collector(config, store)  # over this store (its config's [store] is the default: unused)
     started = time.perf_counter() - began
     runs, files, rows = 0, 0, 0
     upkeep_began = time.perf_counter()
