@@ -252,9 +252,18 @@ def _joined(backend, rows: ir.Table, pairs: ir.Table, *, written: list[str], can
     )).iloc[0]
     per_id = pairs.group_by("prediction_id").agg(
         n=pairs.count(), **({"unknown": (~known(pairs)).ifelse(1, 0).sum()} if classification else {}))
-    kept = backend.execute(per_id.aggregate(
-        ids=per_id.count(), repeated=(per_id.n > 1).ifelse(1, 0).sum(),
-        **({"unknown": (per_id.n == 1).ifelse(per_id.unknown, 0).sum()} if classification else {}))).iloc[0]
+    # Commonly every id has one pair: then no two pairs share an id's hash either, which one count of
+    # distinct 64-bit hashes tells sooner than grouping millions of texts; the texts are grouped only
+    # when two pairs share a hash (a repeated id, or, once in billions, two ids with one hash).
+    hashed = backend.execute(pairs.aggregate(
+        pairs=pairs.count(), hashes=_engine_hash(pairs.prediction_id).nunique(),
+        **({"unknown": (~known(pairs)).ifelse(1, 0).sum()} if classification else {}))).iloc[0]
+    if int(hashed["pairs"] or 0) == int(hashed["hashes"] or 0):
+        kept = {"ids": hashed["pairs"], "repeated": 0, "unknown": hashed.get("unknown", 0)}
+    else:
+        kept = backend.execute(per_id.aggregate(
+            ids=per_id.count(), repeated=(per_id.n > 1).ifelse(1, 0).sum(),
+            **({"unknown": (per_id.n == 1).ifelse(per_id.unknown, 0).sum()} if classification else {}))).iloc[0]
     n_candidates, n_ids, n_repeated = int(counts["candidates"] or 0), int(kept["ids"] or 0), int(kept["repeated"] or 0)
     n_unknown = int(kept["unknown"] or 0) if classification else 0
     examples: dict[str, tuple[str, ...]] = {}
