@@ -89,6 +89,7 @@ from benchmarks import (  # noqa: E402
     write_section,
 )
 from benchmarks.drift import _EPILOGUE, _LOAD, _PROLOGUE, run_tool  # noqa: E402  (the peers' runner, shared)
+from monitoring.log_engines import DUCKDB_MEMORY_LIMIT  # noqa: E402
 
 START = 1_764_547_200.0  # 2025-12-01 00:00 UTC
 DAYS = 30
@@ -549,8 +550,8 @@ def large(args) -> None:
     written = argparse.Namespace(**{**vars(args), "full_sizes": not args.quick, "has_peers": False})
     write_section("log-engine-large", "Prediction log in an engine: 100,000,000 predictions", "\n".join([
         f"The same generated log as above at {rows_wanted:,} predictions over {DAYS} days, on the embedded "
-        "engine only (Parquet + DuckDB, bounded to 1 GB); each figure a fresh process. Target (issue 12): "
-        "Drift ≤ 15 s cold, ≤ 2 GB.", "",
+        f"engine only (Parquet + DuckDB, bounded to {DUCKDB_MEMORY_LIMIT}); each figure a fresh process. "
+        "Target (issue 12): Drift ≤ 15 s cold, ≤ 2 GB.", "",
         "A view that finds no counts kept counts every file itself (the first drift row: what the first view "
         "paid before the upkeep did it) and keeps them; a fresh process then reads them (the second). The "
         "collector's upkeep now counts and keeps every file of a past day beforehand, newest first and a "

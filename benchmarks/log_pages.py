@@ -39,6 +39,7 @@ from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels, render_times
 from demo.data import FEATURES  # noqa: E402
 from demo.model import load_or_train  # noqa: E402
 from demo.runtime import offline_config_text  # noqa: E402
+from monitoring.log_engines import DUCKDB_MEMORY_LIMIT  # noqa: E402
 from monitoring.store import Store  # noqa: E402
 
 CHUNK = 500_000
@@ -121,7 +122,8 @@ def main() -> None:
     print_table(rows, header)
     write_section("log-pages", "Drift and Overview with a large log: Parquet + DuckDB beside the SQL store", "\n".join([
         "The demo's history generated straight into each engine, labels for every other prediction (3 days "
-        "later): beside the Parquet log and joined there by DuckDB (bounded to 1 GB), or in the SQL store's table. "
+        f"later): beside the Parquet log and joined there by DuckDB (bounded to {DUCKDB_MEMORY_LIMIT}), or in the "
+        "SQL store's table. "
         "Each engine in a fresh process through Streamlit's AppTest: first view with every "
         "cache cleared, then the median of three warm views; peak memory of that process. Targets (issue 12, "
         "10,000,000 predictions, 5,000,000 labels): first view ≤ 2 s, warm ≤ 0.3 s, ≤ 1 GB.", "",

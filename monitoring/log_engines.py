@@ -31,7 +31,7 @@ DEFAULT_LOG_URL = "duckdb:var/log"
 SCHEMES = ("duckdb", "spark")
 VANISHED_FILE_ATTEMPTS = 3
 """How often a read is tried on a new listing when a compaction deleted one of its files under it."""
-DUCKDB_MEMORY_LIMIT = "1GB"
+DUCKDB_MEMORY_LIMIT = "384MB"
 """What the embedded engine may hold at once; sorts, joins and aggregates beyond it spill to a temporary file."""
 _GONE = ("No such file", "No files found")
 """What DuckDB says when a file it was given is gone (when it opens it, or when it lists it)."""

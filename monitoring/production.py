@@ -570,7 +570,17 @@ def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: Referenc
         rows += size
     for spec in CACHED_WINDOWS:  # one pass over this run's files per window
         file_tallies(log, service, profile, counted, spec, columns)
+    _forget_gone_files(Path(log.log.root) / service / "tallies", snapshot.files)
     return KeptTallies(files=tuple(counted), rows=rows, left=len(unkept) - len(counted))
+
+
+def _forget_gone_files(folder: Path, files: Sequence[str]) -> None:
+    """Delete the kept counts of files no longer listed (merged by a compaction, or past the retention), under
+    every profile's folder: a reader that still lists such a file counts it again."""
+    listed = {Path(path).stem for path in files}
+    for kept in folder.glob("*/*.npz"):
+        if kept.name.split(".", 1)[0] not in listed and not kept.name.startswith("."):
+            kept.unlink(missing_ok=True)
 
 
 def _file_rows(path: str) -> int:

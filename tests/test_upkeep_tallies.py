@@ -203,6 +203,26 @@ def test_personal_columns_and_todays_files_are_never_kept(logged, tmp_path, monk
     assert len([k for k in kept if k.name.split(".")[0] in stems]) == 2  # the merged file's day and week
 
 
+def test_the_counts_of_files_a_compaction_merged_are_deleted_at_the_next_run(logged, tmp_path, monkeypatch):
+    store, collector = logged
+    profile = _page_profile(collector, store, tmp_path, monkeypatch)
+    folder = tally_folder(store.predictions, "svc", profile)
+    day_three = [path for path in ParquetMirror(store.predictions, "svc")._snapshot().files
+                 if "date=2026-01-03" in path]
+    assert len(day_three) == 9
+    keep_file_tallies(store.predictions, "svc", profile, now=NOW)  # before any compaction: every file counted
+    merged = {f"{path.rsplit('/', 1)[1].removesuffix('.parquet')}.{spec}.npz" for path in day_three
+              for spec in ("day", "week")}
+    assert merged <= {k.name for k in folder.glob("*.npz")}
+    collector.upkeep(now=NOW)  # compacts (day three's nine files into one) and counts the new file
+    collector.upkeep(now=NOW + 120)  # deletes what the compaction merged, and their kept counts
+    kept = {k.name for k in folder.glob("*.npz")}
+    assert not merged & kept
+    listed = {path.rsplit("/", 1)[1].removesuffix(".parquet") for path in
+              ParquetMirror(store.predictions, "svc")._snapshot().files}
+    assert {name.split(".")[0] for name in kept} <= listed
+
+
 def test_one_run_counts_a_bounded_share_newest_first_and_the_next_runs_go_on(logged, tmp_path, monkeypatch):
     store, collector = logged
     store.predictions.maintain(now=NOW)

@@ -17,7 +17,7 @@ from monitoring.drift import (
     known_noise_levels,
     remember_noise_levels,
 )
-from monitoring.service_reference import service_features, service_profile
+from monitoring.service_reference import logged_service_profile
 
 log = logging.getLogger(__name__)
 _noise_lock = threading.Lock()
@@ -26,7 +26,8 @@ _noise_saved = {"count": -1}
 
 @cache_resource(max_entries=32, show_spinner="Reading the reference data…")
 def drift_profile(runtime: Runtime, *, service: str) -> ReferenceProfile:
-    """Reference statistics of ``service``'s features (``monitoring.service_reference.service_profile``),
+    """Reference statistics of ``service``'s features (``monitoring.service_reference.logged_service_profile``: the
+    profile the collector's upkeep counts the log against too),
     built once per reference file and kept on disk (in memory only for a service with personal columns).
 
     Raises
@@ -36,15 +37,9 @@ def drift_profile(runtime: Runtime, *, service: str) -> ReferenceProfile:
         service's columns or has text in a numeric column (not cached: fixed files are
         picked up at the next rerun).
     """
-    config = runtime.config.service(service)
     recall_noise_levels()
-    try:
-        known = runtime.store.prediction_features(config.log_name)
-    except KeyError:  # nothing logged yet: the reference's dtypes decide
-        known = {}
-    return service_profile(config.reference, service=service,
-                           features=service_features(runtime.schema(service), service=service),
-                           known_kinds=known, personal=bool(config.personal), cache_dir=var_dir() / "drift-profiles")
+    return logged_service_profile(runtime.config.service(service), runtime.schema(service), runtime.store,
+                                  cache_dir=var_dir() / "drift-profiles")
 
 
 @cache_data(ttl=900, max_entries=64)
