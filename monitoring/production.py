@@ -13,7 +13,9 @@ Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -429,14 +431,39 @@ def _save_tallies(path: Path, tallies: WindowTallies) -> None:
 
 
 def _files_within(files: Sequence[str], since: float | None, until: float | None) -> tuple[list[str], list[str]]:
-    """Files whose whole UTC day lies in ``[since, until)``, and the others (cut by the range, or undated)."""
+    """Files whose rows all lie in ``[since, until)`` — their UTC day does, or the day began in it and every
+    row of the file precedes ``until`` (today's, written before now) — and those the range cuts through (or
+    undated); files of days wholly outside the range are in neither."""
     whole, cut = [], []
     for path in files:
         day = partition_start(Path(path).parent.name)
-        inside = (day is not None and (since is None or day >= since)
-                  and (until is None or day + DAY_SECONDS <= until))
+        if day is not None and ((since is not None and day + DAY_SECONDS <= since)
+                                or (until is not None and day >= until)):
+            continue  # its day, so each of its rows, lies outside the range: nothing to count
+        inside = day is not None and (since is None or day >= since) and (
+            until is None or day + DAY_SECONDS <= until or (day < until and _newest_ts(path) < until))
         (whole if inside else cut).append(path)
     return whole, cut
+
+
+@functools.lru_cache(maxsize=65_536)
+def _newest_ts(path: str) -> float:
+    """The newest ``ts`` in a Parquet file, from its row groups' statistics (the file never changes once
+    written); infinity when they are missing or unreadable, so the file is counted row by row."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path)
+        column = metadata.schema.names.index("ts")
+        newest = -math.inf
+        for group in range(metadata.num_row_groups):
+            statistics = metadata.row_group(group).column(column).statistics
+            if statistics is None or not statistics.has_min_max or statistics.null_count:
+                return math.inf
+            newest = max(newest, float(statistics.max))
+        return newest if metadata.num_rows else -math.inf
+    except (OSError, ValueError, TypeError):
+        return math.inf
 
 
 def _tallied_columns(log: ParquetPredictionLog, service: str, profile: ReferenceProfile,
@@ -513,7 +540,7 @@ class KeptTallies:
     rows : int
         The predictions in them.
     left : int
-        Files of days that are over still without kept counts: the next run's.
+        Files whose rows all precede ``now`` still without kept counts: the next run's.
     """
 
     files: tuple[str, ...] = ()
@@ -525,8 +552,10 @@ def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: Referenc
                       max_rows: int = UPKEEP_TALLY_ROWS) -> KeptTallies:
     """Count and keep the day and week counts of ``service``'s files that have none yet (the log's upkeep).
 
-    Only files of UTC days over by ``now`` are counted (a file never changes once written, and
-    later rows of a past day come in new files); files a compaction replaced are not listed.
+    Only files whose rows all precede ``now`` are counted (a file never changes once written, and
+    later rows come in new files): every file of a past day, and today's written before ``now``,
+    so that a view counts only the files of the last minute; files a compaction replaced are
+    not listed.
     The newest are counted first, up to ``max_rows`` predictions (one pass per window: the
     engine is held that long at most), and the next run goes on. Personal columns are never
     counted into a kept file (:meth:`ParquetMirror.tallies` opens them at each view). A page
@@ -557,7 +586,7 @@ def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: Referenc
     columns, _ = _tallied_columns(log, service, profile, snapshot)
     folder = tally_folder(log, service, profile)
     over = [path for path in snapshot.files if (day := partition_start(Path(path).parent.name)) is not None
-            and day + DAY_SECONDS <= now]
+            and (day + DAY_SECONDS <= now or _newest_ts(path) <= now)]
     unkept = [path for path in reversed(over)
               if not all(_kept_path(folder, path, spec).exists() for spec in CACHED_WINDOWS)]
     counted: list[str] = []

@@ -68,7 +68,8 @@ def logged(tmp_path):
     for day in range(PAST_DAYS):
         for batch in range(9 if day == 2 else 2):  # nine files: the upkeep's compaction merges that day
             store.log_predictions("svc", _rows(150, seed=10 * day + batch, begin=START + day * DAY))
-    store.log_predictions("svc", _rows(100, seed=99, begin=START + PAST_DAYS * DAY, span=9 * 3_600))
+    # today's first file holds rows until 12:00, after the upkeep's now (a frozen clock's log): not yet counted
+    store.log_predictions("svc", _rows(100, seed=99, begin=START + PAST_DAYS * DAY, span=12 * 3_600))
     collector = Collector(_config(tmp_path), store)
     yield store, collector
     store.dispose()
@@ -156,6 +157,28 @@ def test_the_upkeep_keeps_what_the_drift_page_then_reads_without_counting(logged
     _fresh_process()
     source.tallies(profile, window="day", since=START, until=NOW)
     assert counted == [1]
+
+
+def test_todays_files_written_before_now_are_kept_and_whole_for_a_view_until_now(logged, tmp_path, monkeypatch):
+    store, collector = logged
+    profile = _page_profile(collector, store, tmp_path, monkeypatch)
+    later = NOW + 3 * 3_600  # 13:00: today's first file (rows until 12:00) is now written before now
+    store.log_predictions("svc", _rows(50, seed=98, begin=START + PAST_DAYS * DAY + 12.5 * 3_600, span=600))
+    expected = ParquetMirror(store.predictions, "svc").tallies(profile, window="day", since=START, until=later)
+    for kept in tally_folder(store.predictions, "svc", profile).glob("*.npz"):
+        kept.unlink()
+    _fresh_process()
+    done = collector.upkeep(now=later)["tallies"]["svc"]
+    assert sum("date=2026-01-05" in path for path in done.files) == 2  # both of today's files
+    _fresh_process()
+    counted = _engine_file_counts(monkeypatch)
+    got = ParquetMirror(store.predictions, "svc").tallies(profile, window="day", since=START, until=later)
+    _assert_same_tallies(got, expected)
+    assert counted == []  # the Overview's range ends now: today's files are whole in it, and kept
+    store.log_predictions("svc", _rows(10, seed=97, begin=later - 60, span=30))  # written in the last minute
+    _fresh_process()
+    ParquetMirror(store.predictions, "svc").tallies(profile, window="day", since=START, until=later)
+    assert counted == [1]  # only the newest file is counted by the view
 
 
 def test_the_key_is_the_pages_whether_its_profile_was_read_from_its_disk_cache_or_built(logged, tmp_path,
