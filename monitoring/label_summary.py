@@ -38,6 +38,7 @@ from monitoring.performance import (
     PerformanceOverTime,
     _partial,
     _ratio,
+    require_two_classes,
     served_of_hours,
 )
 from monitoring.statistics import group_metrics, wilson_interval
@@ -400,11 +401,9 @@ def summary_decisions(summary: LabelledSummary, *, business: BusinessValues | No
     Raises
     ------
     ValueError
-        For regression or more than two classes.
+        When the model does not decide between two classes (:func:`~monitoring.performance.require_two_classes`).
     """
-    if summary.task != "classification" or len(summary.classes) != 2:
-        raise ValueError(f"decision counts need a two-class model; this one is {summary.task} with classes "
-                         f"{list(summary.classes)}")
+    require_two_classes(summary.task, summary.classes)
     starts, _ = served_of_hours(summary.served_hours, "day", since=since, until=None)
     index = _window_index(summary, starts, "day")
     counts = ["n", "tn", "fp", "fn", "tp"]

@@ -263,6 +263,12 @@ class PerformanceDetail:
 # -- windows ---------------------------------------------------------------------------------
 
 
+def require_two_classes(task: str, classes: tuple[float, ...]) -> None:
+    """Raise the ValueError of decision counts asked of a model that does not decide between two classes."""
+    if task != "classification" or len(classes) != 2:
+        raise ValueError(f"decision counts need a two-class model; this one is {task} with classes {list(classes)}")
+
+
 def check_window(window: str | int) -> str:
     """A window's text (``"day"``, ``"1000"``), checked by :func:`monitoring.windows.parse_window`."""
     return str(parse_window(window))
@@ -481,9 +487,7 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
         For regression or more than two classes, or a threshold outside [0, 1].
     """
     window = check_window(window)
-    if labeled.task != "classification" or len(labeled.classes) != 2:
-        raise ValueError(f"decision counts need a two-class model; this one is {labeled.task} with classes "
-                         f"{list(labeled.classes)}")
+    require_two_classes(labeled.task, labeled.classes)
     data = _range_columns(labeled.frame, since, until, ("ts", "label", "prediction", "score"))
     classes = labeled.classes
     labelled = _labelled(data)

@@ -217,7 +217,8 @@ def test_performance_over_time_and_the_verdict_equal_the_scikit_learn_computatio
 
     performance, verdict = run()
 
-    def reference(y, decided, score, *, metrics, **options):
+    def reference(y, decided, score, *, metrics, group_size=None, **options):
+        assert group_size is None  # every row of the group is given
         if len(metrics) == 1:  # the verdict asks for its metric only; it used to compute every one
             metrics = metrics_for("classification", options["classes"], has_score=bool(np.isfinite(score).any()))
         return reference_row(y, decided, score, metrics=metrics, **options)
