@@ -516,3 +516,19 @@ def test_rows_out_of_time_order_are_put_in_order():
     expected = performance_over_time(labeled, n_bootstrap=20).windows
     pd.testing.assert_frame_equal(performance_over_time(shuffled, n_bootstrap=20).windows, expected)
     assert performance_over_time(shuffled, window=1000, n_bootstrap=0).windows["window_start"].is_monotonic_increasing
+
+
+def test_a_chart_of_one_window_spans_that_window_not_milliseconds_around_its_point():
+    predictions, labels = binary_log(n=200, days=1)
+    labeled = join_labels(predictions, labels, now=NOW)
+    result = performance_over_time(labeled, window="day", n_bootstrap=10, since=START)
+    assert len(result.windows) == 1
+    start = pd.Timestamp(result.windows["window_start"].iloc[0], unit="s", tz="UTC")
+    for figure in (plots.metric_figure(result, "accuracy"), plots.labelled_count_figure(result),
+                   plots.money_figure(decisions_over_time(labeled, business=BusinessValues(value_correct=1),
+                                                          since=START))):
+        low, high = (pd.Timestamp(t) for t in figure.layout.xaxis.range)
+        assert low == start and high == start + pd.Timedelta(days=1)
+        for trace in figure.data:
+            if trace.type == "bar":  # as wide as most of its day, not a hairline
+                assert list(trace.width) == [0.9 * 86_400_000]

@@ -41,6 +41,20 @@ def _centres(windows: pd.DataFrame) -> pd.Series:
     return _times((start + end.where(end > start, start)) / 2)
 
 
+def _span(windows: pd.DataFrame) -> list:
+    """The time axis's range: from the first window's start to the last one's end, so that a chart of one
+    window shows that window (a day) rather than plotly's milliseconds around its single point."""
+    start, end = windows["window_start"].astype(float), windows["window_end"].astype(float)
+    return _times([start.min(), max(end.max(), start.max())]).tolist()
+
+
+def _widths(windows: pd.DataFrame) -> list[float]:
+    """Each window's bar width on a time axis (milliseconds, nine tenths of the window), so that a single bar is
+    as wide as its window too."""
+    start, end = windows["window_start"].astype(float), windows["window_end"].astype(float)
+    return ((end - start).clip(lower=1.0) * 900.0).tolist()
+
+
 def _partial(windows: pd.DataFrame) -> np.ndarray:
     """Whether each window is still open (False for results without the column)."""
     if "partial" not in windows:
@@ -97,7 +111,8 @@ def metric_figure(result: PerformanceOverTime, metric: str, *, height: int = 340
         figure.add_hline(y=baseline, line_dash="dash", line_color=BASELINE_COLOR,
                          annotation_text=f"baseline {baseline:.3g}", annotation_position="top left")
     direction = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
-    figure.update_layout(title=title, height=height, yaxis_title=f"{name} ({direction})", **_LAYOUT)
+    figure.update_layout(title=title, height=height, yaxis_title=f"{name} ({direction})", xaxis_range=_span(windows),
+                         **_LAYOUT)
     return figure
 
 
@@ -116,10 +131,11 @@ def labelled_count_figure(result: PerformanceOverTime, *, height: int = 220) -> 
     x = _centres(windows)
     figure = go.Figure()
     figure.add_trace(go.Bar(x=x, y=windows["n_predictions"], name="predictions", marker_color=PREDICTED_COLOR,
-                            hovertemplate="%{y:,} predictions<extra></extra>"))
+                            width=_widths(windows), hovertemplate="%{y:,} predictions<extra></extra>"))
     coverage = (windows["coverage"].fillna(0) * 100).round(0)
     so_far = np.where(_partial(windows), " so far", "")
     figure.add_trace(go.Bar(x=x, y=windows["n_labelled"], name="with a label", marker_color=LABELLED_COLOR,
+                            width=_widths(windows),
                             marker_opacity=np.where(_partial(windows), 0.5, 1.0).tolist(),
                             customdata=[list(pair) for pair in zip(coverage.tolist(), so_far.tolist(), strict=True)],
                             hovertemplate="%{y:,} labelled%{customdata[1]} (%{customdata[0]:.0f} %)<extra></extra>"))
@@ -127,7 +143,8 @@ def labelled_count_figure(result: PerformanceOverTime, *, height: int = 220) -> 
         figure.add_hline(y=result.min_labels, line_dash="dot", line_color=BASELINE_COLOR,
                          annotation_text=f"{result.min_labels} labels to judge a window",
                          annotation_position="top right", annotation_font_color=BASELINE_COLOR)
-    figure.update_layout(title=title, height=height, barmode="overlay", bargap=0.1, yaxis_title="count", **_LAYOUT)
+    figure.update_layout(title=title, height=height, barmode="overlay", yaxis_title="count",
+                         xaxis_range=_span(windows), **_LAYOUT)
     return figure
 
 
@@ -235,10 +252,10 @@ def money_figure(decisions: DecisionsOverTime, *, height: int = 280) -> go.Figur
              f"{fn:,} false negatives" if n else "no labels"
              for m, n, tp, tn, fp, fn in zip(money.fillna(0), windows["n_labelled"], windows["tp"], windows["tn"],
                                               windows["fp"], windows["fn"], strict=True)]
-    figure = go.Figure(go.Bar(x=_centres(windows), y=money,
+    figure = go.Figure(go.Bar(x=_centres(windows), y=money, width=_widths(windows),
                               marker_color=np.where(money.fillna(0) >= 0, GAIN_COLOR, LOSS_COLOR).tolist(),
                               hovertext=hover, hovertemplate="%{hovertext}<extra></extra>", name="money"))
     figure.add_hline(y=0, line_color=BASELINE_COLOR)
     figure.update_layout(title=f"{title}: {decisions.total_money:,.0f} in total", height=height,
-                         yaxis_title=f"money{unit}", **_LAYOUT)
+                         yaxis_title=f"money{unit}", xaxis_range=_span(windows), **_LAYOUT)
     return figure
