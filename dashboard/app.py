@@ -76,3 +76,6 @@ except sa.exc.OperationalError as exc:  # the store went away under the page: a 
     if runtime is None:
         raise
     show_store_read_failure(runtime, exc)
+finally:  # the page is drawn (or stopped): the explanation libraries load while it is read
+    if runtime is not None:
+        state.preload_explain()

@@ -15,6 +15,7 @@ what a function here decides is only what it reads and how long it keeps the res
 from dashboard.state.lifecycle import (
     Runtime,
     Settings,
+    preload_explain,
     runtime,
     settings,
     stop_runtime,
@@ -23,4 +24,5 @@ from dashboard.state.lifecycle import (
 )
 from dashboard.state.progress import run_with_progress
 
-__all__ = ["Runtime", "Settings", "run_with_progress", "runtime", "settings", "stop_runtime", "tick", "var_dir"]
+__all__ = ["Runtime", "Settings", "preload_explain", "run_with_progress", "runtime", "settings", "stop_runtime", "tick",
+           "var_dir"]
