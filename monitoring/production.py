@@ -447,23 +447,41 @@ def _files_within(files: Sequence[str], since: float | None, until: float | None
 
 
 @functools.lru_cache(maxsize=65_536)
-def _newest_ts(path: str) -> float:
-    """The newest ``ts`` in a Parquet file, from its row groups' statistics (the file never changes once
-    written); infinity when they are missing or unreadable, so the file is counted row by row."""
+def _file_span(path: str) -> tuple[int, float, float] | None:
+    """Rows, first and last ``ts`` of a Parquet file from its metadata (the file never changes once written):
+    ``(n, nan, nan)`` for a file without a time; None when a row group's statistics are missing or
+    unreadable, or a time is infinite, and the file has to be read. A NaN time, which Parquet's
+    statistics leave out, is no time, as a missing one is."""
     import pyarrow.parquet as pq
 
     try:
         metadata = pq.read_metadata(path)
         column = metadata.schema.names.index("ts")
-        newest = -math.inf
+        first, last = math.inf, -math.inf
         for group in range(metadata.num_row_groups):
-            statistics = metadata.row_group(group).column(column).statistics
-            if statistics is None or not statistics.has_min_max or statistics.null_count:
-                return math.inf
-            newest = max(newest, float(statistics.max))
-        return newest if metadata.num_rows else -math.inf
+            rows = metadata.row_group(group)
+            statistics = rows.column(column).statistics
+            if statistics is None:
+                return None
+            if not statistics.has_min_max:
+                if statistics.null_count == rows.num_rows:  # no time in this group: nothing to span
+                    continue
+                return None
+            first, last = min(first, float(statistics.min)), max(last, float(statistics.max))
     except (OSError, ValueError, TypeError):
+        return None
+    if not (math.isfinite(first) and math.isfinite(last)):  # no time at all, or a NaN or infinite one: read it
+        return (metadata.num_rows, math.nan, math.nan) if first == math.inf and last == -math.inf else None
+    return metadata.num_rows, first, last
+
+
+def _newest_ts(path: str) -> float:
+    """The newest ``ts`` in a Parquet file (:func:`_file_span`); infinity when unknown, so the file is counted
+    row by row, and minus infinity when it holds no time."""
+    span = _file_span(path)
+    if span is None:
         return math.inf
+    return -math.inf if math.isnan(span[2]) else span[2]
 
 
 def _tallied_columns(log: ParquetPredictionLog, service: str, profile: ReferenceProfile,
@@ -677,11 +695,18 @@ class ParquetMirror:
 
     @survives_compaction
     def summary(self) -> LogSummary:
-        """Rows and time span, counted by DuckDB."""
+        """Rows and time span, from the files' metadata (counted by DuckDB when a file's statistics lack them)."""
         snapshot = self._snapshot()
         source = "prediction log in Parquet ({rows:,} rows)"
         if snapshot.empty:
             return LogSummary(rows=0, first_ts=np.nan, last_ts=np.nan, source=source.format(rows=0))
+        spans = [_file_span(path) for path in snapshot.files]
+        if all(span is not None for span in spans):
+            timed = [span for span in spans if not math.isnan(span[1])]
+            rows = sum(span[0] for span in spans)
+            return LogSummary(rows=rows, first_ts=min((span[1] for span in timed), default=np.nan),
+                              last_ts=max((span[2] for span in timed), default=np.nan),
+                              source=source.format(rows=rows))
         table = self.log.engine.table(self.service).table
         with self.log.engine.lock:
             return summarize(self.log.engine.connect(), table, source=source)

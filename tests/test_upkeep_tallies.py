@@ -309,3 +309,26 @@ def test_a_log_kept_in_the_stores_tables_has_nothing_to_keep(tmp_path):
         assert Collector(config, store).upkeep(now=NOW)["tallies"] == {}
     finally:
         store.dispose()
+
+
+def test_the_logs_rows_and_time_span_come_from_the_files_metadata_as_duckdb_counts_them(logged, monkeypatch):
+    from monitoring.log_queries import summarize
+
+    store, _ = logged
+    source = ParquetMirror(store.predictions, "svc")
+
+    def counted():
+        return summarize(store.predictions.engine.connect(), store.predictions.engine.table("svc").table,
+                         source="{rows:,}")
+
+    engine_calls = []
+    monkeypatch.setattr(production, "summarize", lambda *a, **k: engine_calls.append(1) or counted())
+    found, expected = source.summary(), counted()
+    assert (found.rows, found.first_ts, found.last_ts) == (expected.rows, expected.first_ts, expected.last_ts)
+    assert found.rows == 4 * 300 + 7 * 150 + 100 and engine_calls == []  # no row read
+    odd = _rows(3, seed=7, begin=START - DAY)
+    odd["ts"] = [START - DAY + 5.0, np.nan, None]  # a NaN time is no time, as a missing one
+    store.predictions.log.append("svc", "predictions", odd)
+    found = source.summary()
+    assert engine_calls == [] and found.rows == expected.rows + 3
+    assert (found.first_ts, found.last_ts) == (START - DAY + 5.0, expected.last_ts)
