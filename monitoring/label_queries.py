@@ -181,6 +181,45 @@ def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table 
                            served_hours=joined.served, source=source, sample_rows=sample_rows)
 
 
+def summarize_labeled(labeled: LabeledPredictions, *, judged_days: float = 7.0, threshold: float | None = 0.5,
+                      sample_rows: int = SAMPLE_ROWS) -> LabelledSummary:
+    """:func:`summarize_labels_in_engine`'s summary of predictions already joined in memory (a label file, the SQL
+    store's table): the same query, run by DuckDB over the labelled rows, as ``tally_frame`` and
+    ``traffic_frame`` do for a log in memory.
+
+    Parameters
+    ----------
+    labeled : LabeledPredictions
+    judged_days : float, default=7
+    threshold : float or None, default=0.5
+        Decision threshold of the counts (two classes); None = the logged decisions.
+    sample_rows : int, default=SAMPLE_ROWS
+
+    Returns
+    -------
+    LabelledSummary
+    """
+    frame = labeled.frame
+    now, cut = float(labeled.now), cut_of(labeled.now, judged_days)
+    rows = frame.loc[frame["label"].notna(), ["id", "ts", "prediction", "score", "label"]].astype(
+        {"id": str, "ts": float, "prediction": float, "score": float, "label": float})
+    slices, sample = _no_slices(), _no_sample()
+    if len(rows):
+        backend = ibis.duckdb.connect()
+        try:
+            slices, sample = _slice_sums(backend, ibis.memtable(rows), task=labeled.task, classes=labeled.classes,
+                                         now=now, cut=cut, threshold=threshold, sample_rows=sample_rows)
+        finally:
+            backend.disconnect()
+    served = labeled.served_hours
+    if served is None:
+        hours, counts = np.unique(np.floor(frame["ts"].to_numpy(dtype=float) / 3600.0) * 3600.0, return_counts=True)
+        served = pd.DataFrame({"hour_start": hours, "n": counts})
+    return LabelledSummary(slices=slices, sample=sample, quality=labeled.quality, task=labeled.task,
+                           classes=labeled.classes, now=now, cut=cut, threshold=threshold, served_hours=served,
+                           source=labeled.source, sample_rows=sample_rows)
+
+
 @dataclass(frozen=True)
 class _Joined:
     """What the join found: ``result`` of the caller's finishing step, the labels' quality, task and hours."""

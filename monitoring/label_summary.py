@@ -7,7 +7,8 @@ All of that is sums of the labelled predictions, so it travels as a
 judged period's start is cut there, and the predictions stamped at or after ``now`` are a
 slice of their own) and a bounded sample for the MAE's bootstrap — instead of millions of
 rows. :func:`monitoring.label_queries.summarize_labels_in_engine` counts it where the log
-lives; :func:`summarize_labeled` counts it from joined rows in memory. From it:
+lives, and :func:`monitoring.label_queries.summarize_labeled` runs the same query over rows joined
+in memory. From it:
 
 * :func:`summary_performance` — the metric per day window with its interval, as
   :func:`monitoring.performance.performance_over_time` gives it for that metric;
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.baseline import Baseline
-from monitoring.labels import LabeledPredictions, LabelQuality
+from monitoring.labels import LabelQuality
 from monitoring.performance import (
     BusinessValues,
     DecisionsOverTime,
@@ -113,91 +114,9 @@ class LabelledSummary:
         return "mae" if self.task == "regression" else "accuracy"
 
 
-def slice_starts(ts: np.ndarray, *, now: float, cut: float) -> np.ndarray:
-    """The slice of each prediction time: its UTC day; ``cut`` from ``cut`` to the end of its day; ``now`` from ``now``.
-
-    Parameters
-    ----------
-    ts : ndarray of float
-    now, cut : float
-
-    Returns
-    -------
-    ndarray of float
-    """
-    ts = np.asarray(ts, dtype=float)
-    day = np.floor(ts / DAY) * DAY
-    cut_day_end = math.floor(cut / DAY) * DAY + DAY
-    return np.where(ts >= now, now, np.where((ts >= cut) & (ts < cut_day_end), cut, day))
-
-
 def cut_of(now: float, judged_days: float) -> float:
     """Start of the judged period: ``now`` minus ``judged_days`` days."""
     return float(now) - float(judged_days) * DAY
-
-
-def summarize_labeled(labeled: LabeledPredictions, *, judged_days: float = 7.0, threshold: float | None = 0.5,
-                      sample_rows: int = SAMPLE_ROWS) -> LabelledSummary:
-    """The :class:`LabelledSummary` of predictions joined in memory.
-
-    Parameters
-    ----------
-    labeled : LabeledPredictions
-    judged_days : float, default=7
-    threshold : float or None, default=0.5
-        Decision threshold of the counts (two classes); None = the logged decisions.
-    sample_rows : int, default=SAMPLE_ROWS
-
-    Returns
-    -------
-    LabelledSummary
-    """
-    frame = labeled.frame
-    now, cut = float(labeled.now), cut_of(labeled.now, judged_days)
-    label, prediction = frame["label"].to_numpy(dtype=float), frame["prediction"].to_numpy(dtype=float)
-    used = ~np.isnan(label) & ~np.isnan(prediction)
-    rows = pd.DataFrame({"id": frame["id"].to_numpy()[used], "ts": frame["ts"].to_numpy(dtype=float)[used],
-                         "label": label[used], "prediction": prediction[used],
-                         "score": frame["score"].to_numpy(dtype=float)[used]})
-    rows["slice_start"] = slice_starts(rows["ts"].to_numpy(), now=now, cut=cut)
-    rows["key"] = pd.util.hash_array(rows["id"].astype(str).to_numpy(dtype=object), categorize=False)
-    slices = _sums(rows, task=labeled.task, classes=labeled.classes, threshold=threshold)
-    ranked = rows.sort_values(["slice_start", "key", "ts"], kind="stable")
-    sample = ranked.groupby("slice_start", sort=True).head(sample_rows)[list(SAMPLE_COLUMNS)]
-    served = labeled.served_hours
-    if served is None:
-        hours, counts = np.unique(np.floor(frame["ts"].to_numpy(dtype=float) / 3600.0) * 3600.0, return_counts=True)
-        served = pd.DataFrame({"hour_start": hours, "n": counts})
-    return LabelledSummary(slices=slices, sample=sample.reset_index(drop=True), quality=labeled.quality,
-                           task=labeled.task, classes=labeled.classes, now=now, cut=cut,
-                           threshold=threshold, served_hours=served, source=labeled.source, sample_rows=sample_rows)
-
-
-def _sums(rows: pd.DataFrame, *, task: str, classes: tuple[float, ...], threshold: float | None) -> pd.DataFrame:
-    """The slices' sums of labelled rows (``slice_start``, ``label``, ``prediction``, ``score``) in memory."""
-    y, predicted, score = (rows[c].to_numpy(dtype=float) for c in ("label", "prediction", "score"))
-    finite = np.isfinite(score)
-    binary = task == "classification" and len(classes) == 2
-    columns = {"n": np.ones(len(rows), dtype=np.int64), "correct": (y == predicted).astype(np.int64)}
-    zeros = np.zeros(len(rows), dtype=np.int64)
-    if binary:
-        positive = y == classes[1]
-        decided = predicted if threshold is None else np.where(
-            finite, np.where(score >= threshold, classes[1], classes[0]), predicted)
-        decided_positive = decided == classes[1]
-        columns.update(positives=positive.astype(np.int64), n_scored=finite.astype(np.int64),
-                       score_sum=np.where(finite, score, 0.0),
-                       tn=(~positive & ~decided_positive).astype(np.int64),
-                       fp=(~positive & decided_positive).astype(np.int64),
-                       fn=(positive & ~decided_positive).astype(np.int64),
-                       tp=(positive & decided_positive).astype(np.int64))
-    if task == "regression":
-        columns.update(abs_error_sum=np.abs(y - predicted), error_sum=y - predicted)
-    frame = pd.DataFrame({c: columns.get(c, zeros) for c in SLICE_COLUMNS[1:-2]})
-    frame.insert(0, "slice_start", rows["slice_start"].to_numpy(dtype=float))
-    frame["ts_min"] = frame["ts_max"] = rows["ts"].to_numpy(dtype=float)
-    summed = dict.fromkeys(SLICE_COLUMNS[1:-2], "sum") | {"ts_min": "min", "ts_max": "max"}
-    return frame.groupby("slice_start", sort=True, as_index=False).agg(summed)
 
 
 def _window_index(summary: LabelledSummary, starts: np.ndarray, window: str) -> np.ndarray:
@@ -419,5 +338,5 @@ def summary_decisions(summary: LabelledSummary, *, business: BusinessValues | No
                              classes=summary.classes, business=business)
 
 
-__all__ = ["SAMPLE_ROWS", "SUMMARY_METRICS", "LabelledSummary", "cut_of", "slice_starts",
-           "summarize_labeled", "summary_decisions", "summary_performance", "summary_verdict"]
+__all__ = ["SAMPLE_ROWS", "SUMMARY_METRICS", "LabelledSummary", "cut_of", "summary_decisions",
+           "summary_performance", "summary_verdict"]

@@ -26,9 +26,9 @@ from monitoring.drift import (
     compute_drift_from_counts,
     drifted_features,
 )
+from monitoring.label_queries import summarize_labeled
 from monitoring.label_summary import (
     LabelledSummary,
-    summarize_labeled,
     summary_decisions,
     summary_performance,
     summary_verdict,
@@ -628,7 +628,7 @@ def service_overview(service: str, *, now: float, frame: pd.DataFrame | None = N
     drift_share : float, default=0.5
     labeled : LabeledPredictions, optional
         Predictions joined with the labels arrived by ``now``, summed here
-        (:func:`monitoring.label_summary.summarize_labeled`); or give ``labelled``. Without
+        (:func:`monitoring.label_queries.summarize_labeled`); or give ``labelled``. Without
         either, ``label_problem``.
     label_problem : str, optional
     baseline : Baseline, optional

@@ -35,8 +35,8 @@ from monitoring.drift import (
     tallies_to_arrays,
 )
 from monitoring.files import ChangedFile, read_table_file
-from monitoring.label_queries import join_labels_in_engine, summarize_labels_in_engine
-from monitoring.label_summary import LabelledSummary, summarize_labeled
+from monitoring.label_queries import join_labels_in_engine, summarize_labeled, summarize_labels_in_engine
+from monitoring.label_summary import LabelledSummary
 from monitoring.labels import LabeledPredictions, LogLabels, join_labels
 from monitoring.log_engines import survives_compaction
 from monitoring.log_queries import (
@@ -610,14 +610,15 @@ def keep_file_tallies(log: ParquetPredictionLog, service: str, profile: Referenc
     counted: list[str] = []
     rows = 0
     for path in unkept:
-        size = _file_rows(path)
+        span = _file_span(path)  # the file's metadata, read once per file
+        size = span[0] if span is not None else _file_rows(path)
         if counted and rows + size > max_rows:
             break
         counted.append(path)
         rows += size
     for spec in CACHED_WINDOWS:  # one pass over this run's files per window
         file_tallies(log, service, profile, counted, spec, columns)
-    _forget_gone_files(Path(log.log.root) / service / "tallies", snapshot.files)
+    _forget_gone_files(folder.parent, snapshot.files)
     return KeptTallies(files=tuple(counted), rows=rows, left=len(unkept) - len(counted))
 
 

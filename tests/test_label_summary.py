@@ -7,16 +7,14 @@ import pandas as pd
 import pytest
 
 from monitoring.baseline import Baseline
-from monitoring.label_queries import summarize_labels_in_engine
+from monitoring.label_queries import summarize_labeled, summarize_labels_in_engine
 from monitoring.label_summary import (
     SLICE_COLUMNS,
-    slice_starts,
-    summarize_labeled,
     summary_decisions,
     summary_performance,
     summary_verdict,
 )
-from monitoring.labels import join_labels
+from monitoring.labels import LabeledPredictions, LabelQuality, join_labels
 from monitoring.log_engines import LogEngine
 from monitoring.log_queries import log_traffic
 from monitoring.performance import BusinessValues, decisions_over_time, judged_verdict, performance_over_time
@@ -44,8 +42,13 @@ def test_slices_are_days_cut_at_the_judged_periods_start_and_at_now():
     cut, now = START + 1.5 * DAY, START + 3.25 * DAY
     ts = np.array([START + 0.2 * DAY, START + 1.4 * DAY, cut, START + 1.9 * DAY, START + 2.1 * DAY, now - 1, now,
                    now + 5])
-    assert slice_starts(ts, now=now, cut=cut).tolist() == [START, START + DAY, cut, cut, START + 2 * DAY,
-                                                           START + 3 * DAY, now, now]
+    frame = pd.DataFrame({"id": [f"p{i}" for i in range(len(ts))], "ts": ts, "prediction": 1.0, "score": np.nan,
+                          "label": 1.0, "label_ts": np.nan})
+    labeled = LabeledPredictions(frame=frame, quality=LabelQuality(), task="classification", classes=(0.0, 1.0),
+                                 now=now)
+    slices = summarize_labeled(labeled, judged_days=(now - cut) / DAY).slices
+    assert np.repeat(slices["slice_start"], slices["n"]).tolist() == [START, START + DAY, cut, cut, START + 2 * DAY,
+                                                                      START + 3 * DAY, now, now]
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
