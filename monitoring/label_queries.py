@@ -38,15 +38,14 @@ from monitoring.labels import (
     task_of_values,
 )
 from monitoring.log_queries import prediction_values, window_rows
+from monitoring.performance_sums import KEPT_COLUMNS, KEY_MODULUS, KeptLabels
 
 _EXAMPLES = 3
 _NO_ARRIVAL = -1e308
 """Sort key of a label without an arrival time: before every timed one, as in memory."""
 _WHITESPACE = list(string.whitespace)
 """What Ibis's ``strip`` takes off both ends of a text."""
-_KEY_MODULUS = 1_073_741_789
-"""The sample's key is the id's hash modulo this prime (below 2**30, so that the key plus it still fits
-Spark's 32-bit integers)."""
+_KEY_MODULUS = KEY_MODULUS
 
 
 @ibis.udf.scalar.builtin(name="hash", signature=((dt.string,), dt.int64))
@@ -179,6 +178,63 @@ def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table 
     return LabelledSummary(slices=slices, sample=sample, quality=joined.quality, task=joined.task,
                            classes=joined.classes, now=float(now), cut=cut, threshold=threshold,
                            served_hours=joined.served, source=source, sample_rows=sample_rows)
+
+
+def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float, path: str,
+                          task: str = "auto", source: str = "", served_hours: pd.DataFrame | None = None) -> KeptLabels:
+    """Make :func:`join_labels_in_engine`'s join and keep its labelled predictions in a Parquet file at ``path``.
+
+    The engine writes the rows (``KEPT_COLUMNS``: with ``key``, the id's hash in ``[0,
+    KEY_MODULUS)``); only the counts of the join come back. The Performance page's views are
+    then queries of that file (:mod:`monitoring.performance_sums`).
+
+    Parameters
+    ----------
+    backend, predictions, labels, now, task, source
+        As for :func:`join_labels_in_engine`.
+    path : str
+        The file to write (a folder of files on Spark), where the engine can write and read.
+    served_hours : DataFrame, optional
+        Every logged prediction per UTC hour when the caller has counted them already.
+
+    Returns
+    -------
+    KeptLabels
+        ``path`` is None when no label is stored.
+    """
+    spark = backend.name == "pyspark"
+
+    def write(used: ir.Table | None, task: str, classes: tuple[float, ...]) -> tuple[tuple, int]:
+        if used is None:
+            return (None, 0, False, math.nan), 0
+        keyed = used.mutate(key=(_engine_hash(used.id) % KEY_MODULUS + KEY_MODULUS) % KEY_MODULUS).select(
+            *KEPT_COLUMNS)
+        query = backend.compile(keyed)
+        where = path.replace("'", "''")
+        backend.raw_sql(f"INSERT OVERWRITE DIRECTORY '{where}' USING parquet {query}" if spark
+                        else f"COPY ({query}) TO '{where}' (FORMAT parquet)")
+        rows = kept_rows(backend, path)
+        delay = rows.label_ts - rows.ts
+        scored = rows.score.notnull() & ~rows.score.isnan()
+        stats = backend.execute(rows.aggregate(n=rows.count(), scored=scored.ifelse(1, 0).sum(),
+                                               delay=delay.median())).iloc[0]
+        n = int(stats["n"] or 0)
+        median = float(stats["delay"]) if n and pd.notna(stats["delay"]) else math.nan
+        return (path, n, bool(int(stats["scored"] or 0)), median), n
+
+    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=write, served=served_hours)
+    kept_path, n, has_score, median = joined.result
+    return KeptLabels(path=kept_path, quality=joined.quality, task=joined.task, classes=joined.classes,
+                      now=float(now), served_hours=joined.served, n_labelled=n, has_score=has_score,
+                      median_delay_seconds=median, source=source)
+
+
+def kept_rows(backend, path: str | None) -> ir.Table:
+    """The kept labels file at ``path`` (None: no labels) as a table of ``backend`` (``KEPT_COLUMNS``)."""
+    if path is None:
+        return ibis.memtable(pd.DataFrame({c: pd.Series(dtype=object if c == "id" else "int64" if c == "key" else float)
+                                           for c in KEPT_COLUMNS}))
+    return backend.read_parquet(path)
 
 
 def summarize_labeled(labeled: LabeledPredictions, *, judged_days: float = 7.0, threshold: float | None = 0.5,

@@ -177,6 +177,11 @@ class LabeledPredictions:
         return int(self.frame["label"].notna().sum())
 
     @property
+    def has_score(self) -> bool:
+        """Whether a prediction carries a score (a decision threshold can apply)."""
+        return bool(self.frame["score"].notna().any())
+
+    @property
     def median_delay_seconds(self) -> float:
         """Median time between a prediction and the arrival of its label (NaN when unknown)."""
         delay = (self.frame["label_ts"] - self.frame["ts"]).dropna()

@@ -69,13 +69,13 @@ def has_decision_threshold(result, labeled) -> bool:
     Parameters
     ----------
     result : PerformanceOverTime
-    labeled : LabeledPredictions
+    labeled : LabeledPredictions or KeptLabels
 
     Returns
     -------
     bool
     """
-    return bool(result.task == "classification" and len(result.classes) == 2 and labeled.frame["score"].notna().any())
+    return bool(result.task == "classification" and len(result.classes) == 2 and labeled.has_score)
 
 
 def number_text(value: float | None, *, digits: int = 3) -> str:
@@ -118,7 +118,7 @@ def ground_truth_heading(labeled) -> str:
 
     Parameters
     ----------
-    labeled : LabeledPredictions
+    labeled : LabeledPredictions or KeptLabels
 
     Returns
     -------

@@ -17,7 +17,9 @@ import functools
 import hashlib
 import math
 import os
+import shutil
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,13 @@ from monitoring.drift import (
     tallies_to_arrays,
 )
 from monitoring.files import ChangedFile, read_table_file
-from monitoring.label_queries import join_labels_in_engine, summarize_labeled, summarize_labels_in_engine
+from monitoring.label_queries import (
+    join_labels_in_engine,
+    keep_labels_in_engine,
+    kept_rows,
+    summarize_labeled,
+    summarize_labels_in_engine,
+)
 from monitoring.label_summary import LabelledSummary
 from monitoring.labels import LabeledPredictions, LogLabels, join_labels
 from monitoring.log_engines import survives_compaction
@@ -50,6 +58,8 @@ from monitoring.log_queries import (
 )
 from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.partitions import DAY_SECONDS, partition_start
+from monitoring.performance import DecisionsOverTime, PerformanceDetail
+from monitoring.performance_sums import KeptLabels, WindowSums, kept_detail, window_decisions, window_sums
 from monitoring.store import Store
 from monitoring.windows import as_unix_seconds, parse_window
 
@@ -760,6 +770,63 @@ class ParquetMirror:
                                               judged_days=judged_days, threshold=threshold, source=labels.source,
                                               served_hours=served_hours)
 
+    def keeps_labels(self, labels) -> bool:
+        """Whether ``labels`` are kept beside this log, where :meth:`keep_labels` joins them."""
+        return isinstance(labels, LogLabels) and labels.log is self.log
+
+    @survives_compaction
+    def keep_labels(self, labels, *, now: float, task: str = "auto",
+                    served_hours: pd.DataFrame | None = None) -> KeptLabels:
+        """Join the labels that arrived by ``now`` where the log lives and keep the labelled predictions there.
+
+        The engine writes them to ``<log>/<service>/labelled/`` (one Parquet file per call; the
+        :data:`KEPT_FILES` newest are kept, older ones deleted) and only the join's counts come
+        back (:func:`monitoring.label_queries.keep_labels_in_engine`). Ask for counts of them
+        with :meth:`kept_sums`, :meth:`kept_decisions` and :meth:`kept_detail`.
+
+        Raises
+        ------
+        ValueError
+            When ``labels`` are not kept beside this log (:meth:`keeps_labels`).
+        """
+        if not self.keeps_labels(labels):
+            raise ValueError(f"the labels of {self.service!r} ({labels.source}) are not beside its Parquet log")
+        engine = self.log.engine
+        folder = f"{engine.location.rstrip('/')}/{self.service}/labelled"
+        local = "://" not in folder
+        if local:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        path = f"{folder}/{int(now)}-{uuid.uuid4().hex[:8]}.parquet"
+        table = engine.table(self.service, in_order=engine.scheme == "duckdb").table
+        with engine.lock:
+            kept = keep_labels_in_engine(engine.connect(), table, labels.table(), now=now, task=task, path=path,
+                                         source=labels.source, served_hours=served_hours)
+        if local:
+            _forget_old_files(Path(folder), keep=KEPT_FILES)
+        return kept
+
+    def kept_sums(self, kept: KeptLabels, **options) -> WindowSums:
+        """:func:`monitoring.performance_sums.window_sums` of ``kept``, counted by the log's engine (its options)."""
+        engine = self.log.engine
+        with engine.lock:
+            backend = engine.connect()
+            return window_sums(backend, kept_rows(backend, kept.path), task=kept.task, classes=kept.classes,
+                               **options)
+
+    def kept_decisions(self, kept: KeptLabels, **options) -> DecisionsOverTime:
+        """:func:`monitoring.performance_sums.window_decisions` of ``kept``, counted by the log's engine."""
+        engine = self.log.engine
+        with engine.lock:
+            backend = engine.connect()
+            return window_decisions(backend, kept_rows(backend, kept.path), kept, **options)
+
+    def kept_detail(self, kept: KeptLabels, **options) -> PerformanceDetail:
+        """:func:`monitoring.performance_sums.kept_detail` of ``kept``, counted by the log's engine (its options)."""
+        engine = self.log.engine
+        with engine.lock:
+            backend = engine.connect()
+            return kept_detail(backend, kept_rows(backend, kept.path), kept, **options)
+
     @survives_compaction
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
                 until: float | None = None) -> WindowTallies:
@@ -845,6 +912,20 @@ class ParquetMirror:
         """A few logged predictions by id, time and feature conditions (a bounded DuckDB query)."""
         return self.log.find_predictions(self.service, prediction_id=prediction_id, since=since, until=until,
                                          filters=filters, newest_first=newest_first, limit=limit)
+
+
+KEPT_FILES = 3
+"""Kept labels files of a service left beside its log: the newest, which sessions may still be reading."""
+
+
+def _forget_old_files(folder: Path, *, keep: int) -> None:
+    """Delete all but the ``keep`` newest entries of ``folder`` (files, or Spark's folders of files)."""
+    entries = sorted(folder.iterdir(), key=lambda entry: entry.stat().st_mtime, reverse=True)
+    for entry in entries[keep:]:
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _join_in_memory(source, labels, *, now: float, task: str) -> LabeledPredictions:

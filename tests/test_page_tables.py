@@ -11,6 +11,7 @@ from explain.segment_tables import categorical_features, interval_texts, judged_
 from explain.whatif_inputs import needs_labels, whatif_model
 from explain.windows import available_windows, reference_sample, window_rows
 from monitoring.drift_tables import feature_table, newest_closed_window, window_features, window_labels
+from monitoring.labels import LabeledPredictions, LabelQuality
 from monitoring.overview_lines import model_line, shows_money, status_line
 from monitoring.performance_tables import day_text, has_decision_threshold, window_periods, window_status
 from monitoring.reference import ReferenceDataError
@@ -90,8 +91,14 @@ def test_performance_periods_and_status():
 
 def test_decision_threshold_needs_two_classes_and_scores():
     result = SimpleNamespace(task="classification", classes=(0.0, 1.0))
-    assert has_decision_threshold(result, SimpleNamespace(frame=pd.DataFrame({"score": [0.2, np.nan]})))
-    assert not has_decision_threshold(result, SimpleNamespace(frame=pd.DataFrame({"score": [np.nan]})))
+    assert has_decision_threshold(result, SimpleNamespace(has_score=True))
+    assert not has_decision_threshold(result, SimpleNamespace(has_score=False))
+    assert not has_decision_threshold(SimpleNamespace(task="classification", classes=(0.0, 1.0, 2.0)),
+                                      SimpleNamespace(has_score=True))
+    for scores, scored in (([0.2, np.nan], True), ([np.nan, np.nan], False)):
+        labeled = LabeledPredictions(frame=pd.DataFrame({"score": scores}), quality=LabelQuality(),
+                                     task="classification", classes=(0.0, 1.0), now=0.0)
+        assert labeled.has_score is scored
 
 
 class _Log:

@@ -1,44 +1,125 @@
-"""The Performance page's caches: metrics, decisions and detail over the labelled predictions.
+"""The Performance page's caches: metrics, verdicts, decisions and detail over the labelled predictions.
 
 Each takes ``tick=tick(LABELS_TICK_SECONDS)`` (:mod:`dashboard.state.data`): labels arrive slowly.
+Labels kept beside a Parquet log are joined there once per tick and kept there
+(:func:`performance_labels` gives a :class:`~monitoring.performance_sums.KeptLabels`): the
+page's results are then counts of that file made by the log's engine, never its rows. Other
+sources (a label file, the SQL store) are joined in memory and scored row by row.
 """
 
 from __future__ import annotations
 
-from dashboard.state.caching import cache_data
-from dashboard.state.data import baseline, labeled_predictions, model_version
+from dashboard.state.caching import cache_data, cache_resource
+from dashboard.state.data import baseline, label_mirror, labeled_predictions, model_version
 from dashboard.state.lifecycle import Runtime
+from monitoring.labels import LabeledPredictions
 from monitoring.performance import (
+    BaselineVerdict,
     BusinessValues,
     DecisionsOverTime,
     PerformanceDetail,
     PerformanceOverTime,
     decisions_over_time,
+    judged_verdict,
     performance_detail,
     performance_over_time,
 )
+from monitoring.performance_sums import KeptLabels, WindowSums, sums_performance, sums_verdict
+from monitoring.production import ParquetMirror
 from monitoring.windows import range_start, row_count
+
+
+@cache_resource(ttl=120, max_entries=8)
+def kept_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels:
+    """The labelled predictions of ``service`` joined and kept beside its Parquet log (``ParquetMirror.keep_labels``).
+
+    Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions: read it, never change it.
+    """
+    del tick
+    return runtime.mirror(service).keep_labels(label_mirror(runtime, service=service), now=runtime.now(),
+                                               task=runtime.schema(service).task or "auto")
+
+
+def _keeps_labels(runtime: Runtime, service: str) -> bool:
+    mirror = runtime.mirror(service)
+    return isinstance(mirror, ParquetMirror) and mirror.keeps_labels(label_mirror(runtime, service=service))
+
+
+def performance_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels | LabeledPredictions:
+    """What the page says of the ground truth (its quality, source, task, classes, delay, whether scored): the
+    kept labels beside a Parquet log, else the labelled predictions joined in memory.
+
+    Raises
+    ------
+    ProductionDataError, LabelDataError
+        When the service has no prediction log or its labels cannot be read at all.
+    """
+    if _keeps_labels(runtime, service):
+        return kept_labels(runtime, service=service, tick=tick)
+    return labeled_predictions(runtime, service=service, tick=tick)
+
+
+def _counted(runtime: Runtime, service: str, window: str) -> bool:
+    """Whether ``window`` is counted from the kept labels (time windows beside a Parquet log)."""
+    return row_count(window) is None and _keeps_labels(runtime, service)
+
+
+@cache_data(ttl=300, max_entries=64)
+def window_sums(runtime: Runtime, *, service: str, window: str, range_days: float | None, tick: int) -> WindowSums:
+    """The kept labels of ``service`` summed per ``window`` over the last ``range_days`` days (None = all)
+    (``ParquetMirror.kept_sums``)."""
+    kept = kept_labels(runtime, service=service, tick=tick)
+    return runtime.mirror(service).kept_sums(
+        kept, window=window, now=kept.now, judged_days=runtime.config.service(service).performance.judged_days,
+        since=range_start(kept.now, range_days, window=window))
+
+
+def _baseline(runtime: Runtime, service: str, labels: KeptLabels | LabeledPredictions):
+    return baseline(runtime, service=service, task=labels.task, classes=labels.classes,
+                    model_version=model_version(runtime, service=service))
 
 
 @cache_data(ttl=300, max_entries=64)
 def cached_performance(runtime: Runtime, *, service: str, window: str, range_days: float | None,
                        tick: int) -> PerformanceOverTime:
     """Metrics per ``window`` over the last ``range_days`` days (None = all), against the baseline."""
+    min_labels = runtime.config.service(service).performance.min_labels
+    if _counted(runtime, service, window):
+        kept = kept_labels(runtime, service=service, tick=tick)
+        sums = window_sums(runtime, service=service, window=window, range_days=range_days, tick=tick)
+        return sums_performance(sums, kept, baseline=_baseline(runtime, service, kept), min_labels=min_labels)
     labeled = labeled_predictions(runtime, service=service, tick=tick, every_row=row_count(window) is not None)
-    return performance_over_time(
-        labeled, window=window, min_labels=runtime.config.service(service).performance.min_labels,
-        baseline=baseline(runtime, service=service, task=labeled.task, classes=labeled.classes,
-                          model_version=model_version(runtime, service=service)),
-        since=range_start(labeled.now, range_days, window=window))
+    return performance_over_time(labeled, window=window, min_labels=min_labels,
+                                 baseline=_baseline(runtime, service, labeled),
+                                 since=range_start(labeled.now, range_days, window=window))
+
+
+@cache_data(ttl=300, max_entries=64)
+def cached_verdict(runtime: Runtime, *, service: str, window: str, range_days: float | None, metric: str,
+                   tick: int) -> BaselineVerdict:
+    """``metric`` over the judged period against the baseline (``judged_verdict``), dated by the chart's windows."""
+    result = cached_performance(runtime, service=service, window=window, range_days=range_days, tick=tick)
+    days = runtime.config.service(service).performance.judged_days
+    if _counted(runtime, service, window):
+        sums = window_sums(runtime, service=service, window=window, range_days=range_days, tick=tick)
+        return sums_verdict(sums, kept_labels(runtime, service=service, tick=tick), result, metric=metric,
+                            baseline=result.baseline, days=days, confidence=result.confidence)
+    labeled = labeled_predictions(runtime, service=service, tick=tick, every_row=row_count(window) is not None)
+    return judged_verdict(labeled, result, metric=metric, baseline=result.baseline, days=days,
+                          confidence=result.confidence)
 
 
 @cache_data(ttl=300, max_entries=64)
 def cached_decisions(runtime: Runtime, *, service: str, window: str, range_days: float | None,
                      threshold: float | None, tick: int) -> DecisionsOverTime:
     """Confusion counts (and money) per ``window`` at ``threshold``; two-class models only."""
+    business = BusinessValues.from_config(runtime.config.service(service).performance)
+    if _counted(runtime, service, window):
+        kept = kept_labels(runtime, service=service, tick=tick)
+        return runtime.mirror(service).kept_decisions(kept, window=window, threshold=threshold, business=business,
+                                                      since=range_start(kept.now, range_days, window=window))
     labeled = labeled_predictions(runtime, service=service, tick=tick, every_row=row_count(window) is not None)
-    return decisions_over_time(labeled, window=window, threshold=threshold,
-                               business=BusinessValues.from_config(runtime.config.service(service).performance),
+    return decisions_over_time(labeled, window=window, threshold=threshold, business=business,
                                since=range_start(labeled.now, range_days, window=window))
 
 
@@ -46,6 +127,9 @@ def cached_decisions(runtime: Runtime, *, service: str, window: str, range_days:
 def cached_performance_detail(runtime: Runtime, *, service: str, since: float | None, until: float | None,
                               threshold: float | None, tick: int) -> PerformanceDetail:
     """Calibration, confusion matrix at ``threshold`` and residuals of predictions made in ``[since, until)``."""
+    business = BusinessValues.from_config(runtime.config.service(service).performance)
+    if _keeps_labels(runtime, service):
+        return runtime.mirror(service).kept_detail(kept_labels(runtime, service=service, tick=tick), since=since,
+                                                   until=until, threshold=threshold, business=business)
     labeled = labeled_predictions(runtime, service=service, tick=tick)
-    return performance_detail(labeled, since=since, until=until, threshold=threshold,
-                              business=BusinessValues.from_config(runtime.config.service(service).performance))
+    return performance_detail(labeled, since=since, until=until, threshold=threshold, business=business)

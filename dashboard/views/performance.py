@@ -7,7 +7,7 @@ from dashboard.components import demo_backfill, download_button, personal
 from dashboard.state import data
 from dashboard.state import performance as cache
 from monitoring.labels import LabelDataError
-from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS, judged_verdict
+from monitoring.performance import LOWER_IS_BETTER, METRIC_LABELS
 from monitoring.performance_tables import (
     HOURLY_RANGE_DAYS,
     baseline_caption,
@@ -56,7 +56,7 @@ service = runtime.config.service(service_name)
 settings = service.performance
 
 try:
-    labeled = data.labeled_predictions(runtime, service=service.name, tick=tick)
+    labeled = cache.performance_labels(runtime, service=service.name, tick=tick)
 except (ProductionDataError, LabelDataError) as exc:
     st.warning(f"Performance cannot be measured for **{service.name}**: {personal(runtime, service.name).text(exc)}")
     st.stop()
@@ -90,8 +90,8 @@ with st.container(border=True):
     st.markdown(sentences[-1] + label_delay_sentence(labeled.median_delay_seconds))
 
 overall = result.overall
-verdict = judged_verdict(labeled, result, metric=metric, baseline=result.baseline, days=settings.judged_days,
-                         confidence=result.confidence)
+verdict = cache.cached_verdict(runtime, service=service.name, window=window, range_days=range_days, metric=metric,
+                               tick=tick)
 judged = verdict_numbers(verdict)
 kpis = st.columns(4)
 kpis[0].metric(f"{name}, last {settings.judged_days:g} days", judged.value, delta=judged.delta,

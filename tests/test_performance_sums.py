@@ -1,0 +1,169 @@
+"""The Performance page from the kept labels file (monitoring.performance_sums) equals it from every labelled row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring.baseline import Baseline
+from monitoring.label_queries import join_labels_in_engine, keep_labels_in_engine, kept_rows
+from monitoring.log_engines import LogEngine
+from monitoring.performance import (
+    BusinessValues,
+    decisions_over_time,
+    judged_verdict,
+    performance_detail,
+    performance_over_time,
+)
+from monitoring.performance_sums import kept_detail, sums_performance, sums_verdict, window_decisions, window_sums
+from tests.test_label_engine import DAY, START, _log
+
+NOW = START + 3.5 * DAY  # predictions are logged until START + 4 days: some after now
+JUDGED_DAYS = 2.0  # the judged period starts at START + 1.5 days, inside a day
+
+
+def _kept(root, *, kind: str, n: int = 3_000):
+    """The kept labels of the log at ``root``, the engine that reads them, and the same join as rows."""
+    _log(root, kind=kind, n=n)
+    engine = LogEngine(f"duckdb:{root}")
+    predictions = engine.table("svc", in_order=True).table
+    labels = engine.table("svc", "labels", in_order=True).table
+    kept = keep_labels_in_engine(engine.connect(), predictions, labels, now=NOW, path=str(root / "kept.parquet"))
+    joined = join_labels_in_engine(engine.connect(), predictions, labels, now=NOW)
+    return kept, engine, joined
+
+
+def _baseline(kind: str) -> Baseline:
+    values = {"mae": 6.0, "rmse": 8.0, "r2": 0.1} if kind == "regression" else {
+        "accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5, "roc_auc": 0.5, "log_loss": 0.7}
+    return Baseline(values=values, source="configured")
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("window", ["hour", "day", "week"])
+def test_every_window_metric_and_interval_equals_the_rows_path(tmp_path, kind, window):
+    kept, engine, joined = _kept(tmp_path, kind=kind)
+    assert kept.n_labelled == joined.n_labelled > 0 and kept.quality == joined.quality
+    assert kept.median_delay_seconds == pytest.approx(joined.median_delay_seconds)
+    since = START if window != "week" else None
+    sums = window_sums(engine.connect(), kept_rows(engine.connect(), kept.path), task=kept.task,
+                       classes=kept.classes, window=window, now=NOW, judged_days=JUDGED_DAYS, since=since)
+    baseline = _baseline(kind)
+    from_sums = sums_performance(sums, kept, baseline=baseline, min_labels=30)
+    from_rows = performance_over_time(joined, window=window, baseline=baseline, min_labels=30, since=since)
+    assert from_sums.metrics == from_rows.metrics
+    # windows of at most 2,000 labels: every interval is the rows path's own, on the same draws
+    pd.testing.assert_frame_equal(from_sums.windows, from_rows.windows, check_dtype=False, rtol=1e-9)
+    for metric in from_rows.metrics:
+        assert from_sums.overall[metric] == pytest.approx(from_rows.overall[metric], rel=1e-9), metric
+    for column in ("n_predictions", "n_labelled", "coverage", "window_start", "window_end", "partial"):
+        assert from_sums.overall[column] == from_rows.overall[column], column
+    for metric in from_rows.metrics:
+        verdict = sums_verdict(sums, kept, from_sums, metric=metric, baseline=baseline, days=JUDGED_DAYS)
+        expected = judged_verdict(joined, from_rows, metric=metric, baseline=baseline, days=JUDGED_DAYS)
+        assert (verdict.state, verdict.message, verdict.n_labelled) == (expected.state, expected.message,
+                                                                        expected.n_labelled), metric
+        assert verdict.value == pytest.approx(expected.value, rel=1e-9, nan_ok=True), metric
+
+
+def test_large_groups_get_exact_values_and_their_samples_interval(tmp_path):
+    kept, engine, joined = _kept(tmp_path, kind="binary", n=6_000)
+    sums = window_sums(engine.connect(), kept_rows(engine.connect(), kept.path), task=kept.task,
+                       classes=kept.classes, window="day", now=NOW, judged_days=JUDGED_DAYS, sample_rows=100)
+    assert sums.sample.groupby("slice_start").size().max() == 100
+    found = sums_performance(sums, kept, max_bootstrap_rows=100)
+    rows = performance_over_time(joined, window="day", max_bootstrap_rows=100)
+    for metric in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "label_rate", "mean_score"):
+        pd.testing.assert_series_equal(found.windows[metric], rows.windows[metric], rtol=1e-9)
+    for metric in ("accuracy", "precision", "recall"):  # Wilson: exact from counts
+        for bound in ("low", "high"):
+            pd.testing.assert_series_equal(found.windows[f"{metric}_{bound}"], rows.windows[f"{metric}_{bound}"],
+                                           rtol=1e-9)
+    big = found.windows["n_labelled"] > 100
+    assert big.sum() >= 3
+    for metric in ("f1", "roc_auc", "log_loss"):  # bootstrap of a uniform sample narrowed to the window
+        low, high = found.windows.loc[big, f"{metric}_low"], found.windows.loc[big, f"{metric}_high"]
+        assert ((low < found.windows.loc[big, metric]) & (found.windows.loc[big, metric] < high)).all(), metric
+        width = (high - low) / (rows.windows.loc[big, f"{metric}_high"] - rows.windows.loc[big, f"{metric}_low"])
+        assert width.between(0.4, 2.5).all(), metric
+    with pytest.raises(ValueError, match="sample's 100 rows"):
+        sums_performance(sums, kept)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_decisions_and_the_detail_of_a_period_equal_the_rows_path(tmp_path, kind):
+    kept, engine, joined = _kept(tmp_path, kind=kind)
+    backend, rows = engine.connect(), kept_rows(engine.connect(), kept.path)
+    business = BusinessValues(cost_false_positive=2.0, cost_false_negative=5.0, value_correct=1.0)
+    since, until = START + DAY, START + 3 * DAY
+    detail = kept_detail(backend, rows, kept, since=since, until=until, threshold=0.3, business=business)
+    expected = performance_detail(joined, since=since, until=until, threshold=0.3, business=business)
+    assert detail.n_labelled == expected.n_labelled > 0
+    if kind == "regression":
+        assert len(detail.residuals) == expected.n_labelled  # fewer than max_residuals: every row
+        pd.testing.assert_frame_equal(detail.residuals.sort_values("ts").reset_index(drop=True),
+                                      expected.residuals.sort_values("ts").reset_index(drop=True), check_dtype=False)
+        with pytest.raises(ValueError, match="two-class model"):
+            window_decisions(backend, rows, kept, window="day")
+        return
+    np.testing.assert_array_equal(detail.confusion.matrix, expected.confusion.matrix)
+    assert detail.confusion.threshold == expected.confusion.threshold
+    assert detail.money == expected.money
+    if kind == "binary":
+        pd.testing.assert_frame_equal(detail.calibration, expected.calibration, check_dtype=False, rtol=1e-12)
+        for window, threshold in (("day", 0.3), ("hour", None), ("week", 0.8)):
+            decided = window_decisions(backend, rows, kept, window=window, since=START if window == "day" else None,
+                                       threshold=threshold, business=business)
+            counted = decisions_over_time(joined, window=window, threshold=threshold, business=business,
+                                          since=START if window == "day" else None)
+            pd.testing.assert_frame_equal(decided.windows, counted.windows, check_dtype=False)
+            assert decided.threshold == counted.threshold == threshold
+    else:
+        assert detail.calibration is None
+
+
+def test_without_labels_nothing_is_kept_and_every_window_is_empty(tmp_path):
+    _log(tmp_path, kind="binary")
+    engine = LogEngine(f"duckdb:{tmp_path}")
+    kept = keep_labels_in_engine(engine.connect(), engine.table("svc", in_order=True).table, None, now=NOW,
+                                 path=str(tmp_path / "kept.parquet"))
+    assert kept.path is None and kept.n_labelled == 0 and not (tmp_path / "kept.parquet").exists()
+    sums = window_sums(engine.connect(), kept_rows(engine.connect(), kept.path), task=kept.task,
+                       classes=kept.classes, window="day", now=NOW, judged_days=JUDGED_DAYS)
+    found = sums_performance(sums, kept)
+    assert found.windows["n_labelled"].sum() == 0 and found.windows["n_predictions"].sum() > 0
+    verdict = sums_verdict(sums, kept, found, metric="accuracy", baseline=Baseline(), days=JUDGED_DAYS)
+    assert verdict.state == "unknown"
+    with pytest.raises(ValueError, match="cut for a judged period"):
+        sums_verdict(sums, kept, found, metric="accuracy", baseline=Baseline(), days=7.0)
+
+
+def test_spark_keeps_and_sums_what_duckdb_does(tmp_path):
+    import shutil
+
+    if shutil.which("java") is None:  # a missing Java must not pass as a skipped test
+        pytest.fail("Spark local mode needs Java: run tests/install.sh (Debian's openjdk-17-jre-headless)")
+    kept, engine, _ = _kept(tmp_path, kind="binary")
+    duck = window_sums(engine.connect(), kept_rows(engine.connect(), kept.path), task=kept.task,
+                       classes=kept.classes, window="day", now=NOW, judged_days=JUDGED_DAYS)
+    spark = LogEngine(f"spark:local[2]?path={tmp_path}")
+    try:
+        backend = spark.connect()
+        spark.session.conf.set("spark.sql.shuffle.partitions", "2")
+        theirs = keep_labels_in_engine(backend, spark.table("svc").table, spark.table("svc", "labels").table,
+                                       now=NOW, path=str(tmp_path / "kept-spark"))
+        summed = window_sums(backend, kept_rows(backend, theirs.path), task=theirs.task, classes=theirs.classes,
+                             window="day", now=NOW, judged_days=JUDGED_DAYS)
+    finally:
+        if spark.session is not None:
+            spark.session.stop()
+    assert (theirs.n_labelled, theirs.quality.used, theirs.has_score) == (kept.n_labelled, kept.quality.used,
+                                                                         kept.has_score)
+    pd.testing.assert_frame_equal(summed.slices, duck.slices, check_dtype=False, rtol=1e-9)
+    order = ["slice_start", "label", "prediction"]
+    pd.testing.assert_frame_equal(summed.confusion.sort_values(order).reset_index(drop=True),
+                                  duck.confusion.sort_values(order).reset_index(drop=True), check_dtype=False)
+    order = ["kind", "start"]
+    pd.testing.assert_frame_equal(summed.auc.sort_values(order).reset_index(drop=True),
+                                  duck.auc.sort_values(order).reset_index(drop=True), check_dtype=False)
