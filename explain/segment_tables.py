@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import pandas as pd
 
 from explain.segments import (
     FOUR_FIFTHS,
-    assign_segments,
     first_categorical,
     rows_per_segment,
-    segment_edges,
     segment_importance,
+    segment_names,
 )
 
 SEGMENT_DAYS = (7, 30, 90)
@@ -23,34 +22,38 @@ SEGMENT_EXPLAIN_ROWS = 400
 """At most this many rows are explained for the per-segment importance, spread over the segments."""
 
 
-def categorical_features(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
-    """The ``features`` that hold categories in ``frame`` (text or categorical columns), in order.
+def categorical_features(kinds: pd.DataFrame | Mapping[str, str], features: Sequence[str]) -> list[str]:
+    """The ``features`` that hold categories, in order.
 
     Parameters
     ----------
-    frame : DataFrame
-        Logged predictions.
+    kinds : DataFrame or mapping of str to {"numeric", "categorical"}
+        Rows (text or categorical columns hold categories), or each feature's kind (the service's schema,
+        so that no row has to be read).
     features : sequence of str
-        Feature columns of ``frame``.
+        Feature columns.
 
     Returns
     -------
     list of str
     """
-    return [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])
-            or isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not isinstance(kinds, pd.DataFrame):
+        return [c for c in features if kinds.get(c) == "categorical"]
+    return [c for c in features if not pd.api.types.is_numeric_dtype(kinds[c])
+            or isinstance(kinds[c].dtype, pd.CategoricalDtype)]
 
 
-def report_feature(frame: pd.DataFrame, features: Sequence[str], *, personal: Collection[str] = ()) -> str | None:
+def report_feature(kinds: pd.DataFrame | Mapping[str, str], features: Sequence[str], *,
+                   personal: Collection[str] = ()) -> str | None:
     """The feature the report segments by: the first categorical one that is not personal (one segment per
     person says nothing), or None.
 
     Parameters
     ----------
-    frame : DataFrame
-        Logged predictions.
+    kinds : DataFrame or mapping of str to {"numeric", "categorical"}
+        Logged predictions, or each feature's kind (the service's schema).
     features : sequence of str
-        The service's features present in ``frame``, in model order.
+        The service's features present in the log, in model order.
     personal : collection of str, default=()
         The service's personal columns.
 
@@ -58,7 +61,7 @@ def report_feature(frame: pd.DataFrame, features: Sequence[str], *, personal: Co
     -------
     str or None
     """
-    return first_categorical(frame, [c for c in features if c not in personal])
+    return first_categorical(kinds, [c for c in features if c not in personal])
 
 
 def interval_texts(table: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -178,8 +181,7 @@ def top_features(importance: pd.DataFrame) -> pd.DataFrame:
             .agg(top_features=("feature", ", ".join), explained=("n_explained", "first")).reset_index())
 
 
-def explained_segments(explainer, frame: pd.DataFrame, features: Sequence[str], *, model_features: Sequence[str],
-                       reference: pd.DataFrame | None, n_bins: int, model_rows_budget: int | None,
+def explained_segments(explainer, sample, *, model_features: Sequence[str], model_rows_budget: int | None,
                        at_most: int = SEGMENT_EXPLAIN_ROWS, progress=None) -> pd.DataFrame:
     """Top three features by mean |SHAP| per segment (``explain.segments.segment_importance``), on a sample
     sized to ``at_most`` rows in all and to the service's budget when explained through it.
@@ -188,16 +190,10 @@ def explained_segments(explainer, frame: pd.DataFrame, features: Sequence[str], 
     ----------
     explainer : ShapExplainer
         The service's explainer.
-    frame : DataFrame
-        The period's logged predictions (``explain.segments.segment_rows``' frame).
-    features : sequence of str
-        One or two features to segment by.
+    sample : monitoring.segment_queries.SegmentSample
+        The period's predictions of least id hash per segment (at least as many per segment as are explained).
     model_features : sequence of str
         The model's features, in its order.
-    reference : DataFrame or None
-        The reference, whose quantiles bin numbers (else the frame's own).
-    n_bins : int
-        Bins of a number.
     model_rows_budget : int or None
         ``[services.explain] max_rows_per_computation``.
     at_most : int, default=SEGMENT_EXPLAIN_ROWS
@@ -210,8 +206,8 @@ def explained_segments(explainer, frame: pd.DataFrame, features: Sequence[str], 
     DataFrame
         As ``explain.segments.segment_importance``.
     """
-    edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
-    segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
+    frame = sample.frame
+    segments = segment_names(sample, frame)
     X = frame[list(model_features)]
     per_segment = rows_per_segment(
         segments.nunique(), at_most=at_most,

@@ -163,15 +163,8 @@ def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     return np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)))
 
 
-def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndarray | None,
-                    with_name: bool = True) -> pd.Series:
-    if not _is_numeric(values) or values.nunique(dropna=True) <= n_bins:
-        text = values.astype(object).where(values.notna(), MISSING).astype(str)
-        return f"{name} = " + text if with_name else text
-    numbers = values.to_numpy(dtype=float)
-    edges = _bin_edges(numbers, n_bins) if edges is None else edges
-    inner = edges[1:-1]
-    index = np.searchsorted(inner, numbers, side="right")
+def _bin_names(name: str, inner: np.ndarray, *, with_name: bool = True) -> list[str]:
+    """The name of each bin among the ``inner`` edges (``searchsorted(inner, x, side="right")``), in bin order."""
     names = []
     for i in range(len(inner) + 1):
         if i == 0:
@@ -182,9 +175,57 @@ def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndar
             names.append(f"{name} {_number(inner[i - 1])}–{_number(inner[i])}")
     if not with_name:
         names = [n.removeprefix(f"{name} ").strip() for n in names]
-    labels = np.asarray(names, dtype=object)[index]
+    return names
+
+
+def _feature_labels(values: pd.Series, name: str, *, n_bins: int, edges: np.ndarray | None,
+                    with_name: bool = True) -> pd.Series:
+    if not _is_numeric(values) or values.nunique(dropna=True) <= n_bins:
+        text = values.astype(object).where(values.notna(), MISSING).astype(str)
+        return f"{name} = " + text if with_name else text
+    numbers = values.to_numpy(dtype=float)
+    edges = _bin_edges(numbers, n_bins) if edges is None else edges
+    inner = edges[1:-1]
+    index = np.searchsorted(inner, numbers, side="right")
+    labels = np.asarray(_bin_names(name, inner, with_name=with_name), dtype=object)[index]
     labels[~np.isfinite(numbers)] = f"{name} {MISSING}" if with_name else MISSING
     return pd.Series(labels, index=values.index, dtype=object)
+
+
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float | np.floating) and math.isnan(value))
+
+
+def _key_labels(spec, keys: pd.Series, *, with_name: bool) -> list[str]:
+    """The label of each key of one feature (``monitoring.segment_queries.KeySpec``), as :func:`_feature_labels`."""
+    name = spec.name
+    if spec.inner is None:
+        text = [MISSING if _is_missing(v) else str(v) for v in keys.astype(object).tolist()]
+        return [f"{name} = {t}" for t in text] if with_name else text
+    names = _bin_names(name, np.asarray(spec.inner, dtype=float), with_name=with_name)
+    missing = f"{name} {MISSING}" if with_name else MISSING
+    return [missing if _is_missing(k) or int(k) < 0 else names[int(k)] for k in keys.tolist()]
+
+
+def segment_names(counts, frame: pd.DataFrame, *, with_names: bool = True) -> pd.Series:
+    """The segment of each row of ``frame`` by its key columns ``k0`` (and ``k1``): the labels
+    :func:`assign_segments` gives the rows those keys were counted from.
+
+    Parameters
+    ----------
+    counts : SegmentCounts or SegmentSample
+        What the keys were counted with (``monitoring.segment_queries``): one ``KeySpec`` per feature.
+    frame : DataFrame
+        With the key columns.
+    with_names : bool, default=True
+
+    Returns
+    -------
+    Series of str, aligned with ``frame``.
+    """
+    parts = [_key_labels(spec, frame[f"k{i}"], with_name=with_names) for i, spec in enumerate(counts.specs)]
+    labels = parts[0] if len(parts) == 1 else [f"{a} & {b}" for a, b in zip(*parts, strict=True)]
+    return pd.Series(labels, index=frame.index, dtype=object)
 
 
 def segment_edges(reference: pd.DataFrame, features: Sequence[str], *, n_bins: int = 4) -> dict[str, np.ndarray]:
@@ -234,12 +275,17 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
                     classes: tuple[float, ...] = (), n_bins: int = 4, min_rows: int = 30,
                     reference: pd.DataFrame | None = None, confidence: float = 0.95, n_resamples: int = 200,
                     random_state: int = 0) -> SegmentTable:
-    """Volume, prediction rate, performance and share drift per segment.
+    """Volume, prediction rate, performance and share drift per segment of rows in memory.
+
+    The rows are counted by the same query as a log where it lives
+    (``monitoring.segment_queries.frame_segment_counts``, run by DuckDB), then
+    :func:`segments_from_counts` makes the table.
 
     Parameters
     ----------
     frame : DataFrame
-        Production rows: the features, ``prediction`` and ``label`` (NaN while unknown).
+        Production rows: the features, ``prediction`` and ``label`` (NaN while unknown); ``id``,
+        ``ts`` and ``score`` when known.
     features : sequence of str
         One or two segmenting features.
     task : {"classification", "regression"}
@@ -265,66 +311,291 @@ def segment_metrics(frame: pd.DataFrame, features: Sequence[str], *, task: str,
     -------
     SegmentTable
     """
-    from monitoring.statistics import group_metrics
+    from monitoring.segment_queries import frame_segment_counts
 
+    _check_features(frame, features)
     edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
-    segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
-    predicted = pd.to_numeric(frame["prediction"], errors="coerce").to_numpy(dtype=float)
-    label = (pd.to_numeric(frame["label"], errors="coerce").to_numpy(dtype=float) if "label" in frame
-             else np.full(len(frame), np.nan))
+    counts = frame_segment_counts(frame, features, task=task, classes=tuple(classes), n_bins=n_bins, edges=edges)
+    return segments_from_counts(counts, reference=reference, n_bins=n_bins, min_rows=min_rows, confidence=confidence,
+                                n_resamples=n_resamples, random_state=random_state)
+
+
+def _check_features(X: pd.DataFrame | Sequence[str], features: Sequence[str]) -> None:
+    features = list(features)
+    if not 1 <= len(features) <= 2:
+        raise ValueError(f"features must name one or two columns; got {features!r}")
+    columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(X)
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise ValueError(f"features must be columns of X; {missing} are not (columns: {columns})")
+
+
+def _labelled_cells(counts) -> pd.DataFrame:
+    """The counts per cell, each with its ``segment``."""
+    cells = counts.cells
+    return cells.assign(segment=segment_names(counts, cells).to_numpy()) if len(cells) else cells.assign(segment=[])
+
+
+def _classes_of(counts) -> tuple[float, ...]:
+    if counts.task != "classification":
+        return ()
+    predicted = counts.cells["prediction"].to_numpy(dtype=float) if len(counts.cells) else np.array([])
+    seen = set(np.unique(predicted[np.isfinite(predicted)]).tolist())
+    return tuple(sorted({float(c) for c in counts.classes} | seen))
+
+
+def segments_from_counts(counts, *, reference: pd.DataFrame | None = None, n_bins: int = 4, min_rows: int = 30,
+                         confidence: float = 0.95, n_resamples: int = 200, random_state: int = 0) -> SegmentTable:
+    """The :class:`SegmentTable` of segments counted where their rows are (``monitoring.segment_queries``).
+
+    Volumes, decision shares, accuracy and F1, MAE and RMSE come from the counts and sums; Wilson
+    intervals from the counts; a bootstrap interval from the segment's sample of labelled rows (its
+    rows of least id hash): when the sample holds every labelled row of the segment, the interval is
+    the rows' own, as ``monitoring.statistics.group_metrics`` gives it; otherwise the sample's,
+    narrowed to the segment's size and moved to its value (``group_size``), as the Performance page
+    narrows a subsample.
+
+    Parameters
+    ----------
+    counts : monitoring.segment_queries.SegmentCounts
+    reference : DataFrame, optional
+        Training rows: each segment's share is compared with its share there.
+    n_bins, min_rows, confidence, n_resamples, random_state
+        As for :func:`segment_metrics`.
+
+    Returns
+    -------
+    SegmentTable
+    """
+    from monitoring.statistics import group_metrics, wilson_interval
+
+    task = counts.task
+    features = [spec.name for spec in counts.specs]
     classification = task == "classification"
-    if classification:
-        seen = np.unique(predicted[np.isfinite(predicted)]).tolist()
-        classes = tuple(sorted({float(c) for c in classes} | set(seen)))
-    else:
-        classes = ()
+    classes = _classes_of(counts)
     binary = classification and len(classes) == 2
     class_columns = {class_column(c): c for c in classes} if classification and not binary else {}
     metrics = ("mae", "rmse") if task == "regression" else ("accuracy", "f1") if binary else ("accuracy",)
+    edges = segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
     ref_share = pd.Series(dtype=float)
     if reference is not None and all(f in reference for f in features):
         ref_share = assign_segments(reference, features, n_bins=n_bins, edges=edges).value_counts(normalize=True)
-    score = (pd.to_numeric(frame["score"], errors="coerce").to_numpy(dtype=float) if "score" in frame
-             else np.full(len(frame), np.nan))
+    cells = _labelled_cells(counts)
+    sample = counts.sample
+    sample = sample.assign(segment=segment_names(counts, sample).to_numpy()) if len(sample) else sample.assign(
+        segment=pd.Series(dtype=object))
     rng = np.random.default_rng(random_state)
     rows = []
-    codes, uniques = pd.factorize(segments, sort=True)
-    for code, name in enumerate(uniques):
-        member = codes == code
-        y_pred = predicted[member]
-        y_true = label[member]
-        known = np.isfinite(y_true) & np.isfinite(y_pred)
-        row = {"segment": name, "n": int(member.sum()), "n_labelled": int(known.sum())}
-        decided = np.isfinite(y_pred)
-        if task == "regression":
-            row["mean_prediction"] = float(np.mean(y_pred[decided])) if decided.any() else math.nan
-        elif binary:
-            row["prediction_rate"] = float(np.mean(y_pred[decided] == classes[-1])) if decided.any() else math.nan
-        for column, value in class_columns.items():
-            row[column] = float(np.mean(y_pred[decided] == value)) if decided.any() else math.nan
+    for name, cell in cells.groupby("segment", sort=True):
+        row = {"segment": name, "n": int(cell["n"].sum())}
+        if classification:
+            prediction = cell["prediction"].to_numpy(dtype=float)
+            label = cell["label"].to_numpy(dtype=float)
+            n = cell["n"].to_numpy(dtype=np.int64)
+            decided = np.isfinite(prediction)
+            n_decided = int(n[decided].sum())
+            known = decided & np.isfinite(label)
+            n_known = int(n[known].sum())
+            correct = int(n[known & (label == prediction)].sum())
+            said = {c: int(n[decided & (prediction == c)].sum()) for c in classes}
+            if binary:
+                row["prediction_rate"] = said[classes[-1]] / n_decided if n_decided else math.nan
+            for column, value in class_columns.items():
+                row[column] = said[value] / n_decided if n_decided else math.nan
+        else:
+            sums = cell[["n_decided", "prediction_sum", "n_labelled", "abs_error_sum", "squared_error_sum"]].sum()
+            n_known = int(sums["n_labelled"])
+            row["mean_prediction"] = (float(sums["prediction_sum"]) / float(sums["n_decided"])
+                                      if sums["n_decided"] else math.nan)
+        row["n_labelled"] = n_known
+        picked = sample[sample["segment"] == name]
+        if len(picked) > counts.sample_rows:  # several cells name this segment: their least keys
+            picked = picked.sort_values("key", kind="stable").head(counts.sample_rows)
+        picked = picked.sort_values(["ts", "id"], kind="stable")
         # the Performance page's metrics and intervals (monitoring.statistics), one path for both pages
-        values = group_metrics(y_true[known], y_pred[known], score[member][known], task=task, classes=classes,
-                               metrics=metrics, confidence=confidence, n_resamples=n_resamples,
-                               rng=rng if known.any() else None)
+        values = group_metrics(*(picked[c].to_numpy(dtype=float) for c in ("label", "prediction", "score")),
+                               task=task, classes=classes, metrics=metrics, confidence=confidence,
+                               n_resamples=n_resamples, rng=rng if n_known else None, group_size=n_known or None)
+        if n_known and len(picked) < n_known:
+            whole = {}
+            if classification:
+                whole["accuracy"] = correct / n_known
+                low, high = wilson_interval(correct, n_known, confidence=confidence)
+                if binary:
+                    positive = classes[-1]
+                    tp = int(n[known & (label == positive) & (prediction == positive)].sum())
+                    n_true = int(n[known & (label == positive)].sum())
+                    n_said = int(n[known & (prediction == positive)].sum())
+                    whole["f1"] = 2.0 * tp / (n_true + n_said) if n_true + n_said else math.nan
+            else:
+                whole["mae"] = float(sums["abs_error_sum"]) / n_known
+                whole["rmse"] = math.sqrt(float(sums["squared_error_sum"]) / n_known)
+            for metric, value in whole.items():
+                shift = value - values.get(metric, math.nan)  # the sample's interval, around the segment's value
+                values[metric] = value
+                values[f"{metric}_low"] = values.get(f"{metric}_low", math.nan) + shift
+                values[f"{metric}_high"] = values.get(f"{metric}_high", math.nan) + shift
+            if classification:
+                values["accuracy_low"], values["accuracy_high"] = float(low), float(high)
         for metric in metrics:
             row[metric] = values.get(metric, math.nan)
             row[f"{metric}_low"] = values.get(f"{metric}_low", math.nan)
             row[f"{metric}_high"] = values.get(f"{metric}_high", math.nan)
         rows.append(row)
-    table = pd.DataFrame(rows)
-    table["share"] = table["n"] / max(len(frame), 1)
+    rate = list(class_columns) if class_columns else ["prediction_rate"] if binary else ["mean_prediction"]
+    bounds = [f"{m}_{b}" for m in metrics for b in ("low", "high")]
+    order = ["segment", "n", "share", "reference_share", "share_change", *rate, "n_labelled", *metrics, *bounds,
+             "too_small"]
+    table = pd.DataFrame(rows, columns=[c for c in order if c not in ("share", "reference_share", "share_change",
+                                                                     "too_small")])
+    table["n"] = table["n"].astype(np.int64)
+    table["n_labelled"] = table["n_labelled"].astype(np.int64)
+    table["share"] = table["n"] / max(int(counts.n_rows), 1)
     table["reference_share"] = table["segment"].map(ref_share).astype(float) if len(ref_share) else math.nan
     if len(ref_share):
         table["reference_share"] = table["reference_share"].fillna(0.0)
     table["share_change"] = table["share"] - table["reference_share"]
     labelled = table["n_labelled"].sum() > 0
     table["too_small"] = (table["n"] < min_rows) | ((table["n_labelled"] < min_rows) if labelled else False)
-    rate = list(class_columns) if class_columns else ["prediction_rate"] if binary else ["mean_prediction"]
-    bounds = [f"{m}_{b}" for m in metrics for b in ("low", "high")]
-    order = ["segment", "n", "share", "reference_share", "share_change", *rate, "n_labelled", *metrics, *bounds,
-             "too_small"]
     table = table[order].sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
     return SegmentTable(table, tuple(features), task, metrics, min_rows, classes, class_columns)
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """What the in-segment drift counts where the rows are, made from the reference before the query.
+
+    Attributes
+    ----------
+    profiles : dict of str to ReferenceProfile
+        Per reference segment with at least ``min_rows`` training rows, the profile of its rows.
+    edges : dict of str to ndarray
+        Per numeric feature checked, every segment profile's fine edges together (sorted, unique): the
+        engine counts each row's step among them once, and each segment's steps follow.
+    categorical : tuple of str
+        Categorical features checked (counted per value).
+    min_rows : int
+    """
+
+    profiles: dict
+    edges: dict
+    categorical: tuple[str, ...]
+    min_rows: int
+
+
+def segment_drift_plan(reference: pd.DataFrame, features: Sequence[str], kinds: Mapping[str, str], *,
+                       columns: Sequence[str], n_bins: int = 4, min_rows: int = 30) -> DriftPlan:
+    """The profiles and edges :func:`segment_drift` compares each segment with.
+
+    Parameters
+    ----------
+    reference : DataFrame
+        Training rows with the features.
+    features : sequence of str
+        The segmenting features.
+    kinds : mapping of str to {"numeric", "categorical"}
+        Every model feature to check, and its kind.
+    columns : sequence of str
+        The columns production has (only features in both are checked).
+    n_bins, min_rows : int
+
+    Returns
+    -------
+    DriftPlan
+    """
+    from monitoring.drift import build_profile
+
+    edges = segment_edges(reference, features, n_bins=n_bins)
+    checked = {name: kind for name, kind in kinds.items() if name in columns and name in reference}
+    segments = assign_segments(reference, features, n_bins=n_bins, edges=edges)
+    profiles = {}
+    for segment in sorted(segments.unique()):
+        training = reference[(segments == segment).to_numpy()]
+        if len(training) < min_rows:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an all-missing column in a small segment is just not scored
+            profiles[segment] = build_profile(training[list(checked)], checked, prediction_columns=())
+    numeric = [name for name, kind in checked.items() if kind != "categorical"]
+    fine = {name: np.unique(np.concatenate([np.asarray(p.columns[name].fine_edges, dtype=float)
+                                            for p in profiles.values()] or [np.array([])]))
+            for name in numeric}
+    return DriftPlan(profiles=profiles, edges=fine, categorical=tuple(n for n in checked if n not in numeric),
+                     min_rows=min_rows)
+
+
+def _steps_within(union: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """For each step position among ``union``'s edges, the step position among ``edges`` (a subset of them)."""
+    positions = np.arange(2 * len(union) + 1)
+    j = positions // 2
+    below = np.where(j > 0, np.searchsorted(edges, union[np.maximum(j - 1, 0)], side="right"), 0) if len(union) \
+        else np.zeros(len(positions), dtype=np.int64)
+    at_union_edge = positions % 2 == 1
+    at_edge = np.zeros(len(positions), dtype=bool)
+    inside = at_union_edge & (below > 0)
+    at_edge[inside] = edges[below[inside] - 1] == union[j[inside] - 1]
+    return 2 * below - at_edge
+
+
+def drift_from_counts(counts, plan: DriftPlan, sizes: Mapping[str, int]) -> pd.DataFrame:
+    """Feature drift inside each segment from the counts of :class:`DriftPlan`'s columns (:func:`segment_drift`).
+
+    Parameters
+    ----------
+    counts : monitoring.segment_queries.SegmentCounts
+        Counted with ``drift_edges=plan.edges`` and ``drift_categorical=plan.categorical``.
+    plan : DriftPlan
+    sizes : mapping of str to int
+        Production rows per segment.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`segment_drift`.
+    """
+    from monitoring.drift import CategoryTally, NumericTally, WindowTallies, compute_drift_from_counts
+    from monitoring.windows import Windows
+
+    counted = {name: frame.assign(segment=segment_names(counts, frame).to_numpy()) if len(frame)
+               else frame.assign(segment=pd.Series(dtype=object)) for name, frame in counts.drift.items()}
+    rows = []
+    for segment in sorted(sizes):
+        n = int(sizes[segment])
+        profile = plan.profiles.get(segment)
+        if n < plan.min_rows or profile is None:
+            rows.append({"segment": segment, "n_drifted": math.nan, "drifted_features": ""})
+            continue
+        tallies = {}
+        for name in profile.features:
+            mine = counted[name][counted[name]["segment"] == segment]
+            if name in plan.edges:
+                fine = np.asarray(profile.columns[name].fine_edges, dtype=float)
+                step = mine["step"].to_numpy(dtype=np.int64)
+                missing = step < 0
+                within = _steps_within(plan.edges[name], fine)[step[~missing]]
+                steps = np.zeros((1, 2 * len(fine) + 1), dtype=np.int64)
+                sums = np.zeros((1, 2 * len(fine) + 1), dtype=float)
+                np.add.at(steps[0], within, mine["n"].to_numpy(dtype=np.int64)[~missing])
+                np.add.at(sums[0], within, mine["s"].to_numpy(dtype=float)[~missing])
+                tallies[name] = NumericTally(steps=steps, sums=sums,
+                                             missing=np.array([int(mine["n"].to_numpy()[missing].sum())]))
+            else:
+                absent = np.array([_is_missing(v) for v in mine["value"].tolist()], dtype=bool)
+                present = mine[~absent].groupby("value", sort=True)["n"].sum()
+                tallies[name] = CategoryTally(values=tuple(v.item() if isinstance(v, np.generic) else v
+                                                           for v in present.index),
+                                              counts=present.to_numpy(dtype=np.int64).reshape(1, -1),
+                                              missing=np.array([int(mine["n"].to_numpy()[absent].sum())]))
+        windows = Windows(spec=n, index=np.empty(0, dtype=np.intp), start=np.array([np.nan]),
+                          end=np.array([np.nan]), n_rows=np.array([n], dtype=np.int64), n_unassigned=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an all-missing column in a small segment is just not scored
+            report = compute_drift_from_counts(profile, WindowTallies(windows=windows, columns=tallies))
+        drifted = report.features[report.features["drifted"]]
+        drifted = drifted.assign(excess=(drifted["score"] / drifted["threshold"]))
+        names = drifted.sort_values("excess", ascending=False)["feature"].tolist()
+        rows.append({"segment": segment, "n_drifted": float(len(names)), "drifted_features": ", ".join(names)})
+    return pd.DataFrame(rows, columns=["segment", "n_drifted", "drifted_features"])
 
 
 def segment_drift(frame: pd.DataFrame, reference: pd.DataFrame, features: Sequence[str], kinds: Mapping[str, str], *,
@@ -332,8 +603,9 @@ def segment_drift(frame: pd.DataFrame, reference: pd.DataFrame, features: Sequen
     """Feature drift inside each segment: its production rows against its own training rows.
 
     Each segment is compared with the same segment of the reference (training) data, every
-    feature with the method ``auto`` picks (:func:`monitoring.drift.compute_drift`, one
-    window), so a segment whose inputs moved shows even when its share of traffic did not.
+    feature with the method ``auto`` picks (:func:`monitoring.drift.compute_drift_from_counts`,
+    one window), so a segment whose inputs moved shows even when its share of traffic did not.
+    The rows are counted as a log is where it lives (:func:`drift_from_counts`).
 
     Parameters
     ----------
@@ -355,28 +627,16 @@ def segment_drift(frame: pd.DataFrame, reference: pd.DataFrame, features: Sequen
         ``segment``, ``n_drifted`` (features that drifted; NaN when not checked) and
         ``drifted_features`` (their names, most drifted first, comma-separated).
     """
-    from monitoring.drift import build_profile, compute_drift
+    from monitoring.segment_queries import frame_segment_counts
 
-    edges = segment_edges(reference, features, n_bins=n_bins)
-    current_segments = assign_segments(frame, features, n_bins=n_bins, edges=edges)
-    reference_segments = assign_segments(reference, features, n_bins=n_bins, edges=edges)
-    checked = {name: kind for name, kind in kinds.items() if name in frame and name in reference}
-    rows = []
-    for segment in sorted(current_segments.unique()):
-        current = frame[(current_segments == segment).to_numpy()]
-        training = reference[(reference_segments == segment).to_numpy()]
-        if len(current) < min_rows or len(training) < min_rows:
-            rows.append({"segment": segment, "n_drifted": math.nan, "drifted_features": ""})
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an all-missing column in a small segment is just not scored
-            profile = build_profile(training[list(checked)], checked, prediction_columns=())
-            report = compute_drift(profile, current[list(checked)], window=len(current))
-        drifted = report.features[report.features["drifted"]]
-        drifted = drifted.assign(excess=(drifted["score"] / drifted["threshold"]))
-        names = drifted.sort_values("excess", ascending=False)["feature"].tolist()
-        rows.append({"segment": segment, "n_drifted": float(len(names)), "drifted_features": ", ".join(names)})
-    return pd.DataFrame(rows, columns=["segment", "n_drifted", "drifted_features"])
+    plan = segment_drift_plan(reference, features, kinds, columns=list(frame.columns), n_bins=n_bins,
+                              min_rows=min_rows)
+    counts = frame_segment_counts(frame.assign(prediction=np.nan) if "prediction" not in frame else frame, features,
+                                  task="regression", classes=(), n_bins=n_bins,
+                                  edges=segment_edges(reference, features, n_bins=n_bins), sample_rows=0,
+                                  drift_edges=plan.edges, drift_categorical=plan.categorical)
+    cells = _labelled_cells(counts)
+    return drift_from_counts(counts, plan, cells.groupby("segment")["n"].sum().to_dict())
 
 
 def segment_importance(explainer, X: pd.DataFrame, segments: pd.Series, *, n_rows: int = 50, top: int = 3,
@@ -436,7 +696,8 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float | 
 
     With more than two classes the metrics are one-vs-rest: a decision of ``positive_label``
     is positive, a decision of any other class negative (and likewise for the labels), so
-    the selection rate is the share of the group's predictions that decided that class.
+    the selection rate is the share of the group's predictions that decided that class. The
+    rows are counted per group as a log is where it lives (:func:`fairness_from_counts`).
 
     Parameters
     ----------
@@ -466,17 +727,54 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float | 
     ValueError
         When ``positive_label`` is not one of the classes.
     """
-    from fairlearn.metrics import (
-        MetricFrame,
-        count,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
-    from sklearn.metrics import accuracy_score
+    from monitoring.segment_queries import frame_segment_counts
 
     predicted = np.asarray(y_pred, dtype=float)
-    found_classes = {float(c) for c in classes} | set(np.unique(predicted[np.isfinite(predicted)]).tolist())
+    groups = pd.Series(sensitive).astype(object).reset_index(drop=True)
+    groups = groups.where(groups.notna(), MISSING).astype(str)
+    truth = np.full(len(predicted), np.nan) if y_true is None else np.asarray(y_true, dtype=float)
+    counts = frame_segment_counts(pd.DataFrame({"group": groups, "prediction": predicted, "label": truth}), ["group"],
+                                  task="classification", classes=tuple(float(c) for c in classes), sample_rows=0)
+    return fairness_from_counts(counts, positive_label=positive_label, min_rows=min_rows,
+                                sensitive_feature=sensitive_feature)
+
+
+def fairness_from_counts(counts, *, positive_label: float | None = None, min_rows: int = 30,
+                         sensitive_feature: str | None = None) -> FairnessReport:
+    """:func:`fairness_metrics` of the groups of one feature counted where their rows are.
+
+    fairlearn's ``MetricFrame`` reads one row per group, decision and outcome, weighted by how many
+    predictions it stands for (``sample_weight``): the same selection rates, true- and
+    false-positive rates, differences and ratio as on the rows themselves.
+
+    Parameters
+    ----------
+    counts : monitoring.segment_queries.SegmentCounts
+        Of a classifier, counted by one feature (its groups).
+    positive_label : float, optional
+        The class counted as the positive decision; default the last (largest) class.
+    min_rows : int, default=30
+    sensitive_feature : str, optional
+        Its name, for the sentences (default the feature counted by).
+
+    Returns
+    -------
+    FairnessReport
+
+    Raises
+    ------
+    ValueError
+        When ``positive_label`` is not one of the classes.
+    """
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
+
+    cells = counts.cells
+    groups = segment_names(counts, cells, with_names=False).to_numpy(dtype=object) if len(cells) else np.array(
+        [], dtype=object)
+    predicted = cells["prediction"].to_numpy(dtype=float)
+    truth = cells["label"].to_numpy(dtype=float)
+    weight = cells["n"].to_numpy(dtype=np.int64)
+    found_classes = {float(c) for c in counts.classes} | set(np.unique(predicted[np.isfinite(predicted)]).tolist())
     if found_classes <= {0.0, 1.0}:
         found_classes |= {0.0, 1.0}
     classes = tuple(sorted(found_classes))
@@ -487,142 +785,96 @@ def fairness_metrics(y_pred, sensitive, *, y_true=None, positive_label: float | 
                          f"got {positive_label!r}")
     positive_label = float(positive_label)
     decided = (predicted == positive_label).astype(int)
-    groups = pd.Series(sensitive).astype(object)
-    groups = groups.where(groups.notna(), MISSING).astype(str).to_numpy()
-    frame = MetricFrame(metrics={"n": count, "selection_rate": selection_rate}, y_true=decided, y_pred=decided,
-                        sensitive_features=pd.Series(groups, name="group"))
-    by_group = frame.by_group.reset_index()
-    by_group["n"] = by_group["n"].astype(int)
+    actual = (truth == positive_label).astype(int)
+    known = np.isfinite(truth)
+
+    def weighted(rows: np.ndarray, **columns) -> pd.DataFrame:
+        """One row per distinct (group, columns...) among ``rows``, weighted by its predictions."""
+        frame = pd.DataFrame({"group": groups[rows], **{k: v[rows] for k, v in columns.items()},
+                              "w": weight[rows]})
+        frame = frame.groupby(["group", *columns], sort=True, as_index=False)["w"].sum()
+        return frame[frame["w"] > 0]
+
+    def metric_frame(frame: pd.DataFrame, metrics: dict, y_true: str, y_pred: str) -> MetricFrame:
+        return MetricFrame(metrics=metrics, y_true=frame[y_true].to_numpy(), y_pred=frame[y_pred].to_numpy(),
+                           sensitive_features=pd.Series(frame["group"].to_numpy(), name="group"),
+                           sample_params={name: {"sample_weight": frame["w"].to_numpy(dtype=float)}
+                                          for name in metrics})
+
+    every = np.ones(len(cells), dtype=bool)
+    sizes = pd.Series(weight, dtype=np.int64).groupby(pd.Series(groups, dtype=object)).sum()
+    by_group = pd.DataFrame({"group": sizes.index.astype(str), "n": sizes.to_numpy(dtype=np.int64)})
+    by_group = by_group[by_group["n"] > 0].reset_index(drop=True)
+    decisions = weighted(every, decided=decided)
+    by_group["selection_rate"] = by_group["group"].map(
+        metric_frame(decisions, {"selection_rate": selection_rate}, "decided", "decided").by_group["selection_rate"]
+    ).astype(float) if len(decisions) else math.nan
     by_group["too_small"] = by_group["n"] < min_rows
     large = set(by_group.loc[~by_group["too_small"], "group"])
-    keep = np.isin(groups, list(large))
     dp_difference = dp_ratio = eo_difference = math.nan
+    judged = decisions[decisions["group"].isin(large)]
     if len(large) >= 2:
-        judged = MetricFrame(metrics=selection_rate, y_true=decided[keep], y_pred=decided[keep],
-                             sensitive_features=groups[keep])
-        dp_difference, dp_ratio = float(judged.difference()), float(judged.ratio())
+        frame = metric_frame(judged, {"selection_rate": selection_rate}, "decided", "decided")
+        dp_difference, dp_ratio = float(frame.difference()["selection_rate"]), float(frame.ratio()["selection_rate"])
     for column in ("n_labelled", "true_positive_rate", "false_positive_rate", "accuracy"):
         by_group[column] = 0 if column == "n_labelled" else math.nan
-    if y_true is not None:
-        truth = np.asarray(y_true, dtype=float)
-        known = np.isfinite(truth)
-        if known.any():
-            actual = (truth[known] == positive_label).astype(int)
-            labelled = MetricFrame(metrics={"n_labelled": count, "true_positive_rate": true_positive_rate,
-                                            "false_positive_rate": false_positive_rate},
-                                   y_true=actual, y_pred=decided[known],
-                                   sensitive_features=pd.Series(groups[known], name="group"))
-            found = labelled.by_group.assign(accuracy=math.nan)
-            scored = known & np.isfinite(predicted)
-            if scored.any():
-                right = MetricFrame(metrics={"accuracy": accuracy_score}, y_true=truth[scored],
-                                    y_pred=predicted[scored],
-                                    sensitive_features=pd.Series(groups[scored], name="group"))
-                found["accuracy"] = right.by_group["accuracy"].reindex(found.index)
-            by_group = by_group.drop(columns=list(found.columns)).merge(found.reset_index(), on="group", how="left")
-            by_group["n_labelled"] = by_group["n_labelled"].fillna(0).astype(int)
-            both = known & keep
-            if len(set(groups[both])) >= 2:
-                odds = MetricFrame(metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
-                                   y_true=(truth[both] == positive_label).astype(int), y_pred=decided[both],
-                                   sensitive_features=groups[both])
-                eo_difference = float(odds.difference().max())
+    if known.any() and weight[known].sum() > 0:
+        outcomes = weighted(known, actual=actual, decided=decided)
+        rates = metric_frame(outcomes, {"true_positive_rate": true_positive_rate,
+                                        "false_positive_rate": false_positive_rate}, "actual", "decided").by_group
+        labelled = outcomes.groupby("group")["w"].sum()
+        scored = known & np.isfinite(predicted)
+        right = pd.Series(np.where(scored & (truth == predicted), weight, 0)).groupby(groups).sum()
+        judged_rows = pd.Series(np.where(scored, weight, 0)).groupby(groups).sum()
+        by_group["n_labelled"] = by_group["group"].map(labelled).fillna(0).astype(int)
+        by_group["true_positive_rate"] = by_group["group"].map(rates["true_positive_rate"]).astype(float)
+        by_group["false_positive_rate"] = by_group["group"].map(rates["false_positive_rate"]).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy = (right / judged_rows).where(judged_rows > 0)
+        by_group["accuracy"] = by_group["group"].map(accuracy).astype(float)
+        both = outcomes[outcomes["group"].isin(large)]
+        if both["group"].nunique() >= 2:
+            odds = metric_frame(both, {"tpr": true_positive_rate, "fpr": false_positive_rate}, "actual", "decided")
+            eo_difference = float(odds.difference().max())
     ok = None if not math.isfinite(dp_ratio) else bool(dp_ratio >= FOUR_FIFTHS)
     columns = ["group", "n", "selection_rate", "n_labelled", "true_positive_rate", "false_positive_rate", "accuracy",
                "too_small"]
-    return FairnessReport(sensitive_feature, by_group[columns], dp_difference, dp_ratio, eo_difference, ok,
-                          min_rows, positive_label, classes)
+    name = sensitive_feature if sensitive_feature is not None else counts.specs[0].name
+    return FairnessReport(name, by_group[columns], dp_difference, dp_ratio, eo_difference, ok, min_rows,
+                          positive_label, classes)
 
 
-# -- one period's logged predictions, as the Segments page and the report read them ----------------
-
-
-@dataclass(frozen=True)
-class SegmentRows:
-    """Logged predictions of one period with their labels, and what the model decides.
-
-    Attributes
-    ----------
-    frame : DataFrame
-        Production rows of the period (``ts``, the features, ``id``, ``prediction``,
-        ``score``) with ``label`` (NaN while unknown).
-    task : {"classification", "regression"}
-    classes : tuple of float
-        Classes of a classifier (sorted), else empty.
-    """
-
-    frame: pd.DataFrame
-    task: str
-    classes: tuple = ()
-
-
-def segment_rows(frame: pd.DataFrame, *, now: float, days: float, labeled=None, task: str = "auto") -> SegmentRows:
-    """The predictions of the ``days`` before ``now``, each with its label where one arrived.
+def segments_report(counts, *, reference: pd.DataFrame | None = None, plan: DriftPlan | None = None,
+                    n_bins: int = 4, min_rows: int = 30) -> SegmentTable:
+    """:func:`segments_from_counts` with, when a drift plan is given, the drift inside each segment.
 
     Parameters
     ----------
-    frame : DataFrame
-        The service's logged predictions (``ts``, ``id``, ``prediction``, the features).
-    now : float
-        End of the period (Unix seconds).
-    days : float
-    labeled : monitoring.labels.LabeledPredictions, optional
-        The predictions joined to their labels; None when the service has no labels (then
-        the task is inferred from the predictions, or taken from ``task``).
-    task : {"auto", "classification", "regression"}, default="auto"
-        Used when ``labeled`` is None.
-    """
-    from monitoring.labels import infer_task, predicted_classes
-
-    period = frame[frame["ts"].to_numpy() >= now - days * 86400.0]
-    if labeled is None:
-        task = infer_task(period) if task == "auto" else task
-        classes = predicted_classes(period) if task == "classification" else ()
-        return SegmentRows(period.assign(label=np.nan), task, classes)
-    labels = pd.Series(labeled.frame["label"].to_numpy(), index=labeled.frame["id"].astype(str))
-    labels = labels[~labels.index.duplicated()]
-    ids = period["id"].astype(str) if "id" in period else pd.Series("", index=period.index)
-    label = pd.to_numeric(ids.map(labels), errors="coerce").to_numpy(dtype=float)
-    return SegmentRows(period.assign(label=label), labeled.task, tuple(labeled.classes))
-
-
-def segments_report(rows: SegmentRows, features: Sequence[str], *, reference: pd.DataFrame | None = None,
-                    kinds: Mapping[str, str] | None = None, n_bins: int = 4, min_rows: int = 30) -> SegmentTable:
-    """:func:`segment_metrics` of ``rows`` with, when a reference is given, the drift inside each segment.
-
-    Parameters
-    ----------
-    rows : SegmentRows
-    features : sequence of str
-        One or two segmenting features.
+    counts : monitoring.segment_queries.SegmentCounts
+        Counted with the plan's ``edges`` and ``categorical`` as drift columns when there is a plan.
     reference : DataFrame, optional
-        Training rows (their features); bin edges, training shares and in-segment drift come from it.
-    kinds : mapping of str to {"numeric", "categorical"}, optional
-        Kind of each feature for the drift (the service's schema); inferred from the reference otherwise.
+        Training rows (their features); training shares come from it.
+    plan : DriftPlan, optional
+        :func:`segment_drift_plan` of the same reference.
     n_bins, min_rows : int
 
     Returns
     -------
     SegmentTable
-        With ``n_drifted`` and ``drifted_features`` columns when a reference is given.
+        With ``n_drifted`` and ``drifted_features`` columns when a plan is given.
     """
     import dataclasses
 
-    from monitoring.reference import MODEL_OUTPUTS, infer_kinds
-
-    result = segment_metrics(rows.frame, features, task=rows.task, classes=rows.classes, n_bins=n_bins,
-                             min_rows=min_rows, reference=reference)
-    if reference is None:
+    result = segments_from_counts(counts, reference=reference, n_bins=n_bins, min_rows=min_rows)
+    if plan is None:
         return result
-    kinds = dict(kinds) if kinds else infer_kinds(reference.drop(columns=[c for c in reference.columns
-                                                                          if c in MODEL_OUTPUTS]))
-    drift = segment_drift(rows.frame, reference, features, kinds, n_bins=n_bins, min_rows=min_rows)
+    drift = drift_from_counts(counts, plan, dict(zip(result.table["segment"], result.table["n"], strict=True)))
     return dataclasses.replace(result, table=result.table.merge(drift, on="segment", how="left"))
 
 
-def segments_fairness(rows: SegmentRows, sensitive: str, *, n_bins: int = 4, min_rows: int = 30,
-                      positive: float | None = None) -> FairnessReport | None:
-    """Fairness of the decisions across the groups of ``sensitive`` (:func:`fairness_metrics`).
+def segments_fairness(counts, *, min_rows: int = 30, positive: float | None = None) -> FairnessReport | None:
+    """Fairness of the decisions across the groups of the one feature ``counts`` were counted by
+    (:func:`fairness_from_counts`; counted with no reference edges, ``with_names=False`` groups).
 
     With more than two classes, one class against the rest: ``positive`` is the class counted as
     the positive decision (by default, and when it is not one of the classes, the last class).
@@ -632,22 +884,24 @@ def segments_fairness(rows: SegmentRows, sensitive: str, *, n_bins: int = 4, min
     FairnessReport or None
         None for a regression model (it makes no decisions to compare).
     """
-    if rows.task != "classification":
+    if counts.task != "classification":
         return None
-    frame = rows.frame
-    predicted = pd.to_numeric(frame["prediction"], errors="coerce").dropna().to_numpy(dtype=float)
-    classes = tuple(sorted({float(c) for c in rows.classes} | set(np.unique(predicted).tolist())))
+    classes = _classes_of(counts)
     if positive is None or float(positive) not in classes:
         positive = classes[-1] if classes else None
-    groups = assign_segments(frame, [sensitive], n_bins=n_bins, with_names=False)
-    return fairness_metrics(frame["prediction"].to_numpy(dtype=float), groups, y_true=frame["label"],
-                            positive_label=positive, classes=classes, min_rows=min_rows, sensitive_feature=sensitive)
+    return fairness_from_counts(counts, positive_label=positive, min_rows=min_rows)
 
 
-def first_categorical(frame: pd.DataFrame, features: Sequence[str]) -> str | None:
-    """The first of ``features`` that holds categories in ``frame`` (the report's segmenting feature), or None."""
+def first_categorical(kinds: pd.DataFrame | Mapping[str, str], features: Sequence[str]) -> str | None:
+    """The first of ``features`` that holds categories (the report's segmenting feature), or None.
+
+    ``kinds`` is a frame of rows (its columns' types tell) or each feature's kind (the service's schema).
+    """
     for name in features:
-        if name in frame.columns and not _is_numeric(frame[name]):
+        if isinstance(kinds, pd.DataFrame):
+            if name in kinds.columns and not _is_numeric(kinds[name]):
+                return name
+        elif kinds.get(name) == "categorical":
             return name
     return None
 

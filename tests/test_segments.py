@@ -90,21 +90,27 @@ def test_segment_metrics_carry_the_performance_pages_intervals():
     assert row["f1_low"] < row["f1"] < row["f1_high"]
 
 
-def test_segment_rows_join_labels_of_the_period_and_fairness_groups_carry_no_feature_name():
-    from explain.segments import SegmentRows, segment_rows, segments_fairness
+def test_the_period_takes_labels_of_its_rows_and_fairness_groups_carry_no_feature_name():
+    from explain.segments import segments_fairness, segments_from_counts
+    from monitoring.production import ProductionData
+    from monitoring.segment_queries import segment_counts
 
     frame = rows(n=1000).drop(columns="label")
     frame = frame.assign(id=[f"p{i}" for i in range(len(frame))], ts=np.linspace(0.0, 10 * 86400.0, len(frame)))
-    labeled = SimpleNamespace(frame=pd.DataFrame({"id": ["p999", "p0"], "label": [1.0, 0.0]}), task="classification",
+    labeled = SimpleNamespace(frame=pd.DataFrame({"id": ["p998", "p0"], "label": [1.0, 0.0]}), task="classification",
                               classes=(0.0, 1.0))
-    period = segment_rows(frame, now=10 * 86400.0, days=1.0, labeled=labeled)
-    assert period.frame["ts"].min() >= 9 * 86400.0 and len(period.frame) == 100
-    assert period.frame["label"].notna().sum() == 1  # p0 is older than the period
-    unlabeled = segment_rows(frame, now=10 * 86400.0, days=30.0)
-    assert unlabeled.task == "classification" and unlabeled.classes == (0.0, 1.0)
-    report = segments_fairness(unlabeled, "group", min_rows=10)
+    source = SimpleNamespace(read=lambda: ProductionData(frame, "rows"), join_labels=lambda *a, **k: labeled)
+    now = frame["ts"].iloc[-1]  # the newest row is at now: after the period, which ends before now
+    period = segment_counts(source, object(), ["group"], now=now, days=1.0)
+    assert period.n_rows == 99  # [now - 1 day, now)
+    assert int(period.cells.loc[period.cells["label"].notna(), "n"].sum()) == 1  # p0 is older than the period
+    unlabeled = segment_counts(source, None, ["group"], now=now + 1, days=30.0)
+    assert unlabeled.task == "classification" and unlabeled.classes == (0.0, 1.0) and unlabeled.n_rows == 1000
+    assert segments_from_counts(unlabeled, min_rows=10).table["n_labelled"].eq(0).all()
+    report = segments_fairness(unlabeled, min_rows=10)
     assert set(report.by_group["group"]) == {"a", "b", "c"}
-    assert segments_fairness(SegmentRows(frame.assign(label=np.nan), "regression"), "group") is None
+    regression = segment_counts(source, None, ["group"], now=now + 1, days=30.0, task="regression")
+    assert segments_fairness(regression) is None
     bins = set(assign_segments(frame, ["income"], with_names=False))
     assert len(bins) == 4 and not any(label.startswith("income") for label in bins), bins
 

@@ -1,6 +1,8 @@
 """The Segments page's caches (and the report's segments): tables, fairness and importance per segment.
 
 Each takes ``tick=tick(LABELS_TICK_SECONDS)`` (:mod:`dashboard.state.data`), the importance ``tick=tick(3600)``.
+The counts are made where the log lives (``monitoring.segment_queries``): only aggregates and bounded
+samples enter this process.
 """
 
 from __future__ import annotations
@@ -9,10 +11,9 @@ import logging
 
 from dashboard.state import lifecycle
 from dashboard.state.caching import cache_data, cache_resource
-from dashboard.state.data import LABELS_TICK_SECONDS, labeled_predictions
+from dashboard.state.data import LABELS_TICK_SECONDS, label_mirror
 from dashboard.state.explain import explain_setup, explainer
 from dashboard.state.lifecycle import Runtime
-from monitoring.labels import LabelDataError
 from monitoring.service_reference import service_reference_rows
 
 log = logging.getLogger(__name__)
@@ -25,19 +26,24 @@ def segment_reference(runtime: Runtime, *, service: str):
     return service_reference_rows(runtime.config.service(service).reference, schema=runtime.schema(service))[0]
 
 
-def segment_rows(runtime: Runtime, *, service: str, days: float, tick: int):
-    """``explain.segments.segment_rows`` of the last ``days`` days, with labels when the service has them.
+def _edges(runtime: Runtime, *, service: str, features: tuple, n_bins: int) -> dict | None:
+    from explain.segments import segment_edges
 
-    Not cached itself: it joins two caches (the production mirror and the labelled predictions).
-    """
-    from explain.segments import segment_rows as rows_of
+    reference = segment_reference(runtime, service=service)
+    return segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
 
-    frame = runtime.mirror(service).read().frame
-    try:
-        labeled = labeled_predictions(runtime, service=service, tick=tick)
-    except LabelDataError:
-        labeled = None
-    return rows_of(frame, now=runtime.now(), days=days, labeled=labeled, task=runtime.schema(service).task or "auto")
+
+def _counts(runtime: Runtime, *, service: str, features: tuple, n_bins: int, days: float, edges: dict | None,
+            sample_rows: int | None = None, plan=None):
+    """``monitoring.segment_queries.segment_counts`` of the last ``days`` days, with the service's labels."""
+    from monitoring.segment_queries import SAMPLE_ROWS, segment_counts
+
+    return segment_counts(runtime.mirror(service), label_mirror(runtime, service=service), features,
+                          now=runtime.now(), days=days, n_bins=n_bins, edges=edges,
+                          task=runtime.schema(service).task or "auto",
+                          sample_rows=SAMPLE_ROWS if sample_rows is None else sample_rows,
+                          drift_edges=None if plan is None else plan.edges,
+                          drift_categorical=() if plan is None else plan.categorical)
 
 
 @cache_data(ttl=300, max_entries=64)
@@ -45,37 +51,51 @@ def segments_table(runtime: Runtime, *, service: str, features: tuple, n_bins: i
                    tick: int):
     """Volume, prediction rate, performance and share drift per segment of the last ``days`` days
     (``explain.segments.segments_report``)."""
-    from explain.segments import segments_report
+    from explain.segments import segment_drift_plan, segments_report
+    from monitoring.reference import MODEL_OUTPUTS, infer_kinds
 
-    return segments_report(segment_rows(runtime, service=service, days=days, tick=tick), features,
-                           reference=segment_reference(runtime, service=service),
-                           kinds=runtime.schema(service).feature_kinds, n_bins=n_bins, min_rows=min_rows)
+    del tick
+    reference = segment_reference(runtime, service=service)
+    plan = None
+    if reference is not None:
+        kinds = runtime.schema(service).feature_kinds or infer_kinds(
+            reference.drop(columns=[c for c in reference.columns if c in MODEL_OUTPUTS]))
+        plan = segment_drift_plan(reference, features, kinds, columns=runtime.mirror(service).columns(),
+                                  n_bins=n_bins, min_rows=min_rows)
+    counts = _counts(runtime, service=service, features=features, n_bins=n_bins, days=days,
+                     edges=_edges(runtime, service=service, features=features, n_bins=n_bins), plan=plan)
+    return segments_report(counts, reference=reference, plan=plan, n_bins=n_bins, min_rows=min_rows)
 
 
 @cache_data(ttl=300, max_entries=64)
 def segments_fairness(runtime: Runtime, *, service: str, sensitive: str, n_bins: int, days: float, min_rows: int,
                       positive: float | None, tick: int):
-    """Fairness across the groups of ``sensitive`` (``explain.segments.segments_fairness``): ``positive`` is the
-    class counted as the positive decision (None, or not one of the classes: the last class). None for a
-    regression model."""
+    """Fairness across the groups of ``sensitive`` (``explain.segments.segments_fairness``; numbers in quantile
+    bins of the period's own values): ``positive`` is the class counted as the positive decision (None, or not
+    one of the classes: the last class). None for a regression model."""
     from explain.segments import segments_fairness as fairness
 
-    return fairness(segment_rows(runtime, service=service, days=days, tick=tick), sensitive, n_bins=n_bins,
-                    min_rows=min_rows, positive=None if positive is None else float(positive))
+    del tick
+    counts = _counts(runtime, service=service, features=(sensitive,), n_bins=n_bins, days=days, edges=None,
+                     sample_rows=0)
+    return fairness(counts, min_rows=min_rows, positive=None if positive is None else float(positive))
 
 
 @cache_data(ttl=3600, max_entries=32)
 def segments_importance(runtime: Runtime, *, service: str, version: str | None, features: tuple, n_bins: int,
                         days: float, tick: int, _progress=None):
-    """Top three features by mean |SHAP| per segment on a bounded sample
+    """Top three features by mean |SHAP| per segment on a bounded sample of each
     (``explain.segment_tables.explained_segments``); raises ``ExplainError``."""
-    from explain.segment_tables import explained_segments
+    from explain.segment_tables import SEGMENT_EXPLAIN_ROWS, explained_segments
+    from monitoring.segment_queries import segment_sample
 
+    del tick
     model = explain_setup(runtime, service=service).selected.model
+    sample = segment_sample(runtime.mirror(service), features, now=runtime.now(), days=days,
+                            columns=model.features, at_most=SEGMENT_EXPLAIN_ROWS, n_bins=n_bins,
+                            edges=_edges(runtime, service=service, features=features, n_bins=n_bins))
     return explained_segments(
-        explainer(runtime, service=service, version=version, space="auto"),
-        segment_rows(runtime, service=service, days=days, tick=tick).frame, features,
-        model_features=model.features, reference=segment_reference(runtime, service=service), n_bins=n_bins,
+        explainer(runtime, service=service, version=version, space="auto"), sample, model_features=model.features,
         model_rows_budget=runtime.config.service(service).explain.max_rows_per_computation, progress=_progress)
 
 
@@ -92,9 +112,10 @@ def report_segments(runtime: Runtime, *, service: str) -> tuple:
     from explain.segment_tables import report_feature
 
     try:
-        frame = runtime.mirror(service).read().frame
         config = runtime.config.service(service)
-        feature = report_feature(frame, runtime.schema(service).present_in(frame.columns), personal=config.personal)
+        schema = runtime.schema(service)
+        feature = report_feature(schema.feature_kinds, schema.present_in(runtime.mirror(service).columns()),
+                                 personal=config.personal)
         if feature is None:
             return None, None
         tick = lifecycle.tick(LABELS_TICK_SECONDS)

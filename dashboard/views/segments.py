@@ -46,19 +46,23 @@ st.caption("The logged predictions cut into segments by one or two features (cat
 if demo_backfill(runtime):
     st.stop()
 service = service_picker(runtime, key="segments_service")
+mirror = data.prediction_log_mirror(runtime, service=service.name)
 try:
-    frame = data.prediction_log_mirror(runtime, service=service.name).read().frame
+    logged = data.production_summary(runtime, service=service.name)
+    columns = mirror.columns()
 except ProductionDataError as exc:
     st.warning(f"Segments need logged predictions: {exc}")
     st.stop()
-if frame.empty:
+if logged.rows == 0:
     st.info(f"No predictions of {service.name} have been logged yet.")
     st.stop()
 
 mask = personal(runtime, service.name)  # segments and groups named after a personal value show its pseudonym
-runtime.privacy.learn(service.name, frame)
-features = list(runtime.schema(service.name).present_in(frame.columns))
-categorical = categorical_features(frame, features)
+# only the personal columns are read (a Parquet log's warm_up), for the mask to know their values
+runtime.privacy.learn(service.name, mirror.warm_up(tuple(runtime.privacy.columns.get(service.name, ()))))
+schema = runtime.schema(service.name)
+features = list(schema.present_in(columns))
+categorical = categorical_features(schema.feature_kinds, features)
 usual = mask.not_personal(categorical) or mask.not_personal(features) or features  # a default is not personal
 controls = st.columns([3, 1, 1, 1])
 chosen = controls[0].multiselect("Segment by (one or two features)", features, max_selections=2,
