@@ -527,13 +527,14 @@ def segment_drift_plan(reference: pd.DataFrame, features: Sequence[str], kinds: 
 def _steps_within(union: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """For each step position among ``union``'s edges, the step position among ``edges`` (a subset of them)."""
     positions = np.arange(2 * len(union) + 1)
-    j = positions // 2
-    below = np.where(j > 0, np.searchsorted(edges, union[np.maximum(j - 1, 0)], side="right"), 0) if len(union) \
-        else np.zeros(len(positions), dtype=np.int64)
     at_union_edge = positions % 2 == 1
+    # the union's edge at the position (odd: the value is that edge) or just below it (even; -1 below all)
+    index = np.where(at_union_edge, (positions - 1) // 2, positions // 2 - 1)
+    value = union[np.maximum(index, 0)] if len(union) else np.zeros(len(positions))
+    below = np.where(index >= 0, np.searchsorted(edges, value, side="right"), 0)
     at_edge = np.zeros(len(positions), dtype=bool)
     inside = at_union_edge & (below > 0)
-    at_edge[inside] = edges[below[inside] - 1] == union[j[inside] - 1]
+    at_edge[inside] = edges[below[inside] - 1] == value[inside]
     return 2 * below - at_edge
 
 
