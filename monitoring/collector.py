@@ -63,9 +63,18 @@ from monitoring.clients import PROBE_HEADER, CallResult, ServiceClient, ServiceE
 from monitoring.clock import Clock, SystemClock
 from monitoring.config import ConfigError, ServiceConfig, VantageConfig, load_config, parse_command_line
 from monitoring.health import format_duration, poll_state
+from monitoring.labels import label_source
 from monitoring.metrics import parse_scrape
 from monitoring.parquet_log import ParquetPredictionLog
-from monitoring.production import UPKEEP_TALLY_ROWS, KeptTallies, keep_file_tallies
+from monitoring.performance_sums import KeptLabels
+from monitoring.production import (
+    UPKEEP_TALLY_ROWS,
+    KeptTallies,
+    ParquetMirror,
+    ProductionDataError,
+    keep_file_tallies,
+    production_source,
+)
 from monitoring.redact import Redactor, service_secrets
 from monitoring.reference import ReferenceDataError
 from monitoring.schema import ServiceSchema, read_schema_reference, resolve_schema
@@ -682,7 +691,8 @@ class Collector:
     def upkeep(self, *, now: float) -> dict:
         """One run of the store's upkeep (what the holder of the maintenance lease does every
         ``maintenance_every`` seconds): downsampling, the prediction log's compaction and
-        retention, then the drift counts of its files of past days (:func:`keep_drift_tallies`).
+        retention, then the drift counts of its files of past days (:func:`keep_drift_tallies`) and
+        the labels joined beside it (:func:`keep_service_labels`).
 
         Parameters
         ----------
@@ -693,8 +703,9 @@ class Collector:
         -------
         dict
             The log's ``{"compacted": [...], "deleted": [...]}``
-            (:meth:`~monitoring.parquet_log.ParquetPredictionLog.maintain`) and ``"tallies"``:
-            service name to :class:`~monitoring.production.KeptTallies`.
+            (:meth:`~monitoring.parquet_log.ParquetPredictionLog.maintain`), ``"tallies"``:
+            service name to :class:`~monitoring.production.KeptTallies`, and ``"labels"``: service
+            name to the :class:`~monitoring.performance_sums.KeptLabels` joined in this run.
         """
         settings = self.config.store
         self.store.downsample(raw_retention_hours=settings.raw_retention_hours,
@@ -704,7 +715,8 @@ class Collector:
             log.info("prediction log: deleted %s (older than %g days)", ", ".join(done["deleted"]),
                      settings.log_retention_days)
         schemas = {name: poller.schema for name, poller in self.pollers.items()}
-        return {**done, "tallies": keep_drift_tallies(self.store, self.config.services, schemas, now=now)}
+        return {**done, "tallies": keep_drift_tallies(self.store, self.config.services, schemas, now=now),
+                "labels": keep_service_labels(self.store, self.config.services, schemas, now=now)}
 
     def start(self) -> Collector:
         """Start the writer, the lease thread, one thread per service and one for downsampling; return self."""
@@ -798,6 +810,56 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
         kept[service.name] = done
         budget -= done.rows
     return kept
+
+
+KEEP_LABELS_EVERY = 120.0
+"""Seconds between two joins of a service's labels by the upkeep (the dashboard's labels tick)."""
+
+
+def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas: Mapping[str, ServiceSchema], *,
+                        now: float, every: float = KEEP_LABELS_EVERY) -> dict[str, KeptLabels]:
+    """Join and keep the labels of each service whose labels are beside the store's Parquet log, so that no first
+    page view joins them (the Performance page counts the kept rows; the Overview reads their summary).
+
+    A service whose newest kept labels are less than ``every`` seconds old is passed over; one
+    whose join fails is logged and the others are still joined.
+
+    Parameters
+    ----------
+    store : Store
+    services : sequence of ServiceConfig
+    schemas : mapping of str to ServiceSchema
+        Each service's resolved schema (its task), by service name.
+    now : float
+        Unix seconds: the labels arrived by then are joined.
+    every : float, default=KEEP_LABELS_EVERY
+
+    Returns
+    -------
+    dict of str to KeptLabels
+        What was joined, per service joined.
+    """
+    joined: dict[str, KeptLabels] = {}
+    if not isinstance(store.predictions, ParquetPredictionLog):
+        return joined
+    for service in services:
+        if service.prediction_log is not None or service.labels is not None \
+                or not store.predictions.has_log(service.log_name):
+            continue
+        mirror, labels = production_source(store, service), label_source(store, service)
+        if not isinstance(mirror, ParquetMirror) or not mirror.keeps_labels(labels) \
+                or mirror.latest_kept(now=now, max_age=every) is not None:
+            continue
+        schema = schemas.get(service.name)
+        try:
+            joined[service.name] = mirror.keep_labels(
+                labels, now=now, task=(schema.task if schema is not None else None) or "auto",
+                judged_days=service.performance.judged_days, threshold=service.performance.threshold)
+        except ProductionDataError as exc:  # nothing logged yet
+            log.debug("labels of %s not joined: %s", service.name, exc)
+        except Exception:
+            log.warning("labels of %s could not be joined and kept", service.name, exc_info=True)
+    return joined
 
 
 def main(argv: list[str] | None = None) -> int:

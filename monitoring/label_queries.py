@@ -229,6 +229,32 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
                       median_delay_seconds=median, source=source)
 
 
+def summarize_kept(backend, kept: KeptLabels, *, judged_days: float = 7.0, threshold: float | None = 0.5,
+                   sample_rows: int = SAMPLE_ROWS) -> LabelledSummary:
+    """:func:`summarize_labels_in_engine`'s summary of labels kept by :func:`keep_labels_in_engine` (no join again).
+
+    Parameters
+    ----------
+    backend
+        The Ibis backend that reads ``kept.path``.
+    kept : KeptLabels
+    judged_days, threshold, sample_rows
+        As for :func:`summarize_labels_in_engine`.
+
+    Returns
+    -------
+    LabelledSummary
+    """
+    now, cut = float(kept.now), cut_of(kept.now, judged_days)
+    slices, sample = _no_slices(), _no_sample()
+    if kept.path is not None and kept.n_labelled:
+        slices, sample = _slice_sums(backend, kept_rows(backend, kept.path), task=kept.task, classes=kept.classes,
+                                     now=now, cut=cut, threshold=threshold, sample_rows=sample_rows)
+    return LabelledSummary(slices=slices, sample=sample, quality=kept.quality, task=kept.task, classes=kept.classes,
+                           now=now, cut=cut, threshold=threshold, served_hours=kept.served_hours, source=kept.source,
+                           sample_rows=sample_rows)
+
+
 def kept_rows(backend, path: str | None) -> ir.Table:
     """The kept labels file at ``path`` (None: no labels) as a table of ``backend`` (``KEPT_COLUMNS``)."""
     if path is None:
@@ -453,7 +479,8 @@ def _slice_sums(backend, used: ir.Table, *, task: str, classes: tuple[float, ...
                                               "ts_max") else np.int64 for c in SLICE_COLUMNS})
     slices = slices.sort_values("slice_start").reset_index(drop=True)
     # (x % m + m) % m: in [0, m) for an unsigned hash (DuckDB) and a signed one (Spark) alike
-    keyed = t.mutate(key=(_engine_hash(t.id) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
+    keyed = t if "key" in t.columns else t.mutate(  # a kept labels file holds its key already
+        key=(_engine_hash(t.id) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
     # Ranking every row of a slice by its key is a sort of millions; the rows of least key are found
     # among those below a bound that keeps about 1.5 times the sample (every row of a small slice),
     # and a slice that came short of its sample is ranked whole.

@@ -28,8 +28,11 @@ subsample) and centred on the exact value.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
@@ -37,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.baseline import Baseline
+from monitoring.label_summary import SLICE_COLUMNS, LabelledSummary
 from monitoring.labels import LabelQuality
 from monitoring.performance import (
     BusinessValues,
@@ -97,6 +101,9 @@ class KeptLabels:
     median_delay_seconds : float
         Median time between a prediction and its label's arrival (NaN when unknown).
     source : str
+    summary : LabelledSummary or None
+        The Overview's summary of the same rows, when it was made with them
+        (:func:`monitoring.label_queries.summarize_kept`).
     """
 
     path: str
@@ -109,6 +116,69 @@ class KeptLabels:
     has_score: bool
     median_delay_seconds: float
     source: str = ""
+    summary: LabelledSummary | None = None
+
+
+_KEPT_VERSION = 1
+"""Bumped when what :func:`write_kept` writes changes: an older record is then not read."""
+
+
+def write_kept(kept: KeptLabels, folder: Path) -> None:
+    """Record ``kept`` (and its summary) in ``folder`` beside its rows: ``kept.json`` and ``sample.parquet``.
+
+    Parameters
+    ----------
+    kept : KeptLabels
+    folder : Path
+        A local folder of its own; ``kept.json`` is written last, so a reader finds a whole record or none.
+    """
+    record = {"version": _KEPT_VERSION, "path": kept.path, "quality": dataclasses.asdict(kept.quality),
+              "task": kept.task, "classes": list(kept.classes), "now": kept.now,
+              "served_hours": {c: kept.served_hours[c].tolist() for c in ("hour_start", "n")},
+              "n_labelled": kept.n_labelled, "has_score": kept.has_score,
+              "median_delay_seconds": kept.median_delay_seconds, "source": kept.source, "summary": None}
+    summary = kept.summary
+    if summary is not None:
+        summary.sample.to_parquet(folder / "sample.parquet", index=False)
+        record["summary"] = {"cut": summary.cut, "threshold": summary.threshold, "sample_rows": summary.sample_rows,
+                             "slices": {c: summary.slices[c].tolist() for c in summary.slices.columns}}
+    partial = folder / "kept.json.part"
+    partial.write_text(json.dumps(record))
+    partial.replace(folder / "kept.json")
+
+
+def read_kept(folder: Path) -> KeptLabels | None:
+    """The :class:`KeptLabels` recorded by :func:`write_kept` in ``folder``; None when there is no whole record of
+    this version, or its rows are gone."""
+    try:
+        record = json.loads((folder / "kept.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("version") != _KEPT_VERSION or (record["path"] is not None and "://" not in record["path"]
+                                                  and not Path(record["path"]).exists()):
+        return None
+    quality = record["quality"]
+    quality["examples"] = {k: tuple(v) for k, v in quality["examples"].items()}
+    kept = KeptLabels(path=record["path"], quality=LabelQuality(**quality), task=record["task"],
+                      classes=tuple(float(c) for c in record["classes"]), now=float(record["now"]),
+                      served_hours=pd.DataFrame(record["served_hours"]).astype({"hour_start": float, "n": np.int64}),
+                      n_labelled=int(record["n_labelled"]), has_score=bool(record["has_score"]),
+                      median_delay_seconds=float(record["median_delay_seconds"]), source=record["source"])
+    found = record["summary"]
+    if found is None:
+        return kept
+    try:
+        sample = pd.read_parquet(folder / "sample.parquet")
+    except (OSError, ValueError):
+        return kept
+    floats = ("slice_start", "score_sum", "abs_error_sum", "error_sum", "ts_min", "ts_max")
+    slices = pd.DataFrame(found["slices"], columns=list(SLICE_COLUMNS)).astype(
+        {c: float if c in floats else np.int64 for c in SLICE_COLUMNS})
+    summary = LabelledSummary(slices=slices, sample=sample, quality=kept.quality, task=kept.task,
+                              classes=kept.classes, now=kept.now, cut=float(found["cut"]),
+                              threshold=found["threshold"], served_hours=kept.served_hours, source=kept.source,
+                              sample_rows=int(found["sample_rows"]))
+    return dataclasses.replace(kept, summary=summary)
 
 
 @dataclass(frozen=True)
@@ -694,5 +764,17 @@ def kept_detail(backend, rows: ir.Table, kept: KeptLabels, *, since: float | Non
     return PerformanceDetail(**detail, n_labelled=n, calibration=calibration, confusion=confusion, money=money)
 
 
-__all__ = ["KEPT_COLUMNS", "SAMPLE_ROWS", "KeptLabels", "WindowSums", "kept_detail", "sums_metrics",
-           "sums_performance", "sums_verdict", "window_decisions", "window_sums"]
+__all__ = [
+    "KEPT_COLUMNS",
+    "SAMPLE_ROWS",
+    "KeptLabels",
+    "WindowSums",
+    "kept_detail",
+    "read_kept",
+    "sums_metrics",
+    "sums_performance",
+    "sums_verdict",
+    "window_decisions",
+    "window_sums",
+    "write_kept",
+]

@@ -13,6 +13,7 @@ Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -41,6 +42,7 @@ from monitoring.label_queries import (
     join_labels_in_engine,
     keep_labels_in_engine,
     kept_rows,
+    summarize_kept,
     summarize_labeled,
     summarize_labels_in_engine,
 )
@@ -59,7 +61,15 @@ from monitoring.log_queries import (
 from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.partitions import DAY_SECONDS, partition_start
 from monitoring.performance import DecisionsOverTime, PerformanceDetail
-from monitoring.performance_sums import KeptLabels, WindowSums, kept_detail, window_decisions, window_sums
+from monitoring.performance_sums import (
+    KeptLabels,
+    WindowSums,
+    kept_detail,
+    read_kept,
+    window_decisions,
+    window_sums,
+    write_kept,
+)
 from monitoring.store import Store
 from monitoring.windows import as_unix_seconds, parse_window
 
@@ -775,35 +785,62 @@ class ParquetMirror:
         return isinstance(labels, LogLabels) and labels.log is self.log
 
     @survives_compaction
-    def keep_labels(self, labels, *, now: float, task: str = "auto",
-                    served_hours: pd.DataFrame | None = None) -> KeptLabels:
+    def keep_labels(self, labels, *, now: float, task: str = "auto", served_hours: pd.DataFrame | None = None,
+                    judged_days: float | None = None, threshold: float | None = 0.5) -> KeptLabels:
         """Join the labels that arrived by ``now`` where the log lives and keep the labelled predictions there.
 
-        The engine writes them to ``<log>/<service>/labelled/`` (one Parquet file per call; the
-        :data:`KEPT_FILES` newest are kept, older ones deleted) and only the join's counts come
-        back (:func:`monitoring.label_queries.keep_labels_in_engine`). Ask for counts of them
-        with :meth:`kept_sums`, :meth:`kept_decisions` and :meth:`kept_detail`.
+        The engine writes them to a folder of their own under ``<log>/<service>/labelled/``
+        (:func:`monitoring.label_queries.keep_labels_in_engine`; the :data:`KEPT_FILES` newest
+        folders are kept, older ones deleted) and only the join's counts come back. With
+        ``judged_days``, the Overview's summary of them (at ``threshold``) is made too and kept
+        with them. Ask for counts of them with :meth:`kept_sums`, :meth:`kept_decisions` and
+        :meth:`kept_detail`; :meth:`latest_kept` finds them again, from another process too.
 
         Raises
         ------
         ValueError
             When ``labels`` are not kept beside this log (:meth:`keeps_labels`).
+        ProductionDataError
+            When the log holds no prediction of the service.
         """
         if not self.keeps_labels(labels):
             raise ValueError(f"the labels of {self.service!r} ({labels.source}) are not beside its Parquet log")
         engine = self.log.engine
-        folder = f"{engine.location.rstrip('/')}/{self.service}/labelled"
+        folder = self._kept_folder()
+        name = f"{int(now):012d}-{uuid.uuid4().hex[:8]}"
         local = "://" not in folder
         if local:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-        path = f"{folder}/{int(now)}-{uuid.uuid4().hex[:8]}.parquet"
+            Path(folder, name).mkdir(parents=True, exist_ok=True)
         table = engine.table(self.service, in_order=engine.scheme == "duckdb").table
+        if table is None:
+            raise self._missing()
         with engine.lock:
-            kept = keep_labels_in_engine(engine.connect(), table, labels.table(), now=now, task=task, path=path,
-                                         source=labels.source, served_hours=served_hours)
+            backend = engine.connect()
+            kept = keep_labels_in_engine(backend, table, labels.table(), now=now, task=task,
+                                         path=f"{folder}/{name}/rows.parquet", source=labels.source,
+                                         served_hours=served_hours)
+            if judged_days is not None:
+                kept = dataclasses.replace(kept, summary=summarize_kept(backend, kept, judged_days=judged_days,
+                                                                        threshold=threshold))
         if local:
+            write_kept(kept, Path(folder, name))
             _forget_old_files(Path(folder), keep=KEPT_FILES)
         return kept
+
+    def _kept_folder(self) -> str:
+        return f"{self.log.engine.location.rstrip('/')}/{self.service}/labelled"
+
+    def latest_kept(self, *, now: float, max_age: float) -> KeptLabels | None:
+        """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at a time in
+        ``[now - max_age, now]``, or None."""
+        folder = Path(self._kept_folder())
+        if not folder.is_dir():
+            return None
+        for entry in sorted(folder.iterdir(), reverse=True):
+            kept = read_kept(entry) if entry.is_dir() else None
+            if kept is not None and now - max_age <= kept.now <= now:
+                return kept
+        return None
 
     def kept_sums(self, kept: KeptLabels, **options) -> WindowSums:
         """:func:`monitoring.performance_sums.window_sums` of ``kept``, counted by the log's engine (its options)."""
@@ -812,6 +849,12 @@ class ParquetMirror:
             backend = engine.connect()
             return window_sums(backend, kept_rows(backend, kept.path), task=kept.task, classes=kept.classes,
                                **options)
+
+    def kept_summary(self, kept: KeptLabels, **options) -> LabelledSummary:
+        """:func:`monitoring.label_queries.summarize_kept` of ``kept``, counted by the log's engine (its options)."""
+        engine = self.log.engine
+        with engine.lock:
+            return summarize_kept(engine.connect(), kept, **options)
 
     def kept_decisions(self, kept: KeptLabels, **options) -> DecisionsOverTime:
         """:func:`monitoring.performance_sums.window_decisions` of ``kept``, counted by the log's engine."""
@@ -915,7 +958,7 @@ class ParquetMirror:
 
 
 KEPT_FILES = 3
-"""Kept labels files of a service left beside its log: the newest, which sessions may still be reading."""
+"""Kept labels of a service left beside its log: the newest, which sessions may still be reading."""
 
 
 def _forget_old_files(folder: Path, *, keep: int) -> None:

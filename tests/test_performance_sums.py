@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ from monitoring.performance import (
     performance_over_time,
 )
 from monitoring.performance_sums import kept_detail, sums_performance, sums_verdict, window_decisions, window_sums
+from monitoring.store import Store
 from tests.test_label_engine import DAY, START, _log
 
 NOW = START + 3.5 * DAY  # predictions are logged until START + 4 days: some after now
@@ -167,3 +170,46 @@ def test_spark_keeps_and_sums_what_duckdb_does(tmp_path):
     order = ["kind", "start"]
     pd.testing.assert_frame_equal(summed.auc.sort_values(order).reset_index(drop=True),
                                   duck.auc.sort_values(order).reset_index(drop=True), check_dtype=False)
+
+
+def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tmp_path, monkeypatch):
+    from monitoring.collector import KEEP_LABELS_EVERY, Collector
+    from monitoring.label_queries import summarize_kept
+    from monitoring.production import KEPT_FILES, production_source
+    from tests.test_upkeep_tallies import FEATURES, _config, _rows
+    from tests.test_upkeep_tallies import START as DAY_ONE
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}", log=f"duckdb:{tmp_path / 'log'}")
+    try:
+        store.prediction_table("svc", FEATURES)
+        logged = pd.concat([_rows(300, seed=day, begin=DAY_ONE + day * DAY) for day in range(3)])
+        store.log_predictions("svc", logged)
+        store.write_labels("svc", pd.DataFrame({"prediction_id": logged["id"].iloc[::2],
+                                                "ts": logged["ts"].iloc[::2] + 3_600, "label": 1.0}))
+        now = DAY_ONE + 3 * DAY + 2 * 3_600  # every label has arrived
+        collector = Collector(_config(tmp_path), store)
+        service = collector.config.services[0]
+        mirror = production_source(store, service)
+        done = collector.upkeep(now=now)["labels"]["svc"]
+        assert done.n_labelled == 450 and done.summary is not None and done.summary.n_labelled == 450
+        assert collector.upkeep(now=now + KEEP_LABELS_EVERY - 1)["labels"] == {}  # fresh: not joined again
+        found = mirror.latest_kept(now=now + 60, max_age=120)
+        assert found is not None and found.path == done.path
+        for name in ("quality", "task", "classes", "now", "n_labelled", "has_score", "source"):
+            assert getattr(found, name) == getattr(done, name), name
+        pd.testing.assert_frame_equal(found.served_hours, done.served_hours, check_dtype=False)
+        pd.testing.assert_frame_equal(found.summary.slices, done.summary.slices)
+        pd.testing.assert_frame_equal(found.summary.sample, done.summary.sample, check_dtype=False)
+        again = summarize_kept(store.predictions.engine.connect(), found, judged_days=service.performance.judged_days,
+                               threshold=service.performance.threshold)
+        pd.testing.assert_frame_equal(again.slices, found.summary.slices)
+        assert mirror.latest_kept(now=now + 121, max_age=120) is None  # stale
+        assert mirror.latest_kept(now=now - 1, max_age=120) is None  # kept after that time
+        for later in range(1, 5):  # each run past the interval joins again; the newest KEPT_FILES are left
+            collector.upkeep(now=now + later * KEEP_LABELS_EVERY)
+        assert len(list((tmp_path / "log" / "svc" / "labelled").iterdir())) == KEPT_FILES
+        assert mirror.latest_kept(now=now + 4 * KEEP_LABELS_EVERY, max_age=1).now == now + 4 * KEEP_LABELS_EVERY
+        with pytest.raises(ValueError, match="not beside its Parquet log"):
+            mirror.keep_labels(SimpleNamespace(source="a file"), now=now)
+    finally:
+        store.dispose()

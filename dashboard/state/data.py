@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
 from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.health import cached_metadata
 from dashboard.state.lifecycle import Runtime, tick, var_dir
 from monitoring.clients import PROBE_HEADER, make_client
-from monitoring.label_summary import LabelledSummary
+from monitoring.label_summary import LabelledSummary, cut_of
 from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels, StoreLabelMirror, label_source
 from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
+from monitoring.performance_sums import KeptLabels
 from monitoring.production import FileMirror, ParquetMirror, PredictionLogMirror
 
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
+KEPT_FRESH_SECONDS = 2 * LABELS_TICK_SECONDS
+"""Labels kept at most this long ago (by the collector's upkeep, every two minutes) are the pages'."""
 
 
 def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror | ParquetMirror:
@@ -55,10 +60,36 @@ def labeled_predictions(runtime: Runtime, *, service: str, tick: int, every_row:
 
 
 @cache_resource(ttl=120, max_entries=8)
+def kept_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels:
+    """The labelled predictions of ``service`` joined and kept beside its Parquet log: the collector's upkeep's
+    when they are fresh (at most :data:`KEPT_FRESH_SECONDS` old), else joined now (``ParquetMirror.keep_labels``,
+    with the Overview's summary).
+
+    Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions: read it, never change it.
+    """
+    del tick
+    mirror, now = runtime.mirror(service), runtime.now()
+    found = mirror.latest_kept(now=now, max_age=KEPT_FRESH_SECONDS)
+    if found is not None:
+        return found
+    config = runtime.config.service(service).performance
+    return mirror.keep_labels(label_mirror(runtime, service=service), now=now,
+                              task=runtime.schema(service).task or "auto", judged_days=config.judged_days,
+                              threshold=config.threshold)
+
+
+def keeps_labels(runtime: Runtime, service: str) -> bool:
+    """Whether the labels of ``service`` are beside its Parquet log, joined and counted there."""
+    mirror = runtime.mirror(service)
+    return isinstance(mirror, ParquetMirror) and mirror.keeps_labels(label_mirror(runtime, service=service))
+
+
+@cache_resource(ttl=120, max_entries=8)
 def labelled_summary(runtime: Runtime, *, service: str, tick: int,
                      _served_hours: pd.DataFrame | None = None) -> LabelledSummary:
-    """The labelled predictions of ``service`` summed per day where its log lives (its source's
-    ``summarize_labels``), cut at its judged period and counted at its decision threshold.
+    """The labelled predictions of ``service`` summed per day where its log lives, cut at its judged period and
+    counted at its decision threshold: the summary of its :func:`kept_labels` beside a Parquet log (the same rows
+    and time as the Performance page's), else its source's ``summarize_labels``.
 
     Pass ``tick=tick(LABELS_TICK_SECONDS)``, and ``_served_hours`` when the log's predictions per
     hour are at hand (``LogTraffic.hours``; not part of the key). Shared between sessions: read
@@ -69,8 +100,16 @@ def labelled_summary(runtime: Runtime, *, service: str, tick: int,
     ProductionDataError, LabelDataError
         As :func:`labeled_predictions`.
     """
-    del tick
     config = runtime.config.service(service).performance
+    if keeps_labels(runtime, service):  # the Performance page's rows, summed when they were kept
+        kept = kept_labels(runtime, service=service, tick=tick)
+        summary = kept.summary
+        if summary is None or summary.cut != cut_of(kept.now, config.judged_days) \
+                or summary.threshold != config.threshold:
+            mirror = runtime.mirror(service)
+            summary = mirror.kept_summary(kept, judged_days=config.judged_days, threshold=config.threshold)
+        return summary if _served_hours is None else dataclasses.replace(summary, served_hours=_served_hours)
+    del tick
     return runtime.mirror(service).summarize_labels(
         label_mirror(runtime, service=service), now=runtime.now(), task=runtime.schema(service).task or "auto",
         judged_days=config.judged_days, threshold=config.threshold, served_hours=_served_hours)

@@ -9,8 +9,8 @@ sources (a label file, the SQL store) are joined in memory and scored row by row
 
 from __future__ import annotations
 
-from dashboard.state.caching import cache_data, cache_resource
-from dashboard.state.data import baseline, label_mirror, labeled_predictions, model_version
+from dashboard.state.caching import cache_data
+from dashboard.state.data import baseline, keeps_labels, kept_labels, labeled_predictions, model_version
 from dashboard.state.lifecycle import Runtime
 from monitoring.labels import LabeledPredictions
 from monitoring.performance import (
@@ -25,24 +25,7 @@ from monitoring.performance import (
     performance_over_time,
 )
 from monitoring.performance_sums import KeptLabels, WindowSums, sums_performance, sums_verdict
-from monitoring.production import ParquetMirror
 from monitoring.windows import range_start, row_count
-
-
-@cache_resource(ttl=120, max_entries=8)
-def kept_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels:
-    """The labelled predictions of ``service`` joined and kept beside its Parquet log (``ParquetMirror.keep_labels``).
-
-    Pass ``tick=tick(LABELS_TICK_SECONDS)``. Shared between sessions: read it, never change it.
-    """
-    del tick
-    return runtime.mirror(service).keep_labels(label_mirror(runtime, service=service), now=runtime.now(),
-                                               task=runtime.schema(service).task or "auto")
-
-
-def _keeps_labels(runtime: Runtime, service: str) -> bool:
-    mirror = runtime.mirror(service)
-    return isinstance(mirror, ParquetMirror) and mirror.keeps_labels(label_mirror(runtime, service=service))
 
 
 def performance_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels | LabeledPredictions:
@@ -54,14 +37,14 @@ def performance_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabe
     ProductionDataError, LabelDataError
         When the service has no prediction log or its labels cannot be read at all.
     """
-    if _keeps_labels(runtime, service):
+    if keeps_labels(runtime, service):
         return kept_labels(runtime, service=service, tick=tick)
     return labeled_predictions(runtime, service=service, tick=tick)
 
 
 def _counted(runtime: Runtime, service: str, window: str) -> bool:
     """Whether ``window`` is counted from the kept labels (time windows beside a Parquet log)."""
-    return row_count(window) is None and _keeps_labels(runtime, service)
+    return row_count(window) is None and keeps_labels(runtime, service)
 
 
 @cache_data(ttl=300, max_entries=64)
@@ -128,7 +111,7 @@ def cached_performance_detail(runtime: Runtime, *, service: str, since: float | 
                               threshold: float | None, tick: int) -> PerformanceDetail:
     """Calibration, confusion matrix at ``threshold`` and residuals of predictions made in ``[since, until)``."""
     business = BusinessValues.from_config(runtime.config.service(service).performance)
-    if _keeps_labels(runtime, service):
+    if keeps_labels(runtime, service):
         return runtime.mirror(service).kept_detail(kept_labels(runtime, service=service, tick=tick), since=since,
                                                    until=until, threshold=threshold, business=business)
     labeled = labeled_predictions(runtime, service=service, tick=tick)
