@@ -196,10 +196,12 @@ def key_specs(backend, rows: ir.Table, features: Sequence[str], *, n_bins: int,
         full = edges.get(name)
         if full is None:
             finite = rows.filter(_finite(x)).select(value=x)
-            levels = np.linspace(0, 1, n_bins + 1)
-            qs = backend.execute(finite.aggregate(**{f"q{i}": finite.value.quantile(float(q))
-                                                     for i, q in enumerate(levels)}))
-            full = np.unique(qs.iloc[0].to_numpy(dtype=float)) if len(qs) else np.array([])
+            levels = [float(q) for q in np.linspace(0, 1, n_bins + 1)]
+            # one aggregate of every level: each exact quantile of its own would hold every value again
+            qs = backend.execute(finite.aggregate(q=finite.value.quantile(levels)))
+            found = qs["q"].iloc[0] if len(qs) else None
+            full = np.unique(np.asarray([np.nan if v is None else v for v in found], dtype=float)) \
+                if found is not None else np.array([])
             full = full[np.isfinite(full)]
         specs.append(KeySpec(name, tuple(float(e) for e in np.asarray(full, dtype=float)[1:-1])))
     return tuple(specs)
@@ -490,7 +492,7 @@ def frame_segment_counts(frame: pd.DataFrame, features: Sequence[str], *, task: 
 def segment_counts(source, labels, features: Sequence[str], *, now: float, days: float, n_bins: int = 4,
                    edges: Mapping[str, np.ndarray] | None = None, task: str = "auto",
                    sample_rows: int = SAMPLE_ROWS, drift_edges: Mapping[str, np.ndarray] | None = None,
-                   drift_categorical: Sequence[str] = ()) -> SegmentCounts:
+                   drift_categorical: Sequence[str] = (), kept=None) -> SegmentCounts:
     """The segments of the predictions made in ``[now - days, now)``, each with its label where one arrived.
 
     A Parquet log with its labels beside it is counted by its engine, the labels joined there
@@ -511,6 +513,9 @@ def segment_counts(source, labels, features: Sequence[str], *, now: float, days:
     n_bins, edges, sample_rows, drift_edges, drift_categorical
         As for :func:`frame_segment_counts`.
     task : {"auto", "classification", "regression"}, default="auto"
+    kept : monitoring.performance_sums.KeptLabels, optional
+        The label join already kept beside a Parquet log (``ParquetMirror.keep_labels``, the collector's
+        upkeep's): the period's rows take their labels from it (one join by id), and its task and classes.
 
     Returns
     -------
@@ -528,7 +533,7 @@ def segment_counts(source, labels, features: Sequence[str], *, now: float, days:
     if isinstance(source, ParquetMirror) and isinstance(labels, LogLabels) and labels.log is source.log:
         return _engine_counts(source, labels, features, now=float(now), since=since, until=until, n_bins=n_bins,
                               edges=edges, task=task, sample_rows=sample_rows, drift_edges=drift_edges,
-                              drift_categorical=drift_categorical)
+                              drift_categorical=drift_categorical, kept=kept)
     frame = source.read().frame
     period = frame[(frame["ts"].to_numpy(dtype=float) >= since) & (frame["ts"].to_numpy(dtype=float) < until)]
     labeled = None
@@ -562,8 +567,8 @@ def _task_of(period: pd.DataFrame, labeled, task: str) -> dict:
 
 
 def _engine_counts(source, labels, features: Sequence[str], *, now: float, since: float, until: float, n_bins: int,
-                   edges, task: str, sample_rows: int, drift_edges, drift_categorical) -> SegmentCounts:
-    from monitoring.label_queries import _in_engine
+                   edges, task: str, sample_rows: int, drift_edges, drift_categorical, kept=None) -> SegmentCounts:
+    from monitoring.label_queries import _in_engine, kept_rows
 
     engine = source.log.engine
     source.columns()  # raises ProductionDataError when the service has no log
@@ -595,8 +600,13 @@ def _engine_counts(source, labels, features: Sequence[str], *, now: float, since
                                      drift_categorical=drift_categorical)
             return counted, 0
 
-        served = pd.DataFrame({"hour_start": pd.Series(dtype=float), "n": pd.Series(dtype=np.int64)})
-        counts = _in_engine(backend, table, labels.table(), now=now, task=task, finish=finish, served=served).result
+        if kept is not None:
+            used = kept_rows(backend, kept.path) if kept.path is not None and kept.n_labelled else None
+            counts, _ = finish(used, kept.task, tuple(kept.classes))
+        else:
+            served = pd.DataFrame({"hour_start": pd.Series(dtype=float), "n": pd.Series(dtype=np.int64)})
+            counts = _in_engine(backend, table, labels.table(), now=now, task=task, finish=finish,
+                                served=served).result
     if sealed:
         counts = open_sealed(counts, sealer.open, n_bins=n_bins, edges=edges, kinds=kinds)
         for name in [c for c in counts.drift if c in sealed]:

@@ -318,3 +318,15 @@ def test_steps_among_every_segments_edges_give_each_segments_own_steps():
         edges = np.unique(rng.choice(union, rng.integers(0, len(union) + 1), replace=False))
         x = rng.integers(-2, 33, 500) + rng.choice([0.0, 0.5], 500)
         assert (_steps_within(union, edges)[steps_of_values(x, union)] == steps_of_values(x, edges)).all()
+
+
+def test_the_kept_label_join_gives_the_same_segments_as_the_join_made_for_them(logged):
+    kept = logged.mirror.keep_labels(logged.labels, now=NOW)
+    features = ["balance", "channel"]
+    edges = segment_edges(logged.reference, features)
+    joined = segment_counts(logged.mirror, logged.labels, features, now=NOW, days=DAYS, edges=edges)
+    reused = segment_counts(logged.mirror, logged.labels, features, now=NOW, days=DAYS, edges=edges, kept=kept)
+    assert (reused.task, reused.classes) == (joined.task, joined.classes)
+    pd.testing.assert_frame_equal(segments_from_counts(reused, reference=logged.reference).table,
+                                  segments_from_counts(joined, reference=logged.reference).table, rtol=1e-12)
+    assert reused.cells["n"].sum() == joined.n_rows

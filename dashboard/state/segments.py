@@ -11,7 +11,7 @@ import logging
 
 from dashboard.state import lifecycle
 from dashboard.state.caching import cache_data, cache_resource
-from dashboard.state.data import LABELS_TICK_SECONDS, label_mirror
+from dashboard.state.data import LABELS_TICK_SECONDS, keeps_labels, kept_labels, label_mirror
 from dashboard.state.explain import explain_setup, explainer
 from dashboard.state.lifecycle import Runtime
 from monitoring.service_reference import service_reference_rows
@@ -34,16 +34,18 @@ def _edges(runtime: Runtime, *, service: str, features: tuple, n_bins: int) -> d
 
 
 def _counts(runtime: Runtime, *, service: str, features: tuple, n_bins: int, days: float, edges: dict | None,
-            sample_rows: int | None = None, plan=None):
-    """``monitoring.segment_queries.segment_counts`` of the last ``days`` days, with the service's labels."""
+            tick: int, sample_rows: int | None = None, plan=None):
+    """``monitoring.segment_queries.segment_counts`` of the last ``days`` days, with the service's labels: beside
+    a Parquet log, the label join the Overview and the Performance page read too (``data.kept_labels``)."""
     from monitoring.segment_queries import SAMPLE_ROWS, segment_counts
 
+    kept = kept_labels(runtime, service=service, tick=tick) if keeps_labels(runtime, service) else None
     return segment_counts(runtime.mirror(service), label_mirror(runtime, service=service), features,
                           now=runtime.now(), days=days, n_bins=n_bins, edges=edges,
                           task=runtime.schema(service).task or "auto",
                           sample_rows=SAMPLE_ROWS if sample_rows is None else sample_rows,
                           drift_edges=None if plan is None else plan.edges,
-                          drift_categorical=() if plan is None else plan.categorical)
+                          drift_categorical=() if plan is None else plan.categorical, kept=kept)
 
 
 @cache_data(ttl=300, max_entries=64)
@@ -54,7 +56,6 @@ def segments_table(runtime: Runtime, *, service: str, features: tuple, n_bins: i
     from explain.segments import segment_drift_plan, segments_report
     from monitoring.reference import MODEL_OUTPUTS, infer_kinds
 
-    del tick
     reference = segment_reference(runtime, service=service)
     plan = None
     if reference is not None:
@@ -63,7 +64,7 @@ def segments_table(runtime: Runtime, *, service: str, features: tuple, n_bins: i
         plan = segment_drift_plan(reference, features, kinds, columns=runtime.mirror(service).columns(),
                                   n_bins=n_bins, min_rows=min_rows)
     counts = _counts(runtime, service=service, features=features, n_bins=n_bins, days=days,
-                     edges=_edges(runtime, service=service, features=features, n_bins=n_bins), plan=plan)
+                     edges=_edges(runtime, service=service, features=features, n_bins=n_bins), tick=tick, plan=plan)
     return segments_report(counts, reference=reference, plan=plan, n_bins=n_bins, min_rows=min_rows)
 
 
@@ -75,9 +76,8 @@ def segments_fairness(runtime: Runtime, *, service: str, sensitive: str, n_bins:
     one of the classes: the last class). None for a regression model."""
     from explain.segments import segments_fairness as fairness
 
-    del tick
     counts = _counts(runtime, service=service, features=(sensitive,), n_bins=n_bins, days=days, edges=None,
-                     sample_rows=0)
+                     tick=tick, sample_rows=0)
     return fairness(counts, min_rows=min_rows, positive=None if positive is None else float(positive))
 
 
