@@ -207,12 +207,13 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
     def write(used: ir.Table | None, task: str, classes: tuple[float, ...]) -> tuple[tuple, int]:
         if used is None:
             return (None, 0, False, math.nan), 0
-        keyed = used.mutate(key=(_engine_hash(used.id) % KEY_MODULUS + KEY_MODULUS) % KEY_MODULUS).select(
-            *KEPT_COLUMNS)
+        key = ((_engine_hash(used.id) % KEY_MODULUS + KEY_MODULUS) % KEY_MODULUS).cast("int32")
+        # in time order: a third of the size (times, ids and labels compress), and a range reads only its row groups
+        keyed = used.mutate(key=key).select(*KEPT_COLUMNS).order_by("ts")
         query = backend.compile(keyed)
         where = path.replace("'", "''")
-        backend.raw_sql(f"INSERT OVERWRITE DIRECTORY '{where}' USING parquet {query}" if spark
-                        else f"COPY ({query}) TO '{where}' (FORMAT parquet)")
+        backend.raw_sql(f"INSERT OVERWRITE DIRECTORY '{where}' USING parquet OPTIONS (compression 'zstd') {query}"
+                        if spark else f"COPY ({query}) TO '{where}' (FORMAT parquet, COMPRESSION zstd)")
         rows = kept_rows(backend, path)
         delay = rows.label_ts - rows.ts
         scored = rows.score.notnull() & ~rows.score.isnan()

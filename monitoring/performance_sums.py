@@ -764,12 +764,45 @@ def kept_detail(backend, rows: ir.Table, kept: KeptLabels, *, since: float | Non
     return PerformanceDetail(**detail, n_labelled=n, calibration=calibration, confusion=confusion, money=money)
 
 
+def largest_errors(backend, rows: ir.Table, *, task: str, limit: int = 50) -> pd.DataFrame:
+    """The ``limit`` kept labelled predictions the model was most wrong about, found by ``backend``.
+
+    How wrong is ``explain.starting_points.prediction_error``'s: |label − prediction| for a
+    regression; for classes 1 − P(true class) where a 0/1 label has a score (P(class 1)), else
+    1 for a wrong class and 0 for a right one. Ties keep prediction-time order.
+
+    Parameters
+    ----------
+    backend
+    rows : ibis Table
+        The kept labels file.
+    task : {"classification", "regression"}
+    limit : int, default=50
+
+    Returns
+    -------
+    DataFrame
+        ``id, ts, prediction, score, label``, most wrong first.
+    """
+    t = _usable(rows, None)
+    if task == "regression":
+        error = (t.label - t.prediction).abs()
+    else:
+        wrong = (t.label != t.prediction).ifelse(1.0, 0.0)
+        scored = t.label.isin([0.0, 1.0]) & t.score.notnull() & ~t.score.isnan()
+        error = scored.ifelse(1.0 - (t.label == 1.0).ifelse(t.score, 1.0 - t.score), wrong)
+    found = backend.execute(t.mutate(error=error).order_by([ibis.desc("error"), "ts", "id"]).limit(limit).select(
+        "id", "ts", "prediction", "score", "label"))
+    return found.astype({"id": str, "ts": float, "prediction": float, "score": float, "label": float})
+
+
 __all__ = [
     "KEPT_COLUMNS",
     "SAMPLE_ROWS",
     "KeptLabels",
     "WindowSums",
     "kept_detail",
+    "largest_errors",
     "read_kept",
     "sums_metrics",
     "sums_performance",

@@ -65,6 +65,7 @@ from monitoring.performance_sums import (
     KeptLabels,
     WindowSums,
     kept_detail,
+    largest_errors,
     read_kept,
     window_decisions,
     window_sums,
@@ -855,6 +856,13 @@ class ParquetMirror:
         engine = self.log.engine
         with engine.lock:
             return summarize_kept(engine.connect(), kept, **options)
+
+    def kept_errors(self, kept: KeptLabels, *, limit: int = 50) -> pd.DataFrame:
+        """:func:`monitoring.performance_sums.largest_errors` of ``kept``, found by the log's engine."""
+        engine = self.log.engine
+        with engine.lock:
+            backend = engine.connect()
+            return largest_errors(backend, kept_rows(backend, kept.path), task=kept.task, limit=limit)
 
     def kept_decisions(self, kept: KeptLabels, **options) -> DecisionsOverTime:
         """:func:`monitoring.performance_sums.window_decisions` of ``kept``, counted by the log's engine."""

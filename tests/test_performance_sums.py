@@ -213,3 +213,17 @@ def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tm
             mirror.keep_labels(SimpleNamespace(source="a file"), now=now)
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_the_largest_errors_are_those_of_every_labelled_row(tmp_path, kind):
+    from explain.starting_points import prediction_error
+    from monitoring.performance_sums import largest_errors
+
+    kept, engine, joined = _kept(tmp_path, kind=kind)
+    found = largest_errors(engine.connect(), kept_rows(engine.connect(), kept.path), task=kept.task, limit=25)
+    known = joined.frame[joined.frame["label"].notna()]
+    error = prediction_error(known, task=joined.task)
+    expected = known.loc[error.sort_values(ascending=False, kind="stable").index[:25], "id"]
+    assert found["id"].tolist() == expected.tolist()
+    assert list(found.columns) == ["id", "ts", "prediction", "score", "label"]

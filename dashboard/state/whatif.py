@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dashboard.state import lifecycle
 from dashboard.state.caching import cache_data, cache_resource
-from dashboard.state.data import LABELS_TICK_SECONDS, labeled_predictions
+from dashboard.state.data import LABELS_TICK_SECONDS, keeps_labels, kept_labels, labeled_predictions
 from dashboard.state.explain import explain_setup
 from dashboard.state.lifecycle import Runtime
+from monitoring.labels import LabeledPredictions
 
 
 @cache_resource(ttl=900, max_entries=16)
@@ -78,7 +79,14 @@ def whatif_listed(runtime: Runtime, *, service: str, kind: str, limit: int, tick
     from explain.whatif_inputs import listed_points, needs_labels
 
     del tick
-    labeled = (labeled_predictions(runtime, service=service, tick=lifecycle.tick(LABELS_TICK_SECONDS))
-               if needs_labels(kind) else None)
+    labeled = None
+    labels_tick = lifecycle.tick(LABELS_TICK_SECONDS)
+    if needs_labels(kind) and keeps_labels(runtime, service):  # the most wrong, found where the labels are kept
+        kept = kept_labels(runtime, service=service, tick=labels_tick)
+        labeled = LabeledPredictions(frame=runtime.mirror(service).kept_errors(kept, limit=limit),
+                                     quality=kept.quality, task=kept.task, classes=kept.classes, now=kept.now,
+                                     source=kept.source)
+    elif needs_labels(kind):
+        labeled = labeled_predictions(runtime, service=service, tick=labels_tick)
     return listed_points(kind, logged=runtime.mirror(service), now=runtime.now(), limit=limit, labeled=labeled,
                          schema_task=runtime.schema(service).task)
