@@ -298,12 +298,18 @@ def _sample(backend, known: ir.Table, keys: list[str], sizes: pd.Series, sample_
     below a key bound, every row of a small cell; a cell that came short is ranked whole). ``sizes``: rows per cell;
     ``columns``: what to bring back besides the keys (default the labelled rows' ``id, ts, label, prediction,
     score``)."""
+    def _selected(table: ir.Table) -> ir.Table:
+        id_text = table.id.cast("string")
+        key = (table._label_key if "_label_key" in table.columns
+               else (_engine_hash(id_text) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
+        score = table.score.cast("float64") if "score" in table.columns else ibis.null("float64")
+        return table.select(*keys, key=key, id=id_text, ts=table.ts.cast("float64"), label=table.label,
+                            prediction=table.prediction, score=score)
+
     id_text = known.id.cast("string")
     key = (_engine_hash(id_text) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS
     if columns is None:
-        score = known.score.cast("float64") if "score" in known.columns else ibis.null("float64")
-        rows = known.select(*keys, key=key, id=id_text, ts=known.ts.cast("float64"), label=known.label,
-                            prediction=known.prediction, score=score)
+        rows = _selected(known)
     else:
         rows = known.select(*keys, *[c for c in columns if c not in keys], key=key, _ts=known.ts)
     cells = [c if isinstance(c, tuple) else (c,) for c in sizes.index]
@@ -313,9 +319,13 @@ def _sample(backend, known: ir.Table, keys: list[str], sizes: pd.Series, sample_
     def least(bounds: dict[tuple, int] | None) -> pd.DataFrame:
         chosen = rows
         if bounds is not None:
-            bound = ibis.cases(*((_cell_condition(rows, keys, cell), limit) for cell, limit in bounds.items()),
+            if "_label_key" in known.columns:  # the same key, known before the join: filtered there first
+                chosen = known.filter(known._label_key < max(bounds.values()))
+                chosen = chosen.select(*keys, *[c for c in rows.columns if c not in keys]) if columns is not None \
+                    else _selected(chosen)
+            bound = ibis.cases(*((_cell_condition(chosen, keys, cell), limit) for cell, limit in bounds.items()),
                                else_=0)
-            chosen = rows.filter(rows.key < bound)
+            chosen = chosen.filter(chosen.key < bound)
         ranked = chosen.mutate(rank=ibis.row_number().over(group_by=keys, order_by=order))
         return backend.execute(ranked.filter(ranked["rank"] < sample_rows).drop("rank"))
 
@@ -592,9 +602,12 @@ def _engine_counts(source, labels, features: Sequence[str], *, now: float, since
             if used is None:
                 labelled = period.mutate(label=ibis.null("float64"))
             else:
-                known = used.select(_label_id=used.id, label=used.label)
+                # a kept join holds each id's key already: the sample's bound then filters the labels before
+                # they are joined (a few thousand ids instead of millions)
+                key = {"_label_key": used.key} if "key" in used.columns else {}
+                known = used.select(_label_id=used.id, label=used.label, **key)
                 labelled = period.left_join(known, period.id.cast("string") == known._label_id).select(
-                    *period.columns, "label")
+                    *period.columns, "label", *key)
             counted = count_segments(backend, period, labelled, specs, task=resolved, classes=classes,
                                      sample_rows=sample_rows, drift_edges=drift_edges,
                                      drift_categorical=drift_categorical)
