@@ -330,3 +330,10 @@ def test_the_kept_label_join_gives_the_same_segments_as_the_join_made_for_them(l
     pd.testing.assert_frame_equal(segments_from_counts(reused, reference=logged.reference).table,
                                   segments_from_counts(joined, reference=logged.reference).table, rtol=1e-12)
     assert reused.cells["n"].sum() == joined.n_rows
+    # a sample smaller than the segments: its bound filters the kept labels before the join, the same rows
+    small = [segment_counts(logged.mirror, logged.labels, features, now=NOW, days=DAYS, edges=edges, sample_rows=40,
+                            kept=k) for k in (None, kept)]
+    assert len(small[1].sample) == len(small[0].sample) > 40
+    order = ["id"]
+    pd.testing.assert_frame_equal(small[1].sample.sort_values(order).reset_index(drop=True),
+                                  small[0].sample.sort_values(order).reset_index(drop=True), check_dtype=False)
