@@ -209,6 +209,10 @@ class WindowSums:
     cut : float
         Start of the judged period.
     sample_rows : int
+    windows : DataFrame or None
+        Windows of a number of predictions (:func:`row_windows`): ``window_start``,
+        ``window_end`` and ``n_predictions``; None for time windows, which come from the hours
+        served.
     """
 
     slices: pd.DataFrame
@@ -219,6 +223,7 @@ class WindowSums:
     since: float | None
     cut: float
     sample_rows: int = SAMPLE_ROWS
+    windows: pd.DataFrame | None = None
 
 
 # -- queries of the kept rows ----------------------------------------------------------------
@@ -254,7 +259,8 @@ def _decided(t: ir.Table, classes: tuple[float, ...], threshold: float | None) -
 
 
 def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...], window: str, now: float,
-                judged_days: float, since: float | None = None, sample_rows: int = SAMPLE_ROWS) -> WindowSums:
+                judged_days: float, since: float | None = None, sample_rows: int = SAMPLE_ROWS,
+                windows: pd.DataFrame | None = None) -> WindowSums:
     """The :class:`WindowSums` of kept labelled rows, counted by ``backend``.
 
     Parameters
@@ -265,7 +271,9 @@ def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...
         A kept labels file (:data:`KEPT_COLUMNS`).
     task : {"classification", "regression"}
     classes : tuple of float
-    window : {"hour", "day", "week"}
+    window : {"hour", "day", "week"} or str of int
+        A span of time, or a number of predictions (then ``rows`` and ``windows`` come from
+        :func:`row_windows`).
     now : float
     judged_days : float
         The judged period ``[now - judged_days days, now)``.
@@ -273,6 +281,8 @@ def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...
         The range: windows from then on (a window boundary). The judged period is counted
         whole even when it starts earlier.
     sample_rows : int, default=SAMPLE_ROWS
+    windows : DataFrame, optional
+        The windows of a number of predictions (:func:`row_windows`).
 
     Returns
     -------
@@ -281,15 +291,17 @@ def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...
     Raises
     ------
     ValueError
-        For a window that is not a span of time.
+        For windows of a number of predictions without ``windows``.
     """
-    if check_window(window) not in WINDOW_SECONDS:
-        raise ValueError(f"counted windows are hours, days or weeks; got {window!r}")
+    window = check_window(window)
+    timed = window in WINDOW_SECONDS
+    if not timed and (windows is None or "window_start" not in rows.columns):
+        raise ValueError(f"windows of {window} predictions need the rows and windows of row_windows")
     cut = float(now) - float(judged_days) * 86_400.0
     # the judged period is counted whole even when the range starts after it
-    t = _usable(rows, None if since is None else min(float(since), float(window_start(cut, window))))
-    start = _window_of(t.ts, window)
-    cut_window_end = float(window_start(cut, window)) + WINDOW_SECONDS[window]
+    t = _usable(rows, None if since is None else min(float(since), float(window_start(cut, window)) if timed else cut))
+    start = _window_of(t.ts, window) if timed else t.window_start
+    cut_window_end = float(window_start(cut, window)) + WINDOW_SECONDS[window] if timed else _end_after(windows, cut)
     t = t.mutate(window_start=start, slice_start=ibis.cases(
         (t.ts >= now, ibis.literal(float(now))), ((t.ts >= cut) & (t.ts < cut_window_end), ibis.literal(cut)),
         else_=start))
@@ -325,7 +337,92 @@ def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...
         auc = _rank_sums(backend, t, positive=float(classes[1]), cut=cut, now=now, since=since)
     sample = _least_rows(backend, t, dict(zip(slices["slice_start"], slices["n"], strict=True)), sample_rows)
     return WindowSums(slices=slices, confusion=confusion, auc=auc, sample=sample, window=window, since=since,
-                      cut=cut, sample_rows=sample_rows)
+                      cut=cut, sample_rows=sample_rows, windows=None if timed else windows)
+
+
+def _end_after(windows: pd.DataFrame, cut: float) -> float:
+    """End of the window of a number of predictions that holds ``cut``: the next one's start (inf for the last)."""
+    starts = windows["window_start"].to_numpy(dtype=float)
+    i = int(np.searchsorted(starts, cut, side="right"))
+    return float(starts[i]) if i < len(starts) else math.inf
+
+
+MAX_ROW_WINDOWS = 500
+"""Windows of a number of predictions shown at most: the newest (the samples' rows stay bounded)."""
+
+
+def row_windows(backend, predictions: ir.Table, rows: ir.Table, *, size: int, since: float | None = None,
+                judged_since: float | None = None,
+                max_windows: int = MAX_ROW_WINDOWS) -> tuple[ir.Table, pd.DataFrame]:
+    """Windows of ``size`` logged predictions from ``since`` on, and the kept rows with their window's start.
+
+    As :func:`monitoring.performance.performance_over_time` makes them of every logged row:
+    predictions in time order (then in the order written), ``size`` per window, the last one
+    partial; a window starts at the time of its first prediction and ends at the next one's
+    start (the last, at its last prediction).
+
+    Parameters
+    ----------
+    backend
+    predictions : ibis Table
+        The log (``id``, ``ts``; with ``filename`` and ``file_row_number`` the written order).
+    rows : ibis Table
+        The kept labels file.
+    size : int
+        Predictions per window.
+    since : float, optional
+        The range's start.
+    judged_since : float, optional
+        Kept rows from then on are returned (those before ``since`` without a window), so the
+        judged period is counted whole.
+    max_windows : int, default=MAX_ROW_WINDOWS
+        Only the newest windows are returned; the rows of older ones have no window (pass the
+        first window's start as the range's ``since`` to the sums).
+
+    Returns
+    -------
+    rows : ibis Table
+        The kept rows predicted from ``min(since, judged_since)`` on, with ``window_start``
+        (NULL before ``since`` or in an older window).
+    windows : DataFrame
+        ``window_start``, ``window_end``, ``n_predictions``, oldest first.
+    """
+    p = predictions.mutate(pts=predictions.ts.cast("float64"))
+    p = p.filter(p.pts.notnull() & ~p.pts.isnan())
+    if since is not None:
+        p = p.filter(p.pts >= since)
+    order = [p.pts, *(p[c] for c in ("filename", "file_row_number") if c in p.columns)]
+    p = p.mutate(window=((ibis.row_number().over(order_by=order)) // size).cast("int64"))
+    p = p.mutate(window_start=p.pts.min().over(group_by="window"))
+    counted = backend.execute(p.group_by("window").aggregate(window_start=p.window_start.min(), last=p.pts.max(),
+                                                             n_predictions=p.count())).sort_values("window")
+    starts = counted["window_start"].to_numpy(dtype=float)
+    windows = pd.DataFrame({"window_start": starts,
+                            "window_end": np.r_[starts[1:], counted["last"].to_numpy(dtype=float)[-1:]],
+                            "n_predictions": counted["n_predictions"].to_numpy(dtype=np.int64)})
+    dropped = counted["window"].to_numpy()[:-max_windows] if len(windows) > max_windows else []
+    windows = windows.iloc[-max_windows:].reset_index(drop=True)
+    if len(dropped):
+        p = p.mutate(window_start=(p.window > int(dropped[-1])).ifelse(p.window_start, ibis.null("float64")))
+    # an id logged twice at one time is one kept row: its first window
+    placed = p.group_by([p.id.cast("string").name("pid"), "pts"]).aggregate(placed_start=p.window_start.min())
+    lower = since if since is None or judged_since is None else min(since, judged_since)
+    kept = rows if lower is None else rows.filter(rows.ts >= lower)
+    joined = kept.left_join(placed, (kept.id == placed.pid) & (kept.ts == placed.pts))
+    return joined.select(*KEPT_COLUMNS, window_start=joined.placed_start), windows
+
+
+def served_windows(kept: KeptLabels, window: str, *, since: float | None = None) -> pd.DataFrame:
+    """The hour, day or week windows from ``since`` on that hold logged predictions, from the hours served.
+
+    Returns
+    -------
+    DataFrame
+        ``window_start``, ``window_end``, ``n_predictions``, oldest first.
+    """
+    starts, n_predictions = served_of_hours(kept.served_hours, window, since=since, until=None)
+    return pd.DataFrame({"window_start": starts.astype(float), "window_end": starts + WINDOW_SECONDS[window],
+                         "n_predictions": n_predictions.astype(np.int64)})
 
 
 def _no_auc() -> pd.DataFrame:
@@ -557,7 +654,9 @@ def sums_performance(sums: WindowSums, kept: KeptLabels, *, baseline: Baseline |
     task, classes, window = kept.task, kept.classes, sums.window
     binary = task == "classification" and len(classes) == 2
     metrics = sums_metrics(sums, task=task, classes=classes, has_score=kept.has_score)
-    starts, n_predictions = served_of_hours(kept.served_hours, window, since=sums.since, until=None)
+    served = sums.windows if sums.windows is not None else served_windows(kept, window, since=sums.since)
+    starts, ends = served["window_start"].to_numpy(dtype=float), served["window_end"].to_numpy(dtype=float)
+    n_predictions = served["n_predictions"].to_numpy(dtype=np.int64)
     slices = sums.slices
     slice_window = slices["window_start"].to_numpy(dtype=float)
     options = {"task": task, "classes": classes, "metrics": metrics, "confidence": confidence,
@@ -566,8 +665,8 @@ def sums_performance(sums: WindowSums, kept: KeptLabels, *, baseline: Baseline |
     for i, start in enumerate(starts):
         chosen = slice_window == start
         n = int(slices.loc[chosen, "n"].sum())
-        row = {"window_start": float(start), "window_end": float(start) + WINDOW_SECONDS[window],
-               "n_predictions": int(n_predictions[i]), "n_labelled": n}
+        row = {"window_start": float(start), "window_end": float(ends[i]), "n_predictions": int(n_predictions[i]),
+               "n_labelled": n}
         rng = np.random.default_rng([random_state, int(abs(start)) % (2**32)])
         row.update(_group_row(sums, chosen, auc=_auc_of(sums, _WINDOW, float(start)), rng=rng, **options)
                    if n else group_metrics(np.array([]), np.array([]), np.array([]), rng=rng, task=task,
@@ -651,7 +750,8 @@ def sums_verdict(sums: WindowSums, kept: KeptLabels, performance: PerformanceOve
 
 
 def window_decisions(backend, rows: ir.Table, kept: KeptLabels, *, window: str, since: float | None = None,
-                     threshold: float | None = 0.5, business: BusinessValues | None = None) -> DecisionsOverTime:
+                     threshold: float | None = 0.5, business: BusinessValues | None = None,
+                     windows: pd.DataFrame | None = None) -> DecisionsOverTime:
     """:func:`monitoring.performance.decisions_over_time` of the kept labels, counted by ``backend``.
 
     Parameters
@@ -661,13 +761,17 @@ def window_decisions(backend, rows: ir.Table, kept: KeptLabels, *, window: str, 
         The kept labels file.
     kept : KeptLabels
         Of a two-class model.
-    window : {"hour", "day", "week"}
+    window : {"hour", "day", "week"} or str of int
+        A span of time, or a number of predictions (then ``rows`` and ``windows`` come from
+        :func:`row_windows`).
     since : float, optional
         A window boundary.
     threshold : float or None, default=0.5
         Score from which a positive decision is counted (rows without a score keep their logged
         decision); None = the logged decisions.
     business : BusinessValues, optional
+    windows : DataFrame, optional
+        The windows of a number of predictions (:func:`row_windows`).
 
     Returns
     -------
@@ -676,28 +780,34 @@ def window_decisions(backend, rows: ir.Table, kept: KeptLabels, *, window: str, 
     Raises
     ------
     ValueError
-        When the model does not decide between two classes, or for a window that is not a span of time.
+        When the model does not decide between two classes, or for windows of a number of
+        predictions without ``windows``.
     """
     require_two_classes(kept.task, kept.classes)
-    if check_window(window) not in WINDOW_SECONDS:
-        raise ValueError(f"counted windows are hours, days or weeks; got {window!r}")
+    window = check_window(window)
+    timed = window in WINDOW_SECONDS
+    if not timed and (windows is None or "window_start" not in rows.columns):
+        raise ValueError(f"windows of {window} predictions need the rows and windows of row_windows")
     t = _usable(rows, since)
     positive = float(kept.classes[1])
-    t = t.mutate(window_start=_window_of(t.ts, window), truth=(t.label == positive).ifelse(1, 0),
+    t = t.mutate(window_start=_window_of(t.ts, window) if timed else t.window_start,
+                 truth=(t.label == positive).ifelse(1, 0),
                  decision=(_decided(t, kept.classes, threshold) == positive).ifelse(1, 0))
     counted = backend.execute(t.group_by("window_start").aggregate(
         n=t.count(), tp=(t.truth * t.decision).sum(), positives=t.truth.sum(), decided=t.decision.sum(),
         n_scored=_scored(t).ifelse(1, 0).sum()))
-    starts, _ = served_of_hours(kept.served_hours, window, since=since, until=None)
-    counted = counted.astype({"window_start": float}).set_index("window_start").reindex(starts, fill_value=0)
+    served = windows if not timed else served_windows(kept, window, since=since)
+    starts = served["window_start"].to_numpy(dtype=float)
+    counted = counted.dropna(subset=["window_start"]).astype({"window_start": float}).set_index("window_start")
+    counted = counted.reindex(starts, fill_value=0)
     n, tp = counted["n"].to_numpy(dtype=np.int64), counted["tp"].to_numpy(dtype=np.int64)
     fn, fp = counted["positives"].to_numpy(dtype=np.int64) - tp, counted["decided"].to_numpy(dtype=np.int64) - tp
-    windows = pd.DataFrame({"window_start": starts.astype(float), "window_end": starts + WINDOW_SECONDS[window],
-                            "n_labelled": n, "tn": n - tp - fn - fp, "fp": fp, "fn": fn, "tp": tp})
+    found = pd.DataFrame({"window_start": starts, "window_end": served["window_end"].to_numpy(dtype=float),
+                          "n_labelled": n, "tn": n - tp - fn - fp, "fp": fp, "fn": fn, "tp": tp})
     if business is not None:
-        windows["money"] = [float(business.money(*row)) for row in windows[["tn", "fp", "fn", "tp"]].to_numpy()]
+        found["money"] = [float(business.money(*row)) for row in found[["tn", "fp", "fn", "tp"]].to_numpy()]
     has_score = int(counted["n_scored"].sum()) > 0
-    return DecisionsOverTime(windows=windows, threshold=threshold if has_score else None, classes=kept.classes,
+    return DecisionsOverTime(windows=found, threshold=threshold if has_score else None, classes=kept.classes,
                              business=business)
 
 
@@ -804,6 +914,8 @@ __all__ = [
     "kept_detail",
     "largest_errors",
     "read_kept",
+    "row_windows",
+    "served_windows",
     "sums_metrics",
     "sums_performance",
     "sums_verdict",

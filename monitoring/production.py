@@ -67,12 +67,13 @@ from monitoring.performance_sums import (
     kept_detail,
     largest_errors,
     read_kept,
+    row_windows,
     window_decisions,
     window_sums,
     write_kept,
 )
 from monitoring.store import Store
-from monitoring.windows import as_unix_seconds, parse_window
+from monitoring.windows import as_unix_seconds, parse_window, row_count
 
 TRAFFIC_COLUMNS = ("ts", "prediction", "score", "model_version")
 """What the traffic counts read of each logged row."""
@@ -843,13 +844,38 @@ class ParquetMirror:
                 return kept
         return None
 
-    def kept_sums(self, kept: KeptLabels, **options) -> WindowSums:
-        """:func:`monitoring.performance_sums.window_sums` of ``kept``, counted by the log's engine (its options)."""
+    def kept_sums(self, kept: KeptLabels, *, window: str, since: float | None = None, **options) -> WindowSums:
+        """:func:`monitoring.performance_sums.window_sums` of ``kept``, counted by the log's engine (its options).
+
+        Windows of a number of predictions place the kept rows among every logged one first
+        (:func:`monitoring.performance_sums.row_windows`).
+        """
         engine = self.log.engine
+        rows, windows = self._kept_windows(kept, window, since=since, judged_since=kept.now - 86_400.0 * float(
+            options.get("judged_days", 7.0)))
+        if windows is not None and len(windows):  # the newest windows only: the range starts at the first
+            since = float(windows["window_start"].iloc[0])
+        with engine.lock:
+            return window_sums(engine.connect(), rows, task=kept.task, classes=kept.classes, window=window,
+                               since=since, windows=windows, **options)
+
+    def _kept_windows(self, kept: KeptLabels, window: str, *, since: float | None,
+                      judged_since: float | None = None) -> tuple:
+        """The kept rows as a table of the log's engine and, for windows of a number of predictions, the windows
+        (with each row's window start)."""
+        engine = self.log.engine
+        table = None
+        if row_count(window) is not None:
+            table = engine.table(self.service, in_order=engine.scheme == "duckdb", since=since).table
+            if table is None:
+                raise self._missing()
         with engine.lock:
             backend = engine.connect()
-            return window_sums(backend, kept_rows(backend, kept.path), task=kept.task, classes=kept.classes,
-                               **options)
+            rows = kept_rows(backend, kept.path)
+            if table is None:
+                return rows, None
+            return row_windows(backend, table, rows, size=int(row_count(window)), since=since,
+                               judged_since=judged_since)
 
     def kept_summary(self, kept: KeptLabels, **options) -> LabelledSummary:
         """:func:`monitoring.label_queries.summarize_kept` of ``kept``, counted by the log's engine (its options)."""
@@ -864,12 +890,16 @@ class ParquetMirror:
             backend = engine.connect()
             return largest_errors(backend, kept_rows(backend, kept.path), task=kept.task, limit=limit)
 
-    def kept_decisions(self, kept: KeptLabels, **options) -> DecisionsOverTime:
+    def kept_decisions(self, kept: KeptLabels, *, window: str, since: float | None = None,
+                       **options) -> DecisionsOverTime:
         """:func:`monitoring.performance_sums.window_decisions` of ``kept``, counted by the log's engine."""
         engine = self.log.engine
+        rows, windows = self._kept_windows(kept, window, since=since)
+        if windows is not None and len(windows):
+            since = float(windows["window_start"].iloc[0])
         with engine.lock:
-            backend = engine.connect()
-            return window_decisions(backend, kept_rows(backend, kept.path), kept, **options)
+            return window_decisions(engine.connect(), rows, kept, window=window, since=since, windows=windows,
+                                    **options)
 
     def kept_detail(self, kept: KeptLabels, **options) -> PerformanceDetail:
         """:func:`monitoring.performance_sums.kept_detail` of ``kept``, counted by the log's engine (its options)."""

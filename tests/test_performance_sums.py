@@ -227,3 +227,47 @@ def test_the_largest_errors_are_those_of_every_labelled_row(tmp_path, kind):
     expected = known.loc[error.sort_values(ascending=False, kind="stable").index[:25], "id"]
     assert found["id"].tolist() == expected.tolist()
     assert list(found.columns) == ["id", "ts", "prediction", "score", "label"]
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+@pytest.mark.parametrize("since", [None, START + 0.7 * DAY])
+def test_windows_of_a_number_of_predictions_equal_those_of_every_row(tmp_path, kind, since):
+    from monitoring.labels import join_labels
+    from monitoring.performance_sums import row_windows
+
+    kept, engine, _ = _kept(tmp_path, kind=kind)
+    backend = engine.connect()
+    logged = engine.execute(engine.table("svc", in_order=True).table.order_by(["ts", "filename", "file_row_number"]))
+    written = engine.table("svc", "labels", in_order=True).table
+    labels = engine.execute(written.order_by(["filename", "file_row_number"]))[["prediction_id", "ts", "label"]]
+    every_row = join_labels(logged.drop(columns=["filename", "file_row_number"]), labels, now=NOW)
+    rows, windows = row_windows(backend, engine.table("svc", in_order=True).table, kept_rows(backend, kept.path),
+                                size=250, since=since, judged_since=NOW - JUDGED_DAYS * DAY)
+    sums = window_sums(backend, rows, task=kept.task, classes=kept.classes, window="250", now=NOW,
+                       judged_days=JUDGED_DAYS, since=since, windows=windows)
+    baseline = _baseline(kind)
+    from_sums = sums_performance(sums, kept, baseline=baseline)
+    from_rows = performance_over_time(every_row, window=250, baseline=baseline, since=since)
+    assert len(from_rows.windows) >= 8 and from_rows.windows["partial"].iloc[-1]
+    pd.testing.assert_frame_equal(from_sums.windows, from_rows.windows, check_dtype=False, rtol=1e-9)
+    metric = from_rows.metrics[0]
+    verdict = sums_verdict(sums, kept, from_sums, metric=metric, baseline=baseline, days=JUDGED_DAYS)
+    expected = judged_verdict(every_row, from_rows, metric=metric, baseline=baseline, days=JUDGED_DAYS)
+    assert (verdict.state, verdict.message, verdict.n_labelled) == (expected.state, expected.message,
+                                                                    expected.n_labelled)
+    if kind == "binary":
+        decided = window_decisions(backend, rows, kept, window="250", since=since, threshold=0.4, windows=windows)
+        counted = decisions_over_time(every_row, window=250, threshold=0.4, since=since)
+        pd.testing.assert_frame_equal(decided.windows, counted.windows, check_dtype=False)
+    with pytest.raises(ValueError, match="row_windows"):
+        window_sums(backend, kept_rows(backend, kept.path), task=kept.task, classes=kept.classes, window="250",
+                    now=NOW, judged_days=JUDGED_DAYS)
+    # at most max_windows: the newest, as if the range started at the first of them
+    rows, newest = row_windows(backend, engine.table("svc", in_order=True).table, kept_rows(backend, kept.path),
+                               size=250, since=since, judged_since=NOW - JUDGED_DAYS * DAY, max_windows=3)
+    pd.testing.assert_frame_equal(newest, windows.iloc[-3:].reset_index(drop=True))
+    first = float(newest["window_start"].iloc[0])
+    capped = sums_performance(window_sums(backend, rows, task=kept.task, classes=kept.classes, window="250",
+                                          now=NOW, judged_days=JUDGED_DAYS, since=first, windows=newest), kept)
+    pd.testing.assert_frame_equal(capped.windows, from_rows.windows.iloc[-3:].reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-9)

@@ -1,9 +1,10 @@
 """The Performance page's caches: metrics, verdicts, decisions and detail over the labelled predictions.
 
 Each takes ``tick=tick(LABELS_TICK_SECONDS)`` (:mod:`dashboard.state.data`): labels arrive slowly.
-Labels kept beside a Parquet log are joined there once per tick and kept there
-(:func:`performance_labels` gives a :class:`~monitoring.performance_sums.KeptLabels`): the
-page's results are then counts of that file made by the log's engine, never its rows. Other
+Labels kept beside a Parquet log are joined there (by the collector's upkeep, or once per tick)
+and kept there (:func:`performance_labels` gives a :class:`~monitoring.performance_sums.KeptLabels`):
+the page's results are then counts of that file made by the log's engine, never its rows
+(windows of a number of predictions: the newest ``MAX_ROW_WINDOWS``). Other
 sources (a label file, the SQL store) are joined in memory and scored row by row.
 """
 
@@ -42,11 +43,6 @@ def performance_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabe
     return labeled_predictions(runtime, service=service, tick=tick)
 
 
-def _counted(runtime: Runtime, service: str, window: str) -> bool:
-    """Whether ``window`` is counted from the kept labels (time windows beside a Parquet log)."""
-    return row_count(window) is None and keeps_labels(runtime, service)
-
-
 @cache_data(ttl=300, max_entries=64)
 def window_sums(runtime: Runtime, *, service: str, window: str, range_days: float | None, tick: int) -> WindowSums:
     """The kept labels of ``service`` summed per ``window`` over the last ``range_days`` days (None = all)
@@ -67,7 +63,7 @@ def cached_performance(runtime: Runtime, *, service: str, window: str, range_day
                        tick: int) -> PerformanceOverTime:
     """Metrics per ``window`` over the last ``range_days`` days (None = all), against the baseline."""
     min_labels = runtime.config.service(service).performance.min_labels
-    if _counted(runtime, service, window):
+    if keeps_labels(runtime, service):
         kept = kept_labels(runtime, service=service, tick=tick)
         sums = window_sums(runtime, service=service, window=window, range_days=range_days, tick=tick)
         return sums_performance(sums, kept, baseline=_baseline(runtime, service, kept), min_labels=min_labels)
@@ -83,7 +79,7 @@ def cached_verdict(runtime: Runtime, *, service: str, window: str, range_days: f
     """``metric`` over the judged period against the baseline (``judged_verdict``), dated by the chart's windows."""
     result = cached_performance(runtime, service=service, window=window, range_days=range_days, tick=tick)
     days = runtime.config.service(service).performance.judged_days
-    if _counted(runtime, service, window):
+    if keeps_labels(runtime, service):
         sums = window_sums(runtime, service=service, window=window, range_days=range_days, tick=tick)
         return sums_verdict(sums, kept_labels(runtime, service=service, tick=tick), result, metric=metric,
                             baseline=result.baseline, days=days, confidence=result.confidence)
@@ -97,7 +93,7 @@ def cached_decisions(runtime: Runtime, *, service: str, window: str, range_days:
                      threshold: float | None, tick: int) -> DecisionsOverTime:
     """Confusion counts (and money) per ``window`` at ``threshold``; two-class models only."""
     business = BusinessValues.from_config(runtime.config.service(service).performance)
-    if _counted(runtime, service, window):
+    if keeps_labels(runtime, service):
         kept = kept_labels(runtime, service=service, tick=tick)
         return runtime.mirror(service).kept_decisions(kept, window=window, threshold=threshold, business=business,
                                                       since=range_start(kept.now, range_days, window=window))
