@@ -102,7 +102,9 @@ def upkeep(config: Path) -> int:
     return counted
 
 
-PAGES = ("views/drift.py", "views/overview.py", "views/performance.py")
+PAGES = {"views/drift.py": "Drift", "views/overview.py": "Overview", "views/performance.py": "Performance",
+         "views/segments.py": "Segments"}
+"""The pages measured, and their names in the table."""
 
 
 def _child(config: str, page: str) -> None:
@@ -142,15 +144,16 @@ def main() -> None:
         title = (f"Parquet + DuckDB, {n:,} predictions" if engine == "parquet"
                  else f"SQL store's tables (every row in memory), {n:,} predictions")
         if "error" in result:
-            rows.append((title, "failed", "", "", "", "", "", result["error"][:120]))
+            rows.append((title, "failed", *[""] * (2 * len(PAGES) - 1), result["error"][:120]))
             continue
         views = [result[page] for page in PAGES]
         rows.append((title, *(f"{view[kind]:.2f} s" for view in views for kind in ("cold", "warm")),
                      f"{result['peak_mb']:,.0f} MB"))
-    header = ("prediction log", "Drift first view", "Drift warm", "Overview first view", "Overview warm",
-              "Performance first view", "Performance warm", "peak memory")
+    header = ("prediction log", *(f"{name} {kind}" for name in PAGES.values() for kind in ("first view", "warm")),
+              "peak memory")
     print_table(rows, header)
-    write_section("log-pages", "Drift, Overview and Performance with a large log: Parquet + DuckDB beside the SQL store", "\n".join([
+    title = "The data pages with a large log: Parquet + DuckDB beside the SQL store"
+    write_section("log-pages", title, "\n".join([
         "The demo's history generated straight into each engine, labels for every other prediction (3 days "
         f"later): beside the Parquet log and joined there by DuckDB (bounded to {DUCKDB_MEMORY_LIMIT}), or in the "
         "SQL store's table. "
@@ -159,8 +162,8 @@ def main() -> None:
         "every minute: each file's drift counts kept beside it, and the labels joined there and kept, with the "
         "Overview's summary of them, every two minutes), then, once the background import of the "
         "explanation libraries that the first view starts is done, the median of three warm views; peak "
-        "memory: the largest of the processes'. The Performance page has no target of its own; it reads the "
-        "same kept labels. Targets (issue 12, "
+        "memory: the largest of the processes'. The Performance and Segments pages have no targets of their "
+        "own; they read the same kept labels. Targets (issue 12, "
         "10,000,000 predictions, 5,000,000 labels): first view ≤ 2 s, warm ≤ 0.3 s, ≤ 1 GB.", "",
         markdown_table(rows, header)]), args=args)
 
