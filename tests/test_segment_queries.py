@@ -337,3 +337,35 @@ def test_the_kept_label_join_gives_the_same_segments_as_the_join_made_for_them(l
     order = ["id"]
     pd.testing.assert_frame_equal(small[1].sample.sort_values(order).reset_index(drop=True),
                                   small[0].sample.sort_values(order).reset_index(drop=True), check_dtype=False)
+
+
+def test_spark_counts_the_segments_duckdb_counts(tmp_path):
+    import shutil
+
+    from monitoring.parquet_log import ParquetPredictionLog
+
+    if shutil.which("java") is None:  # a missing Java must not pass as a skipped test
+        pytest.fail("Spark local mode needs Java: run tests/install.sh (Debian's openjdk-17-jre-headless)")
+    store, mirror, labels, _, reference = _build(tmp_path, "binary", n=1_500)
+    spark_store = Store(f"sqlite:///{tmp_path / 'store.db'}", log=f"spark:local[2]?path={tmp_path / 'log'}")
+    try:
+        log = spark_store.predictions
+        assert isinstance(log, ParquetPredictionLog) and log.engine.scheme == "spark"
+        log.engine.connect()
+        log.engine.session.conf.set("spark.sql.shuffle.partitions", "2")  # a small log: seconds, not a minute
+        for features in (["channel"], ["balance", "channel"]):
+            duck, _ = _table(mirror, labels, features, reference)
+            theirs, _ = _table(ParquetMirror(log, "svc"), LogLabels(log, "svc"), features, reference)
+            assert theirs.n_rows == duck.n_rows > 0
+            order = list(duck.cells.columns)
+            pd.testing.assert_frame_equal(theirs.cells.sort_values(order).reset_index(drop=True),
+                                          duck.cells.sort_values(order).reset_index(drop=True), check_dtype=False,
+                                          rtol=1e-9)
+            keys = [c for c in duck.sample.columns if c.startswith("k") and c[1:].isdigit()]
+            assert theirs.sample.groupby(keys).size().sort_index().tolist() == \
+                duck.sample.groupby(keys).size().sort_index().tolist()  # its own hash, the same sizes
+    finally:
+        if log.engine.session is not None:
+            log.engine.session.stop()
+        spark_store.dispose()
+        store.dispose()
