@@ -532,3 +532,12 @@ def test_a_chart_of_one_window_spans_that_window_not_milliseconds_around_its_poi
         for trace in figure.data:
             if trace.type == "bar":  # as wide as most of its day, not a hairline
                 assert list(trace.width) == [0.9 * 86_400_000]
+    # a band cannot be drawn around one point: its interval is an error bar
+    window = result.windows.iloc[0]
+    line = next(trace for trace in plots.metric_figure(result, "accuracy").data if trace.name == "Accuracy")
+    assert line.error_y.visible
+    assert line.error_y.array[0] == pytest.approx(window["accuracy_high"] - window["accuracy"])
+    assert line.error_y.arrayminus[0] == pytest.approx(window["accuracy"] - window["accuracy_low"])
+    many = performance_over_time(join_labels(*binary_log(n=600, days=5), now=NOW), window="day", n_bootstrap=10)
+    assert not next(trace for trace in plots.metric_figure(many, "accuracy").data
+                    if trace.name == "Accuracy").error_y.visible  # neighbours: the band alone

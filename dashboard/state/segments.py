@@ -33,6 +33,16 @@ def _edges(runtime: Runtime, *, service: str, features: tuple, n_bins: int) -> d
     return segment_edges(reference, features, n_bins=n_bins) if reference is not None else None
 
 
+@cache_resource(ttl=LABELS_TICK_SECONDS, max_entries=16)
+def period_end(runtime: Runtime, *, service: str, tick: int) -> float:
+    """The end of the page's periods during ``tick``: the time of the labels kept beside a Parquet log (the Overview's
+    and the Performance page's), else the runtime's clock at the tick's first ask. One time for every table of the
+    page, so the segments and the fairness groups count the same predictions."""
+    if keeps_labels(runtime, service):
+        return float(kept_labels(runtime, service=service, tick=tick).now)
+    return float(runtime.now())
+
+
 def _counts(runtime: Runtime, *, service: str, features: tuple, n_bins: int, days: float, edges: dict | None,
             tick: int, sample_rows: int | None = None, plan=None):
     """``monitoring.segment_queries.segment_counts`` of the last ``days`` days, with the service's labels: beside
@@ -41,7 +51,7 @@ def _counts(runtime: Runtime, *, service: str, features: tuple, n_bins: int, day
 
     kept = kept_labels(runtime, service=service, tick=tick) if keeps_labels(runtime, service) else None
     return segment_counts(runtime.mirror(service), label_mirror(runtime, service=service), features,
-                          now=runtime.now(), days=days, n_bins=n_bins, edges=edges,
+                          now=period_end(runtime, service=service, tick=tick), days=days, n_bins=n_bins, edges=edges,
                           task=runtime.schema(service).task or "auto",
                           sample_rows=SAMPLE_ROWS if sample_rows is None else sample_rows,
                           drift_edges=None if plan is None else plan.edges,
@@ -89,9 +99,9 @@ def segments_importance(runtime: Runtime, *, service: str, version: str | None, 
     from explain.segment_tables import SEGMENT_EXPLAIN_ROWS, explained_segments
     from monitoring.segment_queries import segment_sample
 
-    del tick
     model = explain_setup(runtime, service=service).selected.model
-    sample = segment_sample(runtime.mirror(service), features, now=runtime.now(), days=days,
+    sample = segment_sample(runtime.mirror(service), features, now=period_end(runtime, service=service, tick=tick),
+                            days=days,
                             columns=model.features, at_most=SEGMENT_EXPLAIN_ROWS, n_bins=n_bins,
                             edges=_edges(runtime, service=service, features=features, n_bins=n_bins))
     return explained_segments(

@@ -102,9 +102,16 @@ def metric_figure(result: PerformanceOverTime, metric: str, *, height: int = 340
                  windows["coverage"].fillna(0), partial, strict=True)]
     enough = windows["enough_labels"].to_numpy(dtype=bool)
     symbols = np.where(partial, "diamond-open", np.where(enough, "circle", "circle-open"))
+    value, low, high = (windows[c].to_numpy(dtype=float) for c in (metric, f"{metric}_low", f"{metric}_high"))
+    # a band needs two neighbouring windows: a window without a valued neighbour shows its interval as a bar
+    valued = np.isfinite(value)
+    alone = valued & ~np.r_[False, valued[:-1]] & ~np.r_[valued[1:], False]
     figure.add_trace(go.Scatter(
         x=x, y=windows[metric], mode="lines+markers", name=name, line={"color": METRIC_COLOR},
         marker={"symbol": symbols.tolist(), "size": np.where(partial, 9, 7).tolist(), "color": METRIC_COLOR},
+        error_y={"type": "data", "array": np.where(alone, high - value, np.nan).tolist(),
+                 "arrayminus": np.where(alone, value - low, np.nan).tolist(), "color": METRIC_COLOR,
+                 "thickness": 1.5, "width": 6, "visible": bool(alone.any())},
         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>"))
     baseline = result.baseline.get(metric)
     if math.isfinite(baseline):
