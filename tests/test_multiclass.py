@@ -16,7 +16,7 @@ import pytest
 
 from explain.segments import fairness_metrics, segment_metrics
 from monitoring.overview import prediction_mix
-from tests.fixtures_multiclass import CLASSIFIER, DAY, FEATURES, NOW, chart, dataframe, whatif_page
+from tests.fixtures_multiclass import CLASSIFIER, DAY, FEATURES, NOW, NUMBERS, chart, dataframe, whatif_page
 from tests.helpers import page_text
 
 # -- known answers of the pure functions ------------------------------------------------------
@@ -181,6 +181,15 @@ def test_segments_show_class_shares_and_fairness_for_the_chosen_class(pages, log
     assert "Decisions of class 0 by region" in text and "needs a model that decides between two" not in text
     ratio = next(m for m in at.metric if m.label == "Demographic parity ratio")
     assert float(ratio.value) == pytest.approx(expected.min() / expected.max(), abs=1e-3)
+
+    # a number: the fairness groups are the segments table's bins (the reference's quantiles), not others
+    number = NUMBERS[0]
+    at.multiselect(key=f"segments_features_{CLASSIFIER}").set_value([number]).run()
+    at.selectbox(key=f"segments_sensitive_{CLASSIFIER}").set_value(number).run()
+    assert not at.exception, at.exception
+    segments = dataframe(at, "segment")[0]["segment"]
+    groups = dataframe(at, "group")[0]["group"]
+    assert len(groups) >= 2 and sorted(groups) == sorted(s.removeprefix(f"{number} ") for s in segments)
 
 
 def test_whatif_compares_the_same_class_in_the_metrics_the_table_and_the_chart(pages, models):

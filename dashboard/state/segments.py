@@ -81,13 +81,16 @@ def segments_table(runtime: Runtime, *, service: str, features: tuple, n_bins: i
 @cache_data(ttl=300, max_entries=64)
 def segments_fairness(runtime: Runtime, *, service: str, sensitive: str, n_bins: int, days: float, min_rows: int,
                       positive: float | None, tick: int):
-    """Fairness across the groups of ``sensitive`` (``explain.segments.segments_fairness``; numbers in quantile
-    bins of the period's own values): ``positive`` is the class counted as the positive decision (None, or not
-    one of the classes: the last class). None for a regression model."""
+    """Fairness across the groups of ``sensitive`` (``explain.segments.segments_fairness``; numbers in the
+    segments table's quantile bins of the reference, or of the period's own values without one): ``positive``
+    is the class counted as the positive decision (None, or not one of the classes: the last class). None for
+    a regression model."""
     from explain.segments import segments_fairness as fairness
 
-    counts = _counts(runtime, service=service, features=(sensitive,), n_bins=n_bins, days=days, edges=None,
-                     tick=tick, sample_rows=0)
+    # a number in the segments table's bins (the reference's quantiles), so both tables name the same groups
+    counts = _counts(runtime, service=service, features=(sensitive,), n_bins=n_bins, days=days,
+                     edges=_edges(runtime, service=service, features=(sensitive,), n_bins=n_bins), tick=tick,
+                     sample_rows=0)
     return fairness(counts, min_rows=min_rows, positive=None if positive is None else float(positive))
 
 
