@@ -38,7 +38,7 @@ from monitoring.labels import (
     task_of_values,
 )
 from monitoring.log_queries import prediction_values, window_rows
-from monitoring.performance_sums import KEPT_COLUMNS, KEY_MODULUS, KeptLabels
+from monitoring.performance_sums import KEPT_COLUMNS, KEY_MODULUS, KeptLabels, least_key_rows
 
 _EXAMPLES = 3
 _NO_ARRIVAL = -1e308
@@ -482,30 +482,9 @@ def _slice_sums(backend, used: ir.Table, *, task: str, classes: tuple[float, ...
     # (x % m + m) % m: in [0, m) for an unsigned hash (DuckDB) and a signed one (Spark) alike
     keyed = t if "key" in t.columns else t.mutate(  # a kept labels file holds its key already
         key=(_engine_hash(t.id) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
-    # Ranking every row of a slice by its key is a sort of millions; the rows of least key are found
-    # among those below a bound that keeps about 1.5 times the sample (every row of a small slice),
-    # and a slice that came short of its sample is ranked whole.
-    sizes = dict(zip(slices["slice_start"].astype(float), slices["n"].astype(int), strict=True))
-    wanted = {start: min(n, sample_rows) for start, n in sizes.items()}
-    bounds = {start: int(_KEY_MODULUS * min(1.0, (1.5 * sample_rows + 64) / n)) for start, n in sizes.items()}
-    sample = _least_keys(backend, keyed, bounds, sample_rows)
-    short = [start for start, n in sample.groupby("slice_start").size().reindex(list(wanted), fill_value=0).items()
-             if n < wanted[start]]
-    if short:
-        sample = pd.concat([sample[~sample["slice_start"].isin(short)],
-                            _least_keys(backend, keyed, dict.fromkeys(short, _KEY_MODULUS), sample_rows)])
-    sample = sample.astype({"slice_start": float, "ts": float, "label": float, "prediction": float, "score": float})
-    return slices, sample.sort_values(["slice_start", "key", "ts"], kind="stable").reset_index(drop=True)
-
-
-def _least_keys(backend, keyed: ir.Table, bounds: dict[float, int], sample_rows: int) -> pd.DataFrame:
-    """Per slice of ``bounds`` the ``sample_rows`` rows of least key among those with a key below its bound."""
-    if not bounds:
-        return _no_sample()
-    bound = ibis.cases(*((keyed.slice_start == start, limit) for start, limit in bounds.items()), else_=0)
-    below = keyed.filter(keyed.key < bound)
-    below = below.mutate(rank=ibis.row_number().over(group_by="slice_start", order_by=["key", "ts"]))
-    return backend.execute(below.filter(below["rank"] < sample_rows).select(*SAMPLE_COLUMNS))
+    sample = least_key_rows(backend, keyed, dict(zip(slices["slice_start"].astype(float),
+                                                     slices["n"].astype(int), strict=True)), sample_rows)
+    return slices, sample
 
 
 def _in_time_order(frame: pd.DataFrame) -> pd.DataFrame:

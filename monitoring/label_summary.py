@@ -37,10 +37,9 @@ from monitoring.performance import (
     BusinessValues,
     DecisionsOverTime,
     PerformanceOverTime,
-    _partial,
-    _ratio,
     require_two_classes,
     served_of_hours,
+    windows_frame,
 )
 from monitoring.statistics import group_metrics, wilson_interval
 from monitoring.verdict import BaselineVerdict, PeriodMeasure, _open_since, judge_period
@@ -207,14 +206,8 @@ def summary_performance(summary: LabelledSummary, *, baseline: Baseline | None =
                "n_labelled": n, metric: value, f"{metric}_low": low, f"{metric}_high": high}
         row.update(_extras(sums, task=task, binary=binary))
         rows.append(row)
-    columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels", "partial",
-               metric, f"{metric}_low", f"{metric}_high"]
-    columns += ["mean_residual"] if task == "regression" else ["label_rate", "mean_score"] if binary else []
-    windows = pd.DataFrame(rows, columns=columns)
-    windows["coverage"] = _ratio(windows["n_labelled"], windows["n_predictions"])
-    windows["enough_labels"] = windows["n_labelled"] >= min_labels
-    windows["partial"] = _partial(windows, "day", now=summary.now)
-    windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool, "partial": bool})
+    windows, columns = windows_frame(rows, metrics=(metric,), task=task, binary=binary, min_labels=min_labels,
+                                     window="day", now=summary.now)
 
     in_range = index < len(starts)
     total = slices.loc[in_range].sum(numeric_only=True)

@@ -434,15 +434,8 @@ def performance_over_time(labeled: LabeledPredictions, *, window: str | int = "d
         rng = np.random.default_rng([random_state, int(abs(start)) % (2**32)])
         row.update(group_metrics(y[part], predicted[part], score[part], rng=rng, **options))
         rows.append(row)
-    columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels", "partial"]
-    for metric in metrics:
-        columns += [metric, f"{metric}_low", f"{metric}_high"]
-    columns += ["mean_residual"] if task == "regression" else ["label_rate", "mean_score"] if binary else []
-    windows = pd.DataFrame(rows, columns=columns)
-    windows["coverage"] = _ratio(windows["n_labelled"], windows["n_predictions"])
-    windows["enough_labels"] = windows["n_labelled"] >= min_labels
-    windows["partial"] = _partial(windows, window, now=labeled.now)
-    windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool, "partial": bool})
+    windows, columns = windows_frame(rows, metrics=metrics, task=task, binary=binary, min_labels=min_labels,
+                                     window=window, now=labeled.now)
 
     served = int(n_predictions.sum())
     overall = {"window_start": float(ts.min()) if len(ts) else math.nan,
@@ -515,6 +508,25 @@ def decisions_over_time(labeled: LabeledPredictions, *, window: str | int = "day
     has_score = bool(np.isfinite(data["score"]).any())
     return DecisionsOverTime(windows=pd.DataFrame(rows, columns=columns),
                              threshold=threshold if has_score else None, classes=classes, business=business)
+
+
+def windows_frame(rows: list[dict], *, metrics: tuple[str, ...], task: str, binary: bool, min_labels: int,
+                  window: str, now: float) -> tuple[pd.DataFrame, list[str]]:
+    """:attr:`PerformanceOverTime.windows` from one dict per window (start, end, counts, metrics), and its columns.
+
+    Coverage, ``enough_labels`` and ``partial`` are added here, the same way for every path
+    that scores windows (rows, or sums where the log lives).
+    """
+    columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels", "partial"]
+    for metric in metrics:
+        columns += [metric, f"{metric}_low", f"{metric}_high"]
+    columns += ["mean_residual"] if task == "regression" else ["label_rate", "mean_score"] if binary else []
+    windows = pd.DataFrame(rows, columns=columns)
+    windows["coverage"] = _ratio(windows["n_labelled"], windows["n_predictions"])
+    windows["enough_labels"] = windows["n_labelled"] >= min_labels
+    windows["partial"] = _partial(windows, window, now=now)
+    windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool, "partial": bool})
+    return windows, columns
 
 
 def _partial(windows: pd.DataFrame, window: str, *, now: float) -> np.ndarray:

@@ -48,11 +48,10 @@ from monitoring.performance import (
     DecisionsOverTime,
     PerformanceDetail,
     PerformanceOverTime,
-    _partial,
-    _ratio,
     check_window,
     require_two_classes,
     served_of_hours,
+    windows_frame,
 )
 from monitoring.statistics import (
     SCORE_METRICS,
@@ -335,7 +334,7 @@ def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...
     auc = _no_auc()
     if binary and int(slices["n_scored"].sum()):
         auc = _rank_sums(backend, t, positive=float(classes[1]), cut=cut, now=now, since=since)
-    sample = _least_rows(backend, t, dict(zip(slices["slice_start"], slices["n"], strict=True)), sample_rows)
+    sample = least_key_rows(backend, t, dict(zip(slices["slice_start"], slices["n"], strict=True)), sample_rows)
     return WindowSums(slices=slices, confusion=confusion, auc=auc, sample=sample, window=window, since=since,
                       cut=cut, sample_rows=sample_rows, windows=None if timed else windows)
 
@@ -479,9 +478,28 @@ def _rank_sums(backend, t: ir.Table, *, positive: float, cut: float, now: float,
                                                        "negatives": np.int64, "twice_u": float})
 
 
-def _least_rows(backend, t: ir.Table, sizes: dict[float, int], sample_rows: int) -> pd.DataFrame:
-    """Per slice the ``sample_rows`` rows of least key: found among the rows below a bound that keeps about
-    1.5 times the sample (every row of a small slice), and a slice that came short is ranked whole."""
+def least_key_rows(backend, t: ir.Table, sizes: dict[float, int], sample_rows: int) -> pd.DataFrame:
+    """Per slice the ``sample_rows`` rows of least key, by ``backend``.
+
+    Ranking every row of a slice by its key is a sort of millions: the rows of least key are
+    found among those below a bound that keeps about 1.5 times the sample (every row of a small
+    slice), and a slice that came short of its sample is ranked whole.
+
+    Parameters
+    ----------
+    backend
+    t : ibis Table
+        Rows with ``slice_start``, ``key`` (in ``[0, KEY_MODULUS)``), ``id``, ``ts``, ``label``,
+        ``prediction`` and ``score``.
+    sizes : dict of float to int
+        Rows per slice start.
+    sample_rows : int
+
+    Returns
+    -------
+    DataFrame
+        ``slice_start, key, id, ts, label, prediction, score``, by slice, key and time.
+    """
     if not sizes:
         return _no_sample()
     wanted = {start: min(int(n), sample_rows) for start, n in sizes.items()}
@@ -672,15 +690,8 @@ def sums_performance(sums: WindowSums, kept: KeptLabels, *, baseline: Baseline |
                    if n else group_metrics(np.array([]), np.array([]), np.array([]), rng=rng, task=task,
                                            classes=classes, metrics=metrics, confidence=confidence))
         rows.append(row)
-    columns = ["window_start", "window_end", "n_predictions", "n_labelled", "coverage", "enough_labels", "partial"]
-    for metric in metrics:
-        columns += [metric, f"{metric}_low", f"{metric}_high"]
-    columns += ["mean_residual"] if task == "regression" else ["label_rate", "mean_score"] if binary else []
-    windows = pd.DataFrame(rows, columns=columns)
-    windows["coverage"] = _ratio(windows["n_labelled"], windows["n_predictions"])
-    windows["enough_labels"] = windows["n_labelled"] >= min_labels
-    windows["partial"] = _partial(windows, window, now=kept.now)
-    windows = windows.astype({"n_predictions": int, "n_labelled": int, "enough_labels": bool, "partial": bool})
+    windows, columns = windows_frame(rows, metrics=metrics, task=task, binary=binary, min_labels=min_labels,
+                                     window=window, now=kept.now)
 
     in_range = np.isin(slice_window, starts)
     n_total, served = int(slices.loc[in_range, "n"].sum()), int(n_predictions.sum())
@@ -913,6 +924,7 @@ __all__ = [
     "WindowSums",
     "kept_detail",
     "largest_errors",
+    "least_key_rows",
     "read_kept",
     "row_windows",
     "served_windows",
