@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
@@ -38,20 +37,14 @@ from monitoring.labels import (
     task_of_values,
 )
 from monitoring.log_queries import prediction_values, window_rows
-from monitoring.performance_sums import KEPT_COLUMNS, KEY_MODULUS, KeptLabels, least_key_rows
+from monitoring.performance_sums import KEPT_COLUMNS, KeptLabels, engine_hash, id_key, least_key_rows
 
 _EXAMPLES = 3
 _NO_ARRIVAL = -1e308
 """Sort key of a label without an arrival time: before every timed one, as in memory."""
 _WHITESPACE = list(string.whitespace)
 """What Ibis's ``strip`` takes off both ends of a text."""
-_KEY_MODULUS = KEY_MODULUS
 
-
-@ibis.udf.scalar.builtin(name="hash", signature=((dt.string,), dt.int64))
-def _engine_hash(value):
-    """The engine's own hash of a text (DuckDB's and Spark's ``hash``); Ibis's ``hash()`` casts it through
-    bits, at a second per 5,000,000 ids."""
 
 _EMPTY = pd.DataFrame({"id": pd.Series(dtype=object), "ts": pd.Series(dtype=float),
                        "prediction": pd.Series(dtype=float), "score": pd.Series(dtype=float),
@@ -132,7 +125,7 @@ def join_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
             {"ts": float, "prediction": float, "score": float, "label": float, "label_ts": float})
         return (_in_time_order(frame) if len(frame) else _EMPTY.copy()), len(frame)
 
-    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=fetch)
+    joined = join_in_engine(backend, predictions, labels, now=now, task=task, finish=fetch)
     return LabeledPredictions(frame=joined.result, quality=joined.quality, task=joined.task,
                               classes=joined.classes, now=now, source=source, served_hours=joined.served)
 
@@ -173,7 +166,7 @@ def summarize_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table 
                                      threshold=threshold, sample_rows=sample_rows)
         return (slices, sample), int(slices["n"].sum())
 
-    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=summed, served=served_hours)
+    joined = join_in_engine(backend, predictions, labels, now=now, task=task, finish=summed, served=served_hours)
     slices, sample = joined.result
     return LabelledSummary(slices=slices, sample=sample, quality=joined.quality, task=joined.task,
                            classes=joined.classes, now=float(now), cut=cut, threshold=threshold,
@@ -207,7 +200,7 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
     def write(used: ir.Table | None, task: str, classes: tuple[float, ...]) -> tuple[tuple, int]:
         if used is None:
             return (None, 0, False, math.nan), 0
-        key = ((_engine_hash(used.id) % KEY_MODULUS + KEY_MODULUS) % KEY_MODULUS).cast("int32")
+        key = id_key(used.id).cast("int32")
         # in time order: a third of the size (times, ids and labels compress), and a range reads only its row groups
         keyed = used.mutate(key=key).select(*KEPT_COLUMNS).order_by("ts")
         query = backend.compile(keyed)
@@ -223,7 +216,7 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
         median = float(stats["delay"]) if n and pd.notna(stats["delay"]) else math.nan
         return (path, n, bool(int(stats["scored"] or 0)), median), n
 
-    joined = _in_engine(backend, predictions, labels, now=now, task=task, finish=write, served=served_hours)
+    joined = join_in_engine(backend, predictions, labels, now=now, task=task, finish=write, served=served_hours)
     kept_path, n, has_score, median = joined.result
     return KeptLabels(path=kept_path, quality=joined.quality, task=joined.task, classes=joined.classes,
                       now=float(now), served_hours=joined.served, n_labelled=n, has_score=has_score,
@@ -304,7 +297,7 @@ def summarize_labeled(labeled: LabeledPredictions, *, judged_days: float = 7.0, 
 
 
 @dataclass(frozen=True)
-class _Joined:
+class JoinedLabels:
     """What the join found: ``result`` of the caller's finishing step, the labels' quality, task and hours."""
 
     result: Any
@@ -314,12 +307,26 @@ class _Joined:
     served: pd.DataFrame
 
 
-def _in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float, task: str,
-               finish: Callable[[ir.Table | None, str, tuple[float, ...]], tuple[Any, int]],
-               served: pd.DataFrame | None = None) -> _Joined:
-    """The join of :func:`join_labels_in_engine`; ``finish(used, task, classes)`` turns the used rows' expression
-    (None without labels) into the result and says how many rows were used; ``served``, the predictions per
-    hour when known."""
+def join_in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: float, task: str,
+                   finish: Callable[[ir.Table | None, str, tuple[float, ...]], tuple[Any, int]],
+                   served: pd.DataFrame | None = None) -> JoinedLabels:
+    """The label join every engine query builds on (:func:`join_labels_in_engine`'s rules), finished by the caller.
+
+    Parameters
+    ----------
+    backend, predictions, labels, now, task
+        As for :func:`join_labels_in_engine`.
+    finish : callable
+        ``finish(used, task, classes)`` turns the used rows' expression (``id, ts, prediction,
+        score, label, label_ts``; None without labels), valid while it runs, into the result and
+        says how many rows were used.
+    served : DataFrame, optional
+        Every logged prediction per UTC hour when the caller has counted them; counted here otherwise.
+
+    Returns
+    -------
+    JoinedLabels
+    """
     if task not in ("auto", *TASKS):
         raise ValueError(f"task must be 'auto', 'classification' or 'regression'; got {task!r}")
     found = prediction_values(backend, predictions, max_values=MAX_CLASSES)
@@ -332,7 +339,7 @@ def _in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: 
         served = pd.DataFrame({"hour_start": hours.start, "n": hours.n_rows})
     if labels is None:
         result, _ = finish(None, resolved, classes)
-        return _Joined(result, LabelQuality(), resolved, classes, served)
+        return JoinedLabels(result, LabelQuality(), resolved, classes, served)
 
     rows = _label_rows(labels, now=now)
     written = ["filename", "file_row_number"] if "filename" in rows.columns else []
@@ -352,13 +359,13 @@ def _in_engine(backend, predictions: ir.Table, labels: ir.Table | None, *, now: 
     with _kept(backend, pairs) as pairs:
         result, quality = _joined(backend, rows, pairs, written=written, candidates=candidates, logged=logged,
                                   order_keys=list(order_keys), task=resolved, classes=classes, finish=finish)
-    return _Joined(result, quality, resolved, classes, served)
+    return JoinedLabels(result, quality, resolved, classes, served)
 
 
 def _joined(backend, rows: ir.Table, pairs: ir.Table, *, written: list[str], candidates: ir.Table,
             logged: ir.Table, order_keys: list[str], task: str, classes: tuple[float, ...],
             finish: Callable) -> tuple[Any, LabelQuality]:
-    """The counts, examples and (through ``finish``) labelled rows of :func:`_in_engine`, from the kept pairs."""
+    """The counts, examples and (through ``finish``) labelled rows of :func:`join_in_engine`, from the kept pairs."""
     classification = task == "classification"
 
     def known(table: ir.Table) -> ir.BooleanValue:  # a class the model predicts (any value for a regression)
@@ -378,7 +385,7 @@ def _joined(backend, rows: ir.Table, pairs: ir.Table, *, written: list[str], can
     # distinct 64-bit hashes tells sooner than grouping millions of texts; the texts are grouped only
     # when two pairs share a hash (a repeated id, or, once in billions, two ids with one hash).
     hashed = backend.execute(pairs.aggregate(
-        pairs=pairs.count(), hashes=_engine_hash(pairs.prediction_id).nunique(),
+        pairs=pairs.count(), hashes=engine_hash(pairs.prediction_id).nunique(),
         **({"unknown": (~known(pairs)).ifelse(1, 0).sum()} if classification else {}))).iloc[0]
     if int(hashed["pairs"] or 0) == int(hashed["hashes"] or 0):
         kept = {"ids": hashed["pairs"], "repeated": 0, "unknown": hashed.get("unknown", 0)}
@@ -481,7 +488,7 @@ def _slice_sums(backend, used: ir.Table, *, task: str, classes: tuple[float, ...
     slices = slices.sort_values("slice_start").reset_index(drop=True)
     # (x % m + m) % m: in [0, m) for an unsigned hash (DuckDB) and a signed one (Spark) alike
     keyed = t if "key" in t.columns else t.mutate(  # a kept labels file holds its key already
-        key=(_engine_hash(t.id) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
+        key=id_key(t.id))
     sample = least_key_rows(backend, keyed, dict(zip(slices["slice_start"].astype(float),
                                                      slices["n"].astype(int), strict=True)), sample_rows)
     return slices, sample

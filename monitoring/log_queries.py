@@ -218,7 +218,7 @@ def tally_windows(backend, table: ir.Table, profile: ReferenceProfile, *, window
     for name in wanted:
         column = profile.columns[name]
         counted[name] = (_category_counts(backend, rows, name, keys) if column.kind == "categorical"
-                         else _step_counts(backend, rows, name, column.fine_edges, keys))
+                         else step_counts(backend, rows, name, column.fine_edges, keys))
     if by is None:
         return _tallies(spec, windows, counted, profile)
     groups = windows[by].dropna().unique()
@@ -243,7 +243,9 @@ def _finite(x: ir.FloatingValue) -> ir.BooleanValue:
     return x.notnull() & ~x.isnan() & ~x.isinf()
 
 
-def _step_counts(backend, rows: ir.Table, name: str, edges: np.ndarray, keys: list[str]) -> pd.DataFrame:
+def step_counts(backend, rows: ir.Table, name: str, edges: np.ndarray, keys: list[str]) -> pd.DataFrame:
+    """Rows and sums of column ``name`` per key and step position among the sorted finite ``edges``, counted by
+    ``backend`` (the exact binning of the drift counts; the Segments page's in-segment drift uses it too)."""
     x = rows[name].cast("float64")
     finite = _finite(x)
     if len(edges) == 0:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
@@ -75,6 +76,18 @@ PART_COLUMNS = ("window_start", "slice_start", "n", "correct", "positives", "n_s
                 "error_sum", "label_mean", "label_m2", "ts_min", "ts_max")
 """Columns of :attr:`WindowSums.slices`."""
 _EPS = float(np.finfo(float).eps)
+
+
+@ibis.udf.scalar.builtin(name="hash", signature=((dt.string,), dt.int64))
+def engine_hash(value):
+    """The engine's own hash of a text (DuckDB's and Spark's ``hash``); Ibis's ``hash()`` casts it through
+    bits, at a second per 5,000,000 ids."""
+
+
+def id_key(id_text: ir.StringValue) -> ir.IntegerValue:
+    """A prediction id's sample key: the engine's hash of it in ``[0, KEY_MODULUS)`` (``(x % m + m) % m``: the same
+    range for DuckDB's unsigned hash and Spark's signed one). The rows of least key are a uniform sample."""
+    return (engine_hash(id_text) % KEY_MODULUS + KEY_MODULUS) % KEY_MODULUS
 """What scikit-learn's ``log_loss`` clips scores to."""
 
 
@@ -922,6 +935,8 @@ __all__ = [
     "SAMPLE_ROWS",
     "KeptLabels",
     "WindowSums",
+    "engine_hash",
+    "id_key",
     "kept_detail",
     "largest_errors",
     "least_key_rows",

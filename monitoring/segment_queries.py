@@ -1,7 +1,7 @@
 """The Segments page's counts where the log lives: per segment aggregates, bounded samples, per-segment drift counts.
 
 One Ibis aggregation (:func:`count_segments`) serves every source: DuckDB (or Spark) over the
-Parquet log, with the labels joined there (``monitoring.label_queries._in_engine``), and DuckDB
+Parquet log, with the labels joined there (``monitoring.label_queries.join_in_engine``), and DuckDB
 over an in-memory table of the rows of a prediction-log file or of the SQL store's mirror
 (:func:`frame_segment_counts`). :func:`segment_counts` picks the path for a production source
 and its labels; :func:`segment_sample` brings back a bounded sample of each segment's rows (for
@@ -23,23 +23,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+
+from monitoring.log_queries import step_counts
+from monitoring.performance_sums import KEY_MODULUS, id_key
 
 SAMPLE_ROWS = 2000
 """Labelled rows of least id hash kept per segment: the bootstrap of a segment's metric runs on them."""
 MAX_BOUNDED_CELLS = 256
 """With more cells than this, each cell's sample is ranked among all its rows instead of below a bound."""
-_KEY_MODULUS = 1_073_741_789
-"""The sample's key is the id's hash modulo this prime (as ``monitoring.label_queries``)."""
 DAY = 86400.0
-
-
-@ibis.udf.scalar.builtin(name="hash", signature=((dt.string,), dt.int64))
-def _engine_hash(value):
-    """The engine's own hash of a text (DuckDB's and Spark's ``hash``)."""
 
 
 @dataclass(frozen=True)
@@ -271,7 +266,7 @@ def count_segments(backend, period: ir.Table, labelled: ir.Table, specs: Sequenc
             sample = _sample(backend, rows.filter(known), keys, sizes, sample_rows)
     drift = {}
     for name, fine in (drift_edges or {}).items():
-        drift[name] = _step_counts(backend, period, name, np.asarray(fine, dtype=float), keys)
+        drift[name] = step_counts(backend, period, name, np.asarray(fine, dtype=float), keys)
     for name in drift_categorical:
         drift[name] = backend.execute(period.group_by([*keys, period[name].name("value")]).agg(n=period.count()))
     return SegmentCounts(specs=tuple(specs), task=task, classes=tuple(classes), n_rows=n_rows, cells=cells,
@@ -301,13 +296,13 @@ def _sample(backend, known: ir.Table, keys: list[str], sizes: pd.Series, sample_
     def _selected(table: ir.Table) -> ir.Table:
         id_text = table.id.cast("string")
         key = (table._label_key if "_label_key" in table.columns
-               else (_engine_hash(id_text) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS)
+               else id_key(id_text))
         score = table.score.cast("float64") if "score" in table.columns else ibis.null("float64")
         return table.select(*keys, key=key, id=id_text, ts=table.ts.cast("float64"), label=table.label,
                             prediction=table.prediction, score=score)
 
     id_text = known.id.cast("string")
-    key = (_engine_hash(id_text) % _KEY_MODULUS + _KEY_MODULUS) % _KEY_MODULUS
+    key = id_key(id_text)
     if columns is None:
         rows = _selected(known)
     else:
@@ -332,12 +327,12 @@ def _sample(backend, known: ir.Table, keys: list[str], sizes: pd.Series, sample_
     if len(cells) > MAX_BOUNDED_CELLS:
         found = least(None)
     else:
-        found = least({cell: int(_KEY_MODULUS * min(1.0, (1.5 * sample_rows + 64) / n)) for cell, n in n_of.items()})
+        found = least({cell: int(KEY_MODULUS * min(1.0, (1.5 * sample_rows + 64) / n)) for cell, n in n_of.items()})
         got = found.groupby(keys, dropna=False, sort=False).size()
         got = {c if isinstance(c, tuple) else (c,): int(v) for c, v in got.items()}
         short = [cell for cell, n in n_of.items() if _got(got, cell) < min(n, sample_rows)]
         if short:
-            again = least(dict.fromkeys(short, _KEY_MODULUS))
+            again = least(dict.fromkeys(short, KEY_MODULUS))
             found = pd.concat([_without(found, keys, short), again], ignore_index=True)
     if columns is not None:
         return found.sort_values([*keys, "key"], kind="stable").drop(columns=["_ts"]).reset_index(drop=True)
@@ -365,13 +360,6 @@ def _without(frame: pd.DataFrame, keys: list[str], cells: list[tuple]) -> pd.Dat
         row = tuple(v[i] for v in values)
         drop[i] = any(all(_same(x, y) for x, y in zip(row, cell, strict=True)) for cell in cells)
     return frame[~drop]
-
-
-def _step_counts(backend, rows: ir.Table, name: str, edges: np.ndarray, keys: list[str]) -> pd.DataFrame:
-    """Rows and sums per key and step position of ``edges`` (``monitoring.log_queries``' exact binning)."""
-    from monitoring.log_queries import _step_counts as steps
-
-    return steps(backend, rows, name, edges, keys)
 
 
 def _plain(value):
@@ -578,7 +566,7 @@ def _task_of(period: pd.DataFrame, labeled, task: str) -> dict:
 
 def _engine_counts(source, labels, features: Sequence[str], *, now: float, since: float, until: float, n_bins: int,
                    edges, task: str, sample_rows: int, drift_edges, drift_categorical, kept=None) -> SegmentCounts:
-    from monitoring.label_queries import _in_engine, kept_rows
+    from monitoring.label_queries import join_in_engine, kept_rows
 
     engine = source.log.engine
     source.columns()  # raises ProductionDataError when the service has no log
@@ -618,7 +606,7 @@ def _engine_counts(source, labels, features: Sequence[str], *, now: float, since
             counts, _ = finish(used, kept.task, tuple(kept.classes))
         else:
             served = pd.DataFrame({"hour_start": pd.Series(dtype=float), "n": pd.Series(dtype=np.int64)})
-            counts = _in_engine(backend, table, labels.table(), now=now, task=task, finish=finish,
+            counts = join_in_engine(backend, table, labels.table(), now=now, task=task, finish=finish,
                                 served=served).result
     if sealed:
         counts = open_sealed(counts, sealer.open, n_bins=n_bins, edges=edges, kinds=kinds)
