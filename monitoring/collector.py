@@ -813,7 +813,8 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
 
 
 KEEP_LABELS_EVERY = 120.0
-"""Seconds between two joins of a service's labels by the upkeep (the dashboard's labels tick)."""
+"""Seconds between two joins of a service's labels by the upkeep (the dashboard's labels tick); longer when a
+join takes more than a twentieth of that (``monitoring.performance_sums.JOIN_SHARE``)."""
 
 
 def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas: Mapping[str, ServiceSchema], *,
@@ -821,8 +822,9 @@ def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas
     """Join and keep the labels of each service whose labels are beside the store's Parquet log, so that no first
     page view joins them (the Performance page counts the kept rows; the Overview reads their summary).
 
-    A service whose newest kept labels are less than ``every`` seconds old is passed over; one
-    whose join fails is logged and the others are still joined.
+    A service whose newest kept labels are less than ``every`` seconds old (or twenty times their
+    join's duration, if longer) is passed over; one whose join fails is logged and the others are
+    still joined.
 
     Parameters
     ----------

@@ -116,6 +116,9 @@ class KeptLabels:
     summary : LabelledSummary or None
         The Overview's summary of the same rows, when it was made with them
         (:func:`monitoring.label_queries.summarize_kept`).
+    seconds : float
+        How long the join took (NaN when unknown): how often it may be made again
+        (:func:`stays_fresh`).
     """
 
     path: str
@@ -129,6 +132,20 @@ class KeptLabels:
     median_delay_seconds: float
     source: str = ""
     summary: LabelledSummary | None = None
+    seconds: float = math.nan
+
+
+JOIN_SHARE = 20
+"""A label join is made again at most every this many times its own duration (the upkeep spends at most a
+twentieth of its time on it: every two minutes at 10,000,000 predictions, less often beyond)."""
+
+
+def stays_fresh(kept: KeptLabels, *, every: float, stretch: float = 1.0) -> float:
+    """Seconds after its time that ``kept`` serves: ``every``, or longer for a join that took long
+    (``stretch`` times :data:`JOIN_SHARE` its duration; a page passes 2, so that it takes the join the upkeep
+    makes next rather than making its own)."""
+    took = kept.seconds if math.isfinite(kept.seconds) else 0.0
+    return max(float(every), stretch * JOIN_SHARE * took)
 
 
 _KEPT_VERSION = 1
@@ -148,7 +165,8 @@ def write_kept(kept: KeptLabels, folder: Path) -> None:
               "task": kept.task, "classes": list(kept.classes), "now": kept.now,
               "served_hours": {c: kept.served_hours[c].tolist() for c in ("hour_start", "n")},
               "n_labelled": kept.n_labelled, "has_score": kept.has_score,
-              "median_delay_seconds": kept.median_delay_seconds, "source": kept.source, "summary": None}
+              "median_delay_seconds": kept.median_delay_seconds, "source": kept.source, "summary": None,
+              "seconds": kept.seconds}
     summary = kept.summary
     if summary is not None:
         summary.sample.to_parquet(folder / "sample.parquet", index=False)
@@ -175,7 +193,8 @@ def read_kept(folder: Path) -> KeptLabels | None:
                       classes=tuple(float(c) for c in record["classes"]), now=float(record["now"]),
                       served_hours=pd.DataFrame(record["served_hours"]).astype({"hour_start": float, "n": np.int64}),
                       n_labelled=int(record["n_labelled"]), has_score=bool(record["has_score"]),
-                      median_delay_seconds=float(record["median_delay_seconds"]), source=record["source"])
+                      median_delay_seconds=float(record["median_delay_seconds"]), source=record["source"],
+                      seconds=float(record.get("seconds", math.nan)))
     found = record["summary"]
     if found is None:
         return kept
@@ -943,6 +962,7 @@ __all__ = [
     "read_kept",
     "row_windows",
     "served_windows",
+    "stays_fresh",
     "sums_metrics",
     "sums_performance",
     "sums_verdict",

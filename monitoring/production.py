@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from monitoring.performance_sums import (
     largest_errors,
     read_kept,
     row_windows,
+    stays_fresh,
     window_decisions,
     window_sums,
     write_kept,
@@ -816,6 +818,7 @@ class ParquetMirror:
         table = engine.table(self.service, in_order=engine.scheme == "duckdb").table
         if table is None:
             raise self._missing()
+        started = time.perf_counter()  # how long it took decides how often it is made again, not what it holds
         with engine.lock:
             backend = engine.connect()
             kept = keep_labels_in_engine(backend, table, labels.table(), now=now, task=task,
@@ -824,6 +827,7 @@ class ParquetMirror:
             if judged_days is not None:
                 kept = dataclasses.replace(kept, summary=summarize_kept(backend, kept, judged_days=judged_days,
                                                                         threshold=threshold))
+        kept = dataclasses.replace(kept, seconds=time.perf_counter() - started)
         if local:
             write_kept(kept, Path(folder, name))
             _forget_old_files(Path(folder), keep=KEPT_FILES)
@@ -832,15 +836,16 @@ class ParquetMirror:
     def _kept_folder(self) -> str:
         return f"{self.log.engine.location.rstrip('/')}/{self.service}/labelled"
 
-    def latest_kept(self, *, now: float, max_age: float) -> KeptLabels | None:
-        """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at a time in
-        ``[now - max_age, now]``, or None."""
+    def latest_kept(self, *, now: float, max_age: float, stretch: float = 1.0) -> KeptLabels | None:
+        """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at most
+        ``max_age`` seconds before ``now`` (longer for a join that took long:
+        :func:`monitoring.performance_sums.stays_fresh`), or None."""
         folder = Path(self._kept_folder())
         if not folder.is_dir():
             return None
         for entry in sorted(folder.iterdir(), reverse=True):
             kept = read_kept(entry) if entry.is_dir() else None
-            if kept is not None and now - max_age <= kept.now <= now:
+            if kept is not None and kept.now <= now <= kept.now + stays_fresh(kept, every=max_age, stretch=stretch):
                 return kept
         return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +20,15 @@ from monitoring.performance import (
     performance_detail,
     performance_over_time,
 )
-from monitoring.performance_sums import kept_detail, sums_performance, sums_verdict, window_decisions, window_sums
+from monitoring.performance_sums import (
+    kept_detail,
+    stays_fresh,
+    sums_performance,
+    sums_verdict,
+    window_decisions,
+    window_sums,
+    write_kept,
+)
 from monitoring.store import Store
 from tests.test_label_engine import DAY, START, _log
 
@@ -209,6 +219,17 @@ def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tm
             collector.upkeep(now=now + later * KEEP_LABELS_EVERY)
         assert len(list((tmp_path / "log" / "svc" / "labelled").iterdir())) == KEPT_FILES
         assert mirror.latest_kept(now=now + 4 * KEEP_LABELS_EVERY, max_age=1).now == now + 4 * KEEP_LABELS_EVERY
+        # a join that took long is made again less often, and a page takes it for longer
+        slow = dataclasses.replace(found, seconds=30.0)
+        assert stays_fresh(slow, every=120) == 600 and stays_fresh(slow, every=240, stretch=2) == 1200
+        assert stays_fresh(dataclasses.replace(found, seconds=float("nan")), every=120) == 120
+        assert 0 < found.seconds == done.seconds < 120
+        newest = mirror.latest_kept(now=now + 4 * KEEP_LABELS_EVERY, max_age=1)
+        write_kept(dataclasses.replace(newest, seconds=30.0), Path(newest.path).parent)
+        later = newest.now + 500  # within twenty times its 30 s: still fresh, for the upkeep too
+        assert mirror.latest_kept(now=later, max_age=KEEP_LABELS_EVERY).now == newest.now
+        assert collector.upkeep(now=later)["labels"] == {}
+        assert mirror.latest_kept(now=newest.now + 700, max_age=KEEP_LABELS_EVERY) is None
         with pytest.raises(ValueError, match="not beside its Parquet log"):
             mirror.keep_labels(SimpleNamespace(source="a file"), now=now)
     finally:

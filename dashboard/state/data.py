@@ -20,7 +20,8 @@ from monitoring.production import FileMirror, ParquetMirror, PredictionLogMirror
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
 KEPT_FRESH_SECONDS = 2 * LABELS_TICK_SECONDS
-"""Labels kept at most this long ago (by the collector's upkeep, every two minutes) are the pages'."""
+"""Labels kept at most this long ago (by the collector's upkeep, every two minutes; longer after a long join:
+``monitoring.performance_sums.stays_fresh``) are the pages'."""
 
 
 def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror | ParquetMirror:
@@ -69,7 +70,7 @@ def kept_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels:
     """
     del tick
     mirror, now = runtime.mirror(service), runtime.now()
-    found = mirror.latest_kept(now=now, max_age=KEPT_FRESH_SECONDS)
+    found = mirror.latest_kept(now=now, max_age=KEPT_FRESH_SECONDS, stretch=2.0)
     if found is not None:
         return found
     config = runtime.config.service(service).performance
