@@ -163,8 +163,14 @@ class _FrameQuestions:
                                  threshold=threshold)
 
 
+IN_MEMORY_LOG_ROWS = 2_000_000
+"""The most rows of a prediction log in the store's tables that the dashboard reads into memory (about
+3.6 GB); a larger one is a message naming the Parquet log, never a dashboard taken down by its memory."""
+
+
 class PredictionLogMirror(_FrameQuestions):
-    """An in-memory copy of one service's prediction log in SQL, refreshed incrementally.
+    """An in-memory copy of one service's prediction log in SQL, refreshed incrementally (at most
+    :data:`IN_MEMORY_LOG_ROWS` rows).
 
     Parameters
     ----------
@@ -187,9 +193,11 @@ class PredictionLogMirror(_FrameQuestions):
         Raises
         ------
         ProductionDataError
-            When the service has no prediction log in the store.
+            When the service has no prediction log in the store, or one of more than
+            :data:`IN_MEMORY_LOG_ROWS` rows.
         """
         with self._lock:
+            self._check_size()
             try:
                 new = self.store.read_prediction_log(self.service, after_seq=self._last_seq)
             except KeyError:
@@ -207,6 +215,20 @@ class PredictionLogMirror(_FrameQuestions):
                 self._chunks = [self._combined]
             return ProductionData(_columns(self._combined, columns),
                                   f"prediction log in the store ({len(self._combined):,} rows)")
+
+    def _check_size(self) -> None:
+        """Refuse to hold more than :data:`IN_MEMORY_LOG_ROWS`: count what a read would add first (the rows
+        since the newest one held, by the store's time index)."""
+        held = sum(len(chunk) for chunk in self._chunks)
+        newest = float(self._chunks[-1]["ts"].max()) if held else 0.0
+        coming = self.store.count_predictions(self.service, since=newest if math.isfinite(newest) else 0.0)
+        if held + coming > IN_MEMORY_LOG_ROWS:
+            raise ProductionDataError(
+                f"the prediction log of {self.service!r} in the store's tables holds about {held + coming:,} "
+                f"predictions, more than the {IN_MEMORY_LOG_ROWS:,} the dashboard reads into memory (about 1.8 GB "
+                "a million): keep the log in Parquet, where it is counted without being read "
+                '([store] log = "duckdb:var/log", the default, or a Spark log); see the README, "Where the '
+                'prediction log lives"')
 
     def has_rows(self) -> bool:
         """Whether the store holds a prediction log for the service (the row finders can be offered)."""

@@ -54,6 +54,25 @@ def test_mirror_reads_only_new_rows_and_keeps_categories(store):
     assert mirror.read().frame is second  # nothing new: the same frame, no copy
 
 
+def test_mirror_refuses_a_log_larger_than_it_holds_in_memory_and_names_the_parquet_log(store, monkeypatch):
+    import monitoring.production as production
+
+    monkeypatch.setattr(production, "IN_MEMORY_LOG_ROWS", 3)
+    store.prediction_table("svc", FEATURES)
+    store.log_predictions("svc", rows(["a", "b"], [1.0, 2.0], [30.0, 40.0], ["web", "branch"]))
+    mirror = PredictionLogMirror(store, "svc")
+    assert len(mirror.read().frame) == 2
+    store.log_predictions("svc", rows(["c", "d"], [3.0, 4.0], [50.0, 60.0], ["phone", "web"]))
+    calls = []
+    original = store.read_prediction_log
+    store.read_prediction_log = lambda *a, **kw: calls.append(kw) or original(*a, **kw)
+    with pytest.raises(ProductionDataError, match=r"more than the 3 the dashboard reads into memory.*duckdb:var/log"):
+        mirror.read()
+    assert calls == []  # counted, not read
+    with pytest.raises(ProductionDataError, match="more than the 3"):
+        PredictionLogMirror(store, "svc").read()  # a fresh process too
+
+
 def test_mirror_of_a_service_without_log_says_what_to_do(store):
     with pytest.raises(ProductionDataError, match="no prediction log in the store"):
         PredictionLogMirror(store, "nothing").read()
