@@ -686,10 +686,12 @@ def _file_rows(path: str) -> int:
 class ParquetMirror:
     """One service's prediction log in Parquet partitions: aggregates asked of DuckDB, rows read per file.
 
-    :meth:`summary` and :meth:`tallies` never bring rows into this process (but for personal
-    columns, which are sealed in the files and opened here one column at a time);
-    :meth:`read` still gives every row for the pages that need them, reading only the files
-    that are new since its last call (files never change once written).
+    :meth:`summary`, :meth:`traffic`, :meth:`tallies` and the kept label join's counts
+    (:meth:`keep_labels`, :meth:`kept_sums`, :meth:`kept_decisions`, :meth:`kept_detail`) never
+    bring rows into this process (but for personal columns, which are sealed in the files and
+    opened here one column at a time); :meth:`find` brings a bounded few. :meth:`read` still
+    gives every row, for labels kept elsewhere (a label file) that join in memory, reading only
+    the files that are new since its last call (files never change once written).
 
     Parameters
     ----------
