@@ -324,10 +324,7 @@ def window_sums(backend, rows: ir.Table, *, task: str, classes: tuple[float, ...
     ValueError
         For windows of a number of predictions without ``windows``.
     """
-    window = check_window(window)
-    timed = window in WINDOW_SECONDS
-    if not timed and (windows is None or "window_start" not in rows.columns):
-        raise ValueError(f"windows of {window} predictions need the rows and windows of row_windows")
+    window, timed = _checked_window(window, rows, windows)
     cut = float(now) - float(judged_days) * 86_400.0
     # the judged period is counted whole even when the range starts after it
     t = _usable(rows, None if since is None else min(float(since), float(window_start(cut, window)) if timed else cut))
@@ -383,7 +380,6 @@ MAX_ROW_WINDOWS = 500
 
 
 def row_windows(backend, predictions: ir.Table, rows: ir.Table, *, size: int, since: float | None = None,
-                judged_since: float | None = None,
                 max_windows: int = MAX_ROW_WINDOWS) -> tuple[ir.Table, pd.DataFrame]:
     """Windows of ``size`` logged predictions from ``since`` on, and the kept rows with their window's start.
 
@@ -403,9 +399,6 @@ def row_windows(backend, predictions: ir.Table, rows: ir.Table, *, size: int, si
         Predictions per window.
     since : float, optional
         The range's start.
-    judged_since : float, optional
-        Kept rows from then on are returned (those before ``since`` without a window), so the
-        judged period is counted whole.
     max_windows : int, default=MAX_ROW_WINDOWS
         Only the newest windows are returned; the rows of older ones have no window (pass the
         first window's start as the range's ``since`` to the sums).
@@ -413,8 +406,8 @@ def row_windows(backend, predictions: ir.Table, rows: ir.Table, *, size: int, si
     Returns
     -------
     rows : ibis Table
-        The kept rows predicted from ``min(since, judged_since)`` on, with ``window_start``
-        (NULL before ``since`` or in an older window).
+        Every kept row with ``window_start`` (NULL before ``since`` or in an older window: the
+        judged period is still counted whole).
     windows : DataFrame
         ``window_start``, ``window_end``, ``n_predictions``, oldest first.
     """
@@ -437,9 +430,7 @@ def row_windows(backend, predictions: ir.Table, rows: ir.Table, *, size: int, si
         p = p.mutate(window_start=(p.window > int(dropped[-1])).ifelse(p.window_start, ibis.null("float64")))
     # an id logged twice at one time is one kept row: its first window
     placed = p.group_by([p.id.cast("string").name("pid"), "pts"]).aggregate(placed_start=p.window_start.min())
-    lower = since if since is None or judged_since is None else min(since, judged_since)
-    kept = rows if lower is None else rows.filter(rows.ts >= lower)
-    joined = kept.left_join(placed, (kept.id == placed.pid) & (kept.ts == placed.pts))
+    joined = rows.left_join(placed, (rows.id == placed.pid) & (rows.ts == placed.pts))
     return joined.select(*KEPT_COLUMNS, window_start=joined.placed_start), windows
 
 
@@ -454,6 +445,16 @@ def served_windows(kept: KeptLabels, window: str, *, since: float | None = None)
     starts, n_predictions = served_of_hours(kept.served_hours, window, since=since, until=None)
     return pd.DataFrame({"window_start": starts.astype(float), "window_end": starts + WINDOW_SECONDS[window],
                          "n_predictions": n_predictions.astype(np.int64)})
+
+
+def _checked_window(window: str, rows: ir.Table, windows: pd.DataFrame | None) -> tuple[str, bool]:
+    """The window's text and whether it is a span of time; windows of a number of predictions need the rows and
+    windows of :func:`row_windows`."""
+    window = check_window(window)
+    timed = window in WINDOW_SECONDS
+    if not timed and (windows is None or "window_start" not in rows.columns):
+        raise ValueError(f"windows of {window} predictions need the rows and windows of row_windows")
+    return window, timed
 
 
 def _no_auc() -> pd.DataFrame:
@@ -827,10 +828,7 @@ def window_decisions(backend, rows: ir.Table, kept: KeptLabels, *, window: str, 
         predictions without ``windows``.
     """
     require_two_classes(kept.task, kept.classes)
-    window = check_window(window)
-    timed = window in WINDOW_SECONDS
-    if not timed and (windows is None or "window_start" not in rows.columns):
-        raise ValueError(f"windows of {window} predictions need the rows and windows of row_windows")
+    window, timed = _checked_window(window, rows, windows)
     t = _usable(rows, since)
     positive = float(kept.classes[1])
     t = t.mutate(window_start=_window_of(t.ts, window) if timed else t.window_start,

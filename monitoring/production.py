@@ -867,44 +867,66 @@ class ParquetMirror:
         folder = Path(self._kept_folder())
         if not folder.is_dir():
             return None
-        for entry in sorted(folder.iterdir(), reverse=True):
+        for entry in sorted(folder.iterdir(), reverse=True):  # newest first (folders are named by their time)
             kept = read_kept(entry) if entry.is_dir() else None
-            if kept is not None and kept.now <= now <= kept.now + stays_fresh(kept, every=max_age, stretch=stretch):
-                return kept
+            if kept is None or kept.now > now:
+                continue
+            # the newest join up to now decides: an older one is staler still
+            return kept if now <= kept.now + stays_fresh(kept, every=max_age, stretch=stretch) else None
         return None
 
-    def kept_sums(self, kept: KeptLabels, *, window: str, since: float | None = None, **options) -> WindowSums:
+    def kept_sums(self, kept: KeptLabels, *, window: str, now: float, judged_days: float,
+                  since: float | None = None, **options) -> WindowSums:
         """:func:`monitoring.performance_sums.window_sums` of ``kept``, counted by the log's engine (its options).
 
         Windows of a number of predictions place the kept rows among every logged one first
-        (:func:`monitoring.performance_sums.row_windows`).
+        (:meth:`_kept_windows`).
         """
         engine = self.log.engine
-        rows, windows = self._kept_windows(kept, window, since=since, judged_since=kept.now - 86_400.0 * float(
-            options.get("judged_days", 7.0)))
+        rows, windows = self._kept_windows(kept, window, since=since)
         if windows is not None and len(windows):  # the newest windows only: the range starts at the first
             since = float(windows["window_start"].iloc[0])
         with engine.lock:
-            return window_sums(engine.connect(), rows, task=kept.task, classes=kept.classes, window=window,
-                               since=since, windows=windows, **options)
+            return window_sums(engine.connect(), rows, task=kept.task, classes=kept.classes, window=window, now=now,
+                               judged_days=judged_days, since=since, windows=windows, **options)
 
-    def _kept_windows(self, kept: KeptLabels, window: str, *, since: float | None,
-                      judged_since: float | None = None) -> tuple:
+    def _kept_windows(self, kept: KeptLabels, window: str, *, since: float | None) -> tuple:
         """The kept rows as a table of the log's engine and, for windows of a number of predictions, the windows
-        (with each row's window start)."""
+        with each row's window start (:func:`monitoring.performance_sums.row_windows`).
+
+        Placing the rows ranks every logged prediction: on a local log it is done once per kept join, window size
+        and range, and kept beside that join (``placed-<size>-<since>.parquet`` and its windows), so the sums'
+        queries and the decisions read the placed rows instead of ranking again.
+        """
         engine = self.log.engine
-        table = None
-        if row_count(window) is not None:
-            table = engine.table(self.service, in_order=engine.scheme == "duckdb", since=since).table
-            if table is None:
-                raise self._missing()
+        size = row_count(window)
         with engine.lock:
             backend = engine.connect()
             rows = kept_rows(backend, kept.path)
-            if table is None:
-                return rows, None
-            return row_windows(backend, table, rows, size=int(row_count(window)), since=since,
-                               judged_since=judged_since)
+        if size is None:
+            return rows, None
+        local = kept.path is not None and "://" not in kept.path and engine.scheme == "duckdb"
+        name = f"placed-{size}-{'all' if since is None else repr(float(since))}"
+        folder = Path(kept.path).parent if local else Path()
+        placed_file, windows_file = folder / f"{name}.parquet", folder / f"{name}.windows.parquet"
+        if local and windows_file.exists():
+            with engine.lock:
+                return kept_rows(engine.connect(), str(placed_file)), pd.read_parquet(windows_file)
+        table = engine.table(self.service, in_order=engine.scheme == "duckdb", since=since).table
+        if table is None:
+            raise self._missing()
+        with engine.lock:
+            backend = engine.connect()
+            placed, windows = row_windows(backend, table, rows, size=int(size), since=since)
+            if not local:
+                return placed, windows
+            written = placed_file.with_name(f"{name}-{uuid.uuid4().hex[:8]}.part")
+            backend.raw_sql(f"COPY ({backend.compile(placed)}) TO '{str(written).replace(chr(39), chr(39) * 2)}' "
+                            "(FORMAT parquet, COMPRESSION zstd)")
+            written.replace(placed_file)
+            windows.to_parquet(written, index=False)  # written last: a reader finds both or neither
+            written.replace(windows_file)
+            return kept_rows(backend, str(placed_file)), windows
 
     def kept_summary(self, kept: KeptLabels, **options) -> LabelledSummary:
         """:func:`monitoring.label_queries.summarize_kept` of ``kept``, counted by the log's engine (its options)."""
@@ -924,7 +946,7 @@ class ParquetMirror:
         """:func:`monitoring.performance_sums.window_decisions` of ``kept``, counted by the log's engine."""
         engine = self.log.engine
         rows, windows = self._kept_windows(kept, window, since=since)
-        if windows is not None and len(windows):
+        if windows is not None and len(windows):  # as kept_sums
             since = float(windows["window_start"].iloc[0])
         with engine.lock:
             return window_decisions(engine.connect(), rows, kept, window=window, since=since, windows=windows,

@@ -230,6 +230,25 @@ def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tm
         assert mirror.latest_kept(now=later, max_age=KEEP_LABELS_EVERY).now == newest.now
         assert collector.upkeep(now=later)["labels"] == {}
         assert mirror.latest_kept(now=newest.now + 700, max_age=KEEP_LABELS_EVERY) is None
+        # windows of a number of predictions: the rows are placed once per join, size and range, then read
+        import monitoring.production as production
+
+        placings = []
+        place = production.row_windows
+        monkeypatch.setattr(production, "row_windows", lambda *a, **kw: placings.append(kw) or place(*a, **kw))
+        options = {"window": "100", "now": newest.now, "judged_days": 1.0, "since": DAY_ONE + DAY}
+        first = mirror.kept_sums(newest, **options)
+        again = mirror.kept_sums(newest, **options)
+        decided = mirror.kept_decisions(newest, window="100", since=DAY_ONE + DAY, threshold=0.5)
+        assert len(placings) == 1 and len(first.windows) == len(decided.windows) > 2
+        pd.testing.assert_frame_equal(again.slices, first.slices)
+        pd.testing.assert_frame_equal(again.windows, first.windows)
+        backend = store.predictions.engine.connect()
+        rows, windows = place(backend, store.predictions.engine.table("svc", in_order=True).table,
+                              kept_rows(backend, newest.path), size=100, since=DAY_ONE + DAY)
+        direct = window_sums(backend, rows, task=newest.task, classes=newest.classes, window="100",
+                             now=newest.now, judged_days=1.0, since=DAY_ONE + DAY, windows=windows)
+        pd.testing.assert_frame_equal(first.slices, direct.slices)
         with pytest.raises(ValueError, match="not beside its Parquet log"):
             mirror.keep_labels(SimpleNamespace(source="a file"), now=now)
     finally:
@@ -263,7 +282,7 @@ def test_windows_of_a_number_of_predictions_equal_those_of_every_row(tmp_path, k
     labels = engine.execute(written.order_by(["filename", "file_row_number"]))[["prediction_id", "ts", "label"]]
     every_row = join_labels(logged.drop(columns=["filename", "file_row_number"]), labels, now=NOW)
     rows, windows = row_windows(backend, engine.table("svc", in_order=True).table, kept_rows(backend, kept.path),
-                                size=250, since=since, judged_since=NOW - JUDGED_DAYS * DAY)
+                                size=250, since=since)
     sums = window_sums(backend, rows, task=kept.task, classes=kept.classes, window="250", now=NOW,
                        judged_days=JUDGED_DAYS, since=since, windows=windows)
     baseline = _baseline(kind)
@@ -285,7 +304,7 @@ def test_windows_of_a_number_of_predictions_equal_those_of_every_row(tmp_path, k
                     now=NOW, judged_days=JUDGED_DAYS)
     # at most max_windows: the newest, as if the range started at the first of them
     rows, newest = row_windows(backend, engine.table("svc", in_order=True).table, kept_rows(backend, kept.path),
-                               size=250, since=since, judged_since=NOW - JUDGED_DAYS * DAY, max_windows=3)
+                               size=250, since=since, max_windows=3)
     pd.testing.assert_frame_equal(newest, windows.iloc[-3:].reset_index(drop=True))
     first = float(newest["window_start"].iloc[0])
     capped = sums_performance(window_sums(backend, rows, task=kept.task, classes=kept.classes, window="250",
