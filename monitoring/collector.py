@@ -62,6 +62,7 @@ import sqlalchemy as sa
 from monitoring.clients import PROBE_HEADER, CallResult, ServiceClient, ServiceError, make_client
 from monitoring.clock import Clock, SystemClock
 from monitoring.config import ConfigError, ServiceConfig, VantageConfig, load_config, parse_command_line
+from monitoring.engine_mirror import EngineMirror
 from monitoring.health import format_duration, poll_state
 from monitoring.labels import label_source
 from monitoring.metrics import parse_scrape
@@ -70,7 +71,6 @@ from monitoring.performance_sums import KeptLabels
 from monitoring.production import (
     UPKEEP_TALLY_ROWS,
     KeptTallies,
-    ParquetMirror,
     ProductionDataError,
     keep_file_tallies,
     production_source,
@@ -819,8 +819,9 @@ join takes more than a twentieth of that (``monitoring.performance_sums.JOIN_SHA
 
 def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas: Mapping[str, ServiceSchema], *,
                         now: float, every: float = KEEP_LABELS_EVERY) -> dict[str, KeptLabels]:
-    """Join and keep the labels of each service whose labels are beside the store's Parquet log, so that no first
-    page view joins them (the Performance page counts the kept rows; the Overview reads their summary).
+    """Join and keep the labels of each service whose labels are where the store's prediction log is (beside the
+    Parquet log, or in a PostgreSQL store's tables), so that no first page view joins them (the Performance page
+    counts the kept rows; the Overview reads their summary).
 
     A service whose newest kept labels are less than ``every`` seconds old (or twenty times their
     join's duration, if longer) is passed over; one whose join fails is logged and the others are
@@ -842,15 +843,14 @@ def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas
         What was joined, per service joined.
     """
     joined: dict[str, KeptLabels] = {}
-    if not isinstance(store.predictions, ParquetPredictionLog):
-        return joined
     for service in services:
-        if service.prediction_log is not None or service.labels is not None \
-                or not store.predictions.has_log(service.log_name):
+        if service.prediction_log is not None or service.labels is not None:
             continue
-        mirror, labels = production_source(store, service), label_source(store, service)
-        if not isinstance(mirror, ParquetMirror) or not mirror.keeps_labels(labels) \
-                or mirror.latest_kept(now=now, max_age=every) is not None:
+        mirror = production_source(store, service)
+        if not isinstance(mirror, EngineMirror) or not mirror.has_rows():
+            continue
+        labels = label_source(store, service)
+        if not mirror.keeps_labels(labels) or mirror.latest_kept(now=now, max_age=every) is not None:
             continue
         schema = schemas.get(service.name)
         try:

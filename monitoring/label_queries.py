@@ -186,7 +186,8 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
     backend, predictions, labels, now, task, source
         As for :func:`join_labels_in_engine`.
     path : str
-        The file to write (a folder of files on Spark), where the engine can write and read.
+        The file to write (a folder of files on Spark), where the engine can write and read; on PostgreSQL the
+        name of the (unlogged) table to create.
     served_hours : DataFrame, optional
         Every logged prediction per UTC hour when the caller has counted them already.
 
@@ -205,8 +206,12 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
         keyed = used.mutate(key=key).select(*KEPT_COLUMNS).order_by("ts")
         query = backend.compile(keyed)
         where = path.replace("'", "''")
-        backend.raw_sql(f"INSERT OVERWRITE DIRECTORY '{where}' USING parquet OPTIONS (compression 'zstd') {query}"
-                        if spark else f"COPY ({query}) TO '{where}' (FORMAT parquet, COMPRESSION zstd)")
+        if backend.name == "postgres":  # a table of the server's (it writes no file the dashboard could read)
+            backend.raw_sql(f'CREATE UNLOGGED TABLE "{path}" AS {query}')
+        elif spark:
+            backend.raw_sql(f"INSERT OVERWRITE DIRECTORY '{where}' USING parquet OPTIONS (compression 'zstd') {query}")
+        else:
+            backend.raw_sql(f"COPY ({query}) TO '{where}' (FORMAT parquet, COMPRESSION zstd)")
         rows = kept_rows(backend, path)
         delay = rows.label_ts - rows.ts
         scored = rows.score.notnull() & ~rows.score.isnan()
@@ -250,11 +255,12 @@ def summarize_kept(backend, kept: KeptLabels, *, judged_days: float = 7.0, thres
 
 
 def kept_rows(backend, path: str | None) -> ir.Table:
-    """The kept labels file at ``path`` (None: no labels) as a table of ``backend`` (``KEPT_COLUMNS``)."""
+    """The kept labels file at ``path`` (None: no labels; on PostgreSQL a table's name) as a table of ``backend``
+    (``KEPT_COLUMNS``)."""
     if path is None:
         return ibis.memtable(pd.DataFrame({c: pd.Series(dtype=object if c == "id" else "int64" if c == "key" else float)
                                            for c in KEPT_COLUMNS}))
-    return backend.read_parquet(path)
+    return backend.table(path) if backend.name == "postgres" else backend.read_parquet(path)
 
 
 def summarize_labeled(labeled: LabeledPredictions, *, judged_days: float = 7.0, threshold: float | None = 0.5,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from monitoring.log_engines import LogEngine, survives_compaction
 from monitoring.prediction_log_sql import SqlPredictionLog
-from monitoring.store_schema import PREDICTION_COLUMNS
+from monitoring.store_schema import PREDICTION_COLUMNS, typed_log_columns
 
 if TYPE_CHECKING:
     from monitoring.store import Store
@@ -194,14 +194,7 @@ class ParquetPredictionLog:
 
     def shape(self, service: str, frame: pd.DataFrame) -> pd.DataFrame:
         """Rows as read from a file, with personal columns opened and each column's type (categoricals for text)."""
-        frame = self.store.sealer.open_frame(service, frame)
-        kinds = self.prediction_table(service)
-        for name in frame.columns:
-            if kinds.get(name) == "categorical" or name == "model_version":
-                frame[name] = frame[name].astype("category")
-            elif kinds.get(name) == "numeric" or name in ("ts", "prediction", "score"):
-                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-        return frame
+        return typed_log_columns(self.store.sealer.open_frame(service, frame), self.prediction_table(service))
 
     @survives_compaction
     def read_prediction_log(self, service: str, *, after_seq: int = 0, since: float | None = None,

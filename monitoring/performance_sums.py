@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,53 @@ _KEPT_VERSION = 1
 """Bumped when what :func:`write_kept` writes changes: an older record is then not read."""
 
 
+def kept_record(kept: KeptLabels) -> tuple[dict, pd.DataFrame | None]:
+    """What records ``kept`` for another process: a JSON-ready mapping, and its summary's sample (None without a
+    summary), which :func:`kept_from_record` reads back."""
+    record = {"version": _KEPT_VERSION, "path": kept.path, "quality": dataclasses.asdict(kept.quality),
+              "task": kept.task, "classes": list(kept.classes), "now": kept.now,
+              "served_hours": {c: kept.served_hours[c].tolist() for c in ("hour_start", "n")},
+              "n_labelled": kept.n_labelled, "has_score": kept.has_score,
+              "median_delay_seconds": kept.median_delay_seconds, "source": kept.source, "summary": None,
+              "seconds": kept.seconds}
+    summary = kept.summary
+    if summary is None:
+        return record, None
+    record["summary"] = {"cut": summary.cut, "threshold": summary.threshold, "sample_rows": summary.sample_rows,
+                         "slices": {c: summary.slices[c].tolist() for c in summary.slices.columns}}
+    return record, summary.sample
+
+
+def kept_from_record(record: dict, sample: Callable[[], pd.DataFrame]) -> KeptLabels | None:
+    """The :class:`KeptLabels` of a :func:`kept_record` mapping (None when it is of another version); ``sample``
+    gives its summary's sample (raising OSError or ValueError when it cannot: the summary is then left out)."""
+    if record.get("version") != _KEPT_VERSION:
+        return None
+    quality = dict(record["quality"])
+    quality["examples"] = {k: tuple(v) for k, v in quality["examples"].items()}
+    kept = KeptLabels(path=record["path"], quality=LabelQuality(**quality), task=record["task"],
+                      classes=tuple(float(c) for c in record["classes"]), now=float(record["now"]),
+                      served_hours=pd.DataFrame(record["served_hours"]).astype({"hour_start": float, "n": np.int64}),
+                      n_labelled=int(record["n_labelled"]), has_score=bool(record["has_score"]),
+                      median_delay_seconds=float(record["median_delay_seconds"]), source=record["source"],
+                      seconds=float(record.get("seconds", math.nan)))
+    found = record["summary"]
+    if found is None:
+        return kept
+    try:
+        rows = sample()
+    except (OSError, ValueError):
+        return kept
+    floats = ("slice_start", "score_sum", "abs_error_sum", "error_sum", "ts_min", "ts_max")
+    slices = pd.DataFrame(found["slices"], columns=list(SLICE_COLUMNS)).astype(
+        {c: float if c in floats else np.int64 for c in SLICE_COLUMNS})
+    summary = LabelledSummary(slices=slices, sample=rows, quality=kept.quality, task=kept.task,
+                              classes=kept.classes, now=kept.now, cut=float(found["cut"]),
+                              threshold=found["threshold"], served_hours=kept.served_hours, source=kept.source,
+                              sample_rows=int(found["sample_rows"]))
+    return dataclasses.replace(kept, summary=summary)
+
+
 def write_kept(kept: KeptLabels, folder: Path) -> None:
     """Record ``kept`` (and its summary) in ``folder`` beside its rows: ``kept.json`` and ``sample.parquet``.
 
@@ -161,17 +209,9 @@ def write_kept(kept: KeptLabels, folder: Path) -> None:
     folder : Path
         A local folder of its own; ``kept.json`` is written last, so a reader finds a whole record or none.
     """
-    record = {"version": _KEPT_VERSION, "path": kept.path, "quality": dataclasses.asdict(kept.quality),
-              "task": kept.task, "classes": list(kept.classes), "now": kept.now,
-              "served_hours": {c: kept.served_hours[c].tolist() for c in ("hour_start", "n")},
-              "n_labelled": kept.n_labelled, "has_score": kept.has_score,
-              "median_delay_seconds": kept.median_delay_seconds, "source": kept.source, "summary": None,
-              "seconds": kept.seconds}
-    summary = kept.summary
-    if summary is not None:
-        summary.sample.to_parquet(folder / "sample.parquet", index=False)
-        record["summary"] = {"cut": summary.cut, "threshold": summary.threshold, "sample_rows": summary.sample_rows,
-                             "slices": {c: summary.slices[c].tolist() for c in summary.slices.columns}}
+    record, sample = kept_record(kept)
+    if sample is not None:
+        sample.to_parquet(folder / "sample.parquet", index=False)
     partial = folder / "kept.json.part"
     partial.write_text(json.dumps(record))
     partial.replace(folder / "kept.json")
@@ -184,32 +224,9 @@ def read_kept(folder: Path) -> KeptLabels | None:
         record = json.loads((folder / "kept.json").read_text())
     except (OSError, ValueError):
         return None
-    if record.get("version") != _KEPT_VERSION or (record["path"] is not None and "://" not in record["path"]
-                                                  and not Path(record["path"]).exists()):
+    if record.get("path") is not None and "://" not in record["path"] and not Path(record["path"]).exists():
         return None
-    quality = record["quality"]
-    quality["examples"] = {k: tuple(v) for k, v in quality["examples"].items()}
-    kept = KeptLabels(path=record["path"], quality=LabelQuality(**quality), task=record["task"],
-                      classes=tuple(float(c) for c in record["classes"]), now=float(record["now"]),
-                      served_hours=pd.DataFrame(record["served_hours"]).astype({"hour_start": float, "n": np.int64}),
-                      n_labelled=int(record["n_labelled"]), has_score=bool(record["has_score"]),
-                      median_delay_seconds=float(record["median_delay_seconds"]), source=record["source"],
-                      seconds=float(record.get("seconds", math.nan)))
-    found = record["summary"]
-    if found is None:
-        return kept
-    try:
-        sample = pd.read_parquet(folder / "sample.parquet")
-    except (OSError, ValueError):
-        return kept
-    floats = ("slice_start", "score_sum", "abs_error_sum", "error_sum", "ts_min", "ts_max")
-    slices = pd.DataFrame(found["slices"], columns=list(SLICE_COLUMNS)).astype(
-        {c: float if c in floats else np.int64 for c in SLICE_COLUMNS})
-    summary = LabelledSummary(slices=slices, sample=sample, quality=kept.quality, task=kept.task,
-                              classes=kept.classes, now=kept.now, cut=float(found["cut"]),
-                              threshold=found["threshold"], served_hours=kept.served_hours, source=kept.source,
-                              sample_rows=int(found["sample_rows"]))
-    return dataclasses.replace(kept, summary=summary)
+    return kept_from_record(record, lambda: pd.read_parquet(folder / "sample.parquet"))
 
 
 @dataclass(frozen=True)
@@ -955,6 +972,8 @@ __all__ = [
     "engine_hash",
     "id_key",
     "kept_detail",
+    "kept_from_record",
+    "kept_record",
     "largest_errors",
     "least_key_rows",
     "read_kept",

@@ -30,6 +30,7 @@ from monitoring.store_schema import (
     new_prediction_table,
     prediction_table_name,
     read_frame,
+    typed_log_columns,
 )
 
 if TYPE_CHECKING:
@@ -126,14 +127,7 @@ class SqlPredictionLog:
             query = query.where(table.c.ts < until)
         with self.store.engine.connect() as conn:
             frame = read_frame(conn.execute(query.order_by(table.c.seq)), names)
-        frame = self.store.sealer.open_frame(service, frame)
-        kinds = self.prediction_features(service)
-        for name in names:
-            if kinds.get(name) == "categorical" or name == "model_version":
-                frame[name] = frame[name].astype("category")
-            elif kinds.get(name) == "numeric" or name in ("ts", "prediction", "score"):
-                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-        return frame
+        return typed_log_columns(self.store.sealer.open_frame(service, frame), self.prediction_features(service))
 
     def find_predictions(self, service: str, *, prediction_id: str | None = None, since: float | None = None,
                          until: float | None = None, filters: Mapping[str, tuple[str, object]] | None = None,

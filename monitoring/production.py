@@ -13,14 +13,12 @@ Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import math
 import os
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,17 +36,14 @@ from monitoring.drift import (
     tallies_from_arrays,
     tallies_to_arrays,
 )
+from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError, join_in_memory
 from monitoring.files import ChangedFile, read_table_file
 from monitoring.label_queries import (
-    join_labels_in_engine,
-    keep_labels_in_engine,
     kept_rows,
-    summarize_kept,
     summarize_labeled,
-    summarize_labels_in_engine,
 )
 from monitoring.label_summary import LabelledSummary
-from monitoring.labels import LabeledPredictions, LogLabels, join_labels
+from monitoring.labels import LabeledPredictions, LogLabels
 from monitoring.log_engines import survives_compaction
 from monitoring.log_queries import (
     LogSummary,
@@ -61,26 +56,17 @@ from monitoring.log_queries import (
 )
 from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.partitions import DAY_SECONDS, partition_start
-from monitoring.performance import DecisionsOverTime, PerformanceDetail
 from monitoring.performance_sums import (
     KeptLabels,
-    WindowSums,
-    kept_detail,
-    largest_errors,
     read_kept,
-    row_windows,
     stays_fresh,
-    window_decisions,
-    window_sums,
     write_kept,
 )
 from monitoring.store import Store
-from monitoring.windows import as_unix_seconds, parse_window, row_count
+from monitoring.windows import as_unix_seconds, parse_window
 
 TRAFFIC_COLUMNS = ("ts", "prediction", "score", "model_version")
 """What the traffic counts read of each logged row."""
-LABEL_JOIN_COLUMNS = ("id", "ts", "prediction", "score")
-"""What the label join reads of each logged row (never the features)."""
 
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
@@ -89,10 +75,6 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 
 LOG_READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet,
                ".jsonl": _read_json_lines, ".ndjson": _read_json_lines}
-
-
-class ProductionDataError(ValueError):
-    """Production data that cannot be used; the message names the source and the columns."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +134,7 @@ class _FrameQuestions:
         """The rows joined to ``labels`` in memory (:func:`monitoring.labels.join_labels`); ``every_row`` is
         always true here."""
         del every_row
-        return _join_in_memory(self, labels, now=now, task=task)
+        return join_in_memory(self, labels, now=now, task=task)
 
     def summarize_labels(self, labels, *, now: float, task: str = "auto", judged_days: float = 7.0,
                          threshold: float | None = 0.5, served_hours: pd.DataFrame | None = None) -> LabelledSummary:
@@ -476,6 +458,13 @@ def _save_tallies(path: Path, tallies: WindowTallies) -> None:
     os.replace(temporary, path)
 
 
+def no_tallies(profile: ReferenceProfile, window) -> WindowTallies:
+    """The counts of a log with no row (every column of ``profile``, no window)."""
+    empty = {c: pd.Series(dtype=object if profile.columns[c].kind == "categorical" else float)
+             for c in profile.features}
+    return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **empty}), profile, window=window)
+
+
 def _files_within(files: Sequence[str], since: float | None, until: float | None) -> tuple[list[str], list[str]]:
     """Files whose rows all lie in ``[since, until)`` — their UTC day does, or the day began in it and every
     row of the file precedes ``until`` (today's, written before now) — and those the range cuts through (or
@@ -683,15 +672,17 @@ def _file_rows(path: str) -> int:
     return pq.read_metadata(path).num_rows
 
 
-class ParquetMirror:
+class ParquetMirror(EngineMirror):
     """One service's prediction log in Parquet partitions: aggregates asked of DuckDB, rows read per file.
 
     :meth:`summary`, :meth:`traffic`, :meth:`tallies` and the kept label join's counts
-    (:meth:`keep_labels`, :meth:`kept_sums`, :meth:`kept_decisions`, :meth:`kept_detail`) never
-    bring rows into this process (but for personal columns, which are sealed in the files and
-    opened here one column at a time); :meth:`find` brings a bounded few. :meth:`read` still
-    gives every row, for labels kept elsewhere (a label file) that join in memory, reading only
-    the files that are new since its last call (files never change once written).
+    (:class:`monitoring.engine_mirror.EngineMirror`: :meth:`keep_labels`, :meth:`kept_sums`,
+    :meth:`kept_decisions`, :meth:`kept_detail`) never bring rows into this process (but for
+    personal columns, which are sealed in the files and opened here one column at a time);
+    :meth:`find` brings a bounded few. A join is kept in a folder of its own under
+    ``<log>/<service>/labelled/``. :meth:`read` still gives every row, for labels kept elsewhere
+    (a label file) that join in memory, reading only the files that are new since its last call
+    (files never change once written).
 
     Parameters
     ----------
@@ -701,17 +692,10 @@ class ParquetMirror:
     """
 
     def __init__(self, log: ParquetPredictionLog, service: str):
-        self.log = log
-        self.service = service
+        super().__init__(log, service)
         self._frames: dict[tuple[str, tuple[str, ...] | None], pd.DataFrame] = {}
         self._combined: dict[tuple[str, ...] | None, tuple[tuple[str, ...], pd.DataFrame]] = {}
         self._lock = threading.Lock()
-
-    def _missing(self) -> ProductionDataError:
-        return ProductionDataError(
-            f"service {self.service!r} has no prediction log in the store yet ({self.log.engine.location}): log its "
-            "predictions through Vantage (see demo/service.py), capture them, or name a prediction-log file in "
-            "[services.prediction_log]")
 
     def _snapshot(self):
         try:
@@ -720,11 +704,70 @@ class ParquetMirror:
             raise self._missing() from None
         return self.log.log.snapshot(self.service, "predictions")
 
-    def warm_up(self, personal: Sequence[str] = ()) -> pd.DataFrame | None:
-        """Only the ``personal`` columns (for the privacy filter to learn their values), or nothing: the
-        pages' answers are counted where the rows are, so there is nothing to hold in memory beforehand."""
-        present = [c for c in personal if c != "ts"]
-        return self.read(columns=present).frame if present else None
+    def keeps_labels(self, labels) -> bool:
+        """Whether ``labels`` are kept beside this log, where :meth:`keep_labels` joins them."""
+        return isinstance(labels, LogLabels) and labels.log is self.log
+
+    def _kept_folder(self) -> str:
+        return f"{self.log.engine.location.rstrip('/')}/{self.service}/labelled"
+
+    def _kept_place(self, now: float) -> tuple[str, object]:
+        folder = self._kept_folder()
+        name = f"{int(now):012d}-{uuid.uuid4().hex[:8]}"
+        local = "://" not in folder
+        if local:
+            Path(folder, name).mkdir(parents=True, exist_ok=True)
+        return f"{folder}/{name}/rows.parquet", Path(folder, name) if local else None
+
+    def _kept_record(self, kept: KeptLabels, token: object) -> None:
+        if token is not None:  # an object store's join is not recorded: each process makes its own
+            write_kept(kept, token)
+            _forget_old_files(token.parent, keep=KEPT_FILES)
+
+    def latest_kept(self, *, now: float, max_age: float, stretch: float = 1.0) -> KeptLabels | None:
+        """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at most
+        ``max_age`` seconds before ``now`` (longer for a join that took long:
+        :func:`monitoring.performance_sums.stays_fresh`), or None."""
+        folder = Path(self._kept_folder())
+        if not folder.is_dir():
+            return None
+        for entry in sorted(folder.iterdir(), reverse=True):  # newest first (folders are named by their time)
+            kept = read_kept(entry) if entry.is_dir() else None
+            if kept is None or kept.now > now:
+                continue
+            # the newest join up to now decides: an older one is staler still
+            return kept if now <= kept.now + stays_fresh(kept, every=max_age, stretch=stretch) else None
+        return None
+
+    def _placed_files(self, kept: KeptLabels, size: int, since: float | None) -> tuple[Path, Path] | None:
+        """Where the rows placed in windows of ``size`` from ``since`` are kept beside a local join on DuckDB
+        (``placed-<size>-<since>.parquet`` and its windows); None elsewhere."""
+        if kept.path is None or "://" in kept.path or self.log.engine.scheme != "duckdb":
+            return None
+        name = f"placed-{size}-{'all' if since is None else repr(float(since))}"
+        folder = Path(kept.path).parent
+        return folder / f"{name}.parquet", folder / f"{name}.windows.parquet"
+
+    def _placed(self, kept: KeptLabels, size: int, since: float | None) -> tuple | None:
+        files = self._placed_files(kept, size, since)
+        if files is None or not files[1].exists():
+            return None
+        with self.log.engine.lock:
+            return kept_rows(self.log.engine.connect(), str(files[0])), pd.read_parquet(files[1])
+
+    def _keep_placed(self, kept: KeptLabels, size: int, since: float | None, placed, windows: pd.DataFrame) -> tuple:
+        files = self._placed_files(kept, size, since)
+        if files is None:
+            return placed, windows
+        placed_file, windows_file = files
+        written = placed_file.with_name(f"{placed_file.stem}-{uuid.uuid4().hex[:8]}.part")
+        backend = self.log.engine.connect()
+        backend.raw_sql(f"COPY ({backend.compile(placed)}) TO '{str(written).replace(chr(39), chr(39) * 2)}' "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+        written.replace(placed_file)
+        windows.to_parquet(written, index=False)  # written last: a reader finds both or neither
+        written.replace(windows_file)
+        return kept_rows(backend, str(placed_file)), windows
 
     def problems(self) -> tuple[str, ...]:
         """Files of the log left out (truncated, or a column of the wrong type), each named."""
@@ -770,194 +813,8 @@ class ParquetMirror:
         with self.log.engine.lock:
             return log_traffic(self.log.engine.connect(), table, **options)
 
-    @survives_compaction
-    def join_labels(self, labels, *, now: float, task: str = "auto", every_row: bool = False) -> LabeledPredictions:
-        """The predictions joined to the labels that arrived by ``now``.
-
-        Labels kept beside this log are joined by its engine
-        (:func:`monitoring.label_queries.join_labels_in_engine`): only the labelled predictions
-        come back, with every prediction counted per hour. Other labels (a label file, the SQL
-        store's table), or ``every_row`` (windows of a number of predictions need every row),
-        join in memory.
-        """
-        table = None if every_row or not (isinstance(labels, LogLabels) and labels.log is self.log) else \
-            self.log.engine.table(self.service, in_order=self.log.engine.scheme == "duckdb").table
-        if table is None:
-            return _join_in_memory(self, labels, now=now, task=task)
-        with self.log.engine.lock:
-            return join_labels_in_engine(self.log.engine.connect(), table, labels.table(), now=now, task=task,
-                                         source=labels.source)
-
-    @survives_compaction
-    def summarize_labels(self, labels, *, now: float, task: str = "auto", judged_days: float = 7.0,
-                         threshold: float | None = 0.5, served_hours: pd.DataFrame | None = None) -> LabelledSummary:
-        """The labelled predictions summed per slice (:class:`monitoring.label_summary.LabelledSummary`).
-
-        Labels kept beside this log are summed by its engine
-        (:func:`monitoring.label_queries.summarize_labels_in_engine`): sums per day and a bounded
-        sample come back, never the labelled rows. Other labels join in memory first.
-        ``served_hours``: the log's predictions per hour when the caller counted them
-        (``traffic(...).hours``).
-        """
-        if not (isinstance(labels, LogLabels) and labels.log is self.log):
-            return summarize_labeled(self.join_labels(labels, now=now, task=task), judged_days=judged_days,
-                                     threshold=threshold)
-        table = self.log.engine.table(self.service, in_order=self.log.engine.scheme == "duckdb").table
-        with self.log.engine.lock:
-            return summarize_labels_in_engine(self.log.engine.connect(), table, labels.table(), now=now, task=task,
-                                              judged_days=judged_days, threshold=threshold, source=labels.source,
-                                              served_hours=served_hours)
-
-    def keeps_labels(self, labels) -> bool:
-        """Whether ``labels`` are kept beside this log, where :meth:`keep_labels` joins them."""
-        return isinstance(labels, LogLabels) and labels.log is self.log
-
-    @survives_compaction
-    def keep_labels(self, labels, *, now: float, task: str = "auto", served_hours: pd.DataFrame | None = None,
-                    judged_days: float | None = None, threshold: float | None = 0.5) -> KeptLabels:
-        """Join the labels that arrived by ``now`` where the log lives and keep the labelled predictions there.
-
-        The engine writes them to a folder of their own under ``<log>/<service>/labelled/``
-        (:func:`monitoring.label_queries.keep_labels_in_engine`; the :data:`KEPT_FILES` newest
-        folders are kept, older ones deleted) and only the join's counts come back. With
-        ``judged_days``, the Overview's summary of them (at ``threshold``) is made too and kept
-        with them. Ask for counts of them with :meth:`kept_sums`, :meth:`kept_decisions` and
-        :meth:`kept_detail`; :meth:`latest_kept` finds them again, from another process too.
-
-        Raises
-        ------
-        ValueError
-            When ``labels`` are not kept beside this log (:meth:`keeps_labels`).
-        ProductionDataError
-            When the log holds no prediction of the service.
-        """
-        if not self.keeps_labels(labels):
-            raise ValueError(f"the labels of {self.service!r} ({labels.source}) are not beside its Parquet log")
-        engine = self.log.engine
-        folder = self._kept_folder()
-        name = f"{int(now):012d}-{uuid.uuid4().hex[:8]}"
-        local = "://" not in folder
-        if local:
-            Path(folder, name).mkdir(parents=True, exist_ok=True)
-        table = engine.table(self.service, in_order=engine.scheme == "duckdb").table
-        if table is None:
-            raise self._missing()
-        started = time.perf_counter()  # how long it took decides how often it is made again, not what it holds
-        with engine.lock:
-            backend = engine.connect()
-            kept = keep_labels_in_engine(backend, table, labels.table(), now=now, task=task,
-                                         path=f"{folder}/{name}/rows.parquet", source=labels.source,
-                                         served_hours=served_hours)
-            if judged_days is not None:
-                kept = dataclasses.replace(kept, summary=summarize_kept(backend, kept, judged_days=judged_days,
-                                                                        threshold=threshold))
-        kept = dataclasses.replace(kept, seconds=time.perf_counter() - started)
-        if local:
-            write_kept(kept, Path(folder, name))
-            _forget_old_files(Path(folder), keep=KEPT_FILES)
-        return kept
-
     def _kept_folder(self) -> str:
         return f"{self.log.engine.location.rstrip('/')}/{self.service}/labelled"
-
-    def latest_kept(self, *, now: float, max_age: float, stretch: float = 1.0) -> KeptLabels | None:
-        """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at most
-        ``max_age`` seconds before ``now`` (longer for a join that took long:
-        :func:`monitoring.performance_sums.stays_fresh`), or None."""
-        folder = Path(self._kept_folder())
-        if not folder.is_dir():
-            return None
-        for entry in sorted(folder.iterdir(), reverse=True):  # newest first (folders are named by their time)
-            kept = read_kept(entry) if entry.is_dir() else None
-            if kept is None or kept.now > now:
-                continue
-            # the newest join up to now decides: an older one is staler still
-            return kept if now <= kept.now + stays_fresh(kept, every=max_age, stretch=stretch) else None
-        return None
-
-    def kept_sums(self, kept: KeptLabels, *, window: str, now: float, judged_days: float,
-                  since: float | None = None, **options) -> WindowSums:
-        """:func:`monitoring.performance_sums.window_sums` of ``kept``, counted by the log's engine (its options).
-
-        Windows of a number of predictions place the kept rows among every logged one first
-        (:meth:`_kept_windows`).
-        """
-        engine = self.log.engine
-        rows, windows = self._kept_windows(kept, window, since=since)
-        if windows is not None and len(windows):  # the newest windows only: the range starts at the first
-            since = float(windows["window_start"].iloc[0])
-        with engine.lock:
-            return window_sums(engine.connect(), rows, task=kept.task, classes=kept.classes, window=window, now=now,
-                               judged_days=judged_days, since=since, windows=windows, **options)
-
-    def _kept_windows(self, kept: KeptLabels, window: str, *, since: float | None) -> tuple:
-        """The kept rows as a table of the log's engine and, for windows of a number of predictions, the windows
-        with each row's window start (:func:`monitoring.performance_sums.row_windows`).
-
-        Placing the rows ranks every logged prediction: on a local log it is done once per kept join, window size
-        and range, and kept beside that join (``placed-<size>-<since>.parquet`` and its windows), so the sums'
-        queries and the decisions read the placed rows instead of ranking again.
-        """
-        engine = self.log.engine
-        size = row_count(window)
-        with engine.lock:
-            backend = engine.connect()
-            rows = kept_rows(backend, kept.path)
-        if size is None:
-            return rows, None
-        local = kept.path is not None and "://" not in kept.path and engine.scheme == "duckdb"
-        name = f"placed-{size}-{'all' if since is None else repr(float(since))}"
-        folder = Path(kept.path).parent if local else Path()
-        placed_file, windows_file = folder / f"{name}.parquet", folder / f"{name}.windows.parquet"
-        if local and windows_file.exists():
-            with engine.lock:
-                return kept_rows(engine.connect(), str(placed_file)), pd.read_parquet(windows_file)
-        table = engine.table(self.service, in_order=engine.scheme == "duckdb", since=since).table
-        if table is None:
-            raise self._missing()
-        with engine.lock:
-            backend = engine.connect()
-            placed, windows = row_windows(backend, table, rows, size=int(size), since=since)
-            if not local:
-                return placed, windows
-            written = placed_file.with_name(f"{name}-{uuid.uuid4().hex[:8]}.part")
-            backend.raw_sql(f"COPY ({backend.compile(placed)}) TO '{str(written).replace(chr(39), chr(39) * 2)}' "
-                            "(FORMAT parquet, COMPRESSION zstd)")
-            written.replace(placed_file)
-            windows.to_parquet(written, index=False)  # written last: a reader finds both or neither
-            written.replace(windows_file)
-            return kept_rows(backend, str(placed_file)), windows
-
-    def kept_summary(self, kept: KeptLabels, **options) -> LabelledSummary:
-        """:func:`monitoring.label_queries.summarize_kept` of ``kept``, counted by the log's engine (its options)."""
-        engine = self.log.engine
-        with engine.lock:
-            return summarize_kept(engine.connect(), kept, **options)
-
-    def kept_errors(self, kept: KeptLabels, *, limit: int = 50) -> pd.DataFrame:
-        """:func:`monitoring.performance_sums.largest_errors` of ``kept``, found by the log's engine."""
-        engine = self.log.engine
-        with engine.lock:
-            backend = engine.connect()
-            return largest_errors(backend, kept_rows(backend, kept.path), task=kept.task, limit=limit)
-
-    def kept_decisions(self, kept: KeptLabels, *, window: str, since: float | None = None,
-                       **options) -> DecisionsOverTime:
-        """:func:`monitoring.performance_sums.window_decisions` of ``kept``, counted by the log's engine."""
-        engine = self.log.engine
-        rows, windows = self._kept_windows(kept, window, since=since)
-        if windows is not None and len(windows):  # as kept_sums
-            since = float(windows["window_start"].iloc[0])
-        with engine.lock:
-            return window_decisions(engine.connect(), rows, kept, window=window, since=since, windows=windows,
-                                    **options)
-
-    def kept_detail(self, kept: KeptLabels, **options) -> PerformanceDetail:
-        """:func:`monitoring.performance_sums.kept_detail` of ``kept``, counted by the log's engine (its options)."""
-        engine = self.log.engine
-        with engine.lock:
-            backend = engine.connect()
-            return kept_detail(backend, kept_rows(backend, kept.path), kept, **options)
 
     @survives_compaction
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
@@ -974,7 +831,7 @@ class ParquetMirror:
         spec = parse_window(window)
         plain, sealed = _tallied_columns(self.log, self.service, profile, snapshot)
         if snapshot.empty:
-            return self._no_rows(profile, spec)
+            return no_tallies(profile, spec)
         engine = self.log.engine
         whole, cut = _files_within(snapshot.files, since, until)
         if spec not in CACHED_WINDOWS or engine.scheme != "duckdb":
@@ -987,18 +844,12 @@ class ParquetMirror:
                 parts.append(tally_windows(engine.connect(), table, profile, window=spec, since=since, until=until,
                                            columns=plain))
         if not parts:
-            return self._no_rows(profile, spec)
+            return no_tallies(profile, spec)
         counted = parts[0] if len(parts) == 1 else add_tallies(parts)
         if not sealed:
             return counted
         opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
         return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
-
-    @staticmethod
-    def _no_rows(profile: ReferenceProfile, spec) -> WindowTallies:
-        empty = {c: pd.Series(dtype=object if profile.columns[c].kind == "categorical" else float)
-                 for c in profile.features}
-        return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **empty}), profile, window=spec)
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row, in time order; only the files new since the last call are read.
@@ -1038,18 +889,6 @@ class ParquetMirror:
             columns = [c for c in columns if c in present]
         return self.log.shape(self.service, pq.read_table(path, columns=columns).to_pandas())
 
-    def find(self, *, prediction_id: str | None = None, since: float | None = None, until: float | None = None,
-             filters: Mapping[str, tuple[str, object]] | None = None, newest_first: bool = True,
-             limit: int = 50) -> pd.DataFrame:
-        """A few logged predictions by id, time and feature conditions (a bounded DuckDB query)."""
-        return self.log.find_predictions(self.service, prediction_id=prediction_id, since=since, until=until,
-                                         filters=filters, newest_first=newest_first, limit=limit)
-
-
-KEPT_FILES = 3
-"""Kept labels of a service left beside its log: the newest, which sessions may still be reading."""
-
-
 def _forget_old_files(folder: Path, *, keep: int) -> None:
     """Delete all but the ``keep`` newest entries of ``folder`` (files, or Spark's folders of files)."""
     entries = sorted(folder.iterdir(), key=lambda entry: entry.stat().st_mtime, reverse=True)
@@ -1060,15 +899,11 @@ def _forget_old_files(folder: Path, *, keep: int) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _join_in_memory(source, labels, *, now: float, task: str) -> LabeledPredictions:
-    """The label join in this process: the rows' ids, times, predictions and scores, and every label."""
-    return join_labels(source.read(columns=LABEL_JOIN_COLUMNS).frame, labels.read(), now=now, task=task,
-                       source=labels.source)
-
-
 def production_source(store: Store, service: ServiceConfig, *,
-                      features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror | ParquetMirror:
-    """The mirror that serves ``service``'s production data: its file if configured, else the store's log.
+                      features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror | EngineMirror:
+    """The mirror that serves ``service``'s production data: its file if configured, else the store's log (in
+    Parquet; in a PostgreSQL store's tables, counted there by :class:`monitoring.store_log.StoreLogMirror`; in a
+    SQLite store's, read into memory by :class:`PredictionLogMirror`).
 
     ``features`` are the service's (its schema's), which a prediction-log file must have.
     """
@@ -1079,6 +914,10 @@ def production_source(store: Store, service: ServiceConfig, *,
         if log.has_log(service.log_name) or not _has_sql_log(log.sql, service.log_name):
             return ParquetMirror(log, service.log_name)
         log = log.sql  # a log written to the store's tables before the Parquet log was the default
+    if store.dialect == "postgresql":  # counted by the server, as DuckDB counts Parquet
+        from monitoring.store_log import StoreLogMirror, store_log
+
+        return StoreLogMirror(store_log(log), service.log_name)
     return PredictionLogMirror(log, service.log_name)
 
 

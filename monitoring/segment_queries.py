@@ -524,11 +524,11 @@ def segment_counts(source, labels, features: Sequence[str], *, now: float, days:
     ProductionDataError
         When the service has no prediction log.
     """
-    from monitoring.labels import LabelDataError, LogLabels
-    from monitoring.production import ParquetMirror
+    from monitoring.engine_mirror import EngineMirror
+    from monitoring.labels import LabelDataError
 
     since, until = float(now) - float(days) * DAY, float(now)
-    if isinstance(source, ParquetMirror) and isinstance(labels, LogLabels) and labels.log is source.log:
+    if isinstance(source, EngineMirror) and labels is not None and source.keeps_labels(labels):
         return _engine_counts(source, labels, features, now=float(now), since=since, until=until, n_bins=n_bins,
                               edges=edges, task=task, sample_rows=sample_rows, drift_edges=drift_edges,
                               drift_categorical=drift_categorical, kept=kept)
@@ -606,7 +606,7 @@ def _engine_counts(source, labels, features: Sequence[str], *, now: float, since
             counts, _ = finish(used, kept.task, tuple(kept.classes))
         else:
             served = pd.DataFrame({"hour_start": pd.Series(dtype=float), "n": pd.Series(dtype=np.int64)})
-            counts = join_in_engine(backend, table, labels.table(), now=now, task=task, finish=finish,
+            counts = join_in_engine(backend, table, source.labels_table(labels), now=now, task=task, finish=finish,
                                 served=served).result
     if sealed:
         counts = open_sealed(counts, sealer.open, n_bins=n_bins, edges=edges, kinds=kinds)
@@ -676,11 +676,11 @@ def segment_sample(source, features: Sequence[str], *, now: float, days: float, 
     -------
     SegmentSample
     """
-    from monitoring.production import ParquetMirror
+    from monitoring.engine_mirror import EngineMirror
 
     since, until = float(now) - float(days) * DAY, float(now)
     wanted = list(dict.fromkeys([*features, *columns]))
-    if not isinstance(source, ParquetMirror):
+    if not isinstance(source, EngineMirror):
         frame = source.read().frame
         ts = frame["ts"].to_numpy(dtype=float)
         period = frame[(ts >= since) & (ts < until)].reset_index(drop=True)

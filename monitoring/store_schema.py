@@ -38,6 +38,10 @@ labels
 capture_stats
     What each capture process (the capturing proxy, the KServe logger endpoint) counted for
     one service, as JSON, replaced on every write: ``source, service, ts, stats``.
+kept_labels
+    Label joins kept for the pages when the prediction log is in a PostgreSQL store: the table
+    each join was kept in (``kept__<digest>__<time>_<id>``, made and dropped by
+    :mod:`monitoring.store_log`), the service, its time and its record.
 leases
     Who polls which service, so two collectors on one store never double-record: the
     holder's name, host, pid (with the process's start time, so a reused pid is not taken
@@ -159,6 +163,20 @@ capture_stats = sa.Table(
     sa.Column("stats", sa.Text, nullable=False),
 )
 
+kept_labels = sa.Table(
+    "kept_labels",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("service", sa.String(64), nullable=False),
+    sa.Column("now", sa.Float, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("sample", sa.LargeBinary),
+    sa.Index("ix_kept_labels_service_now", "service", "now"),
+)
+"""Label joins kept for the pages in the store's own PostgreSQL (``monitoring.store_log``): the table ``name``
+holds the rows, ``record`` what ``monitoring.performance_sums.write_kept`` records, ``sample`` the summary's
+sample as Parquet."""
+
 def prediction_table_name(service: str) -> str:
     """Name of the prediction-log table of ``service``: ``predictions__<service>``."""
     return f"predictions__{service}"
@@ -201,6 +219,25 @@ def new_prediction_table(service: str, features: Mapping[str, str], *, sealed: C
         *[sa.Column(f, sa.Text if f in sealed else sa.Float if kind == "numeric" else sa.String(128))
           for f, kind in features.items()],
     )
+
+
+def typed_log_columns(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
+    """``frame`` (logged predictions) with each column's type: categoricals for the categorical features and the
+    model version, floats for the numeric features, ``ts``, ``prediction`` and ``score``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Rows as a database or a file gave them (changed in place, and returned).
+    kinds : mapping of str to {"numeric", "categorical"}
+        The log's feature kinds.
+    """
+    for name in frame.columns:
+        if kinds.get(name) == "categorical" or name == "model_version":
+            frame[name] = frame[name].astype("category")
+        elif kinds.get(name) == "numeric" or name in ("ts", "prediction", "score"):
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
 
 
 # -- SQL shared by the store's parts ----------------------------------------------------------

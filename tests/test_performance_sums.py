@@ -231,11 +231,11 @@ def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tm
         assert collector.upkeep(now=later)["labels"] == {}
         assert mirror.latest_kept(now=newest.now + 700, max_age=KEEP_LABELS_EVERY) is None
         # windows of a number of predictions: the rows are placed once per join, size and range, then read
-        import monitoring.production as production
+        import monitoring.engine_mirror as engine_mirror
 
         placings = []
-        place = production.row_windows
-        monkeypatch.setattr(production, "row_windows", lambda *a, **kw: placings.append(kw) or place(*a, **kw))
+        place = engine_mirror.row_windows
+        monkeypatch.setattr(engine_mirror, "row_windows", lambda *a, **kw: placings.append(kw) or place(*a, **kw))
         options = {"window": "100", "now": newest.now, "judged_days": 1.0, "since": DAY_ONE + DAY}
         first = mirror.kept_sums(newest, **options)
         again = mirror.kept_sums(newest, **options)
@@ -249,7 +249,7 @@ def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tm
         direct = window_sums(backend, rows, task=newest.task, classes=newest.classes, window="100",
                              now=newest.now, judged_days=1.0, since=DAY_ONE + DAY, windows=windows)
         pd.testing.assert_frame_equal(first.slices, direct.slices)
-        with pytest.raises(ValueError, match="not beside its Parquet log"):
+        with pytest.raises(ValueError, match="not where its log is"):
             mirror.keep_labels(SimpleNamespace(source="a file"), now=now)
     finally:
         store.dispose()

@@ -10,12 +10,13 @@ from dashboard.state.caching import cache_data, cache_resource
 from dashboard.state.health import cached_metadata
 from dashboard.state.lifecycle import Runtime, tick, var_dir
 from monitoring.clients import PROBE_HEADER, make_client
+from monitoring.engine_mirror import EngineMirror
 from monitoring.label_summary import LabelledSummary, cut_of
 from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels, StoreLabelMirror, label_source
 from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
 from monitoring.performance_sums import KeptLabels
-from monitoring.production import FileMirror, ParquetMirror, PredictionLogMirror
+from monitoring.production import FileMirror, PredictionLogMirror
 
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
@@ -24,7 +25,7 @@ KEPT_FRESH_SECONDS = 2 * LABELS_TICK_SECONDS
 ``monitoring.performance_sums.stays_fresh``) are the pages'."""
 
 
-def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror | ParquetMirror:
+def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror | EngineMirror:
     """The in-memory, incrementally refreshed production data of ``service`` (store log or file).
 
     Call ``.read()`` on it for a :class:`~monitoring.production.ProductionData`; it fetches only
@@ -80,9 +81,10 @@ def kept_labels(runtime: Runtime, *, service: str, tick: int) -> KeptLabels:
 
 
 def keeps_labels(runtime: Runtime, service: str) -> bool:
-    """Whether the labels of ``service`` are beside its Parquet log, joined and counted there."""
+    """Whether the labels of ``service`` are where its log is (beside a Parquet log, or in a PostgreSQL store's
+    tables), joined and counted there."""
     mirror = runtime.mirror(service)
-    return isinstance(mirror, ParquetMirror) and mirror.keeps_labels(label_mirror(runtime, service=service))
+    return isinstance(mirror, EngineMirror) and mirror.keeps_labels(label_mirror(runtime, service=service))
 
 
 @cache_resource(ttl=120, max_entries=8)

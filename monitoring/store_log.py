@@ -1,0 +1,419 @@
+"""The SQL store's prediction log read where it lives: PostgreSQL answers the pages' questions itself.
+
+With ``[store] log = "store"`` on a PostgreSQL store, each service's predictions are the table
+``predictions__<service>`` and its labels rows of ``labels`` (:mod:`monitoring.prediction_log_sql`).
+:class:`StoreLogEngine` gives those tables to the same Ibis queries that count a Parquet log
+(:mod:`monitoring.log_queries`, :mod:`monitoring.label_queries`, :mod:`monitoring.performance_sums`,
+:mod:`monitoring.segment_queries`), compiled to PostgreSQL's SQL: only counts and bounded samples
+come back. The one function those queries need that PostgreSQL lacks, ``hash(text)``, is created by
+the store's migrations (``0003``). A label join kept for the pages is an unlogged table of the
+server's (``kept__<service's digest>__<time>_<id>``), recorded in the ``kept_labels`` table so that
+the collector's upkeep and every dashboard process find the same one.
+
+:class:`StoreLog` is what :class:`monitoring.production.StoreLogMirror` reads through: the engine,
+the feature kinds, the opening of personal columns and the index-backed row lookups.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from monitoring.drift import ReferenceProfile, WindowTallies, merge_tallies
+from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError
+from monitoring.labels import StoreLabelMirror
+from monitoring.log_engines import LogEngineError, LogTable
+from monitoring.log_queries import (
+    LogSummary,
+    LogTraffic,
+    log_traffic,
+    summarize,
+    tally_frame,
+    tally_windows,
+    traffic_frame,
+)
+from monitoring.performance_sums import KeptLabels, kept_from_record, kept_record, stays_fresh
+from monitoring.prediction_log_sql import SqlPredictionLog
+from monitoring.production import ProductionData, no_tallies
+from monitoring.store_schema import kept_labels, prediction_table_name, typed_log_columns
+from monitoring.windows import parse_window
+
+KEPT_TABLE_PREFIX = "kept__"
+"""Tables of kept label joins start with it (the migrations leave them alone, as the prediction tables)."""
+
+
+def kept_table_prefix(service: str) -> str:
+    """The name every kept join of ``service`` starts with: a digest of its name keeps it within PostgreSQL's 63
+    characters whatever the service is called."""
+    return f"{KEPT_TABLE_PREFIX}{hashlib.sha1(service.encode()).hexdigest()[:16]}__"
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server could not be reached or went away (not a query that was wrong)."""
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | LogEngineError)
+
+
+class StoreLogEngine:
+    """The store's PostgreSQL database as an Ibis backend, with one service's tables as :class:`LogTable` s.
+
+    Parameters
+    ----------
+    store : Store
+        A store on PostgreSQL; its URL says where (the password is never shown in a message).
+
+    Notes
+    -----
+    One connection, opened on first use and used by one thread at a time (:attr:`lock`). A
+    connection the server closed (a restart) is replaced on the next use.
+    """
+
+    scheme = "postgres"
+
+    def __init__(self, store):
+        self.store = store
+        url = sa.engine.make_url(store.url)
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        self.location = f"the store's PostgreSQL database {url.database!r} at {where}"
+        self.lock = threading.RLock()
+        """Held around every use of the backend."""
+        self.backend = None
+
+    def connect(self):
+        """The Ibis backend, connected on first use and again after the server closed the connection.
+
+        Raises
+        ------
+        LogEngineError
+            The server cannot be reached; the message names its host and port.
+        """
+        with self.lock:
+            con = getattr(self.backend, "con", None)
+            if con is not None and (con.closed or con.broken):
+                self.backend = None
+            if self.backend is None:
+                url = sa.engine.make_url(self.store.url)
+                options = {k: v for k, v in url.query.items() if isinstance(v, str)}
+                options.setdefault("connect_timeout", max(1, round(self.store.busy_timeout)))
+                try:
+                    self.backend = ibis.postgres.connect(host=url.host, port=url.port or 5432, user=url.username,
+                                                         password=url.password, database=url.database, **options)
+                except Exception as exc:  # whatever the driver raised, the dashboard shows a state
+                    raise LogEngineError(f"{self.location} could not be reached: {exc}") from exc
+            return self.backend
+
+    def table(self, service: str, table: str = "predictions", *, since: float | None = None,
+              until: float | None = None, in_order: bool = False) -> LogTable:
+        """One service's predictions (``table="predictions"``) or labels (``"labels"``), within ``[since, until)``.
+
+        ``in_order`` adds the columns the Parquet log names its written order by, ``filename`` (one
+        value here) and ``file_row_number`` (the row's insertion number): ties between predictions
+        made at the same time are broken as they were written, as on DuckDB.
+        """
+        backend = self.connect()
+        with self.lock:
+            if table == "labels":
+                rows = backend.table("labels")
+                rows = rows.filter(rows.service == service)
+                order = {"filename": ibis.literal(""), "file_row_number": rows.id} if in_order else {}
+                return LogTable(table=rows.select("prediction_id", "ts", "label", **order), problems=())
+            name = prediction_table_name(service)
+            if name not in backend.list_tables(like=name):
+                return LogTable(table=None, problems=())
+            rows = backend.table(name)
+        if since is not None:
+            rows = rows.filter(rows.ts >= since)
+        if until is not None:
+            rows = rows.filter(rows.ts < until)
+        if in_order:
+            rows = rows.mutate(filename=ibis.literal(""), file_row_number=rows.seq)
+        return LogTable(table=rows, problems=())
+
+    def execute(self, expression: ir.Expr):
+        """Run an Ibis expression on the backend (one at a time) and return its pandas result."""
+        backend = self.connect()
+        with self.lock:
+            return backend.execute(expression)
+
+
+_READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def store_log(sql: SqlPredictionLog) -> StoreLog:
+    """The :class:`StoreLog` of ``sql``: one per store log, so that every service's mirror shares one connection."""
+    with _READERS_LOCK:
+        found = _READERS.get(sql)
+        if found is None:
+            found = _READERS[sql] = StoreLog(sql)
+        return found
+
+
+_READERS_LOCK = threading.Lock()
+
+
+class StoreLog:
+    """The reading side of the store's prediction log for :class:`monitoring.production.StoreLogMirror`.
+
+    Parameters
+    ----------
+    sql : SqlPredictionLog
+        The store's log (on PostgreSQL).
+    """
+
+    def __init__(self, sql: SqlPredictionLog):
+        self.sql = sql
+        self.store = sql.store
+        self.engine = StoreLogEngine(sql.store)
+
+    def prediction_table(self, service: str) -> dict[str, str]:
+        """The kinds of ``service``'s features (personal ones, stored sealed as text, are left out: their kind is
+        told by their opened values).
+
+        Raises
+        ------
+        KeyError
+            When ``service`` has no prediction log in the store.
+        """
+        return self.sql.prediction_features(service)
+
+    def has_log(self, service: str) -> bool:
+        """Whether ``service`` has a prediction log table."""
+        try:
+            self.sql.prediction_table(service)
+        except KeyError:
+            return False
+        return True
+
+    def shape(self, service: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows as the engine returned them, with personal columns opened and each column's type."""
+        return typed_log_columns(self.store.sealer.open_frame(service, frame), self.prediction_table(service))
+
+    def read_prediction_log(self, service: str, *, since: float | None = None, until: float | None = None,
+                            columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """:meth:`SqlPredictionLog.read_prediction_log` (for the personal columns, opened here)."""
+        return self.sql.read_prediction_log(service, since=since, until=until, columns=columns)
+
+    def find_predictions(self, service: str, *, prediction_id: str | None = None, since: float | None = None,
+                         until: float | None = None, filters: Mapping[str, tuple[str, object]] | None = None,
+                         newest_first: bool = True, limit: int = 50) -> pd.DataFrame:
+        """:meth:`SqlPredictionLog.find_predictions`: a few rows by the table's indexes."""
+        return self.sql.find_predictions(service, prediction_id=prediction_id, since=since, until=until,
+                                         filters=filters, newest_first=newest_first, limit=limit)
+
+
+def _reached(method: Callable) -> Callable:
+    """``method`` with a lost or refused connection to the server raised as a :class:`ProductionDataError` that
+    names the server (a state the pages show, never a traceback)."""
+
+    @functools.wraps(method)
+    def reported(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            raise ProductionDataError(f"the prediction log of {self.service!r} cannot be read: "
+                                      f"{self.log.engine.location} could not be reached ({_first_line(exc)})"
+                                      ) from exc
+
+    return reported
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class StoreLogMirror(EngineMirror):
+    """One service's prediction log in the tables of a PostgreSQL store, counted by PostgreSQL.
+
+    The same questions as :class:`monitoring.production.ParquetMirror`, answered by the same
+    queries: :meth:`summary`, :meth:`traffic`, :meth:`tallies`, the label join and the kept
+    join's counts return aggregates and bounded samples; :meth:`find` a few rows by the table's
+    indexes. Labels in the store's ``labels`` table join there. A kept join is an unlogged table
+    (:func:`kept_table_prefix`) recorded in ``kept_labels``; the :data:`KEPT_FILES` newest of a
+    service are left, older ones dropped. A server that cannot be reached is a
+    :class:`ProductionDataError` naming its host and port.
+
+    Parameters
+    ----------
+    log : StoreLog
+    service : str
+        The log's name (``ServiceConfig.log_name``).
+    """
+
+    def __init__(self, log: StoreLog, service: str):
+        super().__init__(log, service)
+        self._windows: dict[str, pd.DataFrame] = {}
+        """Windows of a number of predictions placed by this process, by the table of their placed rows."""
+
+    def _columns(self) -> list[str]:
+        try:
+            table = self.log.sql.prediction_table(self.service)
+        except KeyError:
+            raise self._missing() from None
+        return [c.name for c in table.columns if c.name != "seq"]
+
+    def keeps_labels(self, labels) -> bool:
+        """Whether ``labels`` are the store's own table (where the predictions are), joined by PostgreSQL."""
+        return isinstance(labels, StoreLabelMirror) and labels.store is self.log.store
+
+    def labels_table(self, labels) -> ir.Table:
+        """The service's rows of the store's ``labels`` table, in the order written."""
+        return self.log.engine.table(self.service, "labels", in_order=True).table
+
+    def problems(self) -> tuple[str, ...]:
+        """Nothing is left out of a table."""
+        return ()
+
+    def has_rows(self) -> bool:
+        """Whether the service has a prediction log table (the row finders can be offered)."""
+        return self.log.has_log(self.service)
+
+    def columns(self) -> tuple[str, ...]:
+        """The columns logged, from the table's definition (no row is read)."""
+        return tuple(self._columns())
+
+    def summary(self) -> LogSummary:
+        """Rows and time span, in one query."""
+        self._columns()
+        table = self._table()
+        source = "prediction log in the store's PostgreSQL ({rows:,} rows)"
+        if table is None:
+            return LogSummary(rows=0, first_ts=np.nan, last_ts=np.nan, source=source.format(rows=0))
+        with self.log.engine.lock:
+            return summarize(self.log.engine.connect(), table, source=source)
+
+    def traffic(self, **options) -> LogTraffic:
+        """The traffic up to ``now`` (``log_traffic``'s options), counted by the server."""
+        self._columns()
+        table = self._table()
+        if table is None:
+            return traffic_frame(pd.DataFrame({"ts": pd.Series(dtype=float)}), **options)
+        with self.log.engine.lock:
+            return log_traffic(self.log.engine.connect(), table, **options)
+
+    def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
+                until: float | None = None) -> WindowTallies:
+        """Counts per window of ``[since, until)`` for :func:`monitoring.drift.compute_drift_from_counts`, counted
+        by the server; personal columns, sealed in the table, are opened and counted here."""
+        present = set(self._columns())
+        spec = parse_window(window)
+        sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns and c in present]
+        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        table = self.log.engine.table(self.service, since=since, until=until).table
+        if table is None:
+            return no_tallies(profile, spec)
+        with self.log.engine.lock:
+            counted = tally_windows(self.log.engine.connect(), table, profile, window=spec, since=since, until=until,
+                                    columns=plain)
+        if not sealed:
+            return counted
+        opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
+        return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
+
+    def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
+        """Every logged row (only ``columns`` and ``ts``), in insertion order: for labels from a label file, which
+        join in this process."""
+        self._columns()
+        wanted = None if columns is None else [c for c in dict.fromkeys(["ts", *columns]) if c in self._columns()]
+        frame = self.log.read_prediction_log(self.service, columns=wanted)
+        frame = frame.drop(columns="seq", errors="ignore")
+        return ProductionData(frame, f"prediction log in the store's PostgreSQL ({len(frame):,} rows)")
+
+    # -- where joins are kept -----------------------------------------------------------------
+
+    def _kept_place(self, now: float) -> tuple[str, object]:
+        name = f"{kept_table_prefix(self.service)}{int(now):012d}_{uuid.uuid4().hex[:8]}"
+        return name, name
+
+    def _kept_record(self, kept: KeptLabels, token: object) -> None:
+        record, sample = kept_record(kept)
+        data = None
+        if sample is not None:
+            buffer = io.BytesIO()
+            sample.to_parquet(buffer, index=False)
+            data = buffer.getvalue()
+        store = self.log.store
+        store.ensure_schema()
+        with store.engine.begin() as conn:
+            conn.execute(kept_labels.insert().values(name=str(token), service=self.service, now=float(kept.now),
+                                                     record=json.dumps(record), sample=data))
+            old = [r.name for r in conn.execute(
+                sa.select(kept_labels.c.name).where(kept_labels.c.service == self.service)
+                .order_by(kept_labels.c.now.desc(), kept_labels.c.name.desc()).offset(KEPT_FILES))]
+            for name in old:
+                placed = [r[0] for r in conn.execute(sa.text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE :name"),
+                    {"name": name.replace("_", r"\_") + r"\_p%"})]
+                for table in [name, *placed]:
+                    conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+                conn.execute(kept_labels.delete().where(kept_labels.c.name == name))
+        for name in [n for n in self._windows if n.startswith(tuple(f"{gone}_p" for gone in old))]:
+            del self._windows[name]
+
+    def latest_kept(self, *, now: float, max_age: float, stretch: float = 1.0) -> KeptLabels | None:
+        """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at most
+        ``max_age`` seconds before ``now`` (longer for a join that took long:
+        :func:`monitoring.performance_sums.stays_fresh`), or None."""
+        store = self.log.store
+        store.ensure_schema()
+        with store.engine.connect() as conn:
+            row = conn.execute(sa.select(kept_labels.c.record, kept_labels.c.sample)
+                               .where((kept_labels.c.service == self.service) & (kept_labels.c.now <= float(now)))
+                               .order_by(kept_labels.c.now.desc(), kept_labels.c.name.desc()).limit(1)).first()
+        if row is None:
+            return None
+        kept = kept_from_record(json.loads(row.record), lambda: pd.read_parquet(io.BytesIO(row.sample)))
+        if kept is None:
+            return None
+        # the newest join up to now decides: an older one is staler still
+        return kept if now <= kept.now + stays_fresh(kept, every=max_age, stretch=stretch) else None
+
+    def _placed_table(self, kept: KeptLabels, size: int, since: float | None) -> str | None:
+        if kept.path is None:
+            return None
+        digest = hashlib.sha1(repr(None if since is None else float(since)).encode()).hexdigest()[:8]
+        return f"{kept.path}_p{size}_{digest}"
+
+    def _placed(self, kept: KeptLabels, size: int, since: float | None) -> tuple | None:
+        name = self._placed_table(kept, size, since)
+        if name is None or name not in self._windows:
+            return None
+        with self.log.engine.lock:
+            return self.log.engine.connect().table(name), self._windows[name]
+
+    def _keep_placed(self, kept: KeptLabels, size: int, since: float | None, placed, windows: pd.DataFrame) -> tuple:
+        name = self._placed_table(kept, size, since)
+        if name is None:
+            return placed, windows
+        backend = self.log.engine.connect()
+        with self.log.engine.lock:
+            backend.raw_sql(f'CREATE UNLOGGED TABLE IF NOT EXISTS "{name}" AS {backend.compile(placed)}')
+            self._windows[name] = windows
+            return backend.table(name), windows
+
+
+def _report_lost_connections(cls: type) -> type:
+    """Wrap every public method of ``cls`` (its own and those it inherits) in :func:`_reached`."""
+    for name in dir(cls):
+        attribute = getattr(cls, name)
+        if not name.startswith("_") and callable(attribute):
+            setattr(cls, name, _reached(attribute))
+    return cls
+
+
+_report_lost_connections(StoreLogMirror)

@@ -1,0 +1,195 @@
+"""A prediction log in a PostgreSQL store's tables is counted by the server and answers as the rows in memory do.
+
+Every test runs against the real server the test set-up starts (:mod:`tests.fixtures_postgres`).
+The in-memory mirror of the same tables (:class:`monitoring.production.PredictionLogMirror`, what a
+SQLite store still uses) is the reference: the server's counts must give the pages the same drift,
+traffic, label join, Performance page and segments.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from monitoring.baseline import Baseline
+from monitoring.config import parse_config
+from monitoring.drift import build_profile, compute_drift_from_counts
+from monitoring.engine_mirror import KEPT_FILES, ProductionDataError
+from monitoring.labels import StoreLabelMirror, label_source
+from monitoring.overview import counts_of_traffic, traffic_options
+from monitoring.performance import decisions_over_time, performance_over_time
+from monitoring.performance_sums import sums_performance
+from monitoring.production import PredictionLogMirror, production_source
+from monitoring.segment_queries import segment_counts
+from monitoring.store import Store
+from monitoring.store_log import KEPT_TABLE_PREFIX, StoreLogMirror
+
+START = 1_767_225_600.0  # 2026-01-01 00:00 UTC
+DAY = 86_400.0
+NOW = START + 3.5 * DAY
+N = 6_000
+
+
+def _config(url: str):
+    return parse_config(f"""
+[store]
+url = "{url}"
+log = "store"
+
+[[services]]
+name = "shop"
+url = "http://127.0.0.1:9"
+protocol = "rest"
+features = ["amount", "segment"]
+""")
+
+
+def _fill(store: Store, *, seed: int = 3) -> pd.DataFrame:
+    """Four days of a binary model's predictions and labels for a third of them (some late, one unknown id)."""
+    rng = np.random.default_rng(seed)
+    score = rng.uniform(size=N)
+    rows = pd.DataFrame({"id": [f"s{i}" for i in range(N)], "ts": START + np.sort(rng.uniform(0, 4 * DAY, N)),
+                         "prediction": (score >= 0.5).astype(float), "score": score,
+                         "amount": rng.gamma(2.0, 50.0, N), "segment": rng.choice(["a", "b", "c", None], N)})
+    rows.loc[::37, "amount"] = np.nan
+    store.prediction_table("shop", {"amount": "numeric", "segment": "categorical"})
+    for part in np.array_split(np.arange(N), 4):
+        store.log_predictions("shop", rows.iloc[part])
+    chosen = rng.choice(N, N // 3, replace=False)
+    truth = np.where(rng.uniform(size=len(chosen)) < 0.8, rows["prediction"].to_numpy()[chosen],
+                     1.0 - rows["prediction"].to_numpy()[chosen])
+    labels = pd.DataFrame({"prediction_id": [f"s{i}" for i in chosen],
+                           "ts": rows["ts"].to_numpy()[chosen] + rng.uniform(60, DAY, len(chosen)), "label": truth})
+    labels = pd.concat([labels, pd.DataFrame({"prediction_id": ["nobody", "s1", "s1"], "ts": [START, START + DAY,
+                                                                                             START + 2 * DAY],
+                                              "label": [1.0, 0.0, 1.0]})], ignore_index=True)
+    store.write_labels("shop", labels)
+    return rows
+
+
+@pytest.fixture
+def filled(postgres_url):
+    config = _config(postgres_url)
+    store = Store.from_config(config)
+    rows = _fill(store)
+    yield config, store, rows
+    store.dispose()
+
+
+def _both(config, store):
+    service = config.services[0]
+    pushed = production_source(store, service)
+    in_memory = PredictionLogMirror(store, service.log_name)
+    return service, pushed, in_memory, label_source(store, service)
+
+
+def test_a_postgresql_store_log_is_counted_by_the_server_with_the_answers_of_the_rows_in_memory(filled):
+    config, store, rows = filled
+    _, pushed, in_memory, labels = _both(config, store)
+    assert isinstance(pushed, StoreLogMirror) and isinstance(labels, StoreLabelMirror) and pushed.keeps_labels(labels)
+    assert pushed.summary().rows == in_memory.summary().rows == N
+    assert pushed.summary().first_ts == in_memory.summary().first_ts
+    assert set(pushed.columns()) >= {"id", "ts", "prediction", "score", "amount", "segment"}
+    profile = build_profile(rows.iloc[:2_000], {"amount": "numeric", "segment": "categorical"})
+    for window in ("day", "hour", 1_000):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = compute_drift_from_counts(profile, pushed.tallies(profile, window=window))
+            memory = compute_drift_from_counts(profile, in_memory.tallies(profile, window=window))
+        pd.testing.assert_frame_equal(server.features, memory.features, check_exact=False, rtol=1e-9)
+    traffic = [counts_of_traffic(source.traffic(**traffic_options(NOW))) for source in (pushed, in_memory)]
+    assert traffic[0].n_rows > 0 and traffic[0].volume == traffic[1].volume
+    pd.testing.assert_frame_equal(traffic[0].mix, traffic[1].mix, check_exact=False, rtol=1e-12)
+    joined, reference = pushed.join_labels(labels, now=NOW), in_memory.join_labels(labels, now=NOW)
+    assert joined.n_labelled == reference.n_labelled > 1_000 and joined.quality == reference.quality
+    columns = ["id", "ts", "prediction", "score", "label", "label_ts"]
+    labelled = reference.frame[reference.frame["label"].notna()]  # the rows in memory keep the unlabelled too
+    pd.testing.assert_frame_equal(joined.frame[columns].sort_values("id").reset_index(drop=True),
+                                  labelled[columns].sort_values("id").reset_index(drop=True), check_dtype=False)
+    summed = pushed.summarize_labels(labels, now=NOW, judged_days=2.0)
+    expected = in_memory.summarize_labels(labels, now=NOW, judged_days=2.0)
+    pd.testing.assert_frame_equal(summed.slices, expected.slices, check_dtype=False, rtol=1e-9)
+    found = pushed.find(prediction_id="s17")
+    assert found["id"].tolist() == ["s17"]
+
+
+def test_the_kept_join_is_a_table_of_the_server_that_every_process_finds_and_the_oldest_are_dropped(filled):
+    config, store, _ = filled
+    service, pushed, in_memory, labels = _both(config, store)
+    kept = pushed.keep_labels(labels, now=NOW, judged_days=2.0)
+    assert kept.path.startswith(KEPT_TABLE_PREFIX) and kept.summary is not None
+    reference = in_memory.join_labels(labels, now=NOW)
+    assert kept.n_labelled == reference.n_labelled and kept.quality == reference.quality
+    baseline = Baseline(values={"accuracy": 0.5, "roc_auc": 0.5, "log_loss": 0.7}, source="configured")
+    for window in ("day", "hour", "500"):
+        sums = pushed.kept_sums(kept, window=window, now=NOW, judged_days=2.0, since=START)
+        from_sums = sums_performance(sums, kept, baseline=baseline, min_labels=30)
+        joined = in_memory.join_labels(labels, now=NOW, every_row=True)
+        rows = performance_over_time(joined, window=int(window) if window.isdigit() else window, baseline=baseline,
+                                     min_labels=30, since=START)
+        for metric in rows.metrics:
+            assert from_sums.overall[metric] == pytest.approx(rows.overall[metric], rel=1e-9), (window, metric)
+        # windows of at most 2,000 labels: every interval is the rows path's own, on the same draws
+        pd.testing.assert_frame_equal(from_sums.windows, rows.windows, check_dtype=False, rtol=1e-9)
+    decided = pushed.kept_decisions(kept, window="day", threshold=0.5)
+    expected = decisions_over_time(in_memory.join_labels(labels, now=NOW), window="day", threshold=0.5)
+    pd.testing.assert_frame_equal(decided.windows, expected.windows, check_dtype=False)
+    assert len(pushed.kept_errors(kept, limit=5)) == 5
+    # another process (a new mirror of a new store object) finds the same join without joining again
+    other = Store.from_config(config)
+    again = production_source(other, service).latest_kept(now=NOW + 60, max_age=240)
+    assert again is not None and again.path == kept.path and again.summary.slices.equals(kept.summary.slices)
+    other.dispose()
+    for later in range(1, 5):
+        pushed.keep_labels(labels, now=NOW + 300 * later)
+    with store.engine.connect() as conn:
+        tables = [t for t in sa.inspect(conn).get_table_names() if t.startswith(KEPT_TABLE_PREFIX)]
+        records = conn.execute(sa.text("SELECT count(*) FROM kept_labels")).scalar_one()
+    assert records == KEPT_FILES and len([t for t in tables if "_p" not in t.rsplit("__", 1)[1]]) == KEPT_FILES
+    assert kept.path not in tables  # the oldest join is dropped, its placed rows with it
+    assert not [t for t in tables if t.startswith(f"{kept.path}_p")]
+
+
+def test_segments_are_counted_by_the_server_as_from_the_rows_in_memory(filled):
+    config, store, _ = filled
+    _, pushed, in_memory, labels = _both(config, store)
+    kept = pushed.keep_labels(labels, now=NOW)
+    for features in (["segment"], ["amount", "segment"]):
+        server = segment_counts(pushed, labels, features, now=NOW, days=3.0, kept=kept)
+        memory = segment_counts(in_memory, labels, features, now=NOW, days=3.0)
+        assert server.n_rows == memory.n_rows > 0 and server.specs == memory.specs
+        keys = [*server.keys, "prediction", "label"]
+        pd.testing.assert_frame_equal(server.cells.sort_values(keys).reset_index(drop=True),
+                                      memory.cells.sort_values(keys).reset_index(drop=True), check_dtype=False)
+
+
+def test_an_unreachable_server_is_a_message_naming_it_and_the_log_is_counted_again_once_it_is_back(private_postgres):
+    url = private_postgres.url(private_postgres.create_database())
+    config = _config(url)
+    store = Store.from_config(config)
+    _fill(store)
+    source = production_source(store, config.services[0])
+    assert source.summary().rows == N
+    private_postgres.stop()
+    try:
+        with pytest.raises(ProductionDataError, match=rf"127\.0\.0\.1:{private_postgres.port} could not be reached"):
+            source.summary()
+        with pytest.raises(ProductionDataError, match=f"127.0.0.1:{private_postgres.port}"):
+            source.traffic(**traffic_options(NOW))
+    finally:
+        private_postgres.start()
+    assert source.summary().rows == N
+    store.dispose()
+
+
+def test_a_sqlite_store_log_is_still_read_into_memory(tmp_path):
+    config = _config(f"sqlite:///{tmp_path / 'store.db'}")
+    store = Store.from_config(config)
+    _fill(store)
+    source = production_source(store, config.services[0])
+    assert isinstance(source, PredictionLogMirror) and source.summary().rows == N
+    store.dispose()
