@@ -35,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pandas as pd  # noqa: E402
+
 from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
 from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels, render_times  # noqa: E402
 from demo.data import FEATURES  # noqa: E402
@@ -77,6 +79,46 @@ def build(rows: int, engine: str) -> Path:
     config.write_text(offline_config_text(store_path=folder / "store.db", model=model,
                                           extra="").replace("[store]\n", f'[store]\nlog = "{log}"\n', 1))
     done.write_text(json.dumps({"rows": rows, "write_seconds": written}))
+    return config
+
+
+def build_postgres(rows: int, server) -> Path:
+    """The demo history of :func:`build` in a PostgreSQL store's own tables (``log = "store"``), loaded with COPY
+    into the server the run started; returns its config (the server and its data go with the run)."""
+    import io
+
+    import psycopg
+
+    from tests.fixtures_postgres import SUPERUSER
+
+    folder = BENCH_DIR / f"log-pages-postgres-{rows}-{LAYOUT}"
+    folder.mkdir(parents=True, exist_ok=True)
+    model = load_or_train(ROOT / "var" / "demo")
+    url = server.url()
+    store = Store(url, log="store")
+    table = store.prediction_table("credit", dict(FEATURES))
+    generated = _generate(model, rows, time.time() - 28 * DAY)
+    columns = [c.name for c in table.columns if c.name in generated.columns]
+    half = generated.iloc[::2]
+    labels = pd.DataFrame({"service": "credit", "prediction_id": half["id"], "ts": half["ts"] + 3 * DAY,
+                           "label": half["default"].astype(float)})
+    started = time.perf_counter()
+    with psycopg.connect(host="127.0.0.1", port=server.port, user=SUPERUSER, dbname="postgres",
+                         autocommit=True) as conn:
+        for name, frame, names in ((table.name, generated, columns), ("labels", labels, list(labels.columns))):
+            quoted = ", ".join(f'"{n}"' for n in names)
+            for begin in range(0, len(frame), CHUNK):
+                buffer = io.StringIO()
+                frame.iloc[begin:begin + CHUNK][names].to_csv(buffer, index=False, header=False)
+                with conn.cursor().copy(f'COPY "{name}" ({quoted}) FROM STDIN WITH (FORMAT csv)') as copy:
+                    copy.write(buffer.getvalue())
+            conn.execute(f'ANALYZE "{name}"')
+    print(f"loaded {rows:,} predictions and {len(labels):,} labels into PostgreSQL in "
+          f"{time.perf_counter() - started:.0f} s")
+    store.dispose()
+    config = folder / "vantage.toml"
+    config.write_text(offline_config_text(store_path=folder / "unused.db", model=model, extra="").replace(
+        f'url = "sqlite:///{folder / "unused.db"}"', f'url = "{url}"\nlog = "store"', 1))
     return config
 
 
@@ -129,6 +171,29 @@ def measure(config: Path) -> dict:
     return results
 
 
+def table_row(title: str, result: dict) -> tuple[str, ...]:
+    """One engine's row of the table: each page's first and warm view, and the peak memory."""
+    if "error" in result:
+        return (title, "failed", *[""] * (2 * len(PAGES) - 1), result["error"][:120])
+    views = [result[page] for page in PAGES]
+    return (title, *(f"{view[kind]:.2f} s" for view in views for kind in ("cold", "warm")),
+            f"{result['peak_mb']:,.0f} MB")
+
+
+def measure_postgres(rows: int) -> tuple[str, ...]:
+    """The pages on a PostgreSQL store's tables, counted by the server (a server of the run's own, Debian's
+    ``postgresql``; none installed: a row that says so)."""
+    from tests.fixtures_postgres import postgres_bin_dir, postgres_server
+
+    title = f"PostgreSQL store's tables (counted by the server), {rows:,} predictions"
+    if postgres_bin_dir() is None:
+        return table_row(title, {"error": "no PostgreSQL server installed (tests/install.sh installs it)"})
+    with postgres_server() as server:
+        config = build_postgres(rows, server)
+        upkeep(config)  # the collector's upkeep joins and keeps the labels there
+        return table_row(title, measure(config))
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(sys.argv[2], sys.argv[3])
@@ -136,19 +201,16 @@ def main() -> None:
     args = parse_args(__doc__, {"rows": Size(10_000_000, 20_000, "predictions in the Parquet log"),
                                 "store_rows": Size(1_000_000, 20_000, "predictions in the SQL store's tables")})
     rows = []
-    for engine, n in (("parquet", args.rows), ("store", args.store_rows)):
+    for engine, n in (("parquet", args.rows), ("postgres", args.rows), ("store", args.store_rows)):
+        if engine == "postgres":
+            rows.append(measure_postgres(n))
+            continue
         config = build(n, engine)
         if engine == "parquet":
             upkeep(config)
-        result = measure(config)
         title = (f"Parquet + DuckDB, {n:,} predictions" if engine == "parquet"
-                 else f"SQL store's tables (every row in memory), {n:,} predictions")
-        if "error" in result:
-            rows.append((title, "failed", *[""] * (2 * len(PAGES) - 1), result["error"][:120]))
-            continue
-        views = [result[page] for page in PAGES]
-        rows.append((title, *(f"{view[kind]:.2f} s" for view in views for kind in ("cold", "warm")),
-                     f"{result['peak_mb']:,.0f} MB"))
+                 else f"SQLite store's tables (every row in memory), {n:,} predictions")
+        rows.append(table_row(title, measure(config)))
     header = ("prediction log", *(f"{name} {kind}" for name in PAGES.values() for kind in ("first view", "warm")),
               "peak memory")
     print_table(rows, header)

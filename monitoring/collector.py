@@ -66,11 +66,11 @@ from monitoring.engine_mirror import EngineMirror
 from monitoring.health import format_duration, poll_state
 from monitoring.labels import label_source
 from monitoring.metrics import parse_scrape
-from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.performance_sums import KeptLabels
 from monitoring.production import (
     UPKEEP_TALLY_ROWS,
     KeptTallies,
+    ParquetMirror,
     ProductionDataError,
     keep_file_tallies,
     production_source,
@@ -80,6 +80,7 @@ from monitoring.reference import ReferenceDataError
 from monitoring.schema import ServiceSchema, read_schema_reference, resolve_schema
 from monitoring.service_reference import logged_service_profile
 from monitoring.store import Lease, PollRecord, Probe, ProcessIdentity, Store, StoreHealth
+from monitoring.store_log import StoreLogMirror
 
 log = logging.getLogger(__name__)
 
@@ -764,6 +765,8 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
     profile the Drift page uses (:func:`monitoring.service_reference.logged_service_profile`),
     by :func:`monitoring.production.keep_file_tallies`: day and week counts of every file
     without them, newest first, at most ``max_rows`` predictions in all (the next run goes on).
+    A log in a PostgreSQL store's tables is counted the same way per past UTC day
+    (:meth:`monitoring.store_log.StoreLogMirror.keep_day_tallies`).
     A service without a reference, with one that cannot be used, or without a log is passed
     over; one whose counting fails is logged and the others are still counted.
 
@@ -785,22 +788,27 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
     """
     prediction_log = store.predictions
     kept: dict[str, KeptTallies] = {}
-    if not isinstance(prediction_log, ParquetPredictionLog):
-        return kept
     budget = max_rows
     for service in services:
         if budget <= 0:
             break
-        if service.prediction_log is not None or not service.reference or service.name not in schemas \
-                or not prediction_log.has_log(service.log_name):
-            continue  # its drift is counted from a file of its own, against nothing, or there is nothing to count
+        if service.prediction_log is not None or not service.reference or service.name not in schemas:
+            continue  # its drift is counted from a file of its own, or against nothing
+        mirror = production_source(store, service)
+        if not isinstance(mirror, ParquetMirror | StoreLogMirror):
+            continue  # a SQLite store's log, read into memory: nothing is kept of it
         try:
+            if not mirror.has_rows():
+                continue
             profile = logged_service_profile(service, schemas[service.name], store)
-        except ReferenceDataError as exc:
+        except (ReferenceDataError, ProductionDataError) as exc:
             log.debug("drift counts of %s not kept: %s", service.name, exc)
             continue
         try:
-            done = keep_file_tallies(prediction_log, service.log_name, profile, now=now, max_rows=budget)
+            if isinstance(mirror, StoreLogMirror):  # counted by the store's PostgreSQL, kept in its kept_tallies
+                done = mirror.keep_day_tallies(profile, now=now, max_rows=budget)
+            else:
+                done = keep_file_tallies(prediction_log, service.log_name, profile, now=now, max_rows=budget)
         except Exception:
             log.warning("drift counts of %s's prediction log could not be kept", service.name, exc_info=True)
             continue

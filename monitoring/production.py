@@ -408,7 +408,7 @@ _TALLY_CACHE_SIZE = 4096
 _TALLY_LOCK = threading.Lock()
 
 
-def _profile_key(profile: ReferenceProfile) -> str:
+def profile_key(profile: ReferenceProfile) -> str:
     """A short digest of what a tally is counted against: each column's fine edges or categories."""
     digest = hashlib.sha256()
     for name, column in profile.columns.items():
@@ -432,7 +432,7 @@ def tally_folder(log: ParquetPredictionLog, service: str, profile: ReferenceProf
     Path
         ``<log root>/<service>/tallies/<profile key>``.
     """
-    return Path(log.log.root) / service / "tallies" / _profile_key(profile)
+    return Path(log.log.root) / service / "tallies" / profile_key(profile)
 
 
 def _kept_path(folder: Path, path: str, spec: str) -> Path:
@@ -556,10 +556,10 @@ def file_tallies(log: ParquetPredictionLog, service: str, profile: ReferenceProf
         One per file that holds rows, in the order of ``files``.
     """
     folder = tally_folder(log, service, profile)
-    profile_key = folder.name
+    against = folder.name
     found: dict[str, WindowTallies] = {}
     for path in files:
-        key = (path, profile_key, spec, tuple(columns))
+        key = (path, against, spec, tuple(columns))
         tallies = _TALLY_CACHE.get(key) or _load_tallies(_kept_path(folder, path, spec), columns)
         if tallies is not None:
             found[path] = tallies
@@ -578,7 +578,7 @@ def file_tallies(log: ParquetPredictionLog, service: str, profile: ReferenceProf
         for path, tallies in found.items():
             if len(_TALLY_CACHE) >= _TALLY_CACHE_SIZE:
                 _TALLY_CACHE.pop(next(iter(_TALLY_CACHE)))
-            _TALLY_CACHE[(path, profile_key, spec, tuple(columns))] = tallies
+            _TALLY_CACHE[(path, against, spec, tuple(columns))] = tallies
     return [found[path] for path in files if path in found]
 
 

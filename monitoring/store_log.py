@@ -20,10 +20,13 @@ import functools
 import hashlib
 import io
 import json
+import math
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import ibis
 import ibis.expr.types as ir
@@ -31,7 +34,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring.drift import ReferenceProfile, WindowTallies, merge_tallies
+from monitoring.drift import (
+    ReferenceProfile,
+    WindowTallies,
+    add_tallies,
+    merge_tallies,
+    tallies_from_arrays,
+    tallies_to_arrays,
+)
 from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError
 from monitoring.labels import StoreLabelMirror
 from monitoring.log_engines import LogEngineError, LogTable
@@ -44,10 +54,18 @@ from monitoring.log_queries import (
     tally_windows,
     traffic_frame,
 )
+from monitoring.partitions import DAY_SECONDS
 from monitoring.performance_sums import KeptLabels, kept_from_record, kept_record, stays_fresh
 from monitoring.prediction_log_sql import SqlPredictionLog
-from monitoring.production import ProductionData, no_tallies
-from monitoring.store_schema import kept_labels, prediction_table_name, typed_log_columns
+from monitoring.production import (
+    CACHED_WINDOWS,
+    UPKEEP_TALLY_ROWS,
+    KeptTallies,
+    ProductionData,
+    no_tallies,
+    profile_key,
+)
+from monitoring.store_schema import dialect_insert, kept_labels, kept_tallies, prediction_table_name, typed_log_columns
 from monitoring.windows import parse_window
 
 KEPT_TABLE_PREFIX = "kept__"
@@ -64,7 +82,7 @@ def connection_lost(exc: BaseException) -> bool:
     """Whether ``exc`` says the server could not be reached or went away (not a query that was wrong)."""
     import psycopg
 
-    return isinstance(exc, psycopg.OperationalError | LogEngineError)
+    return isinstance(exc, psycopg.OperationalError | sa.exc.OperationalError | LogEngineError)
 
 
 class StoreLogEngine:
@@ -237,6 +255,20 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_DAY_TALLIES: dict[tuple, tuple[tuple[int, int], WindowTallies]] = {}
+"""Day counts this process read or counted: ``(database, service, profile, spec, day) -> ((rows, last_seq),
+tallies)``."""
+_DAY_TALLIES_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class _DayParts:
+    parts: list
+    counted: tuple[float, ...]
+    rows: int
+    left: int
+
+
 class StoreLogMirror(EngineMirror):
     """One service's prediction log in the tables of a PostgreSQL store, counted by PostgreSQL.
 
@@ -309,7 +341,14 @@ class StoreLogMirror(EngineMirror):
     def tallies(self, profile: ReferenceProfile, *, window: str | int, since: float | None = None,
                 until: float | None = None) -> WindowTallies:
         """Counts per window of ``[since, until)`` for :func:`monitoring.drift.compute_drift_from_counts`, counted
-        by the server; personal columns, sealed in the table, are opened and counted here."""
+        by the server; personal columns, sealed in the table, are opened and counted here.
+
+        Day and week windows are counted once per UTC day and kept (in memory and in the store's
+        ``kept_tallies``, per reference profile): a view counts again only the days the range cuts
+        through and those that grew since they were counted (one grouped count of each day's rows
+        and last ``seq`` tells). The collector's upkeep counts every past day beforehand
+        (:meth:`keep_day_tallies`).
+        """
         present = set(self._columns())
         spec = parse_window(window)
         sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns and c in present]
@@ -317,13 +356,140 @@ class StoreLogMirror(EngineMirror):
         table = self.log.engine.table(self.service, since=since, until=until).table
         if table is None:
             return no_tallies(profile, spec)
-        with self.log.engine.lock:
-            counted = tally_windows(self.log.engine.connect(), table, profile, window=spec, since=since, until=until,
-                                    columns=plain)
+        if spec in CACHED_WINDOWS:
+            parts = self._day_parts(table, profile, spec, plain, since=since, until=until).parts
+        else:
+            with self.log.engine.lock:
+                parts = [tally_windows(self.log.engine.connect(), table, profile, window=spec, since=since,
+                                       until=until, columns=plain)]
+        if not parts:
+            return no_tallies(profile, spec)
+        counted = parts[0] if len(parts) == 1 else add_tallies(parts)
         if not sealed:
             return counted
         opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
         return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
+
+    def keep_day_tallies(self, profile: ReferenceProfile, *, now: float,
+                         max_rows: int = UPKEEP_TALLY_ROWS) -> KeptTallies:
+        """Count and keep the day and week counts of every UTC day over by ``now`` that has none (the upkeep's).
+
+        The newest days first, up to ``max_rows`` predictions (its first day whatever its size);
+        the next run goes on. Personal columns are never counted into kept counts.
+
+        Returns
+        -------
+        KeptTallies
+            ``files`` names the days counted (``YYYY-MM-DD``).
+        """
+        present = set(self._columns())
+        sealed = set(self.log.store.sealer.columns(self.service))
+        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        until = math.floor(float(now) / DAY_SECONDS) * DAY_SECONDS
+        table = self.log.engine.table(self.service, until=until).table
+        if table is None:
+            return KeptTallies()
+        done = [self._day_parts(table, profile, spec, plain, since=None, until=until, max_rows=max_rows)
+                for spec in CACHED_WINDOWS]
+        days = sorted(set().union(*(d.counted for d in done)), reverse=True)
+        return KeptTallies(files=tuple(time.strftime("%Y-%m-%d", time.gmtime(day)) for day in days),
+                           rows=max(d.rows for d in done), left=max(d.left for d in done))
+
+    def _day_parts(self, table: ir.Table, profile: ReferenceProfile, spec: str, columns: list[str], *,
+                   since: float | None, until: float | None, max_rows: int | None = None) -> _DayParts:
+        """The counts of ``[since, until)`` as parts to add: each whole UTC day's, kept or counted now (and kept),
+        and those of the rows in days the range cuts through (with ``max_rows``: the upkeep's, whole days
+        only, newest first up to that many rows)."""
+        engine = self.log.engine
+        day = (table.ts / DAY_SECONDS).floor() * DAY_SECONDS
+        with engine.lock:
+            days = engine.connect().execute(table.group_by(day=day).agg(rows=table.count(), last_seq=table.seq.max()))
+        days = days[days["day"].notna()].sort_values("day", ascending=False)
+        low = -math.inf if since is None else float(since)
+        high = math.inf if until is None else float(until)
+        whole = days[(days["day"] >= low) & (days["day"] + DAY_SECONDS <= high)]
+        if until is None and len(whole):  # the newest day may still grow: counted anew at each view
+            whole = whole[whole["day"] < whole["day"].max()]
+        against = profile_key(profile)
+        found = self._kept_day_tallies(against, spec, columns, whole)
+        unseen = whole[~whole["day"].isin(list(found))]
+        left = 0
+        if max_rows is not None:
+            within = unseen["rows"].cumsum() - unseen["rows"] < max_rows  # the first day whatever its size
+            left, unseen = int((~within).sum()), unseen[within]
+        parts = [found[d] for d in sorted(found)]
+        if len(unseen):
+            chosen = [float(d) for d in unseen["day"]]
+            rows = table.mutate(day=day)
+            rows = rows.filter(rows.day.isin(chosen))
+            with engine.lock:
+                counted = tally_windows(engine.connect(), rows, profile, window=spec, columns=columns, by="day")
+            kept = {float(d): counted[d] for d in counted}
+            self._keep_day_tallies(against, spec, unseen[unseen["day"].isin(list(kept))], kept)
+            parts.extend(kept[d] for d in sorted(kept))
+        cut = (days["day"] + DAY_SECONDS > low) & (days["day"] < high) & ~days["day"].isin(list(whole["day"]))
+        if max_rows is None and cut.any():
+            rest = table.filter(~day.isin([float(d) for d in whole["day"]])) if len(whole) else table
+            with engine.lock:
+                parts.append(tally_windows(engine.connect(), rest, profile, window=spec, since=since, until=until,
+                                           columns=columns))
+        return _DayParts(parts=parts, counted=tuple(float(d) for d in unseen["day"]),
+                         rows=int(unseen["rows"].sum()), left=left)
+
+    def _kept_day_tallies(self, against: str, spec: str, columns: list[str],
+                          days: pd.DataFrame) -> dict[float, WindowTallies]:
+        """The kept counts of ``days`` (``day, rows, last_seq``) that are still theirs: from memory, else the store."""
+        found: dict[float, WindowTallies] = {}
+        wanted = {float(r.day): (int(r.rows), int(r.last_seq)) for r in days.itertuples(index=False)}
+        for day, stamp in wanted.items():
+            cached = _DAY_TALLIES.get((self.log.engine.location, self.service, against, spec, day))
+            if cached is not None and cached[0] == stamp and list(cached[1].columns) == columns:
+                found[day] = cached[1]
+        missing = [day for day in wanted if day not in found]
+        if not missing:
+            return found
+        t = kept_tallies
+        with self.log.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.day, t.c.rows, t.c.last_seq, t.c.data).where(
+                (t.c.service == self.service) & (t.c.profile == against) & (t.c.spec == spec)
+                & t.c.day.in_(missing))).all()
+        for row in rows:
+            day = float(row.day)
+            if (int(row.rows), int(row.last_seq)) != wanted[day]:
+                continue  # the day grew since: counted again
+            try:
+                with np.load(io.BytesIO(row.data), allow_pickle=False) as arrays:
+                    tallies = tallies_from_arrays(arrays)
+            except (OSError, ValueError, KeyError):
+                continue
+            if list(tallies.columns) == columns:
+                found[day] = tallies
+                _DAY_TALLIES[(self.log.engine.location, self.service, against, spec, day)] = (wanted[day], tallies)
+        return found
+
+    def _keep_day_tallies(self, against: str, spec: str, days: pd.DataFrame,
+                          counted: dict[float, WindowTallies]) -> None:
+        """Keep the counts of ``days`` in memory and in the store (replacing older counts of a day)."""
+        records = []
+        for r in days.itertuples(index=False):
+            day = float(r.day)
+            buffer = io.BytesIO()
+            np.savez(buffer, **tallies_to_arrays(counted[day]))
+            records.append({"service": self.service, "profile": against, "spec": spec, "day": day,
+                            "rows": int(r.rows), "last_seq": int(r.last_seq), "data": buffer.getvalue()})
+            if len(_DAY_TALLIES) >= _DAY_TALLIES_SIZE:
+                _DAY_TALLIES.pop(next(iter(_DAY_TALLIES)))
+            _DAY_TALLIES[(self.log.engine.location, self.service, against, spec, day)] = ((int(r.rows), int(r.last_seq)), counted[day])
+        if not records:
+            return
+        store = self.log.store
+        store.ensure_schema()
+        statement = dialect_insert(store.dialect, kept_tallies)
+        with store.engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["service", "profile", "spec", "day"],
+                set_={"rows": statement.excluded.rows, "last_seq": statement.excluded.last_seq,
+                      "data": statement.excluded.data}), records)
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row (only ``columns`` and ``ts``), in insertion order: for labels from a label file, which

@@ -42,6 +42,9 @@ kept_labels
     Label joins kept for the pages when the prediction log is in a PostgreSQL store: the table
     each join was kept in (``kept__<digest>__<time>_<id>``, made and dropped by
     :mod:`monitoring.store_log`), the service, its time and its record.
+kept_tallies
+    Drift counts of each past UTC day of such a log, per reference profile and window kind,
+    with the rows and last ``seq`` they were counted at (a day that grew is counted again).
 leases
     Who polls which service, so two collectors on one store never double-record: the
     holder's name, host, pid (with the process's start time, so a reused pid is not taken
@@ -176,6 +179,22 @@ kept_labels = sa.Table(
 """Label joins kept for the pages in the store's own PostgreSQL (``monitoring.store_log``): the table ``name``
 holds the rows, ``record`` what ``monitoring.performance_sums.write_kept`` records, ``sample`` the summary's
 sample as Parquet."""
+
+kept_tallies = sa.Table(
+    "kept_tallies",
+    metadata,
+    sa.Column("service", sa.String(64), primary_key=True),
+    sa.Column("profile", sa.String(16), primary_key=True),
+    sa.Column("spec", sa.String(8), primary_key=True),
+    sa.Column("day", sa.Float, primary_key=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+"""The drift counts of one UTC day of a prediction log in the store's PostgreSQL, against one reference profile
+and per day or week window (``monitoring.store_log``): valid while the day holds ``rows`` rows up to ``last_seq``;
+``data`` is ``monitoring.drift.tallies_to_arrays`` as ``.npz``."""
+
 
 def prediction_table_name(service: str) -> str:
     """Name of the prediction-log table of ``service``: ``predictions__<service>``."""

@@ -193,3 +193,58 @@ def test_a_sqlite_store_log_is_still_read_into_memory(tmp_path):
     source = production_source(store, config.services[0])
     assert isinstance(source, PredictionLogMirror) and source.summary().rows == N
     store.dispose()
+
+
+def test_day_counts_are_kept_in_the_store_and_counted_again_only_for_a_day_that_grew(filled, monkeypatch):
+    import monitoring.store_log as store_log
+
+    config, store, rows = filled
+    service, pushed, in_memory, _ = _both(config, store)
+    profile = build_profile(rows.iloc[:2_000], {"amount": "numeric", "segment": "categorical"})
+    counted = []
+    count = store_log.tally_windows
+    monkeypatch.setattr(store_log, "tally_windows", lambda *a, **kw: counted.append(kw.get("by")) or count(*a, **kw))
+
+    def same(source_options: dict) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = compute_drift_from_counts(profile, pushed.tallies(profile, **source_options))
+            memory = compute_drift_from_counts(profile, in_memory.tallies(profile, **source_options))
+        pd.testing.assert_frame_equal(server.features, memory.features, check_exact=False, rtol=1e-9)
+
+    done = pushed.keep_day_tallies(profile, now=START + 3.5 * DAY)  # the upkeep: the three days over by then
+    assert done.files == ("2026-01-03", "2026-01-02", "2026-01-01") and done.left == 0
+    assert counted == ["day", "day"]  # one pass per window kind over every day
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM kept_tallies")).scalar_one() == 6
+    store_log._DAY_TALLIES.clear()  # a fresh process: the kept counts are read from the store
+    counted.clear()
+    for window in ("day", "week"):
+        same({"window": window, "since": START + 0.5 * DAY, "until": START + 3.5 * DAY})
+    assert counted == [None, None]  # only the rows of the cut days were counted, once per window kind
+    late = pd.DataFrame({"id": ["late-1"], "ts": [START + 1.5 * DAY], "prediction": [1.0], "score": [0.9],
+                         "amount": [1e6], "segment": ["a"]})
+    store.log_predictions("shop", late)  # a prediction logged late into a past day: that day is counted again
+    counted.clear()
+    same({"window": "day"})
+    assert counted.count("day") == 1  # the grown day's day counts; its week counts are the upkeep's next
+    assert pushed.keep_day_tallies(profile, now=START + 3.5 * DAY).files == ("2026-01-02",)
+    assert pushed.keep_day_tallies(profile, now=START + 3.5 * DAY).files == ()
+    same({"window": "week"})
+
+
+def test_the_collectors_upkeep_keeps_the_labels_and_the_day_counts_of_a_postgresql_log(filled, tmp_path):
+    from monitoring.collector import keep_drift_tallies, keep_service_labels
+    from monitoring.schema import resolve_schema
+
+    config, store, rows = filled
+    reference = tmp_path / "reference.csv"
+    rows.iloc[:2_000][["amount", "segment", "prediction"]].to_csv(reference, index=False)
+    service = config.services[0].model_copy(update={"reference": str(reference)})
+    schemas = {service.name: resolve_schema(service, reference=pd.read_csv(reference))}
+    kept = keep_drift_tallies(store, [service], schemas, now=NOW)
+    assert kept[service.name].files and kept[service.name].left == 0
+    joined = keep_service_labels(store, [service], schemas, now=NOW)
+    assert joined[service.name].path.startswith(KEPT_TABLE_PREFIX)
+    assert production_source(store, service).latest_kept(now=NOW + 1, max_age=240).path == joined[service.name].path
+    assert keep_service_labels(store, [service], schemas, now=NOW + 60) == {}  # fresh: not joined again

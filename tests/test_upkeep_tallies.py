@@ -152,7 +152,7 @@ def test_the_upkeep_keeps_what_the_drift_page_then_reads_without_counting(logged
                                           compute_drift_from_counts(profile, wanted).features)
     assert counted == []
     assert len(list(folder.glob("*.npz"))) == 2 * len(past)  # no file counted (nor kept) by the page
-    assert [p.name for p in folder.parent.iterdir()] == [production._profile_key(profile)]
+    assert [p.name for p in folder.parent.iterdir()] == [production.profile_key(profile)]
     next(folder.glob("*.day.npz")).unlink()  # and the spy does see a file the page has to count
     _fresh_process()
     source.tallies(profile, window="day", since=START, until=NOW)
@@ -197,10 +197,10 @@ def test_the_key_is_the_pages_whether_its_profile_was_read_from_its_disk_cache_o
     assert list((tmp_path / "var" / "drift-profiles").glob("*.pkl"))
     forget()
     collector.upkeep(now=NOW)  # builds its own profile from the reference (it keeps none on disk)
-    assert [p.name for p in (tmp_path / "log" / "svc" / "tallies").iterdir()] == [production._profile_key(page)]
+    assert [p.name for p in (tmp_path / "log" / "svc" / "tallies").iterdir()] == [production.profile_key(page)]
     forget()
-    assert production._profile_key(_page_profile(collector, store, tmp_path, monkeypatch)) == \
-        production._profile_key(page)  # read back from the page's disk cache
+    assert production.profile_key(_page_profile(collector, store, tmp_path, monkeypatch)) == \
+        production.profile_key(page)  # read back from the page's disk cache
 
 
 def test_personal_columns_and_todays_files_are_never_kept(logged, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
-"""Label joins kept in the store's database, and the hash the pages' queries sample by on PostgreSQL.
+"""Label joins and drift counts kept in the store's database, and the hash the pages' queries sample by on PostgreSQL.
 
 ``kept_labels`` records each label join the collector's upkeep (or a page) keeps as a table of its
-own when the prediction log is in a PostgreSQL store (``monitoring.store_log``). On PostgreSQL,
+own when the prediction log is in a PostgreSQL store (``monitoring.store_log``); ``kept_tallies``
+holds the drift counts of each past day of such a log. On PostgreSQL,
 ``hash(text)`` is created when the database lacks one: the 64-bit ``hashtextextended`` that DuckDB's
 and Spark's ``hash`` stand for in ``monitoring.performance_sums.engine_hash``.
 
@@ -36,6 +37,17 @@ def upgrade() -> None:
             sa.Column("sample", sa.LargeBinary),
         )
         op.create_index("ix_kept_labels_service_now", "kept_labels", ["service", "now"])
+    if not sa.inspect(bind).has_table("kept_tallies"):
+        op.create_table(
+            "kept_tallies",
+            sa.Column("service", sa.String(64), primary_key=True),
+            sa.Column("profile", sa.String(16), primary_key=True),
+            sa.Column("spec", sa.String(8), primary_key=True),
+            sa.Column("day", sa.Float, primary_key=True),
+            sa.Column("rows", sa.Integer, nullable=False),
+            sa.Column("last_seq", sa.Integer, nullable=False),
+            sa.Column("data", sa.LargeBinary, nullable=False),
+        )
     if bind.dialect.name == "postgresql":
         exists = bind.execute(sa.text("SELECT 1 FROM pg_proc WHERE proname = 'hash' "
                                       "AND pg_get_function_identity_arguments(oid) = 'text'")).first()
@@ -44,6 +56,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("kept_tallies")
     op.drop_index("ix_kept_labels_service_now", table_name="kept_labels")
     op.drop_table("kept_labels")
     if op.get_bind().dialect.name == "postgresql":
