@@ -1,14 +1,19 @@
 """Production data: what a service was asked and what it answered.
 
-Two sources, one shape (a DataFrame with ``ts``, the feature columns and, where known,
-``id``, ``prediction`` and ``score``):
+Three sources, one set of questions (:class:`monitoring.engine_mirror.EngineMirror` and the
+in-memory mirrors below answer the same ones), rows in one shape (a DataFrame with ``ts``, the
+feature columns and, where known, ``id``, ``prediction`` and ``score``):
 
-* the prediction log in the store, for services that log through Vantage (the demo service
-  and anything built from its template). :class:`PredictionLogMirror` keeps it in memory and
-  reads only the rows appended since its last read, so a page rerun over a million logged
-  predictions costs one small query;
+* the prediction log in Parquet partitions (the default), counted where it lives by DuckDB or
+  Spark (:class:`ParquetMirror`); in a PostgreSQL store's tables, counted by the server
+  (:class:`monitoring.store_log.StoreLogMirror`);
+* the prediction log in a SQLite store's tables, for small logs: :class:`PredictionLogMirror`
+  keeps it in memory (at most :data:`IN_MEMORY_LOG_ROWS`) and reads only the rows appended
+  since its last read;
 * a prediction-log file named in the config (CSV, Parquet or JSON Lines), for services that
-  do not; it is read again only when the file changes.
+  do not log through Vantage; it is read again only when the file changes.
+
+:func:`production_source` picks one for a service.
 """
 
 from __future__ import annotations

@@ -259,6 +259,15 @@ _DAY_TALLIES: dict[tuple, tuple[tuple[int, int], WindowTallies]] = {}
 """Day counts this process read or counted: ``(database, service, profile, spec, day) -> ((rows, last_seq),
 tallies)``."""
 _DAY_TALLIES_SIZE = 4096
+_DAY_TALLIES_LOCK = threading.Lock()
+
+
+def _remember(*key_and_value) -> None:
+    *key, stamp, tallies = key_and_value
+    with _DAY_TALLIES_LOCK:
+        if len(_DAY_TALLIES) >= _DAY_TALLIES_SIZE:
+            _DAY_TALLIES.pop(next(iter(_DAY_TALLIES)))
+        _DAY_TALLIES[tuple(key)] = (stamp, tallies)
 
 
 @dataclass(frozen=True)
@@ -464,7 +473,7 @@ class StoreLogMirror(EngineMirror):
                 continue
             if list(tallies.columns) == columns:
                 found[day] = tallies
-                _DAY_TALLIES[(self.log.engine.location, self.service, against, spec, day)] = (wanted[day], tallies)
+                _remember(self.log.engine.location, self.service, against, spec, day, wanted[day], tallies)
         return found
 
     def _keep_day_tallies(self, against: str, spec: str, days: pd.DataFrame,
@@ -477,9 +486,8 @@ class StoreLogMirror(EngineMirror):
             np.savez(buffer, **tallies_to_arrays(counted[day]))
             records.append({"service": self.service, "profile": against, "spec": spec, "day": day,
                             "rows": int(r.rows), "last_seq": int(r.last_seq), "data": buffer.getvalue()})
-            if len(_DAY_TALLIES) >= _DAY_TALLIES_SIZE:
-                _DAY_TALLIES.pop(next(iter(_DAY_TALLIES)))
-            _DAY_TALLIES[(self.log.engine.location, self.service, against, spec, day)] = ((int(r.rows), int(r.last_seq)), counted[day])
+            _remember(self.log.engine.location, self.service, against, spec, day,
+                      (int(r.rows), int(r.last_seq)), counted[day])
         if not records:
             return
         store = self.log.store

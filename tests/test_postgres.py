@@ -12,6 +12,7 @@ import textwrap
 import time
 import types
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
@@ -165,8 +166,11 @@ def dashboard_on_postgres(demo_runtime, demo_model, private_postgres, tmp_path, 
     url = private_postgres.url()
     store = Store(url)
     store.prediction_table(SERVICE_NAME, dict(FEATURES))
-    store.log_predictions(SERVICE_NAME, scored_history(demo_model, 4000, history_start=time.time() - 14 * 86400,
-                                                       random_state=3))
+    history = scored_history(demo_model, 4000, history_start=time.time() - 14 * 86400, random_state=3)
+    store.log_predictions(SERVICE_NAME, history)
+    labelled = history.iloc[::2]  # ground truth for every other prediction, a day later
+    store.write_labels(SERVICE_NAME, pd.DataFrame({"prediction_id": labelled["id"], "ts": labelled["ts"] + 86400,
+                                                   "label": labelled["default"].astype(float)}))
     store.dispose()
     config = tmp_path / "vantage.toml"
     config.write_text(demo_config_on(url, demo_runtime, demo_model))
@@ -187,6 +191,20 @@ def test_the_dashboard_on_postgres_shows_the_demo_service_health_and_drift(dashb
     at.switch_page("views/drift.py").run()
     assert not at.exception, at.exception
     assert "Drift" in page_text(at)
+
+
+@pytest.mark.slow
+def test_every_data_page_counts_a_log_in_postgresql_where_it_is(dashboard_on_postgres):
+    at = dashboard_on_postgres
+    texts = {}
+    for page in ("views/overview.py", "views/drift.py", "views/performance.py", "views/segments.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+        texts[page] = page_text(at)
+        assert "cannot be read" not in texts[page] and "Traceback" not in texts[page], (page, texts[page])
+    assert "prediction log in the store's PostgreSQL" in texts["views/drift.py"], texts["views/drift.py"]
+    performance = texts["views/performance.py"]  # the labels joined by the server, the model's task told
+    assert "labels in the store" in performance and "predictions have" in performance, performance
 
 
 def show_read_failure(runtime, exc):
@@ -219,6 +237,10 @@ def test_the_health_page_with_the_server_stopped_shows_the_state_not_a_traceback
     assert not at.exception, at.exception
     text = page_text(at)
     assert "The store cannot be reached" in text and f"127.0.0.1:{private_postgres.port}" in text, text
+    at.switch_page("views/drift.py").run()  # the log in the stopped server: a message naming it
+    assert not at.exception, at.exception
+    text = page_text(at)
+    assert f"127.0.0.1:{private_postgres.port}" in text, text
 
 
 def polls_of(url: str, service: str):

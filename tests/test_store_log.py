@@ -199,7 +199,7 @@ def test_day_counts_are_kept_in_the_store_and_counted_again_only_for_a_day_that_
     import monitoring.store_log as store_log
 
     config, store, rows = filled
-    service, pushed, in_memory, _ = _both(config, store)
+    _, pushed, in_memory, _ = _both(config, store)
     profile = build_profile(rows.iloc[:2_000], {"amount": "numeric", "segment": "categorical"})
     counted = []
     count = store_log.tally_windows
