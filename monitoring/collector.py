@@ -80,7 +80,7 @@ from monitoring.reference import ReferenceDataError
 from monitoring.schema import ServiceSchema, read_schema_reference, resolve_schema
 from monitoring.service_reference import logged_service_profile
 from monitoring.store import Lease, PollRecord, Probe, ProcessIdentity, Store, StoreHealth
-from monitoring.store_log import StoreLogMirror
+from monitoring.store_log import STORE_UPKEEP_TALLY_ROWS, StoreLogMirror
 
 log = logging.getLogger(__name__)
 
@@ -806,7 +806,7 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
             continue
         try:
             if isinstance(mirror, StoreLogMirror):  # counted by the store's PostgreSQL, kept in its kept_tallies
-                done = mirror.keep_day_tallies(profile, now=now, max_rows=budget)
+                done = mirror.keep_day_tallies(profile, now=now, max_rows=min(budget, STORE_UPKEEP_TALLY_ROWS))
             else:
                 done = keep_file_tallies(prediction_log, service.log_name, profile, now=now, max_rows=budget)
         except Exception:

@@ -60,7 +60,6 @@ from monitoring.performance_sums import KeptLabels, kept_from_record, kept_recor
 from monitoring.prediction_log_sql import SqlPredictionLog
 from monitoring.production import (
     CACHED_WINDOWS,
-    UPKEEP_TALLY_ROWS,
     KeptTallies,
     ProductionData,
     no_tallies,
@@ -256,6 +255,10 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+STORE_UPKEEP_TALLY_ROWS = 1_000_000
+"""Predictions of a PostgreSQL log one upkeep run counts at most (the server counts about ten times slower than
+DuckDB: a run stays well within the maintenance lease; the next run, a minute later, goes on)."""
+
 _DAY_TALLIES: dict[tuple, tuple[tuple[int, int], WindowTallies]] = {}
 """Day counts this process read or counted: ``(database, service, profile, spec, day) -> ((rows, last_seq),
 tallies)``."""
@@ -381,7 +384,7 @@ class StoreLogMirror(EngineMirror):
         return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
 
     def keep_day_tallies(self, profile: ReferenceProfile, *, now: float,
-                         max_rows: int = UPKEEP_TALLY_ROWS) -> KeptTallies:
+                         max_rows: int = STORE_UPKEEP_TALLY_ROWS) -> KeptTallies:
         """Count and keep the day and week counts of every UTC day over by ``now`` that has none (the upkeep's).
 
         The newest days first, up to ``max_rows`` predictions (its first day whatever its size);
