@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 import ibis.expr.types as ir
 import pandas as pd
 
+from monitoring.drift import ReferenceProfile, WindowTallies, add_tallies, merge_tallies
 from monitoring.label_queries import (
     join_labels_in_engine,
     keep_labels_in_engine,
@@ -35,6 +37,7 @@ from monitoring.label_queries import (
 from monitoring.label_summary import LabelledSummary
 from monitoring.labels import LabeledPredictions, join_labels
 from monitoring.log_engines import survives_compaction
+from monitoring.log_queries import tally_frame
 from monitoring.performance import DecisionsOverTime, PerformanceDetail
 from monitoring.performance_sums import (
     KeptLabels,
@@ -57,6 +60,13 @@ class ProductionDataError(ValueError):
     """Production data that cannot be used; the message names the source and the columns."""
 
 
+def no_tallies(profile: ReferenceProfile, window) -> WindowTallies:
+    """The counts of a log with no row (every column of ``profile``, no window)."""
+    empty = {c: pd.Series(dtype=object if profile.columns[c].kind == "categorical" else float)
+             for c in profile.features}
+    return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **empty}), profile, window=window)
+
+
 def join_in_memory(source, labels, *, now: float, task: str) -> LabeledPredictions:
     """The label join in this process: the rows' ids, times, predictions and scores (``source.read``), and every
     label (``labels.read``)."""
@@ -64,7 +74,7 @@ def join_in_memory(source, labels, *, now: float, task: str) -> LabeledPredictio
                        source=labels.source)
 
 
-class EngineMirror:
+class EngineMirror(ABC):
     """The engine-side questions of one service's prediction log (see the module).
 
     Parameters
@@ -82,19 +92,19 @@ class EngineMirror:
 
     # -- what each mirror says about itself ---------------------------------------------------
 
+    @abstractmethod
     def keeps_labels(self, labels) -> bool:
         """Whether ``labels`` are where this log is, so that its engine joins them (:meth:`keep_labels`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, *, columns: Sequence[str] | None = None):
         """Every logged row (only ``columns`` and ``ts``): for labels that join in this process."""
-        raise NotImplementedError
 
+    @abstractmethod
     def latest_kept(self, *, now: float, max_age: float, stretch: float = 1.0) -> KeptLabels | None:
         """The newest labels kept (:meth:`keep_labels`, by this process or the collector's upkeep) at most
         ``max_age`` seconds before ``now`` (longer for a join that took long:
         :func:`monitoring.performance_sums.stays_fresh`), or None."""
-        raise NotImplementedError
 
     def _missing(self) -> ProductionDataError:
         return ProductionDataError(
@@ -112,14 +122,14 @@ class EngineMirror:
         is stored."""
         return labels.table()
 
+    @abstractmethod
     def _kept_place(self, now: float) -> tuple[str, object]:
         """Where a join made at ``now`` is kept (the path or table ``keep_labels_in_engine`` writes), and a token
         for :meth:`_kept_record`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _kept_record(self, kept: KeptLabels, token: object) -> None:
         """Record ``kept`` where :meth:`latest_kept` finds it, and forget the oldest joins."""
-        raise NotImplementedError
 
     def _placed(self, kept: KeptLabels, size: int, since: float | None) -> tuple[ir.Table, pd.DataFrame] | None:
         """The kept rows placed in windows of ``size`` predictions from ``since``, when kept already."""
@@ -132,6 +142,18 @@ class EngineMirror:
         it as a table to read."""
         del kept, size, since
         return placed, windows
+
+    def _summed(self, parts: list[WindowTallies], profile: ReferenceProfile, spec, *, sealed: Sequence[str],
+                since: float | None, until: float | None) -> WindowTallies:
+        """The engine's counts (``parts``, of disjoint rows) added up, and the ``sealed`` (personal) columns, which
+        the engine only holds sealed, opened and counted here."""
+        if not parts:
+            return no_tallies(profile, spec)
+        counted = parts[0] if len(parts) == 1 else add_tallies(parts)
+        if not sealed:
+            return counted
+        opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
+        return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
 
     # -- the questions ------------------------------------------------------------------------
 

@@ -36,12 +36,10 @@ from monitoring.config import PredictionLogConfig, ServiceConfig
 from monitoring.drift import (
     ReferenceProfile,
     WindowTallies,
-    add_tallies,
-    merge_tallies,
     tallies_from_arrays,
     tallies_to_arrays,
 )
-from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError, join_in_memory
+from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError, join_in_memory, no_tallies
 from monitoring.files import ChangedFile, read_table_file
 from monitoring.label_queries import (
     kept_rows,
@@ -463,13 +461,6 @@ def _save_tallies(path: Path, tallies: WindowTallies) -> None:
     os.replace(temporary, path)
 
 
-def no_tallies(profile: ReferenceProfile, window) -> WindowTallies:
-    """The counts of a log with no row (every column of ``profile``, no window)."""
-    empty = {c: pd.Series(dtype=object if profile.columns[c].kind == "categorical" else float)
-             for c in profile.features}
-    return tally_frame(pd.DataFrame({"ts": pd.Series(dtype=float), **empty}), profile, window=window)
-
-
 def _files_within(files: Sequence[str], since: float | None, until: float | None) -> tuple[list[str], list[str]]:
     """Files whose rows all lie in ``[since, until)`` — their UTC day does, or the day began in it and every
     row of the file precedes ``until`` (today's, written before now) — and those the range cuts through (or
@@ -848,13 +839,7 @@ class ParquetMirror(EngineMirror):
             with engine.lock:
                 parts.append(tally_windows(engine.connect(), table, profile, window=spec, since=since, until=until,
                                            columns=plain))
-        if not parts:
-            return no_tallies(profile, spec)
-        counted = parts[0] if len(parts) == 1 else add_tallies(parts)
-        if not sealed:
-            return counted
-        opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
-        return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
+        return self._summed(parts, profile, spec, sealed=sealed, since=since, until=until)
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row, in time order; only the files new since the last call are read.

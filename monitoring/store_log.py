@@ -38,12 +38,10 @@ import sqlalchemy as sa
 from monitoring.drift import (
     ReferenceProfile,
     WindowTallies,
-    add_tallies,
-    merge_tallies,
     tallies_from_arrays,
     tallies_to_arrays,
 )
-from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError
+from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError, no_tallies
 from monitoring.labels import StoreLabelMirror
 from monitoring.log_engines import LogEngineError, LogTable
 from monitoring.log_queries import (
@@ -51,7 +49,6 @@ from monitoring.log_queries import (
     LogTraffic,
     log_traffic,
     summarize,
-    tally_frame,
     tally_windows,
     traffic_frame,
 )
@@ -62,7 +59,6 @@ from monitoring.production import (
     CACHED_WINDOWS,
     KeptTallies,
     ProductionData,
-    no_tallies,
     profile_key,
 )
 from monitoring.store_schema import dialect_insert, kept_labels, kept_tallies, prediction_table_name, typed_log_columns
@@ -168,6 +164,7 @@ class StoreLogEngine:
 
 
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_READERS_LOCK = threading.Lock()
 
 
 def store_log(sql: SqlPredictionLog) -> StoreLog:
@@ -177,9 +174,6 @@ def store_log(sql: SqlPredictionLog) -> StoreLog:
         if found is None:
             found = _READERS[sql] = StoreLog(sql)
         return found
-
-
-_READERS_LOCK = threading.Lock()
 
 
 class StoreLog:
@@ -266,12 +260,16 @@ _DAY_TALLIES_SIZE = 4096
 _DAY_TALLIES_LOCK = threading.Lock()
 
 
-def _remember(*key_and_value) -> None:
-    *key, stamp, tallies = key_and_value
+def _remember(key: tuple, stamp: tuple[int, int], tallies: WindowTallies) -> None:
     with _DAY_TALLIES_LOCK:
         if len(_DAY_TALLIES) >= _DAY_TALLIES_SIZE:
             _DAY_TALLIES.pop(next(iter(_DAY_TALLIES)))
-        _DAY_TALLIES[tuple(key)] = (stamp, tallies)
+        _DAY_TALLIES[key] = (stamp, tallies)
+
+
+def _day_of(table: ir.Table) -> ir.FloatingValue:
+    """The UTC midnight each row's time falls in (Unix seconds)."""
+    return (table.ts / DAY_SECONDS).floor() * DAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -362,10 +360,8 @@ class StoreLogMirror(EngineMirror):
         and last ``seq`` tells). The collector's upkeep counts every past day beforehand
         (:meth:`keep_day_tallies`).
         """
-        present = set(self._columns())
         spec = parse_window(window)
-        sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns and c in present]
-        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        plain, sealed = self._tallied_columns(profile)
         table = self.log.engine.table(self.service, since=since, until=until).table
         if table is None:
             return no_tallies(profile, spec)
@@ -375,13 +371,7 @@ class StoreLogMirror(EngineMirror):
             with self.log.engine.lock:
                 parts = [tally_windows(self.log.engine.connect(), table, profile, window=spec, since=since,
                                        until=until, columns=plain)]
-        if not parts:
-            return no_tallies(profile, spec)
-        counted = parts[0] if len(parts) == 1 else add_tallies(parts)
-        if not sealed:
-            return counted
-        opened = self.log.read_prediction_log(self.service, since=since, until=until, columns=["ts", *sealed])
-        return merge_tallies(counted, tally_frame(opened, profile, window=spec, columns=sealed))
+        return self._summed(parts, profile, spec, sealed=sealed, since=since, until=until)
 
     def keep_day_tallies(self, profile: ReferenceProfile, *, now: float,
                          max_rows: int = STORE_UPKEEP_TALLY_ROWS) -> KeptTallies:
@@ -395,29 +385,36 @@ class StoreLogMirror(EngineMirror):
         KeptTallies
             ``files`` names the days counted (``YYYY-MM-DD``).
         """
-        present = set(self._columns())
-        sealed = set(self.log.store.sealer.columns(self.service))
-        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        plain, _ = self._tallied_columns(profile)
         until = math.floor(float(now) / DAY_SECONDS) * DAY_SECONDS
         table = self.log.engine.table(self.service, until=until).table
         if table is None:
             return KeptTallies()
-        done = [self._day_parts(table, profile, spec, plain, since=None, until=until, max_rows=max_rows)
+        days = self._days(table)  # one count of the days for both window kinds
+        done = [self._day_parts(table, profile, spec, plain, since=None, until=until, max_rows=max_rows, days=days)
                 for spec in CACHED_WINDOWS]
         days = sorted(set().union(*(d.counted for d in done)), reverse=True)
         return KeptTallies(files=tuple(time.strftime("%Y-%m-%d", time.gmtime(day)) for day in days),
                            rows=max(d.rows for d in done), left=max(d.left for d in done))
 
+    def _days(self, table: ir.Table) -> pd.DataFrame:
+        """Each UTC day of ``table`` with its rows and last ``seq`` (what tells whether kept counts are still the
+        day's), newest first."""
+        day = _day_of(table)
+        with self.log.engine.lock:
+            days = self.log.engine.connect().execute(table.group_by(day=day).agg(rows=table.count(),
+                                                                                 last_seq=table.seq.max()))
+        return days[days["day"].notna()].sort_values("day", ascending=False)
+
     def _day_parts(self, table: ir.Table, profile: ReferenceProfile, spec: str, columns: list[str], *,
-                   since: float | None, until: float | None, max_rows: int | None = None) -> _DayParts:
+                   since: float | None, until: float | None, max_rows: int | None = None,
+                   days: pd.DataFrame | None = None) -> _DayParts:
         """The counts of ``[since, until)`` as parts to add: each whole UTC day's, kept or counted now (and kept),
         and those of the rows in days the range cuts through (with ``max_rows``: the upkeep's, whole days
-        only, newest first up to that many rows)."""
+        only, newest first up to that many rows). ``days``: :meth:`_days` of ``table``, when counted already."""
         engine = self.log.engine
-        day = (table.ts / DAY_SECONDS).floor() * DAY_SECONDS
-        with engine.lock:
-            days = engine.connect().execute(table.group_by(day=day).agg(rows=table.count(), last_seq=table.seq.max()))
-        days = days[days["day"].notna()].sort_values("day", ascending=False)
+        day = _day_of(table)
+        days = self._days(table) if days is None else days
         low = -math.inf if since is None else float(since)
         high = math.inf if until is None else float(until)
         whole = days[(days["day"] >= low) & (days["day"] + DAY_SECONDS <= high)]
@@ -451,13 +448,23 @@ class StoreLogMirror(EngineMirror):
         return _DayParts(parts=parts, counted=tuple(float(d) for d in unseen["day"]),
                          rows=int(unseen["rows"].sum()), left=left)
 
+    def _tallied_columns(self, profile: ReferenceProfile) -> tuple[list[str], list[str]]:
+        """The profile's columns the server counts (in the table, not personal), and the personal ones."""
+        present = set(self._columns())
+        sealed = [c for c in self.log.store.sealer.columns(self.service) if c in profile.columns and c in present]
+        plain = [c for c in [*profile.features, *profile.prediction_columns] if c in present and c not in sealed]
+        return plain, sealed
+
+    def _day_key(self, against: str, spec: str, day: float) -> tuple:
+        return self.log.engine.location, self.service, against, spec, day
+
     def _kept_day_tallies(self, against: str, spec: str, columns: list[str],
                           days: pd.DataFrame) -> dict[float, WindowTallies]:
         """The kept counts of ``days`` (``day, rows, last_seq``) that are still theirs: from memory, else the store."""
         found: dict[float, WindowTallies] = {}
         wanted = {float(r.day): (int(r.rows), int(r.last_seq)) for r in days.itertuples(index=False)}
         for day, stamp in wanted.items():
-            cached = _DAY_TALLIES.get((self.log.engine.location, self.service, against, spec, day))
+            cached = _DAY_TALLIES.get(self._day_key(against, spec, day))
             if cached is not None and cached[0] == stamp and list(cached[1].columns) == columns:
                 found[day] = cached[1]
         missing = [day for day in wanted if day not in found]
@@ -479,7 +486,7 @@ class StoreLogMirror(EngineMirror):
                 continue
             if list(tallies.columns) == columns:
                 found[day] = tallies
-                _remember(self.log.engine.location, self.service, against, spec, day, wanted[day], tallies)
+                _remember(self._day_key(against, spec, day), wanted[day], tallies)
         return found
 
     def _keep_day_tallies(self, against: str, spec: str, days: pd.DataFrame,
@@ -492,8 +499,7 @@ class StoreLogMirror(EngineMirror):
             np.savez(buffer, **tallies_to_arrays(counted[day]))
             records.append({"service": self.service, "profile": against, "spec": spec, "day": day,
                             "rows": int(r.rows), "last_seq": int(r.last_seq), "data": buffer.getvalue()})
-            _remember(self.log.engine.location, self.service, against, spec, day,
-                      (int(r.rows), int(r.last_seq)), counted[day])
+            _remember(self._day_key(against, spec, day), (int(r.rows), int(r.last_seq)), counted[day])
         if not records:
             return
         store = self.log.store
@@ -508,8 +514,8 @@ class StoreLogMirror(EngineMirror):
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """Every logged row (only ``columns`` and ``ts``), in insertion order: for labels from a label file, which
         join in this process."""
-        self._columns()
-        wanted = None if columns is None else [c for c in dict.fromkeys(["ts", *columns]) if c in self._columns()]
+        present = self._columns()
+        wanted = None if columns is None else [c for c in dict.fromkeys(["ts", *columns]) if c in present]
         frame = self.log.read_prediction_log(self.service, columns=wanted)
         frame = frame.drop(columns="seq", errors="ignore")
         return ProductionData(frame, f"prediction log in the store's PostgreSQL ({len(frame):,} rows)")
