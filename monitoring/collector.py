@@ -827,9 +827,9 @@ join takes more than a twentieth of that (``monitoring.performance_sums.JOIN_SHA
 
 def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas: Mapping[str, ServiceSchema], *,
                         now: float, every: float = KEEP_LABELS_EVERY) -> dict[str, KeptLabels]:
-    """Join and keep the labels of each service whose labels are where the store's prediction log is (beside the
-    Parquet log, or in a PostgreSQL store's tables), so that no first page view joins them (the Performance page
-    counts the kept rows; the Overview reads their summary).
+    """Join and keep the labels of each service whose labels the store's prediction log's engine joins (beside the
+    Parquet log, in a PostgreSQL store's tables, or a label file, staged there first), so that no first page view
+    joins them (the Performance page counts the kept rows; the Overview reads their summary).
 
     A service whose newest kept labels are less than ``every`` seconds old (or twenty times their
     join's duration, if longer) is passed over; one whose join fails is logged and the others are
@@ -852,7 +852,7 @@ def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas
     """
     joined: dict[str, KeptLabels] = {}
     for service in services:
-        if service.prediction_log is not None or service.labels is not None:
+        if service.prediction_log is not None:
             continue
         mirror = production_source(store, service)
         if not isinstance(mirror, EngineMirror) or not mirror.has_rows():

@@ -12,7 +12,9 @@ bounded row lookups. Two mirrors build on it:
 
 Each says where its labels must be to be joined where the log lives (:meth:`EngineMirror.keeps_labels`),
 how it reads a table of its log, and where it keeps a join (the ``_kept_*`` and ``_placed``
-methods). Labels from anywhere else (a label file) join in this process.
+methods). A label file is staged where the log is first (:mod:`monitoring.staged_labels`) and
+joined there too; only labels neither engine can reach (the SQL store's table beside a Parquet
+log, a label file beside a log on an object store) join in this process.
 """
 
 from __future__ import annotations
@@ -169,9 +171,9 @@ class EngineMirror(ABC):
 
         Labels where this log is are joined by its engine
         (:func:`monitoring.label_queries.join_labels_in_engine`): only the labelled predictions
-        come back, with every prediction counted per hour. Other labels (a label file, the SQL
-        store's table beside a Parquet log), or ``every_row`` (windows of a number of predictions
-        need every row), join in memory.
+        come back, with every prediction counted per hour. A label file is staged there first
+        (:meth:`labels_table`). Other labels (the SQL store's table beside a Parquet log), or
+        ``every_row`` (windows of a number of predictions need every row), join in memory.
         """
         table = None if every_row or not self.keeps_labels(labels) else self._table()
         if table is None:

@@ -36,7 +36,7 @@ from monitoring.labels import (
     classes_of_values,
     task_of_values,
 )
-from monitoring.log_queries import prediction_values, window_rows
+from monitoring.log_queries import finite, infinite, prediction_values, window_rows
 from monitoring.performance_sums import KEPT_COLUMNS, KeptLabels, engine_hash, id_key, least_key_rows
 
 _EXAMPLES = 3
@@ -63,12 +63,15 @@ def _label_rows(labels: ir.Table, *, now: float) -> ir.Table:
     ts = labels.ts.cast("float64")
     label = labels.label.cast("float64")
     timed = ts.notnull() & ~ts.isnan()
-    pending = timed & ~ts.isinf() & (ts > now)
-    unreadable_time = timed & ts.isinf()
-    unusable = bad_id | label.isnull() | label.isnan() | label.isinf() | unreadable_time
+    pending = timed & ~infinite(ts) & (ts > now)
+    unreadable_time = timed & infinite(ts)
+    unusable = bad_id | ~finite(label) | unreadable_time
     order = ["filename", "file_row_number"] if "filename" in labels.columns else []
+    # labels typed beforehand (monitoring.labels.typed_labels) say how an invalid one is shown
+    shown = {"shown": labels.shown} if "shown" in labels.columns else {
+        "raw_id": labels.prediction_id, "raw_ts": labels.ts, "raw_label": labels.label}
     return labels.select(
-        *order, prediction_id=prediction_id, raw_id=labels.prediction_id, raw_ts=labels.ts, raw_label=labels.label,
+        *order, prediction_id=prediction_id, **shown,
         label=label, label_ts=timed.ifelse(ts, ibis.null("float64")),
         arrival=timed.ifelse(ts, _NO_ARRIVAL), pending=pending, invalid=~pending & unusable)
 
@@ -404,8 +407,9 @@ def _joined(backend, rows: ir.Table, pairs: ir.Table, *, written: list[str], can
     examples: dict[str, tuple[str, ...]] = {}
     if int(counts["invalid"] or 0):
         bad = _first(backend, rows.filter(rows.invalid), written)
-        examples["invalid"] = tuple(f"id {_plain(r.raw_id)!r} label {_plain(r.raw_label)!r} arrived "
-                                    f"{_plain(r.raw_ts)!r}" for r in bad.itertuples(index=False))
+        examples["invalid"] = tuple(bad["shown"]) if "shown" in bad.columns else tuple(
+            f"id {_plain(r.raw_id)!r} label {_plain(r.raw_label)!r} arrived {_plain(r.raw_ts)!r}"
+            for r in bad.itertuples(index=False))
     with contextlib.ExitStack() as stack:
         n_matched, single, latest = n_ids, pairs, None
         if n_repeated:  # ids with more than one label, or logged more than once: ranked as in memory
@@ -474,7 +478,7 @@ def _slice_sums(backend, used: ir.Table, *, task: str, classes: tuple[float, ...
             "ts_min": t.ts.min(), "ts_max": t.ts.max()}
     if task == "classification" and len(classes) == 2:
         negative, positive = (ibis.literal(float(c)) for c in classes)
-        scored = t.score.notnull() & ~t.score.isnan() & ~t.score.isinf()
+        scored = finite(t.score)
         decided = t.prediction if threshold is None else scored.ifelse(
             (t.score >= threshold).ifelse(positive, negative), t.prediction)
         is_positive, decided_positive = t.label == positive, decided == positive

@@ -312,10 +312,7 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float |
     invalid = received & (ids.isna().to_numpy() | ~value_ok | ~arrival_ok)
     examples: dict[str, tuple[str, ...]] = {}
     if invalid.any():
-        bad = labels[invalid]
-        examples["invalid"] = tuple(
-            f"id {row.prediction_id!r} label {row.label!r} arrived {row.ts!r}"
-            for row in bad.head(_EXAMPLES).itertuples(index=False))
+        examples["invalid"] = tuple(_shown_labels(labels[invalid].head(_EXAMPLES)))
 
     prediction_ids = _prediction_ids(predictions["id"])
     label_ids = ids.to_numpy(dtype=object, na_value=None)
@@ -365,6 +362,53 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float |
         invalid=int(invalid.sum()), unknown_class=int(unknown.sum()), pending=int(pending.sum()), examples=examples)
     return LabeledPredictions(frame=frame, quality=quality, task=resolved_task, classes=classes, now=now,
                               source=source)
+
+
+def _shown_labels(labels: pd.DataFrame) -> list[str]:
+    """Raw label rows as a report of left-out labels shows them."""
+    return [f"id {row.prediction_id!r} label {row.label!r} arrived {row.ts!r}"
+            for row in labels.itertuples(index=False)]
+
+
+TYPED_LABEL_COLUMNS = ("filename", "file_row_number", "prediction_id", "ts", "label", "shown")
+"""Columns of :func:`typed_labels`."""
+
+
+def typed_labels(labels: pd.DataFrame) -> pd.DataFrame:
+    """Raw label rows typed by :func:`join_labels`'s rules, for an engine to join where the log is.
+
+    The engine's join (:func:`monitoring.label_queries.join_labels_in_engine`) then finds what
+    :func:`join_labels` finds from the raw rows, for any ``now``: the same labels used, pending
+    and left out, with the same examples.
+
+    Parameters
+    ----------
+    labels : DataFrame
+        Raw labels, as :func:`join_labels` takes them.
+
+    Returns
+    -------
+    DataFrame
+        ``filename`` (empty) and ``file_row_number`` (the rows' order), ``prediction_id`` (text;
+        None where the id is missing, empty or too long), ``ts`` (arrival in Unix seconds; NaN
+        when none is given, +inf when it cannot be read), ``label`` (NaN unless a finite number)
+        and ``shown`` (how a label that is left out as invalid is reported; None for the others).
+    """
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise LabelDataError(f"labels must have the columns {list(LABEL_COLUMNS)}; missing {missing}")
+    labels = labels.reset_index(drop=True)
+    ids = _as_ids(labels["prediction_id"])
+    values, value_ok = _as_numbers(labels["label"])
+    arrival, arrival_ok = as_unix_seconds(labels["ts"])
+    bad = ids.isna().to_numpy() | ~value_ok | ~arrival_ok
+    shown = np.full(len(labels), None, dtype=object)
+    if bad.any():
+        shown[bad] = _shown_labels(labels[bad])
+    return pd.DataFrame({
+        "filename": "", "file_row_number": np.arange(len(labels), dtype=np.int64),
+        "prediction_id": ids.astype(object).where(ids.notna(), None).to_numpy(dtype=object),
+        "ts": np.where(arrival_ok, arrival, np.inf), "label": np.where(value_ok, values, np.nan), "shown": shown})
 
 
 def _prediction_ids(values: pd.Series) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -161,12 +161,22 @@ class LogEngine:
                                                   hive_partitioning=False, filename=in_order,
                                                   file_row_number=in_order)
             else:
-                self._views += 1
-                name = f"vantage_log_{self._views}"
-                (self.session.read.option("mergeSchema", "true").parquet(*snapshot.files)
-                 .createOrReplaceTempView(name))
-                expression = backend.table(name)
+                expression = self._spark_view(snapshot.files)
         return LogTable(table=expression, problems=snapshot.problems)
+
+    def _spark_view(self, files: Sequence[str]) -> ir.Table:
+        self._views += 1
+        name = f"vantage_log_{self._views}"
+        self.session.read.option("mergeSchema", "true").parquet(*files).createOrReplaceTempView(name)
+        return self.backend.table(name)
+
+    def file_table(self, path: str | Path) -> ir.Table:
+        """One Parquet file of the engine's (a staged label file, :mod:`monitoring.staged_labels`) as a table."""
+        backend = self.connect()
+        with self.lock:
+            if self.scheme == "duckdb":
+                return backend.read_parquet(str(path))
+            return self._spark_view([str(path)])
 
     def table_of(self, files: list[str], *, with_file: bool = False) -> ir.Table:
         """A table over exactly these Parquet files (a DuckDB log's own); ``with_file`` adds a ``filename`` column."""

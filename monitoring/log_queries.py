@@ -18,6 +18,7 @@ and whether ``x`` equals an edge — what :func:`monitoring.drift.step_positions
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,8 @@ MAX_GRID_CELLS = 1 << 18
 """Largest cell table of one column (rows joined against)."""
 _TARGET_CANDIDATES = 4
 _SLACK = 1e-9
+_LARGEST = sys.float_info.max
+"""The largest finite float: only an infinity is larger in magnitude."""
 """Cells' bounds are widened by this share of the edges' range when listing their candidate edges, so
 rounding in the engine's arithmetic can only add a candidate, never drop one."""
 
@@ -239,22 +242,28 @@ def _tallies(spec, windows: pd.DataFrame, counted: dict[str, pd.DataFrame], prof
     return WindowTallies(windows=_windows(spec, windows), columns=tallies)
 
 
-def _finite(x: ir.FloatingValue) -> ir.BooleanValue:
-    return x.notnull() & ~x.isnan() & ~x.isinf()
+def infinite(x: ir.FloatingValue) -> ir.BooleanValue:
+    """Whether ``x`` is +inf or -inf, on every engine (Ibis compiles ``isinf`` to FALSE for Spark)."""
+    return ~x.isnan() & (x.abs() > _LARGEST)
+
+
+def finite(x: ir.FloatingValue) -> ir.BooleanValue:
+    """Whether ``x`` is a finite number (not NULL, NaN or infinite), on every engine."""
+    return x.notnull() & ~x.isnan() & (x.abs() <= _LARGEST)
 
 
 def step_counts(backend, rows: ir.Table, name: str, edges: np.ndarray, keys: list[str]) -> pd.DataFrame:
     """Rows and sums of column ``name`` per key and step position among the sorted finite ``edges``, counted by
     ``backend`` (the exact binning of the drift counts; the Segments page's in-segment drift uses it too)."""
     x = rows[name].cast("float64")
-    finite = _finite(x)
+    usable = finite(x)
     if len(edges) == 0:
-        counted = rows.select(*keys, x=x, finite=finite, step=finite.ifelse(ibis.literal(0, type="int64"), -1))
+        counted = rows.select(*keys, x=x, finite=usable, step=usable.ifelse(ibis.literal(0, type="int64"), -1))
     else:
         grid = edge_grid(edges)
         # floor((x - low) * scale) + 1, clipped as a float first so that huge values cannot overflow the cast
         cell = ibis.greatest(ibis.least((x - grid.low) * grid.scale + 1, grid.n_cells + 1.0), 0.0).floor()
-        prepared = rows.select(*keys, x=x, finite=finite, cell=finite.ifelse(cell, 0))
+        prepared = rows.select(*keys, x=x, finite=usable, cell=usable.ifelse(cell, 0))
         cells = ibis.memtable(grid.table)
         joined = prepared.inner_join(cells, prepared.cell == cells.cell)
         candidates = [joined[f"e{k + 1}"] for k in range(grid.n_candidates)]
@@ -479,7 +488,7 @@ def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_value
     counted = ts <= now
     values = _distinct_values(backend, table.filter(counted), max_values)
     per_value = len(values) <= max_values
-    mixed = counted & (ts >= since) & known & ~prediction.isinf()
+    mixed = counted & (ts >= since) & known & ~infinite(prediction)
 
     def count(condition: ir.BooleanValue) -> ir.IntegerScalar:
         return condition.ifelse(1, 0).sum()
@@ -488,7 +497,7 @@ def log_traffic(backend, table: ir.Table, *, now: float, since: float, max_value
             "last": count(counted & (ts >= now - 7 * day)),
             "previous": count((ts >= now - 14 * day) & (ts < now - 7 * day)),
             "mixed": count(mixed), "mix_total": mixed.ifelse(prediction, 0.0).sum(),
-            "not_whole": count(counted & known & (prediction.isinf() | (prediction != prediction.floor()))),
+            "not_whole": count(counted & known & (infinite(prediction) | (prediction != prediction.floor()))),
             "newest": counted.ifelse(ts, ibis.null("float64")).max()}
     if "score" in table.columns:
         score = table.score.cast("float64")
@@ -554,7 +563,7 @@ def prediction_values(backend, table: ir.Table, *, max_values: int) -> Predictio
     """:class:`PredictionValues` of every row of a log (``prediction``, and ``score`` when it has one)."""
     prediction = table.prediction.cast("float64")
     known = prediction.notnull() & ~prediction.isnan()
-    counts = {"not_whole": (known & (prediction.isinf() | (prediction != prediction.floor()))).ifelse(1, 0).sum()}
+    counts = {"not_whole": (known & (infinite(prediction) | (prediction != prediction.floor()))).ifelse(1, 0).sum()}
     if "score" in table.columns:
         score = table.score.cast("float64")
         counts["scored"] = (score.notnull() & ~score.isnan()).ifelse(1, 0).sum()

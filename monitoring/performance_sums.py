@@ -44,6 +44,7 @@ import pandas as pd
 from monitoring.baseline import Baseline
 from monitoring.label_summary import SLICE_COLUMNS, LabelledSummary
 from monitoring.labels import LabelQuality
+from monitoring.log_queries import finite
 from monitoring.performance import (
     BusinessValues,
     ConfusionMatrix,
@@ -295,7 +296,7 @@ def _usable(rows: ir.Table, since: float | None, until: float | None = None) -> 
 
 
 def _scored(t: ir.Table) -> ir.BooleanValue:
-    return t.score.notnull() & ~t.score.isnan() & ~t.score.isinf()
+    return finite(t.score)
 
 
 def _decided(t: ir.Table, classes: tuple[float, ...], threshold: float | None) -> ir.FloatingValue:

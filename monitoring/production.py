@@ -46,7 +46,7 @@ from monitoring.label_queries import (
     summarize_labeled,
 )
 from monitoring.label_summary import LabelledSummary
-from monitoring.labels import LabeledPredictions, LogLabels
+from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels
 from monitoring.log_engines import survives_compaction
 from monitoring.log_queries import (
     LogSummary,
@@ -65,6 +65,7 @@ from monitoring.performance_sums import (
     stays_fresh,
     write_kept,
 )
+from monitoring.staged_labels import stage_label_file, staged_folder
 from monitoring.store import Store
 from monitoring.windows import as_unix_seconds, parse_window
 
@@ -676,9 +677,11 @@ class ParquetMirror(EngineMirror):
     :meth:`kept_decisions`, :meth:`kept_detail`) never bring rows into this process (but for
     personal columns, which are sealed in the files and opened here one column at a time);
     :meth:`find` brings a bounded few. A join is kept in a folder of its own under
-    ``<log>/<service>/labelled/``. :meth:`read` still gives every row, for labels kept elsewhere
-    (a label file) that join in memory, reading only the files that are new since its last call
-    (files never change once written).
+    ``<log>/<service>/labelled/``; a label file is staged as Parquet under
+    ``<log>/<service>/label-files/`` and joined by the engine as well. :meth:`read` still gives
+    every row, for labels the engine cannot reach (the SQL store's table, a label file beside a log
+    on an object store) that join in memory, reading only the files that are new since its last
+    call (files never change once written).
 
     Parameters
     ----------
@@ -701,8 +704,19 @@ class ParquetMirror(EngineMirror):
         return self.log.log.snapshot(self.service, "predictions")
 
     def keeps_labels(self, labels) -> bool:
-        """Whether ``labels`` are kept beside this log, where :meth:`keep_labels` joins them."""
+        """Whether the log's engine joins ``labels`` (:meth:`keep_labels`): labels kept beside this log, or a label
+        file, which is staged beside it (:func:`monitoring.staged_labels.stage_label_file`; not on an object store)."""
+        if isinstance(labels, LabelFileMirror):
+            return staged_folder(self.log.engine.location, self.service) is not None
         return isinstance(labels, LogLabels) and labels.log is self.log
+
+    def labels_table(self, labels):
+        """``labels`` as a table of the log's engine (a label file staged beside the log first), or None when none
+        is stored."""
+        if isinstance(labels, LabelFileMirror):
+            staged = stage_label_file(labels.config, staged_folder(self.log.engine.location, self.service))
+            return self.log.engine.file_table(staged)
+        return labels.table()
 
     def _kept_folder(self) -> str:
         return f"{self.log.engine.location.rstrip('/')}/{self.service}/labelled"

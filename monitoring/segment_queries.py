@@ -27,7 +27,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from monitoring.log_queries import step_counts
+from monitoring.log_queries import finite, step_counts
 from monitoring.performance_sums import KEY_MODULUS, id_key
 
 SAMPLE_ROWS = 2000
@@ -102,10 +102,6 @@ class SegmentCounts:
 # -- keying --------------------------------------------------------------------------------------
 
 
-def _finite(x: ir.FloatingValue) -> ir.BooleanValue:
-    return x.notnull() & ~x.isnan() & ~x.isinf()
-
-
 def _numeric(column: ir.Column) -> bool:
     kind = column.type()
     return kind.is_numeric() and not kind.is_boolean()
@@ -121,7 +117,7 @@ def _key(rows: ir.Table, spec: KeySpec) -> ir.Value:
         return x
     x = x.cast("float64")
     position = sum(((x >= float(e)).ifelse(1, 0) for e in spec.inner), ibis.literal(0))
-    return _finite(x).ifelse(position, -1).cast("int64")
+    return finite(x).ifelse(position, -1).cast("int64")
 
 
 def keyed(rows: ir.Table, specs: Sequence[KeySpec]) -> ir.Table:
@@ -190,10 +186,10 @@ def key_specs(backend, rows: ir.Table, features: Sequence[str], *, n_bins: int,
             continue
         full = edges.get(name)
         if full is None:
-            finite = rows.filter(_finite(x)).select(value=x)
+            values = rows.filter(finite(x)).select(value=x)
             levels = [float(q) for q in np.linspace(0, 1, n_bins + 1)]
             # one aggregate of every level: each exact quantile of its own would hold every value again
-            qs = backend.execute(finite.aggregate(q=finite.value.quantile(levels)))
+            qs = backend.execute(values.aggregate(q=values.value.quantile(levels)))
             found = qs["q"].iloc[0] if len(qs) else None
             full = np.unique(np.asarray([np.nan if v is None else v for v in found], dtype=float)) \
                 if found is not None else np.array([])
@@ -240,13 +236,13 @@ def count_segments(backend, period: ir.Table, labelled: ir.Table, specs: Sequenc
     label = labelled.label.cast("float64")
     rows = labelled.mutate(prediction=prediction.isnan().ifelse(ibis.null("float64"), prediction),
                            label=label.isnan().ifelse(ibis.null("float64"), label))
-    known = _finite(rows.label) & _finite(rows.prediction)
+    known = finite(rows.label) & finite(rows.prediction)
     if task == "classification":
         cells = backend.execute(rows.group_by([*keys, "prediction", "label"]).agg(n=rows.count()))
         labelled_per_cell = cells[np.isfinite(cells["label"].to_numpy(dtype=float))
                                   & np.isfinite(cells["prediction"].to_numpy(dtype=float))]
     else:
-        decided = _finite(rows.prediction)
+        decided = finite(rows.prediction)
         error = rows.label - rows.prediction
         cells = backend.execute(rows.group_by(keys).agg(
             n=rows.count(), n_decided=decided.ifelse(1, 0).sum(),

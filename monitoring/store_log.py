@@ -42,7 +42,7 @@ from monitoring.drift import (
     tallies_to_arrays,
 )
 from monitoring.engine_mirror import KEPT_FILES, EngineMirror, ProductionDataError, no_tallies
-from monitoring.labels import StoreLabelMirror
+from monitoring.labels import LabelFileMirror, StoreLabelMirror
 from monitoring.log_engines import LogEngineError, LogTable
 from monitoring.log_queries import (
     LogSummary,
@@ -61,6 +61,7 @@ from monitoring.production import (
     ProductionData,
     profile_key,
 )
+from monitoring.staged_labels import stage_label_table
 from monitoring.store_schema import dialect_insert, kept_labels, kept_tallies, prediction_table_name, typed_log_columns
 from monitoring.windows import parse_window
 
@@ -311,11 +312,16 @@ class StoreLogMirror(EngineMirror):
         return [c.name for c in table.columns if c.name != "seq"]
 
     def keeps_labels(self, labels) -> bool:
-        """Whether ``labels`` are the store's own table (where the predictions are), joined by PostgreSQL."""
-        return isinstance(labels, StoreLabelMirror) and labels.store is self.log.store
+        """Whether PostgreSQL joins ``labels``: the store's own table (where the predictions are), or a label file,
+        which is staged in a table of the store's (:func:`monitoring.staged_labels.stage_label_table`)."""
+        return isinstance(labels, LabelFileMirror) or (
+            isinstance(labels, StoreLabelMirror) and labels.store is self.log.store)
 
     def labels_table(self, labels) -> ir.Table:
-        """The service's rows of the store's ``labels`` table, in the order written."""
+        """The service's rows of the store's ``labels`` table, in the order written (or the staged label file)."""
+        if isinstance(labels, LabelFileMirror):
+            name = stage_label_table(labels.config, self.log.store.engine, self.service)
+            return self.log.engine.connect().table(name)
         return self.log.engine.table(self.service, "labels", in_order=True).table
 
     def problems(self) -> tuple[str, ...]:
@@ -512,8 +518,8 @@ class StoreLogMirror(EngineMirror):
                       "data": statement.excluded.data}), records)
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
-        """Every logged row (only ``columns`` and ``ts``), in insertion order: for labels from a label file, which
-        join in this process."""
+        """Every logged row (only ``columns`` and ``ts``), in insertion order: for the joins in this process that
+        need every row (windows of a number of predictions without a kept join)."""
         present = self._columns()
         wanted = None if columns is None else [c for c in dict.fromkeys(["ts", *columns]) if c in present]
         frame = self.log.read_prediction_log(self.service, columns=wanted)

@@ -30,6 +30,7 @@ def engines(tmp_path_factory):
                             "amount": rng.gamma(2.2, 55.0, n), "segment": rng.choice(["a", "b", "c", "d", None], n),
                             "prediction": rng.integers(0, 3, n)})
     current.loc[::41, "amount"] = np.nan
+    current.loc[5::97, "amount"] = np.inf  # counted as not finite by both (Ibis compiles isinf to FALSE for Spark)
     current["id"] = [f"s{i}" for i in range(n)]
     chosen = rng.choice(n, n // 3, replace=False)
     labels = pd.DataFrame({"prediction_id": [f"s{i}" for i in chosen], "label": rng.integers(0, 4, len(chosen)) * 1.0,
@@ -131,3 +132,25 @@ def test_spark_joins_the_labels_as_duckdb_does(engines):
     pd.testing.assert_frame_equal(joined[0].served_hours, joined[1].served_hours, check_dtype=False)
     assert (joined[0].task, joined[0].classes) == (joined[1].task, joined[1].classes) == ("classification",
                                                                                        (0.0, 1.0, 2.0))
+
+
+def test_spark_joins_a_staged_label_file_as_duckdb_and_the_join_in_memory_do(engines, tmp_path):
+    from monitoring.config import LabelsConfig
+    from monitoring.label_queries import join_labels_in_engine
+    from monitoring.labels import join_labels, read_label_file
+    from monitoring.staged_labels import stage_label_file, staged_folder
+    from tests.test_staged_labels import _label_file
+
+    _, embedded, spark = engines
+    predictions = embedded.execute(embedded.table("shop").table.select("id", "ts", "prediction").order_by("ts"))
+    path = tmp_path / "labels.csv"
+    _label_file(path, predictions)
+    config = LabelsConfig(path=str(path), id="order", label="truth", ts="arrived")
+    staged = stage_label_file(config, staged_folder(spark.location, "shop-file"))
+    now = START + 2.5 * DAY_SECONDS
+    joined = [join_labels_in_engine(e.connect(), e.table("shop").table, e.file_table(staged), now=now)
+              for e in (embedded, spark)]
+    direct = join_labels(predictions, read_label_file(config), now=now)
+    print("QUALITY", joined[0].quality, joined[1].quality, direct.quality, sep="\n")
+    assert joined[0].quality == joined[1].quality == direct.quality and direct.quality.invalid == 4
+    pd.testing.assert_frame_equal(joined[0].frame, joined[1].frame, check_dtype=False)

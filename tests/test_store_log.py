@@ -8,6 +8,7 @@ traffic, label join, Performance page and segments.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -35,7 +36,11 @@ N = 6_000
 
 
 def _config(url: str):
-    return parse_config(f"""
+    return parse_config(_config_text(url))
+
+
+def _config_text(url: str) -> str:
+    return f"""
 [store]
 url = "{url}"
 log = "store"
@@ -45,7 +50,7 @@ name = "shop"
 url = "http://127.0.0.1:9"
 protocol = "rest"
 features = ["amount", "segment"]
-""")
+"""
 
 
 def _fill(store: Store, *, seed: int = 3) -> pd.DataFrame:
@@ -165,6 +170,44 @@ def test_segments_are_counted_by_the_server_as_from_the_rows_in_memory(filled):
         keys = [*server.keys, "prediction", "label"]
         pd.testing.assert_frame_equal(server.cells.sort_values(keys).reset_index(drop=True),
                                       memory.cells.sort_values(keys).reset_index(drop=True), check_dtype=False)
+
+
+def test_a_label_file_is_staged_in_a_table_of_the_server_and_joined_there_as_in_memory(filled, tmp_path,
+                                                                                        monkeypatch):
+    from monitoring.labels import LabelFileMirror, join_labels, read_label_file
+    from monitoring.staged_labels import STAGED_COPIES, STAGED_TABLE_PREFIX
+    from tests.test_staged_labels import _label_file
+
+    config, store, rows = filled
+    path = tmp_path / "labels.csv"
+    _label_file(path, rows[["id", "ts", "prediction", "score"]])
+    filed = parse_config(_config_text(config.store.url) + f"""
+[services.labels]
+path = "{path}"
+id = "order"
+label = "truth"
+ts = "arrived"
+""")
+    service = filed.services[0]
+    pushed, labels = production_source(store, service), label_source(store, service)
+    assert isinstance(labels, LabelFileMirror) and pushed.keeps_labels(labels)
+    monkeypatch.setattr(pushed, "read", lambda **kwargs: pytest.fail("the log's rows were read into the process"))
+    for now in (START + 1.5 * DAY, NOW, START + 10 * DAY):
+        joined = pushed.join_labels(labels, now=now)
+        direct = join_labels(rows, read_label_file(labels.config), now=now, source=labels.source)
+        assert joined.quality == direct.quality and joined.quality.invalid == (1 if now < START + 2 * DAY else 4)
+        pd.testing.assert_frame_equal(joined.frame, direct.frame[direct.frame["label"].notna()].reset_index(drop=True),
+                                      check_dtype=False)
+    kept = pushed.keep_labels(labels, now=NOW, judged_days=2.0)
+    assert kept.quality == join_labels(rows, read_label_file(labels.config), now=NOW).quality
+    for turn in range(STAGED_COPIES + 1):  # a changed file is staged again; the newest copies stay
+        path.write_text(path.read_text() + f"s{turn},{START + DAY},1\n")
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + (turn + 1) * 10**9))
+        assert pushed.join_labels(labels, now=NOW).quality == join_labels(rows, read_label_file(labels.config),
+                                                                          now=NOW).quality
+    with store.engine.connect() as conn:
+        staged = [t for t in sa.inspect(conn).get_table_names() if t.startswith(STAGED_TABLE_PREFIX)]
+    assert len(staged) == STAGED_COPIES
 
 
 def test_an_unreachable_server_is_a_message_naming_it_and_the_log_is_counted_again_once_it_is_back(private_postgres):

@@ -37,8 +37,8 @@ def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMir
 
 @cache_resource(max_entries=32)
 def label_mirror(runtime: Runtime, *, service: str) -> StoreLabelMirror | LabelFileMirror | LogLabels:
-    """The ground-truth labels of ``service``: beside its Parquet log, or an in-memory, incrementally refreshed
-    copy of the store's table or of its label file."""
+    """The ground-truth labels of ``service``: beside its Parquet log, the store's table, or its label file
+    (which the log's engine joins once staged, :mod:`monitoring.staged_labels`)."""
     return label_source(runtime.store, runtime.config.service(service))
 
 

@@ -1,11 +1,12 @@
 """The Performance page's caches: metrics, verdicts, decisions and detail over the labelled predictions.
 
 Each takes ``tick=tick(LABELS_TICK_SECONDS)`` (:mod:`dashboard.state.data`): labels arrive slowly.
-Labels kept beside a Parquet log are joined there (by the collector's upkeep, or once per tick)
-and kept there (:func:`performance_labels` gives a :class:`~monitoring.performance_sums.KeptLabels`):
-the page's results are then counts of that file made by the log's engine, never its rows
-(windows of a number of predictions: the newest ``MAX_ROW_WINDOWS``). Other
-sources (a label file, the SQL store) are joined in memory and scored row by row.
+Labels the log's engine reaches (beside a Parquet log, a PostgreSQL store's table, a label file
+staged where the log is) are joined there (by the collector's upkeep, or once per tick) and kept
+there (:func:`performance_labels` gives a :class:`~monitoring.performance_sums.KeptLabels`): the
+page's results are then counts of that join made by the log's engine, never its rows (windows of
+a number of predictions: the newest ``MAX_ROW_WINDOWS``). Other sources (a SQLite store's log, the
+SQL store's labels beside a Parquet log) are joined in memory and scored row by row.
 """
 
 from __future__ import annotations

@@ -49,9 +49,9 @@ SCHEMA_LOCK_KEY = 0x7661_6E75
 
 
 def include_name(name: str | None, type_: str, _parent_names) -> bool:
-    """Alembic's filter: every object but the per-service prediction tables and the kept label joins, which the
-    log code owns."""
-    return not (type_ == "table" and name is not None and name.startswith(("predictions__", "kept__")))
+    """Alembic's filter: every object but the per-service prediction tables, the kept label joins and the staged
+    label files, which the log code owns."""
+    return not (type_ == "table" and name is not None and name.startswith(("predictions__", "kept__", "staged__")))
 
 
 def alembic_config(connection: sa.Connection | None = None) -> Config:
