@@ -291,3 +291,36 @@ def test_the_collectors_upkeep_keeps_the_labels_and_the_day_counts_of_a_postgres
     assert joined[service.name].path.startswith(KEPT_TABLE_PREFIX)
     assert production_source(store, service).latest_kept(now=NOW + 1, max_age=240).path == joined[service.name].path
     assert keep_service_labels(store, [service], schemas, now=NOW + 60) == {}  # fresh: not joined again
+
+
+def test_personal_columns_are_sealed_in_a_postgresql_log_and_counted_as_in_memory(postgres_url):
+    from monitoring.sealing import Sealer
+
+    config = parse_config(_config_text(postgres_url) + 'personal = ["segment"]\n')
+    store = Store(postgres_url, sealer=Sealer({"shop": ("segment",)}, b"k" * 32), log="store")  # as from_config
+    try:
+        rows = _fill(store)
+        with store.engine.connect() as conn:  # no value of the personal column is in the table in clear
+            stored = conn.exec_driver_sql('SELECT segment FROM "predictions__shop" WHERE segment IS NOT NULL').scalars()
+            assert not {"a", "b", "c"} & set(stored)
+        _, pushed, in_memory, labels = _both(config, store)
+        assert isinstance(pushed, StoreLogMirror)
+        profile = build_profile(rows.iloc[:2_000], {"amount": "numeric", "segment": "categorical"})
+        for window in ("day", 1_000):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                server = compute_drift_from_counts(profile, pushed.tallies(profile, window=window))
+                memory = compute_drift_from_counts(profile, in_memory.tallies(profile, window=window))
+            pd.testing.assert_frame_equal(server.features, memory.features, check_exact=False, rtol=1e-9)
+        opened = pushed.find(prediction_id="s17")
+        assert opened["segment"].tolist() == rows.loc[rows["id"] == "s17", "segment"].tolist()
+        kept = pushed.keep_labels(labels, now=NOW)
+        server_cells = segment_counts(pushed, labels, ["segment"], now=NOW, days=3.0, kept=kept)
+        memory_cells = segment_counts(in_memory, labels, ["segment"], now=NOW, days=3.0)
+        assert server_cells.n_rows == memory_cells.n_rows > 0 and server_cells.specs == memory_cells.specs
+        keys = [*server_cells.keys, "prediction", "label"]
+        pd.testing.assert_frame_equal(server_cells.cells.sort_values(keys).reset_index(drop=True),
+                                      memory_cells.cells.sort_values(keys).reset_index(drop=True), check_dtype=False)
+        assert set(server_cells.cells[server_cells.keys[0]].dropna()) <= {"a", "b", "c"}  # opened, not sealed text
+    finally:
+        store.dispose()
