@@ -21,7 +21,6 @@ row must find the same labelled predictions and label counts. A full run replace
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
+from benchmarks.log_pages import own_peak_mb  # noqa: E402
 from benchmarks.pages import BENCH_DIR, DAY, _generate  # noqa: E402
 
 CHUNK = 500_000
@@ -107,7 +107,7 @@ def child(mode: str, config_path: str, now: float) -> None:
         joined = mirror.join_labels(labels, now=now)
     seconds = time.perf_counter() - started
     quality = joined.quality
-    print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"seconds": seconds, "peak_mb": own_peak_mb(),
                       "labelled": joined.n_labelled, "counts": [quality.received, quality.used, quality.invalid,
                                                                 quality.pending]}))
 
