@@ -298,9 +298,7 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float |
             f"the prediction log has no {' or '.join(repr(c) for c in missing)} column, so labels cannot be joined "
             f"to it; it has {list(predictions.columns)} (a prediction-log file names its id column in "
             "[services.prediction_log] id)")
-    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
-    if missing:
-        raise LabelDataError(f"labels must have the columns {list(LABEL_COLUMNS)}; missing {missing}")
+    _check_label_columns(labels)
     resolved_task = infer_task(predictions) if task == "auto" else task
     classes = predicted_classes(predictions) if resolved_task == "classification" else ()
 
@@ -364,6 +362,12 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, now: float |
                               source=source)
 
 
+def _check_label_columns(labels: pd.DataFrame) -> None:
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise LabelDataError(f"labels must have the columns {list(LABEL_COLUMNS)}; missing {missing}")
+
+
 def _shown_labels(labels: pd.DataFrame) -> list[str]:
     """Raw label rows as a report of left-out labels shows them."""
     return [f"id {row.prediction_id!r} label {row.label!r} arrived {row.ts!r}"
@@ -394,9 +398,7 @@ def typed_labels(labels: pd.DataFrame) -> pd.DataFrame:
         when none is given, +inf when it cannot be read), ``label`` (NaN unless a finite number)
         and ``shown`` (how a label that is left out as invalid is reported; None for the others).
     """
-    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
-    if missing:
-        raise LabelDataError(f"labels must have the columns {list(LABEL_COLUMNS)}; missing {missing}")
+    _check_label_columns(labels)
     labels = labels.reset_index(drop=True)
     ids = _as_ids(labels["prediction_id"])
     values, value_ok = _as_numbers(labels["label"])

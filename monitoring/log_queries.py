@@ -34,10 +34,10 @@ MAX_GRID_CELLS = 1 << 18
 """Largest cell table of one column (rows joined against)."""
 _TARGET_CANDIDATES = 4
 _SLACK = 1e-9
-_LARGEST = sys.float_info.max
-"""The largest finite float: only an infinity is larger in magnitude."""
 """Cells' bounds are widened by this share of the edges' range when listing their candidate edges, so
 rounding in the engine's arithmetic can only add a candidate, never drop one."""
+_LARGEST = sys.float_info.max
+"""The largest finite float: only an infinity is larger in magnitude."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from monitoring.config import LabelsConfig
 from monitoring.labels import TYPED_LABEL_COLUMNS, LabelDataError, read_label_file, typed_labels
+from monitoring.store_schema import service_table_prefix
 
 STAGED_COPIES = 3
 """Staged copies of one service's label file kept (a reader may still be reading an older one)."""
@@ -96,7 +97,7 @@ def stage_label_file(config: LabelsConfig, folder: str | Path) -> Path:
 
 def staged_table_prefix(service: str) -> str:
     """The name every staged label file of ``service`` starts with (within PostgreSQL's 63 characters)."""
-    return f"{STAGED_TABLE_PREFIX}{hashlib.sha1(service.encode()).hexdigest()[:16]}__"
+    return service_table_prefix(STAGED_TABLE_PREFIX, service)
 
 
 def stage_label_table(config: LabelsConfig, engine: sa.Engine, service: str) -> str:

@@ -62,7 +62,14 @@ from monitoring.production import (
     profile_key,
 )
 from monitoring.staged_labels import stage_label_table
-from monitoring.store_schema import dialect_insert, kept_labels, kept_tallies, prediction_table_name, typed_log_columns
+from monitoring.store_schema import (
+    dialect_insert,
+    kept_labels,
+    kept_tallies,
+    prediction_table_name,
+    service_table_prefix,
+    typed_log_columns,
+)
 from monitoring.windows import parse_window
 
 KEPT_TABLE_PREFIX = "kept__"
@@ -72,7 +79,7 @@ KEPT_TABLE_PREFIX = "kept__"
 def kept_table_prefix(service: str) -> str:
     """The name every kept join of ``service`` starts with: a digest of its name keeps it within PostgreSQL's 63
     characters whatever the service is called."""
-    return f"{KEPT_TABLE_PREFIX}{hashlib.sha1(service.encode()).hexdigest()[:16]}__"
+    return service_table_prefix(KEPT_TABLE_PREFIX, service)
 
 
 def connection_lost(exc: BaseException) -> bool:

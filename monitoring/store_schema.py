@@ -54,6 +54,7 @@ leases
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping
 
 import pandas as pd
@@ -194,6 +195,12 @@ kept_tallies = sa.Table(
 """The drift counts of one UTC day of a prediction log in the store's PostgreSQL, against one reference profile
 and per day or week window (``monitoring.store_log``): valid while the day holds ``rows`` rows up to ``last_seq``;
 ``data`` is ``monitoring.drift.tallies_to_arrays`` as ``.npz``."""
+
+
+def service_table_prefix(kind: str, service: str) -> str:
+    """The name every table of ``kind`` (e.g. ``kept__``) made for ``service`` starts with: a digest of the
+    service's name keeps it within PostgreSQL's 63 characters whatever the service is called."""
+    return f"{kind}{hashlib.sha1(service.encode()).hexdigest()[:16]}__"
 
 
 def prediction_table_name(service: str) -> str:
