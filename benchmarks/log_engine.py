@@ -24,7 +24,7 @@ the files; peak memory is that process's ``ru_maxrss``):
   before the upkeep kept them), then in a fresh one that finds them kept (a dashboard restarted
   over a log it has seen);
 * **the upkeep** — those counts deleted, the collector's upkeep (:meth:`monitoring.collector.Collector.upkeep`,
-  the real run, its :func:`~monitoring.collector.keep_drift_tallies` against the profile the Drift
+  the real run, its :func:`~monitoring.upkeep.keep_drift_tallies` against the profile the Drift
   page builds from the reference file) run again and again until every file of a past day is
   counted, as its bound per run leaves them (:data:`monitoring.production.UPKEEP_TALLY_ROWS`): the
   time of those runs, in seconds and seconds per million predictions, and the process's peak

@@ -20,12 +20,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-import ibis
-import ibis.expr.types as ir
-
 from monitoring.partitions import PartitionedLog, Snapshot
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 DEFAULT_LOG_URL = "duckdb:var/log"
 SCHEMES = ("duckdb", "spark")
@@ -45,10 +46,11 @@ def survives_compaction(read: Callable) -> Callable:
     merged file holds the same rows, so the read is only taken again, at most
     :data:`VANISHED_FILE_ATTEMPTS` times.
     """
-    import duckdb
 
     @functools.wraps(read)
     def again(*args, **kwargs):
+        import duckdb  # on the first read, not when a writer imports the log
+
         for _ in range(VANISHED_FILE_ATTEMPTS - 1):
             try:
                 return read(*args, **kwargs)
@@ -102,9 +104,6 @@ class LogEngine:
             path = Path(parts.path if parts.netloc == "" else parts.netloc + parts.path)
             self.location = str(path if path.is_absolute() or base is None else base / path)
             self.log = PartitionedLog(self.location)
-            # bounded: a query that needs more spills to disk instead of growing the dashboard's process
-            self.backend = ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False,
-                                               temp_directory=str(Path(self.location) / ".spill"))
         else:
             query = parse_qs(parts.query)
             if "path" not in query:
@@ -112,14 +111,15 @@ class LogEngine:
             self.location = query["path"][0]
             self.log = PartitionedLog(self.location) if "://" not in self.location else None
             self.master = (parts.netloc and f"spark://{parts.netloc}") or parts.path or "local[2]"
-            self.backend = None
+        self.backend = None
         self.session = None
         self.lock = threading.RLock()
         """Held around every use of the backend (a DuckDB connection serves one thread at a time)."""
         self._views = 0
 
     def connect(self):
-        """The Ibis backend, started on first use (a Spark session takes seconds).
+        """The Ibis backend, started on first use: a Spark session takes seconds, and Ibis and DuckDB
+        take longer to import than a writer (the collector, the capture proxy) needs to start.
 
         Raises
         ------
@@ -127,7 +127,15 @@ class LogEngine:
             Spark could not start or reach its master.
         """
         with self.lock:
-            if self.backend is None:
+            if self.backend is None and self.scheme == "duckdb":
+                import ibis
+
+                # bounded: a query that needs more spills to disk instead of growing the dashboard's process
+                self.backend = ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False,
+                                                   temp_directory=str(Path(self.location) / ".spill"))
+            elif self.backend is None:
+                import ibis
+
                 try:
                     from pyspark.sql import SparkSession
                     builder = (SparkSession.builder.master(self.master).appName("vantage")

@@ -248,6 +248,47 @@ def test_command_line_polls_once(demo_runtime, tmp_path):
     assert "demo: up" in result.stdout
 
 
+ENGINE_MODULES = ("ibis", "duckdb", "pyspark", "scipy.stats", "monitoring.engine_mirror", "monitoring.upkeep")
+"""What the prediction log's readers need and a collector does not before its first poll."""
+
+
+def test_a_collector_polls_and_logs_without_importing_the_engines(demo_runtime, tmp_path):
+    """A collector restarted after a crash takes its lease over as soon as its interpreter is up
+    (``tests/test_leases.py``): importing Ibis, DuckDB and scipy.stats would more than double that
+    start-up, so none of them is imported until the first upkeep reads the log."""
+    config_path = tmp_path / "c.toml"
+    demo = demo_runtime.config.service("credit-risk")
+    features = ", ".join(f'"{f}"' for f in demo.features)
+    config_path.write_text(f"""
+[store]
+url = "sqlite:///{tmp_path / 'c.db'}"
+log = "duckdb:{tmp_path / 'log'}"
+
+[[services]]
+name = "demo"
+url = "{demo.url}"
+protocol = "v2"
+model = "{demo.model}"
+v2_outputs = ["predict", "predict_proba"]
+reference = "{demo.reference}"
+features = [{features}]
+[services.drift]
+methods = {{age = "ks"}}
+[services.metrics]
+url = "{demo.url}/metrics"
+""")
+    script = ("import sys\n"
+              "from monitoring.collector import Collector\n"
+              "from monitoring.config import load_config\n"
+              f"collector = Collector(load_config({str(config_path)!r}))\n"
+              "outcome = collector.pollers['demo'].poll()\n"
+              "collector.buffer.flush()\n"
+              f"print(outcome.state, *[m for m in {ENGINE_MODULES!r} if m in sys.modules])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["up"], result.stdout
+
+
 def test_command_line_reports_an_invalid_file(tmp_path):
     config_path = tmp_path / "bad.toml"
     config_path.write_text('[[services]]\nname = "a"\nurl = "http://x"\nprotocol = "grpc"\n')

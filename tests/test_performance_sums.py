@@ -183,9 +183,10 @@ def test_spark_keeps_and_sums_what_duckdb_does(tmp_path):
 
 
 def test_the_upkeep_keeps_the_labels_that_the_pages_then_read_without_joining(tmp_path, monkeypatch):
-    from monitoring.collector import KEEP_LABELS_EVERY, Collector
+    from monitoring.collector import Collector
     from monitoring.label_queries import summarize_kept
     from monitoring.production import KEPT_FILES, production_source
+    from monitoring.upkeep import KEEP_LABELS_EVERY
     from tests.test_upkeep_tallies import FEATURES, _config, _rows
     from tests.test_upkeep_tallies import START as DAY_ONE
 

@@ -277,8 +277,8 @@ def test_day_counts_are_kept_in_the_store_and_counted_again_only_for_a_day_that_
 
 
 def test_the_collectors_upkeep_keeps_the_labels_and_the_day_counts_of_a_postgresql_log(filled, tmp_path):
-    from monitoring.collector import keep_drift_tallies, keep_service_labels
     from monitoring.schema import resolve_schema
+    from monitoring.upkeep import keep_drift_tallies, keep_service_labels
 
     config, store, rows = filled
     reference = tmp_path / "reference.csv"

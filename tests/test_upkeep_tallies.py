@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 
 import monitoring.production as production
-from monitoring.collector import Collector, keep_drift_tallies
+from monitoring.collector import Collector
 from monitoring.config import parse_config
 from monitoring.drift import compute_drift_from_counts, tallies_to_arrays
 from monitoring.production import ParquetMirror, keep_file_tallies, tally_folder
 from monitoring.sealing import Sealer
 from monitoring.store import Store
+from monitoring.upkeep import keep_drift_tallies
 
 START = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 DAY = 86_400.0
@@ -293,7 +294,7 @@ features = ["age"]
     store.log_predictions("no-reference", _rows(50, seed=7, begin=START))
     store.log_predictions("missing-reference", _rows(50, seed=8, begin=START))
     collector = Collector(config, store)
-    with caplog.at_level("INFO", logger="monitoring.collector"):
+    with caplog.at_level("INFO", logger="monitoring"):
         done = collector.upkeep(now=NOW)
     assert set(done["tallies"]) == {"svc", "empty"} and done["tallies"]["empty"] == production.KeptTallies()
     assert not any(record.levelname in ("WARNING", "ERROR") for record in caplog.records)

@@ -11,6 +11,7 @@ threshold) or a distance (drifted when at or above it)::
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,12 +19,7 @@ from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
-
-try:  # scipy's exact two-sample KS probability, the one ks_2samp uses for samples up to 10,000
-    from scipy.stats._stats_py import _attempt_exact_2kssamp
-except ImportError:  # pragma: no cover - a scipy that moved it: the asymptotic formula is used instead
-    _attempt_exact_2kssamp = None
+import scipy  # scipy.stats and scipy.special load on first use: the registry alone is what config validation reads
 
 KINDS = ("numeric", "categorical")
 SCORE_KINDS = ("p_value", "distance")
@@ -148,6 +144,16 @@ class DriftMethod:
         score = np.asarray(score, dtype=float)
         with np.errstate(invalid="ignore"):
             return score < 2 * threshold if self.score_kind == "p_value" else score >= threshold / 2
+
+
+@functools.cache
+def _exact_ks_probability() -> Callable | None:
+    """scipy's exact two-sample KS probability, the one ks_2samp uses for samples up to 10,000."""
+    try:
+        from scipy.stats._stats_py import _attempt_exact_2kssamp
+    except ImportError:  # pragma: no cover - a scipy that moved it: the asymptotic formula is used instead
+        return None
+    return _attempt_exact_2kssamp
 
 
 _REGISTRY: dict[str, DriftMethod] = {}
@@ -328,12 +334,13 @@ def ks_p_value(statistic: float, n1: int, n2: int) -> float:
     """
     if n1 == 0 or n2 == 0 or not np.isfinite(statistic):
         return float("nan")
-    if max(n1, n2) <= KS_EXACT_MAX_N and _attempt_exact_2kssamp is not None:
-        success, _, probability = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), float(statistic), "two-sided")
+    exact = _exact_ks_probability()
+    if max(n1, n2) <= KS_EXACT_MAX_N and exact is not None:
+        success, _, probability = exact(n1, n2, math.gcd(n1, n2), float(statistic), "two-sided")
         if success:
             return float(probability)
     larger, smaller = float(max(n1, n2)), float(min(n1, n2))
-    return float(np.clip(stats.kstwo.sf(statistic, np.round(larger * smaller / (larger + smaller))), 0.0, 1.0))
+    return float(np.clip(scipy.stats.kstwo.sf(statistic, np.round(larger * smaller / (larger + smaller))), 0.0, 1.0))
 
 
 def ks_p_value_asymptotic(statistic: np.ndarray, n1: int, n2: np.ndarray) -> np.ndarray:
@@ -342,7 +349,7 @@ def ks_p_value_asymptotic(statistic: np.ndarray, n1: int, n2: np.ndarray) -> np.
     n2 = np.asarray(n2, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         root = np.sqrt(n1 * n2 / (n1 + n2))
-        p_values = np.clip(special.kolmogorov((root + 0.12 + 0.11 / root) * statistic), 0.0, 1.0)
+        p_values = np.clip(scipy.special.kolmogorov((root + 0.12 + 0.11 / root) * statistic), 0.0, 1.0)
     return np.where((n2 > 0) & (n1 > 0), p_values, np.nan)
 
 
@@ -364,7 +371,7 @@ def _chi_square(counts: ColumnCounts) -> np.ndarray:
             expected_current)
     statistic = np.where(kept, terms, 0.0).sum(axis=1)
     dof = kept.sum(axis=1) - 1
-    p_values = np.where(dof > 0, stats.chi2.sf(statistic, np.maximum(dof, 1)), 1.0)
+    p_values = np.where(dof > 0, scipy.stats.chi2.sf(statistic, np.maximum(dof, 1)), 1.0)
     return _nan_where_empty(p_values, (n_current > 0) & (n_reference > 0))
 
 
@@ -385,7 +392,7 @@ def _z_test(counts: ColumnCounts) -> np.ndarray:
         pooled = (reference[first] + current[:, first]) / (n_reference + n_current)
         spread = np.sqrt(pooled * (1 - pooled) * (1 / n_reference + 1 / n_current))
         z = (p_current - p_reference) / spread
-    p_values = np.where(spread > 0, 2 * stats.norm.sf(np.abs(z)), 1.0)
+    p_values = np.where(spread > 0, 2 * scipy.stats.norm.sf(np.abs(z)), 1.0)
     return _nan_where_empty(p_values, n_current > 0)
 
 
@@ -428,7 +435,7 @@ def _jensen_shannon(counts: ColumnCounts) -> np.ndarray:
     p, q, has_values = _shares(counts.reference, counts.current)
     middle = (p + q) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        divergence = (special.rel_entr(p, middle).sum(axis=1) + special.rel_entr(q, middle).sum(axis=1)) / 2
+        divergence = (scipy.special.rel_entr(p, middle).sum(axis=1) + scipy.special.rel_entr(q, middle).sum(axis=1)) / 2
         distance = np.sqrt(np.maximum(divergence / np.log(2.0), 0.0))
     return _nan_where_empty(distance, has_values)
 
