@@ -15,7 +15,9 @@ The queries themselves are in :mod:`monitoring.log_queries`; nothing here knows 
 
 from __future__ import annotations
 
+import copy
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,7 +117,8 @@ class LogEngine:
         self.session = None
         self.lock = threading.RLock()
         """Held around every use of the backend (a DuckDB connection serves one thread at a time)."""
-        self._views = 0
+        self._view_numbers = itertools.count(1)
+        """Spark's temporary views are numbered by it (shared with the engines :meth:`over` makes)."""
 
     def connect(self):
         """The Ibis backend, started on first use: a Spark session takes seconds, and Ibis and DuckDB
@@ -149,6 +152,21 @@ class LogEngine:
                 self.backend = ibis.pyspark.connect(self.session)
             return self.backend
 
+    def over(self, location: str | Path) -> LogEngine:
+        """This engine over the partitions of another local directory (a staged prediction-log file,
+        :mod:`monitoring.staged_log`), on the same connection and lock, so that tables of both join.
+
+        Raises
+        ------
+        LogEngineError
+            Spark could not start or reach its master.
+        """
+        self.connect()  # before the copy, so that both hold the one connection
+        other = copy.copy(self)
+        other.location = str(location)
+        other.log = PartitionedLog(other.location)
+        return other
+
     def table(self, service: str, table: str = "predictions", *, since: float | None = None,
               until: float | None = None, in_order: bool = False) -> LogTable:
         """One service's table, reading only the day partitions that overlap ``[since, until)``.
@@ -173,8 +191,7 @@ class LogEngine:
         return LogTable(table=expression, problems=snapshot.problems)
 
     def _spark_view(self, files: Sequence[str]) -> ir.Table:
-        self._views += 1
-        name = f"vantage_log_{self._views}"
+        name = f"vantage_log_{next(self._view_numbers)}"
         self.session.read.option("mergeSchema", "true").parquet(*files).createOrReplaceTempView(name)
         return self.backend.table(name)
 

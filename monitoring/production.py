@@ -11,7 +11,9 @@ feature columns and, where known, ``id``, ``prediction`` and ``score``):
   keeps it in memory (at most :data:`IN_MEMORY_LOG_ROWS`) and reads only the rows appended
   since its last read;
 * a prediction-log file named in the config (CSV, Parquet or JSON Lines), for services that
-  do not log through Vantage; it is read again only when the file changes.
+  do not log through Vantage: staged beside a Parquet log a chunk at a time when it changes and
+  counted there by DuckDB (:class:`LogFileMirror`, :mod:`monitoring.staged_log`); beside a log in
+  the store's tables, read into memory again when it changes (:class:`FileMirror`).
 
 :func:`production_source` picks one for a service.
 """
@@ -66,8 +68,9 @@ from monitoring.performance_sums import (
     write_kept,
 )
 from monitoring.staged_labels import stage_label_file, staged_folder
+from monitoring.staged_log import log_file_stamp, prediction_log_rows, stage_log_file
 from monitoring.store import Store
-from monitoring.windows import as_unix_seconds, parse_window
+from monitoring.windows import parse_window
 
 TRAFFIC_COLUMNS = ("ts", "prediction", "score", "model_version")
 """What the traffic counts read of each logged row."""
@@ -267,8 +270,9 @@ def read_prediction_log_file(config: PredictionLogConfig, *, features: tuple[str
     Returns
     -------
     DataFrame
-        ``ts`` (Unix seconds, float), the features, and ``id``/``prediction``/``score`` when
-        the file has them, sorted by time.
+        ``ts`` (Unix seconds, float), ``id`` (the file's, as text, or ``row-N`` for its N-th row
+        when it names none), the features, and ``prediction``/``score`` when the file has them,
+        sorted by time.
 
     Raises
     ------
@@ -276,28 +280,8 @@ def read_prediction_log_file(config: PredictionLogConfig, *, features: tuple[str
         Missing or unreadable file, missing columns, unparseable timestamps.
     """
     raw = read_table_file(config.path, what="prediction-log file", readers=LOG_READERS, error=ProductionDataError)
-    file = Path(config.path)
-    wanted = {"ts": config.timestamp, "id": config.id, "prediction": config.prediction, "score": config.score}
-    missing = [c for c in [config.timestamp, *features] if c not in raw.columns]
-    if missing:
-        raise ProductionDataError(f"prediction-log file {file} lacks columns {missing}; it has {list(raw.columns)}")
-    frame = pd.DataFrame({"ts": _unix_seconds(raw[config.timestamp], file, config.timestamp)})
-    for name, column in wanted.items():
-        if name != "ts" and column and column in raw.columns:
-            frame[name] = raw[column].astype(str) if name == "id" else raw[column]
-    for feature in features:
-        frame[feature] = raw[feature]
+    frame = prediction_log_rows(raw, config, features=features)
     return frame.sort_values("ts", kind="stable").reset_index(drop=True)
-
-
-def _unix_seconds(values: pd.Series, file: Path, column: str) -> pd.Series:
-    seconds, readable = as_unix_seconds(values)
-    if not readable.all():
-        bad = values[~readable]
-        raise ProductionDataError(
-            f"prediction-log file {file}: column {column!r} must hold Unix seconds or ISO 8601 times; "
-            f"{len(bad)} value(s) such as {bad.iloc[0]!r} are neither")
-    return pd.Series(seconds, index=values.index)
 
 
 class FileMirror(_FrameQuestions):
@@ -316,10 +300,7 @@ class FileMirror(_FrameQuestions):
         self._file = ChangedFile(service.prediction_log.path, self._load)
 
     def _load(self) -> pd.DataFrame:
-        frame = read_prediction_log_file(self.service.prediction_log, features=self.features)
-        if "id" not in frame.columns:  # rows can still be picked (Explain, What-if): by rank in time
-            frame.insert(0, "id", [f"row-{i + 1}" for i in range(len(frame))])
-        return frame
+        return read_prediction_log_file(self.service.prediction_log, features=self.features)
 
     def read(self, *, columns: Sequence[str] | None = None) -> ProductionData:
         """The file's rows in the production shape (only ``columns`` and ``ts`` when given)."""
@@ -690,6 +671,9 @@ class ParquetMirror(EngineMirror):
         The log's name (``ServiceConfig.log_name``).
     """
 
+    _source_words = "prediction log in Parquet"
+    """Where the rows are, in the words the pages show (with their count)."""
+
     def __init__(self, log: ParquetPredictionLog, service: str):
         super().__init__(log, service)
         self._frames: dict[tuple[str, tuple[str, ...] | None], pd.DataFrame] = {}
@@ -799,7 +783,7 @@ class ParquetMirror(EngineMirror):
     def summary(self) -> LogSummary:
         """Rows and time span, from the files' metadata (counted by DuckDB when a file's statistics lack them)."""
         snapshot = self._snapshot()
-        source = "prediction log in Parquet ({rows:,} rows)"
+        source = self._source_words + " ({rows:,} rows)"
         if snapshot.empty:
             return LogSummary(rows=0, first_ts=np.nan, last_ts=np.nan, source=source.format(rows=0))
         spans = [_file_span(path) for path in snapshot.files]
@@ -883,7 +867,7 @@ class ParquetMirror(EngineMirror):
                 combined = combined.sort_values("ts", kind="stable").reset_index(drop=True)
                 self._combined[wanted] = cached = (files, combined)
             frame = cached[1]
-        return ProductionData(frame, f"prediction log in Parquet ({len(frame):,} rows)")
+        return ProductionData(frame, f"{self._source_words} ({len(frame):,} rows)")
 
     def _read_file(self, path: str, columns: tuple[str, ...] | None) -> pd.DataFrame:
         import pyarrow.parquet as pq
@@ -892,6 +876,68 @@ class ParquetMirror(EngineMirror):
             present = set(pq.read_schema(path).names)
             columns = [c for c in columns if c in present]
         return self.log.shape(self.service, pq.read_table(path, columns=columns).to_pandas())
+
+class LogFileMirror(ParquetMirror):
+    """A prediction-log file, staged as Parquet partitions beside the store's log and asked like it.
+
+    The file is staged when it changed (:func:`monitoring.staged_log.stage_log_file`, reading it a
+    chunk at a time); every question is then the :class:`ParquetMirror`'s, asked of the staged
+    copy on the store's log's DuckDB connection, so the file's rows never all come into this
+    process, and labels beside the store's log join the copy where it is.
+
+    Parameters
+    ----------
+    log : ParquetPredictionLog
+        The store's log (a local directory), where the copy is staged.
+    service : ServiceConfig
+        With ``prediction_log`` set.
+    features : tuple of str, default=()
+        Feature columns the file must have (the service's schema); empty = the configured ones.
+    """
+
+    def __init__(self, log: ParquetPredictionLog, service: ServiceConfig, *, features: tuple[str, ...] = ()):
+        self.config = service.prediction_log
+        self.features = tuple(features) or tuple(service.features)
+        self._staged: tuple[str, ParquetPredictionLog] | None = None
+        self._stage_lock = threading.Lock()
+        super().__init__(log, service.log_name)
+        self._source_words = f"prediction-log file {self.config.path}"
+
+    @property
+    def log(self) -> ParquetPredictionLog:
+        """The staged copy of the file as it is now (staged again when it changed), which every question reads.
+
+        Raises
+        ------
+        ProductionDataError
+            When the file cannot be read, lacks a column or has an unreadable time.
+        """
+        stamp = log_file_stamp(self.config, self.features)
+        with self._stage_lock:
+            if self._staged is None or self._staged[0] != stamp:
+                self._staged = (stamp, stage_log_file(self.store_log, self.service, self.config,
+                                                      features=self.features))
+            return self._staged[1]
+
+    @log.setter
+    def log(self, value: ParquetPredictionLog) -> None:  # what EngineMirror.__init__ is given: the store's log
+        self.store_log = value
+
+    def _missing(self) -> ProductionDataError:
+        return ProductionDataError(f"prediction-log file {self.config.path} holds no predictions")
+
+    def keeps_labels(self, labels) -> bool:
+        """Whether the engine joins ``labels``: a label file (staged beside the copy) or labels beside the store's
+        log (on the same connection)."""
+        return isinstance(labels, LabelFileMirror) or (isinstance(labels, LogLabels) and labels.log is self.store_log)
+
+    def has_rows(self) -> bool:
+        """Whether the file can be read and holds predictions."""
+        try:
+            return self.log.has_log(self.service)
+        except ProductionDataError:
+            return False
+
 
 def _forget_old_files(folder: Path, *, keep: int) -> None:
     """Delete all but the ``keep`` newest entries of ``folder`` (files, or Spark's folders of files)."""
@@ -905,15 +951,18 @@ def _forget_old_files(folder: Path, *, keep: int) -> None:
 
 def production_source(store: Store, service: ServiceConfig, *,
                       features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror | EngineMirror:
-    """The mirror that serves ``service``'s production data: its file if configured, else the store's log (in
+    """The mirror that serves ``service``'s production data: its file if configured (staged beside the store's
+    Parquet log, :class:`LogFileMirror`; read into memory otherwise, :class:`FileMirror`), else the store's log (in
     Parquet; in a PostgreSQL store's tables, counted there by :class:`monitoring.store_log.StoreLogMirror`; in a
     SQLite store's, read into memory by :class:`PredictionLogMirror`).
 
     ``features`` are the service's (its schema's), which a prediction-log file must have.
     """
+    log = store.predictions if store is not None else None
     if service.prediction_log is not None:
+        if isinstance(log, ParquetPredictionLog):  # staged beside it, asked of its engine
+            return LogFileMirror(log, service, features=features)
         return FileMirror(service, features=features)
-    log = store.predictions
     if isinstance(log, ParquetPredictionLog):
         if log.has_log(service.log_name) or not _has_sql_log(log.sql, service.log_name):
             return ParquetMirror(log, service.log_name)
