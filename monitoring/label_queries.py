@@ -85,7 +85,7 @@ def _kept(backend, expression: ir.Table):
     spark = backend.name == "pyspark"
     backend.raw_sql(f"CACHE TABLE {name} AS {query}" if spark else f'CREATE TEMP TABLE "{name}" AS {query}')
     try:
-        yield backend.table(name)
+        yield backend.table(name, database="temp") if backend.name == "sqlite" else backend.table(name)
     finally:
         backend.raw_sql(f"UNCACHE TABLE IF EXISTS {name}" if spark else f'DROP TABLE IF EXISTS "{name}"')
         if spark:
@@ -211,6 +211,8 @@ def keep_labels_in_engine(backend, predictions: ir.Table, labels: ir.Table | Non
         where = path.replace("'", "''")
         if backend.name == "postgres":  # a table of the server's (it writes no file the dashboard could read)
             backend.raw_sql(f'CREATE UNLOGGED TABLE "{path}" AS {query}')
+        elif backend.name == "sqlite":  # a table of the store's file, beside the log
+            backend.raw_sql(f'CREATE TABLE "{path}" AS {query}')
         elif spark:
             backend.raw_sql(f"INSERT OVERWRITE DIRECTORY '{where}' USING parquet OPTIONS (compression 'zstd') {query}")
         else:
@@ -258,12 +260,12 @@ def summarize_kept(backend, kept: KeptLabels, *, judged_days: float = 7.0, thres
 
 
 def kept_rows(backend, path: str | None) -> ir.Table:
-    """The kept labels file at ``path`` (None: no labels; on PostgreSQL a table's name) as a table of ``backend``
-    (``KEPT_COLUMNS``)."""
+    """The kept labels file at ``path`` (None: no labels; on PostgreSQL and SQLite a table's name) as a table of
+    ``backend`` (``KEPT_COLUMNS``)."""
     if path is None:
         return ibis.memtable(pd.DataFrame({c: pd.Series(dtype=object if c == "id" else "int64" if c == "key" else float)
                                            for c in KEPT_COLUMNS}))
-    return backend.table(path) if backend.name == "postgres" else backend.read_parquet(path)
+    return backend.table(path) if backend.name in ("postgres", "sqlite") else backend.read_parquet(path)
 
 
 def summarize_labeled(labeled: LabeledPredictions, *, judged_days: float = 7.0, threshold: float | None = 0.5,

@@ -101,8 +101,9 @@ def edge_grid(edges: np.ndarray) -> EdgeGrid:
     last = {"cell": [n_cells + 1], "below": [m - 1], "e1": [high],
             **{f"e{k + 1}": [np.nan] for k in range(1, n_candidates)}}
     table = pd.concat([pd.DataFrame(first), table, pd.DataFrame(last)], ignore_index=True)
-    for k in range(n_candidates):  # NULL, not NaN: a comparison with NULL is NULL, then 0
-        table[f"e{k + 1}"] = table[f"e{k + 1}"].astype("Float64").mask(table[f"e{k + 1}"].isna())
+    for k in range(n_candidates):  # NULL, not NaN: a comparison with NULL is NULL, then 0 (None: SQLite binds it)
+        column = table[f"e{k + 1}"]
+        table[f"e{k + 1}"] = column.astype(object).where(column.notna(), None)
     return EdgeGrid(low=low, scale=scale, n_cells=n_cells, table=table, n_candidates=n_candidates)
 
 

@@ -5,11 +5,11 @@ in-memory mirrors below answer the same ones), rows in one shape (a DataFrame wi
 feature columns and, where known, ``id``, ``prediction`` and ``score``):
 
 * the prediction log in Parquet partitions (the default), counted where it lives by DuckDB or
-  Spark (:class:`ParquetMirror`); in a PostgreSQL store's tables, counted by the server
-  (:class:`monitoring.store_log.StoreLogMirror`);
-* the prediction log in a SQLite store's tables, for small logs: :class:`PredictionLogMirror`
-  keeps it in memory (at most :data:`IN_MEMORY_LOG_ROWS`) and reads only the rows appended
-  since its last read;
+  Spark (:class:`ParquetMirror`);
+* the prediction log in the store's own tables, counted by PostgreSQL or SQLite
+  (:class:`monitoring.store_log.StoreLogMirror`). :class:`PredictionLogMirror` holds the same
+  tables' rows in memory (at most :data:`IN_MEMORY_LOG_ROWS`), reading only the rows appended
+  since its last read: the rows the engines' answers are tested against;
 * a prediction-log file named in the config (CSV, Parquet or JSON Lines), for services that
   do not log through Vantage: staged beside a Parquet log a chunk at a time when it changes and
   counted there by DuckDB (:class:`LogFileMirror`, :mod:`monitoring.staged_log`); beside a log in
@@ -950,11 +950,10 @@ def _forget_old_files(folder: Path, *, keep: int) -> None:
 
 
 def production_source(store: Store, service: ServiceConfig, *,
-                      features: tuple[str, ...] = ()) -> PredictionLogMirror | FileMirror | EngineMirror:
+                      features: tuple[str, ...] = ()) -> FileMirror | EngineMirror:
     """The mirror that serves ``service``'s production data: its file if configured (staged beside the store's
     Parquet log, :class:`LogFileMirror`; read into memory otherwise, :class:`FileMirror`), else the store's log (in
-    Parquet; in a PostgreSQL store's tables, counted there by :class:`monitoring.store_log.StoreLogMirror`; in a
-    SQLite store's, read into memory by :class:`PredictionLogMirror`).
+    Parquet; in the store's tables, counted by PostgreSQL or SQLite, :class:`monitoring.store_log.StoreLogMirror`).
 
     ``features`` are the service's (its schema's), which a prediction-log file must have.
     """
@@ -967,11 +966,9 @@ def production_source(store: Store, service: ServiceConfig, *,
         if log.has_log(service.log_name) or not _has_sql_log(log.sql, service.log_name):
             return ParquetMirror(log, service.log_name)
         log = log.sql  # a log written to the store's tables before the Parquet log was the default
-    if store.dialect == "postgresql":  # counted by the server, as DuckDB counts Parquet
-        from monitoring.store_log import StoreLogMirror, store_log
+    from monitoring.store_log import StoreLogMirror, store_log
 
-        return StoreLogMirror(store_log(log), service.log_name)
-    return PredictionLogMirror(log, service.log_name)
+    return StoreLogMirror(store_log(log), service.log_name)  # counted by the database, as DuckDB counts Parquet
 
 
 def _has_sql_log(log, service: str) -> bool:

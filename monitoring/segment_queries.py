@@ -29,6 +29,7 @@ import pandas as pd
 
 from monitoring.log_queries import finite, step_counts
 from monitoring.performance_sums import KEY_MODULUS, id_key
+from monitoring.sqlite_engine import quantiles as sqlite_quantiles
 
 SAMPLE_ROWS = 2000
 """Labelled rows of least id hash kept per segment: the bootstrap of a segment's metric runs on them."""
@@ -188,9 +189,11 @@ def key_specs(backend, rows: ir.Table, features: Sequence[str], *, n_bins: int,
         if full is None:
             values = rows.filter(finite(x)).select(value=x)
             levels = [float(q) for q in np.linspace(0, 1, n_bins + 1)]
-            # one aggregate of every level: each exact quantile of its own would hold every value again
-            qs = backend.execute(values.aggregate(q=values.value.quantile(levels)))
-            found = qs["q"].iloc[0] if len(qs) else None
+            if backend.name == "sqlite":
+                found = sqlite_quantiles(backend, values, levels)
+            else:  # one aggregate of every level: each exact quantile of its own would hold every value again
+                qs = backend.execute(values.aggregate(q=values.value.quantile(levels)))
+                found = qs["q"].iloc[0] if len(qs) else None
             full = np.unique(np.asarray([np.nan if v is None else v for v in found], dtype=float)) \
                 if found is not None else np.array([])
             full = full[np.isfinite(full)]
@@ -497,7 +500,7 @@ def segment_counts(source, labels, features: Sequence[str], *, now: float, days:
 
     Parameters
     ----------
-    source : ParquetMirror, FileMirror or PredictionLogMirror
+    source : EngineMirror, FileMirror or PredictionLogMirror
     labels : LogLabels, LabelFileMirror, StoreLabelMirror or None
     features : sequence of str
         One or two segmenting features.
@@ -658,7 +661,7 @@ def segment_sample(source, features: Sequence[str], *, now: float, days: float, 
 
     Parameters
     ----------
-    source : ParquetMirror, FileMirror or PredictionLogMirror
+    source : EngineMirror, FileMirror or PredictionLogMirror
     features : sequence of str
         The segmenting features.
     now, days : float

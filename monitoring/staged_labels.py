@@ -101,16 +101,17 @@ def staged_table_prefix(service: str) -> str:
 
 
 def stage_label_table(config: LabelsConfig, engine: sa.Engine, service: str) -> str:
-    """The label file typed (:func:`monitoring.labels.typed_labels`) as an unlogged table of a PostgreSQL store.
+    """The label file typed (:func:`monitoring.labels.typed_labels`) as a table of the store (PostgreSQL or SQLite).
 
-    Loaded with COPY when the file changed since it was last staged (by any process: an advisory
-    lock lets one load it while the others wait); the :data:`STAGED_COPIES` newest tables stay.
+    Loaded (with COPY, into an unlogged table, on PostgreSQL) when the file changed since it was
+    last staged, by any process: one loads it while the others wait (an advisory lock on
+    PostgreSQL, the database's write lock on SQLite); the :data:`STAGED_COPIES` newest tables stay.
 
     Parameters
     ----------
     config : LabelsConfig
     engine : sqlalchemy Engine
-        The store's (PostgreSQL).
+        The store's.
     service : str
         The log's name.
 
@@ -126,24 +127,36 @@ def stage_label_table(config: LabelsConfig, engine: sa.Engine, service: str) -> 
     """
     prefix = staged_table_prefix(service)
     name = f"{prefix}{label_file_stamp(config)}"
-    exists = sa.text("SELECT to_regclass(:name) IS NOT NULL")
+    sqlite = engine.dialect.name == "sqlite"
+    exists = sa.text("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = :name" if sqlite
+                     else "SELECT to_regclass(:name) IS NOT NULL")
+    found = {"name": name if sqlite else f'"{name}"'}
     with engine.connect() as conn:
-        if conn.execute(exists, {"name": f'"{name}"'}).scalar():
+        if conn.execute(exists, found).scalar():
             return name
-    typed = _typed_file(config)
+    typed = _typed_file(config)[list(TYPED_LABEL_COLUMNS)]
     columns = ", ".join(f'"{c}" {_SQL_TYPES[c]}' for c in TYPED_LABEL_COLUMNS)
     with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
-        if conn.execute(exists, {"name": f'"{name}"'}).scalar():
+        if sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock first, as the store's writes take it
+        else:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        if conn.execute(exists, found).scalar():
             return name
-        conn.exec_driver_sql(f'CREATE UNLOGGED TABLE "{name}" ({columns})')
-        buffer = io.StringIO()
-        typed[list(TYPED_LABEL_COLUMNS)].to_csv(buffer, index=False, header=False)
-        cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f'COPY "{name}" FROM STDIN WITH (FORMAT csv)') as copy:
-            copy.write(buffer.getvalue())
+        conn.exec_driver_sql(f'CREATE {"" if sqlite else "UNLOGGED "}TABLE "{name}" ({columns})')
+        if sqlite:
+            conn.execute(sa.table(name, *(sa.column(c) for c in TYPED_LABEL_COLUMNS)).insert(),
+                         typed.astype(object).where(typed.notna(), None).to_dict("records"))
+        else:
+            buffer = io.StringIO()
+            typed.to_csv(buffer, index=False, header=False)
+            cursor = conn.connection.driver_connection.cursor()
+            with cursor.copy(f'COPY "{name}" FROM STDIN WITH (FORMAT csv)') as copy:
+                copy.write(buffer.getvalue())
         conn.exec_driver_sql(f'ANALYZE "{name}"')
         older = conn.execute(sa.text(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, length(:prefix)) = :prefix "
+            "AND name <> :name ORDER BY rowid DESC" if sqlite else
             "SELECT relname FROM pg_class WHERE relkind = 'r' AND starts_with(relname, :prefix) AND relname <> :name "
             "ORDER BY oid DESC"), {"prefix": prefix, "name": name}).scalars().all()
         for old in older[STAGED_COPIES - 1:]:

@@ -479,8 +479,9 @@ class Store:
                     if not sa.inspect(self.engine).has_table("probes"):
                         why += ", which had no Vantage tables: they were created, empty"
                 self.recreated = (time.time(), why)
-                log.error("%s", why)
             self.migrated = migrations.upgrade(self.engine)
+            if self._schema_ready:  # said once the file is there again, as the message says it is
+                log.error("%s", self.recreated[1])
             if self.migrated.changed:
                 log.info("store %s migrated from revision %s to %s%s", self._where(), self.migrated.before,
                          self.migrated.after, f" (adopted as {self.migrated.adopted})" if self.migrated.adopted else "")

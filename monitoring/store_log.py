@@ -1,17 +1,18 @@
-"""The SQL store's prediction log read where it lives: PostgreSQL answers the pages' questions itself.
+"""The SQL store's prediction log read where it lives: PostgreSQL or SQLite answers the pages' questions itself.
 
-With ``[store] log = "store"`` on a PostgreSQL store, each service's predictions are the table
-``predictions__<service>`` and its labels rows of ``labels`` (:mod:`monitoring.prediction_log_sql`).
+With ``[store] log = "store"``, each service's predictions are the table ``predictions__<service>``
+of the store and its labels rows of ``labels`` (:mod:`monitoring.prediction_log_sql`).
 :class:`StoreLogEngine` gives those tables to the same Ibis queries that count a Parquet log
 (:mod:`monitoring.log_queries`, :mod:`monitoring.label_queries`, :mod:`monitoring.performance_sums`,
-:mod:`monitoring.segment_queries`), compiled to PostgreSQL's SQL: only counts and bounded samples
-come back. The one function those queries need that PostgreSQL lacks, ``hash(text)``, is created by
-the store's migrations (``0003``). A label join kept for the pages is an unlogged table of the
-server's (``kept__<service's digest>__<time>_<id>``), recorded in the ``kept_labels`` table so that
-the collector's upkeep and every dashboard process find the same one.
+:mod:`monitoring.segment_queries`), compiled to PostgreSQL's or SQLite's SQL: only counts and
+bounded samples come back. The one function those queries need that PostgreSQL lacks,
+``hash(text)``, is created by the store's migrations (``0003``); what SQLite lacks is given to its
+connection (:mod:`monitoring.sqlite_engine`). A label join kept for the pages is a table of the
+store's (unlogged on PostgreSQL; ``kept__<service's digest>__<time>_<id>``), recorded in the
+``kept_labels`` table so that the collector's upkeep and every dashboard process find the same one.
 
-:class:`StoreLog` is what :class:`monitoring.production.StoreLogMirror` reads through: the engine,
-the feature kinds, the opening of personal columns and the index-backed row lookups.
+:class:`StoreLog` is what :class:`StoreLogMirror` reads through: the engine, the feature kinds, the
+opening of personal columns and the index-backed row lookups.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from monitoring import sqlite_engine
 from monitoring.drift import (
     ReferenceProfile,
     WindowTallies,
@@ -82,34 +84,50 @@ def kept_table_prefix(service: str) -> str:
     return service_table_prefix(KEPT_TABLE_PREFIX, service)
 
 
+_SQLITE_AWAY = ("database is locked", "unable to open database file", "disk I/O error", "database disk image")
+"""What SQLite says when its file cannot be read now (a query that was wrong says something else)."""
+
+
 def connection_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the server could not be reached or went away (not a query that was wrong)."""
+    """Whether ``exc`` says the server could not be reached or went away, or a SQLite file cannot be read now
+    (not a query that was wrong)."""
+    import sqlite3
+
     import psycopg
 
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    if isinstance(cause, sqlite3.Error):
+        return any(words in str(cause) for words in _SQLITE_AWAY)
     return isinstance(exc, psycopg.OperationalError | sa.exc.OperationalError | LogEngineError)
 
 
 class StoreLogEngine:
-    """The store's PostgreSQL database as an Ibis backend, with one service's tables as :class:`LogTable` s.
+    """The store's database (PostgreSQL or SQLite) as an Ibis backend, with one service's tables as :class:`LogTable` s.
 
     Parameters
     ----------
     store : Store
-        A store on PostgreSQL; its URL says where (the password is never shown in a message).
+        A store on PostgreSQL or SQLite; its URL says where (the password is never shown in a message).
 
     Notes
     -----
     One connection, opened on first use and used by one thread at a time (:attr:`lock`). A
-    connection the server closed (a restart) is replaced on the next use.
+    connection the server closed (a restart) is replaced on the next use. On SQLite, the
+    backend of :mod:`monitoring.sqlite_engine`.
     """
-
-    scheme = "postgres"
 
     def __init__(self, store):
         self.store = store
         url = sa.engine.make_url(store.url)
-        where = f"{url.host or 'localhost'}:{url.port or 5432}"
-        self.location = f"the store's PostgreSQL database {url.database!r} at {where}"
+        self.scheme = "sqlite" if store.dialect == "sqlite" else "postgres"
+        """The Ibis backend's name: ``postgres`` or ``sqlite``."""
+        self.words = "SQLite" if self.scheme == "sqlite" else "PostgreSQL"
+        """The database's name in the pages' words."""
+        if self.scheme == "sqlite":
+            self.location = f"the store's SQLite file {url.database}"
+        else:
+            where = f"{url.host or 'localhost'}:{url.port or 5432}"
+            self.location = f"the store's PostgreSQL database {url.database!r} at {where}"
         self.lock = threading.RLock()
         """Held around every use of the backend."""
         self.backend = None
@@ -123,6 +141,8 @@ class StoreLogEngine:
             The server cannot be reached; the message names its host and port.
         """
         with self.lock:
+            if self.scheme == "sqlite":
+                return self._connect_sqlite()
             con = getattr(self.backend, "con", None)
             if con is not None and (con.closed or con.broken):
                 self.backend = None
@@ -136,6 +156,15 @@ class StoreLogEngine:
                 except Exception as exc:  # whatever the driver raised, the dashboard shows a state
                     raise LogEngineError(f"{self.location} could not be reached: {exc}") from exc
             return self.backend
+
+    def _connect_sqlite(self):
+        if self.backend is None:
+            try:
+                self.backend = sqlite_engine.connect(sa.engine.make_url(self.store.url).database,
+                                                     busy_timeout=self.store.busy_timeout)
+            except Exception as exc:  # a file that cannot be opened is a state to show
+                raise LogEngineError(f"{self.location} could not be opened: {exc}") from exc
+        return self.backend
 
     def table(self, service: str, table: str = "predictions", *, since: float | None = None,
               until: float | None = None, in_order: bool = False) -> LogTable:
@@ -190,7 +219,7 @@ class StoreLog:
     Parameters
     ----------
     sql : SqlPredictionLog
-        The store's log (on PostgreSQL).
+        The store's log (on PostgreSQL or SQLite).
     """
 
     def __init__(self, sql: SqlPredictionLog):
@@ -258,8 +287,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 STORE_UPKEEP_TALLY_ROWS = 1_000_000
-"""Predictions of a PostgreSQL log one upkeep run counts at most (the server counts about ten times slower than
-DuckDB: a run stays well within the maintenance lease; the next run, a minute later, goes on)."""
+"""Predictions of a log in the store's tables one upkeep run counts at most (PostgreSQL counts about ten times slower
+than DuckDB: a run stays well within the maintenance lease; the next run, a minute later, goes on)."""
 
 _DAY_TALLIES: dict[tuple, tuple[tuple[int, int], WindowTallies]] = {}
 """Day counts this process read or counted: ``(database, service, profile, spec, day) -> ((rows, last_seq),
@@ -289,13 +318,13 @@ class _DayParts:
 
 
 class StoreLogMirror(EngineMirror):
-    """One service's prediction log in the tables of a PostgreSQL store, counted by PostgreSQL.
+    """One service's prediction log in the store's tables, counted by the store's PostgreSQL or SQLite.
 
     The same questions as :class:`monitoring.production.ParquetMirror`, answered by the same
     queries: :meth:`summary`, :meth:`traffic`, :meth:`tallies`, the label join and the kept
     join's counts return aggregates and bounded samples; :meth:`find` a few rows by the table's
-    indexes. Labels in the store's ``labels`` table join there. A kept join is an unlogged table
-    (:func:`kept_table_prefix`) recorded in ``kept_labels``; the :data:`KEPT_FILES` newest of a
+    indexes. Labels in the store's ``labels`` table join there. A kept join is a table (unlogged on
+    PostgreSQL; :func:`kept_table_prefix`) recorded in ``kept_labels``; the :data:`KEPT_FILES` newest of a
     service are left, older ones dropped. A server that cannot be reached is a
     :class:`ProductionDataError` naming its host and port.
 
@@ -319,8 +348,8 @@ class StoreLogMirror(EngineMirror):
         return [c.name for c in table.columns if c.name != "seq"]
 
     def keeps_labels(self, labels) -> bool:
-        """Whether PostgreSQL joins ``labels``: the store's own table (where the predictions are), or a label file,
-        which is staged in a table of the store's (:func:`monitoring.staged_labels.stage_label_table`)."""
+        """Whether the store's database joins ``labels``: the store's own table (where the predictions are), or a
+        label file, which is staged in a table of the store's (:func:`monitoring.staged_labels.stage_label_table`)."""
         return isinstance(labels, LabelFileMirror) or (
             isinstance(labels, StoreLabelMirror) and labels.store is self.log.store)
 
@@ -347,7 +376,7 @@ class StoreLogMirror(EngineMirror):
         """Rows and time span, in one query."""
         self._columns()
         table = self._table()
-        source = "prediction log in the store's PostgreSQL ({rows:,} rows)"
+        source = f"prediction log in the store's {self.log.engine.words} ({{rows:,}} rows)"
         if table is None:
             return LogSummary(rows=0, first_ts=np.nan, last_ts=np.nan, source=source.format(rows=0))
         with self.log.engine.lock:
@@ -531,7 +560,7 @@ class StoreLogMirror(EngineMirror):
         wanted = None if columns is None else [c for c in dict.fromkeys(["ts", *columns]) if c in present]
         frame = self.log.read_prediction_log(self.service, columns=wanted)
         frame = frame.drop(columns="seq", errors="ignore")
-        return ProductionData(frame, f"prediction log in the store's PostgreSQL ({len(frame):,} rows)")
+        return ProductionData(frame, f"prediction log in the store's {self.log.engine.words} ({len(frame):,} rows)")
 
     # -- where joins are kept -----------------------------------------------------------------
 
@@ -554,10 +583,11 @@ class StoreLogMirror(EngineMirror):
             old = [r.name for r in conn.execute(
                 sa.select(kept_labels.c.name).where(kept_labels.c.service == self.service)
                 .order_by(kept_labels.c.now.desc(), kept_labels.c.name.desc()).offset(KEPT_FILES))]
+            listed = (r"SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE :name ESCAPE '\'"
+                      if store.dialect == "sqlite" else
+                      "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE :name")
             for name in old:
-                placed = [r[0] for r in conn.execute(sa.text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename LIKE :name"),
-                    {"name": name.replace("_", r"\_") + r"\_p%"})]
+                placed = [r[0] for r in conn.execute(sa.text(listed), {"name": name.replace("_", r"\_") + r"\_p%"})]
                 for table in [name, *placed]:
                     conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
                 conn.execute(kept_labels.delete().where(kept_labels.c.name == name))
@@ -601,7 +631,8 @@ class StoreLogMirror(EngineMirror):
             return placed, windows
         backend = self.log.engine.connect()
         with self.log.engine.lock:
-            backend.raw_sql(f'CREATE UNLOGGED TABLE IF NOT EXISTS "{name}" AS {backend.compile(placed)}')
+            unlogged = "" if self.log.engine.scheme == "sqlite" else "UNLOGGED "
+            backend.raw_sql(f'CREATE {unlogged}TABLE IF NOT EXISTS "{name}" AS {backend.compile(placed)}')
             self._windows[name] = windows
             return backend.table(name), windows
 

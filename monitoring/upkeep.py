@@ -19,7 +19,6 @@ from monitoring.performance_sums import KeptLabels
 from monitoring.production import (
     UPKEEP_TALLY_ROWS,
     KeptTallies,
-    ParquetMirror,
     ProductionDataError,
     keep_file_tallies,
     production_source,
@@ -41,7 +40,7 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
     profile the Drift page uses (:func:`monitoring.service_reference.logged_service_profile`),
     by :func:`monitoring.production.keep_file_tallies`: day and week counts of every file
     without them, newest first, at most ``max_rows`` predictions in all (the next run goes on).
-    A log in a PostgreSQL store's tables is counted the same way per past UTC day
+    A log in the store's tables (PostgreSQL or SQLite) is counted the same way per past UTC day
     (:meth:`monitoring.store_log.StoreLogMirror.keep_day_tallies`).
     A service without a reference, with one that cannot be used, or without a log is passed
     over; one whose counting fails is logged and the others are still counted.
@@ -71,8 +70,6 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
         if service.prediction_log is not None or not service.reference or service.name not in schemas:
             continue  # its drift is counted from a file of its own, or against nothing
         mirror = production_source(store, service)
-        if not isinstance(mirror, ParquetMirror | StoreLogMirror):
-            continue  # a SQLite store's log, read into memory: nothing is kept of it
         try:
             if not mirror.has_rows():
                 continue
@@ -81,7 +78,7 @@ def keep_drift_tallies(store: Store, services: Sequence[ServiceConfig], schemas:
             log.debug("drift counts of %s not kept: %s", service.name, exc)
             continue
         try:
-            if isinstance(mirror, StoreLogMirror):  # counted by the store's PostgreSQL, kept in its kept_tallies
+            if isinstance(mirror, StoreLogMirror):  # counted by the store's database, kept in its kept_tallies
                 done = mirror.keep_day_tallies(profile, now=now, max_rows=min(budget, STORE_UPKEEP_TALLY_ROWS))
             else:
                 done = keep_file_tallies(prediction_log, service.log_name, profile, now=now, max_rows=budget)
@@ -104,7 +101,7 @@ join takes more than a twentieth of that (``monitoring.performance_sums.JOIN_SHA
 def keep_service_labels(store: Store, services: Sequence[ServiceConfig], schemas: Mapping[str, ServiceSchema], *,
                         now: float, every: float = KEEP_LABELS_EVERY) -> dict[str, KeptLabels]:
     """Join and keep the labels of each service whose labels the store's prediction log's engine joins (beside the
-    Parquet log, in a PostgreSQL store's tables, or a label file, staged there first), so that no first page view
+    Parquet log, in the store's tables, or a label file, staged there first), so that no first page view
     joins them (the Performance page counts the kept rows; the Overview reads their summary).
 
     A service whose newest kept labels are less than ``every`` seconds old (or twenty times their

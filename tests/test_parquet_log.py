@@ -12,9 +12,10 @@ import pytest
 from monitoring.config import parse_config
 from monitoring.drift import build_profile, compute_drift, compute_drift_from_counts
 from monitoring.parquet_log import ParquetPredictionLog
-from monitoring.production import ParquetMirror, PredictionLogMirror, ProductionDataError, production_source
+from monitoring.production import ParquetMirror, ProductionDataError, production_source
 from monitoring.sealing import Sealer
 from monitoring.store import Store
+from monitoring.store_log import StoreLogMirror
 
 START = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 KEY = "k" * 64
@@ -134,7 +135,7 @@ def test_a_log_in_the_stores_tables_is_still_read_until_the_parquet_log_has_one(
     new = Store(f"sqlite:///{tmp_path / 'store.db'}", log=f"duckdb:{tmp_path / 'log'}")
     service = _service(tmp_path)
     mirror = production_source(new, service)
-    assert isinstance(mirror, PredictionLogMirror) and len(mirror.read().frame) == 50
+    assert isinstance(mirror, StoreLogMirror) and mirror.summary().rows == len(mirror.read().frame) == 50
     new.log_predictions("svc", _rows(5, seed=9).drop(columns=["email", "balance"]))
     assert isinstance(production_source(new, service), ParquetMirror)
 

@@ -1,14 +1,17 @@
-"""A prediction log in a PostgreSQL store's tables is counted by the server and answers as the rows in memory do.
+"""A prediction log in the store's tables (PostgreSQL or SQLite) is counted by the database and answers as the rows
+in memory do.
 
-Every test runs against the real server the test set-up starts (:mod:`tests.fixtures_postgres`).
-The in-memory mirror of the same tables (:class:`monitoring.production.PredictionLogMirror`, what a
-SQLite store still uses) is the reference: the server's counts must give the pages the same drift,
-traffic, label join, Performance page and segments.
+The tests on ``filled`` run on both: a SQLite file, and the real PostgreSQL server the test set-up
+starts (:mod:`tests.fixtures_postgres`). The in-memory mirror of the same tables
+(:class:`monitoring.production.PredictionLogMirror`, what a SQLite store used before) is the
+reference: the database's counts must give the pages the same drift, traffic, label join,
+Performance page and segments.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import warnings
 
 import numpy as np
@@ -27,7 +30,7 @@ from monitoring.performance_sums import sums_performance
 from monitoring.production import PredictionLogMirror, production_source
 from monitoring.segment_queries import segment_counts
 from monitoring.store import Store
-from monitoring.store_log import KEPT_TABLE_PREFIX, StoreLogMirror
+from monitoring.store_log import KEPT_TABLE_PREFIX, StoreLogMirror, connection_lost
 
 START = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 DAY = 86_400.0
@@ -77,8 +80,8 @@ def _fill(store: Store, *, seed: int = 3) -> pd.DataFrame:
 
 
 @pytest.fixture
-def filled(postgres_url):
-    config = _config(postgres_url)
+def filled(store_url):
+    config = _config(store_url)
     store = Store.from_config(config)
     rows = _fill(store)
     yield config, store, rows
@@ -229,12 +232,19 @@ def test_an_unreachable_server_is_a_message_naming_it_and_the_log_is_counted_aga
     store.dispose()
 
 
-def test_a_sqlite_store_log_is_still_read_into_memory(tmp_path):
+def test_a_sqlite_store_log_is_counted_by_sqlite_and_its_rows_stay_there(tmp_path, monkeypatch):
     config = _config(f"sqlite:///{tmp_path / 'store.db'}")
     store = Store.from_config(config)
-    _fill(store)
+    rows = _fill(store)
     source = production_source(store, config.services[0])
-    assert isinstance(source, PredictionLogMirror) and source.summary().rows == N
+    assert isinstance(source, StoreLogMirror) and source.summary().rows == N
+    assert source.summary().source == f"prediction log in the store's SQLite ({N:,} rows)"
+    monkeypatch.setattr(source, "read", lambda **kwargs: pytest.fail("the log's rows were read into the process"))
+    assert source.traffic(**traffic_options(NOW)).n_rows == (rows["ts"] <= NOW).sum()
+    # a file SQLite cannot read now is a state the pages show; a query that was wrong stays an error
+    assert connection_lost(sqlite3.OperationalError("database is locked"))
+    assert not connection_lost(sqlite3.OperationalError("no such function: hash"))
+    assert source.summary().rows == N
     store.dispose()
 
 
@@ -276,7 +286,7 @@ def test_day_counts_are_kept_in_the_store_and_counted_again_only_for_a_day_that_
     same({"window": "week"})
 
 
-def test_the_collectors_upkeep_keeps_the_labels_and_the_day_counts_of_a_postgresql_log(filled, tmp_path):
+def test_the_collectors_upkeep_keeps_the_labels_and_the_day_counts_of_a_store_log(filled, tmp_path):
     from monitoring.schema import resolve_schema
     from monitoring.upkeep import keep_drift_tallies, keep_service_labels
 

@@ -16,7 +16,7 @@ from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels, St
 from monitoring.log_queries import LogSummary
 from monitoring.performance import Baseline, baseline_for
 from monitoring.performance_sums import KeptLabels
-from monitoring.production import FileMirror, PredictionLogMirror
+from monitoring.production import FileMirror
 
 LABELS_TICK_SECONDS = 120.0
 """Labels arrive slowly: what is computed from them refreshes at most every two minutes."""
@@ -25,12 +25,12 @@ KEPT_FRESH_SECONDS = 2 * LABELS_TICK_SECONDS
 ``monitoring.performance_sums.stays_fresh``) are the pages'."""
 
 
-def prediction_log_mirror(runtime: Runtime, *, service: str) -> PredictionLogMirror | FileMirror | EngineMirror:
-    """The in-memory, incrementally refreshed production data of ``service`` (store log or file).
+def prediction_log_mirror(runtime: Runtime, *, service: str) -> FileMirror | EngineMirror:
+    """The production source of ``service`` (:func:`monitoring.production.production_source`): its log where it
+    lives, asked for counts and bounded samples, or a prediction-log file.
 
-    Call ``.read()`` on it for a :class:`~monitoring.production.ProductionData`; it fetches only
-    the rows appended since the previous call. The runtime owns one per service (not a cache
-    of this package) and loads them in the background when it starts.
+    The runtime owns one per service (not a cache of this package) and warms them up in the
+    background when it starts.
     """
     return runtime.mirror(service)
 

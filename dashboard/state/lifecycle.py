@@ -29,7 +29,7 @@ from monitoring.collector import Collector
 from monitoring.config import ConfigError, VantageConfig, config_path_from, load_config
 from monitoring.engine_mirror import EngineMirror
 from monitoring.privacy import PersonalData, install_log_masking
-from monitoring.production import FileMirror, PredictionLogMirror, production_source
+from monitoring.production import FileMirror, production_source
 from monitoring.redact import Redactor, install_log_redaction, redactor_for
 from monitoring.reference import ReferenceDataError, read_reference
 from monitoring.schema import ServiceSchema
@@ -83,7 +83,7 @@ class Runtime:
     clock: SystemClock | FrozenClock = field(default_factory=SystemClock)
     redact: Redactor = field(default_factory=Redactor)
     privacy: PersonalData = field(default_factory=lambda: PersonalData({}, b""))
-    mirrors: dict[str, PredictionLogMirror | FileMirror | EngineMirror] = field(default_factory=dict)
+    mirrors: dict[str, FileMirror | EngineMirror] = field(default_factory=dict)
     _mirrors_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def cache_key(self) -> str:
@@ -94,7 +94,7 @@ class Runtime:
         """
         return f"{self.fingerprint}@{self.started_at!r}#{self.schemas_digest()}"
 
-    def mirror(self, service: str) -> PredictionLogMirror | FileMirror | EngineMirror:
+    def mirror(self, service: str) -> FileMirror | EngineMirror:
         """The production-data mirror of ``service``, made on first use."""
         with self._mirrors_lock:
             if service not in self.mirrors:

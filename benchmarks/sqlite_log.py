@@ -1,0 +1,129 @@
+"""A SQLite store's own prediction log: counted by SQLite against the whole log read into memory.
+
+Builds (once, under ``var/bench/``) the demo service's history generated straight into a SQLite
+store's own tables (``[store] log = "store"``): ``--rows`` predictions over 28 days and labels
+for every other one, three days later. Then, each in a fresh process at one fixed "now", what
+the Drift page and the Overview ask first of the log:
+
+* **in memory** (the baseline, what a SQLite store's log got before): every row read into the
+  process (:class:`monitoring.production.PredictionLogMirror`) and counted there;
+* **counted by SQLite**: the same Ibis queries as on DuckDB and PostgreSQL, run by SQLite over
+  the store's tables (:class:`monitoring.store_log.StoreLogMirror`, :mod:`monitoring.sqlite_engine`).
+
+Each mode: the log's summary, its daily drift counts against the reference profile, and the
+Overview's traffic counts; the seconds, the process's own peak memory and their ratios to the
+baseline. Both must find the same rows and drift scores. A full run replaces the ``sqlite-log``
+section of ``benchmarks/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
+from benchmarks.log_pages import own_peak_mb  # noqa: E402
+from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels  # noqa: E402
+
+CHUNK = 250_000
+MODES = {"memory": "in memory (every row read; baseline)", "sqlite": "counted by SQLite"}
+
+
+def build(rows: int) -> tuple[Path, float]:
+    """The SQLite store of ``rows`` predictions with labels for half, its configuration and the "now" every mode
+    asks at; reused when built."""
+    folder = BENCH_DIR / f"sqlite-log-{rows}"
+    config, done = folder / "vantage.toml", folder / "built.json"
+    if done.exists():
+        return config, float(json.loads(done.read_text())["now"])
+    from demo.data import FEATURES
+    from demo.model import load_or_train
+    from demo.runtime import offline_config_text
+    from monitoring.store import Store
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    model = load_or_train(ROOT / "var" / "demo")
+    store = Store(f"sqlite:///{folder / 'store.db'}", log="store")
+    store.prediction_table("credit", dict(FEATURES))
+    now = time.time()
+    generated = _generate(model, rows, now - 28 * DAY)
+    for begin in range(0, rows, CHUNK):
+        store.log_predictions("credit", generated.iloc[begin:begin + CHUNK])
+    add_labels(store, generated)
+    store.dispose()
+    config.write_text(offline_config_text(store_path=folder / "store.db", model=model).replace(
+        "[store]\n", '[store]\nlog = "store"\n', 1))
+    done.write_text(json.dumps({"rows": rows, "now": now}))
+    return config, now
+
+
+def child(mode: str, config_path: str, now: float) -> None:
+    """One mode in this process: prints its seconds, peak memory, rows and a digest of the drift scores as JSON."""
+    from monitoring.config import load_config
+    from monitoring.drift import compute_drift_from_counts
+    from monitoring.overview import traffic_options
+    from monitoring.production import PredictionLogMirror, production_source
+    from monitoring.schema import resolve_schema
+    from monitoring.service_reference import logged_service_profile
+    from monitoring.store import Store
+
+    config = load_config(config_path)
+    store = Store.from_config(config)
+    service = config.services[0]
+    profile = logged_service_profile(service, resolve_schema(service), store)
+    mirror = (PredictionLogMirror(store, service.log_name) if mode == "memory"
+              else production_source(store, service))
+    started = time.perf_counter()
+    summary = mirror.summary()
+    drift = compute_drift_from_counts(profile, mirror.tallies(profile, window="day"))
+    traffic = mirror.traffic(**traffic_options(now))
+    seconds = time.perf_counter() - started
+    scores = drift.features.select_dtypes("number").round(9)
+    print(json.dumps({"seconds": seconds, "peak_mb": own_peak_mb(), "rows": summary.rows,
+                      "traffic": traffic.n_rows, "scores": float(scores.abs().sum().sum()),
+                      "source": type(mirror).__name__}))
+
+
+def main() -> None:
+    """Build, run each mode in a fresh process, print the table and write the results section."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        return
+    args = parse_args(__doc__, {"rows": Size(1_000_000, 50_000, "predictions in the SQLite store's tables")})
+    config, now = build(args.rows)
+    results = {}
+    for mode in MODES:
+        done = subprocess.run([sys.executable, __file__, "--child", mode, str(config), repr(now)], check=True,
+                              capture_output=True, text=True, timeout=1_800)
+        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = results["memory"]
+    found = results["sqlite"]
+    if found["source"] != "StoreLogMirror":
+        raise SystemExit(f"a SQLite store's log was served by {found['source']}, not counted by SQLite")
+    if (found["rows"], found["traffic"]) != (expected["rows"], expected["traffic"]) or abs(
+            found["scores"] - expected["scores"]) > 1e-6 * max(1.0, abs(expected["scores"])):
+        raise SystemExit(f"SQLite found {found}, the rows in memory {expected}")
+    header = ("Drift and Overview counts of the log", "seconds", "× baseline time", "peak memory",
+              "× baseline memory")
+    rows = [(MODES[mode], f"{found['seconds']:.2f}", f"{found['seconds'] / expected['seconds']:.2f}",
+             f"{found['peak_mb']:,.0f} MB", f"{found['peak_mb'] / expected['peak_mb']:.2f}")
+            for mode, found in results.items()]
+    print_table(rows, header)
+    size = (config.parent / "store.db").stat().st_size
+    write_section("sqlite-log", "A SQLite store's own log counted by SQLite", "\n".join([
+        f"{args.rows:,} predictions and {args.rows // 2:,} labels in a SQLite store's tables ({size / 1e6:.0f} MB): "
+        "the log's summary, its daily drift counts and the Overview's traffic counts, each mode in a fresh "
+        "process; both found the same rows and drift scores.", "", markdown_table(rows, header)]), args=args)
+
+
+if __name__ == "__main__":
+    main()
