@@ -9,9 +9,9 @@ engine, not through the service: ``--rows`` logged predictions over 28 days in t
 log (compacted, one file per day, as the collector's upkeep leaves it), the same ``--rows``
 in a PostgreSQL store's own tables (``log = "store"``, loaded with COPY into a server the run
 starts, Debian's; counted by the server, :mod:`monitoring.store_log`) and ``--store-rows`` in
-a SQLite store's own tables (the path every page used before: the whole log read into
-memory); labels for every other prediction, 3 days later (beside the Parquet log, joined
-there; or in the store's table, joined by PostgreSQL or in memory). Then, for each engine
+a SQLite store's own tables (counted by SQLite, :mod:`monitoring.sqlite_engine`; before, the
+whole log was read into memory); labels for every other prediction, 3 days later (beside the
+Parquet log, joined there; or in the store's table, joined by PostgreSQL or SQLite). Then, for each engine
 and each page (Drift, the Overview, Performance, Segments), a fresh process (a fresh server)
 opens the dashboard through Streamlit's AppTest on that page: its first view (every cache
 cleared; before it, the collector's upkeep has run as it does every minute, counting and
@@ -217,10 +217,9 @@ def main() -> None:
             rows.append(measure_postgres(n))
             continue
         config = build(n, engine)
-        if engine == "parquet":
-            upkeep(config)
+        upkeep(config)  # the collector's upkeep counts the past days and joins the labels where they are
         title = (f"Parquet + DuckDB, {n:,} predictions" if engine == "parquet"
-                 else f"SQLite store's tables (every row in memory), {n:,} predictions")
+                 else f"SQLite store's tables (counted by SQLite), {n:,} predictions")
         rows.append(table_row(title, measure(config)))
     header = ("prediction log", *(f"{name} {kind}" for name in PAGES.values() for kind in ("first view", "warm")),
               "peak memory")
@@ -230,7 +229,7 @@ def main() -> None:
         "The demo's history generated straight into each engine, labels for every other prediction (3 days "
         f"later): beside the Parquet log and joined there by DuckDB (bounded to {DUCKDB_MEMORY_LIMIT}); in a "
         "PostgreSQL store's tables (Debian's PostgreSQL started for the run, loaded with COPY), joined and "
-        "counted by the server; or in a SQLite store's tables, read into memory. "
+        "counted by the server; or in a SQLite store's tables, joined and counted by SQLite. "
         "Each page of each engine in a fresh process (a fresh server) through Streamlit's AppTest: its first "
         "view with every cache cleared (the collector's upkeep having run before, as it does every minute: the "
         "drift counts of each past day kept, beside the Parquet files or in PostgreSQL's kept_tallies, and the "
