@@ -63,8 +63,15 @@ class VantageSQLite(SQLiteBackend):
     compiler = _Compiler()
 
     def do_connect(self, database=None, type_map=None) -> None:
-        """Connect as Ibis's SQLite backend does, then add ``hash`` and ``vantage_median``."""
-        super().do_connect(database=database, type_map=type_map)
+        """Connect as Ibis's SQLite backend does, usable from any thread, then add ``hash`` and ``vantage_median``.
+
+        The dashboard asks from its sessions' threads; :class:`monitoring.store_log.StoreLogEngine`'s lock lets
+        one use the connection at a time.
+        """
+        import sqlite3
+
+        self.con = sqlite3.connect(":memory:" if database is None else database, check_same_thread=False)
+        self._post_connect(type_map)
         self.con.create_function("hash", 1, text_hash, deterministic=True)
         self.con.create_aggregate("vantage_median", 1, _Median)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import warnings
 
 import numpy as np
@@ -241,6 +242,11 @@ def test_a_sqlite_store_log_is_counted_by_sqlite_and_its_rows_stay_there(tmp_pat
     assert source.summary().source == f"prediction log in the store's SQLite ({N:,} rows)"
     monkeypatch.setattr(source, "read", lambda **kwargs: pytest.fail("the log's rows were read into the process"))
     assert source.traffic(**traffic_options(NOW)).n_rows == (rows["ts"] <= NOW).sum()
+    from_a_session = []  # the dashboard asks from its sessions' threads, not the one that connected
+    asking = threading.Thread(target=lambda: from_a_session.append(source.summary().rows))
+    asking.start()
+    asking.join(timeout=60)
+    assert from_a_session == [N]
     # a file SQLite cannot read now is a state the pages show; a query that was wrong stays an error
     assert connection_lost(sqlite3.OperationalError("database is locked"))
     assert not connection_lost(sqlite3.OperationalError("no such function: hash"))
