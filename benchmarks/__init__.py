@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import re
@@ -336,6 +337,36 @@ def write_section(name: str, title: str, body: str, *, args: argparse.Namespace,
 
 
 # -- servers and the browser ------------------------------------------------------------------------
+
+
+RATIO_HEADER = ("seconds", "× baseline time", "peak memory", "× baseline memory")
+"""The columns of :func:`ratio_rows`, after the first (what was measured)."""
+
+
+def child_results(script: str | Path, modes: Mapping[str, str], *args: str,
+                  before: Callable[[str], None] | None = None, timeout: float = 1_800) -> dict[str, dict]:
+    """Run ``python script --child <mode> *args`` for each mode, each in a fresh interpreter (its own peak memory,
+    nothing warm from another mode); return what each printed as JSON on its last line, by mode.
+
+    ``before(mode)`` runs first for each mode (e.g. to delete what an earlier mode left to be found).
+    """
+    results = {}
+    for mode in modes:
+        if before is not None:
+            before(mode)
+        done = subprocess.run([sys.executable, str(script), "--child", mode, *args], check=True,
+                              capture_output=True, text=True, timeout=timeout)
+        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    return results
+
+
+def ratio_rows(modes: Mapping[str, str], results: Mapping[str, dict], *, baseline: str) -> list[tuple[str, ...]]:
+    """One row per mode (its title from ``modes``): the ``seconds`` and ``peak_mb`` of ``results``, each with its
+    ratio to the ``baseline`` mode's (columns :data:`RATIO_HEADER`)."""
+    base = results[baseline]
+    return [(modes[mode], f"{found['seconds']:.2f}", f"{found['seconds'] / base['seconds']:.2f}",
+             f"{found['peak_mb']:,.0f} MB", f"{found['peak_mb'] / base['peak_mb']:.2f}")
+            for mode, found in results.items()]
 
 
 def wait_http(url: str, seconds: float) -> None:

@@ -21,7 +21,6 @@ row must find the same labelled predictions and label counts. A full run replace
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
+from benchmarks import (  # noqa: E402
+    RATIO_HEADER,
+    Size,
+    child_results,
+    markdown_table,
+    parse_args,
+    print_table,
+    ratio_rows,
+    write_section,
+)
 from benchmarks.log_pages import own_peak_mb  # noqa: E402
 from benchmarks.pages import BENCH_DIR, DAY, _generate  # noqa: E402
 
@@ -127,23 +135,18 @@ def main() -> None:
         return
     args = parse_args(__doc__, {"rows": Size(4_000_000, 100_000, "logged predictions (labels for half)")})
     config, now = build(args.rows)
-    results = {}
-    for mode in MODES:
+    def fresh(mode: str) -> None:
         if mode == "first":
             clear_staged(config)
-        done = subprocess.run([sys.executable, __file__, "--child", mode, str(config), repr(now)], check=True,
-                              capture_output=True, text=True, timeout=1_200)
-        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    results = child_results(__file__, MODES, str(config), repr(now), before=fresh, timeout=1_200)
     expected = (results["memory"]["labelled"], results["memory"]["counts"])
     for mode, found in results.items():
         if (found["labelled"], found["counts"]) != expected:
             raise SystemExit(f"{mode} found {found['labelled']} labelled and counts {found['counts']}, "
                              f"the join in memory {expected[0]} and {expected[1]}")
-    baseline = results["memory"]
-    header = ("join", "seconds", "× baseline time", "peak memory", "× baseline memory")
-    rows = [(MODES[mode], f"{found['seconds']:.2f}", f"{found['seconds'] / baseline['seconds']:.2f}",
-             f"{found['peak_mb']:,.0f} MB", f"{found['peak_mb'] / baseline['peak_mb']:.2f}")
-            for mode, found in results.items()]
+    header = ("join", *RATIO_HEADER)
+    rows = ratio_rows(MODES, results, baseline="memory")
     print_table(rows, header)
     labels_file = config.parent / "labels.csv"
     staged = sum(p.stat().st_size for p in (config.parent / "log" / "credit" / "label-files").glob("*.parquet"))

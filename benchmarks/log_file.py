@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
+from benchmarks import (  # noqa: E402
+    RATIO_HEADER,
+    Size,
+    child_results,
+    markdown_table,
+    parse_args,
+    print_table,
+    ratio_rows,
+    write_section,
+)
 from benchmarks.log_pages import own_peak_mb  # noqa: E402
 from benchmarks.pages import BENCH_DIR, DAY, _generate  # noqa: E402
 
@@ -102,23 +110,18 @@ def main() -> None:
         return
     args = parse_args(__doc__, {"rows": Size(4_000_000, 100_000, "predictions in the file")})
     config = build(args.rows)
-    results = {}
-    for mode in MODES:
+    def fresh(mode: str) -> None:
         if mode == "first":
             shutil.rmtree(config.parent / "log", ignore_errors=True)
-        done = subprocess.run([sys.executable, __file__, "--child", mode, str(config)], check=True,
-                              capture_output=True, text=True, timeout=1_800)
-        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    results = child_results(__file__, MODES, str(config), before=fresh)
     expected = (results["memory"]["rows"], results["memory"]["scores"])
     for mode, found in results.items():
         if found["rows"] != expected[0] or abs(found["scores"] - expected[1]) > 1e-6 * max(1.0, abs(expected[1])):
             raise SystemExit(f"{mode} found {found['rows']} rows and scores {found['scores']}, "
                              f"the file in memory {expected[0]} and {expected[1]}")
-    baseline = results["memory"]
-    header = ("Drift's first view of the file", "seconds", "× baseline time", "peak memory", "× baseline memory")
-    rows = [(MODES[mode], f"{found['seconds']:.2f}", f"{found['seconds'] / baseline['seconds']:.2f}",
-             f"{found['peak_mb']:,.0f} MB", f"{found['peak_mb'] / baseline['peak_mb']:.2f}")
-            for mode, found in results.items()]
+    header = ("Drift's first view of the file", *RATIO_HEADER)
+    rows = ratio_rows(MODES, results, baseline="memory")
     print_table(rows, header)
     file = config.parent / "predictions.csv"
     staged = sum(p.stat().st_size for p in (config.parent / "log").rglob("*.parquet"))

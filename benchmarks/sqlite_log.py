@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import Size, markdown_table, parse_args, print_table, write_section  # noqa: E402
+from benchmarks import (  # noqa: E402
+    RATIO_HEADER,
+    Size,
+    child_results,
+    markdown_table,
+    parse_args,
+    print_table,
+    ratio_rows,
+    write_section,
+)
 from benchmarks.log_pages import own_peak_mb  # noqa: E402
 from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels  # noqa: E402
 
@@ -110,11 +118,7 @@ def main() -> None:
         return
     args = parse_args(__doc__, {"rows": Size(1_000_000, 50_000, "predictions in the SQLite store's tables")})
     config, now = build(args.rows)
-    results = {}
-    for mode in MODES:
-        done = subprocess.run([sys.executable, __file__, "--child", mode, str(config), repr(now)], check=True,
-                              capture_output=True, text=True, timeout=1_800)
-        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    results = child_results(__file__, MODES, str(config), repr(now))
     expected = results["memory"]
     for mode in ("sqlite", "upkept"):
         found = results[mode]
@@ -123,17 +127,15 @@ def main() -> None:
         if (found["rows"], found["traffic"]) != (expected["rows"], expected["traffic"]) or abs(
                 found["scores"] - expected["scores"]) > 1e-6 * max(1.0, abs(expected["scores"])):
             raise SystemExit(f"{mode} found {found}, the rows in memory {expected}")
-    header = ("Drift and Overview counts of the log", "seconds", "× baseline time", "peak memory",
-              "× baseline memory")
-    rows = [(MODES[mode], f"{found['seconds']:.2f}", f"{found['seconds'] / expected['seconds']:.2f}",
-             f"{found['peak_mb']:,.0f} MB", f"{found['peak_mb'] / expected['peak_mb']:.2f}")
-            for mode, found in results.items()]
+    header = ("Drift and Overview counts of the log", *RATIO_HEADER)
+    rows = ratio_rows(MODES, results, baseline="memory")
     print_table(rows, header)
     size = (config.parent / "store.db").stat().st_size
     write_section("sqlite-log", "A SQLite store's own log counted by SQLite", "\n".join([
         f"{args.rows:,} predictions and {args.rows // 2:,} labels in a SQLite store's tables ({size / 1e6:.0f} MB): "
         "the log's summary, its daily drift counts and the Overview's traffic counts, each mode in a fresh "
-        "process; every mode found the same rows, traffic and drift scores.", "", markdown_table(rows, header)]), args=args)
+        "process; every mode found the same rows, traffic and drift scores.", "",
+        markdown_table(rows, header)]), args=args)
 
 
 if __name__ == "__main__":
