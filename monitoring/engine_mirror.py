@@ -12,9 +12,9 @@ bounded row lookups. Two mirrors build on it:
 
 Each says where its labels must be to be joined where the log lives (:meth:`EngineMirror.keeps_labels`),
 how it reads a table of its log, and where it keeps a join (the ``_kept_*`` and ``_placed``
-methods). A label file is staged where the log is first (:mod:`monitoring.staged_labels`) and
-joined there too; only labels neither engine can reach (the SQL store's table beside a Parquet
-log, a label file beside a log on an object store) join in this process.
+methods). A label file, and labels an older Vantage kept in the store's table beside a Parquet
+log, are staged where the log is first (:mod:`monitoring.staged_labels`) and joined there too;
+only labels beside a log on an object store join in this process.
 """
 
 from __future__ import annotations

@@ -195,13 +195,14 @@ class LogEngine:
         self.session.read.option("mergeSchema", "true").parquet(*files).createOrReplaceTempView(name)
         return self.backend.table(name)
 
-    def file_table(self, path: str | Path) -> ir.Table:
-        """One Parquet file of the engine's (a staged label file, :mod:`monitoring.staged_labels`) as a table."""
+    def file_table(self, *paths: str | Path) -> ir.Table:
+        """Parquet files of the engine's (staged labels, :mod:`monitoring.staged_labels`) as one table."""
         backend = self.connect()
+        files = [str(path) for path in paths]
         with self.lock:
             if self.scheme == "duckdb":
-                return backend.read_parquet(str(path))
-            return self._spark_view([str(path)])
+                return backend.read_parquet(files[0] if len(files) == 1 else files)
+            return self._spark_view(files)
 
     def table_of(self, files: list[str], *, with_file: bool = False) -> ir.Table:
         """A table over exactly these Parquet files (a DuckDB log's own); ``with_file`` adds a ``filename`` column."""

@@ -48,7 +48,7 @@ from monitoring.label_queries import (
     summarize_labeled,
 )
 from monitoring.label_summary import LabelledSummary
-from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels
+from monitoring.labels import LabeledPredictions, LabelFileMirror, LogLabels, StoreLabelMirror
 from monitoring.log_engines import survives_compaction
 from monitoring.log_queries import (
     LogSummary,
@@ -67,7 +67,7 @@ from monitoring.performance_sums import (
     stays_fresh,
     write_kept,
 )
-from monitoring.staged_labels import stage_label_file, staged_folder
+from monitoring.staged_labels import stage_label_file, stage_store_labels, staged_folder, store_labels_folder
 from monitoring.staged_log import log_file_stamp, prediction_log_rows, stage_log_file
 from monitoring.store import Store
 from monitoring.windows import parse_window
@@ -659,10 +659,10 @@ class ParquetMirror(EngineMirror):
     personal columns, which are sealed in the files and opened here one column at a time);
     :meth:`find` brings a bounded few. A join is kept in a folder of its own under
     ``<log>/<service>/labelled/``; a label file is staged as Parquet under
-    ``<log>/<service>/label-files/`` and joined by the engine as well. :meth:`read` still gives
-    every row, for labels the engine cannot reach (the SQL store's table, a label file beside a log
-    on an object store) that join in memory, reading only the files that are new since its last
-    call (files never change once written).
+    ``<log>/<service>/label-files/`` (labels an older Vantage kept in the store's table under
+    ``store-labels/``) and joined by the engine as well. :meth:`read` still gives every row, for
+    labels the engine cannot reach (beside a log on an object store) that join in memory, reading
+    only the files that are new since its last call (files never change once written).
 
     Parameters
     ----------
@@ -688,18 +688,26 @@ class ParquetMirror(EngineMirror):
         return self.log.log.snapshot(self.service, "predictions")
 
     def keeps_labels(self, labels) -> bool:
-        """Whether the log's engine joins ``labels`` (:meth:`keep_labels`): labels kept beside this log, or a label
-        file, which is staged beside it (:func:`monitoring.staged_labels.stage_label_file`; not on an object store)."""
+        """Whether the log's engine joins ``labels`` (:meth:`keep_labels`): labels kept beside this log, a label
+        file, or labels an older Vantage kept in the store's table, both staged beside it first
+        (:mod:`monitoring.staged_labels`; not on an object store)."""
         if isinstance(labels, LabelFileMirror):
             return staged_folder(self.log.engine.location, self.service) is not None
+        if isinstance(labels, StoreLabelMirror):
+            return (labels.store is self.log.store
+                    and store_labels_folder(self.log.engine.location, self.service) is not None)
         return isinstance(labels, LogLabels) and labels.log is self.log
 
     def labels_table(self, labels):
-        """``labels`` as a table of the log's engine (a label file staged beside the log first), or None when none
-        is stored."""
+        """``labels`` as a table of the log's engine (a label file, or the store's table, staged beside the log
+        first), or None when none is stored."""
         if isinstance(labels, LabelFileMirror):
             staged = stage_label_file(labels.config, staged_folder(self.log.engine.location, self.service))
             return self.log.engine.file_table(staged)
+        if isinstance(labels, StoreLabelMirror):
+            copied = stage_store_labels(labels.store, labels.service,
+                                        store_labels_folder(self.log.engine.location, self.service))
+            return self.log.engine.file_table(*copied) if copied else None
         return labels.table()
 
     def _kept_folder(self) -> str:
@@ -927,9 +935,9 @@ class LogFileMirror(ParquetMirror):
         return ProductionDataError(f"prediction-log file {self.config.path} holds no predictions")
 
     def keeps_labels(self, labels) -> bool:
-        """Whether the engine joins ``labels``: a label file (staged beside the copy) or labels beside the store's
-        log (on the same connection)."""
-        return isinstance(labels, LabelFileMirror) or (isinstance(labels, LogLabels) and labels.log is self.store_log)
+        """Whether the engine joins ``labels``: a label file or the store's table (staged beside the copy), or labels
+        beside the store's log (on the same connection)."""
+        return super().keeps_labels(labels) or (isinstance(labels, LogLabels) and labels.log is self.store_log)
 
     def has_rows(self) -> bool:
         """Whether the file can be read and holds predictions."""

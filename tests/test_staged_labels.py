@@ -211,3 +211,62 @@ def test_the_collectors_upkeep_keeps_the_join_of_a_label_file(shop, tmp_path):
     assert done.quality == _in_memory(predictions, labels, now).quality
     assert mirror.latest_kept(now=now + 60, max_age=120).path == done.path
 
+
+
+def test_labels_an_older_vantage_kept_in_the_stores_table_join_in_the_engine_as_in_memory(tmp_path, monkeypatch):
+    """A store whose labels an older Vantage wrote to its ``labels`` table beside the Parquet log: the labels are
+    copied beside the log a chunk at a time (once per change) and joined by DuckDB, never with the log's rows."""
+    import monitoring.staged_labels as staged_labels
+    from monitoring.labels import StoreLabelMirror
+
+    monkeypatch.setattr(staged_labels, "STORE_LABEL_CHUNK", 100)
+    predictions = _predictions()
+    config = _config(tmp_path, tmp_path / "unused.csv")
+    service = config.services[0].model_copy(update={"labels": None})
+    store = Store.from_config(config)
+    try:
+        store.prediction_table("shop", {"amount": "numeric"})
+        store.log_predictions("shop", predictions)
+        rng = np.random.default_rng(4)
+        chosen = rng.choice(N, N // 3, replace=False)
+        labels = pd.DataFrame({"prediction_id": predictions["id"].to_numpy()[chosen],
+                               "ts": predictions["ts"].to_numpy()[chosen] + DAY,
+                               "label": rng.integers(0, 2, len(chosen)).astype(float)})
+        labels.loc[::50, "label"] = np.nan  # counted as invalid, both ways
+        labels = pd.concat([labels, labels.iloc[:3].assign(label=1.0)], ignore_index=True)  # later arrivals win
+        store.predictions.sql.write_labels("shop", labels)  # where an older Vantage wrote them
+        mirror, source = production_source(store, service), label_source(store, service)
+        assert isinstance(source, StoreLabelMirror) and mirror.keeps_labels(source)
+        monkeypatch.setattr(mirror, "read", lambda **kwargs: pytest.fail("the log's rows were read into the process"))
+        for days in (1.5, 5.0):
+            now = START + days * DAY
+            pushed = mirror.join_labels(source, now=now)
+            direct = join_labels(predictions, source.read(), now=now, source=source.source)
+            assert pushed.quality == direct.quality and pushed.n_labelled > 50
+            labelled = direct.frame[direct.frame["label"].notna()].reset_index(drop=True)
+            pd.testing.assert_frame_equal(pushed.frame, labelled, check_dtype=False)
+        folder = tmp_path / "log" / "shop" / "store-labels"
+
+        def copies():
+            return sorted((p.name for p in folder.glob("*.parquet")), key=lambda name: int(name.split("-")[1]))
+
+        first = len(labels)
+        assert copies() == [f"store-0-{first}-{first}.parquet"]
+        monkeypatch.setattr(staged_labels, "STORE_LABEL_PARTS", 3)
+        for more in (1, 2):  # new labels: only they are copied
+            store.predictions.sql.write_labels("shop", labels.iloc[:1])
+            assert mirror.join_labels(source, now=START + 5 * DAY).quality.received == first + more
+        assert copies() == [f"store-0-{first}-{first}.parquet", f"store-{first}-{first + 1}-1.parquet",
+                            f"store-{first + 1}-{first + 2}-1.parquet"]
+        store.predictions.sql.write_labels("shop", labels.iloc[:1])
+        assert mirror.join_labels(source, now=START + 5 * DAY).quality.received == first + 3
+        assert copies() == [f"store-0-{first + 3}-{first + 3}.parquet"]  # merged into one after three copies
+        with store.engine.begin() as conn:  # labels deleted from the table: copied again, whole
+            conn.exec_driver_sql("DELETE FROM labels WHERE id <= 10")
+        pushed = mirror.join_labels(source, now=START + 5 * DAY)
+        stored = StoreLabelMirror(store, "shop").read()
+        assert pushed.quality == join_labels(predictions, stored, now=START + 5 * DAY).quality
+        assert pushed.quality.received == first + 3 - 10
+        assert copies() == [f"store-0-{first + 3}-{first + 3 - 10}.parquet"]
+    finally:
+        store.dispose()
