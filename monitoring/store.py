@@ -422,6 +422,11 @@ class Store:
 
     # -- the SQLite file ---------------------------------------------------------------------
 
+    def file_id(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of the SQLite file now, None when there is no such file (or the store is not SQLite):
+        a reader holding a connection of its own compares it to tell a file deleted or replaced under it."""
+        return self._file_id()
+
     def _file_id(self) -> tuple[int, int] | None:
         """``(device, inode)`` of the SQLite file, None when there is no such file."""
         if self.path is None:

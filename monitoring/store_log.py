@@ -131,6 +131,8 @@ class StoreLogEngine:
         self.lock = threading.RLock()
         """Held around every use of the backend."""
         self.backend = None
+        self._file: tuple[int, int] | None = None
+        """The SQLite file the backend was opened on (``Store.file_id``)."""
 
     def connect(self):
         """The Ibis backend, connected on first use and again after the server closed the connection.
@@ -158,7 +160,11 @@ class StoreLogEngine:
             return self.backend
 
     def _connect_sqlite(self):
+        if self.backend is not None and self.store.file_id() != self._file:  # the file was deleted or replaced
+            self.backend.con.close()
+            self.backend = None
         if self.backend is None:
+            self._file = self.store.file_id()
             try:
                 self.backend = sqlite_engine.connect(sa.engine.make_url(self.store.url).database,
                                                      busy_timeout=self.store.busy_timeout)

@@ -247,10 +247,13 @@ def test_a_sqlite_store_log_is_counted_by_sqlite_and_its_rows_stay_there(tmp_pat
     asking.start()
     asking.join(timeout=60)
     assert from_a_session == [N]
+    (tmp_path / "store.db").unlink()  # deleted under the dashboard: what is counted is the file created again
+    store.prediction_table("shop", {"amount": "numeric", "segment": "categorical"})
+    store.log_predictions("shop", rows.iloc[:100])
+    assert source.summary().rows == 100
     # a file SQLite cannot read now is a state the pages show; a query that was wrong stays an error
     assert connection_lost(sqlite3.OperationalError("database is locked"))
     assert not connection_lost(sqlite3.OperationalError("no such function: hash"))
-    assert source.summary().rows == N
     store.dispose()
 
 
