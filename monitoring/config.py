@@ -26,7 +26,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -107,7 +107,8 @@ def check_http_url(value: str, *, allow_query: bool = False) -> str:
 
 
 def check_log_url(value: str) -> str:
-    """Where the prediction log is kept: ``"store"``, ``duckdb:<directory>`` or ``spark://<master>?path=<path>``.
+    """Where the prediction log is kept: ``"store"``, ``duckdb:<directory>`` or ``spark://<master>?path=<directory>``
+    (on disk, local or mounted: an object-store path is refused, as the log's readers open its files).
 
     Raises
     ------
@@ -123,10 +124,16 @@ def check_log_url(value: str) -> str:
     if scheme == "duckdb" and text.removeprefix("duckdb:").strip("/"):
         return text
     if scheme == "spark" and "path=" in urlsplit(text).query:
+        path = parse_qs(urlsplit(text).query).get("path", [""])[0]
+        if "://" in path:
+            raise ValueError(f"a Spark log's path must be a directory on disk, local or mounted (such as "
+                             f"'spark://<master>?path=/mnt/ml-logs/vantage'); an object-store path such as {path!r} is "
+                             "not supported, as Vantage opens the log's files itself: mount the bucket where the "
+                             "dashboard and the cluster both see it")
         return text
     raise ValueError(f"must be 'store' (the prediction log in the SQL store), 'duckdb:<directory>' (Parquet "
                      f"partitions read by DuckDB, the default {DEFAULT_LOG_URL!r}) or "
-                     f"'spark://<master>?path=<directory or object-store path>'; got {value!r}")
+                     f"'spark://<master>?path=<directory>'; got {value!r}")
 
 
 def check_store_url(value: str) -> str:

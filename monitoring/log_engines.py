@@ -6,8 +6,9 @@ URL                                    engine
 ``duckdb:///abs/dir`` or               DuckDB, embedded, over the Parquet partitions of
 ``duckdb:relative/dir``                :class:`monitoring.partitions.PartitionedLog` under the
                                        directory (the default: ``duckdb:var/log``)
-``spark://host:7077?path=s3a://b/log`` Apache Spark: the same partitions under ``path`` (a local
-``spark:local[2]?path=/data/log``      directory, HDFS or an object store the cluster can read)
+``spark://host:7077?path=/mnt/log``    Apache Spark: the same partitions under ``path`` (a
+``spark:local[2]?path=/data/log``      directory on disk the cluster sees too; the configuration
+                                       refuses an object-store path, :func:`monitoring.config.check_log_url`)
 =====================================  =========================================================
 
 The queries themselves are in :mod:`monitoring.log_queries`; nothing here knows a page.

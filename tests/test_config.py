@@ -79,6 +79,14 @@ def test_bad_url_and_name():
     assert any(p.startswith("services[0].name") for p in found)
 
 
+def test_a_spark_log_on_an_object_store_is_refused_with_what_to_do_instead():
+    found = problems('[store]\nlog = "spark://spark:7077?path=s3a://ml-logs/vantage"\n' + MINIMAL)
+    assert len(found) == 1 and found[0].startswith("store.log: a Spark log's path must be a directory on disk")
+    assert "'s3a://ml-logs/vantage' is not supported" in found[0] and "mount the bucket" in found[0]
+    mounted = parse_config('[store]\nlog = "spark://spark:7077?path=/mnt/ml-logs/vantage"\n' + MINIMAL)
+    assert mounted.store.log == "spark://spark:7077?path=/mnt/ml-logs/vantage"
+
+
 def test_relative_paths_resolve_against_the_config_file(tmp_path):
     path = tmp_path / "conf" / "my.toml"
     path.parent.mkdir()
