@@ -1,8 +1,9 @@
 """A SQLite store's own prediction log: counted by SQLite against the whole log read into memory.
 
-Builds (once, under ``var/bench/``) the demo service's history generated straight into a SQLite
-store's own tables (``[store] log = "store"``): ``--rows`` predictions over 28 days and labels
-for every other one, three days later. Then, each in a fresh process at one fixed "now", what
+Builds (once, under ``var/bench/``, shared with ``benchmarks/log_pages.py``) the demo service's
+history generated straight into a SQLite store's own tables (``[store] log = "store"``):
+``--rows`` predictions over 28 days and labels for every other one, three days later. Then, each
+in a fresh process at one fixed "now", what
 the Drift page and the Overview ask first of the log:
 
 * **in memory** (the baseline, what a SQLite store's log got before): every row read into the
@@ -21,7 +22,6 @@ section of ``benchmarks/results.md``.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,41 +40,10 @@ from benchmarks import (  # noqa: E402
     ratio_rows,
     write_section,
 )
-from benchmarks.log_pages import own_peak_mb  # noqa: E402
-from benchmarks.pages import BENCH_DIR, DAY, _generate, add_labels  # noqa: E402
+from benchmarks.log_pages import build, own_peak_mb  # noqa: E402
 
-CHUNK = 250_000
 MODES = {"memory": "in memory (every row read; baseline)", "sqlite": "counted by SQLite",
          "upkept": "counted by SQLite after the collector's upkeep (past days' counts kept)"}
-
-
-def build(rows: int) -> tuple[Path, float]:
-    """The SQLite store of ``rows`` predictions with labels for half, its configuration and the "now" every mode
-    asks at; reused when built."""
-    folder = BENCH_DIR / f"sqlite-log-{rows}"
-    config, done = folder / "vantage.toml", folder / "built.json"
-    if done.exists():
-        return config, float(json.loads(done.read_text())["now"])
-    from demo.data import FEATURES
-    from demo.model import load_or_train
-    from demo.runtime import offline_config_text
-    from monitoring.store import Store
-
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    model = load_or_train(ROOT / "var" / "demo")
-    store = Store(f"sqlite:///{folder / 'store.db'}", log="store")
-    store.prediction_table("credit", dict(FEATURES))
-    now = time.time()
-    generated = _generate(model, rows, now - 28 * DAY)
-    for begin in range(0, rows, CHUNK):
-        store.log_predictions("credit", generated.iloc[begin:begin + CHUNK])
-    add_labels(store, generated)
-    store.dispose()
-    config.write_text(offline_config_text(store_path=folder / "store.db", model=model).replace(
-        "[store]\n", '[store]\nlog = "store"\n', 1))
-    done.write_text(json.dumps({"rows": rows, "now": now}))
-    return config, now
 
 
 def child(mode: str, config_path: str, now: float) -> None:
@@ -117,7 +86,8 @@ def main() -> None:
         child(sys.argv[2], sys.argv[3], float(sys.argv[4]))
         return
     args = parse_args(__doc__, {"rows": Size(1_000_000, 50_000, "predictions in the SQLite store's tables")})
-    config, now = build(args.rows)
+    config = build(args.rows, "store")  # log-pages' SQLite store, reused when built
+    now = time.time()  # one "now" for every mode, after the history
     results = child_results(__file__, MODES, str(config), repr(now))
     expected = results["memory"]
     for mode in ("sqlite", "upkept"):

@@ -689,13 +689,12 @@ class ParquetMirror(EngineMirror):
 
     def keeps_labels(self, labels) -> bool:
         """Whether the log's engine joins ``labels`` (:meth:`keep_labels`): labels kept beside this log, a label
-        file, or labels an older Vantage kept in the store's table, both staged beside it first
-        (:mod:`monitoring.staged_labels`; not on an object store)."""
+        file (staged beside it first; not on an object store), or labels an older Vantage kept in the store's table
+        (copied beside it first), :mod:`monitoring.staged_labels`."""
         if isinstance(labels, LabelFileMirror):
             return staged_folder(self.log.engine.location, self.service) is not None
         if isinstance(labels, StoreLabelMirror):
-            return (labels.store is self.log.store
-                    and store_labels_folder(self.log.engine.location, self.service) is not None)
+            return labels.store is self.log.store
         return isinstance(labels, LogLabels) and labels.log is self.log
 
     def labels_table(self, labels):
@@ -884,6 +883,7 @@ class ParquetMirror(EngineMirror):
             present = set(pq.read_schema(path).names)
             columns = [c for c in columns if c in present]
         return self.log.shape(self.service, pq.read_table(path, columns=columns).to_pandas())
+
 
 class LogFileMirror(ParquetMirror):
     """A prediction-log file, staged as Parquet partitions beside the store's log and asked like it.

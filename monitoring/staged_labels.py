@@ -179,10 +179,10 @@ def stage_store_labels(store, service: str, folder: str | Path) -> list[Path]:
 def _copy_store_labels(store, mine, folder: Path, *, after: int, upto: int) -> Path:
     """The service's labels of ids in ``(after, upto]`` as ``store-<after>-<upto>-<rows>.parquet`` in ``folder``."""
     t = labels_table
-    within = mine & (t.c.id > after) & (t.c.id <= upto)
+    within = mine & (t.c.id <= upto)
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(sa.func.count()).where(within)).scalar()
-    target = folder / f"store-{after}-{upto}-{rows}.parquet"  # the rows tell a copy made again from an older one
+        count = conn.execute(sa.select(sa.func.count()).where(within & (t.c.id > after))).scalar()
+    target = folder / f"store-{after}-{upto}-{count}.parquet"  # the count tells a copy made again from an older one
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
@@ -191,8 +191,7 @@ def _copy_store_labels(store, mine, folder: Path, *, after: int, upto: int) -> P
     with pq.ParquetWriter(part, _STORE_LABEL_SCHEMA, compression="zstd") as writer, store.engine.connect() as conn:
         while True:
             rows = conn.execute(sa.select(t.c.id, t.c.prediction_id, t.c.ts, t.c.label)
-                                .where(mine & (t.c.id > last) & (t.c.id <= upto))
-                                .order_by(t.c.id).limit(STORE_LABEL_CHUNK)).all()
+                                .where(within & (t.c.id > last)).order_by(t.c.id).limit(STORE_LABEL_CHUNK)).all()
             if not rows:
                 break
             ids, prediction_ids, ts, labels = zip(*rows, strict=True)
@@ -206,11 +205,10 @@ def _copy_store_labels(store, mine, folder: Path, *, after: int, upto: int) -> P
     return target
 
 
-def store_labels_folder(location: str, service: str) -> Path | None:
-    """Where a Parquet log at ``location`` keeps its copies of ``service``'s labels from the store's table; None on
-    an object store (each process then joins them in memory)."""
-    folder = staged_folder(location, service)
-    return None if folder is None else folder.parent / "store-labels"
+def store_labels_folder(location: str, service: str) -> Path:
+    """Where the Parquet log at ``location`` (a directory on disk, as the log's writers need) keeps its copies of
+    ``service``'s labels from the store's table."""
+    return Path(location) / service / "store-labels"
 
 
 def staged_table_prefix(service: str) -> str:
