@@ -13,7 +13,8 @@ feature columns and, where known, ``id``, ``prediction`` and ``score``):
 * a prediction-log file named in the config (CSV, Parquet or JSON Lines), for services that
   do not log through Vantage: staged beside a Parquet log a chunk at a time when it changes and
   counted there by DuckDB (:class:`LogFileMirror`, :mod:`monitoring.staged_log`); beside a log in
-  the store's tables, read into memory again when it changes (:class:`FileMirror`).
+  the store's tables, staged the same way in a folder of the dashboard's (``staging``). :class:`FileMirror`
+  reads the file into memory again when it changes: the rows the staged copy is tested against.
 
 :func:`production_source` picks one for a service.
 """
@@ -896,7 +897,8 @@ class LogFileMirror(ParquetMirror):
     Parameters
     ----------
     log : ParquetPredictionLog
-        The store's log (a local directory), where the copy is staged.
+        The store's log (a local directory), or a staging log of the store's
+        (:func:`monitoring.staged_log.staging_log`), where the copy is staged.
     service : ServiceConfig
         With ``prediction_log`` set.
     features : tuple of str, default=()
@@ -957,18 +959,29 @@ def _forget_old_files(folder: Path, *, keep: int) -> None:
             entry.unlink(missing_ok=True)
 
 
-def production_source(store: Store, service: ServiceConfig, *,
-                      features: tuple[str, ...] = ()) -> FileMirror | EngineMirror:
-    """The mirror that serves ``service``'s production data: its file if configured (staged beside the store's
-    Parquet log, :class:`LogFileMirror`; read into memory otherwise, :class:`FileMirror`), else the store's log (in
-    Parquet; in the store's tables, counted by PostgreSQL or SQLite, :class:`monitoring.store_log.StoreLogMirror`).
+def production_source(store: Store, service: ServiceConfig, *, features: tuple[str, ...] = (),
+                      staging: ParquetPredictionLog | None = None) -> FileMirror | EngineMirror:
+    """The mirror that serves ``service``'s production data: its file if configured (staged, :class:`LogFileMirror`),
+    else the store's log (in Parquet; in the store's tables, counted by PostgreSQL or SQLite,
+    :class:`monitoring.store_log.StoreLogMirror`).
 
-    ``features`` are the service's (its schema's), which a prediction-log file must have.
+    Parameters
+    ----------
+    store : Store
+    service : ServiceConfig
+    features : tuple of str, default=()
+        The service's (its schema's), which a prediction-log file must have.
+    staging : ParquetPredictionLog, optional
+        Where a prediction-log file is staged when the store keeps its log in its own tables
+        (:func:`monitoring.staged_log.staging_log`). Beside a Parquet log, the file is staged under
+        that log. Without either, the file is read into memory (:class:`FileMirror`).
     """
     log = store.predictions if store is not None else None
     if service.prediction_log is not None:
         if isinstance(log, ParquetPredictionLog):  # staged beside it, asked of its engine
             return LogFileMirror(log, service, features=features)
+        if staging is not None:
+            return LogFileMirror(staging, service, features=features)
         return FileMirror(service, features=features)
     if isinstance(log, ParquetPredictionLog):
         if log.has_log(service.log_name) or not _has_sql_log(log.sql, service.log_name):

@@ -13,6 +13,10 @@ so personal columns are sealed at rest as in the store's log) into a folder of i
 of the store's log. A copy is named by the file's path, the columns read from it, its size and
 its modification time, so every process finds the same copy and a changed file is staged again;
 the :data:`STAGED_LOG_COPIES` newest stay (a reader may still be reading an older one).
+
+A store that keeps its log in its own tables (``log = "store"``) has no Parquet log to stage
+beside: the copy then goes under a staging log of its own (:func:`staging_log`), a folder of the
+dashboard's, and the store's labels are copied beside it as they are beside a Parquet log.
 """
 
 from __future__ import annotations
@@ -80,6 +84,24 @@ def _chunks(config: PredictionLogConfig) -> Iterator[pd.DataFrame]:
     """The file's chunk reader (the path checked as :func:`monitoring.files.read_table_file` checks it)."""
     return read_table_file(config.path, what="prediction-log file", readers=_CHUNK_READERS,
                            error=ProductionDataError)
+
+
+def staging_log(store, folder: str | Path) -> ParquetPredictionLog:
+    """A Parquet log under ``folder`` that only stages prediction-log files, for a store whose log is in its tables.
+
+    Parameters
+    ----------
+    store : Store
+        Its sealer seals the copies' personal columns; its labels join them.
+    folder : str or Path
+        A local directory of the dashboard's (made on the first staging).
+
+    Returns
+    -------
+    ParquetPredictionLog
+        Given to :func:`monitoring.production.production_source` as ``staging``.
+    """
+    return ParquetPredictionLog(store, LogEngine(f"duckdb:{Path(folder).absolute()}"))
 
 
 def staged_log_folder(location: str, service: str) -> Path:

@@ -1,5 +1,6 @@
 """The Explain page through Streamlit's AppTest, on the embedded demo."""
 
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -107,9 +108,10 @@ def test_an_unreachable_black_box_and_a_missing_artifact_are_messages(tmp_path, 
     assert "gone.skops: does not exist" in "\n".join(e.value for e in at.error)
 
 
-@pytest.mark.parametrize("logged_in", ["store", "file"])
+@pytest.mark.parametrize("logged_in", ["store", "file", "file beside the store's tables"])
 def test_logged_predictions_window_and_picker_by_id_and_by_feature(logged_in, tmp_path, monkeypatch, fresh_runtime):
-    """Logged predictions, in the store or in a prediction-log file: production windows and the prediction picker."""
+    """Logged predictions, in the store or in a prediction-log file (staged beside the Parquet log, or in the
+    dashboard's folder when the store keeps its log in its tables): production windows and the prediction picker."""
     import time
 
     import numpy as np
@@ -131,7 +133,11 @@ def test_logged_predictions_window_and_picker_by_id_and_by_feature(logged_in, tm
         logged.to_parquet(tmp_path / "predictions.parquet")
         with open(config, "a", encoding="utf-8") as file:
             file.write('\n[services.prediction_log]\npath = "predictions.parquet"\n')
+        if logged_in != "file":
+            path = Path(config)
+            path.write_text(path.read_text().replace("[store]\n", '[store]\nlog = "store"\n', 1))
     monkeypatch.setenv("VANTAGE_CONFIG", config)
+    monkeypatch.setenv("VANTAGE_VAR", str(tmp_path / "var"))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
@@ -162,3 +168,5 @@ def test_logged_predictions_window_and_picker_by_id_and_by_feature(logged_in, tm
     assert not at.error, [e.value for e in at.error]
     listed = [d.value for d in at.dataframe if "prediction" in d.value.columns]
     assert listed and listed[0]["id"].iloc[0] == "p199", listed  # "Most recent" first
+    staged = tmp_path / "var" / "staged-files" / "offline" / "log-file"
+    assert staged.is_dir() == (logged_in == "file beside the store's tables")  # never read into memory whole

@@ -211,3 +211,31 @@ def test_labels_beside_the_store_log_and_a_label_file_join_the_staged_copy_in_th
     from_file = label_source(store, with_file.service("wine"))
     assert engine.keeps_labels(from_file)
     assert engine.keep_labels(from_file, now=NOW + 1, task="classification").n_labelled == len(ids)
+
+
+def test_beside_a_log_in_the_stores_tables_the_file_is_staged_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(staged_log, "CHUNK_ROWS", 2_000)
+    path = tmp_path / "predictions.csv"
+    _file_rows().to_csv(path, index=False)
+    config = _config(tmp_path, path)
+    store = Store(config.store.url, sealer=Sealer({"wine": ("email",)}, b"k" * 32), log="store")
+    try:
+        service = config.service("wine")
+        assert isinstance(production_source(store, service, features=FEATURES), FileMirror)  # no staging given
+        engine = production_source(store, service, features=FEATURES,
+                                   staging=staged_log.staging_log(store, tmp_path / "staging"))
+        memory = FileMirror(service, features=FEATURES)
+        assert isinstance(engine, LogFileMirror) and engine.summary() == memory.summary()
+        assert not (tmp_path / "log").exists()
+        assert len(list((tmp_path / "staging" / "wine" / "log-file").iterdir())) == 1
+
+        ids = [f"row-{i}" for i in range(2, ROWS + 1, 4)]
+        store.write_labels("wine", pd.DataFrame({"prediction_id": ids, "ts": NOW - 60.0,
+                                                 "label": np.random.default_rng(8).integers(0, 3, len(ids))}))
+        labels = label_source(store, service)  # the store's table: the SQL log keeps its labels there
+        assert engine.keeps_labels(labels)
+        kept = engine.keep_labels(labels, now=NOW, task="classification")
+        joined = memory.join_labels(labels, now=NOW, task="classification")
+        assert kept.n_labelled == joined.n_labelled == len(ids) and kept.quality == joined.quality
+    finally:
+        store.dispose()

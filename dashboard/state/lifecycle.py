@@ -28,11 +28,13 @@ from monitoring.clock import FrozenClock, SystemClock, clock_from_environment
 from monitoring.collector import Collector
 from monitoring.config import ConfigError, VantageConfig, config_path_from, load_config
 from monitoring.engine_mirror import EngineMirror
+from monitoring.parquet_log import ParquetPredictionLog
 from monitoring.privacy import PersonalData, install_log_masking
 from monitoring.production import FileMirror, production_source
 from monitoring.redact import Redactor, install_log_redaction, redactor_for
 from monitoring.reference import ReferenceDataError, read_reference
 from monitoring.schema import ServiceSchema
+from monitoring.staged_log import staging_log
 from monitoring.store import Store
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ class Runtime:
     privacy: PersonalData = field(default_factory=lambda: PersonalData({}, b""))
     mirrors: dict[str, FileMirror | EngineMirror] = field(default_factory=dict)
     _mirrors_lock: threading.Lock = field(default_factory=threading.Lock)
+    _staging: ParquetPredictionLog | None = None
 
     def cache_key(self) -> str:
         """What every cache holds this runtime's results under (see :mod:`dashboard.state.caching`).
@@ -99,8 +102,18 @@ class Runtime:
         with self._mirrors_lock:
             if service not in self.mirrors:
                 self.mirrors[service] = production_source(self.store, self.config.service(service),
-                                                          features=self.schema(service).features)
+                                                          features=self.schema(service).features,
+                                                          staging=self._file_staging())
             return self.mirrors[service]
+
+    def _file_staging(self) -> ParquetPredictionLog | None:
+        """Where prediction-log files are staged when the store keeps its log in its tables (``var/staged-files``);
+        beside a Parquet log they are staged under it, and None is returned."""
+        if isinstance(self.store.predictions, ParquetPredictionLog):
+            return None
+        if self._staging is None:
+            self._staging = staging_log(self.store, var_dir() / "staged-files")
+        return self._staging
 
     def now(self) -> float:
         """The time every computation of this runtime is made for (frozen by ``VANTAGE_NOW``)."""
