@@ -153,8 +153,8 @@ def test_labels_one_per_prediction_are_joined_without_ranking_them(tmp_path, mon
     labels.loc[5:7, "prediction_id"] = ["nobody-1", "nobody-2", None]  # unmatched twice, invalid once
     kept = []
     keep = label_queries._kept
-    monkeypatch.setattr(label_queries, "_kept", lambda backend, expression: kept.append(expression) or keep(
-        backend, expression))
+    monkeypatch.setattr(label_queries, "_kept", lambda backend, expression, **options: kept.append(expression) or keep(
+        backend, expression, **options))
     joined = _compare(tmp_path, predictions, labels, now=START + 2 * DAY)
     quality = joined.quality
     assert quality.duplicates == 0 and "duplicates" not in quality.examples

@@ -257,6 +257,56 @@ def test_a_sqlite_store_log_is_counted_by_sqlite_and_its_rows_stay_there(tmp_pat
     store.dispose()
 
 
+def _labelled_sqlite_store(path, n: int) -> Store:
+    """``n`` predictions, labels for half of them (one given twice), and a label of an id never logged."""
+    store = Store(f"sqlite:///{path}")
+    rng = np.random.default_rng(5)
+    ids = [f"p{i}" for i in range(n)]
+    score = rng.uniform(size=n)
+    store.prediction_table("shop", {"amount": "numeric", "segment": "categorical"})
+    store.log_predictions("shop", pd.DataFrame({
+        "id": ids, "ts": START + np.linspace(0, DAY, n), "prediction": (score >= 0.5).astype(float), "score": score,
+        "amount": rng.gamma(2.0, 50.0, n), "segment": rng.choice(["a", "b"], n)}))
+    labelled = [*ids[::2], "p0", "nobody"]
+    store.write_labels("shop", pd.DataFrame({"prediction_id": labelled, "ts": START + 2 * DAY,
+                                             "label": rng.integers(0, 2, len(labelled)).astype(float)}))
+    return store
+
+
+def _sqlite_steps(connection: sqlite3.Connection, action, *args, **kwargs):
+    """What ``action(*args, **kwargs)`` returns, and the thousands of steps SQLite's virtual machine took on
+    ``connection`` for it."""
+    steps = []
+
+    def step() -> int:
+        steps.append(1)
+        return 0  # go on
+
+    connection.set_progress_handler(step, 1_000)
+    try:
+        return action(*args, **kwargs), len(steps)
+    finally:
+        connection.set_progress_handler(None, 0)
+
+
+def test_a_sqlite_label_join_grows_with_the_log_not_with_its_square(tmp_path):
+    """SQLite joins by looking rows up: counted in SQLite's own steps (the same on any machine), joining 4 times
+    the rows takes about 4 times the steps, not 16 (two minutes for the Overview's 14,000 predictions, once)."""
+    steps = {}
+    for n in (2_000, 8_000):
+        store = _labelled_sqlite_store(tmp_path / f"{n}.db", n)
+        service = _config(f"sqlite:///{tmp_path / f'{n}.db'}").services[0]
+        source, labels = production_source(store, service), label_source(store, service)
+        joined, steps[n] = _sqlite_steps(source.log.engine.connect().con, source.join_labels, labels, now=NOW)
+        assert joined.n_labelled == n // 2
+        assert (joined.quality.unmatched, joined.quality.duplicates) == (1, 1)
+        assert joined.quality.examples["unmatched"] == ("'nobody'",)
+        everything_pending = source.join_labels(labels, now=START)  # no label had arrived: none to join, no error
+        assert everything_pending.n_labelled == 0 and everything_pending.quality.pending == n // 2 + 2
+        store.dispose()
+    assert steps[8_000] < 8 * steps[2_000], steps
+
+
 def test_day_counts_are_kept_in_the_store_and_counted_again_only_for_a_day_that_grew(filled, monkeypatch):
     import monitoring.store_log as store_log
 
