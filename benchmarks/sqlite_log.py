@@ -51,29 +51,39 @@ LABEL_MODES = {"labels-memory": "in memory (every row and label read; baseline)"
 JUDGED_DAYS = 7.0
 
 
-def label_child(mode: str, config_path: str, now: float) -> None:
-    """One label mode in this process: prints its seconds, peak memory and the labels it counted as JSON."""
+def _opened(config_path: str, *, in_memory: bool):
+    """The benchmark's store, its one service, and the mirror a mode reads the log with (every row read into the
+    process, or counted by SQLite)."""
     from monitoring.config import load_config
-    from monitoring.labels import label_source
     from monitoring.production import PredictionLogMirror, production_source
     from monitoring.store import Store
 
     config = load_config(config_path)
     store = Store.from_config(config)
     service = config.services[0]
+    mirror = PredictionLogMirror(store, service.log_name) if in_memory else production_source(store, service)
+    return store, service, mirror
+
+
+def label_child(mode: str, config_path: str, now: float) -> None:
+    """One label mode in this process: prints its seconds, peak memory and the labels it counted as JSON."""
+    from monitoring.labels import label_source
+
+    store, service, mirror = _opened(config_path, in_memory=mode == "labels-memory")
     labels = label_source(store, service)
     options = {"now": now, "judged_days": JUDGED_DAYS, "threshold": 0.5}
+    if mode == "labels-upkept":
+        mirror.keep_labels(labels, **options)  # before the clock starts, as the upkeep does
+    started = time.perf_counter()
     if mode == "labels-memory":
-        mirror = PredictionLogMirror(store, service.log_name)
-        started = time.perf_counter()
         summary = mirror.summarize_labels(labels, **options)
+    elif mode == "labels-upkept":
+        kept = mirror.latest_kept(now=now, max_age=3600.0)
+        if kept is None:
+            raise SystemExit("the label join kept before the clock started was not found")
+        summary = kept.summary
     else:
-        mirror = production_source(store, service)
-        if mode == "labels-upkept":
-            mirror.keep_labels(labels, **options)  # before the clock starts, as the upkeep does
-        started = time.perf_counter()
-        kept = mirror.latest_kept(now=now, max_age=3600.0) if mode == "labels-upkept" else None
-        summary = (kept or mirror.keep_labels(labels, **options)).summary
+        summary = mirror.keep_labels(labels, **options).summary
     seconds = time.perf_counter() - started
     quality = summary.quality
     print(json.dumps({"seconds": seconds, "peak_mb": own_peak_mb(), "source": type(mirror).__name__,
@@ -83,27 +93,19 @@ def label_child(mode: str, config_path: str, now: float) -> None:
 
 def child(mode: str, config_path: str, now: float) -> None:
     """One mode in this process: prints its seconds, peak memory, rows and a digest of the drift scores as JSON."""
-    import sqlalchemy as sa
-
     if mode in LABEL_MODES:
         label_child(mode, config_path, now)
         return
+    import sqlalchemy as sa
 
-    from monitoring.config import load_config
     from monitoring.drift import compute_drift_from_counts
     from monitoring.overview import traffic_options
-    from monitoring.production import PredictionLogMirror, production_source
     from monitoring.schema import resolve_schema
     from monitoring.service_reference import logged_service_profile
-    from monitoring.store import Store
     from monitoring.store_schema import kept_tallies
 
-    config = load_config(config_path)
-    store = Store.from_config(config)
-    service = config.services[0]
+    store, service, mirror = _opened(config_path, in_memory=mode == "memory")
     profile = logged_service_profile(service, resolve_schema(service), store)
-    mirror = (PredictionLogMirror(store, service.log_name) if mode == "memory"
-              else production_source(store, service))
     with store.engine.begin() as conn:  # no day counts kept by an earlier run: each mode starts from none
         conn.execute(sa.delete(kept_tallies))
     if mode == "upkept":
